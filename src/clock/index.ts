@@ -1,0 +1,2 @@
+export { ManualClock, SystemClock } from './clock.js';
+export type { Clock, TimerHandle } from './clock.js';

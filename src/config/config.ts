@@ -1,0 +1,125 @@
+/**
+ * Validated configuration and the per-group settings the reconciler works from.
+ */
+import { createHash } from 'node:crypto';
+import type { z } from 'zod';
+import { DroverError } from '../errors/index.js';
+import { configSchema, type ParsedConfig } from './schema.js';
+
+export type DroverConfig = ParsedConfig;
+export type ShardConfig = ParsedConfig['shard'];
+export type TemplateSpec = Record<string, unknown>;
+
+/** One problem in a config: where it is and what is wrong. */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+}
+
+/** A config that cannot be used. `issues` lists every problem found, each with its path. */
+export class ConfigError extends DroverError {
+  readonly issues: readonly ConfigIssue[];
+
+  constructor(issues: readonly ConfigIssue[], source = 'config') {
+    const lines = issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message));
+    super(`invalid ${source}: ${lines.join('; ')}`, { code: 'config', retryable: false });
+    this.issues = issues;
+  }
+}
+
+/** Formats a zod path as config users write it: `groups.default.web.budgets[1].schedule`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else out += out === '' ? String(key) : `.${String(key)}`;
+  }
+  return out;
+}
+
+function issueMessage(issue: z.core.$ZodIssue): ConfigIssue[] {
+  const path = formatPath(issue.path);
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => ({ path: path ? `${path}.${key}` : key, message: 'is not a known field' }));
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) {
+    return [{ path, message: 'is required' }];
+  }
+  if (issue.code === 'invalid_union' && issue.errors.length > 0) {
+    // Report the most specific branch failure instead of "invalid input".
+    const inner = issue.errors.flat()[0];
+    if (inner) return issueMessage({ ...inner, path: [...issue.path, ...inner.path] });
+  }
+  return [{ path, message: issue.message }];
+}
+
+export type ParseResult = { ok: true; config: DroverConfig } | { ok: false; error: ConfigError };
+
+/** Validates a plain object (parsed YAML or literal) as a Drover config. */
+export function parseConfig(input: unknown, source = 'config'): ParseResult {
+  const result = configSchema.safeParse(input ?? {});
+  if (result.success) return { ok: true, config: result.data };
+  const issues = result.error.issues.flatMap(issueMessage);
+  return { ok: false, error: new ConfigError(issues, source) };
+}
+
+/** JSON with object keys sorted, so equal templates hash equally whatever their key order. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/** Short content hash of a template; a change in it is drift. */
+export function templateHash(template: TemplateSpec): string {
+  return createHash('sha256').update(canonicalJson(template)).digest('hex').slice(0, 16);
+}
+
+/** Everything the reconciler needs to know about one group, with shard defaults applied. */
+export interface GroupSettings {
+  tenant: string;
+  group: string;
+  size: number;
+  templateName: string;
+  template: TemplateSpec;
+  templateHash: string;
+  drainTimeoutMs: number;
+  maxSurge: number;
+  startupTimeoutMs: number;
+  eligibleAgeMs: number;
+  forcedAgeMs: number;
+}
+
+/** The effective settings of a configured group, or null when the config has no such group. */
+export function groupSettings(config: DroverConfig, tenant: string, group: string): GroupSettings | null {
+  const spec = config.groups[tenant]?.[group];
+  if (!spec) return null;
+  const template = config.templates[spec.template] ?? {};
+  return {
+    tenant,
+    group,
+    size: spec.size,
+    templateName: spec.template,
+    template,
+    templateHash: templateHash(template),
+    drainTimeoutMs: spec.drainTimeout ?? config.shard.defaultDrainTimeout,
+    maxSurge: spec.maxSurge,
+    startupTimeoutMs: spec.startupTimeout ?? config.shard.startupTimeout,
+    eligibleAgeMs: spec.expiry?.eligibleAge ?? config.shard.expiry.eligibleAge,
+    forcedAgeMs: spec.expiry?.forcedAge ?? config.shard.expiry.forcedAge,
+  };
+}
+
+/** Every configured (tenant, group) pair. */
+export function configuredGroups(config: DroverConfig): Array<{ tenant: string; group: string }> {
+  const out: Array<{ tenant: string; group: string }> = [];
+  for (const [tenant, groups] of Object.entries(config.groups)) {
+    for (const group of Object.keys(groups)) out.push({ tenant, group });
+  }
+  return out;
+}

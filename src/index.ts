@@ -1,0 +1,43 @@
+/**
+ * Drover's public API. The reconciler and the collaborators needed to embed it.
+ */
+export { EventType, Reconciler, planGroup, describeEvent, groupKeyOf } from './reconciler/index.js';
+export type {
+  Block,
+  BlockCode,
+  DrainReason,
+  GroupSummary,
+  Logger,
+  Plan,
+  PlanAction,
+  PlanInput,
+  ReconcileEvent,
+  ReconcilerObserver,
+  ReconcilerOptions,
+  ReconcilerStore,
+} from './reconciler/index.js';
+export {
+  ConflictError,
+  DroverError,
+  InstanceNotFoundError,
+  InvalidRequestError,
+  NotLeaderError,
+  PermanentError,
+  ThrottledError,
+  TimeoutError,
+  isRetryable,
+  newPermanentError,
+} from './errors/index.js';
+export type { ErrorCode } from './errors/index.js';
+export { ManualClock, SystemClock } from './clock/index.js';
+export type { Clock, TimerHandle } from './clock/index.js';
+export { ConfigError, ConfigLoader, formatDuration, parseConfig, parseDuration, templateHash, groupSettings } from './config/index.js';
+export type { ConfigIssue, DroverConfig, GroupSettings, ShardConfig, TemplateSpec } from './config/index.js';
+export { LocalDb, openLocalDb } from './store/index.js';
+export type { AuditAction, AuditEntry, AuditFilter, GroupState, InstanceFilter, InstanceRecord, InstanceStatus, StoreChange } from './store/index.js';
+export { PROVIDER_STATUSES, TAG, TERMINAL_STATUSES, isTerminalStatus } from './providers/index.js';
+export type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from './providers/index.js';
+export { SimProvider } from './providers/sim/index.js';
+export type { SimCall, SimInstance, SimOperation, SimProviderOptions } from './providers/sim/index.js';
+export { DefaultInstanceManager } from './instances/index.js';
+export type { CreateInstanceRequest, CreateInstanceResponse, DefaultInstanceManagerOptions, InstanceManager } from './instances/index.js';

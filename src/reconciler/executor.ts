@@ -1,0 +1,407 @@
+/**
+ * The executor applies a plan: it records each step durably before acting on it, checks
+ * leadership before every mutation, and sends provider calls through the CallGate without
+ * waiting for them (their completions are handled here and mark the group for another look).
+ */
+import { InstanceNotFoundError, NotLeaderError, ThrottledError, errorMessage, isRetryable } from '../errors/index.js';
+import { TAG } from '../providers/index.js';
+import { Priority } from '../queue/priority.js';
+import type { InstanceRecord } from '../store/index.js';
+import { withTimeout } from '../util/timeout.js';
+import { backoffDelay } from './backoff.js';
+import type { Context } from './context.js';
+import { EventType, describeEvent, groupKeyOf, type ReconcileEvent } from './events.js';
+import type { Plan, PlanAction } from './plan.js';
+
+/** Order in which a plan's actions are applied: free capacity first, then use it. */
+const ORDER: Record<PlanAction['kind'], number> = {
+  forget: 0,
+  cancelCreate: 1,
+  delete: 2,
+  dispatchDelete: 3,
+  drain: 4,
+  check: 5,
+  create: 6,
+  dispatchCreate: 7,
+};
+
+export interface ApplyResult {
+  /** Actions not applied because leadership was lost part-way. */
+  skippedNotLeader: number;
+}
+
+export class Executor {
+  constructor(private readonly ctx: Context) {}
+
+  /** Applies `plan`. `events` are the events that led to it (for the audit). */
+  apply(plan: Plan, events: readonly ReconcileEvent[]): ApplyResult {
+    const { ctx } = this;
+    const primary = events[0];
+    const eventFor = (instanceId: string | null): string | null => {
+      const own = instanceId ? events.find((e) => e.instanceId === instanceId) : undefined;
+      const chosen = own ?? primary;
+      return chosen ? describeEvent(chosen) : null;
+    };
+    const actions = [...plan.actions].sort((a, b) => ORDER[a.kind] - ORDER[b.kind]);
+    const creates: Array<Extract<PlanAction, { kind: 'create' }>> = [];
+    let skipped = 0;
+    for (const action of actions) {
+      if (ctx.halted()) return { skippedNotLeader: skipped };
+      if (action.kind === 'create') {
+        creates.push(action);
+        continue;
+      }
+      if (action.kind !== 'forget' && action.kind !== 'check' && !ctx.leader()) {
+        skipped++;
+        continue;
+      }
+      this.applyOne(plan, action, eventFor(action.instanceId));
+    }
+    if (creates.length > 0) {
+      if (ctx.leader()) this.createAll(plan, creates, eventFor(null));
+      else skipped += creates.length;
+    }
+    if (skipped > 0) ctx.log.info({ tenant: plan.tenant, group: plan.group, skipped }, 'leadership lost while applying a plan; rest skipped');
+    return { skippedNotLeader: skipped };
+  }
+
+  private applyOne(plan: Plan, action: Exclude<PlanAction, { kind: 'create' }>, event: string | null): void {
+    const { ctx } = this;
+    const now = ctx.clock.now();
+    const { tenant, group } = plan;
+    const audit = { tenant, group, at: now, event, epoch: ctx.epoch() };
+    switch (action.kind) {
+      case 'forget': {
+        const before = ctx.store.getInstance(action.instanceId);
+        ctx.store.transaction(() => {
+          ctx.store.updateInstance(action.instanceId, {
+            status: 'deleted',
+            deletedAt: now,
+            deleteReason: before?.status === 'deleting' ? (before.deleteReason ?? 'vanished') : 'vanished',
+          });
+          ctx.store.appendAudit({ ...audit, instanceId: action.instanceId, action: 'vanished', reason: action.reason, detail: action.message });
+        });
+        ctx.log.info({ tenant, group, instanceId: action.instanceId }, 'instance gone at the provider');
+        return;
+      }
+      case 'cancelCreate':
+        ctx.store.transaction(() => {
+          ctx.store.updateInstance(action.instanceId, { status: 'deleted', deletedAt: now, deleteReason: 'cancelled' });
+          ctx.store.appendAudit({ ...audit, instanceId: action.instanceId, action: 'cancel', reason: action.reason, detail: action.message });
+        });
+        return;
+      case 'delete': {
+        ctx.store.transaction(() => {
+          ctx.store.updateInstance(action.instanceId, {
+            status: 'deleting',
+            deleteReason: action.reason,
+            attempts: 0,
+            nextAttemptAt: null,
+            lastError: null,
+          });
+          ctx.store.appendAudit({ ...audit, instanceId: action.instanceId, action: 'delete', reason: action.reason, detail: action.message });
+        });
+        ctx.log.info({ tenant, group, instanceId: action.instanceId, reason: action.reason }, 'instance delete started');
+        this.dispatchDelete(action.instanceId, tenant, group, action.priority);
+        return;
+      }
+      case 'dispatchDelete':
+        this.dispatchDelete(action.instanceId, tenant, group, Priority.normal);
+        return;
+      case 'drain': {
+        const record = ctx.store.transaction(() => {
+          const updated = ctx.store.updateInstance(action.instanceId, {
+            status: 'draining',
+            drainStartedAt: now,
+            drainDeadline: action.deadline,
+            drainReason: action.reason,
+            drainAckedAt: null,
+            ...(action.reason === 'unhealthy' ? { unhealthyAt: action.unhealthyAt ?? now } : {}),
+          });
+          ctx.store.appendAudit({
+            ...audit,
+            instanceId: action.instanceId,
+            action: 'drain',
+            reason: action.reason,
+            detail: `${action.message}; deadline ${action.deadline.toISOString()}`,
+          });
+          return updated;
+        });
+        ctx.observer.drainStarted?.(action.reason);
+        ctx.log.info({ tenant, group, instanceId: action.instanceId, reason: action.reason, deadline: action.deadline }, 'instance drain started');
+        ctx.notifyDrain(action.instanceId, groupKeyOf(tenant, group), action.reason, action.unhealthyAt ?? now, action.deadline);
+        if (record?.providerId) this.tagDrain(record, now, action.deadline, action.reason);
+        return;
+      }
+      case 'check':
+        this.enqueueCheck(tenant, group, action.instanceId, action.cause);
+        return;
+      case 'dispatchCreate': {
+        const record = ctx.store.getInstance(action.instanceId);
+        if (record) this.dispatchCreate(record, action.priority);
+        return;
+      }
+    }
+  }
+
+  /** Set by the Reconciler: queues a CheckInstance event. */
+  enqueueCheck: (tenant: string, group: string, instanceId: string, cause: string) => void = () => undefined;
+
+  private createAll(plan: Plan, creates: ReadonlyArray<Extract<PlanAction, { kind: 'create' }>>, event: string | null): void {
+    const { ctx } = this;
+    const settings = ctx.settings(plan.tenant, plan.group);
+    if (!settings) return;
+    const now = ctx.clock.now();
+    const records = ctx.store.transaction(() =>
+      creates.map((action) => {
+        const record = ctx.store.insertInstance({
+          id: ctx.newInstanceId(),
+          tenant: plan.tenant,
+          group: plan.group,
+          templateName: settings.templateName,
+          templateHash: settings.templateHash,
+          createReason: action.reason,
+          replaces: action.replaces,
+          createdAt: now,
+        });
+        ctx.store.appendAudit({
+          tenant: plan.tenant,
+          group: plan.group,
+          at: now,
+          instanceId: record.id,
+          action: 'create',
+          reason: action.reason,
+          event,
+          detail: action.message,
+          epoch: ctx.epoch(),
+        });
+        return { record, priority: action.priority };
+      }),
+    );
+    ctx.log.info({ tenant: plan.tenant, group: plan.group, count: records.length, reason: creates[0]?.reason }, 'instance creates recorded');
+    for (const { record, priority } of records) this.dispatchCreate(record, priority);
+  }
+
+  /** Sends a recorded create to the provider (same instance id, so a repeat is idempotent). */
+  dispatchCreate(record: InstanceRecord, priority: Priority): void {
+    const { ctx } = this;
+    if (ctx.inFlight.has(record.id)) return;
+    const settings = ctx.settings(record.tenant, record.group);
+    if (!settings) return;
+    ctx.inFlight.set(record.id, 'create');
+    const action = `creating instance ${record.id}`;
+    ctx.gate
+      .run('create', priority, async () => {
+        if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(action);
+        const started = ctx.clock.nowMs();
+        try {
+          const response = await withTimeout(
+            ctx.clock,
+            ctx.callTimeoutMs(),
+            action,
+            ctx.instanceManager.createInstance({
+              instanceId: record.id,
+              tenant: record.tenant,
+              group: record.group,
+              templateName: settings.templateName,
+              template: settings.template,
+              templateHash: settings.templateHash,
+              reason: record.createReason,
+              createdAt: record.createdAt,
+            }),
+          );
+          ctx.observer.providerCall?.('create', ctx.clock.nowMs() - started, null);
+          return { response, templateHash: settings.templateHash };
+        } catch (err) {
+          ctx.observer.providerCall?.('create', ctx.clock.nowMs() - started, err);
+          throw err;
+        }
+      })
+      .then(
+        ({ response, templateHash }) => this.onCreated(record, response.providerId, templateHash),
+        (err: unknown) => this.onCreateFailed(record, err),
+      )
+      .catch((err: unknown) => ctx.log.error({ err, instanceId: record.id }, 'handling a create result failed'));
+  }
+
+  private onCreated(record: InstanceRecord, providerId: string, templateHash: string): void {
+    const { ctx } = this;
+    ctx.inFlight.delete(record.id);
+    if (ctx.halted()) return;
+    const now = ctx.clock.now();
+    const current = ctx.store.getInstance(record.id);
+    const audit = { tenant: record.tenant, group: record.group, at: now, instanceId: record.id, epoch: ctx.epoch() };
+    if (!current || current.status === 'deleted') {
+      // Cancelled while the call was out: the instance exists now, so it must go.
+      ctx.store.transaction(() => {
+        ctx.store.updateInstance(record.id, { status: 'deleting', providerId, deleteReason: 'cancelled', attempts: 0, nextAttemptAt: null, deletedAt: null });
+        ctx.store.appendAudit({ ...audit, action: 'delete', reason: 'cancelled', detail: `created as ${providerId} after its create was cancelled` });
+      });
+      ctx.markDirty(record.tenant, record.group, 'created', Priority.high);
+      return;
+    }
+    if (current.status === 'creating') {
+      ctx.store.transaction(() => {
+        ctx.store.updateInstance(record.id, {
+          status: 'running',
+          providerId,
+          confirmedAt: now,
+          templateHash,
+          attempts: 0,
+          nextAttemptAt: null,
+          lastError: null,
+        });
+        ctx.store.appendAudit({ ...audit, action: 'created', reason: record.createReason, detail: `provider id ${providerId}` });
+      });
+    }
+    ctx.markDirty(record.tenant, record.group, 'created', Priority.bulk);
+  }
+
+  private onCreateFailed(record: InstanceRecord, err: unknown): void {
+    const { ctx } = this;
+    ctx.inFlight.delete(record.id);
+    if (ctx.halted() || err instanceof NotLeaderError) return;
+    const current = ctx.store.getInstance(record.id);
+    if (!current || current.status !== 'creating') return;
+    const now = ctx.clock.now();
+    const attempts = current.attempts + 1;
+    const message = errorMessage(err);
+    const key = groupKeyOf(record.tenant, record.group);
+    const audit = { tenant: record.tenant, group: record.group, at: now, instanceId: record.id, epoch: ctx.epoch() };
+    if (err instanceof ThrottledError) ctx.gate.backOff(1_000);
+    if (!isRetryable(err) || attempts >= ctx.maxAttempts()) {
+      const why = isRetryable(err) ? `gave up after ${attempts} attempts` : 'permanent error, not retried';
+      const settings = ctx.settings(record.tenant, record.group);
+      ctx.store.transaction(() => {
+        ctx.store.updateInstance(record.id, { status: 'deleted', deletedAt: now, deleteReason: 'createFailed', attempts, lastError: message });
+        ctx.store.appendAudit({ ...audit, action: 'createFailed', reason: record.createReason, detail: `${message} (${why})` });
+        if (settings) ctx.store.setCreateHold(record.tenant, record.group, { key: holdKey(settings.size, settings.templateHash), reason: `${message} (${why})`, at: now });
+      });
+      ctx.log.error({ tenant: record.tenant, group: record.group, instanceId: record.id, err: message, attempts }, 'instance create failed for good');
+      ctx.notifyError(key, record.id, `${message} (${why}; creates for the group wait for a config change or a full reconcile)`);
+    } else {
+      const retryAt = new Date(now.getTime() + backoffDelay(attempts, ctx.random));
+      ctx.store.transaction(() => {
+        ctx.store.updateInstance(record.id, { attempts, nextAttemptAt: retryAt, lastError: message });
+        ctx.store.appendAudit({ ...audit, action: 'createFailed', reason: record.createReason, detail: `${message}; retry ${attempts + 1} at ${retryAt.toISOString()}` });
+      });
+      ctx.log.warn({ tenant: record.tenant, group: record.group, instanceId: record.id, err: message, attempts, retryAt }, 'instance create failed; will retry');
+      ctx.notifyError(key, record.id, message);
+    }
+    ctx.markDirty(record.tenant, record.group, 'createFailed', Priority.normal);
+  }
+
+  private dispatchDelete(instanceId: string, tenant: string, group: string, priority: Priority): void {
+    const { ctx } = this;
+    if (ctx.inFlight.has(instanceId)) return;
+    ctx.inFlight.set(instanceId, 'delete');
+    const action = `deleting instance ${instanceId}`;
+    ctx.gate
+      .run('delete', priority, async () => {
+        if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(action);
+        const started = ctx.clock.nowMs();
+        try {
+          await withTimeout(ctx.clock, ctx.callTimeoutMs(), action, ctx.instanceManager.deleteInstance(instanceId));
+          ctx.observer.providerCall?.('delete', ctx.clock.nowMs() - started, null);
+        } catch (err) {
+          ctx.observer.providerCall?.('delete', ctx.clock.nowMs() - started, err);
+          throw err;
+        }
+      })
+      .then(
+        () => this.onDeleted(instanceId, tenant, group),
+        (err: unknown) => (err instanceof InstanceNotFoundError ? this.onDeleted(instanceId, tenant, group) : this.onDeleteFailed(instanceId, tenant, group, err)),
+      )
+      .catch((err: unknown) => ctx.log.error({ err, instanceId }, 'handling a delete result failed'));
+  }
+
+  private onDeleted(instanceId: string, tenant: string, group: string): void {
+    const { ctx } = this;
+    ctx.inFlight.delete(instanceId);
+    if (ctx.halted()) return;
+    const now = ctx.clock.now();
+    const current = ctx.store.getInstance(instanceId);
+    if (!current || current.status === 'deleted') return;
+    ctx.store.transaction(() => {
+      ctx.store.updateInstance(instanceId, { status: 'deleted', deletedAt: now, attempts: 0, nextAttemptAt: null });
+      ctx.store.appendAudit({
+        tenant,
+        group,
+        at: now,
+        instanceId,
+        action: 'deleted',
+        reason: current.deleteReason ?? 'delete',
+        epoch: ctx.epoch(),
+        detail: current.providerId ? `provider id ${current.providerId}` : null,
+      });
+    });
+    ctx.observer.instanceDeleted?.(current.deleteReason ?? 'delete');
+    ctx.log.info({ tenant, group, instanceId, reason: current.deleteReason }, 'instance deleted');
+    ctx.markDirty(tenant, group, 'deleted', Priority.high);
+  }
+
+  private onDeleteFailed(instanceId: string, tenant: string, group: string, err: unknown): void {
+    const { ctx } = this;
+    ctx.inFlight.delete(instanceId);
+    if (ctx.halted() || err instanceof NotLeaderError) return;
+    const current = ctx.store.getInstance(instanceId);
+    if (!current || current.status !== 'deleting') return;
+    const now = ctx.clock.now();
+    const message = errorMessage(err);
+    const attempts = isRetryable(err) ? current.attempts + 1 : Math.max(ctx.maxAttempts(), current.attempts + 1);
+    const retryAt = attempts >= ctx.maxAttempts() ? null : new Date(now.getTime() + backoffDelay(attempts, ctx.random));
+    if (err instanceof ThrottledError) ctx.gate.backOff(1_000);
+    ctx.store.transaction(() => {
+      ctx.store.updateInstance(instanceId, { attempts, nextAttemptAt: retryAt, lastError: message });
+      ctx.store.appendAudit({
+        tenant,
+        group,
+        at: now,
+        instanceId,
+        action: 'deleteFailed',
+        reason: current.deleteReason ?? 'delete',
+        epoch: ctx.epoch(),
+        detail: retryAt ? `${message}; retry at ${retryAt.toISOString()}` : `${message}; given up until the next full reconcile`,
+      });
+    });
+    ctx.log.warn({ tenant, group, instanceId, err: message, attempts }, 'instance delete failed');
+    ctx.notifyError(groupKeyOf(tenant, group), instanceId, message);
+    ctx.markDirty(tenant, group, 'deleteFailed', Priority.normal);
+  }
+
+  /** Writes the drain's start, deadline and reason as provider tags (shared truth for a new leader). */
+  private tagDrain(record: InstanceRecord, startedAt: Date, deadline: Date, reason: string): void {
+    const { ctx } = this;
+    const setTags = ctx.provider.setTags?.bind(ctx.provider);
+    const providerId = record.providerId;
+    if (!setTags || !providerId) return;
+    ctx.gate
+      .run('write', Priority.high, async () => {
+        if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(`tagging drain of ${record.id}`);
+        await withTimeout(
+          ctx.clock,
+          ctx.callTimeoutMs(),
+          `tagging drain of ${record.id}`,
+          setTags(providerId, {
+            [TAG.drainStartedAt]: startedAt.toISOString(),
+            [TAG.drainDeadline]: deadline.toISOString(),
+            [TAG.drainReason]: reason,
+          }),
+        );
+      })
+      .catch((err: unknown) => {
+        if (err instanceof NotLeaderError || err instanceof InstanceNotFoundError) return;
+        ctx.log.warn({ instanceId: record.id, err: errorMessage(err) }, 'writing drain tags failed');
+      });
+  }
+}
+
+/** Creates held after a permanent failure stay held while the group's size and template are unchanged. */
+export function holdKey(size: number, templateHash: string): string {
+  return `${size}|${templateHash}`;
+}
+
+/** A CheckInstance event for an instance. */
+export function checkEvent(tenant: string, group: string, instanceId: string, cause: string): ReconcileEvent {
+  return { type: EventType.CheckInstance, tenant, groupKey: group, instanceId, cause };
+}

@@ -1,0 +1,450 @@
+/**
+ * The decision core: one pure function from (group settings, observed instances, now) to a plan
+ * of actions, each with its reason. It performs no I/O and reads no clock; the executor applies
+ * the plan, and `Reconciler.plan` returns it as a dry run.
+ *
+ * Vocabulary used below:
+ * - live: not deleted (creating, running, draining, deleting) — what the surge cap counts.
+ * - active: creating or running and not leaving — what serves, or will serve, the group.
+ * - covered target: an active instance being rotated (expiry, drift) whose replacement exists;
+ *   it keeps serving, but does not count toward `size`, until its replacement reports healthy.
+ * - counted: active minus covered targets — compared with `size`.
+ */
+import type { GroupSettings } from '../config/index.js';
+import { isTerminalStatus } from '../providers/types.js';
+import { Priority } from '../queue/priority.js';
+import type { InstanceRecord } from '../store/types.js';
+
+/** Why an instance is drained. Voluntary reasons are rotations and operator or scaling choices. */
+export type DrainReason = 'scaleDown' | 'groupRemoved' | 'unhealthy' | 'terminationNotice' | 'expiry' | 'expiryForced' | 'drift' | 'operator';
+
+/** Reasons for which an instance leaves involuntarily; its replacement is urgent. */
+export const INVOLUNTARY_REASONS: ReadonlySet<string> = new Set([
+  'unhealthy',
+  'terminated',
+  'vanished',
+  'startupTimeout',
+  'terminationNotice',
+  'expiryForced',
+]);
+
+export type PlanAction =
+  | { kind: 'create'; reason: string; replaces: string | null; priority: Priority; message: string }
+  | { kind: 'dispatchCreate'; instanceId: string; priority: Priority; message: string }
+  | { kind: 'cancelCreate'; instanceId: string; reason: string; message: string }
+  | { kind: 'drain'; instanceId: string; reason: DrainReason; deadline: Date; unhealthyAt: Date | null; message: string }
+  | { kind: 'delete'; instanceId: string; reason: string; priority: Priority; message: string }
+  | { kind: 'dispatchDelete'; instanceId: string; message: string }
+  | { kind: 'forget'; instanceId: string; reason: string; message: string }
+  | { kind: 'check'; instanceId: string; cause: string; message: string };
+
+export type BlockCode =
+  | 'NotLeader'
+  | 'SurgeCap'
+  | 'RateLimited'
+  | 'WaitingForHealthy'
+  | 'DrainInProgress'
+  | 'ProviderErrors'
+  | 'BudgetExhausted'
+  | 'ShortCircuit'
+  | 'Protected'
+  | 'RotationHeld';
+
+export interface Block {
+  code: BlockCode;
+  message: string;
+  instanceId?: string;
+  since?: Date;
+  until?: Date;
+}
+
+export interface GroupSummary {
+  size: number;
+  /** Instances at the provider or about to be (not deleted). */
+  live: number;
+  /** Running, reported healthy, not leaving. */
+  inService: number;
+  /** Being created or booting (never reported healthy), not leaving. */
+  pending: number;
+  draining: number;
+  /** Judged or observed unhealthy (dead, silent, stopped), not yet deleted. */
+  unhealthy: number;
+  /** The surge cap: size + maxSurge. */
+  maxLive: number;
+}
+
+export interface Plan {
+  tenant: string;
+  group: string;
+  configured: boolean;
+  actions: PlanAction[];
+  blocked: Block[];
+  /** When the plan's answer changes by the passage of time alone (a deadline, an age), if ever. */
+  wakeAt: Date | null;
+  summary: GroupSummary;
+}
+
+export interface ShardHealthSettings {
+  healthCheckIntervalMs: number;
+  missedHealthThreshold: number;
+  defaultDrainTimeoutMs: number;
+}
+
+export interface PlanInput {
+  tenant: string;
+  group: string;
+  /** The group's effective settings, or null when it is no longer configured (drain it to zero). */
+  settings: GroupSettings | null;
+  shard: ShardHealthSettings;
+  /** The group's instances that are not deleted. */
+  instances: readonly InstanceRecord[];
+  /** Instances with a provider call in flight in this process (not to be dispatched again). */
+  inFlight: { has(instanceId: string): boolean };
+  now: number;
+  /**
+   * Since when health reports have been received. Silence before it is not held against an
+   * instance: after a restart every agent gets one full health threshold to report.
+   */
+  observingSince: number;
+  /** When set, creates are held for this reason (a permanent provider error). */
+  createHold: string | null;
+  /** Provider attempts after which a step is given up. */
+  maxAttempts: number;
+}
+
+const ms = (d: Date | null): number | null => (d ? d.getTime() : null);
+
+function isHealthyReported(i: InstanceRecord): boolean {
+  return i.healthAt !== null;
+}
+
+/** Plans one group. Pure: same input, same plan. */
+export function planGroup(input: PlanInput): Plan {
+  const { settings, shard, now } = input;
+  const size = settings?.size ?? 0;
+  const maxSurge = settings?.maxSurge ?? 0;
+  const drainTimeoutMs = settings?.drainTimeoutMs ?? shard.defaultDrainTimeoutMs;
+  const startupTimeoutMs = settings?.startupTimeoutMs ?? Number.POSITIVE_INFINITY;
+  const staleAfterMs = shard.healthCheckIntervalMs * shard.missedHealthThreshold;
+  const graceEnds = input.observingSince + staleAfterMs;
+
+  const actions: PlanAction[] = [];
+  const blocked: Block[] = [];
+  let wake = Number.POSITIVE_INFINITY;
+  const wakeAt = (t: number | null): void => {
+    if (t !== null && t > now && t < wake) wake = t;
+  };
+
+  /** Instances that leave service in this plan, with their reason. */
+  const leaving = new Map<string, string>();
+  const forgotten = new Set<string>();
+  let unhealthyCount = 0;
+  let drainingCount = 0;
+
+  const drainOrDelete = (inst: InstanceRecord, reason: DrainReason, deadlineMs: number, unhealthyAt: number | null, message: string): void => {
+    leaving.set(inst.id, reason);
+    if (deadlineMs <= now) {
+      actions.push({ kind: 'delete', instanceId: inst.id, reason, priority: Priority.urgent, message: `${message}; drain timeout is 0s, deleting at once` });
+    } else {
+      actions.push({
+        kind: 'drain',
+        instanceId: inst.id,
+        reason,
+        deadline: new Date(deadlineMs),
+        unhealthyAt: unhealthyAt === null ? null : new Date(unhealthyAt),
+        message,
+      });
+      wakeAt(deadlineMs);
+    }
+  };
+
+  // ---- 1. Per-instance facts: dead, noticed, expired, silent, finished draining. ------------
+  for (const inst of input.instances) {
+    const observed = inst.providerStatus;
+    const gone = observed === 'notFound';
+    const terminal = observed !== null && observed !== 'notFound' && isTerminalStatus(observed);
+
+    if (inst.status === 'deleting') {
+      leaving.set(inst.id, inst.deleteReason ?? 'delete');
+      if (INVOLUNTARY_REASONS.has(inst.deleteReason ?? '')) unhealthyCount++;
+      if (gone) {
+        actions.push({ kind: 'forget', instanceId: inst.id, reason: 'vanished', message: 'the provider no longer has it; delete complete' });
+        forgotten.add(inst.id);
+      } else if (!input.inFlight.has(inst.id)) {
+        const due = ms(inst.nextAttemptAt);
+        if (inst.attempts >= input.maxAttempts) {
+          blocked.push({ code: 'ProviderErrors', instanceId: inst.id, message: `delete gave up after ${inst.attempts} attempts (${inst.lastError ?? 'error'}); retried at the next full reconcile` });
+        } else if (due === null || due <= now) {
+          actions.push({ kind: 'dispatchDelete', instanceId: inst.id, message: `deleting (${inst.deleteReason ?? 'delete'}), attempt ${inst.attempts + 1}` });
+        } else {
+          wakeAt(due);
+          blocked.push({ code: 'ProviderErrors', instanceId: inst.id, message: `delete failed (${inst.lastError ?? 'error'}); retrying`, until: new Date(due) });
+        }
+      }
+      continue;
+    }
+
+    if (inst.status === 'creating') continue; // handled with the counting below
+
+    if (gone) {
+      leaving.set(inst.id, 'vanished');
+      forgotten.add(inst.id);
+      unhealthyCount++;
+      actions.push({ kind: 'forget', instanceId: inst.id, reason: 'vanished', message: 'the provider no longer has this instance' });
+      continue;
+    }
+    if (terminal) {
+      leaving.set(inst.id, 'terminated');
+      unhealthyCount++;
+      actions.push({
+        kind: 'delete',
+        instanceId: inst.id,
+        reason: 'terminated',
+        priority: Priority.urgent,
+        message: `the provider reports it ${observed}; replacing without a drain`,
+      });
+      continue;
+    }
+
+    if (inst.status === 'draining') {
+      drainingCount++;
+      leaving.set(inst.id, inst.drainReason ?? 'drain');
+      if (inst.drainReason === 'unhealthy') unhealthyCount++;
+      const deadline = ms(inst.drainDeadline) ?? now;
+      if (inst.drainAckedAt) {
+        actions.push({ kind: 'delete', instanceId: inst.id, reason: 'drainAcked', priority: Priority.high, message: 'drain acknowledged' });
+      } else if (deadline <= now) {
+        actions.push({ kind: 'delete', instanceId: inst.id, reason: 'drainDeadline', priority: Priority.high, message: 'drain deadline passed' });
+      } else {
+        wakeAt(deadline);
+        // A forced-expiry ceiling also bounds a drain that started for another reason.
+      }
+      continue;
+    }
+
+    // status === 'running'
+    const noticeDeadline = ms(inst.noticeDeadline);
+    if (noticeDeadline !== null) {
+      const deadline = Math.min(now + drainTimeoutMs, noticeDeadline);
+      drainOrDelete(inst, 'terminationNotice', deadline, null, `termination notice: the provider terminates it at ${new Date(noticeDeadline).toISOString()}`);
+      continue;
+    }
+    const created = inst.createdAt.getTime();
+    if (settings && settings.forcedAgeMs > 0) {
+      const forcedAt = created + settings.forcedAgeMs;
+      if (forcedAt <= now) {
+        drainOrDelete(inst, 'expiryForced', now + drainTimeoutMs, null, `older than forcedAge (${settings.forcedAgeMs} ms)`);
+        continue;
+      }
+      wakeAt(forcedAt);
+    }
+    if (inst.unhealthyAt) {
+      unhealthyCount++;
+      drainOrDelete(inst, 'unhealthy', now + drainTimeoutMs, inst.unhealthyAt.getTime(), 'judged unhealthy');
+      continue;
+    }
+    const healthAt = ms(inst.healthAt);
+    if (healthAt === null) {
+      const startedAt = ms(inst.confirmedAt) ?? created;
+      const startupDeadline = Math.max(startedAt + startupTimeoutMs, graceEnds);
+      if (startupDeadline <= now) {
+        leaving.set(inst.id, 'startupTimeout');
+        unhealthyCount++;
+        actions.push({
+          kind: 'delete',
+          instanceId: inst.id,
+          reason: 'startupTimeout',
+          priority: Priority.urgent,
+          message: 'never reported health within the startup timeout',
+        });
+        continue;
+      }
+      wakeAt(startupDeadline);
+    } else {
+      const staleAt = Math.max(healthAt, input.observingSince) + staleAfterMs;
+      if (staleAt <= now) {
+        unhealthyCount++;
+        const checkedAt = ms(inst.providerCheckedAt);
+        if (checkedAt !== null && checkedAt >= staleAt && (observed === 'running' || observed === 'pending')) {
+          drainOrDelete(inst, 'unhealthy', now + drainTimeoutMs, staleAt, `no health report for ${shard.missedHealthThreshold} intervals while running`);
+          continue;
+        }
+        actions.push({ kind: 'check', instanceId: inst.id, cause: 'healthTimeout', message: 'health report overdue; asking the provider' });
+      } else {
+        wakeAt(staleAt);
+      }
+    }
+  }
+
+  // ---- 2. Rotation bookkeeping. ----------------------------------------------------------------
+  const active = input.instances.filter((i) => (i.status === 'running' || i.status === 'creating') && !leaving.has(i.id));
+  const live = input.instances.filter((i) => !forgotten.has(i.id)).length;
+  const replacementOf = new Map<string, InstanceRecord>();
+  for (const i of input.instances) {
+    if (i.replaces && i.status !== 'deleting' && !leaving.has(i.id)) replacementOf.set(i.replaces, i);
+  }
+  const currentHash = settings?.templateHash ?? null;
+  const rotationReason = (i: InstanceRecord): 'drift' | 'expiry' | null => {
+    if (!settings || i.status !== 'running' || !isHealthyReported(i)) return null;
+    if (currentHash !== null && i.templateHash !== currentHash) return 'drift';
+    if (settings.eligibleAgeMs > 0) {
+      const eligibleAt = i.createdAt.getTime() + settings.eligibleAgeMs;
+      if (eligibleAt <= now) return 'expiry';
+      wakeAt(eligibleAt);
+    }
+    return null;
+  };
+
+  const covered = new Set<string>();
+  for (const target of active) {
+    const replacement = replacementOf.get(target.id);
+    if (!replacement || !active.includes(replacement)) continue;
+    const reason = rotationReason(target) ?? (replacement.createReason === 'drift' || replacement.createReason === 'expiry' ? replacement.createReason : null);
+    if (reason === null) continue;
+    if (isHealthyReported(replacement) && replacement.status === 'running') {
+      drainOrDelete(target, reason, now + drainTimeoutMs, null, `${reason} rotation: replacement ${replacement.id} is healthy`);
+    } else {
+      covered.add(target.id);
+      blocked.push({ code: 'WaitingForHealthy', instanceId: target.id, message: `${reason} rotation waits for replacement ${replacement.id} to report healthy` });
+    }
+  }
+  const counted = active.filter((i) => !leaving.has(i.id) && !covered.has(i.id));
+  const maxLive = size + maxSurge;
+  let room = maxLive - live;
+
+  // ---- 3. Size: create or remove. --------------------------------------------------------------
+  const deficit = size - counted.length;
+  if (deficit > 0) {
+    // Attribute creates to instances that left involuntarily and have no replacement yet.
+    const orphans = input.instances.filter((i) => {
+      const reason = leaving.get(i.id);
+      return reason !== undefined && INVOLUNTARY_REASONS.has(reason) && !replacementOf.has(i.id);
+    });
+    let n = Math.min(deficit, Math.max(0, room));
+    if (input.createHold !== null) {
+      blocked.push({ code: 'ProviderErrors', message: `creates held: ${input.createHold}` });
+      n = 0;
+    }
+    for (let k = 0; k < n; k++) {
+      const orphan = orphans[k];
+      if (orphan) {
+        const reason = leaving.get(orphan.id) ?? 'replace';
+        actions.push({ kind: 'create', reason, replaces: orphan.id, priority: Priority.urgent, message: `replaces ${orphan.id} (${reason})` });
+      } else {
+        actions.push({ kind: 'create', reason: 'scaleUp', replaces: null, priority: Priority.normal, message: `${counted.length + k} of ${size} counted toward size` });
+      }
+    }
+    if (n < deficit && input.createHold === null) {
+      blocked.push({ code: 'SurgeCap', message: `${deficit - n} create(s) wait: ${live + n} live instances, cap size + maxSurge = ${maxLive}` });
+    }
+  } else if (deficit < 0) {
+    const victims = pickVictims(settings === null || size === 0 ? active : counted, settings === null || size === 0 ? active.length : -deficit, input, rotationReason);
+    const reason: DrainReason = settings === null ? 'groupRemoved' : 'scaleDown';
+    for (const victim of victims) {
+      if (victim.status === 'creating') {
+        if (input.inFlight.has(victim.id)) {
+          blocked.push({ code: 'WaitingForHealthy', instanceId: victim.id, message: 'surplus create in flight; removed once the provider answers' });
+        } else {
+          leaving.set(victim.id, reason);
+          actions.push({ kind: 'cancelCreate', instanceId: victim.id, reason, message: `${reason}: create not yet confirmed, cancelled` });
+        }
+        continue;
+      }
+      drainOrDelete(victim, reason, now + drainTimeoutMs, null, settings === null ? 'group no longer configured' : `scale down to ${size}`);
+    }
+  } else if (settings) {
+    // ---- 4. Rotations, only when the group is at size. ------------------------------------------
+    const candidates = counted
+      .map((i) => ({ inst: i, reason: rotationReason(i) }))
+      .filter((c): c is { inst: InstanceRecord; reason: 'drift' | 'expiry' } => c.reason !== null && !replacementOf.has(c.inst.id))
+      .sort((a, b) => a.inst.createdAt.getTime() - b.inst.createdAt.getTime() || (a.inst.id < b.inst.id ? -1 : 1));
+    const rotating = covered.size + input.instances.filter((i) => i.status === 'draining' && (i.drainReason === 'drift' || i.drainReason === 'expiry')).length;
+    const anyDraining = drainingCount > 0 || actions.some((a) => a.kind === 'drain');
+    let driftSlots = Math.max(0, maxSurge - rotating);
+    let expiryStarted = false;
+    for (const { inst, reason } of candidates) {
+      if (room <= 0) {
+        blocked.push({ code: 'SurgeCap', instanceId: inst.id, message: `${reason} rotation waits: ${live} live instances, cap ${maxLive}` });
+        break;
+      }
+      if (reason === 'drift') {
+        if (driftSlots <= 0) {
+          blocked.push({ code: 'DrainInProgress', instanceId: inst.id, message: `drift rotation waits: ${rotating} rotation(s) in progress, maxSurge ${maxSurge}` });
+          break;
+        }
+        driftSlots--;
+      } else {
+        if (expiryStarted || rotating > 0 || anyDraining) {
+          blocked.push({ code: 'DrainInProgress', instanceId: inst.id, message: 'expiry rotation waits: one rotation at a time, and none while an instance drains' });
+          continue;
+        }
+        expiryStarted = true;
+      }
+      room--;
+      actions.push({ kind: 'create', reason, replaces: inst.id, priority: Priority.bulk, message: `${reason} rotation of ${inst.id}: replacement first` });
+    }
+  }
+
+  // ---- 5. Creates recorded but not sent (after a crash or a failed attempt). -------------------
+  for (const inst of input.instances) {
+    if (inst.status !== 'creating' || leaving.has(inst.id) || input.inFlight.has(inst.id)) continue;
+    const due = ms(inst.nextAttemptAt);
+    if (due === null || due <= now) {
+      const involuntary = INVOLUNTARY_REASONS.has(inst.createReason);
+      actions.push({
+        kind: 'dispatchCreate',
+        instanceId: inst.id,
+        priority: involuntary ? Priority.urgent : Priority.normal,
+        message: inst.attempts > 0 ? `retrying create, attempt ${inst.attempts + 1}` : 'sending recorded create',
+      });
+    } else {
+      wakeAt(due);
+      blocked.push({ code: 'ProviderErrors', instanceId: inst.id, message: `create failed (${inst.lastError ?? 'error'}); retrying`, until: new Date(due) });
+    }
+  }
+
+  let inService = 0;
+  let pending = 0;
+  for (const i of active) {
+    if (leaving.has(i.id)) continue;
+    if (i.status === 'running' && isHealthyReported(i)) inService++;
+    else pending++;
+  }
+  const drainingNow = input.instances.filter((i) => i.status === 'draining').length + actions.filter((a) => a.kind === 'drain').length;
+
+  return {
+    tenant: input.tenant,
+    group: input.group,
+    configured: settings !== null,
+    actions,
+    blocked,
+    wakeAt: Number.isFinite(wake) ? new Date(wake) : null,
+    summary: { size, live, inService, pending, draining: drainingNow, unhealthy: unhealthyCount, maxLive },
+  };
+}
+
+/**
+ * Scale-down victims, in order: instances whose health is overdue, never-healthy ones (creates
+ * not yet sent first), ones due for rotation, then the oldest.
+ */
+function pickVictims(
+  pool: readonly InstanceRecord[],
+  count: number,
+  input: PlanInput,
+  rotationReason: (i: InstanceRecord) => 'drift' | 'expiry' | null,
+): InstanceRecord[] {
+  const staleAfterMs = input.shard.healthCheckIntervalMs * input.shard.missedHealthThreshold;
+  const rank = (i: InstanceRecord): number => {
+    const healthAt = ms(i.healthAt);
+    if (healthAt !== null && Math.max(healthAt, input.observingSince) + staleAfterMs <= input.now) return 0;
+    if (i.status === 'creating') return input.inFlight.has(i.id) ? 2 : 1;
+    if (healthAt === null) return 3;
+    if (rotationReason(i) !== null) return 4;
+    return 5;
+  };
+  return [...pool]
+    .map((i) => ({ i, r: rank(i) }))
+    .sort((a, b) => a.r - b.r || a.i.createdAt.getTime() - b.i.createdAt.getTime() || (a.i.id < b.i.id ? -1 : 1))
+    .slice(0, Math.max(0, count))
+    .map((x) => x.i);
+}

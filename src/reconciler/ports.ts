@@ -1,0 +1,42 @@
+/**
+ * What the reconciler needs from the outside world, as interfaces. LocalDb satisfies
+ * ReconcilerStore; any Provider and InstanceManager will do.
+ */
+import type {
+  AuditEntry,
+  GroupState,
+  InstanceFilter,
+  InstancePatch,
+  InstanceRecord,
+  NewAuditEntry,
+  NewInstance,
+  StoreChange,
+  StoredTimer,
+} from '../store/index.js';
+
+export interface ReconcilerStore {
+  transaction<T>(fn: () => T): T;
+  subscribe(listener: (change: StoreChange) => void): () => void;
+  insertInstance(record: NewInstance): InstanceRecord;
+  getInstance(id: string): InstanceRecord | null;
+  liveInstances(tenant: string, group: string): InstanceRecord[];
+  listInstances(filter?: InstanceFilter): InstanceRecord[];
+  groupsWithLiveInstances(): Array<{ tenant: string; group: string }>;
+  updateInstance(id: string, patch: InstancePatch): InstanceRecord | null;
+  appendAudit(entry: NewAuditEntry): AuditEntry;
+  setTimer(key: string, dueAt: number, event: string): void;
+  deleteTimer(key: string): void;
+  listTimers(): StoredTimer[];
+  getGroupState(tenant: string, group: string): GroupState | null;
+  setCreateHold(tenant: string, group: string, hold: { key: string; reason: string; at: Date } | null): void;
+  clearCreateHolds(): void;
+}
+
+/** pino-compatible logger: structured fields first, a constant message second. */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  child?(bindings: Record<string, unknown>): Logger;
+}

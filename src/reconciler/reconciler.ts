@@ -1,0 +1,624 @@
+/**
+ * Reconciler: keeps every group at its desired size from one event queue, acting only while this
+ * server is the shard leader. Events record facts and mark a group; `planGroup` decides; the
+ * Executor applies. See docs/architecture.md for the flow.
+ */
+import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import { SystemClock, type Clock } from '../clock/index.js';
+import { configuredGroups, groupSettings, type ConfigLoader, type DroverConfig, type GroupSettings } from '../config/index.js';
+import { InstanceNotFoundError, PermanentError, errorMessage, isRetryable } from '../errors/index.js';
+import type { InstanceManager } from '../instances/index.js';
+import type { Provider, ProviderStatus } from '../providers/index.js';
+import { CallGate } from '../queue/call-gate.js';
+import { Priority } from '../queue/priority.js';
+import { KeyedWorkQueue, type QueueObserver } from '../queue/work-queue.js';
+import type { LocalDb } from '../store/index.js';
+import { randomHex } from '../util/random.js';
+import { withTimeout } from '../util/timeout.js';
+import { backoffDelay, DISCONNECT_POLL_DELAYS_MS } from './backoff.js';
+import type { Context, ReconcilerObserver } from './context.js';
+import { EVENT_TYPES, EventType, describeEvent, eventPriority, groupKeyOf, splitGroupKey, type ReconcileEvent } from './events.js';
+import { Executor, checkEvent, holdKey } from './executor.js';
+import { planGroup, type Plan } from './plan.js';
+import type { Logger, ReconcilerStore } from './ports.js';
+import { syncWithProvider } from './sync.js';
+import { DurableTimers } from './timers.js';
+
+export interface ReconcilerOptions {
+  instanceManager: InstanceManager;
+  configLoader: ConfigLoader;
+  localDb: LocalDb;
+  provider: Provider;
+  /** Called when a drain starts: tell the instance (and the operator) to finish its work by `deleteAt`. */
+  notifyDrain: (instanceId: string, group: string, reason: string, unhealthyAt: Date, deleteAt: Date) => void;
+  /** Called for every error a handler or provider call meets (`group` is "tenant/group"). */
+  notifyError?: (group: string, instanceId: string, errMsg: string) => void;
+  /** True while this server is the shard leader. Checked before every mutation. */
+  isLeader: () => boolean;
+  /** Minimum gap between creates, shard-wide (overrides `shard.createRateLimit`). */
+  createRateLimitMs?: number;
+  /** pino or anything with the same methods. Default: silent. */
+  logger?: Logger;
+  clock?: Clock;
+  /** Random source for ids and jitter (the simulator passes a seeded one). */
+  random?: () => number;
+  /** Leadership epoch recorded in the audit (HA mode). */
+  epoch?: () => number | null;
+  /** Metrics hooks. */
+  observer?: ReconcilerObserver & { queue?: QueueObserver };
+  /** Timeout of a CheckInstance status call (default 5 s). */
+  statusTimeoutMs?: number;
+  /** Enqueue InitialReconcile when started (default true). */
+  initialReconcileOnStart?: boolean;
+}
+
+const REQUIRED: ReadonlyArray<keyof ReconcilerOptions> = ['instanceManager', 'configLoader', 'localDb', 'provider', 'notifyDrain', 'isLeader'];
+
+/** Key for duplicate suppression: (type, tenant, group, instance). */
+function duplicateKey(e: ReconcileEvent): string {
+  return `${e.type}|${e.tenant ?? ''}|${e.groupKey ?? ''}|${e.instanceId ?? ''}`;
+}
+
+/** Merges an event into a queued one with the same coalescing key. */
+function mergeEvents(queued: ReconcileEvent, incoming: ReconcileEvent): ReconcileEvent {
+  const merged: ReconcileEvent = { ...queued, attempt: Math.max(queued.attempt ?? 0, incoming.attempt ?? 0) };
+  if (queued.type === EventType.TerminationNotice) {
+    // The earliest termination time wins.
+    const a = queued.timestamp?.getTime() ?? Number.POSITIVE_INFINITY;
+    const b = incoming.timestamp?.getTime() ?? Number.POSITIVE_INFINITY;
+    if (b < a) merged.timestamp = incoming.timestamp;
+  } else if (incoming.cause === 'disconnect' || queued.cause === undefined) {
+    merged.cause = incoming.cause;
+    merged.timestamp = incoming.timestamp ?? queued.timestamp;
+  }
+  return merged;
+}
+
+export class Reconciler {
+  private readonly opts: ReconcilerOptions;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly store: ReconcilerStore;
+  private readonly random: () => number;
+  private readonly queue: KeyedWorkQueue<ReconcileEvent>;
+  private readonly gate: CallGate;
+  private readonly timers: DurableTimers;
+  private readonly executor: Executor;
+  private readonly ctx: Context;
+  private readonly inFlight = new Map<string, 'create' | 'delete'>();
+  private readonly lastProcessed = new Map<string, number>();
+  private readonly lastPlans = new Map<string, Plan>();
+  private readonly unsubscribe: Array<() => void> = [];
+  private observingSince: number;
+  private state: 'new' | 'running' | 'stopped' = 'new';
+  private halted = false;
+
+  constructor(options: ReconcilerOptions) {
+    if (options === null || typeof options !== 'object') throw new TypeError('Reconciler: options are required');
+    for (const name of REQUIRED) {
+      if (options[name] === undefined || options[name] === null) throw new TypeError(`Reconciler: option "${name}" is required`);
+    }
+    for (const name of ['notifyDrain', 'isLeader'] as const) {
+      if (typeof options[name] !== 'function') throw new TypeError(`Reconciler: option "${name}" must be a function`);
+    }
+    this.opts = options;
+    this.clock = options.clock ?? new SystemClock();
+    this.log = options.logger ?? pino({ level: 'silent' });
+    this.store = options.localDb;
+    const random = options.random;
+    this.random = random ?? Math.random;
+    this.observingSince = this.clock.nowMs();
+    const config = options.configLoader.getCurrent();
+    this.gate = new CallGate({
+      clock: this.clock,
+      maxCallsPerSecond: config.provider?.maxCallsPerSecond ?? 0,
+      maxConcurrent: config.provider?.maxConcurrentCalls ?? 64,
+      createGapMs: options.createRateLimitMs ?? config.shard.createRateLimit,
+    });
+    this.timers = new DurableTimers(this.store, this.clock, (event) => this.enqueue({ ...event, preventDuplicate: false }));
+    this.queue = new KeyedWorkQueue<ReconcileEvent>({
+      concurrency: config.shard.workers,
+      handler: (key, events) => this.handleGroup(key, events),
+      barrierHandler: (events) => this.handleInitialReconcile(events),
+      merge: mergeEvents,
+      onError: (key, err) => this.log.error({ group: key, err: errorMessage(err) }, 'queue handler failed'),
+      now: () => this.clock.nowMs(),
+      observer: options.observer?.queue,
+    });
+    this.ctx = {
+      clock: this.clock,
+      log: this.log,
+      store: this.store,
+      provider: options.provider,
+      instanceManager: options.instanceManager,
+      configLoader: options.configLoader,
+      gate: this.gate,
+      timers: this.timers,
+      observer: options.observer ?? {},
+      random: this.random,
+      inFlight: this.inFlight,
+      leader: () => this.isLeaderNow(),
+      epoch: () => options.epoch?.() ?? null,
+      halted: () => this.halted,
+      markDirty: (tenant, group, cause, priority) => this.markDirty(tenant, group, cause, priority),
+      notifyDrain: (...args) => this.safeNotifyDrain(...args),
+      notifyError: (group, instanceId, message) => this.safeNotifyError(group, instanceId, message),
+      settings: (tenant, group) => this.effectiveSettings(this.opts.configLoader.getCurrent(), tenant, group),
+      newInstanceId: () => `i-${random ? randomHex(random, 16) : randomBytes(8).toString('hex')}`,
+      callTimeoutMs: () => this.opts.configLoader.getCurrent().provider?.callTimeout ?? 60_000,
+      maxAttempts: () => this.opts.configLoader.getCurrent().shard.maxAttempts,
+    };
+    this.executor = new Executor(this.ctx);
+    this.executor.enqueueCheck = (tenant, group, instanceId, cause) => this.enqueue(checkEvent(tenant, group, instanceId, cause));
+  }
+
+  // ---- lifecycle -----------------------------------------------------------------------------
+
+  /**
+   * Starts processing: restores durable timers, follows config and health changes, and (unless
+   * `initialReconcileOnStart` is false) enqueues InitialReconcile.
+   */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error(`starting the reconciler: it is already ${this.state}`);
+    this.state = 'running';
+    this.observingSince = this.clock.nowMs();
+    const restored = this.timers.load();
+    this.unsubscribe.push(this.opts.configLoader.onChange((next, prev) => this.onConfigChange(next, prev)));
+    this.unsubscribe.push(
+      this.store.subscribe((change) => {
+        if (change.kind === 'firstHealth') this.markDirty(change.tenant, change.group, 'healthy', Priority.normal);
+      }),
+    );
+    this.log.info({ restoredTimers: restored }, 'reconciler started');
+    if (this.opts.initialReconcileOnStart !== false) this.enqueue({ type: EventType.InitialReconcile, cause: 'start' });
+  }
+
+  /**
+   * Stops processing. By default waits for running handlers and provider calls to finish.
+   * `{ abandon: true }` stops at once and ignores every late result, as a crash would (for tests
+   * and the simulator); the store keeps whatever had been written.
+   */
+  async stop(options: { abandon?: boolean } = {}): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    for (const off of this.unsubscribe.splice(0)) off();
+    this.timers.stop();
+    this.queue.pause();
+    this.queue.clear();
+    if (options.abandon) {
+      this.halted = true;
+      return;
+    }
+    await this.queue.idle();
+    await this.gate.idle();
+    this.halted = true;
+    this.log.info({}, 'reconciler stopped');
+  }
+
+  /**
+   * Adds an event. Never blocks, never throws, never drops a valid event: events coalesce per
+   * group and instance. Invalid events are logged and reported through notifyError.
+   */
+  enqueue(event: ReconcileEvent): void {
+    try {
+      this.enqueueUnsafe(event);
+    } catch (err) {
+      this.log.error({ event: describeEventSafe(event), err: errorMessage(err) }, 'enqueue failed');
+    }
+  }
+
+  /** Resolves when nothing is queued, due or in flight. */
+  async idle(): Promise<void> {
+    for (;;) {
+      await this.queue.idle();
+      await this.gate.idle();
+      if (this.queue.isIdle() && this.gate.isIdle() && this.inFlight.size === 0 && !this.timers.hasDue()) return;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** What the reconciler would do for a group now, with reasons. No side effects. */
+  plan(tenant: string, groupKey: string): Plan {
+    const config = this.opts.configLoader.getCurrent();
+    return this.computePlan(config, tenant, groupKey);
+  }
+
+  /** Plans of every known group (configured or with live instances), no side effects. */
+  planAll(): Plan[] {
+    const config = this.opts.configLoader.getCurrent();
+    return this.knownGroups(config).map(({ tenant, group }) => this.computePlan(config, tenant, group));
+  }
+
+  /** The last plan applied for a group (for "why blocked"), if any. */
+  lastPlan(tenant: string, group: string): Plan | undefined {
+    return this.lastPlans.get(groupKeyOf(tenant, group));
+  }
+
+  /** Queue and provider-call figures for metrics. */
+  stats(): { queueDepth: number; queueActive: number; oldestWaitMs: number; providerWaiting: number; providerInFlight: number; timers: number } {
+    const gate = this.gate.stats();
+    return {
+      queueDepth: this.queue.depth,
+      queueActive: this.queue.active,
+      oldestWaitMs: this.queue.oldestWaitMs(),
+      providerWaiting: gate.waiting,
+      providerInFlight: gate.inFlight,
+      timers: this.timers.size,
+    };
+  }
+
+  /** Effective settings of a group: config, with the operator's size while it stands. */
+  effectiveSettings(config: DroverConfig, tenant: string, group: string): GroupSettings | null {
+    const settings = groupSettings(config, tenant, group);
+    if (!settings) return null;
+    const state = this.store.getGroupState(tenant, group);
+    if (state?.sizeOverride !== null && state?.sizeOverride !== undefined && state.sizeOverrideBase === settings.size) {
+      return { ...settings, size: state.sizeOverride };
+    }
+    return settings;
+  }
+
+  // ---- event intake --------------------------------------------------------------------------
+
+  private enqueueUnsafe(event: ReconcileEvent): void {
+    if (this.state === 'stopped') return;
+    if (!event || !EVENT_TYPES.includes(event.type)) {
+      this.log.warn({ event: describeEventSafe(event) }, 'unknown event type ignored');
+      this.safeNotifyError('', event?.instanceId ?? '', `enqueue: unknown event type ${JSON.stringify(event?.type)}`);
+      return;
+    }
+    if (event.type === EventType.InitialReconcile) {
+      this.queue.addBarrier('initial', event);
+      return;
+    }
+    let tenant = event.tenant;
+    let group = event.groupKey;
+    if ((tenant === undefined || group === undefined) && event.instanceId) {
+      const record = this.store.getInstance(event.instanceId);
+      if (record) {
+        tenant ??= record.tenant;
+        group ??= record.group;
+      }
+    }
+    if (tenant === undefined || group === undefined) {
+      this.log.warn({ event: describeEvent(event), instanceId: event.instanceId }, 'event names no known group; ignored');
+      this.safeNotifyError('', event.instanceId ?? '', `${describeEvent(event)}: event names no tenant and group, and its instance is unknown`);
+      return;
+    }
+    if (event.type !== EventType.GroupChanged && !event.instanceId) {
+      this.safeNotifyError(groupKeyOf(tenant, group), '', `${describeEvent(event)}: event needs an instanceId`);
+      return;
+    }
+    const full: ReconcileEvent = { ...event, tenant, groupKey: group };
+    if (full.preventDuplicate) {
+      const last = this.lastProcessed.get(duplicateKey(full));
+      const window = 2 * this.opts.configLoader.getCurrent().shard.healthCheckInterval;
+      if (last !== undefined && this.clock.nowMs() - last < window) {
+        this.log.debug({ event: describeEvent(full), tenant, group, instanceId: full.instanceId }, 'duplicate event skipped');
+        return;
+      }
+    }
+    const coalesce = full.type === EventType.GroupChanged ? 'group' : `${full.type}|${full.instanceId ?? ''}`;
+    this.queue.add(groupKeyOf(tenant, group), coalesce, full, eventPriority(full));
+  }
+
+  private markDirty(tenant: string, group: string, cause: string, priority: Priority): void {
+    if (this.state === 'stopped') return;
+    this.queue.add(groupKeyOf(tenant, group), 'group', { type: EventType.GroupChanged, tenant, groupKey: group, cause }, priority);
+  }
+
+  private markProcessed(event: ReconcileEvent): void {
+    const now = this.clock.nowMs();
+    this.lastProcessed.set(duplicateKey(event), now);
+    if (this.lastProcessed.size > 50_000) {
+      const window = 2 * this.opts.configLoader.getCurrent().shard.healthCheckInterval;
+      for (const [key, at] of this.lastProcessed) if (now - at >= window) this.lastProcessed.delete(key);
+    }
+  }
+
+  // ---- handlers ------------------------------------------------------------------------------
+
+  private async handleGroup(key: string, events: ReconcileEvent[]): Promise<void> {
+    if (this.halted) return;
+    const started = this.clock.nowMs();
+    const { tenant, group } = splitGroupKey(key);
+    events.sort((a, b) => eventPriority(a) - eventPriority(b));
+    for (const event of events) {
+      this.markProcessed(event);
+      try {
+        await this.applyFact(tenant, group, event);
+      } catch (err) {
+        this.handleFailure(tenant, group, event, err);
+      }
+      if (this.halted) return;
+    }
+    if (!this.isLeaderNow()) {
+      this.opts.observer?.reconciled?.('skipped', this.clock.nowMs() - started);
+      this.log.debug({ tenant, group }, 'not the leader; group not reconciled');
+      return;
+    }
+    try {
+      const config = this.opts.configLoader.getCurrent();
+      const plan = this.computePlan(config, tenant, group);
+      this.executor.apply(plan, events);
+      this.lastPlans.set(key, plan);
+      if (plan.wakeAt) this.timers.set(`wake:${key}`, plan.wakeAt.getTime(), { type: EventType.GroupChanged, tenant, groupKey: group, cause: 'timer' });
+      else this.timers.clear(`wake:${key}`);
+      this.opts.observer?.reconciled?.('ok', this.clock.nowMs() - started);
+    } catch (err) {
+      this.opts.observer?.reconciled?.('error', this.clock.nowMs() - started);
+      const attempt = Math.max(0, ...events.map((e) => e.attempt ?? 0));
+      this.handleFailure(tenant, group, { type: EventType.GroupChanged, tenant, groupKey: group, cause: 'retry', attempt }, err);
+    }
+  }
+
+  private computePlan(config: DroverConfig, tenant: string, group: string): Plan {
+    const settings = this.effectiveSettings(config, tenant, group);
+    const state = this.store.getGroupState(tenant, group);
+    const hold = settings && state?.holdKey && state.holdKey === holdKey(settings.size, settings.templateHash) ? (state.holdReason ?? 'provider error') : null;
+    return planGroup({
+      tenant,
+      group,
+      settings,
+      shard: {
+        healthCheckIntervalMs: config.shard.healthCheckInterval,
+        missedHealthThreshold: config.shard.missedHealthThreshold,
+        defaultDrainTimeoutMs: config.shard.defaultDrainTimeout,
+      },
+      instances: this.store.liveInstances(tenant, group),
+      inFlight: this.inFlight,
+      now: this.clock.nowMs(),
+      observingSince: this.observingSince,
+      createHold: hold,
+      maxAttempts: config.shard.maxAttempts,
+    });
+  }
+
+  /** Records what an event says happened. Provider reads happen here (CheckInstance). */
+  private async applyFact(tenant: string, group: string, event: ReconcileEvent): Promise<void> {
+    switch (event.type) {
+      case EventType.GroupChanged:
+        return;
+      case EventType.CheckInstance:
+        return this.checkInstance(tenant, group, event);
+      case EventType.InstanceDeleted:
+        return this.instanceDeleted(event);
+      case EventType.DrainAcked:
+        return this.drainAcked(tenant, group, event);
+      case EventType.TerminationNotice:
+        return this.terminationNotice(tenant, group, event);
+      case EventType.InitialReconcile:
+        return;
+    }
+  }
+
+  private async checkInstance(tenant: string, group: string, event: ReconcileEvent): Promise<void> {
+    const id = event.instanceId ?? '';
+    const record = this.store.getInstance(id);
+    if (!record || record.status === 'deleted' || record.tenant !== tenant || record.group !== group) return;
+    if (!record.providerId) return; // Not created yet: nothing to ask.
+    if (!this.isLeaderNow()) return;
+    const disconnectedAt = event.cause === 'disconnect' ? (event.timestamp?.getTime() ?? this.clock.nowMs()) : null;
+    if (disconnectedAt !== null && (event.attempt ?? 0) > 0 && record.healthAt && record.healthAt.getTime() > disconnectedAt) {
+      this.timers.clear(`poll:${groupKeyOf(tenant, group)}:${id}`);
+      return; // It reported after the disconnect: polling stops.
+    }
+    const statusTimeout = this.opts.statusTimeoutMs ?? 5_000;
+    const started = this.clock.nowMs();
+    let status: ProviderStatus | 'notFound';
+    try {
+      status = await this.gate.run('read', Priority.urgent, () =>
+        withTimeout(this.clock, statusTimeout, `checking instance ${id}`, this.opts.provider.status(record.providerId ?? '')),
+      );
+      this.opts.observer?.providerCall?.('status', this.clock.nowMs() - started, null);
+    } catch (err) {
+      if (!(err instanceof InstanceNotFoundError)) {
+        this.opts.observer?.providerCall?.('status', this.clock.nowMs() - started, err);
+        throw err;
+      }
+      this.opts.observer?.providerCall?.('status', this.clock.nowMs() - started, null);
+      status = 'notFound';
+    }
+    if (this.halted) return;
+    this.store.updateInstance(id, { providerStatus: status, providerCheckedAt: this.clock.now() });
+    this.log.debug({ tenant, group, instanceId: id, status, cause: event.cause }, 'instance checked');
+    const alive = status === 'running' || status === 'pending';
+    const pollKey = `poll:${groupKeyOf(tenant, group)}:${id}`;
+    if (disconnectedAt !== null && alive) {
+      const attempt = event.attempt ?? 0;
+      const fresh = this.store.getInstance(id);
+      const reportedSince = fresh?.healthAt && fresh.healthAt.getTime() > disconnectedAt;
+      const delay = DISCONNECT_POLL_DELAYS_MS[attempt];
+      if (!reportedSince && delay !== undefined) {
+        this.timers.set(pollKey, this.clock.nowMs() + delay, {
+          type: EventType.CheckInstance,
+          tenant,
+          groupKey: group,
+          instanceId: id,
+          cause: 'disconnect',
+          timestamp: new Date(disconnectedAt),
+          attempt: attempt + 1,
+        });
+      } else {
+        this.timers.clear(pollKey);
+      }
+    } else {
+      this.timers.clear(pollKey);
+    }
+  }
+
+  private async instanceDeleted(event: ReconcileEvent): Promise<void> {
+    const record = this.store.getInstance(event.instanceId ?? '');
+    if (!record || record.status === 'deleted') return;
+    this.store.updateInstance(record.id, { providerStatus: 'notFound', providerCheckedAt: this.clock.now() });
+  }
+
+  private async drainAcked(tenant: string, group: string, event: ReconcileEvent): Promise<void> {
+    const id = event.instanceId ?? '';
+    const record = this.store.getInstance(id);
+    const now = this.clock.now();
+    const actor = event.cause ?? 'reconciler';
+    if (!record || record.status !== 'draining' || record.tenant !== tenant || record.group !== group) {
+      const state = record ? record.status : 'unknown';
+      const message = `drain ack for instance ${id}, which is not draining (${state}); nothing deleted`;
+      this.store.appendAudit({ tenant, group, at: now, instanceId: id || null, action: 'ackIgnored', reason: 'notDraining', event: describeEvent(event), actor, detail: message, epoch: this.ctx.epoch() });
+      this.log.warn({ tenant, group, instanceId: id, status: state }, 'drain ack for an instance that is not draining');
+      this.safeNotifyError(groupKeyOf(tenant, group), id, message);
+      return;
+    }
+    if (record.drainAckedAt) return; // A repeated ack changes nothing.
+    this.store.transaction(() => {
+      this.store.updateInstance(id, { drainAckedAt: now });
+      this.store.appendAudit({ tenant, group, at: now, instanceId: id, action: 'drainAcked', reason: record.drainReason ?? 'drain', event: describeEvent(event), actor, epoch: this.ctx.epoch() });
+    });
+  }
+
+  private async terminationNotice(tenant: string, group: string, event: ReconcileEvent): Promise<void> {
+    const id = event.instanceId ?? '';
+    const record = this.store.getInstance(id);
+    if (!record || record.status === 'deleted' || record.status === 'deleting' || record.tenant !== tenant || record.group !== group) return;
+    if (record.noticeDeadline) return; // Repeated notices do nothing more.
+    const now = this.clock.now();
+    const window = this.opts.configLoader.getCurrent().shard.defaultNoticeWindow;
+    const deadline = event.timestamp ?? new Date(now.getTime() + window);
+    this.store.transaction(() => {
+      const patch: Parameters<ReconcilerStore['updateInstance']>[1] = { noticeAt: now, noticeDeadline: deadline };
+      if (record.status === 'draining' && record.drainDeadline && record.drainDeadline.getTime() > deadline.getTime()) {
+        patch.drainDeadline = deadline; // A drain in progress must end before the provider terminates it.
+      }
+      this.store.updateInstance(id, patch);
+      this.store.appendAudit({
+        tenant,
+        group,
+        at: now,
+        instanceId: id,
+        action: 'notice',
+        reason: 'terminationNotice',
+        event: describeEvent(event),
+        detail: `the provider terminates it at ${deadline.toISOString()}`,
+        epoch: this.ctx.epoch(),
+      });
+    });
+    this.log.info({ tenant, group, instanceId: id, deadline }, 'termination notice recorded');
+  }
+
+  private async handleInitialReconcile(events: ReconcileEvent[]): Promise<void> {
+    if (this.halted) return;
+    if (!this.isLeaderNow()) {
+      this.log.info({}, 'not the leader; initial reconcile skipped');
+      return;
+    }
+    const config = this.opts.configLoader.getCurrent();
+    const periodicOnly = events.every((e) => e.cause === 'resync');
+    if (!periodicOnly) {
+      // A fresh start or leadership win: try again what was given up.
+      this.store.clearCreateHolds();
+      for (const row of this.store.listInstances()) {
+        if (row.status === 'deleting' && row.attempts >= config.shard.maxAttempts) this.store.updateInstance(row.id, { attempts: 0, nextAttemptAt: null });
+      }
+    }
+    const started = this.clock.nowMs();
+    try {
+      const result = await syncWithProvider(this.ctx, config.shard.id);
+      this.log.info({ ...result, ms: this.clock.nowMs() - started }, 'provider sync done');
+    } catch (err) {
+      const attempt = Math.max(0, ...events.map((e) => e.attempt ?? 0));
+      this.handleFailure('', '', { type: EventType.InitialReconcile, cause: events[0]?.cause ?? 'start', attempt }, err);
+    }
+    if (this.halted) return;
+    for (const { tenant, group } of this.knownGroups(config)) this.markDirty(tenant, group, 'initial', Priority.bulk);
+    if (config.shard.resyncInterval > 0) {
+      this.timers.set('resync', this.clock.nowMs() + config.shard.resyncInterval, { type: EventType.InitialReconcile, cause: 'resync' });
+    }
+  }
+
+  private knownGroups(config: DroverConfig): Array<{ tenant: string; group: string }> {
+    const seen = new Set<string>();
+    const out: Array<{ tenant: string; group: string }> = [];
+    for (const g of [...configuredGroups(config), ...this.store.groupsWithLiveInstances()]) {
+      const key = groupKeyOf(g.tenant, g.group);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.push(g);
+    }
+    return out;
+  }
+
+  /** Reports a failed handler and schedules its retry (backoff with jitter) unless it is permanent or out of attempts. */
+  private handleFailure(tenant: string, group: string, event: ReconcileEvent, err: unknown): void {
+    const key = tenant ? groupKeyOf(tenant, group) : '';
+    const message = errorMessage(err);
+    const attempt = (event.attempt ?? 0) + 1;
+    const maxAttempts = this.opts.configLoader.getCurrent().shard.maxAttempts;
+    const retryable = isRetryable(err) && !(err instanceof PermanentError);
+    this.log.warn({ group: key, instanceId: event.instanceId, event: describeEvent(event), err: message, attempt, retryable }, 'event handling failed');
+    if (!retryable) {
+      this.safeNotifyError(key, event.instanceId ?? '', `${describeEvent(event)}: ${message} (permanent, not retried)`);
+      return;
+    }
+    if (attempt >= maxAttempts) {
+      this.safeNotifyError(key, event.instanceId ?? '', `${describeEvent(event)}: ${message} (gave up after ${attempt} attempts)`);
+      return;
+    }
+    this.safeNotifyError(key, event.instanceId ?? '', `${describeEvent(event)}: ${message}`);
+    const due = this.clock.nowMs() + backoffDelay(attempt, this.random);
+    this.timers.set(`retry:${event.type}:${key}:${event.instanceId ?? ''}`, due, { ...event, attempt, preventDuplicate: false });
+  }
+
+  // ---- collaborators -------------------------------------------------------------------------
+
+  private onConfigChange(next: DroverConfig, prev: DroverConfig): void {
+    this.gate.configure({
+      maxCallsPerSecond: next.provider?.maxCallsPerSecond ?? 0,
+      maxConcurrent: next.provider?.maxConcurrentCalls ?? 64,
+      createGapMs: this.opts.createRateLimitMs ?? next.shard.createRateLimit,
+    });
+    const shardChanged = JSON.stringify(next.shard) !== JSON.stringify(prev.shard);
+    const keys = new Map<string, { tenant: string; group: string }>();
+    for (const g of [...configuredGroups(prev), ...configuredGroups(next)]) keys.set(groupKeyOf(g.tenant, g.group), g);
+    let changed = 0;
+    for (const { tenant, group } of keys.values()) {
+      const before = JSON.stringify(groupSettings(prev, tenant, group));
+      const after = JSON.stringify(groupSettings(next, tenant, group));
+      if (shardChanged || before !== after) {
+        changed++;
+        this.markDirty(tenant, group, 'config', Priority.normal);
+      }
+    }
+    this.log.info({ changedGroups: changed }, 'config reloaded');
+  }
+
+  private isLeaderNow(): boolean {
+    if (this.halted) return false;
+    try {
+      return this.opts.isLeader() === true;
+    } catch {
+      return false;
+    }
+  }
+
+  private safeNotifyDrain(instanceId: string, group: string, reason: string, unhealthyAt: Date, deleteAt: Date): void {
+    try {
+      this.opts.notifyDrain(instanceId, group, reason, unhealthyAt, deleteAt);
+    } catch (err) {
+      this.log.warn({ instanceId, group, err: errorMessage(err) }, 'notifyDrain threw');
+    }
+  }
+
+  private safeNotifyError(group: string, instanceId: string, message: string): void {
+    try {
+      this.opts.notifyError?.(group, instanceId, message);
+    } catch (err) {
+      this.log.warn({ instanceId, group, err: errorMessage(err) }, 'notifyError threw');
+    }
+  }
+}
+
+function describeEventSafe(event: unknown): string {
+  try {
+    return JSON.stringify(event);
+  } catch {
+    return String(event);
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * Provider sync, run by InitialReconcile (at start, on every leadership win, and periodically):
+ * the provider is the truth about what exists, the store is the truth about what Drover decided.
+ * - a recorded create the provider has → adopted (confirmed);
+ * - an instance the store thinks live that the provider lacks → marked gone (the plan forgets it);
+ * - an instance the provider has, tagged for this shard, that the store does not know → adopted
+ *   into its group (the plan removes it if surplus), with any drain its tags record resumed;
+ * - one the store already deleted → a leak: deleted again.
+ */
+import { TAG, type ProviderInstance } from '../providers/index.js';
+import type { InstanceRecord } from '../store/index.js';
+import { withTimeout } from '../util/timeout.js';
+import type { Context } from './context.js';
+import { Priority } from '../queue/priority.js';
+
+export interface SyncResult {
+  listed: number;
+  adopted: number;
+  confirmed: number;
+  vanished: number;
+  leaks: number;
+}
+
+function parseTime(text: string | undefined): Date | null {
+  if (!text) return null;
+  const ms = Date.parse(text);
+  return Number.isFinite(ms) ? new Date(ms) : null;
+}
+
+export async function syncWithProvider(ctx: Context, shardId: string): Promise<SyncResult> {
+  const started = ctx.clock.nowMs();
+  let listed: ProviderInstance[];
+  try {
+    listed = await ctx.gate.run('read', Priority.high, () =>
+      withTimeout(ctx.clock, ctx.callTimeoutMs(), 'listing provider instances', ctx.provider.list({ [TAG.shard]: shardId })),
+    );
+    ctx.observer.providerCall?.('list', ctx.clock.nowMs() - started, null);
+  } catch (err) {
+    ctx.observer.providerCall?.('list', ctx.clock.nowMs() - started, err);
+    throw err;
+  }
+  if (ctx.halted()) return { listed: listed.length, adopted: 0, confirmed: 0, vanished: 0, leaks: 0 };
+
+  const now = ctx.clock.now();
+  const byInstanceId = new Map<string, ProviderInstance>();
+  const byProviderId = new Map<string, ProviderInstance>();
+  for (const p of listed) {
+    const id = p.tags[TAG.instanceId];
+    if (id) byInstanceId.set(id, p);
+    byProviderId.set(p.providerId, p);
+  }
+  const matched = new Set<string>();
+  const result: SyncResult = { listed: listed.length, adopted: 0, confirmed: 0, vanished: 0, leaks: 0 };
+  const epoch = ctx.epoch();
+
+  ctx.store.transaction(() => {
+    for (const row of ctx.store.listInstances()) {
+      const found = byInstanceId.get(row.id) ?? (row.providerId ? byProviderId.get(row.providerId) : undefined);
+      if (ctx.inFlight.has(row.id)) {
+        if (found) matched.add(found.providerId);
+        continue;
+      }
+      if (found) {
+        matched.add(found.providerId);
+        reconcileFound(ctx, row, found, now, epoch, result);
+      } else if (row.status !== 'creating' && row.providerStatus !== 'notFound') {
+        // Gone at the provider. The plan forgets it (and replaces it if it was serving).
+        ctx.store.updateInstance(row.id, { providerStatus: 'notFound', providerCheckedAt: now });
+        result.vanished++;
+      }
+    }
+    for (const p of listed) {
+      if (matched.has(p.providerId)) continue;
+      adoptUnknown(ctx, p, now, epoch, result);
+    }
+  });
+  return result;
+}
+
+function reconcileFound(ctx: Context, row: InstanceRecord, found: ProviderInstance, now: Date, epoch: number | null, result: SyncResult): void {
+  const patch: Parameters<Context['store']['updateInstance']>[1] = {};
+  if (row.status === 'creating') {
+    patch.status = 'running';
+    patch.providerId = found.providerId;
+    patch.confirmedAt = now;
+    patch.attempts = 0;
+    patch.nextAttemptAt = null;
+    patch.lastError = null;
+    result.confirmed++;
+    ctx.store.appendAudit({
+      tenant: row.tenant,
+      group: row.group,
+      at: now,
+      instanceId: row.id,
+      action: 'adopt',
+      reason: row.createReason,
+      detail: `recorded create found at the provider as ${found.providerId}`,
+      epoch,
+    });
+  } else if (!row.providerId) {
+    patch.providerId = found.providerId;
+  }
+  // Record what the provider says only when it matters: terminal, or changed from a terminal one.
+  const terminalNow = found.status !== 'running' && found.status !== 'pending';
+  const terminalBefore = row.providerStatus !== null && row.providerStatus !== 'running' && row.providerStatus !== 'pending';
+  if (terminalNow || terminalBefore) {
+    if (row.providerStatus !== found.status) {
+      patch.providerStatus = found.status;
+      patch.providerCheckedAt = now;
+    }
+  }
+  if (Object.keys(patch).length > 0) ctx.store.updateInstance(row.id, patch);
+}
+
+function adoptUnknown(ctx: Context, p: ProviderInstance, now: Date, epoch: number | null, result: SyncResult): void {
+  const id = p.tags[TAG.instanceId];
+  const tenant = p.tags[TAG.tenant];
+  const group = p.tags[TAG.group];
+  const existing = id ? ctx.store.getInstance(id) : null;
+  if (existing) {
+    // The store deleted it (cancelled, failed, or deleted while a call was out): a leak.
+    ctx.store.updateInstance(existing.id, {
+      status: 'deleting',
+      providerId: p.providerId,
+      deleteReason: 'leak',
+      deletedAt: null,
+      attempts: 0,
+      nextAttemptAt: null,
+      lastError: null,
+    });
+    ctx.store.appendAudit({
+      tenant: existing.tenant,
+      group: existing.group,
+      at: now,
+      instanceId: existing.id,
+      action: 'leak',
+      reason: 'leak',
+      detail: `provider still has ${p.providerId} (${p.status}); deleting it`,
+      epoch,
+    });
+    result.leaks++;
+    return;
+  }
+  if (!id || !tenant || !group) {
+    ctx.log.warn({ providerId: p.providerId, tags: p.tags }, 'instance tagged for this shard lacks Drover tags; left alone');
+    return;
+  }
+  const drainStartedAt = parseTime(p.tags[TAG.drainStartedAt]);
+  const drainDeadline = parseTime(p.tags[TAG.drainDeadline]);
+  const draining = drainStartedAt !== null && drainDeadline !== null;
+  const terminal = p.status !== 'running' && p.status !== 'pending';
+  ctx.store.insertInstance({
+    id,
+    tenant,
+    group,
+    providerId: p.providerId,
+    status: draining ? 'draining' : 'running',
+    templateName: p.tags[TAG.templateName] ?? '',
+    templateHash: p.tags[TAG.templateHash] ?? '',
+    createReason: 'adopted',
+    createdAt: parseTime(p.tags[TAG.createdAt]) ?? now,
+    confirmedAt: now,
+    providerStatus: terminal ? p.status : null,
+    providerCheckedAt: terminal ? now : null,
+    drainStartedAt: draining ? drainStartedAt : null,
+    drainDeadline: draining ? drainDeadline : null,
+    drainReason: draining ? (p.tags[TAG.drainReason] ?? 'scaleDown') : null,
+  });
+  ctx.store.appendAudit({
+    tenant,
+    group,
+    at: now,
+    instanceId: id,
+    action: 'adopt',
+    reason: 'adopted',
+    detail: `found at the provider as ${p.providerId}${draining ? `, draining until ${drainDeadline.toISOString()}` : ''}`,
+    epoch,
+  });
+  result.adopted++;
+}

@@ -1,0 +1,17 @@
+export { LocalDb, openLocalDb } from './local-db.js';
+export type { NewInstance } from './local-db.js';
+export { INSTANCE_STATUSES } from './types.js';
+export type {
+  AuditAction,
+  AuditEntry,
+  AuditFilter,
+  GroupState,
+  InstanceFilter,
+  InstancePatch,
+  InstanceRecord,
+  InstanceStatus,
+  NewAuditEntry,
+  ObservedStatus,
+  StoreChange,
+  StoredTimer,
+} from './types.js';

@@ -1,0 +1,483 @@
+/**
+ * LocalDb: Drover's durable state in SQLite (better-sqlite3, WAL). Instances, the audit trail,
+ * durable timers and per-group state. All calls are synchronous and each is atomic; use
+ * `transaction` to make several atomic together.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { MIGRATIONS } from './migrations.js';
+import type {
+  AuditEntry,
+  AuditFilter,
+  GroupState,
+  InstanceFilter,
+  InstancePatch,
+  InstanceRecord,
+  InstanceStatus,
+  NewAuditEntry,
+  ObservedStatus,
+  StoreChange,
+  StoredTimer,
+} from './types.js';
+
+type Row = Record<string, unknown>;
+
+/** Columns of `instances`, keyed by the record field they hold. */
+const COLUMNS = {
+  id: 'id',
+  tenant: 'tenant',
+  group: 'grp',
+  providerId: 'provider_id',
+  status: 'status',
+  templateName: 'template_name',
+  templateHash: 'template_hash',
+  createReason: 'create_reason',
+  replaces: 'replaces',
+  createdAt: 'created_at',
+  confirmedAt: 'confirmed_at',
+  healthAt: 'health_at',
+  unhealthyAt: 'unhealthy_at',
+  providerStatus: 'provider_status',
+  providerCheckedAt: 'provider_checked_at',
+  drainStartedAt: 'drain_started_at',
+  drainDeadline: 'drain_deadline',
+  drainAckedAt: 'drain_acked_at',
+  drainReason: 'drain_reason',
+  noticeAt: 'notice_at',
+  noticeDeadline: 'notice_deadline',
+  attempts: 'attempts',
+  nextAttemptAt: 'next_attempt_at',
+  lastError: 'last_error',
+  deletedAt: 'deleted_at',
+  deleteReason: 'delete_reason',
+} as const satisfies Record<keyof InstanceRecord, string>;
+
+const DATE_FIELDS = new Set<keyof InstanceRecord>([
+  'createdAt',
+  'confirmedAt',
+  'healthAt',
+  'unhealthyAt',
+  'providerCheckedAt',
+  'drainStartedAt',
+  'drainDeadline',
+  'drainAckedAt',
+  'noticeAt',
+  'noticeDeadline',
+  'nextAttemptAt',
+  'deletedAt',
+]);
+
+const FIELDS = Object.keys(COLUMNS) as Array<keyof InstanceRecord>;
+const SELECT_INSTANCE = `SELECT ${FIELDS.map((f) => COLUMNS[f]).join(', ')} FROM instances`;
+
+function toDate(value: unknown): Date | null {
+  return typeof value === 'number' ? new Date(value) : null;
+}
+
+function rowToInstance(row: Row): InstanceRecord {
+  return {
+    id: row.id as string,
+    tenant: row.tenant as string,
+    group: row.grp as string,
+    providerId: (row.provider_id as string | null) ?? null,
+    status: row.status as InstanceStatus,
+    templateName: row.template_name as string,
+    templateHash: row.template_hash as string,
+    createReason: row.create_reason as string,
+    replaces: (row.replaces as string | null) ?? null,
+    createdAt: new Date(row.created_at as number),
+    confirmedAt: toDate(row.confirmed_at),
+    healthAt: toDate(row.health_at),
+    unhealthyAt: toDate(row.unhealthy_at),
+    providerStatus: (row.provider_status as ObservedStatus | null) ?? null,
+    providerCheckedAt: toDate(row.provider_checked_at),
+    drainStartedAt: toDate(row.drain_started_at),
+    drainDeadline: toDate(row.drain_deadline),
+    drainAckedAt: toDate(row.drain_acked_at),
+    drainReason: (row.drain_reason as string | null) ?? null,
+    noticeAt: toDate(row.notice_at),
+    noticeDeadline: toDate(row.notice_deadline),
+    attempts: (row.attempts as number | null) ?? 0,
+    nextAttemptAt: toDate(row.next_attempt_at),
+    lastError: (row.last_error as string | null) ?? null,
+    deletedAt: toDate(row.deleted_at),
+    deleteReason: (row.delete_reason as string | null) ?? null,
+  };
+}
+
+function toColumnValue(field: keyof InstanceRecord, value: unknown): unknown {
+  if (value === undefined || value === null) return null;
+  if (DATE_FIELDS.has(field)) return (value as Date).getTime();
+  return value;
+}
+
+function rowToAudit(row: Row): AuditEntry {
+  return {
+    seq: row.seq as number,
+    at: new Date(row.at as number),
+    tenant: row.tenant as string,
+    group: row.grp as string,
+    instanceId: (row.instance_id as string | null) ?? null,
+    action: row.action as AuditEntry['action'],
+    reason: row.reason as string,
+    event: (row.event as string | null) ?? null,
+    actor: row.actor as string,
+    detail: (row.detail as string | null) ?? null,
+    epoch: (row.epoch as number | null) ?? null,
+  };
+}
+
+export type NewInstance = Pick<InstanceRecord, 'id' | 'tenant' | 'group' | 'templateName' | 'templateHash' | 'createReason' | 'createdAt'> &
+  Partial<InstancePatch>;
+
+export class LocalDb {
+  readonly path: string;
+  private readonly db: Database.Database;
+  private readonly listeners = new Set<(change: StoreChange) => void>();
+  private readonly patchStatements = new Map<string, Database.Statement>();
+  private readonly stmt: {
+    getInstance: Database.Statement<[string], Row>;
+    byProviderId: Database.Statement<[string], Row>;
+    liveByGroup: Database.Statement<[string, string], Row>;
+    healthPeek: Database.Statement<[string], { health_at: number | null; tenant: string; grp: string; status: string }>;
+    setHealth: Database.Statement<[number, string, number]>;
+    insertAudit: Database.Statement<unknown[]>;
+    upsertTimer: Database.Statement<[string, number, string]>;
+    deleteTimer: Database.Statement<[string]>;
+    listTimers: Database.Statement<[], Row>;
+    getGroupState: Database.Statement<[string, string], Row>;
+  };
+
+  constructor(path: string) {
+    this.path = path;
+    if (path !== ':memory:' && !path.startsWith('file:')) mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+    this.stmt = {
+      getInstance: this.db.prepare(`${SELECT_INSTANCE} WHERE id = ?`),
+      byProviderId: this.db.prepare(`${SELECT_INSTANCE} WHERE provider_id = ?`),
+      liveByGroup: this.db.prepare(`${SELECT_INSTANCE} WHERE tenant = ? AND grp = ? AND status <> 'deleted' ORDER BY created_at, id`),
+      healthPeek: this.db.prepare('SELECT health_at, tenant, grp, status FROM instances WHERE id = ?'),
+      setHealth: this.db.prepare('UPDATE instances SET health_at = ? WHERE id = ? AND (health_at IS NULL OR health_at < ?)'),
+      insertAudit: this.db.prepare(
+        'INSERT INTO audit (at, tenant, grp, instance_id, action, reason, event, actor, detail, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      upsertTimer: this.db.prepare(
+        'INSERT INTO timers (key, due_at, event) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET due_at = excluded.due_at, event = excluded.event',
+      ),
+      deleteTimer: this.db.prepare('DELETE FROM timers WHERE key = ?'),
+      listTimers: this.db.prepare('SELECT key, due_at, event FROM timers ORDER BY due_at'),
+      getGroupState: this.db.prepare('SELECT * FROM group_state WHERE tenant = ? AND grp = ?'),
+    };
+  }
+
+  /** Schema version (number of migrations applied). */
+  get schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    if (current > MIGRATIONS.length) {
+      throw new Error(`opening ${this.path}: database schema ${current} is newer than this Drover (${MIGRATIONS.length})`);
+    }
+    for (let version = current; version < MIGRATIONS.length; version++) {
+      const sql = MIGRATIONS[version] ?? '';
+      this.db.transaction(() => {
+        this.db.exec(sql);
+        this.db.pragma(`user_version = ${version + 1}`);
+      })();
+    }
+  }
+
+  /** Runs `fn` in one transaction: all of its writes land, or none. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  /** Subscribes to store changes (first health reports, audit entries). */
+  subscribe(listener: (change: StoreChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(change: StoreChange): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(change);
+      } catch {
+        // A listener's failure must not undo or block a write that has landed.
+      }
+    }
+  }
+
+  // ---- instances -------------------------------------------------------------------------
+
+  insertInstance(record: NewInstance): InstanceRecord {
+    const full: InstanceRecord = {
+      providerId: null,
+      status: 'creating',
+      replaces: null,
+      confirmedAt: null,
+      healthAt: null,
+      unhealthyAt: null,
+      providerStatus: null,
+      providerCheckedAt: null,
+      drainStartedAt: null,
+      drainDeadline: null,
+      drainAckedAt: null,
+      drainReason: null,
+      noticeAt: null,
+      noticeDeadline: null,
+      attempts: 0,
+      nextAttemptAt: null,
+      lastError: null,
+      deletedAt: null,
+      deleteReason: null,
+      ...record,
+    };
+    const columns = FIELDS.map((f) => COLUMNS[f]);
+    const key = `insert`;
+    let statement = this.patchStatements.get(key);
+    if (!statement) {
+      statement = this.db.prepare(`INSERT INTO instances (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`);
+      this.patchStatements.set(key, statement);
+    }
+    statement.run(...FIELDS.map((f) => toColumnValue(f, full[f])));
+    return full;
+  }
+
+  getInstance(id: string): InstanceRecord | null {
+    const row = this.stmt.getInstance.get(id);
+    return row ? rowToInstance(row) : null;
+  }
+
+  findByProviderId(providerId: string): InstanceRecord | null {
+    const row = this.stmt.byProviderId.get(providerId);
+    return row ? rowToInstance(row) : null;
+  }
+
+  /** Instances of one group that are not deleted, oldest first. */
+  liveInstances(tenant: string, group: string): InstanceRecord[] {
+    return this.stmt.liveByGroup.all(tenant, group).map(rowToInstance);
+  }
+
+  listInstances(filter: InstanceFilter = {}): InstanceRecord[] {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.tenant !== undefined) {
+      where.push('tenant = ?');
+      params.push(filter.tenant);
+    }
+    if (filter.group !== undefined) {
+      where.push('grp = ?');
+      params.push(filter.group);
+    }
+    if (!filter.includeDeleted) where.push("status <> 'deleted'");
+    const sql = `${SELECT_INSTANCE}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY tenant, grp, created_at, id`;
+    return this.db
+      .prepare<unknown[], Row>(sql)
+      .all(...params)
+      .map(rowToInstance);
+  }
+
+  /** Every (tenant, group) that has instances not yet deleted. */
+  groupsWithLiveInstances(): Array<{ tenant: string; group: string }> {
+    return this.db
+      .prepare<[], { tenant: string; grp: string }>("SELECT DISTINCT tenant, grp FROM instances WHERE status <> 'deleted'")
+      .all()
+      .map((r) => ({ tenant: r.tenant, group: r.grp }));
+  }
+
+  /** Changes the given fields of an instance. Returns the updated record, or null if unknown. */
+  updateInstance(id: string, patch: InstancePatch): InstanceRecord | null {
+    const fields = (Object.keys(patch) as Array<keyof InstancePatch>).filter((f) => patch[f] !== undefined);
+    if (fields.length > 0) {
+      const key = `update:${fields.join(',')}`;
+      let statement = this.patchStatements.get(key);
+      if (!statement) {
+        statement = this.db.prepare(`UPDATE instances SET ${fields.map((f) => `${COLUMNS[f]} = ?`).join(', ')} WHERE id = ?`);
+        this.patchStatements.set(key, statement);
+      }
+      statement.run(...fields.map((f) => toColumnValue(f, patch[f])), id);
+    }
+    return this.getInstance(id);
+  }
+
+  /**
+   * Records a health report. Reports older than the one recorded, and reports for unknown or
+   * deleted instances, are ignored. Returns whether the report was recorded.
+   */
+  recordHealth(instanceId: string, at: Date): boolean {
+    const peek = this.stmt.healthPeek.get(instanceId);
+    if (!peek || peek.status === 'deleted') return false;
+    const atMs = at.getTime();
+    if (peek.health_at !== null && peek.health_at >= atMs) return false;
+    this.stmt.setHealth.run(atMs, instanceId, atMs);
+    if (peek.health_at === null) {
+      this.emit({ kind: 'firstHealth', instanceId, tenant: peek.tenant, group: peek.grp, at });
+    }
+    return true;
+  }
+
+  /** Records many health reports in one transaction (the server's batched ingest path). */
+  recordHealthBatch(reports: ReadonlyArray<{ instanceId: string; at: Date }>): number {
+    let recorded = 0;
+    const firsts: StoreChange[] = [];
+    this.db.transaction(() => {
+      for (const { instanceId, at } of reports) {
+        const peek = this.stmt.healthPeek.get(instanceId);
+        if (!peek || peek.status === 'deleted') continue;
+        const atMs = at.getTime();
+        if (peek.health_at !== null && peek.health_at >= atMs) continue;
+        this.stmt.setHealth.run(atMs, instanceId, atMs);
+        recorded++;
+        if (peek.health_at === null) firsts.push({ kind: 'firstHealth', instanceId, tenant: peek.tenant, group: peek.grp, at });
+      }
+    })();
+    for (const change of firsts) this.emit(change);
+    return recorded;
+  }
+
+  // ---- audit -----------------------------------------------------------------------------
+
+  appendAudit(entry: NewAuditEntry): AuditEntry {
+    const full = {
+      actor: 'reconciler',
+      detail: null,
+      epoch: null,
+      event: null,
+      ...entry,
+    };
+    const result = this.stmt.insertAudit.run(
+      full.at.getTime(),
+      full.tenant,
+      full.group,
+      full.instanceId,
+      full.action,
+      full.reason,
+      full.event,
+      full.actor,
+      full.detail,
+      full.epoch,
+    );
+    const saved: AuditEntry = { ...full, seq: Number(result.lastInsertRowid) };
+    this.emit({ kind: 'audit', entry: saved });
+    return saved;
+  }
+
+  listAudit(filter: AuditFilter = {}): AuditEntry[] {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.instanceId !== undefined) {
+      where.push('instance_id = ?');
+      params.push(filter.instanceId);
+    }
+    if (filter.tenant !== undefined) {
+      where.push('tenant = ?');
+      params.push(filter.tenant);
+    }
+    if (filter.group !== undefined) {
+      where.push('grp = ?');
+      params.push(filter.group);
+    }
+    if (filter.afterSeq !== undefined) {
+      where.push('seq > ?');
+      params.push(filter.afterSeq);
+    }
+    const limit = Math.max(1, Math.min(filter.limit ?? 1000, 100_000));
+    // Newest `limit` entries, returned oldest first.
+    const sql = `SELECT * FROM (SELECT * FROM audit${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ${limit}) ORDER BY seq`;
+    return this.db
+      .prepare<unknown[], Row>(sql)
+      .all(...params)
+      .map(rowToAudit);
+  }
+
+  // ---- durable timers --------------------------------------------------------------------
+
+  setTimer(key: string, dueAt: number, event: string): void {
+    this.stmt.upsertTimer.run(key, dueAt, event);
+  }
+
+  deleteTimer(key: string): void {
+    this.stmt.deleteTimer.run(key);
+  }
+
+  listTimers(): StoredTimer[] {
+    return this.stmt.listTimers.all().map((r) => ({ key: r.key as string, dueAt: r.due_at as number, event: r.event as string }));
+  }
+
+  // ---- per-group state -------------------------------------------------------------------
+
+  getGroupState(tenant: string, group: string): GroupState | null {
+    const row = this.stmt.getGroupState.get(tenant, group);
+    if (!row) return null;
+    return {
+      tenant,
+      group,
+      sizeOverride: (row.size_override as number | null) ?? null,
+      sizeOverrideAt: toDate(row.size_override_at),
+      sizeOverrideBy: (row.size_override_by as string | null) ?? null,
+      sizeOverrideBase: (row.size_override_base as number | null) ?? null,
+      holdKey: (row.hold_key as string | null) ?? null,
+      holdReason: (row.hold_reason as string | null) ?? null,
+      holdAt: toDate(row.hold_at),
+    };
+  }
+
+  listGroupStates(): GroupState[] {
+    return this.db
+      .prepare<[], { tenant: string; grp: string }>('SELECT tenant, grp FROM group_state')
+      .all()
+      .map((r) => this.getGroupState(r.tenant, r.grp))
+      .filter((s): s is GroupState => s !== null);
+  }
+
+  /**
+   * Sets the operator's size for a group (null clears it). `base` is the configured size at the
+   * time: when the config's size moves away from it, the config wins again.
+   */
+  setSizeOverride(tenant: string, group: string, size: number | null, base: number | null, at: Date, by: string): void {
+    this.db
+      .prepare(
+        `INSERT INTO group_state (tenant, grp, size_override, size_override_base, size_override_at, size_override_by) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT(tenant, grp) DO UPDATE SET size_override = excluded.size_override, size_override_base = excluded.size_override_base,
+         size_override_at = excluded.size_override_at, size_override_by = excluded.size_override_by`,
+      )
+      .run(tenant, group, size, base, at.getTime(), by);
+  }
+
+  /** Holds (or, with null, releases) a group's creates after a permanent provider error. */
+  setCreateHold(tenant: string, group: string, hold: { key: string; reason: string; at: Date } | null): void {
+    this.db
+      .prepare(
+        `INSERT INTO group_state (tenant, grp, hold_key, hold_reason, hold_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(tenant, grp) DO UPDATE SET hold_key = excluded.hold_key, hold_reason = excluded.hold_reason, hold_at = excluded.hold_at`,
+      )
+      .run(tenant, group, hold?.key ?? null, hold?.reason ?? null, hold ? hold.at.getTime() : null);
+  }
+
+  /** Releases every create hold (a fresh start or a leadership win tries again). */
+  clearCreateHolds(): void {
+    this.db.prepare('UPDATE group_state SET hold_key = NULL, hold_reason = NULL, hold_at = NULL').run();
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  get isOpen(): boolean {
+    return this.db.open;
+  }
+}
+
+/** Opens (creating and migrating as needed) Drover's SQLite database. `':memory:'` is allowed. */
+export function openLocalDb(path: string): LocalDb {
+  return new LocalDb(path);
+}

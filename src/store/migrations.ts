@@ -1,0 +1,75 @@
+/**
+ * Versioned schema migrations. The database's `user_version` is the number of migrations
+ * applied; each runs once, in order, inside a transaction. Never edit a released migration:
+ * add a new one.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: instances, audit, durable timers, per-group state.
+  `
+  CREATE TABLE instances (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    provider_id TEXT,
+    status TEXT NOT NULL,
+    template_name TEXT NOT NULL,
+    template_hash TEXT NOT NULL,
+    create_reason TEXT NOT NULL,
+    replaces TEXT,
+    created_at INTEGER NOT NULL,
+    confirmed_at INTEGER,
+    health_at INTEGER,
+    unhealthy_at INTEGER,
+    provider_status TEXT,
+    provider_checked_at INTEGER,
+    drain_started_at INTEGER,
+    drain_deadline INTEGER,
+    drain_acked_at INTEGER,
+    drain_reason TEXT,
+    notice_at INTEGER,
+    notice_deadline INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    last_error TEXT,
+    deleted_at INTEGER,
+    delete_reason TEXT
+  );
+  CREATE INDEX instances_live_by_group ON instances (tenant, grp) WHERE status <> 'deleted';
+  CREATE INDEX instances_by_provider_id ON instances (provider_id);
+
+  CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    instance_id TEXT,
+    action TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    event TEXT,
+    actor TEXT NOT NULL,
+    detail TEXT,
+    epoch INTEGER
+  );
+  CREATE INDEX audit_by_instance ON audit (instance_id, seq);
+  CREATE INDEX audit_by_group ON audit (tenant, grp, seq);
+
+  CREATE TABLE timers (
+    key TEXT PRIMARY KEY,
+    due_at INTEGER NOT NULL,
+    event TEXT NOT NULL
+  );
+
+  CREATE TABLE group_state (
+    tenant TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    size_override INTEGER,
+    size_override_at INTEGER,
+    size_override_by TEXT,
+    size_override_base INTEGER,
+    hold_key TEXT,
+    hold_reason TEXT,
+    hold_at INTEGER,
+    PRIMARY KEY (tenant, grp)
+  );
+  `,
+];

@@ -1,0 +1,136 @@
+import type { ProviderStatus } from '../providers/index.js';
+
+/**
+ * Drover's own lifecycle of an instance:
+ * creating (recorded, provider not yet confirmed) → running → draining → deleting → deleted.
+ * An instance may skip steps (running → deleting when it is already dead; creating → deleted
+ * when its create is cancelled or fails for good).
+ */
+export type InstanceStatus = 'creating' | 'running' | 'draining' | 'deleting' | 'deleted';
+export const INSTANCE_STATUSES: readonly InstanceStatus[] = ['creating', 'running', 'draining', 'deleting', 'deleted'];
+
+/** What the provider was last seen to say about an instance (`notFound`: it no longer exists). */
+export type ObservedStatus = ProviderStatus | 'notFound';
+
+export interface InstanceRecord {
+  id: string;
+  tenant: string;
+  group: string;
+  providerId: string | null;
+  status: InstanceStatus;
+  templateName: string;
+  templateHash: string;
+  /** Why it was created: scaleUp, replacement reasons, expiry, drift, adopted. */
+  createReason: string;
+  /** The instance this one was created to replace (rotation), if any. */
+  replaces: string | null;
+  /** When the create was recorded (before the provider was called). */
+  createdAt: Date;
+  /** When the provider confirmed the create. */
+  confirmedAt: Date | null;
+  /** Last health report from the instance's agent. */
+  healthAt: Date | null;
+  /** When the instance was judged unhealthy. */
+  unhealthyAt: Date | null;
+  providerStatus: ObservedStatus | null;
+  providerCheckedAt: Date | null;
+  drainStartedAt: Date | null;
+  drainDeadline: Date | null;
+  drainAckedAt: Date | null;
+  drainReason: string | null;
+  /** When a termination notice arrived, and when the provider will terminate the instance. */
+  noticeAt: Date | null;
+  noticeDeadline: Date | null;
+  /** Provider calls (create or delete) attempted for the current step, and when to try again. */
+  attempts: number;
+  nextAttemptAt: Date | null;
+  lastError: string | null;
+  deletedAt: Date | null;
+  deleteReason: string | null;
+}
+
+export interface InstanceFilter {
+  tenant?: string;
+  group?: string;
+  includeDeleted?: boolean;
+}
+
+/** Fields that can be changed after insert. */
+export type InstancePatch = Partial<Omit<InstanceRecord, 'id' | 'tenant' | 'group'>>;
+
+export type AuditAction =
+  | 'create'
+  | 'created'
+  | 'createFailed'
+  | 'cancel'
+  | 'adopt'
+  | 'drain'
+  | 'drainAcked'
+  | 'ackIgnored'
+  | 'notice'
+  | 'unhealthy'
+  | 'delete'
+  | 'deleted'
+  | 'deleteFailed'
+  | 'vanished'
+  | 'leak'
+  | 'scale';
+
+export interface AuditEntry {
+  seq: number;
+  at: Date;
+  tenant: string;
+  group: string;
+  instanceId: string | null;
+  action: AuditAction;
+  reason: string;
+  /** The event that led to it, e.g. "TerminationNotice" or "GroupChanged(config)". */
+  event: string | null;
+  /** Who asked: "reconciler" or an operator's name. */
+  actor: string;
+  detail: string | null;
+  /** Leadership epoch under which it was done, when known. */
+  epoch: number | null;
+}
+
+export type NewAuditEntry = Omit<AuditEntry, 'seq' | 'at' | 'actor' | 'detail' | 'epoch' | 'event'> & {
+  at: Date;
+  actor?: string;
+  detail?: string | null;
+  epoch?: number | null;
+  event?: string | null;
+};
+
+export interface AuditFilter {
+  instanceId?: string;
+  tenant?: string;
+  group?: string;
+  /** Only entries after this sequence number. */
+  afterSeq?: number;
+  /** At most this many, newest last (default 1000). */
+  limit?: number;
+}
+
+export interface StoredTimer {
+  key: string;
+  dueAt: number;
+  event: string;
+}
+
+export interface GroupState {
+  tenant: string;
+  group: string;
+  sizeOverride: number | null;
+  sizeOverrideAt: Date | null;
+  sizeOverrideBy: string | null;
+  /** The configured size when the override was set; a config change of the size ends the override. */
+  sizeOverrideBase: number | null;
+  holdKey: string | null;
+  holdReason: string | null;
+  holdAt: Date | null;
+}
+
+/** Notifications from the store, for the reconciler and the server's event stream. */
+export type StoreChange =
+  | { kind: 'firstHealth'; instanceId: string; tenant: string; group: string; at: Date }
+  | { kind: 'audit'; entry: AuditEntry };
