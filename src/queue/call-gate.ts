@@ -110,10 +110,16 @@ export class CallGate {
     this.pump();
   }
 
+  /**
+   * True when no call is in flight and none can start now: calls still waiting wait for a future
+   * time (their rate-limit slot or create gap), which is not "due".
+   */
   isIdle(): boolean {
-    return this.waitingCount === 0 && this.inFlight === 0;
+    if (this.inFlight > 0) return false;
+    return this.waitingCount === 0 || this.wakeupAt > this.clock.nowMs();
   }
 
+  /** Resolves when `isIdle()` holds. */
   idle(): Promise<void> {
     if (this.isIdle()) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
@@ -167,6 +173,8 @@ export class CallGate {
       this.wakeup = undefined;
       this.wakeupAt = Number.POSITIVE_INFINITY;
       this.pump();
+      this.checkIdle();
     });
+    this.checkIdle();
   }
 }

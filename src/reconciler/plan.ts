@@ -246,7 +246,8 @@ export function planGroup(input: PlanInput): Plan {
     const healthAt = ms(inst.healthAt);
     if (healthAt === null) {
       const startedAt = ms(inst.confirmedAt) ?? created;
-      const startupDeadline = Math.max(startedAt + startupTimeoutMs, graceEnds);
+      // An instance that booted before this reconciler began observing gets the grace period too.
+      const startupDeadline = startedAt < input.observingSince ? Math.max(startedAt + startupTimeoutMs, graceEnds) : startedAt + startupTimeoutMs;
       if (startupDeadline <= now) {
         leaving.set(inst.id, 'startupTimeout');
         unhealthyCount++;

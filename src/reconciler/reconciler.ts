@@ -208,12 +208,15 @@ export class Reconciler {
     }
   }
 
-  /** Resolves when nothing is queued, due or in flight. */
+  /**
+   * Resolves when nothing is queued, due or in flight: no event waits, no timer is due, no
+   * provider call is running. Calls waiting for a future rate-limit slot are not due yet.
+   */
   async idle(): Promise<void> {
     for (;;) {
       await this.queue.idle();
       await this.gate.idle();
-      if (this.queue.isIdle() && this.gate.isIdle() && this.inFlight.size === 0 && !this.timers.hasDue()) return;
+      if (this.queue.isIdle() && this.gate.isIdle() && !this.timers.hasDue()) return;
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }

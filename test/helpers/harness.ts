@@ -122,9 +122,31 @@ export class Harness {
     }
   }
 
+  /** Like run(), reporting health for every running instance (but `except`) at each step. */
+  async runHealthy(ms: number, step = 10_000, except: readonly string[] = []): Promise<void> {
+    const end = this.clock.nowMs() + ms;
+    while (this.clock.nowMs() < end) {
+      this.reportHealthy({ except });
+      await this.clock.advanceTo(Math.min(end, this.clock.nowMs() + step));
+      await this.settle();
+    }
+    this.reportHealthy({ except });
+    await this.settle();
+  }
+
   /** Simulates a crash: the reconciler is abandoned mid-flight and a new one starts on the same database file. */
   async crashAndRestart(): Promise<void> {
+    await this.crash();
+    await this.restart();
+  }
+
+  /** The reconciler dies mid-flight (its late callbacks do nothing). */
+  async crash(): Promise<void> {
     await this.reconciler.stop({ abandon: true });
+  }
+
+  /** A new reconciler starts on the same database file. */
+  async restart(): Promise<void> {
     this.db.close();
     this.db = openLocalDb(this.dbPath);
     this.reconciler = this.build();
