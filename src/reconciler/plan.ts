@@ -98,6 +98,8 @@ export interface PlanInput {
   shard: ShardHealthSettings;
   /** The group's instances that are not deleted. */
   instances: readonly InstanceRecord[];
+  /** Instances of the group deleted recently (to say what a new instance replaces). */
+  departed?: readonly InstanceRecord[];
   /** Instances with a provider call in flight in this process (not to be dispatched again). */
   inFlight: { has(instanceId: string): boolean };
   now: number;
@@ -316,11 +318,19 @@ export function planGroup(input: PlanInput): Plan {
   // ---- 3. Size: create or remove. --------------------------------------------------------------
   const deficit = size - counted.length;
   if (deficit > 0) {
-    // Attribute creates to instances that left involuntarily and have no replacement yet.
-    const orphans = input.instances.filter((i) => {
+    // Attribute creates to instances that left involuntarily (now, or recently) and have no
+    // replacement yet: the audit then says what each new instance replaces, and it is urgent.
+    const replaced = new Set<string>();
+    for (const i of [...input.instances, ...(input.departed ?? [])]) if (i.replaces) replaced.add(i.replaces);
+    const orphans: Array<{ id: string; reason: string }> = [];
+    for (const i of input.instances) {
       const reason = leaving.get(i.id);
-      return reason !== undefined && INVOLUNTARY_REASONS.has(reason) && !replacementOf.has(i.id);
-    });
+      if (reason !== undefined && INVOLUNTARY_REASONS.has(reason) && !replaced.has(i.id)) orphans.push({ id: i.id, reason });
+    }
+    for (const i of input.departed ?? []) {
+      const reason = INVOLUNTARY_REASONS.has(i.drainReason ?? '') ? i.drainReason : INVOLUNTARY_REASONS.has(i.deleteReason ?? '') ? i.deleteReason : null;
+      if (reason && !replaced.has(i.id)) orphans.push({ id: i.id, reason });
+    }
     let n = Math.min(deficit, Math.max(0, room));
     if (input.createHold !== null) {
       blocked.push({ code: 'ProviderErrors', message: `creates held: ${input.createHold}` });
@@ -329,7 +339,7 @@ export function planGroup(input: PlanInput): Plan {
     for (let k = 0; k < n; k++) {
       const orphan = orphans[k];
       if (orphan) {
-        const reason = leaving.get(orphan.id) ?? 'replace';
+        const reason = orphan.reason;
         actions.push({ kind: 'create', reason, replaces: orphan.id, priority: Priority.urgent, message: `replaces ${orphan.id} (${reason})` });
       } else {
         actions.push({ kind: 'create', reason: 'scaleUp', replaces: null, priority: Priority.normal, message: `${counted.length + k} of ${size} counted toward size` });

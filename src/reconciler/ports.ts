@@ -20,6 +20,7 @@ export interface ReconcilerStore {
   insertInstance(record: NewInstance): InstanceRecord;
   getInstance(id: string): InstanceRecord | null;
   liveInstances(tenant: string, group: string): InstanceRecord[];
+  departedInstances(tenant: string, group: string, since: Date): InstanceRecord[];
   listInstances(filter?: InstanceFilter): InstanceRecord[];
   groupsWithLiveInstances(): Array<{ tenant: string; group: string }>;
   updateInstance(id: string, patch: InstancePatch): InstanceRecord | null;

@@ -53,6 +53,9 @@ export interface ReconcilerOptions {
   initialReconcileOnStart?: boolean;
 }
 
+/** How far back deleted instances are looked at to say what a new instance replaces. */
+const DEPARTED_WINDOW_MS = 60 * 60_000;
+
 const REQUIRED: ReadonlyArray<keyof ReconcilerOptions> = ['instanceManager', 'configLoader', 'localDb', 'provider', 'notifyDrain', 'isLeader'];
 
 /** Key for duplicate suppression: (type, tenant, group, instance). */
@@ -370,6 +373,7 @@ export class Reconciler {
         defaultDrainTimeoutMs: config.shard.defaultDrainTimeout,
       },
       instances: this.store.liveInstances(tenant, group),
+      departed: this.store.departedInstances(tenant, group, new Date(this.clock.nowMs() - DEPARTED_WINDOW_MS)),
       inFlight: this.inFlight,
       now: this.clock.nowMs(),
       observingSince: this.observingSince,
@@ -522,15 +526,23 @@ export class Reconciler {
       }
     }
     const started = this.clock.nowMs();
+    let touched: Set<string> | null = null;
     try {
       const result = await syncWithProvider(this.ctx, config.shard.id);
-      this.log.info({ ...result, ms: this.clock.nowMs() - started }, 'provider sync done');
+      touched = result.touched;
+      const { touched: _groups, ...figures } = result;
+      this.log.info({ ...figures, ms: this.clock.nowMs() - started }, 'provider sync done');
     } catch (err) {
       const attempt = Math.max(0, ...events.map((e) => e.attempt ?? 0));
       this.handleFailure('', '', { type: EventType.InitialReconcile, cause: events[0]?.cause ?? 'start', attempt }, err);
     }
     if (this.halted) return;
-    for (const { tenant, group } of this.knownGroups(config)) this.markDirty(tenant, group, 'initial', Priority.bulk);
+    // A start or leadership win looks at every group; a periodic resync only at what it changed
+    // (everything else is already driven by each group's own timers).
+    for (const { tenant, group } of this.knownGroups(config)) {
+      if (periodicOnly && touched && !touched.has(groupKeyOf(tenant, group))) continue;
+      this.markDirty(tenant, group, periodicOnly ? 'resync' : 'initial', Priority.bulk);
+    }
     if (config.shard.resyncInterval > 0) {
       this.timers.set('resync', this.clock.nowMs() + config.shard.resyncInterval, { type: EventType.InitialReconcile, cause: 'resync' });
     }

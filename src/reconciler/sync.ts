@@ -12,8 +12,11 @@ import type { InstanceRecord } from '../store/index.js';
 import { withTimeout } from '../util/timeout.js';
 import type { Context } from './context.js';
 import { Priority } from '../queue/priority.js';
+import { groupKeyOf } from './events.js';
 
 export interface SyncResult {
+  /** Groups ("tenant/group") whose instances the sync changed. */
+  touched: Set<string>;
   listed: number;
   adopted: number;
   confirmed: number;
@@ -39,7 +42,7 @@ export async function syncWithProvider(ctx: Context, shardId: string): Promise<S
     ctx.observer.providerCall?.('list', ctx.clock.nowMs() - started, err);
     throw err;
   }
-  if (ctx.halted()) return { listed: listed.length, adopted: 0, confirmed: 0, vanished: 0, leaks: 0 };
+  if (ctx.halted()) return { touched: new Set(), listed: listed.length, adopted: 0, confirmed: 0, vanished: 0, leaks: 0 };
 
   const now = ctx.clock.now();
   const byInstanceId = new Map<string, ProviderInstance>();
@@ -50,7 +53,7 @@ export async function syncWithProvider(ctx: Context, shardId: string): Promise<S
     byProviderId.set(p.providerId, p);
   }
   const matched = new Set<string>();
-  const result: SyncResult = { listed: listed.length, adopted: 0, confirmed: 0, vanished: 0, leaks: 0 };
+  const result: SyncResult = { touched: new Set(), listed: listed.length, adopted: 0, confirmed: 0, vanished: 0, leaks: 0 };
   const epoch = ctx.epoch();
 
   ctx.store.transaction(() => {
@@ -67,6 +70,7 @@ export async function syncWithProvider(ctx: Context, shardId: string): Promise<S
         // Gone at the provider. The plan forgets it (and replaces it if it was serving).
         ctx.store.updateInstance(row.id, { providerStatus: 'notFound', providerCheckedAt: now });
         result.vanished++;
+        result.touched.add(groupKeyOf(row.tenant, row.group));
       }
     }
     for (const p of listed) {
@@ -109,7 +113,10 @@ function reconcileFound(ctx: Context, row: InstanceRecord, found: ProviderInstan
       patch.providerCheckedAt = now;
     }
   }
-  if (Object.keys(patch).length > 0) ctx.store.updateInstance(row.id, patch);
+  if (Object.keys(patch).length > 0) {
+    ctx.store.updateInstance(row.id, patch);
+    result.touched.add(groupKeyOf(row.tenant, row.group));
+  }
 }
 
 function adoptUnknown(ctx: Context, p: ProviderInstance, now: Date, epoch: number | null, result: SyncResult): void {
@@ -139,6 +146,7 @@ function adoptUnknown(ctx: Context, p: ProviderInstance, now: Date, epoch: numbe
       epoch,
     });
     result.leaks++;
+    result.touched.add(groupKeyOf(existing.tenant, existing.group));
     return;
   }
   if (!id || !tenant || !group) {
@@ -177,4 +185,5 @@ function adoptUnknown(ctx: Context, p: ProviderInstance, now: Date, epoch: numbe
     epoch,
   });
   result.adopted++;
+  result.touched.add(groupKeyOf(tenant, group));
 }

@@ -140,6 +140,7 @@ export class LocalDb {
     getInstance: Database.Statement<[string], Row>;
     byProviderId: Database.Statement<[string], Row>;
     liveByGroup: Database.Statement<[string, string], Row>;
+    departedByGroup: Database.Statement<[string, string, number], Row>;
     healthPeek: Database.Statement<[string], { health_at: number | null; tenant: string; grp: string; status: string }>;
     setHealth: Database.Statement<[number, string, number]>;
     insertAudit: Database.Statement<unknown[]>;
@@ -162,6 +163,7 @@ export class LocalDb {
       getInstance: this.db.prepare(`${SELECT_INSTANCE} WHERE id = ?`),
       byProviderId: this.db.prepare(`${SELECT_INSTANCE} WHERE provider_id = ?`),
       liveByGroup: this.db.prepare(`${SELECT_INSTANCE} WHERE tenant = ? AND grp = ? AND status <> 'deleted' ORDER BY created_at, id`),
+      departedByGroup: this.db.prepare(`${SELECT_INSTANCE} WHERE tenant = ? AND grp = ? AND status = 'deleted' AND deleted_at >= ? ORDER BY deleted_at`),
       healthPeek: this.db.prepare('SELECT health_at, tenant, grp, status FROM instances WHERE id = ?'),
       setHealth: this.db.prepare('UPDATE instances SET health_at = ? WHERE id = ? AND (health_at IS NULL OR health_at < ?)'),
       insertAudit: this.db.prepare(
@@ -265,6 +267,11 @@ export class LocalDb {
   /** Instances of one group that are not deleted, oldest first. */
   liveInstances(tenant: string, group: string): InstanceRecord[] {
     return this.stmt.liveByGroup.all(tenant, group).map(rowToInstance);
+  }
+
+  /** Instances of one group deleted at or after `since`. */
+  departedInstances(tenant: string, group: string, since: Date): InstanceRecord[] {
+    return this.stmt.departedByGroup.all(tenant, group, since.getTime()).map(rowToInstance);
   }
 
   listInstances(filter: InstanceFilter = {}): InstanceRecord[] {

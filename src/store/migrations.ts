@@ -36,6 +36,7 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX instances_live_by_group ON instances (tenant, grp) WHERE status <> 'deleted';
   CREATE INDEX instances_by_provider_id ON instances (provider_id);
+  CREATE INDEX instances_departed_by_group ON instances (tenant, grp, deleted_at) WHERE status = 'deleted';
 
   CREATE TABLE audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

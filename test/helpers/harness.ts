@@ -122,15 +122,25 @@ export class Harness {
     }
   }
 
-  /** Like run(), reporting health for every running instance (but `except`) at each step. */
-  async runHealthy(ms: number, step = 10_000, except: readonly string[] = []): Promise<void> {
+  /**
+   * Like run(), reporting health at each step for every running instance except those listed
+   * (or those `except` returns true for).
+   */
+  async runHealthy(ms: number, step = 10_000, except: readonly string[] | ((i: InstanceRecord) => boolean) = []): Promise<void> {
     const end = this.clock.nowMs() + ms;
+    const report = (): void => {
+      for (const i of this.db.listInstances()) {
+        if (i.status !== 'running' && i.status !== 'draining') continue;
+        if (typeof except === 'function' ? except(i) : except.includes(i.id)) continue;
+        this.db.recordHealth(i.id, this.clock.now());
+      }
+    };
     while (this.clock.nowMs() < end) {
-      this.reportHealthy({ except });
+      report();
       await this.clock.advanceTo(Math.min(end, this.clock.nowMs() + step));
       await this.settle();
     }
-    this.reportHealthy({ except });
+    report();
     await this.settle();
   }
 
