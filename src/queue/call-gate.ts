@@ -119,6 +119,11 @@ export class CallGate {
     return this.waitingCount === 0 || this.wakeupAt > this.clock.nowMs();
   }
 
+  /** True when a waiting call could start now (it will, on the next turn). */
+  hasDueWork(): boolean {
+    return this.waitingCount > 0 && this.inFlight < this.maxConcurrent && this.wakeupAt <= this.clock.nowMs();
+  }
+
   /** Resolves when `isIdle()` holds. */
   idle(): Promise<void> {
     if (this.isIdle()) return Promise.resolve();

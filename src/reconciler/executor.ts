@@ -154,8 +154,10 @@ export class Executor {
     const now = ctx.clock.now();
     const records = ctx.store.transaction(() =>
       creates.map((action) => {
+        let id = ctx.newInstanceId();
+        while (ctx.store.getInstance(id)) id = ctx.newInstanceId(); // never reuse an id, even with a replayed random source
         const record = ctx.store.insertInstance({
-          id: ctx.newInstanceId(),
+          id,
           tenant: plan.tenant,
           group: plan.group,
           templateName: settings.templateName,

@@ -71,6 +71,10 @@ function mergeEvents(queued: ReconcileEvent, incoming: ReconcileEvent): Reconcil
     const a = queued.timestamp?.getTime() ?? Number.POSITIVE_INFINITY;
     const b = incoming.timestamp?.getTime() ?? Number.POSITIVE_INFINITY;
     if (b < a) merged.timestamp = incoming.timestamp;
+  } else if (queued.type === EventType.GroupChanged) {
+    // Keep every reason the group was looked at, for the audit ("config+healthy").
+    const causes = new Set([...(queued.cause ?? '').split('+'), ...(incoming.cause ?? '').split('+')].filter((c) => c !== ''));
+    if (causes.size > 0) merged.cause = [...causes].slice(0, 6).join('+');
   } else if (incoming.cause === 'disconnect' || queued.cause === undefined) {
     merged.cause = incoming.cause;
     merged.timestamp = incoming.timestamp ?? queued.timestamp;
@@ -220,6 +224,19 @@ export class Reconciler {
       await this.queue.idle();
       await this.gate.idle();
       if (this.queue.isIdle() && this.gate.isIdle() && !this.timers.hasDue()) return;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /**
+   * Resolves when no event is queued or being handled and no timer is due. Unlike `idle()`, it
+   * does not wait for provider calls in flight — for drivers of a manual clock (tests, the
+   * simulator), whose provider calls finish only when the clock is moved.
+   */
+  async quiescent(): Promise<void> {
+    for (;;) {
+      await this.queue.idle();
+      if (this.queue.isIdle() && !this.timers.hasDue() && !this.gate.hasDueWork()) return;
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }

@@ -77,8 +77,10 @@ export class Harness {
     this.reconciler = this.build();
   }
 
+  private builds = 0;
+
   private build(): Reconciler {
-    let seed = 42;
+    let seed = 42 + 1_000 * this.builds++;
     return new Reconciler({
       instanceManager: new DefaultInstanceManager({ localDb: this.db, provider: this.provider, configLoader: this.loader, clock: this.clock }),
       configLoader: this.loader,
@@ -98,7 +100,8 @@ export class Harness {
 
   async start(): Promise<this> {
     await this.reconciler.start();
-    await this.settle();
+    await this.reconciler.quiescent();
+    if (!this.options.sim?.createLatencyMs && !this.options.sim?.deleteLatencyMs) await this.settle();
     return this;
   }
 
@@ -113,12 +116,15 @@ export class Harness {
     await this.settle();
   }
 
-  /** Advances in steps of `step` ms, settling after each, so work started on the way finishes. */
+  /**
+   * Advances in steps of `step` ms, letting the work started on the way run after each step
+   * (provider calls may stay in flight across steps, as with real latency).
+   */
   async run(ms: number, step = 1_000): Promise<void> {
     const end = this.clock.nowMs() + ms;
     while (this.clock.nowMs() < end) {
       await this.clock.advanceTo(Math.min(end, this.clock.nowMs() + step));
-      await this.settle();
+      await this.reconciler.quiescent();
     }
   }
 
@@ -138,10 +144,10 @@ export class Harness {
     while (this.clock.nowMs() < end) {
       report();
       await this.clock.advanceTo(Math.min(end, this.clock.nowMs() + step));
-      await this.settle();
+      await this.reconciler.quiescent();
     }
     report();
-    await this.settle();
+    await this.reconciler.quiescent();
   }
 
   /** Simulates a crash: the reconciler is abandoned mid-flight and a new one starts on the same database file. */
@@ -161,7 +167,8 @@ export class Harness {
     this.db = openLocalDb(this.dbPath);
     this.reconciler = this.build();
     await this.reconciler.start();
-    await this.settle();
+    await this.reconciler.quiescent();
+    if (!this.options.sim?.createLatencyMs && !this.options.sim?.deleteLatencyMs) await this.settle();
   }
 
   live(tenant = 'default', group = 'web'): InstanceRecord[] {

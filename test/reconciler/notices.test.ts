@@ -82,7 +82,7 @@ describe('termination notices', () => {
 
   it('sends the replacement create ahead of bulk creates already waiting for the provider', async () => {
     // 50 creates of another group wait behind a 10 calls/s provider limit.
-    h = await new Harness({
+    h = new Harness({
       config: configWith(
         { default: { web: { size: 2, template: 'web', drainTimeout: '10m' }, batch: { size: 0, template: 'worker' } } },
         {},

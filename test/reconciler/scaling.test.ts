@@ -106,7 +106,7 @@ describe('scaling', () => {
   });
 
   it('spaces creates by createRateLimit without holding up other groups’ work', async () => {
-    h = await new Harness({
+    h = new Harness({
       config: configWith(
         { default: { web: { size: 4, template: 'web' }, worker: { size: 1, template: 'worker', drainTimeout: '5m' } } },
         { createRateLimit: '10s' },

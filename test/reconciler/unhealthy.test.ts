@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { EventType, TERMINAL_STATUSES, type ProviderStatus } from '../../src/index.js';
+import { EventType, TERMINAL_STATUSES } from '../../src/index.js';
 import { Harness, configWith } from '../helpers/harness.js';
 
 let h: Harness | undefined;
@@ -24,7 +24,7 @@ describe('unhealthy instances', () => {
   it.each([...TERMINAL_STATUSES])('replaces an instance the provider reports %s, without a drain', async (status) => {
     h = await healthyGroup();
     const [victim] = h.byStatus('running');
-    h.provider.setStatus(victim!.id, status as ProviderStatus);
+    h.provider.setStatus(victim!.id, status);
     check(h, victim!.id);
     await h.settle();
     expect(h.db.getInstance(victim!.id)).toMatchObject({ status: 'deleted', deleteReason: 'terminated' });
