@@ -414,6 +414,9 @@ export function planGroup(input: PlanInput): Plan {
     }
   }
 
+  // An instance chosen to leave needs no health check any more.
+  const planned = actions.filter((a) => a.kind !== 'check' || !leaving.has(a.instanceId));
+
   let inService = 0;
   let pending = 0;
   for (const i of active) {
@@ -421,13 +424,13 @@ export function planGroup(input: PlanInput): Plan {
     if (i.status === 'running' && isHealthyReported(i)) inService++;
     else pending++;
   }
-  const drainingNow = input.instances.filter((i) => i.status === 'draining').length + actions.filter((a) => a.kind === 'drain').length;
+  const drainingNow = input.instances.filter((i) => i.status === 'draining').length + planned.filter((a) => a.kind === 'drain').length;
 
   return {
     tenant: input.tenant,
     group: input.group,
     configured: settings !== null,
-    actions,
+    actions: planned,
     blocked,
     wakeAt: Number.isFinite(wake) ? new Date(wake) : null,
     summary: { size, live, inService, pending, draining: drainingNow, unhealthy: unhealthyCount, maxLive },
