@@ -39,6 +39,8 @@ export interface DefaultInstanceManagerOptions {
   provider: Provider;
   configLoader: ConfigLoader;
   clock: Clock;
+  /** Bootstrap data handed to the provider with each create (agent credentials, server address). */
+  userData?: (req: CreateInstanceRequest) => Record<string, string>;
 }
 
 /** Tags a Drover instance carries at the provider. */
@@ -65,20 +67,24 @@ export class DefaultInstanceManager implements InstanceManager {
   private readonly localDb: LocalDb;
   private readonly provider: Provider;
   private readonly configLoader: ConfigLoader;
+  private readonly userData: ((req: CreateInstanceRequest) => Record<string, string>) | undefined;
 
   constructor(options: DefaultInstanceManagerOptions) {
     this.localDb = options.localDb;
     this.provider = options.provider;
     this.configLoader = options.configLoader;
+    this.userData = options.userData;
   }
 
   async createInstance(req: CreateInstanceRequest): Promise<CreateInstanceResponse> {
     const shard = this.configLoader.getCurrent().shard.id;
     try {
+      const userData = this.userData?.(req);
       const created = await this.provider.create({
         idempotencyKey: req.instanceId,
         tags: instanceTags(shard, req),
         template: req.template,
+        ...(userData ? { userData } : {}),
       });
       return { instanceId: req.instanceId, providerId: created.providerId, status: created.status };
     } catch (err) {

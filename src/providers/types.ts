@@ -55,6 +55,11 @@ export interface ProviderCreateRequest {
   idempotencyKey: string;
   tags: Record<string, string>;
   template: TemplateSpec;
+  /**
+   * Bootstrap data for the instance's agent (as cloud "user data"): `DROVER_SERVER` (server
+   * URLs, comma-separated) and `DROVER_AGENT_CREDENTIAL`. Secret: never put it in tags or logs.
+   */
+  userData?: Record<string, string>;
 }
 
 export interface ProviderInstance {

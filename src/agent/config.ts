@@ -1,0 +1,38 @@
+/**
+ * What an agent needs to run, read from a JSON file (the local provider writes it into the
+ * instance's folder; a cloud provider would deliver the same through user data).
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+const command = z.array(z.string().min(1)).min(1);
+
+export const agentConfigSchema = z.strictObject({
+  instanceId: z.string().min(1),
+  /** Server base URLs (http://host:port); the agent tries them in turn and settles on one that accepts it. */
+  servers: z.array(z.url()).min(1),
+  credential: z.string().min(1),
+  /** The workload: started and supervised by the agent; health is reported only while it runs. */
+  command: command.optional(),
+  /** Run when a drain starts; exit 0 acknowledges the drain. */
+  drainCommand: command.optional(),
+  /** Run every health interval; health is reported only when it exits 0. */
+  healthCommand: command.optional(),
+  /** A file the agent polls for a termination notice (JSON `{ "terminateAt": ISO }`), like instance metadata. */
+  noticeFile: z.string().min(1).optional(),
+  /** Where the agent writes its pid at start. */
+  pidFile: z.string().min(1).optional(),
+  /** Health interval until the server's welcome says otherwise. */
+  healthCheckIntervalMs: z.number().int().positive().default(60_000),
+});
+
+export type AgentConfig = z.output<typeof agentConfigSchema>;
+
+export function readAgentConfig(path: string): AgentConfig {
+  const raw: unknown = JSON.parse(readFileSync(path, 'utf8'));
+  const parsed = agentConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new Error(`reading agent config ${path}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,91 @@
+/**
+ * The agent protocol: JSON messages over one WebSocket per instance, at `/v1/agent` on the
+ * server's listen address.
+ *
+ * Authentication happens on the HTTP upgrade: headers `X-Drover-Instance: <instanceId>` and
+ * `Authorization: Bearer <credential>`, where the credential was issued for that instance when it
+ * was created. The server refuses (HTTP 401) an unknown or wrong credential and (HTTP 403) one
+ * for an instance that is deleted or unknown. A second connection for the same instance replaces
+ * the first (which is closed with code 4000), so a reconnect after a network blip is never locked
+ * out by a half-open old connection.
+ */
+
+/** Agent → server. */
+export type AgentMessage =
+  /** Sent every `healthCheckIntervalMs` while the instance is healthy (workload running, health command passing). */
+  | { type: 'health'; at?: string; workload?: 'running' | 'none' }
+  /** The instance saw a termination notice (as a cloud publishes it in instance metadata). */
+  | { type: 'notice'; terminateAt: string }
+  /** The drain is complete (the drain command exited 0, or there was none to run). */
+  | { type: 'drainAck' }
+  /** Clean shutdown: no disconnect check follows. */
+  | { type: 'goodbye'; reason?: string };
+
+/** Server → agent. */
+export type ServerMessage =
+  | { type: 'welcome'; instanceId: string; healthCheckIntervalMs: number; serverTime: string }
+  /** Finish work and acknowledge before `deadline`; the instance is deleted then in any case. */
+  | { type: 'drain'; reason: string; deadline: string }
+  | { type: 'error'; message: string };
+
+/** WebSocket close codes used by the server. */
+export const CLOSE = {
+  normal: 1000,
+  superseded: 4000,
+  badMessage: 4400,
+  deleted: 4403,
+  serverStopping: 4503,
+} as const;
+
+export const AGENT_PATH = '/v1/agent';
+export const INSTANCE_HEADER = 'x-drover-instance';
+
+/** Parses and validates a message from an agent; null when it is not one. */
+export function parseAgentMessage(text: string): AgentMessage | null {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!raw || typeof raw !== 'object') return null;
+  const msg = raw as Record<string, unknown>;
+  switch (msg.type) {
+    case 'health':
+      if (msg.at !== undefined && (typeof msg.at !== 'string' || Number.isNaN(Date.parse(msg.at)))) return null;
+      return { type: 'health', ...(typeof msg.at === 'string' ? { at: msg.at } : {}), ...(msg.workload === 'running' || msg.workload === 'none' ? { workload: msg.workload } : {}) };
+    case 'notice':
+      if (typeof msg.terminateAt !== 'string' || Number.isNaN(Date.parse(msg.terminateAt))) return null;
+      return { type: 'notice', terminateAt: msg.terminateAt };
+    case 'drainAck':
+      return { type: 'drainAck' };
+    case 'goodbye':
+      return { type: 'goodbye', ...(typeof msg.reason === 'string' ? { reason: msg.reason.slice(0, 200) } : {}) };
+    default:
+      return null;
+  }
+}
+
+/** Parses a message from the server; null when it is not one. */
+export function parseServerMessage(text: string): ServerMessage | null {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!raw || typeof raw !== 'object') return null;
+  const msg = raw as Record<string, unknown>;
+  switch (msg.type) {
+    case 'welcome':
+      if (typeof msg.instanceId !== 'string' || typeof msg.healthCheckIntervalMs !== 'number') return null;
+      return { type: 'welcome', instanceId: msg.instanceId, healthCheckIntervalMs: msg.healthCheckIntervalMs, serverTime: String(msg.serverTime ?? '') };
+    case 'drain':
+      if (typeof msg.reason !== 'string' || typeof msg.deadline !== 'string') return null;
+      return { type: 'drain', reason: msg.reason, deadline: msg.deadline };
+    case 'error':
+      return { type: 'error', message: String(msg.message ?? '') };
+    default:
+      return null;
+  }
+}
