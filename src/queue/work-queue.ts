@@ -45,6 +45,7 @@ interface Slot<T> {
   readyAt: Priority | null;
   enqueuedAt: number;
   running: boolean;
+  startedAt: number | null;
 }
 
 export class KeyedWorkQueue<T> {
@@ -54,6 +55,7 @@ export class KeyedWorkQueue<T> {
   private running = 0;
   private barrierItems = new Map<string, T>();
   private barrierRunning = false;
+  private barrierStartedAt: number | null = null;
   private paused = false;
   private idleWaiters: Array<() => void> = [];
 
@@ -76,6 +78,14 @@ export class KeyedWorkQueue<T> {
     return n;
   }
 
+  /** Start times (ms) of the runs in progress, for "unfinished work" metrics. */
+  runningSince(): number[] {
+    const out: number[] = [];
+    for (const slot of this.slots.values()) if (slot.running && slot.startedAt !== null) out.push(slot.startedAt);
+    if (this.barrierStartedAt !== null) out.push(this.barrierStartedAt);
+    return out;
+  }
+
   /** Age in ms of the longest-waiting ready key, 0 when none waits. */
   oldestWaitMs(): number {
     const now = this.options.now();
@@ -89,7 +99,7 @@ export class KeyedWorkQueue<T> {
   add(key: string, coalesceKey: string, item: T, priority: Priority): void {
     let slot = this.slots.get(key);
     if (!slot) {
-      slot = { key, items: new Map(), priority, readyAt: null, enqueuedAt: this.options.now(), running: false };
+      slot = { key, items: new Map(), priority, readyAt: null, enqueuedAt: this.options.now(), running: false, startedAt: null };
       this.slots.set(key, slot);
     }
     const existing = slot.items.get(coalesceKey);
@@ -193,6 +203,7 @@ export class KeyedWorkQueue<T> {
     slot.running = true;
     this.running++;
     const started = this.options.now();
+    slot.startedAt = started;
     this.options.observer?.started?.(slot.key, started - slot.enqueuedAt);
     let failure: unknown = null;
     this.options
@@ -204,6 +215,7 @@ export class KeyedWorkQueue<T> {
       .finally(() => {
         this.options.observer?.finished?.(slot.key, this.options.now() - started, failure);
         slot.running = false;
+        slot.startedAt = null;
         this.running--;
         if (slot.items.size > 0) {
           slot.enqueuedAt = this.options.now();
@@ -220,6 +232,7 @@ export class KeyedWorkQueue<T> {
     this.barrierItems.clear();
     this.barrierRunning = true;
     const started = this.options.now();
+    this.barrierStartedAt = started;
     this.options.observer?.started?.('*', 0);
     let failure: unknown = null;
     this.options
@@ -231,6 +244,7 @@ export class KeyedWorkQueue<T> {
       .finally(() => {
         this.options.observer?.finished?.('*', this.options.now() - started, failure);
         this.barrierRunning = false;
+        this.barrierStartedAt = null;
         this.pump();
       });
   }

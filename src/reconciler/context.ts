@@ -20,6 +20,8 @@ export interface ReconcilerObserver {
   drainStarted?(reason: string): void;
   /** An instance was deleted at the provider, for `reason`. */
   instanceDeleted?(reason: string): void;
+  /** A failed handler was scheduled for another attempt. */
+  retried?(): void;
 }
 
 export interface Context {

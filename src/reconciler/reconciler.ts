@@ -259,12 +259,21 @@ export class Reconciler {
   }
 
   /** Queue and provider-call figures for metrics. */
-  stats(): { queueDepth: number; queueActive: number; oldestWaitMs: number; providerWaiting: number; providerInFlight: number; timers: number } {
+  stats(): {
+    queueDepth: number;
+    queueActive: number;
+    oldestWaitMs: number;
+    runningSinceMs: number[];
+    providerWaiting: number;
+    providerInFlight: number;
+    timers: number;
+  } {
     const gate = this.gate.stats();
     return {
       queueDepth: this.queue.depth,
       queueActive: this.queue.active,
       oldestWaitMs: this.queue.oldestWaitMs(),
+      runningSinceMs: this.queue.runningSince(),
       providerWaiting: gate.waiting,
       providerInFlight: gate.inFlight,
       timers: this.timers.size,
@@ -594,6 +603,7 @@ export class Reconciler {
       return;
     }
     this.safeNotifyError(key, event.instanceId ?? '', `${describeEvent(event)}: ${message}`);
+    this.opts.observer?.retried?.();
     const due = this.clock.nowMs() + backoffDelay(attempt, this.random);
     this.timers.set(`retry:${event.type}:${key}:${event.instanceId ?? ''}`, due, { ...event, attempt, preventDuplicate: false });
   }

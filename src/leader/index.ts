@@ -1,0 +1,2 @@
+export { SingleNodeElector } from './elector.js';
+export type { LeaderElector } from './elector.js';

@@ -1,0 +1,2 @@
+export { DroverMetrics, QUEUE_NAME } from './metrics.js';
+export type { MetricsSources } from './metrics.js';

@@ -1,0 +1,210 @@
+/**
+ * Prometheus metrics. Controller metrics reuse the names dashboards for controllers already know
+ * (`workqueue_*` with a `name` label, as client-go exports them); Drover's own are `drover_*`.
+ * Gauges that describe state (instances by status, queue depth) are read when scraped, so they
+ * cost nothing between scrapes.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Clock } from '../clock/index.js';
+import type { QueueObserver } from '../queue/work-queue.js';
+import type { ReconcilerObserver } from '../reconciler/index.js';
+
+export const QUEUE_NAME = 'drover_reconciler';
+
+/** Where scrape-time figures come from. */
+export interface MetricsSources {
+  queue(): { depth: number; runningSinceMs: number[]; providerWaiting: number; providerInFlight: number };
+  /** Instance counts by tenant, group and status (not deleted). */
+  instanceCounts(): Array<{ tenant: string; group: string; status: string; count: number }>;
+  /** Desired size and in-service count of every known group. */
+  groups(): Array<{ tenant: string; group: string; size: number; inService: number; unhealthy: number }>;
+  agentConnections(): number;
+  isLeader(): boolean;
+}
+
+export class DroverMetrics {
+  readonly registry = new Registry();
+  private readonly adds: Counter<'name'>;
+  private readonly queueDuration: Histogram<'name'>;
+  private readonly workDuration: Histogram<'name'>;
+  private readonly retries: Counter<'name'>;
+  private readonly reconciles: Counter<'outcome'>;
+  private readonly reconcileDuration: Histogram<'outcome'>;
+  private readonly providerCalls: Histogram<'operation'>;
+  private readonly providerErrors: Counter<'operation'>;
+  private readonly drains: Counter<'reason'>;
+  private readonly deletes: Counter<'reason'>;
+  readonly healthReports: Counter;
+  readonly agentRejects: Counter<'reason'>;
+  readonly configReloads: Counter<'result'>;
+  readonly httpRequests: Counter<'method' | 'route' | 'code'>;
+
+  constructor(
+    private readonly clock: Clock,
+    sources: MetricsSources,
+  ) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool
+    // rejects them); the per-type gauges without the suffix carry the same information.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
+
+    new Gauge({
+      name: 'workqueue_depth',
+      help: 'Current depth of the work queue (keys waiting).',
+      labelNames: ['name'],
+      registers,
+      collect() {
+        this.set({ name: QUEUE_NAME }, sources.queue().depth);
+      },
+    });
+    this.adds = new Counter({ name: 'workqueue_adds_total', help: 'Total number of adds handled by the work queue.', labelNames: ['name'], registers });
+    this.queueDuration = new Histogram({
+      name: 'workqueue_queue_duration_seconds',
+      help: 'How long in seconds an item stays in the work queue before being requested.',
+      labelNames: ['name'],
+      buckets: [0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
+      registers,
+    });
+    this.workDuration = new Histogram({
+      name: 'workqueue_work_duration_seconds',
+      help: 'How long in seconds processing an item from the work queue takes.',
+      labelNames: ['name'],
+      buckets: [0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
+      registers,
+    });
+    const now = (): number => this.clock.nowMs();
+    new Gauge({
+      name: 'workqueue_unfinished_work_seconds',
+      help: 'How many seconds of work has been done that is in progress and has not been observed by work_duration.',
+      labelNames: ['name'],
+      registers,
+      collect() {
+        const t = now();
+        this.set({ name: QUEUE_NAME }, sources.queue().runningSinceMs.reduce((sum, since) => sum + (t - since) / 1000, 0));
+      },
+    });
+    new Gauge({
+      name: 'workqueue_longest_running_processor_seconds',
+      help: 'How many seconds has the longest running processor for the work queue been running.',
+      labelNames: ['name'],
+      registers,
+      collect() {
+        const t = now();
+        const since = sources.queue().runningSinceMs;
+        this.set({ name: QUEUE_NAME }, since.length === 0 ? 0 : (t - Math.min(...since)) / 1000);
+      },
+    });
+    this.retries = new Counter({ name: 'workqueue_retries_total', help: 'Total number of retries handled by the work queue.', labelNames: ['name'], registers });
+
+    this.reconciles = new Counter({ name: 'drover_reconcile_total', help: 'Group reconciles by outcome.', labelNames: ['outcome'], registers });
+    this.reconcileDuration = new Histogram({
+      name: 'drover_reconcile_duration_seconds',
+      help: 'Time to reconcile one group (facts, plan, apply).',
+      labelNames: ['outcome'],
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers,
+    });
+    this.providerCalls = new Histogram({
+      name: 'drover_provider_call_duration_seconds',
+      help: 'Provider API call latency by operation.',
+      labelNames: ['operation'],
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.providerErrors = new Counter({ name: 'drover_provider_errors_total', help: 'Failed provider API calls by operation.', labelNames: ['operation'], registers });
+    this.drains = new Counter({ name: 'drover_drains_total', help: 'Drains started, by reason.', labelNames: ['reason'], registers });
+    this.deletes = new Counter({ name: 'drover_instance_deletes_total', help: 'Instances deleted at the provider, by reason.', labelNames: ['reason'], registers });
+    new Gauge({
+      name: 'drover_provider_calls_waiting',
+      help: 'Provider calls waiting for a rate-limit slot.',
+      registers,
+      collect() {
+        this.set(sources.queue().providerWaiting);
+      },
+    });
+    new Gauge({
+      name: 'drover_provider_calls_in_flight',
+      help: 'Provider calls in flight.',
+      registers,
+      collect() {
+        this.set(sources.queue().providerInFlight);
+      },
+    });
+    new Gauge({
+      name: 'drover_instances',
+      help: 'Instances not yet deleted, by tenant, group and status.',
+      labelNames: ['tenant', 'group', 'status'],
+      registers,
+      collect() {
+        this.reset();
+        for (const row of sources.instanceCounts()) this.set({ tenant: row.tenant, group: row.group, status: row.status }, row.count);
+      },
+    });
+    const groupGauge = (name: string, help: string, pick: (g: ReturnType<MetricsSources['groups']>[number]) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['tenant', 'group'],
+        registers,
+        collect() {
+          this.reset();
+          for (const g of sources.groups()) this.set({ tenant: g.tenant, group: g.group }, pick(g));
+        },
+      });
+    };
+    groupGauge('drover_group_desired_size', 'Desired size of each group.', (g) => g.size);
+    groupGauge('drover_group_in_service', 'Instances in service (running, healthy, not leaving) of each group.', (g) => g.inService);
+    groupGauge('drover_group_unhealthy', 'Instances judged or seen unhealthy, not yet deleted, of each group.', (g) => g.unhealthy);
+    new Gauge({
+      name: 'drover_agent_connections',
+      help: 'Agents connected now.',
+      registers,
+      collect() {
+        this.set(sources.agentConnections());
+      },
+    });
+    new Gauge({
+      name: 'drover_leader',
+      help: '1 while this server is the shard leader.',
+      registers,
+      collect() {
+        this.set(sources.isLeader() ? 1 : 0);
+      },
+    });
+    this.healthReports = new Counter({ name: 'drover_health_reports_total', help: 'Health reports received from agents.', registers });
+    this.agentRejects = new Counter({ name: 'drover_agent_rejected_total', help: 'Agent connections refused, by reason.', labelNames: ['reason'], registers });
+    this.configReloads = new Counter({ name: 'drover_config_reloads_total', help: 'Config reloads by result.', labelNames: ['result'], registers });
+    this.httpRequests = new Counter({ name: 'drover_http_requests_total', help: 'Admin API requests.', labelNames: ['method', 'route', 'code'], registers });
+  }
+
+  /** Hooks for the work queue. */
+  queueObserver(): QueueObserver {
+    return {
+      added: () => this.adds.inc({ name: QUEUE_NAME }),
+      started: (_key, waitMs) => this.queueDuration.observe({ name: QUEUE_NAME }, waitMs / 1000),
+      finished: (_key, durationMs) => this.workDuration.observe({ name: QUEUE_NAME }, durationMs / 1000),
+    };
+  }
+
+  /** Hooks for the reconciler. */
+  reconcilerObserver(): ReconcilerObserver {
+    return {
+      reconciled: (outcome, durationMs) => {
+        this.reconciles.inc({ outcome });
+        this.reconcileDuration.observe({ outcome }, durationMs / 1000);
+      },
+      providerCall: (op, durationMs, error) => {
+        this.providerCalls.observe({ operation: op }, durationMs / 1000);
+        if (error) this.providerErrors.inc({ operation: op });
+      },
+      drainStarted: (reason) => this.drains.inc({ reason }),
+      instanceDeleted: (reason) => this.deletes.inc({ reason }),
+      retried: () => this.retries.inc({ name: QUEUE_NAME }),
+    };
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * AgentHub: the server end of agent connections (WebSocket at /v1/agent).
+ *
+ * - Authenticates the upgrade (instance id header + per-instance credential); refuses unknown
+ *   credentials (401) and instances that are deleted or unknown (403).
+ * - Records each health report (`healthAt`, server time) and counts it.
+ * - Forwards termination notices and drain acknowledgements to the reconciler.
+ * - A connection that drops without a goodbye enqueues `CheckInstance` with cause "disconnect"
+ *   and `preventDuplicate`, so the reconciler asks the provider and re-polls.
+ * - Delivers drain notices: at once when connected, and again whenever the agent (re)connects
+ *   while its instance drains.
+ * - Pings every health interval; a connection that misses two pongs (a stopped process) is
+ *   terminated, which counts as a disconnect.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Clock, TimerHandle } from '../clock/index.js';
+import type { AgentCredentials } from '../agent/credentials.js';
+import { AGENT_PATH, CLOSE, INSTANCE_HEADER, parseAgentMessage, type ServerMessage } from '../agent/protocol.js';
+import { EventType, type Logger, type ReconcileEvent } from '../reconciler/index.js';
+import type { LocalDb } from '../store/index.js';
+
+export interface AgentHubOptions {
+  clock: Clock;
+  db: LocalDb;
+  credentials: AgentCredentials;
+  logger: Logger;
+  enqueue: (event: ReconcileEvent) => void;
+  healthCheckIntervalMs: () => number;
+  /** Health reports are recorded only while this is true (a follower leaves health to the leader). */
+  recordsHealth?: () => boolean;
+  onHealthReport?: () => void;
+  onReject?: (reason: string) => void;
+}
+
+interface Connection {
+  ws: WebSocket;
+  instanceId: string;
+  tenant: string;
+  group: string;
+  saidGoodbye: boolean;
+  missedPongs: number;
+  pinger: TimerHandle | undefined;
+}
+
+export class AgentHub {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+  private readonly connections = new Map<string, Connection>();
+  private closing = false;
+
+  constructor(private readonly options: AgentHubOptions) {}
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  isConnected(instanceId: string): boolean {
+    return this.connections.has(instanceId);
+  }
+
+  /** Handles an HTTP upgrade. Returns false when the path is not the agent endpoint. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== AGENT_PATH) return false;
+    const refuse = (code: number, reason: string, message: string): void => {
+      this.options.onReject?.(reason);
+      this.options.logger.warn({ reason, instanceId: header(req, INSTANCE_HEADER) }, 'agent connection refused');
+      socket.end(`HTTP/1.1 ${code} ${code === 401 ? 'Unauthorized' : code === 403 ? 'Forbidden' : 'Service Unavailable'}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${message}\n`);
+    };
+    if (this.closing) {
+      refuse(503, 'stopping', 'server stopping');
+      return true;
+    }
+    const instanceId = header(req, INSTANCE_HEADER);
+    const auth = header(req, 'authorization');
+    const credential = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
+    if (!instanceId || !credential || !this.options.credentials.verify(instanceId, credential)) {
+      refuse(401, 'credential', 'unknown instance credential');
+      return true;
+    }
+    const record = this.options.db.getInstance(instanceId);
+    if (!record || record.status === 'deleted') {
+      refuse(403, 'retired', `instance ${instanceId} is ${record ? 'deleted' : 'unknown'}; its credential is no longer valid`);
+      return true;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, instanceId, record.tenant, record.group));
+    return true;
+  }
+
+  /** Sends a drain notice to the instance's agent, if connected. */
+  sendDrain(instanceId: string, reason: string, deadline: Date): boolean {
+    const conn = this.connections.get(instanceId);
+    if (!conn) return false;
+    this.send(conn.ws, { type: 'drain', reason, deadline: deadline.toISOString() });
+    return true;
+  }
+
+  /** Closes every connection (without counting them as disconnects) and stops accepting. */
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const conn of this.connections.values()) {
+      conn.saidGoodbye = true;
+      conn.pinger?.cancel();
+      conn.ws.close(CLOSE.serverStopping, 'server stopping');
+    }
+    this.connections.clear();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+
+  private accept(ws: WebSocket, instanceId: string, tenant: string, group: string): void {
+    const previous = this.connections.get(instanceId);
+    if (previous) {
+      previous.saidGoodbye = true; // replaced, not lost
+      previous.pinger?.cancel();
+      previous.ws.close(CLOSE.superseded, 'superseded by a newer connection');
+    }
+    const conn: Connection = { ws, instanceId, tenant, group, saidGoodbye: false, missedPongs: 0, pinger: undefined };
+    this.connections.set(instanceId, conn);
+    const { clock, logger } = this.options;
+    logger.info({ instanceId, tenant, group }, 'agent connected');
+    this.send(ws, { type: 'welcome', instanceId, healthCheckIntervalMs: this.options.healthCheckIntervalMs(), serverTime: clock.now().toISOString() });
+    const record = this.options.db.getInstance(instanceId);
+    if (record?.status === 'draining' && record.drainDeadline && !record.drainAckedAt) {
+      this.send(ws, { type: 'drain', reason: record.drainReason ?? 'drain', deadline: record.drainDeadline.toISOString() });
+    }
+    ws.on('pong', () => {
+      conn.missedPongs = 0;
+    });
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      this.onMessage(conn, Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8'));
+    });
+    ws.on('close', () => this.onClose(conn));
+    ws.on('error', (err) => logger.debug({ instanceId, err: err.message }, 'agent connection error'));
+    this.schedulePing(conn);
+  }
+
+  private schedulePing(conn: Connection): void {
+    const { clock } = this.options;
+    conn.pinger = clock.schedule(clock.nowMs() + this.options.healthCheckIntervalMs(), () => {
+      if (this.connections.get(conn.instanceId) !== conn) return;
+      if (conn.missedPongs >= 2) {
+        this.options.logger.warn({ instanceId: conn.instanceId }, 'agent stopped answering pings');
+        conn.ws.terminate();
+        return;
+      }
+      conn.missedPongs++;
+      conn.ws.ping();
+      this.schedulePing(conn);
+    });
+  }
+
+  private onMessage(conn: Connection, text: string): void {
+    const msg = parseAgentMessage(text);
+    const { clock, logger, enqueue } = this.options;
+    if (!msg) {
+      this.send(conn.ws, { type: 'error', message: 'unrecognised message' });
+      return;
+    }
+    switch (msg.type) {
+      case 'health':
+        if (this.options.recordsHealth?.() === false) return;
+        this.options.db.recordHealth(conn.instanceId, clock.now());
+        this.options.onHealthReport?.();
+        return;
+      case 'notice':
+        logger.info({ instanceId: conn.instanceId, terminateAt: msg.terminateAt }, 'termination notice from agent');
+        enqueue({
+          type: EventType.TerminationNotice,
+          tenant: conn.tenant,
+          groupKey: conn.group,
+          instanceId: conn.instanceId,
+          timestamp: new Date(Date.parse(msg.terminateAt)),
+          cause: 'agent',
+        });
+        return;
+      case 'drainAck':
+        enqueue({ type: EventType.DrainAcked, tenant: conn.tenant, groupKey: conn.group, instanceId: conn.instanceId, cause: 'agent' });
+        return;
+      case 'goodbye':
+        conn.saidGoodbye = true;
+        logger.info({ instanceId: conn.instanceId, reason: msg.reason }, 'agent said goodbye');
+        return;
+    }
+  }
+
+  private onClose(conn: Connection): void {
+    conn.pinger?.cancel();
+    if (this.connections.get(conn.instanceId) === conn) this.connections.delete(conn.instanceId);
+    if (conn.saidGoodbye || this.closing) return;
+    this.options.logger.info({ instanceId: conn.instanceId }, 'agent disconnected without goodbye');
+    this.options.enqueue({
+      type: EventType.CheckInstance,
+      tenant: conn.tenant,
+      groupKey: conn.group,
+      instanceId: conn.instanceId,
+      cause: 'disconnect',
+      preventDuplicate: true,
+      timestamp: this.options.clock.now(),
+    });
+  }
+
+  private send(ws: WebSocket, msg: ServerMessage): void {
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
+  }
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}

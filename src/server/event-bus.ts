@@ -1,0 +1,35 @@
+/**
+ * The server's event stream (`GET /v1/events`): audit entries (every lifecycle change), drain
+ * notices, errors, config reloads and leadership changes, fanned out to subscribers.
+ */
+export type BusEventType = 'audit' | 'drain' | 'error' | 'config' | 'leader';
+
+export interface BusEvent {
+  type: BusEventType;
+  /** Resume point for audit events (the audit sequence number). */
+  id?: string;
+  data: unknown;
+}
+
+export class EventBus {
+  private readonly subscribers = new Set<(event: BusEvent) => void>();
+
+  publish(event: BusEvent): void {
+    for (const subscriber of this.subscribers) {
+      try {
+        subscriber(event);
+      } catch {
+        // One broken subscriber must not starve the others.
+      }
+    }
+  }
+
+  subscribe(subscriber: (event: BusEvent) => void): () => void {
+    this.subscribers.add(subscriber);
+    return () => this.subscribers.delete(subscriber);
+  }
+
+  get size(): number {
+    return this.subscribers.size;
+  }
+}
