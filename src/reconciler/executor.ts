@@ -31,6 +31,13 @@ export interface ApplyResult {
 }
 
 export class Executor {
+  /**
+   * Creates in flight per group ("tenant/group"). A create's completion replans its group only
+   * when it is the group's last one in flight: replanning a large group on every completion of
+   * a scale-out costs O(size) each time, O(size²) in all, and starves the event loop.
+   */
+  private readonly createsInFlight = new Map<string, number>();
+
   constructor(private readonly ctx: Context) {}
 
   /** Applies `plan`. `events` are the events that led to it (for the audit). */
@@ -191,6 +198,8 @@ export class Executor {
     const settings = ctx.settings(record.tenant, record.group);
     if (!settings) return;
     ctx.inFlight.set(record.id, 'create');
+    const groupKey = groupKeyOf(record.tenant, record.group);
+    this.createsInFlight.set(groupKey, (this.createsInFlight.get(groupKey) ?? 0) + 1);
     const action = `creating instance ${record.id}`;
     ctx.gate
       .run('create', priority, async () => {
@@ -226,9 +235,19 @@ export class Executor {
       .catch((err: unknown) => ctx.log.error({ err, instanceId: record.id }, 'handling a create result failed'));
   }
 
+  /** Counts a create of the group as finished; true when none of the group's is in flight any more. */
+  private createFinished(record: InstanceRecord): boolean {
+    const groupKey = groupKeyOf(record.tenant, record.group);
+    const left = (this.createsInFlight.get(groupKey) ?? 1) - 1;
+    if (left > 0) this.createsInFlight.set(groupKey, left);
+    else this.createsInFlight.delete(groupKey);
+    return left <= 0;
+  }
+
   private onCreated(record: InstanceRecord, providerId: string, templateHash: string): void {
     const { ctx } = this;
     ctx.inFlight.delete(record.id);
+    const lastOfGroup = this.createFinished(record);
     if (ctx.halted()) return;
     const now = ctx.clock.now();
     const current = ctx.store.getInstance(record.id);
@@ -256,12 +275,15 @@ export class Executor {
         ctx.store.appendAudit({ ...audit, action: 'created', reason: record.createReason, detail: `provider id ${providerId}` });
       });
     }
-    ctx.markDirty(record.tenant, record.group, 'created', Priority.bulk);
+    // A confirmed create changes no decision while the group has others in flight; the last
+    // one's completion replans (startup deadlines, surplus creates waiting for an answer).
+    if (lastOfGroup) ctx.markDirty(record.tenant, record.group, 'created', Priority.bulk);
   }
 
   private onCreateFailed(record: InstanceRecord, err: unknown): void {
     const { ctx } = this;
     ctx.inFlight.delete(record.id);
+    this.createFinished(record);
     if (ctx.halted() || err instanceof NotLeaderError) return;
     const current = ctx.store.getInstance(record.id);
     if (!current || current.status !== 'creating') return;
