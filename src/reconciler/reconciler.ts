@@ -547,8 +547,8 @@ export class Reconciler {
     if (!periodicOnly) {
       // A fresh start or leadership win: try again what was given up.
       this.store.clearCreateHolds();
-      for (const row of this.store.listInstances()) {
-        if (row.status === 'deleting' && row.attempts >= config.shard.maxAttempts) this.store.updateInstance(row.id, { attempts: 0, nextAttemptAt: null });
+      for (const row of this.store.listInstances({ status: 'deleting' })) {
+        if (row.attempts >= config.shard.maxAttempts) this.store.updateInstance(row.id, { attempts: 0, nextAttemptAt: null });
       }
     }
     const started = this.clock.nowMs();

@@ -52,6 +52,8 @@ export interface InstanceRecord {
 export interface InstanceFilter {
   tenant?: string;
   group?: string;
+  /** Only instances in this status. */
+  status?: InstanceStatus;
   includeDeleted?: boolean;
 }
 
