@@ -149,6 +149,7 @@ export class LocalDb {
     departedByGroup: Database.Statement<[string, string, number], unknown[]>;
     healthPeek: Database.Statement<[string], { health_at: number | null; tenant: string; grp: string; status: string }>;
     setHealth: Database.Statement<[number, string, number]>;
+    refreshHealth: Database.Statement<[number, string, number]>;
     insertAudit: Database.Statement<unknown[]>;
     upsertTimer: Database.Statement<[string, number, string]>;
     deleteTimer: Database.Statement<[string]>;
@@ -176,6 +177,7 @@ export class LocalDb {
         .raw(),
       healthPeek: this.db.prepare('SELECT health_at, tenant, grp, status FROM instances WHERE id = ?'),
       setHealth: this.db.prepare('UPDATE instances SET health_at = ? WHERE id = ? AND (health_at IS NULL OR health_at < ?)'),
+      refreshHealth: this.db.prepare("UPDATE instances SET health_at = ? WHERE id = ? AND health_at < ? AND status <> 'deleted'"),
       insertAudit: this.db.prepare(
         'INSERT INTO audit (at, tenant, grp, instance_id, action, reason, event, actor, detail, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
@@ -336,9 +338,11 @@ export class LocalDb {
    * deleted instances, are ignored. Returns whether the report was recorded.
    */
   recordHealth(instanceId: string, at: Date): boolean {
+    const atMs = at.getTime();
+    // The usual case, an instance that has reported before, in one statement (bench B4).
+    if (this.stmt.refreshHealth.run(atMs, instanceId, atMs).changes > 0) return true;
     const peek = this.stmt.healthPeek.get(instanceId);
     if (!peek || peek.status === 'deleted') return false;
-    const atMs = at.getTime();
     if (peek.health_at !== null && peek.health_at >= atMs) return false;
     this.stmt.setHealth.run(atMs, instanceId, atMs);
     if (peek.health_at === null) {
@@ -353,9 +357,13 @@ export class LocalDb {
     const firsts: StoreChange[] = [];
     this.db.transaction(() => {
       for (const { instanceId, at } of reports) {
+        const atMs = at.getTime();
+        if (this.stmt.refreshHealth.run(atMs, instanceId, atMs).changes > 0) {
+          recorded++;
+          continue;
+        }
         const peek = this.stmt.healthPeek.get(instanceId);
         if (!peek || peek.status === 'deleted') continue;
-        const atMs = at.getTime();
         if (peek.health_at !== null && peek.health_at >= atMs) continue;
         this.stmt.setHealth.run(atMs, instanceId, atMs);
         recorded++;
