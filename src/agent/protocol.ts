@@ -79,12 +79,12 @@ export function parseServerMessage(text: string): ServerMessage | null {
   switch (msg.type) {
     case 'welcome':
       if (typeof msg.instanceId !== 'string' || typeof msg.healthCheckIntervalMs !== 'number') return null;
-      return { type: 'welcome', instanceId: msg.instanceId, healthCheckIntervalMs: msg.healthCheckIntervalMs, serverTime: String(msg.serverTime ?? '') };
+      return { type: 'welcome', instanceId: msg.instanceId, healthCheckIntervalMs: msg.healthCheckIntervalMs, serverTime: typeof msg.serverTime === 'string' ? msg.serverTime : '' };
     case 'drain':
       if (typeof msg.reason !== 'string' || typeof msg.deadline !== 'string') return null;
       return { type: 'drain', reason: msg.reason, deadline: msg.deadline };
     case 'error':
-      return { type: 'error', message: String(msg.message ?? '') };
+      return { type: 'error', message: typeof msg.message === 'string' ? msg.message : '' };
     default:
       return null;
   }

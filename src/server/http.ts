@@ -77,7 +77,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
     const origin = req.headers.origin;
     if (origin && origin !== 'null') {
       const host = req.headers.host;
-      let sameOrigin = false;
+      let sameOrigin: boolean;
       try {
         sameOrigin = new URL(origin).host === host;
       } catch {

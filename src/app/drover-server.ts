@@ -1,0 +1,213 @@
+/**
+ * The composition root: reads the config, opens the store, picks the provider and the leader
+ * elector, and wires the reconciler, the agent hub, the admin API and the metrics together.
+ * `drover server` is a thin shell around `startDroverServer`.
+ */
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import type { Logger as PinoLogger } from 'pino';
+import { AgentCredentials } from '../agent/credentials.js';
+import { SystemClock, type Clock } from '../clock/index.js';
+import { ConfigLoader, configuredGroups, type DroverConfig } from '../config/index.js';
+import { DefaultInstanceManager } from '../instances/index.js';
+import { SingleNodeElector, type LeaderElector } from '../leader/index.js';
+import { DroverMetrics } from '../metrics/index.js';
+import type { Provider } from '../providers/index.js';
+import { SimProvider } from '../providers/sim/index.js';
+import { EventType, Reconciler } from '../reconciler/index.js';
+import { AgentHub } from '../server/agent-hub.js';
+import { EventBus } from '../server/event-bus.js';
+import { buildHttpServer } from '../server/http.js';
+import { auditView } from '../server/views.js';
+import { openLocalDb, type LocalDb } from '../store/index.js';
+import { VERSION } from './version.js';
+
+export interface DroverServerOptions {
+  configPath: string;
+  logger: PinoLogger;
+  clock?: Clock;
+  /** argv prefix that runs `drover agent` (default: this Node binary on the built CLI). */
+  agentCommand?: string[];
+  /** Use this provider instead of the one the config names (tests, embedding). */
+  provider?: Provider;
+  /** Use this elector instead of the one the config names. */
+  elector?: LeaderElector;
+}
+
+export interface DroverServer {
+  /** Base URL of the admin API and agent endpoint. */
+  url: string;
+  config(): DroverConfig;
+  reconciler: Reconciler;
+  db: LocalDb;
+  elector: LeaderElector;
+  stop(): Promise<void>;
+}
+
+/** The built CLI entry next to this module (dist/cli/main.js when running from dist). */
+export function defaultAgentCommand(): string[] {
+  return [process.execPath, fileURLToPath(new URL('../cli/main.js', import.meta.url)), 'agent'];
+}
+
+type ManagedProvider = Provider & { start?(): void; close?(): Promise<void> | void };
+
+async function providerFor(config: DroverConfig, dataDir: string, clock: Clock, logger: PinoLogger, agentCommand: string[]): Promise<ManagedProvider> {
+  const p = config.provider ?? { kind: 'local' as const, maxCallsPerSecond: 0, maxConcurrentCalls: 64, callTimeout: 60_000, killGracePeriod: 10_000, createLatency: 0, deleteLatency: 0 };
+  if (p.kind === 'sim') {
+    return new SimProvider({ clock, createLatencyMs: p.createLatency, deleteLatencyMs: p.deleteLatency, maxCallsPerSecond: p.maxCallsPerSecond });
+  }
+  const { LocalProvider } = await import('../providers/local/index.js');
+  return new LocalProvider({
+    stateDir: resolve(p.stateDir ?? join(dataDir, 'local')),
+    agentCommand,
+    killGracePeriodMs: p.killGracePeriod,
+    clock,
+    logger: logger.child({ component: 'local-provider' }),
+  });
+}
+
+export async function startDroverServer(options: DroverServerOptions): Promise<DroverServer> {
+  const clock = options.clock ?? new SystemClock();
+  const logger = options.logger;
+  const configLoader = ConfigLoader.fromFile(options.configPath, { clock });
+  const config = configLoader.getCurrent();
+  const server = config.server ?? { listen: '127.0.0.1:7400', dataDir: './.drover' };
+  const dataDir = resolve(server.dataDir);
+  const [host, portText] = server.listen.split(':') as [string, string];
+  // The advertised URL; with port 0 (tests) it is known once listening.
+  let url = server.advertise ?? `http://${host}:${portText}`;
+
+  const db = openLocalDb(join(dataDir, 'drover.db'));
+  const credentials = process.env.DROVER_AGENT_SECRET ? new AgentCredentials(process.env.DROVER_AGENT_SECRET) : AgentCredentials.fromFile(join(dataDir, 'agent-secret'));
+  const token = process.env.DROVER_TOKEN ?? server.token ?? null;
+  const provider: ManagedProvider = options.provider ?? (await providerFor(config, dataDir, clock, logger, options.agentCommand ?? defaultAgentCommand()));
+  const elector: LeaderElector = options.elector ?? new SingleNodeElector(() => url);
+  const bus = new EventBus();
+
+  // The hub and the reconciler refer to each other; the hub enqueues through this late binding.
+  const late: { reconciler?: Reconciler } = {};
+  const hub = new AgentHub({
+    clock,
+    db,
+    credentials,
+    logger: logger.child({ component: 'agents' }),
+    enqueue: (event) => late.reconciler?.enqueue(event),
+    healthCheckIntervalMs: () => configLoader.getCurrent().shard.healthCheckInterval,
+    onHealthReport: () => metrics.healthReports.inc(),
+    onReject: (reason) => metrics.agentRejects.inc({ reason }),
+  });
+
+  const metrics = new DroverMetrics(clock, {
+    queue: () => {
+      const s = late.reconciler?.stats();
+      return { depth: s?.queueDepth ?? 0, runningSinceMs: s?.runningSinceMs ?? [], providerWaiting: s?.providerWaiting ?? 0, providerInFlight: s?.providerInFlight ?? 0 };
+    },
+    instanceCounts: () => {
+      const counts = new Map<string, { tenant: string; group: string; status: string; count: number }>();
+      for (const r of db.listInstances()) {
+        const key = `${r.tenant}/${r.group}/${r.status}`;
+        const entry = counts.get(key) ?? { tenant: r.tenant, group: r.group, status: r.status, count: 0 };
+        entry.count++;
+        counts.set(key, entry);
+      }
+      return [...counts.values()];
+    },
+    groups: () => (late.reconciler?.planAll() ?? []).map((p) => ({ tenant: p.tenant, group: p.group, size: p.summary.size, inService: p.summary.inService, unhealthy: p.summary.unhealthy })),
+    agentConnections: () => hub.connectionCount,
+    isLeader: () => elector.isLeader(),
+  });
+
+  const instanceManager = new DefaultInstanceManager({
+    localDb: db,
+    provider,
+    configLoader,
+    clock,
+    userData: (req) => ({ DROVER_SERVER: url, DROVER_AGENT_CREDENTIAL: credentials.issue(req.instanceId) }),
+  });
+
+  const reconciler = new Reconciler({
+    instanceManager,
+    configLoader,
+    localDb: db,
+    provider,
+    clock,
+    logger: logger.child({ component: 'reconciler' }),
+    isLeader: () => elector.isLeader(),
+    epoch: () => elector.epoch(),
+    initialReconcileOnStart: false,
+    observer: { ...metrics.reconcilerObserver(), queue: metrics.queueObserver() },
+    notifyDrain: (instanceId, group, reason, unhealthyAt, deleteAt) => {
+      const delivered = hub.sendDrain(instanceId, reason, deleteAt);
+      bus.publish({ type: 'drain', data: { instanceId, group, reason, unhealthyAt: unhealthyAt.toISOString(), deleteAt: deleteAt.toISOString(), deliveredToAgent: delivered } });
+    },
+    notifyError: (group, instanceId, message) => {
+      bus.publish({ type: 'error', data: { group, instanceId: instanceId || null, message, at: clock.now().toISOString() } });
+    },
+  });
+
+  late.reconciler = reconciler;
+
+  db.subscribe((change) => {
+    if (change.kind === 'audit') bus.publish({ type: 'audit', id: String(change.entry.seq), data: auditView(change.entry) });
+  });
+  configLoader.onChange(() => {
+    metrics.configReloads.inc({ result: 'ok' });
+    logger.info({ file: configLoader.filePath }, 'config reloaded');
+    bus.publish({ type: 'config', data: { ok: true, at: clock.now().toISOString() } });
+  });
+  configLoader.onInvalid((error) => {
+    metrics.configReloads.inc({ result: 'invalid' });
+    logger.error({ file: configLoader.filePath, issues: error.issues }, 'config rejected; previous config stays in force');
+    bus.publish({ type: 'config', data: { ok: false, error: error.message, issues: error.issues, at: clock.now().toISOString() } });
+  });
+  elector.onChange((leader) => {
+    logger.info({ leader, epoch: elector.epoch() }, 'leadership changed');
+    bus.publish({ type: 'leader', data: { leader, epoch: elector.epoch(), at: clock.now().toISOString() } });
+    if (leader) reconciler.enqueue({ type: EventType.InitialReconcile, cause: 'leader' });
+  });
+
+  let http: FastifyInstance;
+  try {
+    http = await buildHttpServer({ clock, logger, db, reconciler, configLoader, hub, bus, metrics, elector, token, version: VERSION });
+    await http.listen({ host, port: Number(portText) });
+    const address = http.server.address();
+    if (!server.advertise && address && typeof address === 'object') url = `http://${host}:${address.port}`;
+  } catch (err) {
+    await reconciler.stop();
+    await hub.close();
+    db.close();
+    configLoader.close();
+    throw new Error(`starting the admin API on ${server.listen}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  if (!token) logger.warn({ listen: server.listen }, 'no API token configured: anyone who can reach the listen address can use the API');
+
+  await reconciler.start();
+  provider.start?.();
+  await elector.start();
+  logger.info({ url, dataDir, provider: provider.kind, groups: configuredGroups(config).length, version: VERSION }, 'drover server started');
+
+  let stopped = false;
+  return {
+    get url() {
+      return url;
+    },
+    config: () => configLoader.getCurrent(),
+    reconciler,
+    db,
+    elector,
+    async stop(): Promise<void> {
+      if (stopped) return;
+      stopped = true;
+      logger.info({}, 'drover server stopping');
+      await elector.stop();
+      await hub.close();
+      await http.close();
+      await reconciler.stop();
+      await provider.close?.();
+      configLoader.close();
+      db.close();
+      logger.info({}, 'drover server stopped');
+    },
+  };
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+/**
+ * `drover` — the command line. Commands that talk to a server read `--server`/DROVER_SERVER and
+ * `--token`/DROVER_TOKEN. Exit codes: 0 ok, 1 the server (or a local step) failed the request,
+ * 2 bad command line, 3 server unreachable, 4 `--wait` timed out.
+ * Heavy modules (server, SQLite) load only for the commands that need them.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { CliError, EXIT } from './client.js';
+
+const print = (text: string): void => {
+  process.stdout.write(`${text}\n`);
+};
+
+function globalOpts(cmd: Command): { server?: string; token?: string; output?: string } {
+  return cmd.optsWithGlobals();
+}
+
+const program = new Command();
+program
+  .name('drover')
+  .description('Drover keeps fleets of machines healthy: groups at size, unhealthy replacement, graceful drains, rotations.')
+  .option('--server <url>', 'Drover server URL (env DROVER_SERVER)', process.env.DROVER_SERVER)
+  .option('--token <token>', 'API bearer token (env DROVER_TOKEN)')
+  .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'wide', 'json']).default('table'))
+  .showHelpAfterError()
+  .exitOverride();
+
+program
+  .command('server')
+  .description('run the Drover server (reconciler, admin API, agent endpoint)')
+  .requiredOption('-c, --config <file>', 'config file (YAML)')
+  .action(async (opts: { config: string }) => {
+    const { runServer } = await import('./commands/server.js');
+    await runServer(opts.config);
+  });
+
+program
+  .command('agent')
+  .description("run an instance's agent: reports health, forwards notices, runs drain commands")
+  .requiredOption('-c, --config <file>', 'agent config (JSON), written by the provider')
+  .action(async (opts: { config: string }) => {
+    const { runAgentCommand } = await import('./commands/agent.js');
+    await runAgentCommand(opts.config);
+  });
+
+program
+  .command('status')
+  .description('show every group: size, in service, pending, draining, unhealthy, what blocks it')
+  .option('-w, --watch', 'keep showing it as things change')
+  .action(async (opts: { watch?: boolean }, cmd: Command) => {
+    const { status } = await import('./commands/admin.js');
+    await status({ ...globalOpts(cmd), ...opts }, print);
+  });
+
+program
+  .command('instances')
+  .description('list instances')
+  .argument('[group]', '<tenant>/<group> to list')
+  .option('--tenant <tenant>', 'only this tenant')
+  .option('-a, --all', 'include deleted instances')
+  .action(async (group: string | undefined, opts: { tenant?: string; all?: boolean }, cmd: Command) => {
+    const { instances } = await import('./commands/admin.js');
+    await instances({ ...globalOpts(cmd), ...opts, ...(group ? { group } : {}) }, print);
+  });
+
+program
+  .command('scale')
+  .description("set a group's size (kept until changed again, through the API or the config file)")
+  .argument('<group>', '<tenant>/<group>')
+  .argument('<size>', 'new size')
+  .option('--wait', 'show progress until the group is in service at that size')
+  .option('--timeout <duration>', 'give up waiting after this long (e.g. 5m)', '10m')
+  .action(async (group: string, size: string, opts: { wait?: boolean; timeout?: string }, cmd: Command) => {
+    const { scale } = await import('./commands/admin.js');
+    const tty = process.stderr.isTTY;
+    await scale(group, size, { ...globalOpts(cmd), ...opts }, print, (line, done) => {
+      if (tty) process.stderr.write(`\r\x1b[2K${line}${done ? '\n' : ''}`);
+      else process.stderr.write(`${line}\n`);
+    });
+  });
+
+const drain = program.command('drain').description('drain controls');
+drain
+  .command('ack')
+  .description('acknowledge that a draining instance has finished its work (it is deleted)')
+  .argument('<instance>', 'instance id')
+  .action(async (id: string, _opts: unknown, cmd: Command) => {
+    const { drainAck } = await import('./commands/admin.js');
+    await drainAck(id, globalOpts(cmd), print);
+  });
+
+program
+  .command('plan')
+  .description('show what the reconciler would do for a group now, and why (dry run)')
+  .argument('<group>', '<tenant>/<group>')
+  .action(async (group: string, _opts: unknown, cmd: Command) => {
+    const { plan } = await import('./commands/admin.js');
+    await plan(group, globalOpts(cmd), print);
+  });
+
+program
+  .command('events')
+  .description('follow the event stream (lifecycle changes, drains, errors)')
+  .option('--type <type...>', 'only these event types (audit, drain, error, config, leader)')
+  .action(async (opts: { type?: string[] }, cmd: Command) => {
+    const { events } = await import('./commands/admin.js');
+    await events({ ...globalOpts(cmd), ...opts }, print);
+  });
+
+program
+  .command('audit')
+  .description('why each instance was created, drained, deleted')
+  .option('--instance <id>', 'one instance')
+  .option('--group <group>', '<tenant>/<group>')
+  .option('--limit <n>', 'at most this many entries (newest)', '200')
+  .action(async (opts: { instance?: string; group?: string; limit?: string }, cmd: Command) => {
+    const { audit } = await import('./commands/admin.js');
+    await audit({ ...globalOpts(cmd), ...opts }, print);
+  });
+
+const local = program.command('local').description('the local provider (instances are processes on this machine)');
+local
+  .command('notice')
+  .description('make an instance see a termination notice, as a cloud gives one; it is terminated when the time is up')
+  .argument('<instance>', 'instance id')
+  .option('--in <duration>', 'time until termination', '2m')
+  .option('--state-dir <dir>', 'local provider state folder (default: from --config, else ./.drover/local)')
+  .option('-c, --config <file>', 'server config file, to find the state folder')
+  .action(async (id: string, opts: { in: string; stateDir?: string; config?: string }) => {
+    const { localNotice } = await import('./commands/local.js');
+    print(await localNotice(id, opts));
+  });
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') process.exit(EXIT.ok);
+      process.exit(EXIT.usage);
+    }
+    if (err instanceof CliError) {
+      process.stderr.write(`drover: ${err.message}\n`);
+      process.exit(err.exitCode);
+    }
+    process.stderr.write(`drover: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(EXIT.error);
+  }
+}
+
+void main();

@@ -1,0 +1,137 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeAgent, TestServer } from '../helpers/server-harness.js';
+
+let t: TestServer | undefined;
+const agents: FakeAgent[] = [];
+afterEach(async () => {
+  for (const a of agents.splice(0)) a.ws.terminate();
+  await t?.close();
+  t = undefined;
+});
+
+async function connect(server: TestServer, id: string, credential = server.credential(id)): Promise<FakeAgent> {
+  const agent = await FakeAgent.connect(server.url, id, credential);
+  agents.push(agent);
+  return agent;
+}
+
+describe('agent connections', () => {
+  it('welcomes an agent with its health interval and records its health reports', async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    const [inst] = t.server.db.listInstances();
+    const agent = await connect(t, inst!.id);
+    expect(await agent.next((m) => m.type === 'welcome')).toMatchObject({ type: 'welcome', instanceId: inst!.id, healthCheckIntervalMs: 1000 });
+    expect(t.server.db.getInstance(inst!.id)?.healthAt).toBeNull();
+    agent.health();
+    await expect.poll(() => t!.server.db.getInstance(inst!.id)?.healthAt, { timeout: 5_000 }).not.toBeNull();
+  });
+
+  it('refuses an unknown credential, and a credential of another instance', async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    const [a, b] = t.server.db.listInstances();
+    await expect(FakeAgent.connect(t.url, a!.id, 'forged')).rejects.toThrow(/401/);
+    await expect(FakeAgent.connect(t.url, a!.id, t.credential(b!.id))).rejects.toThrow(/401/);
+  });
+
+  it('refuses the credential of a deleted instance', async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    await t.api('PUT', '/v1/groups/default/web/size', { size: 1 });
+    await t.settle();
+    const [draining] = t.server.db.listInstances().filter((i) => i.status === 'draining');
+    await t.api('POST', `/v1/instances/${draining!.id}/drain-ack`);
+    await expect.poll(() => t!.server.db.getInstance(draining!.id)?.status, { timeout: 5_000 }).toBe('deleted');
+    await expect(FakeAgent.connect(t.url, draining!.id, t.credential(draining!.id))).rejects.toThrow(/403/);
+  });
+
+  it('checks an instance whose agent drops without a goodbye, but not one that says goodbye', async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    const [a, b] = t.server.db.listInstances();
+    const statusCalls: string[] = [];
+    t.provider.onCallStart((c) => {
+      if (c.op === 'status' && c.providerId) statusCalls.push(c.providerId);
+    });
+    const polite = await connect(t, a!.id);
+    await polite.next((m) => m.type === 'welcome');
+    await polite.goodbye();
+    const rude = await connect(t, b!.id);
+    await rude.next((m) => m.type === 'welcome');
+    await rude.drop();
+    await expect.poll(() => statusCalls.includes(b!.providerId!), { timeout: 5_000 }).toBe(true);
+    await t.settle();
+    expect(statusCalls).not.toContain(a!.providerId);
+  });
+
+  it('replaces an instance whose agent disconnects and whose process is gone', async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    const [victim] = t.server.db.listInstances();
+    const agent = await connect(t, victim!.id);
+    await agent.next((m) => m.type === 'welcome');
+    t.provider.vanish(victim!.id);
+    await agent.drop();
+    await expect.poll(() => t!.server.db.getInstance(victim!.id)?.status, { timeout: 5_000 }).toBe('deleted');
+    await t.settle();
+    expect(t.server.db.listInstances()).toHaveLength(2);
+  });
+
+  it('delivers a drain notice to a connected agent, again on reconnect, and deletes on its ack', async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    for (const i of t.server.db.listInstances()) t.server.db.recordHealth(i.id, new Date());
+    const all = t.server.db.listInstances();
+    const connected = await Promise.all(all.map((i) => connect(t!, i.id)));
+    await t.api('PUT', '/v1/groups/default/web/size', { size: 1 });
+    await t.settle();
+    const [draining] = t.server.db.listInstances().filter((i) => i.status === 'draining');
+    const agent = connected.find((a) => a.instanceId === draining!.id)!;
+    const notice = await agent.next((m) => m.type === 'drain');
+    expect(notice).toMatchObject({ type: 'drain', reason: 'scaleDown', deadline: draining!.drainDeadline!.toISOString() });
+    // Reconnecting while draining: the notice comes again.
+    const again = await connect(t, draining!.id);
+    expect(await again.next((m) => m.type === 'drain')).toMatchObject({ reason: 'scaleDown' });
+    again.send({ type: 'drainAck' });
+    await expect.poll(() => t!.server.db.getInstance(draining!.id)?.status, { timeout: 5_000 }).toBe('deleted');
+    expect(t.server.db.listAudit({ instanceId: draining!.id }).find((a) => a.action === 'drainAcked')?.actor).toBe('agent');
+  });
+
+  it('turns a termination notice from an agent into a replacement and a drain', async () => {
+    t = await new TestServer({ groups: { default: { web: { size: 2, template: 'web', drainTimeout: '10m' } } } }).start();
+    await t.settle();
+    const [doomed] = t.server.db.listInstances();
+    const agent = await connect(t, doomed!.id);
+    await agent.next((m) => m.type === 'welcome');
+    const terminateAt = new Date(Date.now() + 120_000);
+    agent.send({ type: 'notice', terminateAt: terminateAt.toISOString() });
+    await expect.poll(() => t!.server.db.getInstance(doomed!.id)?.status, { timeout: 5_000 }).toBe('draining');
+    expect(t.server.db.getInstance(doomed!.id)?.drainDeadline?.getTime()).toBe(terminateAt.getTime());
+    expect(t.server.db.listInstances().some((i) => i.replaces === doomed!.id)).toBe(true);
+  });
+
+  it('answers a malformed message with an error and keeps the connection', async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    const [inst] = t.server.db.listInstances();
+    const agent = await connect(t, inst!.id);
+    agent.ws.send('{"type":"health","at":"not a time"}');
+    expect(await agent.next((m) => m.type === 'error')).toMatchObject({ message: 'unrecognised message' });
+    agent.health();
+    await expect.poll(() => t!.server.db.getInstance(inst!.id)?.healthAt, { timeout: 5_000 }).not.toBeNull();
+  });
+
+  it('replaces an older connection of the same instance by a newer one', async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    const [inst] = t.server.db.listInstances();
+    const first = await connect(t, inst!.id);
+    await first.next((m) => m.type === 'welcome');
+    const second = await connect(t, inst!.id);
+    await second.next((m) => m.type === 'welcome');
+    expect((await first.closed).code).toBe(4000);
+    second.health();
+    await expect.poll(() => t!.server.db.getInstance(inst!.id)?.healthAt, { timeout: 5_000 }).not.toBeNull();
+  });
+});
