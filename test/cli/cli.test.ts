@@ -1,0 +1,101 @@
+/**
+ * The built CLI (`dist/cli/main.js`) as a user runs it, against a real server on 127.0.0.1.
+ */
+import { spawn } from 'node:child_process';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, freePort, requireBuild } from '../e2e/process-harness.js';
+import { TestServer } from '../helpers/server-harness.js';
+
+let t: TestServer | undefined;
+beforeAll(() => requireBuild());
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+function run(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, DROVER_SERVER: '', DROVER_TOKEN: '', ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+describe('drover CLI', { timeout: 60_000 }, () => {
+  it('prints help for every command and exits 0', async () => {
+    for (const args of [['--help'], ['status', '--help'], ['scale', '--help'], ['drain', 'ack', '--help'], ['local', 'notice', '--help']]) {
+      const res = await run(args);
+      expect(res.status, args.join(' ')).toBe(0);
+      expect(res.stdout).toMatch(/Usage: drover/);
+    }
+  });
+
+  it('exits 2 on a bad command line', async () => {
+    const res = await run(['scale', 'not-a-group']);
+    expect(res.status).toBe(2);
+    expect(res.stderr).toMatch(/missing required argument 'size'/);
+    const bad = await run(['scale', 'nogroup', '3', '--server', 'http://127.0.0.1:1']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/expected <tenant>\/<group>/);
+  });
+
+  it('exits 3 with a clear message when the server is unreachable', async () => {
+    const port = await freePort();
+    const res = await run(['status'], { DROVER_SERVER: `http://127.0.0.1:${port}` });
+    expect(res.status).toBe(3);
+    expect(res.stderr).toMatch(new RegExp(`cannot reach the Drover server at http://127.0.0.1:${port}: ECONNREFUSED`));
+  });
+
+  it('shows groups as a table and as JSON, using the token from the environment', async () => {
+    t = await new TestServer({ token: 'tok' }).start();
+    await t.settle();
+    const denied = await run(['status'], { DROVER_SERVER: t.url });
+    expect(denied.status).toBe(1);
+    expect(denied.stderr).toMatch(/missing or wrong bearer token \(HTTP 401\)/);
+    const table = await run(['status'], { DROVER_SERVER: t.url, DROVER_TOKEN: 'tok' });
+    expect(table.status, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/^GROUP\s+SIZE\s+IN-SERVICE\s+PENDING\s+DRAINING\s+UNHEALTHY\s+BLOCKED\ndefault\/web\s+2\s+0\s+2\s+0\s+0/);
+    const json = await run(['status', '-o', 'json', '--token', 'tok', '--server', t.url]);
+    expect(JSON.parse(json.stdout)).toEqual([expect.objectContaining({ tenant: 'default', group: 'web', size: 2 })]);
+  });
+
+  it('reports the server’s own words when it refuses a request', async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    const [inst] = t.server.db.listInstances();
+    const res = await run(['drain', 'ack', inst!.id], { DROVER_SERVER: t.url });
+    expect(res.status).toBe(1);
+    expect(res.stderr).toContain(`instance ${inst!.id} is not draining (status running) (HTTP 409)`);
+  });
+
+  it('scales with --wait, showing progress until the group is in service', async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    // Simulated agents: report health for every instance as it appears.
+    const reporter = setInterval(() => {
+      for (const i of t!.server.db.listInstances()) if (i.status === 'running') t!.server.db.recordHealth(i.id, new Date());
+    }, 100);
+    try {
+      const res = await run(['scale', 'default/web', '4', '--wait', '--timeout', '30s'], { DROVER_SERVER: t.url });
+      expect(res.status, res.stderr).toBe(0);
+      expect(res.stderr).toMatch(/default\/web: 4\/4 in service, 0 pending, 0 draining/);
+    } finally {
+      clearInterval(reporter);
+    }
+  });
+
+  it('lists instances, plans and the audit trail', async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    const list = await run(['instances', 'default/web', '-o', 'wide'], { DROVER_SERVER: t.url });
+    expect(list.status, list.stderr).toBe(0);
+    expect(list.stdout.split('\n').filter((l) => l.startsWith('i-'))).toHaveLength(2);
+    const plan = await run(['plan', 'default/web'], { DROVER_SERVER: t.url });
+    expect(plan.stdout).toMatch(/default\/web: size 2/);
+    const audit = await run(['audit', '--group', 'default/web', '-o', 'json'], { DROVER_SERVER: t.url });
+    expect((JSON.parse(audit.stdout) as Array<{ action: string }>).map((a) => a.action)).toEqual(['create', 'create', 'created', 'created']);
+  });
+});
