@@ -42,11 +42,16 @@ function issueMessage(issue: z.core.$ZodIssue): ConfigIssue[] {
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((key) => ({ path: path ? `${path}.${key}` : key, message: 'is not a known field' }));
   }
+  if (issue.code === 'invalid_key' && issue.issues.length > 0) {
+    // A bad record key (tenant, group or template name): say what a name may be.
+    return issue.issues.map((inner) => ({ path, message: inner.message }));
+  }
   if (issue.code === 'invalid_type' && issue.input === undefined) {
     return [{ path, message: 'is required' }];
   }
-  if (issue.code === 'invalid_union' && issue.errors.length > 0) {
-    // Report the most specific branch failure instead of "invalid input".
+  if (issue.code === 'invalid_union' && issue.errors.length > 0 && issue.message === 'Invalid input') {
+    // Report the most specific branch failure instead of "invalid input" (a union with its own
+    // message, such as a duration, says what it wants instead).
     const inner = issue.errors.flat()[0];
     if (inner) return issueMessage({ ...inner, path: [...issue.path, ...inner.path] });
   }
@@ -57,7 +62,8 @@ export type ParseResult = { ok: true; config: DroverConfig } | { ok: false; erro
 
 /** Validates a plain object (parsed YAML or literal) as a Drover config. */
 export function parseConfig(input: unknown, source = 'config'): ParseResult {
-  const result = configSchema.safeParse(input ?? {});
+  // `reportInput` keeps each issue's input, which tells a missing field from a wrong value.
+  const result = configSchema.safeParse(input ?? {}, { reportInput: true });
   if (result.success) return { ok: true, config: result.data };
   const issues = result.error.issues.flatMap(issueMessage);
   return { ok: false, error: new ConfigError(issues, source) };
@@ -97,9 +103,10 @@ export interface GroupSettings {
 
 /** The effective settings of a configured group, or null when the config has no such group. */
 export function groupSettings(config: DroverConfig, tenant: string, group: string): GroupSettings | null {
-  const spec = config.groups[tenant]?.[group];
+  const groups = Object.hasOwn(config.groups, tenant) ? config.groups[tenant] : undefined;
+  const spec = groups && Object.hasOwn(groups, group) ? groups[group] : undefined;
   if (!spec) return null;
-  const template = config.templates[spec.template] ?? {};
+  const template = Object.hasOwn(config.templates, spec.template) ? (config.templates[spec.template] ?? {}) : {};
   return {
     tenant,
     group,

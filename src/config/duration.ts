@@ -34,9 +34,9 @@ export function parseDuration(text: string | number): number | null {
 
 /** Formats milliseconds the way config writes them ("1h30m", "90s", "250ms"). */
 export function formatDuration(ms: number): string {
-  if (ms === 0) return '0s';
-  const sign = ms < 0 ? '-' : '';
   let rest = Math.abs(Math.round(ms));
+  if (rest === 0) return '0s';
+  const sign = ms < 0 ? '-' : '';
   const parts: string[] = [];
   for (const [unit, size] of [
     ['d', 86_400_000],

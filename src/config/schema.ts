@@ -39,7 +39,7 @@ const shardSchema = z.strictObject({
   startupTimeout: positiveDuration.default(300_000),
   defaultDrainTimeout: duration.default(300_000),
   createRateLimit: duration.default(0),
-  expiry: expirySchema.default({ eligibleAge: 0, forcedAge: 0 }),
+  expiry: expirySchema.default(() => ({ eligibleAge: 0, forcedAge: 0 })),
   /** How long a termination notice gives when the notice itself names no time. */
   defaultNoticeWindow: positiveDuration.default(120_000),
   /** Groups reconciled at once. */
@@ -92,7 +92,7 @@ const providerSchema = z.strictObject({
 
 const leaderSchema = z.strictObject({
   kind: z.enum(['single', 'etcd'], { error: 'must be "single" or "etcd"' }).default('single'),
-  endpoints: z.array(z.string().min(1)).default([]),
+  endpoints: z.array(z.string().min(1)).default(() => []),
   ttl: positiveDuration.default(5_000),
 });
 
@@ -104,9 +104,9 @@ const groupsSchema = z.record(
 
 export const configSchema = z
   .strictObject({
-    shard: shardSchema.default(shardSchema.parse({})),
-    groups: groupsSchema.default({}),
-    templates: z.record(z.string().regex(NAME, { error: `template ${NAME_RULE}` }), templateSchema).default({}),
+    shard: shardSchema.default(() => shardSchema.parse({})),
+    groups: groupsSchema.default(() => ({})),
+    templates: z.record(z.string().regex(NAME, { error: `template ${NAME_RULE}` }), templateSchema).default(() => ({})),
     server: serverSchema.optional(),
     provider: providerSchema.optional(),
     leader: leaderSchema.optional(),
@@ -121,7 +121,7 @@ export const configSchema = z
     }
     for (const [tenant, groups] of Object.entries(cfg.groups)) {
       for (const [name, group] of Object.entries(groups)) {
-        if (!(group.template in cfg.templates)) {
+        if (!Object.hasOwn(cfg.templates, group.template)) {
           ctx.addIssue({
             code: 'custom',
             path: ['groups', tenant, name, 'template'],

@@ -47,6 +47,8 @@ export class CallGate {
   /** GCRA theoretical arrival time of the next call. */
   private tat = 0;
   private lastCreateAt = Number.NEGATIVE_INFINITY;
+  /** No call starts before this time (set by `backOff`). */
+  private pausedUntil = Number.NEGATIVE_INFINITY;
   private wakeup: TimerHandle | undefined;
   private wakeupAt = Number.POSITIVE_INFINITY;
   private idleWaiters: Array<() => void> = [];
@@ -106,7 +108,9 @@ export class CallGate {
 
   /** Pauses every call for `ms` (the provider said we were too fast). */
   backOff(ms: number): void {
-    this.tat = Math.max(this.tat, this.clock.nowMs() + ms);
+    this.pausedUntil = Math.max(this.pausedUntil, this.clock.nowMs() + ms);
+    // Once the pause ends, calls are spaced from its end again.
+    if (this.intervalMs > 0) this.tat = Math.max(this.tat, this.pausedUntil + this.intervalMs);
     this.pump();
   }
 
@@ -140,6 +144,10 @@ export class CallGate {
   private pump(): void {
     while (this.waitingCount > 0 && this.inFlight < this.maxConcurrent) {
       const now = this.clock.nowMs();
+      if (now < this.pausedUntil) {
+        this.wakeAt(this.pausedUntil);
+        return;
+      }
       if (this.intervalMs > 0 && now < this.tat - this.intervalMs) {
         this.wakeAt(this.tat - this.intervalMs);
         return;

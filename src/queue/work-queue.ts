@@ -206,8 +206,7 @@ export class KeyedWorkQueue<T> {
     slot.startedAt = started;
     this.options.observer?.started?.(slot.key, started - slot.enqueuedAt);
     let failure: unknown = null;
-    this.options
-      .handler(slot.key, items)
+    this.call(() => this.options.handler(slot.key, items))
       .catch((err: unknown) => {
         failure = err;
         this.options.onError(slot.key, err);
@@ -235,8 +234,7 @@ export class KeyedWorkQueue<T> {
     this.barrierStartedAt = started;
     this.options.observer?.started?.('*', 0);
     let failure: unknown = null;
-    this.options
-      .barrierHandler(items)
+    this.call(() => this.options.barrierHandler(items))
       .catch((err: unknown) => {
         failure = err;
         this.options.onError(null, err);
@@ -247,6 +245,15 @@ export class KeyedWorkQueue<T> {
         this.barrierStartedAt = null;
         this.pump();
       });
+  }
+
+  /** Calls a handler; one that throws instead of rejecting is treated as rejecting. */
+  private call(fn: () => Promise<void>): Promise<void> {
+    try {
+      return fn();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   private checkIdle(): void {

@@ -157,6 +157,9 @@ export class SimProvider implements Provider {
 
   async setTags(providerId: string, tags: Record<string, string>): Promise<void> {
     this.admit('setTags', { providerId });
+    const fault = this.takeFault('setTags');
+    if (fault?.kind === 'fail') this.fail('setTags', fault, { providerId });
+    await this.wait(fault?.kind === 'slow' ? fault.delayMs : 0);
     const instance = this.byId.get(providerId);
     if (!instance) throw new InstanceNotFoundError(providerId);
     Object.assign(instance.tags, tags);
