@@ -8,6 +8,7 @@ import type {
   InstanceFilter,
   InstancePatch,
   InstanceRecord,
+  InstanceRef,
   NewAuditEntry,
   NewInstance,
   StoreChange,
@@ -22,6 +23,8 @@ export interface ReconcilerStore {
   liveInstances(tenant: string, group: string): InstanceRecord[];
   departedInstances(tenant: string, group: string, since: Date): InstanceRecord[];
   listInstances(filter?: InstanceFilter): InstanceRecord[];
+  /** Every instance not deleted, only the fields provider sync needs (a narrow full read). */
+  liveInstanceRefs(): InstanceRef[];
   groupsWithLiveInstances(): Array<{ tenant: string; group: string }>;
   updateInstance(id: string, patch: InstancePatch): InstanceRecord | null;
   appendAudit(entry: NewAuditEntry): AuditEntry;

@@ -8,7 +8,7 @@
  * - one the store already deleted → a leak: deleted again.
  */
 import { TAG, type ProviderInstance } from '../providers/index.js';
-import type { InstanceRecord } from '../store/index.js';
+import type { InstanceRef } from '../store/index.js';
 import { withTimeout } from '../util/timeout.js';
 import type { Context } from './context.js';
 import { Priority } from '../queue/priority.js';
@@ -57,7 +57,7 @@ export async function syncWithProvider(ctx: Context, shardId: string): Promise<S
   const epoch = ctx.epoch();
 
   ctx.store.transaction(() => {
-    for (const row of ctx.store.listInstances()) {
+    for (const row of ctx.store.liveInstanceRefs()) {
       const found = byInstanceId.get(row.id) ?? (row.providerId ? byProviderId.get(row.providerId) : undefined);
       if (ctx.inFlight.has(row.id)) {
         if (found) matched.add(found.providerId);
@@ -81,9 +81,10 @@ export async function syncWithProvider(ctx: Context, shardId: string): Promise<S
   return result;
 }
 
-function reconcileFound(ctx: Context, row: InstanceRecord, found: ProviderInstance, now: Date, epoch: number | null, result: SyncResult): void {
+function reconcileFound(ctx: Context, row: InstanceRef, found: ProviderInstance, now: Date, epoch: number | null, result: SyncResult): void {
   const patch: Parameters<Context['store']['updateInstance']>[1] = {};
   if (row.status === 'creating') {
+    const createReason = ctx.store.getInstance(row.id)?.createReason ?? 'scaleUp';
     patch.status = 'running';
     patch.providerId = found.providerId;
     patch.confirmedAt = now;
@@ -97,7 +98,7 @@ function reconcileFound(ctx: Context, row: InstanceRecord, found: ProviderInstan
       at: now,
       instanceId: row.id,
       action: 'adopt',
-      reason: row.createReason,
+      reason: createReason,
       detail: `recorded create found at the provider as ${found.providerId}`,
       epoch,
     });

@@ -9,6 +9,7 @@ export type {
   InstanceFilter,
   InstancePatch,
   InstanceRecord,
+  InstanceRef,
   InstanceStatus,
   NewAuditEntry,
   ObservedStatus,

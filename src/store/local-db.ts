@@ -14,6 +14,7 @@ import type {
   InstanceFilter,
   InstancePatch,
   InstanceRecord,
+  InstanceRef,
   InstanceStatus,
   NewAuditEntry,
   ObservedStatus,
@@ -147,6 +148,7 @@ export class LocalDb {
     byProviderId: Database.Statement<[string], unknown[]>;
     liveByGroup: Database.Statement<[string, string], unknown[]>;
     departedByGroup: Database.Statement<[string, string, number], unknown[]>;
+    liveRefs: Database.Statement<[], unknown[]>;
     healthPeek: Database.Statement<[string], { health_at: number | null; tenant: string; grp: string; status: string }>;
     setHealth: Database.Statement<[number, string, number]>;
     refreshHealth: Database.Statement<[number, string, number]>;
@@ -174,6 +176,9 @@ export class LocalDb {
         .raw(),
       departedByGroup: this.db
         .prepare<[string, string, number], unknown[]>(`${SELECT_INSTANCE} WHERE tenant = ? AND grp = ? AND status = 'deleted' AND deleted_at >= ? ORDER BY deleted_at`)
+        .raw(),
+      liveRefs: this.db
+        .prepare<[], unknown[]>("SELECT id, tenant, grp, provider_id, status, provider_status FROM instances WHERE status <> 'deleted' ORDER BY tenant, grp, created_at, id")
         .raw(),
       healthPeek: this.db.prepare('SELECT health_at, tenant, grp, status FROM instances WHERE id = ?'),
       setHealth: this.db.prepare('UPDATE instances SET health_at = ? WHERE id = ? AND (health_at IS NULL OR health_at < ?)'),
@@ -308,6 +313,21 @@ export class LocalDb {
       .raw()
       .all(...params)
       .map(rowToInstance);
+  }
+
+  /**
+   * Every instance not deleted, with only the fields provider sync needs, in listInstances'
+   * order. Reading 6 columns instead of 26 makes a full pass over 100k rows ~2.5x cheaper (B3).
+   */
+  liveInstanceRefs(): InstanceRef[] {
+    return this.stmt.liveRefs.all().map((row) => ({
+      id: row[0] as string,
+      tenant: row[1] as string,
+      group: row[2] as string,
+      providerId: (row[3] as string | null) ?? null,
+      status: row[4] as InstanceStatus,
+      providerStatus: (row[5] as ObservedStatus | null) ?? null,
+    }));
   }
 
   /** Every (tenant, group) that has instances not yet deleted. */

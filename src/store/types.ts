@@ -57,6 +57,9 @@ export interface InstanceFilter {
   includeDeleted?: boolean;
 }
 
+/** What provider sync needs of an instance: a narrow read, for passes over every row. */
+export type InstanceRef = Pick<InstanceRecord, 'id' | 'tenant' | 'group' | 'providerId' | 'status' | 'providerStatus'>;
+
 /** Fields that can be changed after insert. */
 export type InstancePatch = Partial<Omit<InstanceRecord, 'id' | 'tenant' | 'group'>>;
 
