@@ -1,0 +1,211 @@
+/**
+ * B1 scale-out: one group 0 → 1000 at the provider's limit (200 calls/s, 50 ms per create).
+ * Time runs from the config change that asks for 1000 until the provider has completed the
+ * 1000th create; the physical limit is 1000 / 200 s + 50 ms.
+ *
+ * With `probes > 0` it is also B2's bulk load: see b2-urgent.ts.
+ */
+import { EventType } from '../src/index.js';
+import { CREATE_LATENCY_MS, PROVIDER_RATE, TEMPLATES, buildEnv, loopDelay, now, percentile, round, shardConfig, sleep } from './common.js';
+
+export const B1_SIZE = 1000;
+const TENANT = 'bench';
+const BULK = 'scale';
+const PROBE = 'probe';
+
+export interface B1Result {
+  seconds: number;
+  limitSeconds: number;
+  ratio: number;
+  creates: number;
+  throttled: number;
+  /** Achieved create start rate between the first and the last create (calls/s). */
+  createRate: number;
+  firstCreateMs: number;
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
+  errors: number;
+}
+
+export interface B2Result {
+  probes: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** Two rate-limit slots (the status call and the create) at the provider's limit. */
+  limitMs: number;
+  ratio: number;
+  statusLatencyMs: number;
+  /** Probes whose replacement create was not seen (must be 0). */
+  missed: number;
+}
+
+export interface ScaleOutOptions {
+  /** B2: this many urgent probes during the scale-out (0 for plain B1). */
+  probes: number;
+  /** Status call latency at the provider (excluded from B2's figure). */
+  statusLatencyMs?: number;
+}
+
+interface Probe {
+  instanceId: string;
+  providerId: string;
+  enqueuedAt: number;
+  statusStart: number | null;
+  statusEnd: number | null;
+  createAt: number | null;
+}
+
+function config(bulkSize: number, probes: number): Record<string, unknown> {
+  const groups: Record<string, { size: number; template: string }> = { [BULK]: { size: bulkSize, template: 'web' } };
+  if (probes > 0) groups[PROBE] = { size: probes, template: 'web' };
+  return {
+    shard: shardConfig(),
+    templates: TEMPLATES,
+    groups: { [TENANT]: groups },
+    provider: { kind: 'sim', maxCallsPerSecond: PROVIDER_RATE },
+  };
+}
+
+export async function runScaleOut(options: ScaleOutOptions): Promise<{ b1: B1Result; b2: B2Result | null }> {
+  const statusLatencyMs = options.statusLatencyMs ?? 20;
+  const env = buildEnv({ config: config(0, options.probes), sim: { statusLatencyMs } });
+  const { db, provider, reconciler, loader } = env;
+  try {
+    // Before the clock starts: the probe group (B2) is created and reports healthy.
+    await reconciler.start();
+    await reconciler.idle();
+    const probeInstances = db.listInstances({ tenant: TENANT, group: PROBE });
+    if (probeInstances.length !== options.probes) throw new Error(`expected ${options.probes} probe instances, found ${probeInstances.length}`);
+    for (const i of probeInstances) db.recordHealth(i.id, env.clock.now());
+    await reconciler.idle();
+    await sleep(200); // the provider's token bucket refills
+    const createsBefore = provider.stats.create;
+    const throttledBefore = provider.stats.throttled;
+
+    const probes = new Map<string, Probe>(); // by Drover instance id
+    const probesByProvider = new Map<string, Probe>();
+    let bulkCreatesDone = 0;
+    let firstCreateStart: number | null = null;
+    let lastCreateStart = 0;
+    let bulkCreateStarts = 0;
+    let finishedAt = 0;
+    let resolveDone: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => (resolveDone = resolve));
+    const bulkKeys = new Set<string>();
+
+    const offStart = provider.onCallStart((call) => {
+      const t = now();
+      if (call.op === 'status' && call.providerId) {
+        const probe = probesByProvider.get(call.providerId);
+        if (probe && probe.statusStart === null) probe.statusStart = t;
+      } else if (call.op === 'create' && call.idempotencyKey) {
+        const record = db.getInstance(call.idempotencyKey);
+        if (!record) return;
+        if (record.group === BULK) {
+          bulkKeys.add(record.id);
+          bulkCreateStarts++;
+          firstCreateStart ??= t;
+          lastCreateStart = t;
+        } else if (record.replaces) {
+          const probe = probes.get(record.replaces);
+          if (probe && probe.createAt === null) probe.createAt = t;
+        }
+      }
+    });
+    const offDone = provider.onCall((call) => {
+      const t = now();
+      if (call.op === 'status' && call.providerId) {
+        const probe = probesByProvider.get(call.providerId);
+        if (probe && probe.statusEnd === null) probe.statusEnd = t;
+      } else if (call.op === 'create' && call.outcome === 'ok' && call.idempotencyKey && bulkKeys.has(call.idempotencyKey)) {
+        bulkCreatesDone++;
+        if (bulkCreatesDone === B1_SIZE) {
+          finishedAt = t;
+          resolveDone();
+        }
+      }
+    });
+
+    const delay = loopDelay();
+    const startedAt = now();
+    loader.update(config(B1_SIZE, options.probes));
+
+    // B2: an instance of another group stops; its CheckInstance must overtake the bulk work.
+    const probeTimers: NodeJS.Timeout[] = [];
+    probeInstances.forEach((instance, k) => {
+      probeTimers.push(
+        setTimeout(
+          () => {
+            const providerId = instance.providerId ?? '';
+            const probe: Probe = { instanceId: instance.id, providerId, enqueuedAt: 0, statusStart: null, statusEnd: null, createAt: null };
+            probes.set(instance.id, probe);
+            probesByProvider.set(providerId, probe);
+            provider.setStatus(providerId, 'stopped');
+            probe.enqueuedAt = now();
+            reconciler.enqueue({ type: EventType.CheckInstance, tenant: TENANT, groupKey: PROBE, instanceId: instance.id, cause: 'probe' });
+          },
+          250 + k * Math.floor(4000 / Math.max(1, options.probes)),
+        ),
+      );
+    });
+
+    const timeout = setTimeout(resolveDone, 60_000);
+    await done;
+    clearTimeout(timeout);
+    const lag = delay.stop();
+    const seconds = ((finishedAt || now()) - startedAt) / 1000;
+    for (const t of probeTimers) clearTimeout(t);
+    await reconciler.idle();
+    offStart();
+    offDone();
+
+    const limitSeconds = B1_SIZE / PROVIDER_RATE + CREATE_LATENCY_MS / 1000;
+    const b1: B1Result = {
+      seconds: round(seconds, 3),
+      limitSeconds: round(limitSeconds, 3),
+      ratio: round(seconds / limitSeconds, 3),
+      creates: provider.stats.create - createsBefore,
+      throttled: provider.stats.throttled - throttledBefore,
+      createRate: round(bulkCreateStarts > 1 ? (bulkCreateStarts - 1) / ((lastCreateStart - (firstCreateStart ?? 0)) / 1000) : 0, 1),
+      firstCreateMs: round((firstCreateStart ?? startedAt) - startedAt, 1),
+      loopDelayP99Ms: lag.p99Ms,
+      loopDelayMaxMs: lag.maxMs,
+      errors: env.errors.length,
+    };
+    if (bulkCreatesDone !== B1_SIZE) throw new Error(`B1: only ${bulkCreatesDone} of ${B1_SIZE} creates completed within 60 s`);
+
+    let b2: B2Result | null = null;
+    if (options.probes > 0) {
+      const latencies: number[] = [];
+      let missed = 0;
+      for (const p of probes.values()) {
+        if (p.createAt === null) {
+          missed++;
+          continue;
+        }
+        const providerLatency = p.statusStart !== null && p.statusEnd !== null ? p.statusEnd - p.statusStart : 0;
+        latencies.push(p.createAt - p.enqueuedAt - providerLatency);
+      }
+      const limitMs = 2 * (1000 / PROVIDER_RATE);
+      const p99 = percentile(latencies, 99);
+      b2 = {
+        probes: probes.size,
+        p50Ms: round(percentile(latencies, 50), 1),
+        p99Ms: round(p99, 1),
+        maxMs: round(Math.max(0, ...latencies), 1),
+        limitMs,
+        ratio: round(p99 / limitMs, 2),
+        statusLatencyMs,
+        missed,
+      };
+    }
+    return { b1, b2 };
+  } finally {
+    await env.close();
+  }
+}
+
+export async function runB1(): Promise<B1Result> {
+  return (await runScaleOut({ probes: 0 })).b1;
+}

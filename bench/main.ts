@@ -1,0 +1,200 @@
+/**
+ * Drover benchmarks (issue 6). Each scenario runs in its own Node process (clean heap, its own
+ * peak RSS, its own CPU profile) against SimProvider on the real clock and real SQLite files.
+ *
+ *   npm run bench                      table
+ *   npm run bench -- --json            one JSON object with every figure
+ *   npm run bench -- --only b1,b2      a subset
+ *   npm run bench -- --profile         also write a CPU profile per scenario to bench/profiles/
+ *
+ * See bench/README.md for the scenarios, every field and the figures measured so far.
+ */
+import { fork } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { arch, availableParallelism, cpus, platform } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { B1Result, B2Result } from './b1-scale-out.js';
+import type { B3Result } from './b3-at-rest.js';
+import type { B4Result } from './b4-health-ingest.js';
+import { B5_PENDING, B5_READY, type B5Result } from './b5-agents.js';
+import { now, round } from './common.js';
+
+const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5'] as const;
+type ScenarioId = (typeof SCENARIOS)[number];
+
+interface Results {
+  b1?: B1Result;
+  b2?: B2Result & { bulk: B1Result };
+  b3?: B3Result;
+  b4?: B4Result;
+  b5?: B5Result;
+}
+
+type ChildMessage = { ok: true; result: unknown } | { ok: false; error: string };
+
+const self = fileURLToPath(import.meta.url);
+const PROFILE_DIR = join(dirname(self), 'profiles');
+
+async function runScenario(id: ScenarioId): Promise<unknown> {
+  switch (id) {
+    case 'b1':
+      return (await import('./b1-scale-out.js')).runB1();
+    case 'b2':
+      return (await import('./b2-urgent.js')).runB2();
+    case 'b3':
+      return (await import('./b3-at-rest.js')).runB3();
+    case 'b4':
+      return (await import('./b4-health-ingest.js')).runB4();
+    case 'b5':
+      return (await import('./b5-agents.js')).runB5();
+  }
+}
+
+/** Child side: run one scenario and send its result to the parent. */
+async function child(id: ScenarioId): Promise<void> {
+  let message: ChildMessage;
+  try {
+    message = { ok: true, result: await runScenario(id) };
+  } catch (err) {
+    message = { ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) };
+  }
+  await new Promise<void>((resolve) => process.send?.(message, () => resolve()));
+  process.exit(0);
+}
+
+/** Parent side: one process per scenario, so figures (RSS above all) do not leak between them. */
+function inChild(id: ScenarioId, profile: boolean): Promise<unknown> {
+  const execArgv = [...process.execArgv, '--expose-gc'];
+  if (profile) {
+    // One directory per scenario run: the main thread's profile is the largest file in it (tsx's
+    // loader thread writes a small one beside it).
+    const dir = join(PROFILE_DIR, `${id}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    mkdirSync(dir, { recursive: true });
+    execArgv.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
+  }
+  return new Promise((resolve, reject) => {
+    // The child's stdout goes to our stderr: stdout stays clean for --json.
+    const proc = fork(self, ['--child', id], { execArgv, stdio: ['ignore', 2, 2, 'ipc'] });
+    const box: { answer: ChildMessage | null } = { answer: null };
+    proc.on('message', (m: ChildMessage) => (box.answer = m));
+    proc.on('error', reject);
+    proc.on('exit', (code) => {
+      const got = box.answer;
+      if (got?.ok) resolve(got.result);
+      else reject(new Error(got ? got.error : `${id}: the benchmark process exited with code ${String(code)} and no result`));
+    });
+  });
+}
+
+function parseArgs(argv: string[]): { json: boolean; only: ScenarioId[]; profile: boolean; child: ScenarioId | null } {
+  const out = { json: false, only: [...SCENARIOS] as ScenarioId[], profile: false, child: null as ScenarioId | null };
+  const asId = (s: string): ScenarioId => {
+    const id = s.trim().toLowerCase();
+    if (!(SCENARIOS as readonly string[]).includes(id)) throw new Error(`unknown scenario "${s}" (known: ${SCENARIOS.join(', ')})`);
+    return id as ScenarioId;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    if (arg === '--json') out.json = true;
+    else if (arg === '--profile') out.profile = true;
+    else if (arg === '--only') out.only = (argv[++i] ?? '').split(',').filter((s) => s.trim() !== '').map(asId);
+    else if (arg.startsWith('--only=')) out.only = arg.slice(7).split(',').filter((s) => s.trim() !== '').map(asId);
+    else if (arg === '--child') out.child = asId(argv[++i] ?? '');
+    else throw new Error(`unknown argument "${arg}" (use --json, --only b1,b2, --profile)`);
+  }
+  return out;
+}
+
+// ---- the table -------------------------------------------------------------------------------
+
+const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const yes = (ok: boolean): string => (ok ? 'yes' : 'NO');
+
+function table(results: Results, errors: Map<ScenarioId, string>, machine: Record<string, unknown>): string {
+  const rows: string[][] = [['scenario', 'figure', 'limit / baseline', 'ratio', 'target', 'met']];
+  const notes: string[] = [];
+  const { b1, b2, b3, b4, b5 } = results;
+  if (b1) {
+    rows.push(['B1 scale-out 0 → 1000', `${fmt(b1.seconds, 3)} s`, `${fmt(b1.limitSeconds, 3)} s`, fmt(b1.ratio, 3), 'ratio ≤ 1.10', yes(b1.ratio <= 1.1)]);
+    notes.push(
+      `B1: ${b1.creates} creates, ${b1.throttled} throttled, ${fmt(b1.createRate, 1)} creates/s, first create after ${fmt(b1.firstCreateMs, 1)} ms, event-loop delay p99 ${b1.loopDelayP99Ms} ms / max ${b1.loopDelayMaxMs} ms`,
+    );
+  }
+  if (b2) {
+    rows.push(['B2 urgent during bulk, p99', `${fmt(b2.p99Ms, 1)} ms`, `${fmt(b2.limitMs, 0)} ms (2 call slots)`, fmt(b2.ratio, 2), 'p99 ≤ 100 ms', yes(b2.p99Ms <= 100 && b2.missed === 0)]);
+    notes.push(
+      `B2: ${b2.probes} probes, p50 ${b2.p50Ms} ms, max ${b2.maxMs} ms, ${b2.missed} missed (status latency ${b2.statusLatencyMs} ms excluded); its bulk run: ${fmt(b2.bulk.seconds, 3)} s for 1000 creates + ${b2.bulk.creates - 1000} replacements, ${b2.bulk.throttled} throttled`,
+    );
+  }
+  if (b3) {
+    rows.push(['B3 at rest: InitialReconcile', `${fmt(b3.wallMs, 0)} ms`, `raw read ${fmt(b3.rawReadMs, 0)} ms`, fmt(b3.ratio, 2), '≤ 2,000 ms', yes(b3.wallMs <= b3.targetMs)]);
+    rows.push(['B3 at rest: peak RSS', `${fmt(b3.rssMb, 0)} MB`, `before ${fmt(b3.rssBeforeMb, 0)} MB`, '', '≤ 400 MB', yes(b3.rssMb <= 400)]);
+    notes.push(
+      `B3: ${fmt(b3.instances)} instances in ${fmt(b3.groups)} groups; per-group reconcile in the pass p50 ${b3.groupP50Ms} ms / p99 ${b3.groupP99Ms} ms / max ${b3.groupMaxMs} ms (16 at once); a group's plan alone p50 ${b3.planP50Ms} ms / p99 ${b3.planP99Ms} ms; raw read as objects ${fmt(b3.rawReadObjectsMs, 0)} ms; ${b3.creates} creates, ${b3.deletes} deletes; process peak RSS incl. populating ${fmt(b3.maxRssMb, 0)} MB`,
+    );
+  }
+  if (b4) {
+    rows.push(['B4 health ingest (recordHealth)', `${fmt(b4.reportsPerSec)}/s`, `raw UPDATE ${fmt(b4.rawUpdatesPerSec)}/s`, fmt(b4.ratio, 2), '≥ 20,000/s', yes(b4.reportsPerSec >= b4.targetPerSec)]);
+    rows.push([
+      `B4 batched (${b4.batch}/tx)`,
+      `${fmt(b4.batchReportsPerSec)}/s`,
+      `raw UPDATE ${fmt(b4.rawBatchUpdatesPerSec)}/s`,
+      fmt(b4.batchRatio, 2),
+      '≥ 20,000/s',
+      yes(b4.batchReportsPerSec >= b4.targetPerSec),
+    ]);
+  }
+  if (b5) {
+    if (b5.status === 'pending') rows.push(['B5 agents', 'pending', '', '', '', '—']);
+    else rows.push(['B5 agents, p99', `${fmt(b5.p99Ms ?? 0, 1)} ms`, `${fmt(b5.agents ?? 0)} agents`, '', '', '']);
+    if (b5.note) notes.push(`B5: ${b5.note}`);
+  }
+  for (const [id, error] of errors) {
+    rows.push([id.toUpperCase(), 'FAILED', '', '', '', 'NO']);
+    notes.push(`${id.toUpperCase()} failed: ${error}`);
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  const line = (r: string[]): string => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
+  const header = `Drover benchmarks: ${String(machine.cores)} cores (${String(machine.cpu)}), Node ${String(machine.node)}, ${String(machine.platform)}`;
+  return [header, '', line(rows[0]!), ...rows.slice(1).map(line), '', ...notes, '', `total ${fmt(Number(machine.totalSeconds), 1)} s`].join('\n');
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.child) return child(args.child);
+  const started = now();
+  const results: Results = {};
+  const errors = new Map<ScenarioId, string>();
+  for (const id of SCENARIOS) {
+    if (!args.only.includes(id)) continue;
+    if (id === 'b5' && !B5_READY) {
+      results.b5 = B5_PENDING;
+      continue;
+    }
+    if (!args.json) process.stderr.write(`running ${id}...\n`);
+    try {
+      const result = await inChild(id, args.profile);
+      (results as Record<ScenarioId, unknown>)[id] = result;
+    } catch (err) {
+      errors.set(id, err instanceof Error ? err.message : String(err));
+    }
+  }
+  const machine = {
+    cores: availableParallelism(),
+    cpu: cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    platform: `${platform()} ${arch()}`,
+    totalSeconds: round((now() - started) / 1000, 1),
+    ...(args.profile ? { profiles: PROFILE_DIR } : {}),
+  };
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify({ machine, ...results, ...(errors.size > 0 ? { errors: Object.fromEntries(errors) } : {}) }, null, 2)}\n`);
+  } else {
+    process.stdout.write(`${table(results, errors, machine)}\n`);
+    if (args.profile) process.stdout.write(`CPU profiles in ${PROFILE_DIR}/<scenario>-<time>/ (summarise: npx tsx bench/profile-top.ts <file>)\n`);
+  }
+  if (errors.size > 0) process.exitCode = 1;
+}
+
+await main();
