@@ -22,6 +22,7 @@ import { EVENT_TYPES, EventType, describeEvent, eventPriority, groupKeyOf, split
 import { Executor, checkEvent, holdKey } from './executor.js';
 import { planGroup, type Plan } from './plan.js';
 import type { Logger, ReconcilerStore } from './ports.js';
+import { LocalOperatorState, keys, type OperatorState, type SizeOverride } from '../state/index.js';
 import { syncWithProvider } from './sync.js';
 import { DurableTimers } from './timers.js';
 
@@ -51,6 +52,8 @@ export interface ReconcilerOptions {
   statusTimeoutMs?: number;
   /** Enqueue InitialReconcile when started (default true). */
   initialReconcileOnStart?: boolean;
+  /** Operator decisions (API sizes, protection); default: kept in `localDb`. */
+  operatorState?: OperatorState;
 }
 
 /** How far back deleted instances are looked at to say what a new instance replaces. */
@@ -87,6 +90,8 @@ export class Reconciler {
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly store: ReconcilerStore;
+  /** Operator decisions (sizes set through the API, protection, holds). */
+  readonly operatorState: OperatorState;
   private readonly random: () => number;
   private readonly queue: KeyedWorkQueue<ReconcileEvent>;
   private readonly gate: CallGate;
@@ -113,6 +118,7 @@ export class Reconciler {
     this.clock = options.clock ?? new SystemClock();
     this.log = options.logger ?? pino({ level: 'silent' });
     this.store = options.localDb;
+    this.operatorState = options.operatorState ?? new LocalOperatorState(options.localDb, () => this.clock.now());
     const random = options.random;
     this.random = random ?? Math.random;
     this.observingSince = this.clock.nowMs();
@@ -284,10 +290,8 @@ export class Reconciler {
   effectiveSettings(config: DroverConfig, tenant: string, group: string): GroupSettings | null {
     const settings = groupSettings(config, tenant, group);
     if (!settings) return null;
-    const state = this.store.getGroupState(tenant, group);
-    if (state?.sizeOverride !== null && state?.sizeOverride !== undefined && state.sizeOverrideBase === settings.size) {
-      return { ...settings, size: state.sizeOverride };
-    }
+    const override = this.operatorState.get<SizeOverride>(keys.size(tenant, group));
+    if (override && override.base === settings.size) return { ...settings, size: override.size };
     return settings;
   }
 

@@ -10,6 +10,7 @@ import { groupSettings, type ConfigLoader } from '../config/index.js';
 import type { LeaderElector } from '../leader/index.js';
 import type { DroverMetrics } from '../metrics/index.js';
 import { EventType, type Logger, type Reconciler } from '../reconciler/index.js';
+import { keys, type SizeOverride } from '../state/index.js';
 import type { LocalDb } from '../store/index.js';
 import type { AgentHub } from './agent-hub.js';
 import type { BusEvent, EventBus } from './event-bus.js';
@@ -109,8 +110,8 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
     const plan = reconciler.plan(tenant, group);
     const config = configLoader.getCurrent();
     const settings = groupSettings(config, tenant, group);
-    const state = db.getGroupState(tenant, group);
-    const override = settings && state?.sizeOverride !== null && state?.sizeOverride !== undefined && state.sizeOverrideBase === settings.size ? state.sizeOverride : null;
+    const stored = reconciler.operatorState.get<SizeOverride>(keys.size(tenant, group));
+    const override = settings && stored && stored.base === settings.size ? stored.size : null;
     return groupView(plan, {
       configuredSize: settings?.size ?? null,
       sizeOverride: override,
@@ -150,10 +151,9 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
     const before = reconciler.effectiveSettings(configLoader.getCurrent(), tenant, group)?.size ?? settings.size;
     const actor = actorOf(req);
     const now = clock.now();
-    db.transaction(() => {
-      db.setSizeOverride(tenant, group, parsed.data.size, settings.size, now, actor);
-      db.appendAudit({ tenant, group, at: now, instanceId: null, action: 'scale', reason: 'operator', actor, detail: `size ${before} -> ${parsed.data.size}`, epoch: deps.elector.epoch() });
-    });
+    const override: SizeOverride = { size: parsed.data.size, base: settings.size, at: now.toISOString(), by: actor };
+    await reconciler.operatorState.set(keys.size(tenant, group), override);
+    db.appendAudit({ tenant, group, at: now, instanceId: null, action: 'scale', reason: 'operator', actor, detail: `size ${before} -> ${parsed.data.size}`, epoch: deps.elector.epoch() });
     reconciler.enqueue({ type: EventType.GroupChanged, tenant, groupKey: group, cause: 'operator' });
     return { tenant, group, size: parsed.data.size, previousSize: before };
   });

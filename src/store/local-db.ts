@@ -471,10 +471,6 @@ export class LocalDb {
     return {
       tenant,
       group,
-      sizeOverride: (row.size_override as number | null) ?? null,
-      sizeOverrideAt: toDate(row.size_override_at),
-      sizeOverrideBy: (row.size_override_by as string | null) ?? null,
-      sizeOverrideBase: (row.size_override_base as number | null) ?? null,
       holdKey: (row.hold_key as string | null) ?? null,
       holdReason: (row.hold_reason as string | null) ?? null,
       holdAt: toDate(row.hold_at),
@@ -487,20 +483,6 @@ export class LocalDb {
       .all()
       .map((r) => this.getGroupState(r.tenant, r.grp))
       .filter((s): s is GroupState => s !== null);
-  }
-
-  /**
-   * Sets the operator's size for a group (null clears it). `base` is the configured size at the
-   * time: when the config's size moves away from it, the config wins again.
-   */
-  setSizeOverride(tenant: string, group: string, size: number | null, base: number | null, at: Date, by: string): void {
-    this.db
-      .prepare(
-        `INSERT INTO group_state (tenant, grp, size_override, size_override_base, size_override_at, size_override_by) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT(tenant, grp) DO UPDATE SET size_override = excluded.size_override, size_override_base = excluded.size_override_base,
-         size_override_at = excluded.size_override_at, size_override_by = excluded.size_override_by`,
-      )
-      .run(tenant, group, size, base, at.getTime(), by);
   }
 
   /** Holds (or, with null, releases) a group's creates after a permanent provider error. */
@@ -516,6 +498,25 @@ export class LocalDb {
   /** Releases every create hold (a fresh start or a leadership win tries again). */
   clearCreateHolds(): void {
     this.db.prepare('UPDATE group_state SET hold_key = NULL, hold_reason = NULL, hold_at = NULL').run();
+  }
+
+  // ---- operator state (key → JSON value) -------------------------------------------------
+
+  /** Every operator-state entry. */
+  listOperatorState(): Array<{ key: string; value: string; updatedAt: Date }> {
+    return this.db
+      .prepare<[], { key: string; value: string; updated_at: number }>('SELECT key, value, updated_at FROM operator_state ORDER BY key')
+      .all()
+      .map((r) => ({ key: r.key, value: r.value, updatedAt: new Date(r.updated_at) }));
+  }
+
+  /** Writes an operator-state entry; `value` null deletes it. */
+  setOperatorState(key: string, value: string | null, at: Date): void {
+    if (value === null) this.db.prepare('DELETE FROM operator_state WHERE key = ?').run(key);
+    else
+      this.db
+        .prepare('INSERT INTO operator_state (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at')
+        .run(key, value, at.getTime());
   }
 
   close(): void {

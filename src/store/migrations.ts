@@ -63,14 +63,18 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TABLE group_state (
     tenant TEXT NOT NULL,
     grp TEXT NOT NULL,
-    size_override INTEGER,
-    size_override_at INTEGER,
-    size_override_by TEXT,
-    size_override_base INTEGER,
     hold_key TEXT,
     hold_reason TEXT,
     hold_at INTEGER,
     PRIMARY KEY (tenant, grp)
+  );
+  `,
+  // 2: operator decisions (sizes set through the API, protection, holds) as JSON values by key.
+  `
+  CREATE TABLE operator_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
   );
   `,
 ];

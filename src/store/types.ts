@@ -125,11 +125,6 @@ export interface StoredTimer {
 export interface GroupState {
   tenant: string;
   group: string;
-  sizeOverride: number | null;
-  sizeOverrideAt: Date | null;
-  sizeOverrideBy: string | null;
-  /** The configured size when the override was set; a config change of the size ends the override. */
-  sizeOverrideBase: number | null;
   holdKey: string | null;
   holdReason: string | null;
   holdAt: Date | null;

@@ -514,61 +514,50 @@ describe('LocalDb', () => {
       expect(db.listGroupStates()).toEqual([]);
     });
 
-    it('sets and clears a size override', () => {
+    it('sets and clears a create hold', () => {
       const db = open();
-      db.setSizeOverride('default', 'web', 7, 3, at(10), 'alice');
-      expect(db.getGroupState('default', 'web')).toEqual({
-        tenant: 'default',
-        group: 'web',
-        sizeOverride: 7,
-        sizeOverrideAt: at(10),
-        sizeOverrideBy: 'alice',
-        sizeOverrideBase: 3,
-        holdKey: null,
-        holdReason: null,
-        holdAt: null,
-      });
-      db.setSizeOverride('default', 'web', null, null, at(20), 'bob');
-      expect(db.getGroupState('default', 'web')).toMatchObject({ sizeOverride: null, sizeOverrideBase: null, sizeOverrideBy: 'bob' });
-    });
-
-    it('keeps a create hold and a size override side by side', () => {
-      const db = open();
-      db.setSizeOverride('default', 'web', 5, 2, at(1), 'alice');
       db.setCreateHold('default', 'web', { key: 'k1', reason: 'quota exceeded', at: at(2) });
-      expect(db.getGroupState('default', 'web')).toMatchObject({
-        sizeOverride: 5,
-        sizeOverrideBase: 2,
-        holdKey: 'k1',
-        holdReason: 'quota exceeded',
-        holdAt: at(2),
-      });
-      db.setSizeOverride('default', 'web', 6, 2, at(3), 'alice');
-      expect(db.getGroupState('default', 'web')).toMatchObject({ sizeOverride: 6, holdKey: 'k1' });
+      expect(db.getGroupState('default', 'web')).toEqual({ tenant: 'default', group: 'web', holdKey: 'k1', holdReason: 'quota exceeded', holdAt: at(2) });
       db.setCreateHold('default', 'web', null);
-      expect(db.getGroupState('default', 'web')).toMatchObject({ sizeOverride: 6, holdKey: null, holdReason: null, holdAt: null });
+      expect(db.getGroupState('default', 'web')).toMatchObject({ holdKey: null, holdReason: null, holdAt: null });
     });
 
-    it('clears every create hold at once, leaving size overrides', () => {
+    it('clears every create hold at once', () => {
       const db = open();
       db.setCreateHold('a', 'web', { key: 'k1', reason: 'r1', at: at(1) });
       db.setCreateHold('b', 'api', { key: 'k2', reason: 'r2', at: at(2) });
-      db.setSizeOverride('b', 'api', 4, 1, at(3), 'alice');
       db.clearCreateHolds();
       const states = db.listGroupStates();
       expect(states).toHaveLength(2);
       for (const state of states) expect(state).toMatchObject({ holdKey: null, holdReason: null, holdAt: null });
-      expect(db.getGroupState('b', 'api')?.sizeOverride).toBe(4);
     });
 
     it('keeps state per (tenant, group)', () => {
       const db = open();
-      db.setSizeOverride('a', 'web', 1, 0, at(1), 'x');
-      db.setSizeOverride('b', 'web', 2, 0, at(1), 'x');
-      db.setSizeOverride('a', 'api', 3, 0, at(1), 'x');
-      expect(db.getGroupState('a', 'web')?.sizeOverride).toBe(1);
-      expect(db.getGroupState('b', 'web')?.sizeOverride).toBe(2);
-      expect(db.getGroupState('a', 'api')?.sizeOverride).toBe(3);
+      db.setCreateHold('a', 'web', { key: 'k1', reason: 'r', at: at(1) });
+      db.setCreateHold('b', 'web', { key: 'k2', reason: 'r', at: at(1) });
+      expect(db.getGroupState('a', 'web')?.holdKey).toBe('k1');
+      expect(db.getGroupState('b', 'web')?.holdKey).toBe('k2');
+      expect(db.getGroupState('a', 'api')).toBeNull();
+    });
+  });
+
+  describe('operator state', () => {
+    it('stores, replaces, lists and deletes JSON values by key, and keeps them across a reopen', () => {
+      const path = join(dir, 'op.db');
+      const db = openLocalDb(path);
+      db.setOperatorState('size/default/web', '{"size":3}', at(1));
+      db.setOperatorState('size/default/web', '{"size":4}', at(2));
+      db.setOperatorState('protect/i-1', '{"until":"x"}', at(3));
+      expect(db.listOperatorState().map((e) => [e.key, e.value])).toEqual([
+        ['protect/i-1', '{"until":"x"}'],
+        ['size/default/web', '{"size":4}'],
+      ]);
+      db.setOperatorState('protect/i-1', null, at(4));
+      db.close();
+      const again = openLocalDb(path);
+      expect(again.listOperatorState()).toEqual([{ key: 'size/default/web', value: '{"size":4}', updatedAt: at(2) }]);
+      again.close();
     });
   });
 
