@@ -150,6 +150,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
 
   db.subscribe((change) => {
     if (change.kind === 'audit') bus.publish({ type: 'audit', id: String(change.entry.seq), data: auditView(change.entry) });
+    else if (change.kind === 'firstHealth') bus.publish({ type: 'health', data: { instanceId: change.instanceId, tenant: change.tenant, group: change.group, at: change.at.toISOString() } });
   });
   configLoader.onChange(() => {
     metrics.configReloads.inc({ result: 'ok' });

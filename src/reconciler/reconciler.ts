@@ -247,10 +247,13 @@ export class Reconciler {
     }
   }
 
-  /** What the reconciler would do for a group now, with reasons. No side effects. */
-  plan(tenant: string, groupKey: string): Plan {
+  /**
+   * What the reconciler would do for a group now, with reasons. No side effects.
+   * `options.size` plans as if the group had that size (a preview before scaling).
+   */
+  plan(tenant: string, groupKey: string, options: { size?: number } = {}): Plan {
     const config = this.opts.configLoader.getCurrent();
-    return this.computePlan(config, tenant, groupKey);
+    return this.computePlan(config, tenant, groupKey, options.size);
   }
 
   /** Plans of every known group (configured or with live instances), no side effects. */
@@ -389,8 +392,9 @@ export class Reconciler {
     }
   }
 
-  private computePlan(config: DroverConfig, tenant: string, group: string): Plan {
-    const settings = this.effectiveSettings(config, tenant, group);
+  private computePlan(config: DroverConfig, tenant: string, group: string, sizeOverride?: number): Plan {
+    const effective = this.effectiveSettings(config, tenant, group);
+    const settings = effective && sizeOverride !== undefined ? { ...effective, size: sizeOverride } : effective;
     const state = this.store.getGroupState(tenant, group);
     const hold = settings && state?.holdKey && state.holdKey === holdKey(settings.size, settings.templateHash) ? (state.holdReason ?? 'provider error') : null;
     return planGroup({

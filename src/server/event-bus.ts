@@ -1,8 +1,9 @@
 /**
  * The server's event stream (`GET /v1/events`): audit entries (every lifecycle change), drain
- * notices, errors, config reloads and leadership changes, fanned out to subscribers.
+ * notices, errors, config reloads, leadership changes and first health reports (an instance
+ * going from pending to in service), fanned out to subscribers.
  */
-export type BusEventType = 'audit' | 'drain' | 'error' | 'config' | 'leader';
+export type BusEventType = 'audit' | 'drain' | 'error' | 'config' | 'leader' | 'health';
 
 export interface BusEvent {
   type: BusEventType;

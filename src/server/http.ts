@@ -14,6 +14,7 @@ import { keys, type SizeOverride } from '../state/index.js';
 import type { LocalDb } from '../store/index.js';
 import type { AgentHub } from './agent-hub.js';
 import type { BusEvent, EventBus } from './event-bus.js';
+import { registerStatic } from './static.js';
 import { auditView, groupView, instanceView, planView } from './views.js';
 
 export interface HttpDeps {
@@ -139,7 +140,12 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
 
   app.get('/v1/groups/:tenant/:group/plan', async (req) => {
     const { tenant, group } = requireGroup(req.params, false);
-    return planView(reconciler.plan(tenant, group));
+    // ?size=N: the dry run for a size the group does not have yet (a preview before scaling).
+    const sizeText = (req.query as Record<string, string | undefined>).size;
+    if (sizeText === undefined) return planView(reconciler.plan(tenant, group));
+    const parsed = sizeBody.safeParse({ size: /^-?\d+$/.test(sizeText) ? Number(sizeText) : sizeText });
+    if (!parsed.success) throw new HttpError(400, `invalid size: ${zodMessage(parsed.error)}`);
+    return planView(reconciler.plan(tenant, group, { size: parsed.data.size }));
   });
 
   app.put('/v1/groups/:tenant/:group/size', async (req) => {
@@ -232,6 +238,9 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
     req.raw.on('close', cleanup);
     res.on('error', cleanup);
   });
+
+  // ---- the web dashboard (static files at /) ----------------------------------------------------
+  registerStatic(app);
 
   // ---- agents (WebSocket upgrade on the same port) --------------------------------------------
   app.server.on('upgrade', (req, socket, head) => {
