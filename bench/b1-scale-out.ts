@@ -107,8 +107,11 @@ export async function runScaleOut(options: ScaleOutOptions): Promise<{ b1: B1Res
           bulkCreateStarts++;
           firstCreateStart ??= t;
           lastCreateStart = t;
-        } else if (record.replaces) {
-          const probe = probes.get(record.replaces);
+        } else if (record.group === PROBE) {
+          // The replacement names what it replaces; failing that, it is the first create for
+          // the group since the oldest probe still waiting.
+          let probe = record.replaces ? probes.get(record.replaces) : undefined;
+          if (!probe || probe.createAt !== null) probe = [...probes.values()].find((p) => p.createAt === null);
           if (probe && probe.createAt === null) probe.createAt = t;
         }
       }
@@ -155,6 +158,10 @@ export async function runScaleOut(options: ScaleOutOptions): Promise<{ b1: B1Res
     clearTimeout(timeout);
     const lag = delay.stop();
     const seconds = ((finishedAt || now()) - startedAt) / 1000;
+    // Every probe fired must see its replacement's create (idle() does not wait for calls
+    // waiting for a future rate-limit slot).
+    const waitUntil = now() + 15_000;
+    while ([...probes.values()].some((p) => p.createAt === null) && now() < waitUntil) await sleep(10);
     for (const t of probeTimers) clearTimeout(t);
     await reconciler.idle();
     offStart();
