@@ -163,7 +163,12 @@ export class Reconciler {
       maxAttempts: () => this.opts.configLoader.getCurrent().shard.maxAttempts,
     };
     this.executor = new Executor(this.ctx);
-    this.executor.enqueueCheck = (tenant, group, instanceId, cause) => this.enqueue(checkEvent(tenant, group, instanceId, cause));
+    this.executor.enqueueCheck = (tenant, group, instanceId, cause) => {
+      // A check that failed is retried by its own timer, with backoff. Asking again at once would
+      // spin: the plan keeps wanting the check until one succeeds (a throttled or failing provider).
+      if (this.timers.has(`retry:${EventType.CheckInstance}:${groupKeyOf(tenant, group)}:${instanceId}`)) return;
+      this.enqueue(checkEvent(tenant, group, instanceId, cause));
+    };
   }
 
   // ---- lifecycle -----------------------------------------------------------------------------
