@@ -31,8 +31,8 @@ export {
 export type { ErrorCode } from './errors/index.js';
 export { ManualClock, SystemClock } from './clock/index.js';
 export type { Clock, TimerHandle } from './clock/index.js';
-export { ConfigError, ConfigLoader, formatDuration, parseConfig, parseDuration, templateHash, groupSettings } from './config/index.js';
-export type { ConfigIssue, DroverConfig, GroupSettings, ShardConfig, TemplateSpec } from './config/index.js';
+export { ConfigError, ConfigLoader, NO_DISRUPTION_LIMITS, formatDuration, parseConfig, parseDuration, templateHash, groupSettings } from './config/index.js';
+export type { ConfigIssue, DisruptionSettings, DroverConfig, GroupSettings, ShardConfig, TemplateSpec, VoluntaryReason } from './config/index.js';
 export { LocalDb, openLocalDb } from './store/index.js';
 export type { AuditAction, AuditEntry, AuditFilter, GroupState, InstanceFilter, InstanceRecord, InstanceStatus, StoreChange } from './store/index.js';
 export { PROVIDER_STATUSES, TAG, TERMINAL_STATUSES, isTerminalStatus } from './providers/index.js';

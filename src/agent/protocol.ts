@@ -19,13 +19,23 @@ export type AgentMessage =
   /** The drain is complete (the drain command exited 0, or there was none to run). */
   | { type: 'drainAck' }
   /** Clean shutdown: no disconnect check follows. */
-  | { type: 'goodbye'; reason?: string };
+  | { type: 'goodbye'; reason?: string }
+  /** The workload asks (through the agent's local socket) to protect its instance for `forMs`. */
+  | { type: 'protect'; requestId: string; forMs: number }
+  /** The workload ends its protection. */
+  | { type: 'unprotect'; requestId: string }
+  /** The workload (or a running drain command) asks for `byMs` more before the drain deadline. */
+  | { type: 'extend'; requestId: string; byMs: number };
 
 /** Server → agent. */
 export type ServerMessage =
   | { type: 'welcome'; instanceId: string; healthCheckIntervalMs: number; serverTime: string }
   /** Finish work and acknowledge before `deadline`; the instance is deleted then in any case. */
   | { type: 'drain'; reason: string; deadline: string }
+  /** The drain was cancelled (by an operator): the instance returns to service. */
+  | { type: 'drainCancelled' }
+  /** The answer to a protect, unprotect or extend request. */
+  | { type: 'result'; requestId: string; ok: boolean; message: string; drainDeadline?: string; protectedUntil?: string | null }
   | { type: 'error'; message: string };
 
 /** WebSocket close codes used by the server. */
@@ -61,9 +71,26 @@ export function parseAgentMessage(text: string): AgentMessage | null {
       return { type: 'drainAck' };
     case 'goodbye':
       return { type: 'goodbye', ...(typeof msg.reason === 'string' ? { reason: msg.reason.slice(0, 200) } : {}) };
+    case 'protect':
+      if (!isRequestId(msg.requestId) || !isPositiveMs(msg.forMs)) return null;
+      return { type: 'protect', requestId: msg.requestId, forMs: msg.forMs };
+    case 'unprotect':
+      if (!isRequestId(msg.requestId)) return null;
+      return { type: 'unprotect', requestId: msg.requestId };
+    case 'extend':
+      if (!isRequestId(msg.requestId) || !isPositiveMs(msg.byMs)) return null;
+      return { type: 'extend', requestId: msg.requestId, byMs: msg.byMs };
     default:
       return null;
   }
+}
+
+function isRequestId(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= 64;
+}
+
+function isPositiveMs(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value > 0 && value <= 30 * 86_400_000;
 }
 
 /** Parses a message from the server; null when it is not one. */
@@ -83,6 +110,18 @@ export function parseServerMessage(text: string): ServerMessage | null {
     case 'drain':
       if (typeof msg.reason !== 'string' || typeof msg.deadline !== 'string') return null;
       return { type: 'drain', reason: msg.reason, deadline: msg.deadline };
+    case 'drainCancelled':
+      return { type: 'drainCancelled' };
+    case 'result':
+      if (typeof msg.requestId !== 'string' || typeof msg.ok !== 'boolean') return null;
+      return {
+        type: 'result',
+        requestId: msg.requestId,
+        ok: msg.ok,
+        message: typeof msg.message === 'string' ? msg.message : '',
+        ...(typeof msg.drainDeadline === 'string' ? { drainDeadline: msg.drainDeadline } : {}),
+        ...(typeof msg.protectedUntil === 'string' || msg.protectedUntil === null ? { protectedUntil: msg.protectedUntil } : {}),
+      };
     case 'error':
       return { type: 'error', message: typeof msg.message === 'string' ? msg.message : '' };
     default:

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { DroverError } from '../errors/index.js';
-import { configSchema, type ParsedConfig } from './schema.js';
+import { configSchema, type ParsedConfig, type Quantity, type VoluntaryReason } from './schema.js';
 
 export type DroverConfig = ParsedConfig;
 export type ShardConfig = ParsedConfig['shard'];
@@ -99,7 +99,25 @@ export interface GroupSettings {
   startupTimeoutMs: number;
   eligibleAgeMs: number;
   forcedAgeMs: number;
+  disruption: DisruptionSettings;
 }
+
+/** A budget as the reconciler uses it (`index` is its position in the config, for messages). */
+export interface BudgetSpec {
+  index: number;
+  max: Quantity;
+  reasons: readonly VoluntaryReason[];
+  window: { schedule: string; durationMs: number; timezone: string } | null;
+}
+
+export interface DisruptionSettings {
+  budgets: readonly BudgetSpec[];
+  maxUnhealthy: Quantity | null;
+  maxDrainTimeoutMs: number | null;
+  cancelHoldMs: number;
+}
+
+export const NO_DISRUPTION_LIMITS: DisruptionSettings = { budgets: [], maxUnhealthy: null, maxDrainTimeoutMs: null, cancelHoldMs: 3_600_000 };
 
 /** The effective settings of a configured group, or null when the config has no such group. */
 export function groupSettings(config: DroverConfig, tenant: string, group: string): GroupSettings | null {
@@ -119,6 +137,19 @@ export function groupSettings(config: DroverConfig, tenant: string, group: strin
     startupTimeoutMs: spec.startupTimeout ?? config.shard.startupTimeout,
     eligibleAgeMs: spec.expiry?.eligibleAge ?? config.shard.expiry.eligibleAge,
     forcedAgeMs: spec.expiry?.forcedAge ?? config.shard.expiry.forcedAge,
+    disruption: spec.disruption
+      ? {
+          budgets: spec.disruption.budgets.map((b, index) => ({
+            index,
+            max: b.max,
+            reasons: b.reasons,
+            window: b.schedule !== undefined && b.duration !== undefined ? { schedule: b.schedule, durationMs: b.duration, timezone: b.timezone } : null,
+          })),
+          maxUnhealthy: spec.disruption.maxUnhealthy ?? null,
+          maxDrainTimeoutMs: spec.disruption.maxDrainTimeout ?? null,
+          cancelHoldMs: spec.disruption.cancelHold,
+        }
+      : NO_DISRUPTION_LIMITS,
   };
 }
 

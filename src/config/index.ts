@@ -1,7 +1,9 @@
-export { ConfigError, configuredGroups, formatPath, groupSettings, parseConfig, templateHash } from './config.js';
-export type { ConfigIssue, DroverConfig, GroupSettings, ParseResult, ShardConfig, TemplateSpec } from './config.js';
+export { ConfigError, NO_DISRUPTION_LIMITS, configuredGroups, formatPath, groupSettings, parseConfig, templateHash } from './config.js';
+export type { BudgetSpec, ConfigIssue, DisruptionSettings, DroverConfig, GroupSettings, ParseResult, ShardConfig, TemplateSpec } from './config.js';
+export { CronWindow, cronProblem } from './cron.js';
 export { formatDuration, parseDuration } from './duration.js';
 export { ConfigLoader, parseConfigText, readConfigFile } from './loader.js';
 export type { ConfigChangeListener, ConfigInvalidListener, FileLoaderOptions, ReloadResult } from './loader.js';
-export { configSchema } from './schema.js';
+export { VOLUNTARY_REASONS, configSchema } from './schema.js';
+export type { Quantity, VoluntaryReason } from './schema.js';
 export type { ConfigInput } from './schema.js';

@@ -4,6 +4,7 @@
  * durations in milliseconds.
  */
 import { z } from 'zod';
+import { cronProblem } from './cron.js';
 import { parseDuration } from './duration.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
@@ -50,6 +51,67 @@ const shardSchema = z.strictObject({
   maxAttempts: count(1).default(8),
 });
 
+/** A count, or a percentage of the group's size ("20%", rounded up). */
+const countOrPercent = z
+  .union([z.number(), z.string()], { error: 'must be a whole number or a percentage such as "20%"' })
+  .transform((value, ctx): Quantity => {
+    if (typeof value === 'number') {
+      if (Number.isInteger(value) && value >= 0) return { count: value };
+    } else {
+      const match = /^(\d+(?:\.\d+)?)%$/.exec(value.trim());
+      if (match && Number(match[1]) <= 100) return { percent: Number(match[1]) };
+      if (/^\d+$/.test(value.trim())) return { count: Number(value.trim()) };
+    }
+    ctx.addIssue({ code: 'custom', message: `must be a whole number >= 0 or a percentage from 0% to 100% (got ${JSON.stringify(value)})` });
+    return z.NEVER;
+  });
+
+export type Quantity = { count: number } | { percent: number };
+
+/** Voluntary disruption reasons a budget can cover. */
+export const VOLUNTARY_REASONS = ['scaleDown', 'expiry', 'drift', 'operator'] as const;
+export type VoluntaryReason = (typeof VOLUNTARY_REASONS)[number];
+
+const cronField = z.string().superRefine((text, ctx) => {
+  const problem = cronProblem(text);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+const timezone = z.string().superRefine((tz, ctx) => {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `is not an IANA time zone such as "Europe/Berlin" (got ${JSON.stringify(tz)})` });
+  }
+});
+
+const budgetSchema = z
+  .strictObject({
+    max: countOrPercent,
+    reasons: z
+      .array(z.enum(VOLUNTARY_REASONS, { error: `must be one of ${VOLUNTARY_REASONS.join(', ')}` }))
+      .min(1, { error: 'must list at least one reason' })
+      .default(() => [...VOLUNTARY_REASONS]),
+    schedule: cronField.optional(),
+    duration: positiveDuration.optional(),
+    timezone: timezone.default('UTC'),
+  })
+  .superRefine((b, ctx) => {
+    if ((b.schedule === undefined) !== (b.duration === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [b.schedule === undefined ? 'schedule' : 'duration'], message: 'schedule and duration go together: a budget with a window needs both' });
+    }
+  });
+
+const disruptionSchema = z.strictObject({
+  budgets: z.array(budgetSchema).default(() => []),
+  /** Above this many unhealthy instances at once, automatic replacement for health reasons stops. */
+  maxUnhealthy: countOrPercent.optional(),
+  /** No extension pushes a drain past drainStartedAt + this. */
+  maxDrainTimeout: positiveDuration.optional(),
+  /** How long an instance whose rotation or operator drain was cancelled is left alone. */
+  cancelHold: positiveDuration.default(3_600_000),
+});
+
 const groupSchema = z.strictObject({
   size: count(0),
   template: z.string({ error: 'must name a template' }).min(1, { error: 'must name a template' }),
@@ -62,6 +124,7 @@ const groupSchema = z.strictObject({
       forcedAge: duration.optional(),
     })
     .optional(),
+  disruption: disruptionSchema.optional(),
 });
 
 const templateSchema = z.record(z.string(), z.unknown(), { error: 'must be a mapping of launch settings' });

@@ -6,14 +6,16 @@
  * Vocabulary used below:
  * - live: not deleted (creating, running, draining, deleting) — what the surge cap counts.
  * - active: creating or running and not leaving — what serves, or will serve, the group.
- * - covered target: an active instance being rotated (expiry, drift) whose replacement exists;
+ * - covered target: an active instance being rotated (operator, expiry, drift) whose replacement exists;
  *   it keeps serving, but does not count toward `size`, until its replacement reports healthy.
  * - counted: active minus covered targets — compared with `size`.
  */
-import type { GroupSettings } from '../config/index.js';
+import type { GroupSettings, VoluntaryReason } from '../config/index.js';
+import { NO_DISRUPTION_LIMITS } from '../config/index.js';
 import { isTerminalStatus } from '../providers/types.js';
 import { Priority } from '../queue/priority.js';
 import type { InstanceRecord } from '../store/types.js';
+import { BudgetTracker, resolveQuantity, type ReasonBudget } from './disruption.js';
 
 /** Why an instance is drained. Voluntary reasons are rotations and operator or scaling choices. */
 export type DrainReason = 'scaleDown' | 'groupRemoved' | 'unhealthy' | 'terminationNotice' | 'expiry' | 'expiryForced' | 'drift' | 'operator';
@@ -27,6 +29,17 @@ export const INVOLUNTARY_REASONS: ReadonlySet<string> = new Set([
   'terminationNotice',
   'expiryForced',
 ]);
+
+/** Rotations: replacement first, then the old instance drains. */
+export type RotationReason = 'operator' | 'drift' | 'expiry';
+
+function isRotationReason(reason: string | null | undefined): reason is RotationReason {
+  return reason === 'operator' || reason === 'drift' || reason === 'expiry';
+}
+
+function isVoluntary(reason: string | null | undefined): reason is VoluntaryReason {
+  return reason === 'scaleDown' || reason === 'operator' || reason === 'drift' || reason === 'expiry';
+}
 
 export type PlanAction =
   | { kind: 'create'; reason: string; replaces: string | null; priority: Priority; message: string }
@@ -71,6 +84,12 @@ export interface GroupSummary {
   unhealthy: number;
   /** The surge cap: size + maxSurge. */
   maxLive: number;
+  /** Disruption controls in force: budgets per voluntary reason and the health brake. */
+  disruption: {
+    budgets: Record<VoluntaryReason, ReasonBudget>;
+    shortCircuited: boolean;
+    maxUnhealthy: number | null;
+  };
 }
 
 export interface Plan {
@@ -112,6 +131,12 @@ export interface PlanInput {
   createHold: string | null;
   /** Provider attempts after which a step is given up. */
   maxAttempts: number;
+  /** Instances protected from voluntary disruption, until the given epoch ms. */
+  protectedUntil?: ReadonlyMap<string, number>;
+  /** Instances whose rotation or operator drain was cancelled: not picked again until the given epoch ms. */
+  rotationHolds?: ReadonlyMap<string, number>;
+  /** Operator drain requests (replacement first); `force` ignores the budget. */
+  drainRequests?: ReadonlyMap<string, { force: boolean }>;
 }
 
 const ms = (d: Date | null): number | null => (d ? d.getTime() : null);
@@ -160,6 +185,18 @@ export function planGroup(input: PlanInput): Plan {
     }
   };
 
+  const disruption = settings?.disruption ?? NO_DISRUPTION_LIMITS;
+  /** Replacements and deletions for health reasons, applied unless the health brake is on. */
+  const healthActions: Array<{ inst: InstanceRecord; reason: string; apply: () => void }> = [];
+  const protectedUntil = (id: string): number | null => {
+    const until = input.protectedUntil?.get(id);
+    return until !== undefined && until > now ? until : null;
+  };
+  const heldUntil = (id: string): number | null => {
+    const until = input.rotationHolds?.get(id);
+    return until !== undefined && until > now ? until : null;
+  };
+
   // ---- 1. Per-instance facts: dead, noticed, expired, silent, finished draining. ------------
   for (const inst of input.instances) {
     const observed = inst.providerStatus;
@@ -196,14 +233,20 @@ export function planGroup(input: PlanInput): Plan {
       continue;
     }
     if (terminal) {
-      leaving.set(inst.id, 'terminated');
       unhealthyCount++;
-      actions.push({
-        kind: 'delete',
-        instanceId: inst.id,
+      healthActions.push({
+        inst,
         reason: 'terminated',
-        priority: Priority.urgent,
-        message: `the provider reports it ${observed}; replacing without a drain`,
+        apply: () => {
+          leaving.set(inst.id, 'terminated');
+          actions.push({
+            kind: 'delete',
+            instanceId: inst.id,
+            reason: 'terminated',
+            priority: Priority.urgent,
+            message: `the provider reports it ${observed}; replacing without a drain`,
+          });
+        },
       });
       continue;
     }
@@ -242,7 +285,8 @@ export function planGroup(input: PlanInput): Plan {
     }
     if (inst.unhealthyAt) {
       unhealthyCount++;
-      drainOrDelete(inst, 'unhealthy', now + drainTimeoutMs, inst.unhealthyAt.getTime(), 'judged unhealthy');
+      const judgedAt = inst.unhealthyAt.getTime();
+      healthActions.push({ inst, reason: 'unhealthy', apply: () => drainOrDelete(inst, 'unhealthy', now + drainTimeoutMs, judgedAt, 'judged unhealthy') });
       continue;
     }
     const healthAt = ms(inst.healthAt);
@@ -251,14 +295,20 @@ export function planGroup(input: PlanInput): Plan {
       // An instance that booted before this reconciler began observing gets the grace period too.
       const startupDeadline = startedAt < input.observingSince ? Math.max(startedAt + startupTimeoutMs, graceEnds) : startedAt + startupTimeoutMs;
       if (startupDeadline <= now) {
-        leaving.set(inst.id, 'startupTimeout');
         unhealthyCount++;
-        actions.push({
-          kind: 'delete',
-          instanceId: inst.id,
+        healthActions.push({
+          inst,
           reason: 'startupTimeout',
-          priority: Priority.urgent,
-          message: 'never reported health within the startup timeout',
+          apply: () => {
+            leaving.set(inst.id, 'startupTimeout');
+            actions.push({
+              kind: 'delete',
+              instanceId: inst.id,
+              reason: 'startupTimeout',
+              priority: Priority.urgent,
+              message: 'never reported health within the startup timeout',
+            });
+          },
         });
         continue;
       }
@@ -269,7 +319,11 @@ export function planGroup(input: PlanInput): Plan {
         unhealthyCount++;
         const checkedAt = ms(inst.providerCheckedAt);
         if (checkedAt !== null && checkedAt >= staleAt && (observed === 'running' || observed === 'pending')) {
-          drainOrDelete(inst, 'unhealthy', now + drainTimeoutMs, staleAt, `no health report for ${shard.missedHealthThreshold} intervals while running`);
+          healthActions.push({
+            inst,
+            reason: 'unhealthy',
+            apply: () => drainOrDelete(inst, 'unhealthy', now + drainTimeoutMs, staleAt, `no health report for ${shard.missedHealthThreshold} intervals while running`),
+          });
           continue;
         }
         actions.push({ kind: 'check', instanceId: inst.id, cause: 'healthTimeout', message: 'health report overdue; asking the provider' });
@@ -277,6 +331,18 @@ export function planGroup(input: PlanInput): Plan {
         wakeAt(staleAt);
       }
     }
+  }
+
+  // ---- 1b. The health brake: above maxUnhealthy, nothing is replaced or deleted for health. ---
+  const maxUnhealthy = disruption.maxUnhealthy ? resolveQuantity(disruption.maxUnhealthy, size) : null;
+  const shortCircuited = maxUnhealthy !== null && unhealthyCount > maxUnhealthy && healthActions.length > 0;
+  if (shortCircuited) {
+    blocked.push({
+      code: 'ShortCircuit',
+      message: `${unhealthyCount} instances unhealthy, more than maxUnhealthy ${maxUnhealthy}: automatic replacement for health reasons is paused until the count drops`,
+    });
+  } else {
+    for (const h of healthActions) h.apply();
   }
 
   // ---- 2. Rotation bookkeeping. ----------------------------------------------------------------
@@ -287,8 +353,10 @@ export function planGroup(input: PlanInput): Plan {
     if (i.replaces && i.status !== 'deleting' && !leaving.has(i.id)) replacementOf.set(i.replaces, i);
   }
   const currentHash = settings?.templateHash ?? null;
-  const rotationReason = (i: InstanceRecord): 'drift' | 'expiry' | null => {
+  /** Why an instance is due for replacement-first rotation, ignoring protection and holds. */
+  const dueFor = (i: InstanceRecord): RotationReason | null => {
     if (!settings || i.status !== 'running' || !isHealthyReported(i)) return null;
+    if (input.drainRequests?.has(i.id)) return 'operator';
     if (currentHash !== null && i.templateHash !== currentHash) return 'drift';
     if (settings.eligibleAgeMs > 0) {
       const eligibleAt = i.createdAt.getTime() + settings.eligibleAgeMs;
@@ -297,12 +365,30 @@ export function planGroup(input: PlanInput): Plan {
     }
     return null;
   };
+  /** Rotation reason when it may start now: protected and held instances wait (and say so). */
+  const rotationReason = (i: InstanceRecord): RotationReason | null => {
+    const reason = dueFor(i);
+    if (reason === null) return null;
+    const prot = protectedUntil(i.id);
+    if (prot !== null) {
+      wakeAt(prot);
+      blocked.push({ code: 'Protected', instanceId: i.id, message: `${reason} rotation waits: protected until ${new Date(prot).toISOString()}`, until: new Date(prot) });
+      return null;
+    }
+    const hold = heldUntil(i.id);
+    if (hold !== null && reason !== 'operator') {
+      wakeAt(hold);
+      blocked.push({ code: 'RotationHeld', instanceId: i.id, message: `${reason} rotation held after a cancel until ${new Date(hold).toISOString()}`, until: new Date(hold) });
+      return null;
+    }
+    return reason;
+  };
 
   const covered = new Set<string>();
   for (const target of active) {
     const replacement = replacementOf.get(target.id);
     if (!replacement || !active.includes(replacement)) continue;
-    const reason = rotationReason(target) ?? (replacement.createReason === 'drift' || replacement.createReason === 'expiry' ? replacement.createReason : null);
+    const reason = dueFor(target) ?? (isRotationReason(replacement.createReason) ? replacement.createReason : null);
     if (reason === null) continue;
     if (isHealthyReported(replacement) && replacement.status === 'running') {
       drainOrDelete(target, reason, now + drainTimeoutMs, null, `${reason} rotation: replacement ${replacement.id} is healthy`);
@@ -314,6 +400,32 @@ export function planGroup(input: PlanInput): Plan {
   const counted = active.filter((i) => !leaving.has(i.id) && !covered.has(i.id));
   const maxLive = size + maxSurge;
   let room = maxLive - live;
+
+  // Budgets count what is disrupted now: draining for a voluntary reason, or waiting for a replacement.
+  const used: Record<VoluntaryReason, number> = { scaleDown: 0, expiry: 0, drift: 0, operator: 0 };
+  for (const i of input.instances) {
+    if (i.status === 'draining' && isVoluntary(i.drainReason)) used[i.drainReason]++;
+  }
+  for (const a of actions) if (a.kind === 'drain' && isVoluntary(a.reason)) used[a.reason]++;
+  for (const id of covered) {
+    const target = input.instances.find((i) => i.id === id);
+    const replacement = replacementOf.get(id);
+    const reason = target ? (dueFor(target) ?? replacement?.createReason) : replacement?.createReason;
+    if (isVoluntary(reason)) used[reason]++;
+  }
+  const budgets = new BudgetTracker(disruption, size, used, now);
+  if (budgets.nextChange !== null && disruption.budgets.length > 0) wakeAt(budgets.nextChange);
+
+  // Forced expiry is a lifetime guarantee, not a voluntary disruption: it is not budgeted, and
+  // the audit says so when it goes past a budget that would have stopped an eligible rotation.
+  const expiryBudget = budgets.reason('expiry');
+  if (expiryBudget.allowed === 0) {
+    for (const a of actions) {
+      if ((a.kind === 'drain' || a.kind === 'delete') && a.reason === 'expiryForced') {
+        a.message += `; forced expiry is not budgeted and overrides ${expiryBudget.limitedBy ?? 'the expiry budget'}`;
+      }
+    }
+  }
 
   // ---- 3. Size: create or remove. --------------------------------------------------------------
   const deficit = size - counted.length;
@@ -349,9 +461,27 @@ export function planGroup(input: PlanInput): Plan {
       blocked.push({ code: 'SurgeCap', message: `${deficit - n} create(s) wait: ${live + n} live instances, cap size + maxSurge = ${maxLive}` });
     }
   } else if (deficit < 0) {
-    const victims = pickVictims(settings === null || size === 0 ? active : counted, settings === null || size === 0 ? active.length : -deficit, input, rotationReason);
+    const removing = settings === null || size === 0;
+    const pool = (removing ? active : counted).filter((i) => {
+      const prot = settings === null ? null : protectedUntil(i.id);
+      if (prot === null) return true;
+      wakeAt(prot);
+      blocked.push({ code: 'Protected', instanceId: i.id, message: `not removed by scale-down: protected until ${new Date(prot).toISOString()}`, until: new Date(prot) });
+      return false;
+    });
+    const victims = pickVictims(pool, removing ? pool.length : -deficit, input, dueFor);
     const reason: DrainReason = settings === null ? 'groupRemoved' : 'scaleDown';
     for (const victim of victims) {
+      if (victim.status !== 'creating' && settings !== null && !budgets.allows('scaleDown')) {
+        const b = budgets.reason('scaleDown');
+        blocked.push({
+          code: 'BudgetExhausted',
+          instanceId: victim.id,
+          message: `scale-down waits: ${b.limitedBy ?? 'budget'} allows no more disruption now (${b.used} disrupted)`,
+          ...(b.until ? { until: b.until } : {}),
+        });
+        break;
+      }
       if (victim.status === 'creating') {
         if (input.inFlight.has(victim.id)) {
           blocked.push({ code: 'WaitingForHealthy', instanceId: victim.id, message: 'surplus create in flight; removed once the provider answers' });
@@ -361,14 +491,17 @@ export function planGroup(input: PlanInput): Plan {
         }
         continue;
       }
+      if (settings !== null) budgets.take('scaleDown');
       drainOrDelete(victim, reason, now + drainTimeoutMs, null, settings === null ? 'group no longer configured' : `scale down to ${size}`);
     }
   } else if (settings) {
     // ---- 4. Rotations, only when the group is at size. ------------------------------------------
+    const order: Record<RotationReason, number> = { operator: 0, drift: 1, expiry: 2 };
     const candidates = counted
+      .filter((i) => !replacementOf.has(i.id))
       .map((i) => ({ inst: i, reason: rotationReason(i) }))
-      .filter((c): c is { inst: InstanceRecord; reason: 'drift' | 'expiry' } => c.reason !== null && !replacementOf.has(c.inst.id))
-      .sort((a, b) => a.inst.createdAt.getTime() - b.inst.createdAt.getTime() || (a.inst.id < b.inst.id ? -1 : 1));
+      .filter((c): c is { inst: InstanceRecord; reason: RotationReason } => c.reason !== null)
+      .sort((a, b) => order[a.reason] - order[b.reason] || a.inst.createdAt.getTime() - b.inst.createdAt.getTime() || (a.inst.id < b.inst.id ? -1 : 1));
     const rotating = covered.size + input.instances.filter((i) => i.status === 'draining' && (i.drainReason === 'drift' || i.drainReason === 'expiry')).length;
     const anyDraining = drainingCount > 0 || actions.some((a) => a.kind === 'drain');
     let driftSlots = Math.max(0, maxSurge - rotating);
@@ -378,7 +511,20 @@ export function planGroup(input: PlanInput): Plan {
         blocked.push({ code: 'SurgeCap', instanceId: inst.id, message: `${reason} rotation waits: ${live} live instances, cap ${maxLive}` });
         break;
       }
-      if (reason === 'drift') {
+      const forced = reason === 'operator' && input.drainRequests?.get(inst.id)?.force === true;
+      if (!forced && !budgets.allows(reason)) {
+        const b = budgets.reason(reason);
+        blocked.push({
+          code: 'BudgetExhausted',
+          instanceId: inst.id,
+          message: `${reason} rotation waits: ${b.limitedBy ?? 'budget'} allows no more disruption now (${b.used} disrupted)`,
+          ...(b.until ? { until: b.until } : {}),
+        });
+        continue;
+      }
+      if (reason === 'operator') {
+        // Operator drains are asked for one by one; they wait only for the surge cap and the budget.
+      } else if (reason === 'drift') {
         if (driftSlots <= 0) {
           blocked.push({ code: 'DrainInProgress', instanceId: inst.id, message: `drift rotation waits: ${rotating} rotation(s) in progress, maxSurge ${maxSurge}` });
           break;
@@ -392,7 +538,14 @@ export function planGroup(input: PlanInput): Plan {
         expiryStarted = true;
       }
       room--;
-      actions.push({ kind: 'create', reason, replaces: inst.id, priority: Priority.bulk, message: `${reason} rotation of ${inst.id}: replacement first` });
+      budgets.take(reason);
+      actions.push({
+        kind: 'create',
+        reason,
+        replaces: inst.id,
+        priority: reason === 'operator' ? Priority.normal : Priority.bulk,
+        message: `${reason} rotation of ${inst.id}: replacement first${forced ? ' (forced past the budget)' : ''}`,
+      });
     }
   }
 
@@ -433,7 +586,16 @@ export function planGroup(input: PlanInput): Plan {
     actions: planned,
     blocked,
     wakeAt: Number.isFinite(wake) ? new Date(wake) : null,
-    summary: { size, live, inService, pending, draining: drainingNow, unhealthy: unhealthyCount, maxLive },
+    summary: {
+      size,
+      live,
+      inService,
+      pending,
+      draining: drainingNow,
+      unhealthy: unhealthyCount,
+      maxLive,
+      disruption: { budgets: budgets.all(), shortCircuited, maxUnhealthy },
+    },
   };
 }
 
@@ -445,12 +607,15 @@ function pickVictims(
   pool: readonly InstanceRecord[],
   count: number,
   input: PlanInput,
-  rotationReason: (i: InstanceRecord) => 'drift' | 'expiry' | null,
+  rotationReason: (i: InstanceRecord) => RotationReason | null,
 ): InstanceRecord[] {
   const staleAfterMs = input.shard.healthCheckIntervalMs * input.shard.missedHealthThreshold;
   const rank = (i: InstanceRecord): number => {
     const healthAt = ms(i.healthAt);
     if (healthAt !== null && Math.max(healthAt, input.observingSince) + staleAfterMs <= input.now) return 0;
+    // The replacement made for a rotation that was then cancelled is the surplus.
+    const hold = i.replaces ? input.rotationHolds?.get(i.replaces) : undefined;
+    if (hold !== undefined && hold > input.now) return 0.5;
     if (i.status === 'creating') return input.inFlight.has(i.id) ? 2 : 1;
     if (healthAt === null) return 3;
     if (rotationReason(i) !== null) return 4;

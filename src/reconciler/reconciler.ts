@@ -13,16 +13,16 @@ import type { Provider, ProviderStatus } from '../providers/index.js';
 import { CallGate } from '../queue/call-gate.js';
 import { Priority } from '../queue/priority.js';
 import { KeyedWorkQueue, type QueueObserver } from '../queue/work-queue.js';
-import type { LocalDb } from '../store/index.js';
+import type { InstanceRecord, LocalDb } from '../store/index.js';
 import { randomHex } from '../util/random.js';
 import { withTimeout } from '../util/timeout.js';
 import { backoffDelay, DISCONNECT_POLL_DELAYS_MS } from './backoff.js';
 import type { Context, ReconcilerObserver } from './context.js';
 import { EVENT_TYPES, EventType, describeEvent, eventPriority, groupKeyOf, splitGroupKey, type ReconcileEvent } from './events.js';
 import { Executor, checkEvent, holdKey } from './executor.js';
-import { planGroup, type Plan } from './plan.js';
+import { planGroup, type Plan, type PlanInput } from './plan.js';
 import type { Logger, ReconcilerStore } from './ports.js';
-import { LocalOperatorState, keys, type OperatorState, type SizeOverride } from '../state/index.js';
+import { LocalOperatorState, keys, type DrainRequest, type OperatorState, type Protection, type RotationHold, type SizeOverride } from '../state/index.js';
 import { syncWithProvider } from './sync.js';
 import { DurableTimers } from './timers.js';
 
@@ -402,6 +402,7 @@ export class Reconciler {
     const settings = effective && sizeOverride !== undefined ? { ...effective, size: sizeOverride } : effective;
     const state = this.store.getGroupState(tenant, group);
     const hold = settings && state?.holdKey && state.holdKey === holdKey(settings.size, settings.templateHash) ? (state.holdReason ?? 'provider error') : null;
+    const instances = this.store.liveInstances(tenant, group);
     return planGroup({
       tenant,
       group,
@@ -411,14 +412,32 @@ export class Reconciler {
         missedHealthThreshold: config.shard.missedHealthThreshold,
         defaultDrainTimeoutMs: config.shard.defaultDrainTimeout,
       },
-      instances: this.store.liveInstances(tenant, group),
+      instances,
       departed: this.store.departedInstances(tenant, group, new Date(this.clock.nowMs() - DEPARTED_WINDOW_MS)),
       inFlight: this.inFlight,
       now: this.clock.nowMs(),
       observingSince: this.observingSince,
       createHold: hold,
       maxAttempts: config.shard.maxAttempts,
+      ...this.operatorInputs(instances),
     });
+  }
+
+  /** Protection, held rotations and operator drain requests of these instances, from OperatorState. */
+  private operatorInputs(instances: readonly InstanceRecord[]): Pick<PlanInput, 'protectedUntil' | 'rotationHolds' | 'drainRequests'> {
+    const protectedUntil = new Map<string, number>();
+    const rotationHolds = new Map<string, number>();
+    const drainRequests = new Map<string, { force: boolean }>();
+    const state = this.operatorState;
+    for (const i of instances) {
+      const protection = state.get<Protection>(keys.protection(i.id));
+      if (protection) protectedUntil.set(i.id, Date.parse(protection.until));
+      const hold = state.get<RotationHold>(keys.hold(i.id));
+      if (hold) rotationHolds.set(i.id, Date.parse(hold.until));
+      const request = state.get<DrainRequest>(keys.drainRequest(i.id));
+      if (request) drainRequests.set(i.id, { force: request.force });
+    }
+    return { protectedUntil, rotationHolds, drainRequests };
   }
 
   /** Records what an event says happened. Provider reads happen here (CheckInstance). */

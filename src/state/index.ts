@@ -1,2 +1,2 @@
 export { LocalOperatorState, keys } from './operator-state.js';
-export type { OperatorState, SizeOverride } from './operator-state.js';
+export type { DrainRequest, OperatorState, Protection, RotationHold, SizeOverride } from './operator-state.js';

@@ -26,8 +26,32 @@ export interface SizeOverride {
   by: string;
 }
 
+/** An instance protected from voluntary disruption until `until`. */
+export interface Protection {
+  until: string;
+  at: string;
+  by: string;
+}
+
+/** A cancelled rotation or operator drain: the instance is not picked again until `until`. */
+export interface RotationHold {
+  until: string;
+  reason: string;
+  by: string;
+}
+
+/** An operator's request to drain an instance, replacement first. */
+export interface DrainRequest {
+  force: boolean;
+  at: string;
+  by: string;
+}
+
 export const keys = {
   size: (tenant: string, group: string): string => `size/${tenant}/${group}`,
+  protection: (instanceId: string): string => `protect/${instanceId}`,
+  hold: (instanceId: string): string => `hold/${instanceId}`,
+  drainRequest: (instanceId: string): string => `drain/${instanceId}`,
 } as const;
 
 /** The single-server implementation: a table in the local SQLite database. */

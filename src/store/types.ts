@@ -79,7 +79,13 @@ export type AuditAction =
   | 'deleteFailed'
   | 'vanished'
   | 'leak'
-  | 'scale';
+  | 'scale'
+  | 'drainRequested'
+  | 'drainExtended'
+  | 'drainCancelled'
+  | 'drainForced'
+  | 'protect'
+  | 'unprotect';
 
 export interface AuditEntry {
   seq: number;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  NO_DISRUPTION_LIMITS,
   ConfigError,
   configuredGroups,
   formatPath,
@@ -336,6 +337,7 @@ describe('groupSettings', () => {
       startupTimeoutMs: 240_000,
       eligibleAgeMs: 14 * 86_400_000,
       forcedAgeMs: 21 * 86_400_000,
+      disruption: NO_DISRUPTION_LIMITS,
     });
   });
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { planGroup, type GroupSettings, type InstanceRecord, type PlanInput } from '../../src/index.js';
+import { NO_DISRUPTION_LIMITS, planGroup, type GroupSettings, type InstanceRecord, type PlanInput } from '../../src/index.js';
 
 const NOW = Date.UTC(2026, 0, 10);
 const MIN = 60_000;
@@ -18,6 +18,7 @@ function settings(over: Partial<GroupSettings> = {}): GroupSettings {
     startupTimeoutMs: 5 * MIN,
     eligibleAgeMs: 0,
     forcedAgeMs: 0,
+    disruption: NO_DISRUPTION_LIMITS,
     ...over,
   };
 }

@@ -1,0 +1,51 @@
+/**
+ * Cron schedules (5 fields: minute hour day-of-month month day-of-week) in a time zone, via
+ * croner. Pure computation: no timers are started here.
+ */
+import { Cron } from 'croner';
+
+/** Why `text` is not a 5-field cron expression, or null when it is one. */
+export function cronProblem(text: string): string | null {
+  const fields = text.trim().split(/\s+/);
+  if (fields.length !== 5) return `must be a cron expression of 5 fields (minute hour day-of-month month day-of-week), got ${fields.length}`;
+  try {
+    new Cron(text, { paused: true });
+    return null;
+  } catch (err) {
+    return `is not a valid cron expression: ${err instanceof Error ? err.message.replace(/^CronPattern: /, '') : String(err)}`;
+  }
+}
+
+/** A recurring window: opens at each cron fire time and lasts `durationMs`. */
+export class CronWindow {
+  private readonly cron: Cron;
+
+  constructor(
+    schedule: string,
+    private readonly durationMs: number,
+    timezone: string,
+  ) {
+    this.cron = new Cron(schedule, { timezone, paused: true });
+  }
+
+  /** The window containing `now`, if any: [start, end), merged with later windows that overlap it. */
+  current(now: Date): { start: Date; end: Date } | null {
+    // Only the latest opening at or before `now` can contain it: earlier ones closed earlier.
+    const [start] = this.cron.previousRuns(1, new Date(now.getTime() + 1));
+    if (!start || now.getTime() >= start.getTime() + this.durationMs) return null;
+    let lastStart = start.getTime();
+    let end = lastStart + this.durationMs;
+    for (let i = 0; i < 64; i++) {
+      const next = this.cron.nextRun(new Date(lastStart));
+      if (!next || next.getTime() >= end) break;
+      lastStart = next.getTime();
+      end = Math.max(end, lastStart + this.durationMs);
+    }
+    return { start, end: new Date(end) };
+  }
+
+  /** The next time a window opens after `now`. */
+  nextStart(now: Date): Date | null {
+    return this.cron.nextRun(now);
+  }
+}
