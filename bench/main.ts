@@ -161,7 +161,14 @@ function table(results: Results, errors: Map<ScenarioId, string>, machine: Recor
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  let args: ReturnType<typeof parseArgs>;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 2;
+    return;
+  }
   if (args.child) return child(args.child);
   const started = now();
   const results: Results = {};
