@@ -92,10 +92,13 @@ export class Executor {
         return;
       }
       case 'cancelCreate':
+        // An earlier attempt (one that failed or timed out, or one sent before a restart) may have
+        // created the instance: it is looked up by its tag and deleted, not just forgotten.
         ctx.store.transaction(() => {
-          ctx.store.updateInstance(action.instanceId, { status: 'deleted', deletedAt: now, deleteReason: 'cancelled' });
+          ctx.store.updateInstance(action.instanceId, { status: 'deleting', deleteReason: 'cancelled', attempts: 0, nextAttemptAt: null, lastError: null });
           ctx.store.appendAudit({ ...audit, instanceId: action.instanceId, action: 'cancel', reason: action.reason, detail: action.message });
         });
+        this.dispatchDelete(action.instanceId, tenant, group, Priority.normal);
         return;
       case 'delete': {
         ctx.store.transaction(() => {
@@ -296,13 +299,22 @@ export class Executor {
     if (!isRetryable(err) || attempts >= ctx.maxAttempts()) {
       const why = isRetryable(err) ? `gave up after ${attempts} attempts` : 'permanent error, not retried';
       const settings = ctx.settings(record.tenant, record.group);
+      // Unless the provider refused the only attempt, an attempt may have created the instance
+      // (a timeout says nothing): it is looked up by its tag and deleted, not just forgotten.
+      const mayExist = current.attempts > 0 || isRetryable(err);
       ctx.store.transaction(() => {
-        ctx.store.updateInstance(record.id, { status: 'deleted', deletedAt: now, deleteReason: 'createFailed', attempts, lastError: message });
+        ctx.store.updateInstance(
+          record.id,
+          mayExist
+            ? { status: 'deleting', deleteReason: 'createFailed', attempts: 0, nextAttemptAt: null, lastError: message }
+            : { status: 'deleted', deletedAt: now, deleteReason: 'createFailed', attempts, lastError: message },
+        );
         ctx.store.appendAudit({ ...audit, action: 'createFailed', reason: record.createReason, detail: `${message} (${why})` });
         if (settings) ctx.store.setCreateHold(record.tenant, record.group, { key: holdKey(settings.size, settings.templateHash), reason: `${message} (${why})`, at: now });
       });
       ctx.log.error({ tenant: record.tenant, group: record.group, instanceId: record.id, err: message, attempts }, 'instance create failed for good');
       ctx.notifyError(key, record.id, `${message} (${why}; creates for the group wait for a config change or a full reconcile)`);
+      if (mayExist) this.dispatchDelete(record.id, record.tenant, record.group, Priority.normal);
     } else {
       const retryAt = new Date(now.getTime() + backoffDelay(attempts, ctx.random));
       ctx.store.transaction(() => {
