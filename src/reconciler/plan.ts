@@ -165,6 +165,8 @@ export function planGroup(input: PlanInput): Plan {
   /** Instances that leave service in this plan, with their reason. */
   const leaving = new Map<string, string>();
   const forgotten = new Set<string>();
+  /** Instances whose health report is overdue or that were judged unhealthy: no rotation counts on them. */
+  const unwell = new Set<string>();
   let unhealthyCount = 0;
   let drainingCount = 0;
 
@@ -285,6 +287,7 @@ export function planGroup(input: PlanInput): Plan {
     }
     if (inst.unhealthyAt) {
       unhealthyCount++;
+      unwell.add(inst.id);
       const judgedAt = inst.unhealthyAt.getTime();
       healthActions.push({ inst, reason: 'unhealthy', apply: () => drainOrDelete(inst, 'unhealthy', now + drainTimeoutMs, judgedAt, 'judged unhealthy') });
       continue;
@@ -317,6 +320,7 @@ export function planGroup(input: PlanInput): Plan {
       const staleAt = Math.max(healthAt, input.observingSince) + staleAfterMs;
       if (staleAt <= now) {
         unhealthyCount++;
+        unwell.add(inst.id);
         const checkedAt = ms(inst.providerCheckedAt);
         if (checkedAt !== null && checkedAt >= staleAt && (observed === 'running' || observed === 'pending')) {
           healthActions.push({
@@ -390,7 +394,7 @@ export function planGroup(input: PlanInput): Plan {
     if (!replacement || !active.includes(replacement)) continue;
     const reason = dueFor(target) ?? (isRotationReason(replacement.createReason) ? replacement.createReason : null);
     if (reason === null) continue;
-    if (isHealthyReported(replacement) && replacement.status === 'running') {
+    if (isHealthyReported(replacement) && replacement.status === 'running' && !unwell.has(replacement.id)) {
       drainOrDelete(target, reason, now + drainTimeoutMs, null, `${reason} rotation: replacement ${replacement.id} is healthy`);
     } else {
       covered.add(target.id);
@@ -462,7 +466,8 @@ export function planGroup(input: PlanInput): Plan {
     }
   } else if (deficit < 0) {
     const removing = settings === null || size === 0;
-    const pool = (removing ? active : counted).filter((i) => {
+    // (`active` still holds rotation targets this plan drains: they must not be picked twice.)
+    const pool = (removing ? active.filter((i) => !leaving.has(i.id)) : counted).filter((i) => {
       const prot = settings === null ? null : protectedUntil(i.id);
       if (prot === null) return true;
       wakeAt(prot);
