@@ -33,6 +33,13 @@ export interface DroverServerOptions {
   provider?: Provider;
   /** Use this elector instead of the one the config names. */
   elector?: LeaderElector;
+  /** Observers for embedding and measurement (the benchmarks); they must not throw. */
+  hooks?: DroverServerHooks;
+}
+
+export interface DroverServerHooks {
+  /** A health report was recorded; `sentAt` is the agent's own timestamp of it (ISO), when it sent one. */
+  onHealthReport?: (instanceId: string, sentAt: string | undefined) => void;
 }
 
 export interface DroverServer {
@@ -94,7 +101,10 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     logger: logger.child({ component: 'agents' }),
     enqueue: (event) => late.reconciler?.enqueue(event),
     healthCheckIntervalMs: () => configLoader.getCurrent().shard.healthCheckInterval,
-    onHealthReport: () => metrics.healthReports.inc(),
+    onHealthReport: (instanceId, sentAt) => {
+      metrics.healthReports.inc();
+      options.hooks?.onHealthReport?.(instanceId, sentAt);
+    },
     onReject: (reason) => metrics.agentRejects.inc({ reason }),
   });
 

@@ -30,7 +30,8 @@ export interface AgentHubOptions {
   healthCheckIntervalMs: () => number;
   /** Health reports are recorded only while this is true (a follower leaves health to the leader). */
   recordsHealth?: () => boolean;
-  onHealthReport?: () => void;
+  /** Called after each health report is recorded, with the agent's own timestamp of it (`at`), when it sent one. */
+  onHealthReport?: (instanceId: string, sentAt: string | undefined) => void;
   onReject?: (reason: string) => void;
 }
 
@@ -162,7 +163,7 @@ export class AgentHub {
       case 'health':
         if (this.options.recordsHealth?.() === false) return;
         this.options.db.recordHealth(conn.instanceId, clock.now());
-        this.options.onHealthReport?.();
+        this.options.onHealthReport?.(conn.instanceId, msg.at);
         return;
       case 'notice':
         logger.info({ instanceId: conn.instanceId, terminateAt: msg.terminateAt }, 'termination notice from agent');
