@@ -16,7 +16,7 @@ import { DroverMetrics } from '../metrics/index.js';
 import type { Provider } from '../providers/index.js';
 import { SimProvider } from '../providers/sim/index.js';
 import { EventType, Reconciler } from '../reconciler/index.js';
-import { AgentHub } from '../server/agent-hub.js';
+import { AgentHub, type SelfRequest, type SelfResult } from '../server/agent-hub.js';
 import { EventBus } from '../server/event-bus.js';
 import { buildHttpServer } from '../server/http.js';
 import { auditView } from '../server/views.js';
@@ -74,6 +74,24 @@ async function providerFor(config: DroverConfig, dataDir: string, clock: Clock, 
   });
 }
 
+/** Serves a workload's request (through its agent) with the operator actions, as the instance itself. */
+async function selfService(reconciler: Reconciler, clock: Clock, instanceId: string, request: SelfRequest): Promise<SelfResult> {
+  const actor = `workload:${instanceId}`;
+  switch (request.type) {
+    case 'protect': {
+      const r = await reconciler.operator.protect(instanceId, new Date(clock.nowMs() + request.forMs), actor);
+      return { ok: true, message: `protected until ${r.protectedUntil.toISOString()}`, protectedUntil: r.protectedUntil.toISOString() };
+    }
+    case 'unprotect':
+      await reconciler.operator.unprotect(instanceId, actor);
+      return { ok: true, message: 'protection removed', protectedUntil: null };
+    case 'extend': {
+      const r = await reconciler.operator.extendDrain(instanceId, request.byMs, actor);
+      return { ok: true, message: r.capped ? `drain deadline ${r.drainDeadline.toISOString()} (capped)` : `drain deadline ${r.drainDeadline.toISOString()}`, drainDeadline: r.drainDeadline.toISOString() };
+    }
+  }
+}
+
 export async function startDroverServer(options: DroverServerOptions): Promise<DroverServer> {
   const clock = options.clock ?? new SystemClock();
   const logger = options.logger;
@@ -94,7 +112,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
 
   // The hub and the reconciler refer to each other; the hub enqueues through this late binding.
   const late: { reconciler?: Reconciler } = {};
-  const hub = new AgentHub({
+  const hub: AgentHub = new AgentHub({
     clock,
     db,
     credentials,
@@ -105,6 +123,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       metrics.healthReports.inc();
       options.hooks?.onHealthReport?.(instanceId, sentAt);
     },
+    selfService: async (instanceId, request): Promise<SelfResult> => (late.reconciler ? selfService(late.reconciler, clock, instanceId, request) : { ok: false, message: 'server starting' }),
     onReject: (reason) => metrics.agentRejects.inc({ reason }),
   });
 
@@ -151,6 +170,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       const delivered = hub.sendDrain(instanceId, reason, deleteAt);
       bus.publish({ type: 'drain', data: { instanceId, group, reason, unhealthyAt: unhealthyAt.toISOString(), deleteAt: deleteAt.toISOString(), deliveredToAgent: delivered } });
     },
+    notifyDrainCancelled: (instanceId) => hub.sendDrainCancelled(instanceId),
     notifyError: (group, instanceId, message) => {
       bus.publish({ type: 'error', data: { group, instanceId: instanceId || null, message, at: clock.now().toISOString() } });
     },

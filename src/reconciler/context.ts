@@ -8,6 +8,7 @@ import type { InstanceManager } from '../instances/index.js';
 import type { Provider } from '../providers/index.js';
 import type { CallGate } from '../queue/call-gate.js';
 import type { Priority } from '../queue/priority.js';
+import type { OperatorState } from '../state/index.js';
 import type { ReconcilerStore, Logger } from './ports.js';
 import type { DurableTimers } from './timers.js';
 
@@ -50,6 +51,8 @@ export interface Context {
   /** Effective settings of a group (config plus operator size), null when not configured. */
   settings(tenant: string, group: string): GroupSettings | null;
   newInstanceId(): string;
+  /** Operator decisions (API sizes, protection, holds, drain requests). */
+  operatorState(): OperatorState;
   callTimeoutMs(): number;
   maxAttempts(): number;
 }

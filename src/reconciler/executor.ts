@@ -6,6 +6,7 @@
 import { InstanceNotFoundError, NotLeaderError, ThrottledError, errorMessage, isRetryable } from '../errors/index.js';
 import { TAG } from '../providers/index.js';
 import { Priority } from '../queue/priority.js';
+import { keys } from '../state/index.js';
 import type { InstanceRecord } from '../store/index.js';
 import { withTimeout } from '../util/timeout.js';
 import { backoffDelay } from './backoff.js';
@@ -37,6 +38,13 @@ export class Executor {
    * a scale-out costs O(size) each time, O(size²) in all, and starves the event loop.
    */
   private readonly createsInFlight = new Map<string, number>();
+  /** Creates per group dispatched but not yet started: waiting for a rate-limit slot. */
+  private readonly createsWaiting = new Map<string, number>();
+
+  /** Creates of a group waiting for the provider rate limit or the create spacing. */
+  waitingCreates(groupKey: string): number {
+    return this.createsWaiting.get(groupKey) ?? 0;
+  }
 
   constructor(private readonly ctx: Context) {}
 
@@ -138,6 +146,7 @@ export class Executor {
           return updated;
         });
         ctx.observer.drainStarted?.(action.reason);
+        if (action.reason === 'operator') this.dropOperatorState(action.instanceId, [keys.drainRequest(action.instanceId)]);
         ctx.log.info({ tenant, group, instanceId: action.instanceId, reason: action.reason, deadline: action.deadline }, 'instance drain started');
         ctx.notifyDrain(action.instanceId, groupKeyOf(tenant, group), action.reason, action.unhealthyAt ?? now, action.deadline);
         if (record?.providerId) this.tagDrain(record, now, action.deadline, action.reason);
@@ -203,9 +212,13 @@ export class Executor {
     ctx.inFlight.set(record.id, 'create');
     const groupKey = groupKeyOf(record.tenant, record.group);
     this.createsInFlight.set(groupKey, (this.createsInFlight.get(groupKey) ?? 0) + 1);
+    this.createsWaiting.set(groupKey, (this.createsWaiting.get(groupKey) ?? 0) + 1);
     const action = `creating instance ${record.id}`;
     ctx.gate
       .run('create', priority, async () => {
+        const waiting = (this.createsWaiting.get(groupKey) ?? 1) - 1;
+        if (waiting > 0) this.createsWaiting.set(groupKey, waiting);
+        else this.createsWaiting.delete(groupKey);
         if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(action);
         const started = ctx.clock.nowMs();
         try {
@@ -372,6 +385,7 @@ export class Executor {
       });
     });
     ctx.observer.instanceDeleted?.(current.deleteReason ?? 'delete');
+    this.dropOperatorState(instanceId, [keys.protection(instanceId), keys.hold(instanceId), keys.drainRequest(instanceId)]);
     ctx.log.info({ tenant, group, instanceId, reason: current.deleteReason }, 'instance deleted');
     ctx.markDirty(tenant, group, 'deleted', Priority.high);
   }
@@ -403,6 +417,15 @@ export class Executor {
     ctx.log.warn({ tenant, group, instanceId, err: message, attempts }, 'instance delete failed');
     ctx.notifyError(groupKeyOf(tenant, group), instanceId, message);
     ctx.markDirty(tenant, group, 'deleteFailed', Priority.normal);
+  }
+
+  /** Removes operator state that no longer applies (a started drain's request, a deleted instance's protection). */
+  private dropOperatorState(instanceId: string, stateKeys: readonly string[]): void {
+    const state = this.ctx.operatorState();
+    for (const key of stateKeys) {
+      if (state.get(key) === undefined) continue;
+      state.set(key, null).catch((err: unknown) => this.ctx.log.warn({ instanceId, key, err: errorMessage(err) }, 'clearing operator state failed'));
+    }
   }
 
   /** Writes the drain's start, deadline and reason as provider tags (shared truth for a new leader). */

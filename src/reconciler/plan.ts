@@ -392,6 +392,8 @@ export function planGroup(input: PlanInput): Plan {
   for (const target of active) {
     const replacement = replacementOf.get(target.id);
     if (!replacement || !active.includes(replacement)) continue;
+    // A rotation cancelled (held) or a target protected since: its replacement is surplus now.
+    if (heldUntil(target.id) !== null || protectedUntil(target.id) !== null) continue;
     const reason = dueFor(target) ?? (isRotationReason(replacement.createReason) ? replacement.createReason : null);
     if (reason === null) continue;
     if (isHealthyReported(replacement) && replacement.status === 'running' && !unwell.has(replacement.id)) {
@@ -618,9 +620,12 @@ function pickVictims(
   const rank = (i: InstanceRecord): number => {
     const healthAt = ms(i.healthAt);
     if (healthAt !== null && Math.max(healthAt, input.observingSince) + staleAfterMs <= input.now) return 0;
-    // The replacement made for a rotation that was then cancelled is the surplus.
-    const hold = i.replaces ? input.rotationHolds?.get(i.replaces) : undefined;
-    if (hold !== undefined && hold > input.now) return 0.5;
+    // The replacement made for a rotation that was then cancelled, or whose target got protected, is the surplus.
+    if (i.replaces) {
+      const hold = input.rotationHolds?.get(i.replaces);
+      const prot = input.protectedUntil?.get(i.replaces);
+      if ((hold !== undefined && hold > input.now) || (prot !== undefined && prot > input.now)) return 0.5;
+    }
     if (i.status === 'creating') return input.inFlight.has(i.id) ? 2 : 1;
     if (healthAt === null) return 3;
     if (rotationReason(i) !== null) return 4;

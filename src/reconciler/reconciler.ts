@@ -20,9 +20,10 @@ import { backoffDelay, DISCONNECT_POLL_DELAYS_MS } from './backoff.js';
 import type { Context, ReconcilerObserver } from './context.js';
 import { EVENT_TYPES, EventType, describeEvent, eventPriority, groupKeyOf, splitGroupKey, type ReconcileEvent } from './events.js';
 import { Executor, checkEvent, holdKey } from './executor.js';
-import { planGroup, type Plan, type PlanInput } from './plan.js';
+import { planGroup, type Block, type Plan, type PlanInput } from './plan.js';
 import type { Logger, ReconcilerStore } from './ports.js';
 import { LocalOperatorState, keys, type DrainRequest, type OperatorState, type Protection, type RotationHold, type SizeOverride } from '../state/index.js';
+import { OperatorActions } from './operator-actions.js';
 import { syncWithProvider } from './sync.js';
 import { DurableTimers } from './timers.js';
 
@@ -54,6 +55,8 @@ export interface ReconcilerOptions {
   initialReconcileOnStart?: boolean;
   /** Operator decisions (API sizes, protection); default: kept in `localDb`. */
   operatorState?: OperatorState;
+  /** Called when an operator cancels a drain (tell the instance's agent). */
+  notifyDrainCancelled?: (instanceId: string) => void;
 }
 
 /** How far back deleted instances are looked at to say what a new instance replaces. */
@@ -92,6 +95,8 @@ export class Reconciler {
   private readonly store: ReconcilerStore;
   /** Operator decisions (sizes set through the API, protection, holds). */
   readonly operatorState: OperatorState;
+  /** Operator and workload actions on instances: drain, extend, cancel, force, protect. */
+  readonly operator: OperatorActions;
   private readonly random: () => number;
   private readonly queue: KeyedWorkQueue<ReconcileEvent>;
   private readonly gate: CallGate;
@@ -101,6 +106,8 @@ export class Reconciler {
   private readonly inFlight = new Map<string, 'create' | 'delete'>();
   private readonly lastProcessed = new Map<string, number>();
   private readonly lastPlans = new Map<string, Plan>();
+  /** Per group: since when (ms) each block of its applied plans has stood. */
+  private readonly blockSince = new Map<string, Map<string, number>>();
   private readonly unsubscribe: Array<() => void> = [];
   private observingSince: number;
   private state: 'new' | 'running' | 'stopped' = 'new';
@@ -158,11 +165,17 @@ export class Reconciler {
       notifyDrain: (...args) => this.safeNotifyDrain(...args),
       notifyError: (group, instanceId, message) => this.safeNotifyError(group, instanceId, message),
       settings: (tenant, group) => this.effectiveSettings(this.opts.configLoader.getCurrent(), tenant, group),
+      operatorState: () => this.operatorState,
       newInstanceId: () => `i-${random ? randomHex(random, 16) : randomBytes(8).toString('hex')}`,
       callTimeoutMs: () => this.opts.configLoader.getCurrent().provider?.callTimeout ?? 60_000,
       maxAttempts: () => this.opts.configLoader.getCurrent().shard.maxAttempts,
     };
     this.executor = new Executor(this.ctx);
+    this.operator = new OperatorActions({
+      ctx: this.ctx,
+      plan: (tenant, group) => this.plan(tenant, group),
+      notifyDrainCancelled: (instanceId) => options.notifyDrainCancelled?.(instanceId),
+    });
     this.executor.enqueueCheck = (tenant, group, instanceId, cause) => {
       // A check that failed is retried by its own timer, with backoff. Asking again at once would
       // spin: the plan keeps wanting the check until one succeeds (a throttled or failing provider).
@@ -258,13 +271,51 @@ export class Reconciler {
    */
   plan(tenant: string, groupKey: string, options: { size?: number } = {}): Plan {
     const config = this.opts.configLoader.getCurrent();
-    return this.computePlan(config, tenant, groupKey, options.size);
+    return this.explain(this.computePlan(config, tenant, groupKey, options.size));
   }
 
   /** Plans of every known group (configured or with live instances), no side effects. */
   planAll(): Plan[] {
     const config = this.opts.configLoader.getCurrent();
-    return this.knownGroups(config).map(({ tenant, group }) => this.computePlan(config, tenant, group));
+    return this.knownGroups(config).map(({ tenant, group }) => this.explain(this.computePlan(config, tenant, group)));
+  }
+
+  /**
+   * Adds what the pure plan cannot know: leadership, creates waiting for the rate limit, and
+   * since when each block has stood (from the plans applied so far).
+   */
+  private explain(plan: Plan): Plan {
+    const key = groupKeyOf(plan.tenant, plan.group);
+    const blocked = [...plan.blocked];
+    if (!this.isLeaderNow()) blocked.unshift({ code: 'NotLeader', message: 'this server is not the shard leader: it plans, the leader acts' });
+    const waiting = this.executor.waitingCreates(key);
+    if (waiting > 0) {
+      const next = this.gate.nextCreateAt();
+      blocked.push({
+        code: 'RateLimited',
+        message: `${waiting} create(s) wait for the provider's rate limit${next !== null && next > this.clock.nowMs() ? ` (next create slot ${new Date(next).toISOString()})` : ''}`,
+      });
+    }
+    const since = this.blockSince.get(key);
+    return {
+      ...plan,
+      blocked: blocked.map((b) => {
+        const at = since?.get(blockKey(b));
+        return at !== undefined && b.since === undefined ? { ...b, since: new Date(at) } : b;
+      }),
+    };
+  }
+
+  /** Remembers when each block of an applied plan first appeared. */
+  private trackBlocks(key: string, plan: Plan): void {
+    const previous = this.blockSince.get(key);
+    const next = new Map<string, number>();
+    for (const b of plan.blocked) {
+      const k = blockKey(b);
+      next.set(k, previous?.get(k) ?? this.clock.nowMs());
+    }
+    if (next.size > 0) this.blockSince.set(key, next);
+    else this.blockSince.delete(key);
   }
 
   /** The last plan applied for a group (for "why blocked"), if any. */
@@ -387,6 +438,7 @@ export class Reconciler {
       const plan = this.computePlan(config, tenant, group);
       this.executor.apply(plan, events);
       this.lastPlans.set(key, plan);
+      this.trackBlocks(key, plan);
       if (plan.wakeAt) this.timers.set(`wake:${key}`, plan.wakeAt.getTime(), { type: EventType.GroupChanged, tenant, groupKey: group, cause: 'timer' });
       else this.timers.clear(`wake:${key}`);
       this.opts.observer?.reconciled?.('ok', this.clock.nowMs() - started);
@@ -687,6 +739,10 @@ export class Reconciler {
       this.log.warn({ instanceId, group, err: errorMessage(err) }, 'notifyError threw');
     }
   }
+}
+
+function blockKey(b: Block): string {
+  return `${b.code}|${b.instanceId ?? ''}`;
 }
 
 function describeEventSafe(event: unknown): string {

@@ -17,7 +17,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock, TimerHandle } from '../clock/index.js';
 import type { AgentCredentials } from '../agent/credentials.js';
-import { AGENT_PATH, CLOSE, INSTANCE_HEADER, parseAgentMessage, type ServerMessage } from '../agent/protocol.js';
+import { AGENT_PATH, CLOSE, INSTANCE_HEADER, parseAgentMessage, type AgentMessage, type ServerMessage } from '../agent/protocol.js';
 import { EventType, type Logger, type ReconcileEvent } from '../reconciler/index.js';
 import type { LocalDb } from '../store/index.js';
 
@@ -33,6 +33,16 @@ export interface AgentHubOptions {
   /** Called after each health report is recorded, with the agent's own timestamp of it (`at`), when it sent one. */
   onHealthReport?: (instanceId: string, sentAt: string | undefined) => void;
   onReject?: (reason: string) => void;
+  /** Handles a workload's request through its agent (protect, unprotect, extend). */
+  selfService?: (instanceId: string, request: SelfRequest) => Promise<SelfResult>;
+}
+
+export type SelfRequest = Extract<AgentMessage, { type: 'protect' | 'unprotect' | 'extend' }>;
+export interface SelfResult {
+  ok: boolean;
+  message: string;
+  drainDeadline?: string;
+  protectedUntil?: string | null;
 }
 
 interface Connection {
@@ -94,6 +104,14 @@ export class AgentHub {
     const conn = this.connections.get(instanceId);
     if (!conn) return false;
     this.send(conn.ws, { type: 'drain', reason, deadline: deadline.toISOString() });
+    return true;
+  }
+
+  /** Tells the instance's agent that its drain was cancelled, if connected. */
+  sendDrainCancelled(instanceId: string): boolean {
+    const conn = this.connections.get(instanceId);
+    if (!conn) return false;
+    this.send(conn.ws, { type: 'drainCancelled' });
     return true;
   }
 
@@ -179,6 +197,19 @@ export class AgentHub {
       case 'drainAck':
         enqueue({ type: EventType.DrainAcked, tenant: conn.tenant, groupKey: conn.group, instanceId: conn.instanceId, cause: 'agent' });
         return;
+      case 'protect':
+      case 'unprotect':
+      case 'extend': {
+        const answer = (result: SelfResult): void => this.send(conn.ws, { type: 'result', requestId: msg.requestId, ...result });
+        if (!this.options.selfService) {
+          answer({ ok: false, message: 'this server does not take requests from instances' });
+          return;
+        }
+        this.options
+          .selfService(conn.instanceId, msg)
+          .then(answer, (err: unknown) => answer({ ok: false, message: err instanceof Error ? err.message : String(err) }));
+        return;
+      }
       case 'goodbye':
         conn.saidGoodbye = true;
         logger.info({ instanceId: conn.instanceId, reason: msg.reason }, 'agent said goodbye');

@@ -12,7 +12,9 @@ import type { DroverMetrics } from '../metrics/index.js';
 import { EventType, type Logger, type Reconciler } from '../reconciler/index.js';
 import { keys, type SizeOverride } from '../state/index.js';
 import type { LocalDb } from '../store/index.js';
+import { DroverError, type ErrorCode } from '../errors/index.js';
 import type { AgentHub } from './agent-hub.js';
+import { registerOperatorRoutes } from './operator-routes.js';
 import type { BusEvent, EventBus } from './event-bus.js';
 import { registerStatic } from './static.js';
 import { auditView, groupView, instanceView, planView } from './views.js';
@@ -41,6 +43,9 @@ class HttpError extends Error {
   }
 }
 
+/** HTTP status for each error code of the catalogue. */
+const STATUS_OF: Partial<Record<ErrorCode, number>> = { invalid: 400, config: 400, not_found: 404, conflict: 409, not_leader: 503, unavailable: 503 };
+
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const sizeBody = z.strictObject({ size: z.number({ error: 'size must be a number' }).int({ error: 'size must be a whole number' }).min(0, { error: 'size must be >= 0' }).max(100_000, { error: 'size must be <= 100000' }) });
 
@@ -66,7 +71,14 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024, forceCloseConnections: true });
 
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
-    const status = err instanceof HttpError ? err.statusCode : typeof err.statusCode === 'number' && err.statusCode >= 400 ? err.statusCode : 500;
+    const status =
+      err instanceof HttpError
+        ? err.statusCode
+        : err instanceof DroverError
+          ? (STATUS_OF[err.code] ?? 500)
+          : typeof err.statusCode === 'number' && err.statusCode >= 400
+            ? err.statusCode
+            : 500;
     if (status >= 500) logger.error({ method: req.method, url: req.url, err: err.message }, 'request failed');
     void reply.code(status).send({ error: status >= 500 ? `internal error: ${err.message}` : err.message });
   });
@@ -170,7 +182,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
     const includeDeleted = q.includeDeleted === 'true' || q.includeDeleted === '1';
     return db
       .listInstances({ ...(q.tenant ? { tenant: q.tenant } : {}), ...(q.group ? { group: q.group } : {}), includeDeleted })
-      .map((r) => instanceView(r, hub.isConnected(r.id)));
+      .map((r) => instanceView(r, hub.isConnected(r.id), reconciler.operator.protectedUntil(r.id)));
   });
 
   const requireInstance = (params: unknown) => {
@@ -182,7 +194,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
 
   app.get('/v1/instances/:id', async (req) => {
     const record = requireInstance(req.params);
-    return instanceView(record, hub.isConnected(record.id));
+    return instanceView(record, hub.isConnected(record.id), reconciler.operator.protectedUntil(record.id));
   });
 
   app.post('/v1/instances/:id/drain-ack', async (req, reply) => {
@@ -191,6 +203,8 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
     reconciler.enqueue({ type: EventType.DrainAcked, tenant: record.tenant, groupKey: record.group, instanceId: record.id, cause: actorOf(req) });
     return reply.code(202).send({ instanceId: record.id, acknowledged: true });
   });
+
+  registerOperatorRoutes(app, { reconciler, clock, actorOf });
 
   // ---- audit ----------------------------------------------------------------------------------
   app.get('/v1/audit', async (req) => {

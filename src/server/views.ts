@@ -28,9 +28,11 @@ export interface InstanceView {
   deleteReason: string | null;
   lastError: string | null;
   connected: boolean;
+  /** Protected from voluntary disruption until then, or null. */
+  protectedUntil: string | null;
 }
 
-export function instanceView(r: InstanceRecord, connected: boolean): InstanceView {
+export function instanceView(r: InstanceRecord, connected: boolean, protectedUntil: Date | null = null): InstanceView {
   return {
     id: r.id,
     tenant: r.tenant,
@@ -53,6 +55,7 @@ export function instanceView(r: InstanceRecord, connected: boolean): InstanceVie
     deleteReason: r.deleteReason,
     lastError: r.lastError,
     connected,
+    protectedUntil: iso(protectedUntil),
   };
 }
 
