@@ -142,7 +142,16 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       }
       return [...counts.values()];
     },
-    groups: () => (late.reconciler?.planAll() ?? []).map((p) => ({ tenant: p.tenant, group: p.group, size: p.summary.size, inService: p.summary.inService, unhealthy: p.summary.unhealthy })),
+    groups: () =>
+      (late.reconciler?.planAll() ?? []).map((p) => ({
+        tenant: p.tenant,
+        group: p.group,
+        size: p.summary.size,
+        inService: p.summary.inService,
+        unhealthy: p.summary.unhealthy,
+        shortCircuited: p.summary.disruption.shortCircuited,
+        budgets: p.summary.disruption.budgets,
+      })),
     agentConnections: () => hub.connectionCount,
     isLeader: () => elector.isLeader(),
   });

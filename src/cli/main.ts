@@ -7,6 +7,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { CliError, EXIT } from './client.js';
+import type { SelfCommand } from './commands/self.js';
 
 const print = (text: string): void => {
   process.stdout.write(`${text}\n`);
@@ -90,6 +91,70 @@ drain
     await drainAck(id, globalOpts(cmd), print);
   });
 
+drain
+  .command('start')
+  .description('drain an instance: its replacement is created first (refused when the disruption budget is spent, unless --force)')
+  .argument('<instance>', 'instance id')
+  .option('--force', 'drain even when the disruption budget is spent')
+  .action(async (id: string, opts: { force?: boolean }, cmd: Command) => {
+    const { drainStart } = await import('./commands/disruption.js');
+    await drainStart(id, { ...globalOpts(cmd), ...opts }, print);
+  });
+drain
+  .command('extend')
+  .description('move a drain deadline later (capped by the group\'s maxDrainTimeout)')
+  .argument('<instance>', 'instance id')
+  .argument('<duration>', 'how much later, e.g. 10m')
+  .action(async (id: string, by: string, _opts: unknown, cmd: Command) => {
+    const { drainExtend } = await import('./commands/disruption.js');
+    await drainExtend(id, by, globalOpts(cmd), print);
+  });
+drain
+  .command('cancel')
+  .description('cancel an operator, expiry or drift drain: the instance returns to service')
+  .argument('<instance>', 'instance id')
+  .action(async (id: string, _opts: unknown, cmd: Command) => {
+    const { drainCancel } = await import('./commands/disruption.js');
+    await drainCancel(id, globalOpts(cmd), print);
+  });
+drain
+  .command('force')
+  .description('end a drain now: the instance is deleted')
+  .argument('<instance>', 'instance id')
+  .action(async (id: string, _opts: unknown, cmd: Command) => {
+    const { drainForce } = await import('./commands/disruption.js');
+    await drainForce(id, globalOpts(cmd), print);
+  });
+
+program
+  .command('protect')
+  .description('protect an instance from voluntary disruption (scale-down, expiry, drift, operator drains) for a while')
+  .argument('<instance>', 'instance id')
+  .option('--for <duration>', 'how long, e.g. 2h', '1h')
+  .option('--until <time>', 'until this ISO-8601 time instead')
+  .action(async (id: string, opts: { for?: string; until?: string }, cmd: Command) => {
+    const { protect } = await import('./commands/disruption.js');
+    await protect(id, { ...globalOpts(cmd), ...opts }, print);
+  });
+
+program
+  .command('unprotect')
+  .description('end the protection of an instance')
+  .argument('<instance>', 'instance id')
+  .action(async (id: string, _opts: unknown, cmd: Command) => {
+    const { unprotect } = await import('./commands/disruption.js');
+    await unprotect(id, globalOpts(cmd), print);
+  });
+
+program
+  .command('explain')
+  .description('why is nothing happening? the dry-run plan with every block, the instance it concerns, and the budgets')
+  .argument('<group>', '<tenant>/<group>')
+  .action(async (group: string, _opts: unknown, cmd: Command) => {
+    const { explain } = await import('./commands/disruption.js');
+    await explain(group, globalOpts(cmd), print);
+  });
+
 program
   .command('plan')
   .description('show what the reconciler would do for a group now, and why (dry run)')
@@ -131,6 +196,33 @@ local
     const { localNotice } = await import('./commands/local.js');
     print(await localNotice(id, opts));
   });
+
+const selfCmd = program
+  .command('self')
+  .description("from inside an instance: ask its agent to protect it, or for more time to drain")
+  .option('--socket <path>', "the agent's socket (env DROVER_AGENT_SOCKET, set by the agent)");
+const runSelf = async (request: SelfCommand, cmd: Command): Promise<void> => {
+  const { selfCommand } = await import('./commands/self.js');
+  await selfCommand(request, cmd.optsWithGlobals<{ socket?: string; output?: string }>(), print);
+};
+selfCmd
+  .command('protect')
+  .description('protect this instance from voluntary disruption (scale-down, rotation) for a while')
+  .requiredOption('--for <duration>', 'how long (e.g. 30m, 2h)')
+  .action((opts: { for: string }, cmd: Command) => runSelf({ op: 'protect', for: opts.for }, cmd));
+selfCmd
+  .command('unprotect')
+  .description("end this instance's protection")
+  .action((_opts: unknown, cmd: Command) => runSelf({ op: 'unprotect' }, cmd));
+selfCmd
+  .command('extend')
+  .description("push this instance's drain deadline out (up to the group's maxDrainTimeout)")
+  .argument('<duration>', 'by how much (e.g. 10m)')
+  .action((by: string, _opts: unknown, cmd: Command) => runSelf({ op: 'extend', by }, cmd));
+selfCmd
+  .command('status')
+  .description("what this instance's agent knows: connected, draining, protected")
+  .action((_opts: unknown, cmd: Command) => runSelf({ op: 'status' }, cmd));
 
 async function main(): Promise<void> {
   try {

@@ -16,8 +16,16 @@ export interface MetricsSources {
   queue(): { depth: number; runningSinceMs: number[]; providerWaiting: number; providerInFlight: number };
   /** Instance counts by tenant, group and status (not deleted). */
   instanceCounts(): Array<{ tenant: string; group: string; status: string; count: number }>;
-  /** Desired size and in-service count of every known group. */
-  groups(): Array<{ tenant: string; group: string; size: number; inService: number; unhealthy: number }>;
+  /** Desired size, in-service count and disruption state of every known group. */
+  groups(): Array<{
+    tenant: string;
+    group: string;
+    size: number;
+    inService: number;
+    unhealthy: number;
+    shortCircuited: boolean;
+    budgets: Record<string, { allowed: number | null; used: number }>;
+  }>;
   agentConnections(): number;
   isLeader(): boolean;
 }
@@ -39,10 +47,14 @@ export class DroverMetrics {
   readonly configReloads: Counter<'result'>;
   readonly httpRequests: Counter<'method' | 'route' | 'code'>;
 
+  /** Group figures for the scrape in progress: computed once per scrape, not once per gauge. */
+  private groupsCache: ReturnType<MetricsSources['groups']> | null = null;
+
   constructor(
     private readonly clock: Clock,
-    sources: MetricsSources,
+    source: MetricsSources,
   ) {
+    const sources: MetricsSources = { ...source, groups: () => (this.groupsCache ??= source.groups()) };
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool
@@ -156,6 +168,29 @@ export class DroverMetrics {
     groupGauge('drover_group_desired_size', 'Desired size of each group.', (g) => g.size);
     groupGauge('drover_group_in_service', 'Instances in service (running, healthy, not leaving) of each group.', (g) => g.inService);
     groupGauge('drover_group_unhealthy', 'Instances judged or seen unhealthy, not yet deleted, of each group.', (g) => g.unhealthy);
+    groupGauge('drover_group_short_circuited', '1 while the group is above maxUnhealthy and automatic replacement for health is paused.', (g) => (g.shortCircuited ? 1 : 0));
+    new Gauge({
+      name: 'drover_disruption_budget_allowed',
+      help: 'Voluntary disruptions the most restrictive active budget still allows now, by reason (absent: no budget applies).',
+      labelNames: ['tenant', 'group', 'reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const g of sources.groups()) {
+          for (const [reason, b] of Object.entries(g.budgets)) if (b.allowed !== null) this.set({ tenant: g.tenant, group: g.group, reason }, b.allowed);
+        }
+      },
+    });
+    new Gauge({
+      name: 'drover_disruption_budget_used',
+      help: 'Instances disrupted now for each voluntary reason (draining, or waiting for a replacement).',
+      labelNames: ['tenant', 'group', 'reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const g of sources.groups()) for (const [reason, b] of Object.entries(g.budgets)) this.set({ tenant: g.tenant, group: g.group, reason }, b.used);
+      },
+    });
     new Gauge({
       name: 'drover_agent_connections',
       help: 'Agents connected now.',
@@ -205,6 +240,11 @@ export class DroverMetrics {
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    this.groupsCache = null;
+    try {
+      return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    } finally {
+      this.groupsCache = null;
+    }
   }
 }

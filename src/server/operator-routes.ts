@@ -21,13 +21,12 @@ const durationText = z.string({ error: 'must be a duration such as "10m"' }).tra
 
 const drainBody = z.strictObject({ force: z.boolean({ error: 'force must be true or false' }).optional() }).optional();
 const extendBody = z.strictObject({ by: durationText });
-const protectBody = z.union(
-  [
-    z.strictObject({ for: durationText }),
-    z.strictObject({ until: z.iso.datetime({ offset: true, error: 'until must be an ISO-8601 time such as "2026-11-29T18:00:00Z"' }) }),
-  ],
-  { error: 'expected {"for": "2h"} or {"until": "<ISO time>"}' },
-);
+const protectBody = z
+  .strictObject({
+    for: durationText.optional(),
+    until: z.iso.datetime({ offset: true, error: 'until must be an ISO-8601 time such as "2026-11-29T18:00:00Z"' }).optional(),
+  })
+  .refine((b) => (b.for === undefined) !== (b.until === undefined), { error: 'give exactly one of "for" and "until"' });
 
 function parse<T>(schema: z.ZodType<T>, body: unknown, expected: string): T {
   const result = schema.safeParse(body);
@@ -64,7 +63,7 @@ export function registerOperatorRoutes(app: FastifyInstance, deps: { reconciler:
 
   app.put('/v1/instances/:id/protection', async (req) => {
     const body = parse(protectBody, req.body, '{"for": "2h"} or {"until": "<ISO time>"}');
-    const until = 'for' in body ? new Date(clock.nowMs() + body.for) : new Date(Date.parse(body.until));
+    const until = body.for !== undefined ? new Date(clock.nowMs() + body.for) : new Date(Date.parse(body.until ?? ''));
     const result = await reconciler.operator.protect(id(req), until, actorOf(req));
     return { instanceId: result.instanceId, protectedUntil: result.protectedUntil.toISOString() };
   });
