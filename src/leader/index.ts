@@ -1,2 +1,4 @@
 export { SingleNodeElector } from './elector.js';
 export type { LeaderElector } from './elector.js';
+export { EtcdElector, connectEtcd, leaderKeyOf } from './etcd-elector.js';
+export type { EtcdElectorOptions, Fence, LeaderRecord } from './etcd-elector.js';
