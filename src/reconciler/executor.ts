@@ -430,29 +430,32 @@ export class Executor {
 
   /** Writes the drain's start, deadline and reason as provider tags (shared truth for a new leader). */
   private tagDrain(record: InstanceRecord, startedAt: Date, deadline: Date, reason: string): void {
-    const { ctx } = this;
-    const setTags = ctx.provider.setTags?.bind(ctx.provider);
-    const providerId = record.providerId;
-    if (!setTags || !providerId) return;
-    ctx.gate
-      .run('write', Priority.high, async () => {
-        if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(`tagging drain of ${record.id}`);
-        await withTimeout(
-          ctx.clock,
-          ctx.callTimeoutMs(),
-          `tagging drain of ${record.id}`,
-          setTags(providerId, {
-            [TAG.drainStartedAt]: startedAt.toISOString(),
-            [TAG.drainDeadline]: deadline.toISOString(),
-            [TAG.drainReason]: reason,
-          }),
-        );
-      })
-      .catch((err: unknown) => {
-        if (err instanceof NotLeaderError || err instanceof InstanceNotFoundError) return;
-        ctx.log.warn({ instanceId: record.id, err: errorMessage(err) }, 'writing drain tags failed');
-      });
+    writeDrainTags(this.ctx, record, {
+      [TAG.drainStartedAt]: startedAt.toISOString(),
+      [TAG.drainDeadline]: deadline.toISOString(),
+      [TAG.drainReason]: reason,
+    });
   }
+}
+
+/**
+ * Writes drain bookkeeping as provider tags, through the CallGate and only while leader. Failures
+ * are logged: the tags are a copy for a future leader, the store keeps the drain.
+ */
+export function writeDrainTags(ctx: Context, record: InstanceRecord, tags: Record<string, string>): void {
+  const setTags = ctx.provider.setTags?.bind(ctx.provider);
+  const providerId = record.providerId;
+  if (!setTags || !providerId) return;
+  const action = `tagging the drain of ${record.id}`;
+  ctx.gate
+    .run('write', Priority.high, async () => {
+      if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(action);
+      await withTimeout(ctx.clock, ctx.callTimeoutMs(), action, setTags(providerId, tags));
+    })
+    .catch((err: unknown) => {
+      if (err instanceof NotLeaderError || err instanceof InstanceNotFoundError) return;
+      ctx.log.warn({ instanceId: record.id, err: errorMessage(err) }, 'writing drain tags failed');
+    });
 }
 
 /** Creates held after a permanent failure stay held while the group's size and template are unchanged. */

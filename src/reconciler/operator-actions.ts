@@ -5,13 +5,13 @@
  * Errors: InvalidRequestError (bad input), ConflictError (the instance's state does not allow
  * it; the message says why), NotLeaderError (only the leader acts), and a not-found error.
  */
-import { ConflictError, DroverError, InvalidRequestError, NotLeaderError, errorMessage } from '../errors/index.js';
+import { ConflictError, DroverError, InvalidRequestError, NotLeaderError } from '../errors/index.js';
 import { TAG } from '../providers/index.js';
 import { Priority } from '../queue/priority.js';
 import { keys, type DrainRequest, type Protection, type RotationHold } from '../state/index.js';
 import type { InstanceRecord } from '../store/index.js';
 import type { Context } from './context.js';
-import { groupKeyOf } from './events.js';
+import { writeDrainTags } from './executor.js';
 import type { Plan } from './plan.js';
 
 /** The instance does not exist (HTTP 404). */
@@ -113,7 +113,7 @@ export class OperatorActions {
       this.ctx.store.updateInstance(instanceId, { drainDeadline: newDeadline });
       this.audit(record, 'drainExtended', record.drainReason ?? 'drain', actor, `deadline ${record.drainDeadline?.toISOString() ?? '?'} -> ${newDeadline.toISOString()}${cappedBy ? ` (capped by ${cappedBy})` : ''}`);
     });
-    this.writeTags(record, { [TAG.drainDeadline]: newDeadline.toISOString() });
+    writeDrainTags(this.ctx, record, { [TAG.drainDeadline]: newDeadline.toISOString() });
     this.ctx.markDirty(record.tenant, record.group, 'operator', Priority.high);
     return { instanceId, drainDeadline: newDeadline, capped: cappedBy !== null };
   }
@@ -148,7 +148,7 @@ export class OperatorActions {
       this.audit(record, 'drainCancelled', reason, actor, `back in service; not picked again for this rotation until ${heldUntil.toISOString()}`);
     });
     if (record.status === 'draining') {
-      this.writeTags(record, { [TAG.drainStartedAt]: '', [TAG.drainDeadline]: '', [TAG.drainReason]: '' });
+      writeDrainTags(this.ctx, record, { [TAG.drainStartedAt]: '', [TAG.drainDeadline]: '', [TAG.drainReason]: '' });
       this.deps.notifyDrainCancelled?.(instanceId);
     }
     this.ctx.markDirty(record.tenant, record.group, 'operator', Priority.high);
@@ -191,18 +191,5 @@ export class OperatorActions {
     this.audit(record, 'unprotect', 'operator', actor, 'protection removed');
     this.ctx.markDirty(record.tenant, record.group, 'operator', Priority.normal);
     return { instanceId };
-  }
-
-  private writeTags(record: InstanceRecord, tags: Record<string, string>): void {
-    const { ctx } = this;
-    const setTags = ctx.provider.setTags?.bind(ctx.provider);
-    const providerId = record.providerId;
-    if (!setTags || !providerId) return;
-    ctx.gate
-      .run('write', Priority.high, async () => {
-        if (!ctx.leader()) throw new NotLeaderError(`tagging ${record.id}`);
-        await setTags(providerId, tags);
-      })
-      .catch((err: unknown) => ctx.log.warn({ instanceId: record.id, group: groupKeyOf(record.tenant, record.group), err: errorMessage(err) }, 'writing drain tags failed'));
   }
 }

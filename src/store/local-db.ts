@@ -119,6 +119,12 @@ function toColumnValue(field: keyof InstanceRecord, value: unknown): unknown {
   return value;
 }
 
+/** SQL conditions for the filters that are set (undefined ones are left out). */
+function conditions(filters: ReadonlyArray<[clause: string, value: unknown]>): { where: string[]; params: unknown[] } {
+  const set = filters.filter(([, value]) => value !== undefined);
+  return { where: set.map(([clause]) => clause), params: set.map(([, value]) => value) };
+}
+
 function rowToAudit(row: Row): AuditEntry {
   return {
     seq: row.seq as number,
@@ -292,20 +298,11 @@ export class LocalDb {
   }
 
   listInstances(filter: InstanceFilter = {}): InstanceRecord[] {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (filter.tenant !== undefined) {
-      where.push('tenant = ?');
-      params.push(filter.tenant);
-    }
-    if (filter.group !== undefined) {
-      where.push('grp = ?');
-      params.push(filter.group);
-    }
-    if (filter.status !== undefined) {
-      where.push('status = ?');
-      params.push(filter.status);
-    }
+    const { where, params } = conditions([
+      ['tenant = ?', filter.tenant],
+      ['grp = ?', filter.group],
+      ['status = ?', filter.status],
+    ]);
     if (!filter.includeDeleted) where.push("status <> 'deleted'");
     const sql = `${SELECT_INSTANCE}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY tenant, grp, created_at, id`;
     return this.db
@@ -422,24 +419,12 @@ export class LocalDb {
   }
 
   listAudit(filter: AuditFilter = {}): AuditEntry[] {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (filter.instanceId !== undefined) {
-      where.push('instance_id = ?');
-      params.push(filter.instanceId);
-    }
-    if (filter.tenant !== undefined) {
-      where.push('tenant = ?');
-      params.push(filter.tenant);
-    }
-    if (filter.group !== undefined) {
-      where.push('grp = ?');
-      params.push(filter.group);
-    }
-    if (filter.afterSeq !== undefined) {
-      where.push('seq > ?');
-      params.push(filter.afterSeq);
-    }
+    const { where, params } = conditions([
+      ['instance_id = ?', filter.instanceId],
+      ['tenant = ?', filter.tenant],
+      ['grp = ?', filter.group],
+      ['seq > ?', filter.afterSeq],
+    ]);
     const limit = Math.max(1, Math.min(filter.limit ?? 1000, 100_000));
     // Newest `limit` entries, returned oldest first.
     const sql = `SELECT * FROM (SELECT * FROM audit${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ${limit}) ORDER BY seq`;
