@@ -50,16 +50,20 @@ export const CLOSE = {
 export const AGENT_PATH = '/v1/agent';
 export const INSTANCE_HEADER = 'x-drover-instance';
 
-/** Parses and validates a message from an agent; null when it is not one. */
-export function parseAgentMessage(text: string): AgentMessage | null {
-  let raw: unknown;
+/** The JSON object in `text`, or null when it is not one. */
+function jsonObject(text: string): Record<string, unknown> | null {
   try {
-    raw = JSON.parse(text);
+    const raw: unknown = JSON.parse(text);
+    return raw && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : null;
   } catch {
     return null;
   }
-  if (!raw || typeof raw !== 'object') return null;
-  const msg = raw as Record<string, unknown>;
+}
+
+/** Parses and validates a message from an agent; null when it is not one. */
+export function parseAgentMessage(text: string): AgentMessage | null {
+  const msg = jsonObject(text);
+  if (!msg) return null;
   switch (msg.type) {
     case 'health':
       if (msg.at !== undefined && (typeof msg.at !== 'string' || Number.isNaN(Date.parse(msg.at)))) return null;
@@ -95,14 +99,8 @@ function isPositiveMs(value: unknown): value is number {
 
 /** Parses a message from the server; null when it is not one. */
 export function parseServerMessage(text: string): ServerMessage | null {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (!raw || typeof raw !== 'object') return null;
-  const msg = raw as Record<string, unknown>;
+  const msg = jsonObject(text);
+  if (!msg) return null;
   switch (msg.type) {
     case 'welcome':
       if (typeof msg.instanceId !== 'string' || typeof msg.healthCheckIntervalMs !== 'number') return null;
