@@ -1,0 +1,173 @@
+/**
+ * EtcdOperatorState: operator decisions shared by the replicas of a shard, in etcd under
+ * `/drover/<shard>/state/`.
+ *
+ * - Reads are synchronous, from a cache loaded at `start()` and kept current by a watch of the
+ *   prefix (so a follower serves the sizes its leader set).
+ * - Writes are transactions guarded by the leader key: `if createRevision(leaderKey) == epoch
+ *   then put/delete`. Only the replica whose term is current can write; a deposed leader's write
+ *   fails with NotLeaderError even if it has not noticed yet.
+ */
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Clock } from '../clock/index.js';
+import { DroverError, NotLeaderError, errorMessage } from '../errors/index.js';
+import type { Fence } from '../leader/index.js';
+import type { Logger } from '../reconciler/ports.js';
+import type { OperatorState } from './operator-state.js';
+
+export interface EtcdOperatorStateOptions {
+  client: Etcd3;
+  shardId: string;
+  /** The current term's leader key and epoch; null when this replica may not write. */
+  fence: () => Fence | null;
+  clock: Clock;
+  logger?: Logger;
+  /** Key prefix. Default "/drover". */
+  prefix?: string;
+  /** Timeout of one etcd call. Default 5 s. */
+  callTimeoutMs?: number;
+}
+
+const noopLogger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+export class EtcdOperatorState implements OperatorState {
+  /** The etcd prefix under which the entries live. */
+  readonly keyPrefix: string;
+  private readonly cache = new Map<string, unknown>();
+  private readonly listeners = new Set<(key: string) => void>();
+  private readonly log: Logger;
+  private watcher: Watcher | undefined;
+  private loaded = false;
+  private closed = false;
+
+  constructor(private readonly options: EtcdOperatorStateOptions) {
+    this.keyPrefix = `${options.prefix ?? '/drover'}/${options.shardId}/state/`;
+    this.log = options.logger ?? noopLogger;
+  }
+
+  /** True once the entries were loaded from etcd. */
+  get ready(): boolean {
+    return this.loaded;
+  }
+
+  /**
+   * Loads every entry and starts watching for changes. Retries until etcd answers (a replica
+   * must not act on sizes it has not read); rejects only when closed meanwhile.
+   */
+  async start(): Promise<void> {
+    let attempt = 0;
+    for (;;) {
+      if (this.closed) throw new Error('loading operator state from etcd: closed');
+      try {
+        await this.load();
+        return;
+      } catch (err) {
+        attempt++;
+        if (attempt === 1 || attempt % 10 === 0) this.log.warn({ err: errorMessage(err), attempt }, 'loading operator state from etcd failed; retrying');
+        await this.options.clock.sleep(Math.min(2_000, 200 * attempt));
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.watcher?.cancel().catch(() => undefined);
+    this.watcher = undefined;
+  }
+
+  get<T>(key: string): T | undefined {
+    return this.cache.get(key) as T | undefined;
+  }
+
+  list<T>(prefix: string): Array<{ key: string; value: T }> {
+    return [...this.cache.entries()]
+      .filter(([k]) => k.startsWith(prefix))
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, value]) => ({ key, value: value as T }));
+  }
+
+  async set(key: string, value: unknown): Promise<void> {
+    const action = `writing operator state ${key}`;
+    const fence = this.options.fence();
+    if (!fence) throw new NotLeaderError(action);
+    const full = this.keyPrefix + key;
+    const remove = value === null || value === undefined;
+    const { client } = this.options;
+    let succeeded: boolean;
+    try {
+      const res = await client
+        .if(fence.key, 'Create', '==', fence.epoch)
+        .then(remove ? client.delete().key(full) : client.put(full).value(JSON.stringify(value)))
+        .options({ deadline: new Date(this.options.clock.nowMs() + (this.options.callTimeoutMs ?? 5_000)) })
+        .commit();
+      succeeded = res.succeeded;
+    } catch (err) {
+      throw new DroverError(`${action}: ${errorMessage(err)}`, { code: 'unavailable', retryable: true, cause: err });
+    }
+    // The leader key no longer has our create revision: another replica's term has begun.
+    if (!succeeded) throw new NotLeaderError(`${action} (epoch ${fence.epoch} is over)`);
+    this.apply(key, remove ? undefined : value);
+  }
+
+  onChange(listener: (key: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private async load(): Promise<void> {
+    const { client } = this.options;
+    const deadline = new Date(this.options.clock.nowMs() + (this.options.callTimeoutMs ?? 5_000));
+    const res = await client.getAll().prefix(this.keyPrefix).options({ deadline }).exec();
+    this.cache.clear();
+    for (const kv of res.kvs) {
+      const value = this.parse(kv);
+      if (value !== undefined) this.cache.set(this.shortKey(kv), value);
+    }
+    const revision = Number(res.header.revision);
+    const watcher = await client.watch().prefix(this.keyPrefix).startRevision(String(revision + 1)).create();
+    if (this.closed) {
+      await watcher.cancel();
+      return;
+    }
+    watcher.on('put', (kv) => {
+      const value = this.parse(kv);
+      if (value !== undefined) this.apply(this.shortKey(kv), value);
+    });
+    watcher.on('delete', (kv) => this.apply(this.shortKey(kv), undefined));
+    watcher.on('error', (err) => this.log.warn({ err: errorMessage(err) }, 'operator state watch error'));
+    this.watcher = watcher;
+    this.loaded = true;
+    this.log.info({ entries: this.cache.size, revision }, 'operator state loaded from etcd');
+  }
+
+  private apply(key: string, value: unknown): void {
+    const before = this.cache.get(key);
+    if (value === undefined) {
+      if (!this.cache.has(key)) return;
+      this.cache.delete(key);
+    } else {
+      if (before !== undefined && JSON.stringify(before) === JSON.stringify(value)) return; // our own write, seen again
+      this.cache.set(key, value);
+    }
+    for (const listener of this.listeners) {
+      try {
+        listener(key);
+      } catch (err) {
+        this.log.error({ key, err: errorMessage(err) }, 'operator state listener threw');
+      }
+    }
+  }
+
+  private shortKey(kv: IKeyValue): string {
+    return kv.key.toString('utf8').slice(this.keyPrefix.length);
+  }
+
+  private parse(kv: IKeyValue): unknown {
+    try {
+      return JSON.parse(kv.value.toString('utf8')) as unknown;
+    } catch {
+      this.log.warn({ key: kv.key.toString('utf8') }, 'unreadable operator state entry ignored');
+      return undefined;
+    }
+  }
+}
