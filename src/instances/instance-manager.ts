@@ -5,7 +5,7 @@
  */
 import type { Clock } from '../clock/index.js';
 import type { ConfigLoader, TemplateSpec } from '../config/index.js';
-import { InstanceNotFoundError, doing, DroverError, isRetryable, PermanentError } from '../errors/index.js';
+import { InstanceNotFoundError, NotLeaderError, doing, DroverError, isRetryable, PermanentError } from '../errors/index.js';
 import { TAG, type Provider, type ProviderStatus } from '../providers/index.js';
 import type { LocalDb } from '../store/index.js';
 
@@ -56,9 +56,9 @@ export function instanceTags(shard: string, req: CreateInstanceRequest): Record<
   };
 }
 
-/** Re-labels a provider error with what was being done, keeping its retryability. */
+/** Re-labels a provider error with what was being done, keeping its retryability (a fencing refusal stays as it is). */
 function wrapProviderError(action: string, err: unknown): Error {
-  if (err instanceof InstanceNotFoundError) return err;
+  if (err instanceof InstanceNotFoundError || err instanceof NotLeaderError) return err;
   if (err instanceof PermanentError) return new PermanentError(new Error(doing(action, err.cause)));
   return new DroverError(doing(action, err), { code: 'provider', retryable: isRetryable(err), cause: err });
 }
