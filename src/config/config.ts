@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { DroverError } from '../errors/index.js';
+import { parseDuration } from './duration.js';
 import { configSchema, type ParsedConfig, type Quantity, type VoluntaryReason } from './schema.js';
 
 export type DroverConfig = ParsedConfig;
@@ -66,7 +67,40 @@ export function parseConfig(input: unknown, source = 'config'): ParseResult {
   const result = configSchema.safeParse(input ?? {}, { reportInput: true });
   if (result.success) return { ok: true, config: result.data };
   const issues = result.error.issues.flatMap(issueMessage);
+  for (const extra of crossFieldIssues(input)) if (!issues.some((i) => i.path === extra.path)) issues.push(extra);
   return { ok: false, error: new ConfigError(issues, source) };
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Problems between fields (a group naming a template that is not defined, expiry ages out of
+ * order) that the schema's refinement finds only once every field parses. Looked for in the input
+ * as written, so that a config with other problems lists these too.
+ */
+function crossFieldIssues(input: unknown): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  if (!isRecord(input)) return issues;
+  const templates = isRecord(input.templates) ? input.templates : {};
+  const age = (value: unknown, fallback: number): number => (typeof value === 'string' || typeof value === 'number' ? (parseDuration(value) ?? 0) : fallback);
+  const shardExpiry = isRecord(input.shard) && isRecord(input.shard.expiry) ? input.shard.expiry : {};
+  const shardEligible = age(shardExpiry.eligibleAge, 0);
+  const shardForced = age(shardExpiry.forcedAge, 0);
+  const outOfOrder = (eligible: number, forced: number): boolean => eligible > 0 && forced > 0 && eligible >= forced;
+  if (outOfOrder(shardEligible, shardForced)) issues.push({ path: 'shard.expiry.forcedAge', message: 'must be longer than eligibleAge' });
+  for (const [tenant, groups] of Object.entries(isRecord(input.groups) ? input.groups : {})) {
+    for (const [name, group] of Object.entries(isRecord(groups) ? groups : {})) {
+      if (!isRecord(group)) continue;
+      const { template, expiry } = group;
+      if (typeof template === 'string' && template !== '' && !Object.hasOwn(templates, template)) {
+        issues.push({ path: formatPath(['groups', tenant, name, 'template']), message: `names template "${template}", which is not defined under templates` });
+      }
+      if (isRecord(expiry) && outOfOrder(age(expiry.eligibleAge, shardEligible), age(expiry.forcedAge, shardForced))) {
+        issues.push({ path: formatPath(['groups', tenant, name, 'expiry', 'forcedAge']), message: 'must be longer than eligibleAge' });
+      }
+    }
+  }
+  return issues;
 }
 
 /** JSON with object keys sorted, so equal templates hash equally whatever their key order. */

@@ -635,10 +635,16 @@ export class Reconciler {
         if (row.attempts >= config.shard.maxAttempts) this.store.updateInstance(row.id, { attempts: 0, nextAttemptAt: null });
       }
     }
+    if (events.some((e) => e.cause === 'leader')) {
+      // A leadership win: agents connected to the previous leader get one full health threshold
+      // to reconnect here before their silence counts.
+      this.observingSince = this.clock.nowMs();
+    }
     const started = this.clock.nowMs();
     let touched: Set<string> | null = null;
     try {
-      const result = await syncWithProvider(this.ctx, config.shard.id);
+      // A start or a win takes drains from the provider's tags (rows may be stale from an earlier term).
+      const result = await syncWithProvider(this.ctx, config.shard.id, { fromTags: !periodicOnly });
       touched = result.touched;
       const { touched: _groups, ...figures } = result;
       this.log.info({ ...figures, ms: this.clock.nowMs() - started }, 'provider sync done');

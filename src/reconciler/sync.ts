@@ -6,6 +6,16 @@
  * - an instance the provider has, tagged for this shard, that the store does not know → adopted
  *   into its group (the plan removes it if surplus), with any drain its tags record resumed;
  * - one the store already deleted → a leak: deleted again.
+ * With `fromTags` (a start or a leadership win, not a periodic resync), drains recorded in the
+ * provider's tags also win over the store's rows, which may be stale from an earlier term:
+ * - tags with a drain (start, deadline, reason) → the row drains with that deadline (a drain
+ *   begun, or extended, by another leader is resumed, never restarted);
+ * - tags with the drain fields present but empty (a cancelled drain) → a draining row returns
+ *   to service;
+ * - no drain tags → the row is kept as it is (a drain this replica began whose tag write was
+ *   lost goes on: its agent was already told to drain).
+ * A periodic resync leaves known rows alone: within a term the store is ahead of the tags,
+ * which are written after it.
  */
 import { TAG, type ProviderInstance } from '../providers/index.js';
 import type { InstanceRef } from '../store/index.js';
@@ -30,7 +40,20 @@ function parseTime(text: string | undefined): Date | null {
   return Number.isFinite(ms) ? new Date(ms) : null;
 }
 
-export async function syncWithProvider(ctx: Context, shardId: string): Promise<SyncResult> {
+/** A drain as provider tags record it: begun (with its facts), explicitly cleared, or no record. */
+type TaggedDrain = { kind: 'draining'; startedAt: Date; deadline: Date; reason: string } | { kind: 'cleared' } | null;
+
+function drainFromTags(tags: Record<string, string>): TaggedDrain {
+  const startedText = tags[TAG.drainStartedAt];
+  if (startedText === undefined) return null;
+  if (startedText === '') return { kind: 'cleared' };
+  const startedAt = parseTime(startedText);
+  const deadline = parseTime(tags[TAG.drainDeadline]);
+  if (!startedAt || !deadline) return null;
+  return { kind: 'draining', startedAt, deadline, reason: tags[TAG.drainReason] || 'scaleDown' };
+}
+
+export async function syncWithProvider(ctx: Context, shardId: string, options: { fromTags?: boolean } = {}): Promise<SyncResult> {
   const started = ctx.clock.nowMs();
   let listed: ProviderInstance[];
   try {
@@ -65,7 +88,7 @@ export async function syncWithProvider(ctx: Context, shardId: string): Promise<S
       }
       if (found) {
         matched.add(found.providerId);
-        reconcileFound(ctx, row, found, now, epoch, result);
+        reconcileFound(ctx, row, found, now, epoch, result, options.fromTags === true);
       } else if (row.status !== 'creating' && row.providerStatus !== 'notFound') {
         // Gone at the provider. The plan forgets it (and replaces it if it was serving).
         ctx.store.updateInstance(row.id, { providerStatus: 'notFound', providerCheckedAt: now });
@@ -81,7 +104,7 @@ export async function syncWithProvider(ctx: Context, shardId: string): Promise<S
   return result;
 }
 
-function reconcileFound(ctx: Context, row: InstanceRef, found: ProviderInstance, now: Date, epoch: number | null, result: SyncResult): void {
+function reconcileFound(ctx: Context, row: InstanceRef, found: ProviderInstance, now: Date, epoch: number | null, result: SyncResult, fromTags: boolean): void {
   const patch: Parameters<Context['store']['updateInstance']>[1] = {};
   if (row.status === 'creating') {
     const createReason = ctx.store.getInstance(row.id)?.createReason ?? 'scaleUp';
@@ -114,10 +137,30 @@ function reconcileFound(ctx: Context, row: InstanceRef, found: ProviderInstance,
       patch.providerCheckedAt = now;
     }
   }
+  if (fromTags) Object.assign(patch, drainPatch(ctx, row, (patch.status ?? row.status) === 'running', drainFromTags(found.tags), now, epoch));
   if (Object.keys(patch).length > 0) {
     ctx.store.updateInstance(row.id, patch);
     result.touched.add(groupKeyOf(row.tenant, row.group));
   }
+}
+
+/** What the provider's drain tags change in a known row (see the header), with its audit entry. */
+function drainPatch(ctx: Context, row: InstanceRef, running: boolean, tagged: TaggedDrain, now: Date, epoch: number | null): Parameters<Context['store']['updateInstance']>[1] {
+  if (tagged === null || (!running && row.status !== 'draining')) return {};
+  const audit = { tenant: row.tenant, group: row.group, at: now, instanceId: row.id, epoch };
+  if (tagged.kind === 'cleared') {
+    if (row.status !== 'draining') return {};
+    ctx.store.appendAudit({ ...audit, action: 'drainCancelled', reason: 'providerTags', detail: 'the provider\'s tags say its drain was cancelled; back in service' });
+    return { status: 'running', drainStartedAt: null, drainDeadline: null, drainReason: null, drainAckedAt: null };
+  }
+  if (row.status === 'draining') {
+    const current = ctx.store.getInstance(row.id);
+    if (current?.drainDeadline?.getTime() === tagged.deadline.getTime() && current.drainReason === tagged.reason) return {};
+    ctx.store.appendAudit({ ...audit, action: 'drainExtended', reason: tagged.reason, detail: `deadline from the provider's tags: ${tagged.deadline.toISOString()}` });
+    return { drainStartedAt: tagged.startedAt, drainDeadline: tagged.deadline, drainReason: tagged.reason };
+  }
+  ctx.store.appendAudit({ ...audit, action: 'drain', reason: tagged.reason, detail: `resumed from the provider's tags: started ${tagged.startedAt.toISOString()}, deadline ${tagged.deadline.toISOString()}` });
+  return { status: 'draining', drainStartedAt: tagged.startedAt, drainDeadline: tagged.deadline, drainReason: tagged.reason, drainAckedAt: null };
 }
 
 function adoptUnknown(ctx: Context, p: ProviderInstance, now: Date, epoch: number | null, result: SyncResult): void {
