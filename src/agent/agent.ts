@@ -25,19 +25,38 @@
  *   reconnect if it could not be sent, or if the server sends the drain again). A failing command
  *   is logged and not acknowledged; a repeated `drain` runs it again. Without a `drainCommand`
  *   the agent does NOT acknowledge: the operator (or the drain deadline) ends the drain.
+ * - Drain extension. While the drain command runs and the deadline is within
+ *   max(2 × interval, 30 s), the agent sends `extend` by max(5 × interval, 60 s) and takes the
+ *   deadline from the server's `result` (a new deadline re-arms the check; an unanswered request
+ *   is retried every few seconds). The server caps extensions: an answer that does not move the
+ *   deadline (or a refusal) is logged once and the agent stops asking. The command is killed at
+ *   the deadline in force, which any `result` or repeated `drain` may move.
+ * - Drain cancelled. On `drainCancelled` the running drain command's process group gets SIGTERM
+ *   (SIGKILL after `drainCancelGraceMs`), the drain is forgotten, and no `drainAck` is sent.
+ * - Self-service socket. With `selfSocket`, the agent listens there (self-socket.ts) and every
+ *   child gets DROVER_AGENT_SOCKET=<absolute path>. protect/unprotect/extend requests are sent to
+ *   the server with a fresh requestId and answered with its `result`; not connected → an
+ *   immediate `ok:false`; no result within `selfRequestTimeoutMs` (or the connection lost first)
+ *   → `ok:false`. `status` is answered locally. Any `result` updates the known protection and
+ *   drain deadline.
  * - Stop. `stop(reason)` sends `goodbye`, closes the connection with 1000, stops the workload,
- *   removes the pid file, and settles `done` with exit code 0. Signal handling is the caller's
+ *   closes the self-service socket (removing its file), removes the pid file, and settles `done`
+ *   with exit code 0. Signal handling is the caller's
  *   (the CLI calls `stop()` on SIGTERM/SIGINT).
  * - Every child process carries DROVER_INSTANCE_ID. All time comes from the injected clock.
  */
+import { randomUUID } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import { WebSocket } from 'ws';
 import { SystemClock, type Clock, type TimerHandle } from '../clock/index.js';
+import { formatDuration } from '../config/duration.js';
 import { errorMessage } from '../errors/index.js';
 import type { Logger } from '../reconciler/index.js';
 import type { AgentConfig } from './config.js';
 import { describeResult, runCommand, Supervisor, type RunningCommand } from './process.js';
 import { AGENT_PATH, CLOSE, INSTANCE_HEADER, parseServerMessage, type AgentMessage, type ServerMessage } from './protocol.js';
+import { listenSelfSocket, SELF_SOCKET_ENV, type SelfRequest, type SelfResponse, type SelfSocket } from './self-socket.js';
 
 export interface AgentOptions {
   logger: Logger;
@@ -59,6 +78,10 @@ export interface AgentOptions {
   /** Workload restart backoff: first delay and cap. Default 1 000 and 30 000. */
   workloadRestartInitialMs?: number;
   workloadRestartMaxMs?: number;
+  /** How long a forwarded self-service request (protect, unprotect, extend) waits for the server's result. Default 10 000. */
+  selfRequestTimeoutMs?: number;
+  /** A cancelled drain's command: SIGTERM → SIGKILL grace. Default 5 000. */
+  drainCancelGraceMs?: number;
   /** Random source for jitter. Default Math.random. */
   random?: () => number;
   /**
@@ -90,6 +113,14 @@ const MIN_INTERVAL_MS = 10;
 const MAX_INTERVAL_MS = 24 * 3_600_000;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const CLOSE_WAIT_MS = 2_000;
+/** A drain command gets at least this long, even when the deadline is (nearly) past. */
+const MIN_DRAIN_RUN_MS = 1_000;
+/** Drain extension: asked for when the deadline is this close (at least), by this much (at least). */
+const EXTEND_WHEN_WITHIN_MIN_MS = 30_000;
+const EXTEND_BY_MIN_MS = 60_000;
+/** Drain extension: retry delay after a request that got no answer (at most). */
+const EXTEND_RETRY_MAX_MS = 5_000;
+const NOT_CONNECTED = 'not connected to the Drover server';
 
 /** Starts an agent for `config`. It runs until `stop()` or until it gives up (see `done`). */
 export function runAgent(config: AgentConfig, options: AgentOptions): Agent {
@@ -108,9 +139,25 @@ export function agentUrl(server: string): string {
 }
 
 interface DrainState {
-  state: 'running' | 'acked' | 'failed';
+  reason: string;
+  /** As the server last set it (ISO). */
+  deadline: string;
+  /** `deadline` in epoch ms; undefined when it does not parse. */
+  deadlineMs: number | undefined;
+  /** 'none': there is no drain command to run. */
+  state: 'running' | 'acked' | 'failed' | 'none';
   command?: RunningCommand;
+  /** The next automatic extension check. */
+  extendTimer?: TimerHandle;
+  /** An automatic extension request is waiting for its answer. */
+  extending: boolean;
+  /** The server would not extend further (or refused): no more automatic requests. */
+  extendStopped: boolean;
 }
+
+type ServerResult = Extract<ServerMessage, { type: 'result' }>;
+/** Agent messages that carry a requestId and are answered by a `result`, without the id. */
+type Forwardable = { type: 'protect'; forMs: number } | { type: 'unprotect' } | { type: 'extend'; byMs: number };
 
 class AgentRunner implements Agent {
   readonly done: Promise<AgentExit>;
@@ -146,6 +193,13 @@ class AgentRunner implements Agent {
   private drain: DrainState | undefined;
   private drainAckPending = false;
 
+  private readonly socketPath: string | undefined;
+  private selfSocket: SelfSocket | undefined;
+  /** Forwarded requests waiting for the server's `result`, by requestId. */
+  private readonly pending = new Map<string, (answer: ServerResult | string) => void>();
+  /** The protection as the server last reported it: ISO, null (none), or undefined (unknown). */
+  private protectedUntil: string | null | undefined;
+
   private ending: Promise<void> | undefined;
   private keepAlive: NodeJS.Timeout | undefined;
 
@@ -158,13 +212,18 @@ class AgentRunner implements Agent {
     this.WS = options.WebSocketImpl ?? WebSocket;
     this.random = options.random ?? Math.random;
     this.intervalMs = config.healthCheckIntervalMs;
+    this.socketPath = config.selfSocket === undefined ? undefined : resolvePath(config.selfSocket);
     this.env = { ...process.env, DROVER_INSTANCE_ID: config.instanceId };
+    delete this.env[SELF_SOCKET_ENV];
+    if (this.socketPath !== undefined) this.env[SELF_SOCKET_ENV] = this.socketPath;
     this.done = new Promise<AgentExit>((resolve) => {
       this.resolveDone = resolve;
     });
     // A ref'd handle that only holds the process open; no timing depends on it.
     if (options.keepAlive !== false) this.keepAlive = setInterval(() => undefined, 1 << 30);
     if (config.pidFile) this.writePidFile(config.pidFile);
+    // Before the workload starts, so that it can use the socket at once.
+    if (this.socketPath !== undefined) this.selfSocket = listenSelfSocket({ path: this.socketPath, logger: this.log, handle: (req) => this.handleSelf(req) });
     if (config.command) {
       this.workload = new Supervisor({
         argv: config.command,
@@ -196,13 +255,16 @@ class AgentRunner implements Agent {
       this.log.info({ reason: exit.reason, exitCode: exit.exitCode }, 'agent stopping');
       for (const t of [this.reconnectTimer, this.healthTimer, this.silenceTimer, this.noticeTimer]) t?.cancel();
       this.healthCheck?.kill('SIGKILL');
+      this.drain?.extendTimer?.cancel();
       const ws = this.ws;
       this.ws = undefined;
       this.generation++;
       this.welcomed = false;
+      this.failPending('the agent is stopping');
       if (ws) await this.closeSocket(ws, sayGoodbye ? exit.reason : undefined);
       this.drain?.command?.kill('SIGTERM');
       await this.workload?.stop();
+      await this.selfSocket?.close();
       if (this.config.pidFile) this.removePidFile(this.config.pidFile);
       this.log.info({ exitCode: exit.exitCode }, 'agent stopped');
     })()
@@ -288,6 +350,7 @@ class AgentRunner implements Agent {
       this.healthTimer?.cancel();
       this.silenceTimer?.cancel();
       this.healthCheck?.kill('SIGKILL');
+      this.failPending('the connection to the Drover server was lost before it answered');
       const reason = reasonBuf.toString('utf8');
       if (refusedStatus === 401 || refusedStatus === 403 || code === CLOSE.deleted) {
         const status = refusedStatus ?? 403;
@@ -375,6 +438,12 @@ class AgentRunner implements Agent {
       case 'drain':
         this.onDrain(msg.reason, msg.deadline);
         return;
+      case 'drainCancelled':
+        this.onDrainCancelled();
+        return;
+      case 'result':
+        this.onResult(msg);
+        return;
       case 'error':
         this.log.warn({ message: msg.message }, 'server reported an error');
         return;
@@ -450,41 +519,213 @@ class AgentRunner implements Agent {
   private onDrain(reason: string, deadline: string): void {
     this.log.info({ reason, deadline }, 'drain requested');
     const drainCommand = this.config.drainCommand;
+    let state = this.drain;
+    if (state) {
+      state.reason = reason;
+      this.setDrainDeadline(state, deadline);
+    } else {
+      state = { reason, deadline, deadlineMs: parseMs(deadline), state: 'none', extending: false, extendStopped: false };
+      this.drain = state;
+    }
     if (!drainCommand) {
       this.log.warn({}, 'no drainCommand configured; not acknowledging (the operator or the deadline ends the drain)');
       return;
     }
-    if (this.drain?.state === 'running') {
+    if (state.state === 'running') {
       this.log.debug({}, 'drain command already running');
       return;
     }
-    if (this.drain?.state === 'acked') {
+    if (state.state === 'acked') {
       this.sendDrainAck();
       return;
     }
-    const deadlineMs = Date.parse(deadline);
-    const timeoutMs = Number.isNaN(deadlineMs) ? undefined : Math.max(1_000, deadlineMs - this.clock.nowMs());
     const command = runCommand(drainCommand, {
       env: { ...this.env, DROVER_DRAIN_REASON: reason, DROVER_DRAIN_DEADLINE: deadline },
       clock: this.clock,
       output: 'inherit',
-      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+      ...(state.deadlineMs !== undefined ? { deadlineMs: this.drainKillAt(state.deadlineMs) } : {}),
     });
-    const state: DrainState = { state: 'running', command };
-    this.drain = state;
+    state.state = 'running';
+    state.command = command;
+    state.extendStopped = false;
     this.log.info({ pid: command.pid }, 'drain command started');
+    this.scheduleExtendCheck(state);
+    const current = state;
     void command.done.then((result) => {
-      state.command = undefined;
+      current.command = undefined;
+      current.extendTimer?.cancel();
+      current.extendTimer = undefined;
       if (this.ending) return;
+      if (this.drain !== current) {
+        this.log.info({ result: describeResult(result) }, 'cancelled drain command ended');
+        return;
+      }
       if (result.code === 0) {
-        state.state = 'acked';
+        current.state = 'acked';
         this.log.info({}, 'drain command succeeded');
         this.sendDrainAck();
       } else {
-        state.state = 'failed';
+        current.state = 'failed';
         this.log.error({ result: describeResult(result), code: result.code, signal: result.signal }, 'drain command failed; drain not acknowledged');
       }
     });
+  }
+
+  /** When the drain command is killed for a deadline of `deadlineMs`. */
+  private drainKillAt(deadlineMs: number): number {
+    return Math.max(deadlineMs, this.clock.nowMs() + MIN_DRAIN_RUN_MS);
+  }
+
+  /** Takes a deadline the server set: moves the drain command's kill time and the extension check. */
+  private setDrainDeadline(state: DrainState, deadline: string): void {
+    const ms = parseMs(deadline);
+    if (ms === undefined || ms === state.deadlineMs) return;
+    state.deadline = deadline;
+    state.deadlineMs = ms;
+    this.log.info({ deadline }, 'drain deadline changed');
+    state.command?.setDeadline(this.drainKillAt(ms));
+    this.scheduleExtendCheck(state);
+  }
+
+  private onDrainCancelled(): void {
+    const state = this.drain;
+    this.drain = undefined;
+    this.drainAckPending = false;
+    const command = state?.command;
+    this.log.info({ reason: state?.reason, pid: command?.pid }, 'drain cancelled by the server');
+    if (!state) return;
+    state.extendTimer?.cancel();
+    state.extendTimer = undefined;
+    if (!command) return;
+    command.kill('SIGTERM');
+    const graceMs = this.options.drainCancelGraceMs ?? 5_000;
+    const force = this.clock.schedule(this.clock.nowMs() + graceMs, () => command.kill('SIGKILL'));
+    void command.done.then(() => force.cancel());
+  }
+
+  // ---- drain extension -----------------------------------------------------------------------
+
+  /** Extensions are asked for when the deadline is this close. */
+  private extendWithinMs(): number {
+    return Math.max(2 * this.intervalMs, EXTEND_WHEN_WITHIN_MIN_MS);
+  }
+
+  /** Arms the automatic extension check (at `atMs`, else when the deadline comes within range). */
+  private scheduleExtendCheck(state: DrainState, atMs?: number): void {
+    state.extendTimer?.cancel();
+    state.extendTimer = undefined;
+    if (this.ending || this.drain !== state || state.state !== 'running' || state.extending || state.extendStopped || state.deadlineMs === undefined) return;
+    const at = atMs ?? state.deadlineMs - this.extendWithinMs();
+    state.extendTimer = this.clock.schedule(at, () => {
+      state.extendTimer = undefined;
+      void this.autoExtend(state);
+    });
+  }
+
+  private async autoExtend(state: DrainState): Promise<void> {
+    const active = (): boolean => !this.ending && this.drain === state && state.state === 'running' && !state.extendStopped;
+    const before = state.deadlineMs;
+    if (!active() || state.extending || before === undefined) return;
+    if (before - this.clock.nowMs() > this.extendWithinMs()) {
+      this.scheduleExtendCheck(state);
+      return;
+    }
+    const byMs = Math.max(5 * this.intervalMs, EXTEND_BY_MIN_MS);
+    state.extending = true;
+    this.log.info({ byMs, deadline: state.deadline }, 'drain command still running near the deadline; asking for more time');
+    const answer = await this.forward({ type: 'extend', byMs });
+    state.extending = false;
+    if (!active()) return;
+    if (typeof answer === 'string') {
+      const retryMs = Math.min(this.intervalMs, EXTEND_RETRY_MAX_MS);
+      this.log.warn({ problem: answer, retryMs }, 'drain extension not answered; retrying');
+      this.scheduleExtendCheck(state, this.clock.nowMs() + retryMs);
+      return;
+    }
+    if (!answer.ok) {
+      state.extendStopped = true;
+      this.log.warn({ message: answer.message, deadline: state.deadline }, 'drain extension refused by the server; not asking again');
+      return;
+    }
+    const after = answer.drainDeadline === undefined ? undefined : parseMs(answer.drainDeadline);
+    if (after === undefined || after <= before) {
+      state.extendStopped = true;
+      this.log.warn({ deadline: state.deadline }, 'drain deadline at its limit; not asking again (the drain command is killed at the deadline)');
+      return;
+    }
+    this.scheduleExtendCheck(state);
+  }
+
+  // ---- self-service --------------------------------------------------------------------------
+
+  private async handleSelf(req: SelfRequest): Promise<SelfResponse> {
+    if (req.op === 'status') return this.selfStatus();
+    const msg: Forwardable = req.op === 'protect' ? { type: 'protect', forMs: req.forMs } : req.op === 'extend' ? { type: 'extend', byMs: req.byMs } : { type: 'unprotect' };
+    const answer = await this.forward(msg);
+    if (typeof answer === 'string') {
+      this.log.warn({ op: req.op, problem: answer }, 'self-service request not answered');
+      return { ok: false, message: answer };
+    }
+    this.log.info({ op: req.op, ok: answer.ok, message: answer.message }, 'self-service request answered');
+    return {
+      ok: answer.ok,
+      message: answer.message,
+      ...(answer.drainDeadline !== undefined ? { drainDeadline: answer.drainDeadline } : {}),
+      ...(answer.protectedUntil !== undefined ? { protectedUntil: answer.protectedUntil } : {}),
+    };
+  }
+
+  private selfStatus(): SelfResponse {
+    const connected = this.welcomed && this.ws !== undefined;
+    const drain = this.drain;
+    const parts = [connected ? 'connected to the Drover server' : NOT_CONNECTED];
+    parts.push(drain ? `draining (${drain.reason}) until ${drain.deadline}` : 'not draining');
+    const until = this.protectedUntil;
+    if (until === null) parts.push('not protected');
+    else if (until !== undefined) parts.push(((parseMs(until) ?? 0) > this.clock.nowMs() ? 'protected until ' : 'protection ended at ') + until);
+    return {
+      ok: true,
+      message: parts.join('; '),
+      connected,
+      draining: drain !== undefined,
+      ...(drain ? { drainReason: drain.reason, drainDeadline: drain.deadline } : {}),
+      ...(until !== undefined ? { protectedUntil: until } : {}),
+    };
+  }
+
+  /** Sends `msg` with a fresh requestId; resolves with the server's result, or why there is none. */
+  private forward(msg: Forwardable): Promise<ServerResult | string> {
+    if (this.ending) return Promise.resolve('the agent is stopping');
+    const requestId = randomUUID();
+    if (!this.send({ ...msg, requestId })) return Promise.resolve(NOT_CONNECTED);
+    const timeoutMs = this.options.selfRequestTimeoutMs ?? 10_000;
+    return new Promise((resolve) => {
+      const timer = this.clock.schedule(this.clock.nowMs() + timeoutMs, () => {
+        this.pending.delete(requestId);
+        resolve(`no answer from the server within ${formatDuration(timeoutMs)}`);
+      });
+      this.pending.set(requestId, (answer) => {
+        timer.cancel();
+        this.pending.delete(requestId);
+        resolve(answer);
+      });
+    });
+  }
+
+  private onResult(msg: ServerResult): void {
+    if (msg.protectedUntil !== undefined) this.protectedUntil = msg.protectedUntil;
+    if (msg.drainDeadline !== undefined && this.drain) this.setDrainDeadline(this.drain, msg.drainDeadline);
+    const settle = this.pending.get(msg.requestId);
+    if (!settle) {
+      this.log.debug({ requestId: msg.requestId }, 'result for an unknown or expired request');
+      return;
+    }
+    settle(msg);
+  }
+
+  /** Answers every waiting forwarded request with `reason`. */
+  private failPending(reason: string): void {
+    for (const settle of [...this.pending.values()]) settle(reason);
   }
 
   private sendDrainAck(): void {
@@ -515,6 +756,12 @@ class AgentRunner implements Agent {
       // absent: nothing to remove
     }
   }
+}
+
+/** Epoch ms of an ISO time, or undefined when it does not parse. */
+function parseMs(iso: string): number | undefined {
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms) ? undefined : ms;
 }
 
 /** The `terminateAt` of a notice file as ISO text, or undefined when absent or invalid. */

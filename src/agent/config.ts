@@ -20,6 +20,11 @@ export const agentConfigSchema = z.strictObject({
   healthCommand: command.optional(),
   /** A file the agent polls for a termination notice (JSON `{ "terminateAt": ISO }`), like instance metadata. */
   noticeFile: z.string().min(1).optional(),
+  /**
+   * A unix socket on which the agent serves the workload (and the drain and health commands,
+   * which find it in DROVER_AGENT_SOCKET): protect, unprotect, extend, status (self-socket.ts).
+   */
+  selfSocket: z.string().min(1).optional(),
   /** Where the agent writes its pid at start. */
   pidFile: z.string().min(1).optional(),
   /** Health interval until the server's welcome says otherwise. */

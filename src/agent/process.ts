@@ -30,6 +30,8 @@ export interface RunningCommand {
   readonly done: Promise<CommandResult>;
   /** Signals the command's whole process group. */
   kill(signal?: NodeJS.Signals): void;
+  /** Moves the time at which it is killed (SIGKILL, whole group) to epoch ms `atMs`. */
+  setDeadline(atMs: number): void;
 }
 
 export interface RunCommandOptions {
@@ -37,6 +39,8 @@ export interface RunCommandOptions {
   clock: Clock;
   /** Killed (SIGKILL, whole group) after this long. Absent: no limit. */
   timeoutMs?: number;
+  /** Killed (SIGKILL, whole group) at this epoch ms; takes precedence over `timeoutMs`. Movable with `setDeadline`. */
+  deadlineMs?: number;
   /** 'inherit': output goes to the agent's stdout/stderr (its log); 'quiet': stdout dropped, stderr kept for diagnostics. */
   output: 'inherit' | 'quiet';
 }
@@ -72,7 +76,12 @@ export function runCommand(argv: readonly string[], options: RunCommandOptions):
     }
   };
   if (!proc) {
-    return { pid: undefined, kill, done: Promise.resolve({ code: null, signal: null, timedOut: false, error: spawnError ?? 'not started', stderrTail: '' }) };
+    return {
+      pid: undefined,
+      kill,
+      setDeadline: () => undefined,
+      done: Promise.resolve({ code: null, signal: null, timedOut: false, error: spawnError ?? 'not started', stderrTail: '' }),
+    };
   }
   let stderrTail = '';
   proc.stderr?.on('data', (chunk: Buffer) => {
@@ -80,14 +89,18 @@ export function runCommand(argv: readonly string[], options: RunCommandOptions):
   });
   let timedOut = false;
   let timer: TimerHandle | undefined;
-  if (options.timeoutMs !== undefined) {
-    timer = options.clock.schedule(options.clock.nowMs() + options.timeoutMs, () => {
+  let settled = false;
+  const setDeadline = (atMs: number): void => {
+    if (settled) return;
+    timer?.cancel();
+    timer = options.clock.schedule(atMs, () => {
       timedOut = true;
       kill('SIGKILL');
     });
-  }
+  };
+  if (options.deadlineMs !== undefined) setDeadline(options.deadlineMs);
+  else if (options.timeoutMs !== undefined) setDeadline(options.clock.nowMs() + options.timeoutMs);
   const done = new Promise<CommandResult>((resolve) => {
-    let settled = false;
     const finish = (result: Omit<CommandResult, 'timedOut' | 'stderrTail'>): void => {
       if (settled) return;
       settled = true;
@@ -97,7 +110,7 @@ export function runCommand(argv: readonly string[], options: RunCommandOptions):
     proc.once('error', (err) => finish({ code: null, signal: null, error: err.message }));
     proc.once('exit', (code, signal) => finish({ code, signal }));
   });
-  return { pid: proc.pid, kill, done };
+  return { pid: proc.pid, kill, setDeadline, done };
 }
 
 /** Human summary of how a command ended, for logs. */

@@ -12,6 +12,7 @@
  * - `agent.log`   stdout and stderr of the agent and its workload (appended to).
  * - `agent.pid`   written by the agent at start.
  * - `notice.json` a termination notice `{ "terminateAt": ISO }` (see `writeNotice`).
+ * - `agent.sock`  the agent's self-service socket (`drover self ...`), created by the agent.
  *
  * The provider id is the folder name, which is the idempotency key (the Drover instance id).
  * The agent gets the server's environment without the server's secrets (`WITHHELD_ENV`).
@@ -609,6 +610,7 @@ function buildAgentConfig(req: ProviderCreateRequest, paths: LocalInstancePaths)
     ...(healthCommand ? { healthCommand } : {}),
     noticeFile: paths.notice,
     pidFile: paths.pidFile,
+    selfSocket: join(paths.dir, 'agent.sock'),
     ...(interval !== undefined ? { healthCheckIntervalMs: interval } : {}),
   };
   const parsed = agentConfigSchema.safeParse(candidate);

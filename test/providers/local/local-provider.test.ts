@@ -124,6 +124,7 @@ describe('LocalProvider', () => {
       healthCommand: ['true'],
       noticeFile: paths.notice,
       pidFile: paths.pidFile,
+      selfSocket: join(paths.dir, 'agent.sock'),
       healthCheckIntervalMs: 5_000,
     });
     expect(statSync(paths.agentConfig).mode & 0o777).toBe(0o600);
