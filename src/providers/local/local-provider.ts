@@ -32,6 +32,8 @@
  *   `deadRetentionMs` (default 10 min) so their logs can still be read.
  * - A termination notice is honoured: after `start()`, a sweep every `noticeSweepMs` deletes
  *   instances whose notice time has passed, and removes expired dead folders. `close()` stops it.
+ * - Several servers may share one state folder (HA replicas on one machine): each mutation, and
+ *   the sweep, runs only while `mayMutate()` says so (the shard leader); otherwise NotLeaderError.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -39,7 +41,7 @@ import { join } from 'node:path';
 import type { Clock, TimerHandle } from '../../clock/index.js';
 import type { TemplateSpec } from '../../config/index.js';
 import { agentConfigSchema, type AgentConfig } from '../../agent/config.js';
-import { DroverError, InstanceNotFoundError, InvalidRequestError, PermanentError, doing, errorMessage } from '../../errors/index.js';
+import { DroverError, InstanceNotFoundError, InvalidRequestError, NotLeaderError, PermanentError, doing, errorMessage } from '../../errors/index.js';
 import type { Logger } from '../../reconciler/index.js';
 import type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../types.js';
 import { hasErrorCode, readJsonFile, writeFileAtomic } from './files.js';
@@ -89,6 +91,12 @@ export interface LocalProviderOptions {
   noticeSweepMs?: number;
   /** How long the folder of a dead instance is kept (for its log) before removal. Default 10 min. */
   deadRetentionMs?: number;
+  /**
+   * Whether this process may change instances now (HA: only the shard leader may). Checked at the
+   * start of every create, delete and tag write, again before each step that follows a wait
+   * (spawning, SIGKILL), and before each sweep. Default: always.
+   */
+  mayMutate?: () => boolean;
 }
 
 /** Paths of one instance's state. */
@@ -177,6 +185,7 @@ export class LocalProvider implements Provider {
   /** Per-instance chains serialising create and delete of the same instance. */
   private readonly locks = new Map<string, Promise<void>>();
   private readonly ownPgrp: number;
+  private readonly mayMutate: () => boolean;
   private sweepTimer: TimerHandle | undefined;
   private sweeping: Promise<void> | undefined;
   private running = false;
@@ -192,6 +201,7 @@ export class LocalProvider implements Provider {
     this.sweepMs = options.noticeSweepMs ?? 1_000;
     this.deadRetentionMs = options.deadRetentionMs ?? 10 * 60_000;
     this.ownPgrp = readProcStat(process.pid)?.pgrp ?? -1;
+    this.mayMutate = options.mayMutate ?? (() => true);
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
   }
 
@@ -219,6 +229,7 @@ export class LocalProvider implements Provider {
     const id = req.idempotencyKey;
     const agentConfig = buildAgentConfig(req, paths);
     return this.locked(id, async () => {
+      this.fence(`local provider create ${id}`);
       mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
       let fresh = true;
       try {
@@ -251,6 +262,7 @@ export class LocalProvider implements Provider {
       };
       writeFileAtomic(paths.agentConfig, `${JSON.stringify(agentConfig, null, 2)}\n`, 0o600);
       this.writeMeta(paths, meta);
+      this.fence(`local provider create ${id}`);
       const pid = await this.spawnAgent(id, paths);
       const stat = readProcStat(pid);
       const started: InstanceMeta = {
@@ -269,6 +281,7 @@ export class LocalProvider implements Provider {
   async delete(providerId: string): Promise<void> {
     const paths = this.pathsOrNotFound(providerId);
     await this.locked(providerId, async () => {
+      this.fence(`local provider delete ${providerId}`);
       const meta = this.readMeta(paths);
       if (!meta) {
         if (existsSync(paths.dir)) rmSync(paths.dir, { recursive: true, force: true });
@@ -287,6 +300,7 @@ export class LocalProvider implements Provider {
       this.signalInstanceGroup(live.pgid, 'SIGCONT');
       let gone = await this.waitUntil(() => this.groupGone(live.pgid), this.killGraceMs);
       if (!gone) {
+        this.fence(`local provider delete ${providerId}`);
         this.log.warn({ providerId, pgid: live.pgid, graceMs: this.killGraceMs }, 'local instance outlived its grace period; killing');
         this.signalInstanceGroup(live.pgid, 'SIGKILL');
         gone = await this.waitUntil(() => this.groupGone(live.pgid), AFTER_KILL_WAIT_MS);
@@ -333,6 +347,7 @@ export class LocalProvider implements Provider {
     // Read-modify-write with no await in between: atomic with respect to this process.
     const meta = this.readMeta(paths);
     if (!meta || !this.findProcess(paths, meta)) throw new InstanceNotFoundError(providerId);
+    this.fence(`local provider setTags ${providerId}`);
     this.writeMeta(paths, { ...meta, tags: { ...meta.tags, ...tags } });
   }
 
@@ -340,6 +355,7 @@ export class LocalProvider implements Provider {
 
   /** One pass of the sweep: deletes instances whose termination notice is due, collects dead folders. */
   async sweep(): Promise<void> {
+    if (!this.mayMutate()) return; // a replica that does not lead leaves the instances alone
     const nowMs = this.clock.nowMs();
     for (const id of this.instanceIds()) {
       const paths = localInstancePaths(this.stateDir, id);
@@ -359,6 +375,11 @@ export class LocalProvider implements Provider {
         if (!(err instanceof InstanceNotFoundError)) this.log.error({ providerId: id, err: errorMessage(err) }, 'deleting a local instance at its notice time failed');
       }
     }
+  }
+
+  /** Throws NotLeaderError when this process may not change instances now. */
+  private fence(action: string): void {
+    if (!this.mayMutate()) throw new NotLeaderError(action);
   }
 
   private scheduleSweep(): void {
