@@ -1,0 +1,86 @@
+/**
+ * Headless Chromium for the dashboard's browser tests: Debian's `chromium` driven by
+ * playwright-core (no browser download). Without chromium the tests are skipped with a loud
+ * warning locally, and fail when CI=true (.ci/run installs it).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+export const WEB_INDEX = resolve('dist/web/index.html');
+
+/** Flags that keep Chromium off the network: without them it tries services this machine cannot reach. */
+export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
+
+export function findChromium(): string | null {
+  const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter((p): p is string => !!p);
+  for (const path of candidates) if (existsSync(path)) return path;
+  try {
+    const found = execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], { encoding: 'utf8' }).trim();
+    return found || null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The chromium to use, or null to skip. Throws under CI=true when there is none: CI must run
+ * the browser tests.
+ */
+export function chromiumOrSkip(): string | null {
+  const path = findChromium();
+  if (path) return path;
+  const message = 'chromium not found (apt-get install chromium, or set CHROMIUM_PATH): the dashboard browser tests cannot run';
+  if (process.env.CI === 'true') throw new Error(`${message}. CI=true: failing.`);
+  console.warn(`\n${'!'.repeat(100)}\n!!! SKIPPING the dashboard browser tests: ${message}.\n${'!'.repeat(100)}\n`);
+  return null;
+}
+
+export function requireWebBuild(): void {
+  if (!existsSync(WEB_INDEX)) throw new Error(`${WEB_INDEX} is missing: run "npm run build" first (npm test does)`);
+}
+
+export class BrowserSession {
+  private profile: string | undefined;
+
+  private constructor(
+    readonly browser: Browser,
+    profile: string,
+  ) {
+    this.profile = profile;
+  }
+
+  /** Launches headless Chromium with a fresh profile. */
+  static async launch(executablePath: string): Promise<BrowserSession> {
+    const profile = mkdtempSync(join(tmpdir(), 'drover-chromium-'));
+    const browser = await chromium.launch({ executablePath, headless: true, args: [...CHROMIUM_ARGS, `--crash-dumps-dir=${profile}`] });
+    return new BrowserSession(browser, profile);
+  }
+
+  async page(options: { width?: number; height?: number; colorScheme?: 'light' | 'dark' } = {}): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
+    const context = await this.browser.newContext({ viewport: { width: options.width ?? 1280, height: options.height ?? 900 }, colorScheme: options.colorScheme ?? 'light', reducedMotion: 'reduce' });
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (err) => errors.push(err.message));
+    return { context, page, errors };
+  }
+
+  async close(): Promise<void> {
+    await this.browser.close().catch(() => undefined);
+    if (this.profile) rmSync(this.profile, { recursive: true, force: true });
+    this.profile = undefined;
+  }
+}
+
+/** Signs in through the page's form (input named `token`). */
+export async function signIn(page: Page, token: string): Promise<void> {
+  await page.locator('input[name="token"]').fill(token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+/** The text of a cell of the fleet table's row for a group. */
+export function groupCell(page: Page, group: string, col: 'size' | 'inService' | 'pending' | 'draining' | 'unhealthy') {
+  return page.locator(`[data-testid="groups"] tr[data-group="${group}"] td[data-col="${col}"]`);
+}

@@ -1,0 +1,235 @@
+/**
+ * The web dashboard in a real browser (headless Chromium) against a real Drover server over a
+ * simulated cloud: sign-in, the scale form and its server-side errors, drains acknowledged,
+ * extended and protected from the page, live banners for leadership and lost connections.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import type { InstanceView } from '../../src/server/views.js';
+import { TestServer } from '../helpers/server-harness.js';
+import { BrowserSession, chromiumOrSkip, groupCell, requireWebBuild, signIn } from './browser.js';
+
+const CHROMIUM = chromiumOrSkip();
+
+let browser: BrowserSession | undefined;
+let t: TestServer | undefined;
+let reporter: ReturnType<typeof setInterval> | undefined;
+
+beforeAll(async () => {
+  if (!CHROMIUM) return;
+  requireWebBuild();
+  browser = await BrowserSession.launch(CHROMIUM);
+});
+afterAll(async () => {
+  await browser?.close();
+});
+afterEach(async () => {
+  if (reporter) clearInterval(reporter);
+  reporter = undefined;
+  await t?.close();
+  t = undefined;
+});
+
+/** Plays the agents of a simulated fleet: every live instance reports health every 200 ms. */
+function reportHealth(server: TestServer): void {
+  const tick = (): void => {
+    const db = server.server.db;
+    if (!db.isOpen) return; // the test stopped the server
+    db.recordHealthBatch(db.listInstances().filter((i) => i.status === 'running').map((i) => ({ instanceId: i.id, at: new Date() })));
+  };
+  tick();
+  reporter = setInterval(tick, 200);
+}
+
+async function startServer(options: ConstructorParameters<typeof TestServer>[0] = {}): Promise<TestServer> {
+  const server = await new TestServer(options).start();
+  await server.settle();
+  reportHealth(server);
+  await server.settle();
+  return server;
+}
+
+async function open(path: string, token?: string): Promise<{ page: Page; errors: string[] }> {
+  const { page, errors } = await browser!.page();
+  await page.goto(`${t!.url}/${path}`);
+  if (token) await signIn(page, token);
+  return { page, errors };
+}
+
+describe.skipIf(!CHROMIUM)('web dashboard (sim provider)', { timeout: 60_000 }, () => {
+  it('asks for the token in a form, refuses a wrong one, and keeps the token for the session only, never in a URL', async () => {
+    t = await startServer({ token: 'sekret-token' });
+    const { page, errors } = await browser!.page();
+    const urls: string[] = [];
+    page.on('request', (req) => urls.push(req.url()));
+    await page.goto(`${t.url}/`);
+    const token = page.locator('input[name="token"]');
+    await expect.poll(() => token.isVisible()).toBe(true);
+    expect(await token.getAttribute('type')).toBe('password');
+    expect(await page.getByLabel('API token').count()).toBe(1);
+
+    await signIn(page, 'not-the-token');
+    await page.getByRole('alert').filter({ hasText: 'wrong token' }).waitFor();
+    expect(await token.isVisible()).toBe(true);
+
+    await signIn(page, 'sekret-token');
+    await page.getByRole('heading', { name: 'Fleet', level: 1 }).waitFor();
+    await groupCell(page, 'default/web', 'size').filter({ hasText: '2' }).waitFor();
+    expect(await page.evaluate<string | null>("sessionStorage.getItem('drover.token')")).toBe('sekret-token');
+    expect(await page.evaluate<number>('localStorage.length')).toBe(0);
+    // A reload keeps the session; the token never appears in a URL.
+    await page.reload();
+    await groupCell(page, 'default/web', 'size').filter({ hasText: '2' }).waitFor();
+    expect(urls.filter((u) => u.includes('sekret'))).toEqual([]);
+    expect(urls.some((u) => u.endsWith('/v1/events'))).toBe(true);
+    expect(errors).toEqual([]);
+
+    // Another browser session starts signed out.
+    const other = await browser!.page();
+    await other.page.goto(`${t.url}/`);
+    await other.page.locator('input[name="token"]').waitFor();
+    await other.context.close();
+  });
+
+  it('refuses the API to a page of another origin', async () => {
+    t = await startServer({ token: 'sekret-token' });
+    const { page } = await browser!.page();
+    await page.goto('about:blank');
+    // A page elsewhere (here: an opaque origin) that knows the token still cannot use the API.
+    const status = await page.evaluate<number>(`fetch(${JSON.stringify(`${t.url}/v1/groups`)}, { headers: { Authorization: 'Bearer sekret-token' } }).then((r) => r.status, () => -1)`);
+    expect([403, -1]).toContain(status); // refused by the server, or blocked by the browser's CORS check
+    const direct = await t.api('GET', '/v1/groups', undefined, { Origin: 'http://elsewhere.example' });
+    expect(direct.status).toBe(403);
+  });
+
+  it("shows the server's error for invalid input in the scale form, and the dry-run plan before applying", async () => {
+    t = await startServer();
+    const { page, errors } = await open('#/groups/default/web');
+    await page.getByRole('button', { name: 'Scale…' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Scale default/web' });
+    const size = dialog.getByLabel('New size');
+    await size.fill('abc');
+    await size.press('Enter');
+    await dialog.getByRole('alert').filter({ hasText: 'HTTP 400: invalid size: size: size must be a number' }).waitFor();
+    await size.fill('-1');
+    await dialog.getByRole('button', { name: 'Preview plan' }).click();
+    await dialog.getByRole('alert').filter({ hasText: 'size must be >= 0' }).waitFor();
+    await size.fill('100001');
+    await size.press('Enter');
+    await dialog.getByRole('alert').filter({ hasText: 'size must be <= 100000' }).waitFor();
+    // A valid size: the plan first, nothing applied yet.
+    await size.fill('1');
+    await size.press('Enter');
+    await dialog.getByText(/would drain 1: i-/).waitFor();
+    expect((await t.api<{ size: number }>('GET', '/v1/groups/default/web')).body.size).toBe(2);
+    // Escape closes the dialog without applying.
+    await page.keyboard.press('Escape');
+    await expect.poll(() => dialog.isVisible()).toBe(false);
+    expect((await t.api<{ size: number }>('GET', '/v1/groups/default/web')).body.size).toBe(2);
+    expect(errors).toEqual([]);
+  });
+
+  it('scales a group through the page and shows it converge, live', async () => {
+    t = await startServer();
+    const { page, errors } = await open('');
+    await groupCell(page, 'default/web', 'inService').filter({ hasText: /^2$/ }).waitFor();
+    await page.evaluate('window.__sameDocument = true');
+    await page.getByRole('button', { name: 'Scale default/web' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Scale default/web' });
+    await dialog.getByLabel('New size').fill('5');
+    await dialog.getByRole('button', { name: 'Preview plan' }).click();
+    await dialog.getByText('would create 3 instances').waitFor();
+    await dialog.getByRole('button', { name: 'Apply size 5' }).click();
+    await page.getByRole('status').filter({ hasText: 'default/web scaled from 2 to 5 (HTTP 200)' }).waitFor();
+    await groupCell(page, 'default/web', 'size').filter({ hasText: /^5 \(config 2\)$/ }).waitFor();
+    await groupCell(page, 'default/web', 'inService').filter({ hasText: /^5$/ }).waitFor({ timeout: 15_000 });
+    await groupCell(page, 'default/web', 'pending').filter({ hasText: /^0$/ }).waitFor();
+    expect(await page.evaluate<boolean>('window.__sameDocument === true')).toBe(true); // updated in place, not reloaded
+    const audit = (await t.api<Array<{ action: string; actor: string }>>('GET', '/v1/audit?group=default/web')).body;
+    expect(audit.find((a) => a.action === 'scale')?.actor).toBe('operator:dashboard');
+    expect(errors).toEqual([]);
+  });
+
+  it('acknowledges a drain from the page', async () => {
+    t = await startServer({ groups: { default: { web: { size: 2, template: 'web', drainTimeout: '10m' } } } });
+    await t.api('PUT', '/v1/groups/default/web/size', { size: 1 });
+    await t.settle();
+    const victim = (await t.api<InstanceView[]>('GET', '/v1/instances?tenant=default&group=web')).body.find((i) => i.status === 'draining')!;
+    expect(victim).toBeDefined();
+    const { page, errors } = await open('#/groups/default/web');
+    const row = page.locator('[data-testid="instances"] tbody tr', { hasText: victim.id });
+    await row.getByText(/scaleDown, in (9m|10m)/).waitFor();
+    await row.getByRole('button', { name: `Acknowledge ${victim.id}` }).click();
+    const dialog = page.getByRole('dialog', { name: `Acknowledge the drain of ${victim.id}` });
+    await dialog.getByRole('button', { name: 'Acknowledge drain' }).click();
+    await page.getByRole('status').filter({ hasText: `Drain of ${victim.id} acknowledged (HTTP 202)` }).waitFor();
+    await expect.poll(async () => (await t!.api<InstanceView>('GET', `/v1/instances/${victim.id}`)).body.status, { timeout: 10_000 }).toBe('deleted');
+    await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(0);
+    // The instance's history says who acknowledged.
+    await page.goto(`${t.url}/#/instances/${victim.id}`);
+    await page.locator('[data-testid="history"] tr[data-action="drainAcked"]', { hasText: 'operator:dashboard' }).waitFor();
+    await page.locator('[data-testid="history"] tr[data-action="deleted"]').waitFor();
+    expect(errors).toEqual([]);
+  });
+
+  it('extends a drain and protects an instance from the page; a bad duration shows the server error', async () => {
+    t = await startServer({ groups: { default: { web: { size: 3, template: 'web', drainTimeout: '10m' } } } });
+    await t.api('PUT', '/v1/groups/default/web/size', { size: 2 });
+    await t.settle();
+    const all = (await t.api<InstanceView[]>('GET', '/v1/instances?tenant=default&group=web')).body;
+    const draining = all.find((i) => i.status === 'draining')!;
+    const running = all.find((i) => i.status === 'running')!;
+    const { page, errors } = await open(`#/instances/${draining.id}`);
+    await page.getByRole('button', { name: 'Extend' }).click();
+    const extend = page.getByRole('dialog', { name: `Extend the drain of ${draining.id}` });
+    await extend.getByLabel('Extend by').fill('soon');
+    await extend.getByRole('button', { name: 'Extend deadline' }).click();
+    await extend.getByRole('alert').filter({ hasText: /HTTP 400: invalid body: by: must be a duration/ }).waitFor();
+    await extend.getByLabel('Extend by').fill('5m');
+    await extend.getByRole('button', { name: 'Extend deadline' }).click();
+    await page.getByRole('status').filter({ hasText: `Drain of ${draining.id} extended (HTTP 200)` }).waitFor();
+    await page.locator('[data-testid="history"] tr', { hasText: 'operator:dashboard' }).first().waitFor();
+
+    await page.goto(`${t.url}/#/instances/${running.id}`);
+    await page.getByRole('button', { name: 'Protect' }).click();
+    const protect = page.getByRole('dialog', { name: `Protect ${running.id}` });
+    await protect.getByLabel('Protect for').fill('2h');
+    await protect.getByRole('button', { name: 'Protect' }).click();
+    await page.getByRole('status').filter({ hasText: `${running.id} is protected until` }).waitFor();
+    await page.locator('[data-testid="instance-details"]').getByText(/^until /).waitFor();
+    expect((await t.api<InstanceView>('GET', `/v1/instances/${running.id}`)).body.protectedUntil).not.toBeNull();
+    expect(errors).toEqual([]);
+  });
+
+  it('says when this server is not the leader, and when the connection to it is lost', async () => {
+    t = await startServer();
+    const { page, errors } = await open('');
+    await page.getByTestId('stream-status').filter({ hasText: 'Live' }).waitFor();
+    await t.server.elector.stop();
+    await page.getByTestId('banner-not-leader').waitFor();
+    await t.server.elector.start();
+    await expect.poll(() => page.getByTestId('banner-not-leader').count()).toBe(0);
+    await t.stop();
+    await page.getByTestId('banner-disconnected').filter({ hasText: 'Connection to the server lost' }).waitFor();
+    await page.getByTestId('stream-status').filter({ hasText: 'Disconnected' }).waitFor();
+    expect(errors).toEqual([]);
+  });
+
+  it('is usable at phone width and by keyboard alone', async () => {
+    t = await startServer();
+    const { page, context } = await browser!.page({ width: 390, height: 844 });
+    await page.goto(`${t.url}/`);
+    await groupCell(page, 'default/web', 'size').waitFor();
+    // No horizontal scrolling of the page itself: wide tables scroll inside their own box.
+    expect(await page.evaluate<boolean>('document.documentElement.scrollWidth <= window.innerWidth')).toBe(true);
+    // Keyboard: Tab reaches the group link, Enter opens the group, the heading takes focus.
+    for (let i = 0; i < 15; i++) {
+      await page.keyboard.press('Tab');
+      if ((await page.evaluate<string>('document.activeElement?.textContent ?? ""')) === 'default/web') break;
+    }
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'default/web', level: 1 }).waitFor();
+    await expect.poll(() => page.evaluate<string>('document.activeElement?.tagName ?? ""')).toBe('H1');
+    await context.close();
+  });
+});

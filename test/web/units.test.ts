@@ -1,0 +1,77 @@
+/** The dashboard's pure parts, under Node: the SSE parser and the formatting rules. */
+import { describe, expect, it } from 'vitest';
+import { ago, countdown, drainUrgent, drifted, duration, isUnhealthy, sizeValue, stateLabel, type InstanceLike } from '../../web/src/format.js';
+import { SseParser } from '../../web/src/sse-parser.js';
+
+describe('SseParser', () => {
+  it('parses events split across chunks at any point, with ids, comments, retry and CRLF', () => {
+    const wire = 'retry: 2000\n\nevent: hello\ndata: {"leader":true}\n\n: keep-alive\n\nid: 7\r\nevent: audit\r\ndata: {"a":\r\ndata: 1}\r\n\r\ndata: plain\n\n';
+    for (let cut = 0; cut <= wire.length; cut++) {
+      const parser = new SseParser();
+      const messages = [...parser.push(wire.slice(0, cut)), ...parser.push(wire.slice(cut))];
+      expect(messages).toEqual([
+        { event: 'hello', data: '{"leader":true}', id: null },
+        { event: 'audit', data: '{"a":\n1}', id: '7' },
+        { event: 'message', data: 'plain', id: null },
+      ]);
+      expect(parser.lastEventId).toBe('7');
+      expect(parser.retryMs).toBe(2000);
+    }
+  });
+
+  it('keeps an incomplete event until its blank line arrives', () => {
+    const parser = new SseParser();
+    expect(parser.push('event: drain\ndata: {}\n')).toEqual([]);
+    expect(parser.push('\n')).toEqual([{ event: 'drain', data: '{}', id: null }]);
+  });
+});
+
+describe('formatting', () => {
+  const base: InstanceLike = { status: 'running', healthAt: '2026-01-01T00:00:00.000Z', unhealthyAt: null, providerStatus: 'running', drainDeadline: null, drainStartedAt: null, connected: true, templateHash: 'a' };
+  const now = Date.parse('2026-01-01T00:10:00.000Z');
+
+  it('writes durations with their two largest units', () => {
+    expect(duration(0)).toBe('0s');
+    expect(duration(45_000)).toBe('45s');
+    expect(duration(200_000)).toBe('3m 20s');
+    expect(duration(3_600_000)).toBe('1h');
+    expect(duration(7_500_000)).toBe('2h 5m');
+    expect(duration(3 * 86_400_000 + 3_600_000)).toBe('3d 1h');
+    expect(ago(null, now)).toBe('—');
+    expect(ago('2026-01-01T00:09:30.000Z', now)).toBe('30s ago');
+  });
+
+  it('counts down to a deadline and past it', () => {
+    expect(countdown('2026-01-01T00:14:10.000Z', now)).toMatchObject({ text: 'in 4m 10s', overdue: false });
+    expect(countdown('2026-01-01T00:09:48.000Z', now)).toMatchObject({ text: 'overdue 12s', overdue: true });
+  });
+
+  it('calls a drain urgent under a minute from its deadline or in its last fifth', () => {
+    const draining = { status: 'draining', drainStartedAt: '2026-01-01T00:00:00.000Z' };
+    expect(drainUrgent({ ...draining, drainDeadline: '2026-01-01T00:10:30.000Z' }, now)).toBe(true);
+    expect(drainUrgent({ ...draining, drainDeadline: '2026-01-01T00:12:00.000Z' }, now)).toBe(true); // 2 of 12 minutes left
+    expect(drainUrgent({ ...draining, drainDeadline: '2026-01-01T01:00:00.000Z' }, now)).toBe(false);
+    expect(drainUrgent({ status: 'running', drainStartedAt: null, drainDeadline: null }, now)).toBe(false);
+  });
+
+  it('names instance states and sees trouble and drift', () => {
+    expect(stateLabel(base)).toBe('in service');
+    expect(stateLabel({ ...base, healthAt: null })).toBe('booting');
+    expect(stateLabel({ ...base, connected: false })).toBe('disconnected');
+    expect(stateLabel({ ...base, providerStatus: 'stopped' })).toBe('unhealthy');
+    expect(stateLabel({ ...base, status: 'draining' })).toBe('draining');
+    expect(isUnhealthy({ ...base, status: 'draining', unhealthyAt: '2026-01-01T00:05:00.000Z' })).toBe(true);
+    expect(isUnhealthy({ ...base, status: 'deleted', unhealthyAt: '2026-01-01T00:05:00.000Z' })).toBe(false);
+    expect(drifted(base, 'b')).toBe(true);
+    expect(drifted(base, 'a')).toBe(false);
+    expect(drifted(base, null)).toBe(false);
+  });
+
+  it('sends the scale form as typed: numbers as numbers, anything else as text for the server to judge', () => {
+    expect(sizeValue(' 5 ')).toBe(5);
+    expect(sizeValue('-1')).toBe(-1);
+    expect(sizeValue('2.5')).toBe(2.5);
+    expect(sizeValue('abc')).toBe('abc');
+    expect(sizeValue('')).toBe('');
+  });
+});

@@ -1,0 +1,267 @@
+/** The fleet: every group at a glance, what needs a person, and what Drover did last. */
+import type { JSX } from 'preact';
+import { useState } from 'preact/hooks';
+import { enc, get } from './api.js';
+import { ScaleDialog } from './actions.js';
+import { BlockList, ErrorText } from './components.js';
+import { ATTENTION_BLOCKS, countdown, drainUrgent, isUnhealthy, stateLabel, when } from './format.js';
+import { groupHref, instanceHref, useLive, useNow, useResource } from './hooks.js';
+import { live } from './live.js';
+import type { AuditEntry, Group, Instance } from './types.js';
+
+const keyOf = (g: { tenant: string; group: string }): string => `${g.tenant}/${g.group}`;
+
+export function FleetView(): JSX.Element {
+  const groups = useResource<Group[]>('groups', (signal) => get<Group[]>('/v1/groups', signal), () => true);
+  const now = useNow();
+  const [scaling, setScaling] = useState<Group | null>(null);
+  const list = groups.data ?? [];
+  const totals = list.reduce((t, g) => ({ size: t.size + g.size, inService: t.inService + g.inService, pending: t.pending + g.pending, draining: t.draining + g.draining, unhealthy: t.unhealthy + g.unhealthy }), {
+    size: 0,
+    inService: 0,
+    pending: 0,
+    draining: 0,
+    unhealthy: 0,
+  });
+
+  return (
+    <>
+      <h1 tabIndex={-1}>Fleet</h1>
+      <p class="lede">
+        {list.length} group{list.length === 1 ? '' : 's'}: {totals.inService} of {totals.size} instances in service
+        {totals.pending ? `, ${totals.pending} pending` : ''}
+        {totals.draining ? `, ${totals.draining} draining` : ''}
+        {totals.unhealthy ? `, ${totals.unhealthy} unhealthy` : ''}.
+      </p>
+      <ErrorText error={groups.error} />
+      <Attention groups={list} now={now} />
+      <section aria-labelledby="groups-heading">
+        <h2 id="groups-heading">Groups</h2>
+        <div class="table-wrap">
+          <table class="data groups" data-testid="groups">
+            <caption class="visually-hidden">Groups, with their size, state and what blocks them</caption>
+            <thead>
+              <tr>
+                <th scope="col">Group</th>
+                <th scope="col" class="num">
+                  Size
+                </th>
+                <th scope="col" class="num">
+                  In service
+                </th>
+                <th scope="col" class="num">
+                  Pending
+                </th>
+                <th scope="col" class="num">
+                  Draining
+                </th>
+                <th scope="col" class="num">
+                  Unhealthy
+                </th>
+                <th scope="col">Blocked by</th>
+                <th scope="col">
+                  <span class="visually-hidden">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {groups.loading && !groups.data ? (
+                <tr>
+                  <td colSpan={8} class="empty">
+                    Loading…
+                  </td>
+                </tr>
+              ) : null}
+              {groups.data && list.length === 0 ? (
+                <tr>
+                  <td colSpan={8} class="empty">
+                    No groups are configured.
+                  </td>
+                </tr>
+              ) : null}
+              {list.map((g) => {
+                const converged = g.inService === g.size && g.pending === 0 && g.draining === 0 && g.unhealthy === 0;
+                return (
+                  <tr key={keyOf(g)} data-group={keyOf(g)} class={g.unhealthy ? 'row-bad' : converged ? '' : 'row-busy'}>
+                    <th scope="row">
+                      <a href={groupHref(g.tenant, g.group)}>{keyOf(g)}</a>
+                      {!g.configured ? <span class="chip">not configured</span> : null}
+                    </th>
+                    <td class="num" data-col="size">
+                      {g.size}
+                      {g.sizeOverride !== null && g.configuredSize !== null ? (
+                        <span class="muted" title={`set by an operator; the config says ${g.configuredSize}`}>
+                          {' '}
+                          (config {g.configuredSize})
+                        </span>
+                      ) : null}
+                    </td>
+                    <td class="num" data-col="inService">
+                      {g.inService}
+                    </td>
+                    <td class="num" data-col="pending">
+                      {g.pending}
+                    </td>
+                    <td class="num" data-col="draining">
+                      {g.draining}
+                    </td>
+                    <td class={`num${g.unhealthy ? ' bad' : ''}`} data-col="unhealthy">
+                      {g.unhealthy}
+                    </td>
+                    <td class="blocked-cell">{g.blocked.length ? <BlockList blocks={g.blocked} now={now} /> : <span class="muted">{converged ? 'at size' : 'converging'}</span>}</td>
+                    <td>
+                      {g.configured ? (
+                        <button type="button" class="small" onClick={() => setScaling(g)} aria-label={`Scale ${keyOf(g)}`}>
+                          Scale…
+                        </button>
+                      ) : null}
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      </section>
+      <RecentActivity />
+      {scaling ? <ScaleDialog group={list.find((g) => keyOf(g) === keyOf(scaling)) ?? scaling} now={now} onClose={() => setScaling(null)} /> : null}
+    </>
+  );
+}
+
+/** What needs a person: failing groups, unhealthy instances, drains at their deadline, reconciler errors. */
+function Attention({ groups, now }: { groups: Group[]; now: number }): JSX.Element {
+  const { errors } = useLive();
+  const troubled = groups.filter((g) => g.unhealthy > 0 || g.draining > 0);
+  const blockedGroups = groups.filter((g) => g.blocked.some((b) => ATTENTION_BLOCKS.has(b.code)));
+  return (
+    <section aria-labelledby="attention-heading" class="attention">
+      <h2 id="attention-heading">Needs attention</h2>
+      <ul class="attention-list" data-testid="attention">
+        {blockedGroups.map((g) =>
+          g.blocked
+            .filter((b) => ATTENTION_BLOCKS.has(b.code))
+            .map((b, i) => (
+              <li key={`${keyOf(g)}-${b.code}-${i}`} class="att-bad">
+                <a href={groupHref(g.tenant, g.group)}>{keyOf(g)}</a> <span class={`chip chip-${b.code}`}>{b.code}</span> {b.message}
+              </li>
+            )),
+        )}
+        {troubled.map((g) => (
+          <GroupTrouble key={keyOf(g)} group={g} now={now} />
+        ))}
+        {errors.map((e) => (
+          <li key={e.key} class="att-bad">
+            <span class="chip chip-error">error</span> {e.group ? <a href={groupHref(...(e.group.split('/', 2) as [string, string]))}>{e.group}</a> : null}
+            {e.instanceId ? (
+              <>
+                {' '}
+                <a href={instanceHref(e.instanceId)}>{e.instanceId}</a>
+              </>
+            ) : null}
+            : {e.message} <span class="muted">({when(e.at)})</span>{' '}
+            <button type="button" class="link" onClick={() => live.dismissError(e.key)} aria-label={`Dismiss error: ${e.message}`}>
+              dismiss
+            </button>
+          </li>
+        ))}
+      </ul>
+      <p class="muted all-clear" hidden={blockedGroups.length + troubled.length + errors.length > 0}>
+        Nothing needs attention.
+      </p>
+    </section>
+  );
+}
+
+/** The unhealthy instances and urgent drains of one group (its instances are read only while it has any). */
+function GroupTrouble({ group, now }: { group: Group; now: number }): JSX.Element | null {
+  const key = keyOf(group);
+  const instances = useResource<Instance[]>(
+    `trouble:${key}`,
+    (signal) => get<Instance[]>(`/v1/instances?tenant=${enc(group.tenant)}&group=${enc(group.group)}`, signal),
+    (c) => c.groups.has(key),
+  );
+  const list = instances.data ?? [];
+  const unhealthy = list.filter((i) => isUnhealthy(i));
+  const urgent = list.filter((i) => !isUnhealthy(i) && drainUrgent(i, now));
+  const shown = [...unhealthy, ...urgent].slice(0, 20);
+  const more = unhealthy.length + urgent.length - shown.length;
+  return (
+    <>
+      {shown.map((i) => {
+        const c = i.drainDeadline ? countdown(i.drainDeadline, now) : null;
+        return (
+          <li key={i.id} class={c?.overdue || isUnhealthy(i) ? 'att-bad' : 'att-warn'} data-instance={i.id}>
+            <a href={groupHref(group.tenant, group.group)}>{key}</a> <a href={instanceHref(i.id)}>{i.id}</a> <span class="chip">{stateLabel(i)}</span>
+            {i.status === 'draining' ? ` draining (${i.drainReason ?? 'drain'}), deadline ${c?.text ?? '—'}` : ''}
+            {i.lastError ? <span class="muted"> — {i.lastError}</span> : null}
+          </li>
+        );
+      })}
+      {more > 0 ? (
+        <li>
+          <a href={groupHref(group.tenant, group.group)}>and {more} more in {key}</a>
+        </li>
+      ) : null}
+    </>
+  );
+}
+
+function RecentActivity(): JSX.Element {
+  const audit = useResource<AuditEntry[]>('audit:recent', (signal) => get<AuditEntry[]>('/v1/audit?limit=15', signal), () => true);
+  const entries = [...(audit.data ?? [])].reverse();
+  return (
+    <section aria-labelledby="activity-heading">
+      <h2 id="activity-heading">Recent activity</h2>
+      <AuditTable entries={entries} caption="The latest lifecycle changes in the fleet, newest first" showGroup />
+      <ErrorText error={audit.error} />
+    </section>
+  );
+}
+
+export function AuditTable({ entries, caption, showGroup, testId }: { entries: AuditEntry[]; caption: string; showGroup?: boolean; testId?: string }): JSX.Element {
+  return (
+    <div class="table-wrap">
+      <table class="data audit" data-testid={testId}>
+        <caption class="visually-hidden">{caption}</caption>
+        <thead>
+          <tr>
+            <th scope="col">When</th>
+            {showGroup ? <th scope="col">Group</th> : null}
+            <th scope="col">Instance</th>
+            <th scope="col">What</th>
+            <th scope="col">Why</th>
+            <th scope="col">Event or person</th>
+            <th scope="col">Detail</th>
+          </tr>
+        </thead>
+        <tbody>
+          {entries.length === 0 ? (
+            <tr>
+              <td colSpan={showGroup ? 7 : 6} class="empty">
+                Nothing recorded yet.
+              </td>
+            </tr>
+          ) : null}
+          {entries.map((e) => (
+            <tr key={e.seq} data-action={e.action}>
+              <td class="nowrap">{when(e.at)}</td>
+              {showGroup ? (
+                <td>
+                  <a href={groupHref(e.tenant, e.group)}>
+                    {e.tenant}/{e.group}
+                  </a>
+                </td>
+              ) : null}
+              <td>{e.instanceId ? <a href={instanceHref(e.instanceId)}>{e.instanceId}</a> : <span class="muted">—</span>}</td>
+              <th scope="row">{e.action}</th>
+              <td>{e.reason}</td>
+              <td>{[e.actor, e.event].filter(Boolean).join(' · ') || '—'}</td>
+              <td class="detail">{e.detail ?? ''}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
