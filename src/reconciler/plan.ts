@@ -236,20 +236,24 @@ export function planGroup(input: PlanInput): Plan {
     }
     if (terminal) {
       unhealthyCount++;
-      healthActions.push({
-        inst,
-        reason: 'terminated',
-        apply: () => {
-          leaving.set(inst.id, 'terminated');
-          actions.push({
-            kind: 'delete',
-            instanceId: inst.id,
-            reason: 'terminated',
-            priority: Priority.urgent,
-            message: `the provider reports it ${observed}; replacing without a drain`,
-          });
-        },
-      });
+      const deleteTerminated = (): void => {
+        leaving.set(inst.id, 'terminated');
+        actions.push({
+          kind: 'delete',
+          instanceId: inst.id,
+          reason: 'terminated',
+          priority: Priority.urgent,
+          message: `the provider reports it ${observed}; ${inst.status === 'draining' ? 'its drain ends now' : 'replacing without a drain'}`,
+        });
+      };
+      // A draining instance is leaving anyway: ending its drain replaces nothing, so the health
+      // brake does not hold it.
+      if (inst.status === 'draining') {
+        drainingCount++;
+        deleteTerminated();
+      } else {
+        healthActions.push({ inst, reason: 'terminated', apply: deleteTerminated });
+      }
       continue;
     }
 
