@@ -174,6 +174,9 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     isLeader: () => elector.isLeader(),
     epoch: () => elector.epoch(),
     initialReconcileOnStart: false,
+    // A big group booting at once: one replan per quarter second for its first health reports,
+    // not one per report (bench B5).
+    firstHealthReplanIntervalMs: 250,
     observer: { ...metrics.reconcilerObserver(), queue: metrics.queueObserver() },
     notifyDrain: (instanceId, group, reason, unhealthyAt, deleteAt) => {
       const delivered = hub.sendDrain(instanceId, reason, deleteAt);

@@ -10,6 +10,9 @@
  * - Ready keys start in priority order (urgent first), first-in first-out within a priority.
  * - A barrier item runs alone: once one is added, no new key starts until every running key has
  *   finished and the barrier handler has run.
+ * - Work added starts on the next turn of the event loop (setImmediate), not inside `add`: items
+ *   that arrive together (one I/O batch, such as many agents' messages or disconnects) coalesce
+ *   into one run per key instead of a run each. A run that ends starts the next at once.
  */
 import { Fifo, PRIORITIES, Priority } from './priority.js';
 
@@ -57,6 +60,7 @@ export class KeyedWorkQueue<T> {
   private barrierRunning = false;
   private barrierStartedAt: number | null = null;
   private paused = false;
+  private pumpScheduled = false;
   private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly options: KeyedWorkQueueOptions<T>) {}
@@ -112,14 +116,14 @@ export class KeyedWorkQueue<T> {
       slot.priority = priority;
     }
     if (!slot.running) this.makeReady(slot);
-    this.pump();
+    this.schedulePump();
   }
 
   addBarrier(coalesceKey: string, item: T): void {
     const existing = this.barrierItems.get(coalesceKey);
     this.barrierItems.set(coalesceKey, existing && this.options.merge ? this.options.merge(existing, item) : item);
     this.options.observer?.added?.('*', existing !== undefined);
-    this.pump();
+    this.schedulePump();
   }
 
   /** Stops starting new work (running work finishes). */
@@ -179,6 +183,16 @@ export class KeyedWorkQueue<T> {
       }
     }
     return undefined;
+  }
+
+  /** Pumps on the next turn of the event loop, once however many items are added before it. */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
   }
 
   private pump(): void {

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { SystemClock, type Clock } from '../clock/index.js';
+import { SystemClock, type Clock, type TimerHandle } from '../clock/index.js';
 import { configuredGroups, groupSettings, type ConfigLoader, type DroverConfig, type GroupSettings } from '../config/index.js';
 import { InstanceNotFoundError, PermanentError, errorMessage, isRetryable } from '../errors/index.js';
 import type { InstanceManager } from '../instances/index.js';
@@ -57,6 +57,13 @@ export interface ReconcilerOptions {
   operatorState?: OperatorState;
   /** Called when an operator cancels a drain (tell the instance's agent). */
   notifyDrainCancelled?: (instanceId: string) => void;
+  /**
+   * A group's instances reporting their first health replan it at most once per this many ms
+   * (the first at once, the rest of the window in one replan at its end). Default 0: every first
+   * report replans at once. A plan reads the whole group, so a big group booting at once (2,000
+   * first reports within seconds) would otherwise be planned once per report. The server sets it.
+   */
+  firstHealthReplanIntervalMs?: number;
 }
 
 /** How far back deleted instances are looked at to say what a new instance replaces. */
@@ -109,6 +116,8 @@ export class Reconciler {
   /** Per group: since when (ms) each block of its applied plans has stood. */
   private readonly blockSince = new Map<string, Map<string, number>>();
   private readonly unsubscribe: Array<() => void> = [];
+  /** Per group: the window in which further first health reports wait (firstHealthReplanIntervalMs). */
+  private readonly firstHealthWindows = new Map<string, { timer: TimerHandle; more: boolean }>();
   private observingSince: number;
   private state: 'new' | 'running' | 'stopped' = 'new';
   private halted = false;
@@ -198,7 +207,7 @@ export class Reconciler {
     this.unsubscribe.push(this.opts.configLoader.onChange((next, prev) => this.onConfigChange(next, prev)));
     this.unsubscribe.push(
       this.store.subscribe((change) => {
-        if (change.kind === 'firstHealth') this.markDirty(change.tenant, change.group, 'healthy', Priority.normal);
+        if (change.kind === 'firstHealth') this.onFirstHealth(change.tenant, change.group);
       }),
     );
     this.log.info({ restoredTimers: restored }, 'reconciler started');
@@ -214,6 +223,8 @@ export class Reconciler {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
     for (const off of this.unsubscribe.splice(0)) off();
+    for (const w of this.firstHealthWindows.values()) w.timer.cancel();
+    this.firstHealthWindows.clear();
     this.timers.stop();
     this.queue.pause();
     this.queue.clear();
@@ -396,6 +407,30 @@ export class Reconciler {
     }
     const coalesce = full.type === EventType.GroupChanged ? 'group' : `${full.type}|${full.instanceId ?? ''}`;
     this.queue.add(groupKeyOf(tenant, group), coalesce, full, eventPriority(full));
+  }
+
+  /** An instance reported health for the first time: replan its group, at most once per window. */
+  private onFirstHealth(tenant: string, group: string): void {
+    const intervalMs = this.opts.firstHealthReplanIntervalMs ?? 0;
+    if (intervalMs <= 0) {
+      this.markDirty(tenant, group, 'healthy', Priority.normal);
+      return;
+    }
+    const key = groupKeyOf(tenant, group);
+    const open = this.firstHealthWindows.get(key);
+    if (open) {
+      open.more = true;
+      return;
+    }
+    this.markDirty(tenant, group, 'healthy', Priority.normal);
+    const window = {
+      more: false,
+      timer: this.clock.schedule(this.clock.nowMs() + intervalMs, () => {
+        this.firstHealthWindows.delete(key);
+        if (window.more) this.onFirstHealth(tenant, group);
+      }),
+    };
+    this.firstHealthWindows.set(key, window);
   }
 
   private markDirty(tenant: string, group: string, cause: string, priority: Priority): void {

@@ -144,19 +144,32 @@ describe('KeyedWorkQueue', () => {
 
     it('stays bounded while keys are busy and events keep coming', async () => {
       const w = new Workers({ concurrency: 3 });
+      for (const key of ['a', 'b', 'c']) w.queue.add(key, 'first', item('first'), Priority.normal);
+      for (const key of ['a', 'b', 'c']) await w.started(key);
       for (let i = 0; i < 10_000; i++) {
         w.queue.add(['a', 'b', 'c'][i % 3]!, `kind-${i % 4}`, item(`kind-${i % 4}`), Priority.normal);
         expect(w.queue.itemCount).toBeLessThanOrEqual(12);
       }
-      // Each key ran once with its first event; the rest wait, coalesced, for the next run.
+      // Each key is busy with its first run; the rest wait, coalesced, for the next run.
       expect(w.order).toEqual(['a', 'b', 'c']);
       expect(w.queue.itemCount).toBe(12);
       for (const key of ['a', 'b', 'c']) w.autoFinish.add(key);
       for (const key of ['a', 'b', 'c']) await w.finish(key);
       await w.queue.idle();
       const handled = w.runs.flatMap((r) => r.items).reduce((sum, i) => sum + i.count, 0);
-      expect(handled).toBe(10_000);
+      expect(handled).toBe(10_003);
       expect(w.queue.itemCount).toBe(0);
+    });
+
+    it('starts work on the next turn, so items added in one turn make one run per key (one I/O batch, one plan)', async () => {
+      const w = new Workers();
+      for (const key of ['a', 'b']) w.autoFinish.add(key);
+      for (let i = 0; i < 100; i++) w.queue.add(i % 2 === 0 ? 'a' : 'b', `instance-${i}`, item(`instance-${i}`), Priority.normal);
+      expect(w.order).toEqual([]);
+      await w.queue.idle();
+      expect(w.order).toEqual(['a', 'b']);
+      expect(w.last('a').items).toHaveLength(50);
+      expect(w.last('b').items).toHaveLength(50);
     });
 
     it('uses the merge function on a repeated coalescing key', async () => {

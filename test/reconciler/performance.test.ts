@@ -26,3 +26,36 @@ describe('performance guards (see bench/README.md)', () => {
     expect(reconciled - before).toBeLessThan(20);
   });
 });
+
+describe('first health reports of a booting group (bench B5)', () => {
+  const boot = async (firstHealthReplanIntervalMs?: number): Promise<{ plansDuringReports: number; plansAfterWindow: number }> => {
+    let reconciled = 0;
+    h = new Harness({
+      config: configWith({ default: { web: { template: 'web', size: 50 } } }),
+      reconciler: { firstHealthReplanIntervalMs, observer: { reconciled: () => void reconciled++ } },
+    });
+    await h.start();
+    const running = h.byStatus('running');
+    expect(running).toHaveLength(50);
+    const before = reconciled;
+    // The reports trickle in, one per turn, as agents' messages do.
+    for (const i of running) {
+      h.db.recordHealth(i.id, h.clock.now());
+      await h.settle();
+    }
+    const plansDuringReports = reconciled - before;
+    await h.tick(1_000);
+    return { plansDuringReports, plansAfterWindow: reconciled - before };
+  };
+
+  it('replan the group once per window: the first report at once, the rest together at its end', async () => {
+    const { plansDuringReports, plansAfterWindow } = await boot(250);
+    expect(plansDuringReports).toBe(1);
+    expect(plansAfterWindow).toBe(2);
+  });
+
+  it('replan it once per report without a window (the default)', async () => {
+    const { plansDuringReports } = await boot();
+    expect(plansDuringReports).toBe(50);
+  });
+});
