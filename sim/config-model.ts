@@ -1,0 +1,118 @@
+/**
+ * The operator's view of the config during a run: group sizes, templates, removed groups. Steps
+ * change it; `render()` gives the object handed to `ConfigLoader.update()`.
+ */
+import { formatDuration } from '../src/config/index.js';
+import type { FleetSpec, GroupSpec, InvalidFlavor } from './scenario.js';
+
+interface GroupState {
+  spec: GroupSpec;
+  size: number;
+  template: string;
+  removed: boolean;
+  /** Removed at least once: its instances may have drained under the shard's default timeout. */
+  everRemoved: boolean;
+}
+
+type ConfigObject = Record<string, unknown>;
+
+export class ConfigModel {
+  readonly groups: GroupState[];
+  private readonly versions = new Map<string, number>();
+
+  constructor(private readonly fleet: FleetSpec) {
+    this.groups = fleet.groups.map((spec) => ({ spec, size: spec.size, template: spec.template, removed: false, everRemoved: false }));
+    for (const t of fleet.templates) this.versions.set(t, 1);
+  }
+
+  group(index: number): GroupState | undefined {
+    return this.groups[index];
+  }
+
+  findGroup(tenant: string, group: string): GroupState | undefined {
+    return this.groups.find((g) => g.spec.tenant === tenant && g.spec.group === group);
+  }
+
+  bumpTemplate(name: string): number {
+    const next = (this.versions.get(name) ?? 1) + 1;
+    this.versions.set(name, next);
+    return next;
+  }
+
+  /** `surgeBonus` adds to every group's maxSurge (only for the simulator's planted-bug self-test). */
+  render(surgeBonus = 0): ConfigObject {
+    const { shard, provider } = this.fleet;
+    const groups: Record<string, Record<string, ConfigObject>> = {};
+    for (const g of this.groups) {
+      if (g.removed) continue;
+      (groups[g.spec.tenant] ??= {})[g.spec.group] = this.renderGroup(g, surgeBonus);
+    }
+    const templates: Record<string, ConfigObject> = {};
+    for (const [name, version] of this.versions) templates[name] = { image: `${name}:${version}` };
+    return {
+      shard: {
+        id: 'sim',
+        healthCheckInterval: formatDuration(shard.healthCheckIntervalMs),
+        missedHealthThreshold: shard.missedHealthThreshold,
+        startupTimeout: formatDuration(shard.startupTimeoutMs),
+        defaultDrainTimeout: formatDuration(shard.defaultDrainTimeoutMs),
+        createRateLimit: formatDuration(shard.createRateLimitMs),
+        defaultNoticeWindow: formatDuration(shard.defaultNoticeWindowMs),
+        workers: shard.workers,
+        resyncInterval: formatDuration(shard.resyncIntervalMs),
+        maxAttempts: shard.maxAttempts,
+      },
+      provider: {
+        kind: 'sim',
+        maxCallsPerSecond: provider.maxCallsPerSecond,
+        callTimeout: formatDuration(provider.callTimeoutMs),
+      },
+      templates,
+      groups,
+    };
+  }
+
+  /** A config that must be rejected, built by breaking the current one in one way. */
+  renderInvalid(flavor: InvalidFlavor, index: number, surgeBonus = 0): unknown {
+    const config = this.render(surgeBonus);
+    const g = this.groups[index] ?? this.groups[0];
+    if (!g) return 'not a config';
+    const groups = config.groups as Record<string, Record<string, ConfigObject>>;
+    const tenant = (groups[g.spec.tenant] ??= {});
+    const entry: ConfigObject = { ...this.renderGroup(g) };
+    switch (flavor) {
+      case 'negativeSize':
+        entry.size = -1;
+        break;
+      case 'unknownTemplate':
+        entry.template = 'no-such-template';
+        break;
+      case 'badDuration':
+        entry.drainTimeout = '5 minutes';
+        break;
+      case 'unknownField':
+        entry.replicas = 3;
+        break;
+      case 'expiryOrder':
+        entry.expiry = { eligibleAge: '2h', forcedAge: '1h' };
+        break;
+      case 'badName':
+        tenant['bad name!'] = entry;
+        return config;
+      case 'notAnObject':
+        return { ...config, groups: 42 };
+    }
+    tenant[g.spec.group] = entry;
+    return config;
+  }
+
+  private renderGroup(g: GroupState, surgeBonus = 0): ConfigObject {
+    const out: ConfigObject = { size: g.size, template: g.template, maxSurge: g.spec.maxSurge + surgeBonus };
+    if (g.spec.drainTimeoutMs !== null) out.drainTimeout = formatDuration(g.spec.drainTimeoutMs);
+    if (g.spec.startupTimeoutMs !== null) out.startupTimeout = formatDuration(g.spec.startupTimeoutMs);
+    if (g.spec.eligibleAgeMs > 0 || g.spec.forcedAgeMs > 0) {
+      out.expiry = { eligibleAge: formatDuration(g.spec.eligibleAgeMs), forcedAge: formatDuration(g.spec.forcedAgeMs) };
+    }
+    return out;
+  }
+}

@@ -1,0 +1,837 @@
+/**
+ * The simulated world a scenario runs in: a ManualClock, a SimProvider, a real SQLite file, a
+ * population of simulated agents (health reports, drain acks), a leader flag and a Reconciler
+ * that can crash and restart on the same database. It applies a scenario's steps one by one,
+ * checks the invariants after each, then stops the faults and checks convergence.
+ *
+ * Nothing here reads the wall clock or Math.random: the same scenario gives the same trace.
+ */
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ManualClock } from '../src/clock/index.js';
+import { ConfigLoader, configuredGroups, groupSettings } from '../src/config/index.js';
+import { DefaultInstanceManager } from '../src/instances/index.js';
+import { TAG, type Provider, type ProviderCreateRequest, type ProviderInstance, type ProviderStatus } from '../src/providers/index.js';
+import { SimProvider, type SimInstance } from '../src/providers/sim/index.js';
+import { BACKOFF_MAX_MS } from '../src/reconciler/backoff.js';
+import { EventType, Reconciler, type Logger, type ReconcileEvent } from '../src/reconciler/index.js';
+import { openLocalDb, type AuditEntry, type LocalDb } from '../src/store/index.js';
+import { seededRandom } from '../src/util/random.js';
+import { ConfigModel } from './config-model.js';
+import { Disturbances, Invariants, type Violation } from './invariants.js';
+import { hash32, unit } from './rng.js';
+import { MIN, SEC, describeAction, type Action, type FleetSpec, type Scenario } from './scenario.js';
+
+/**
+ * Bugs the simulator can plant in its own world, to show that its checks catch them:
+ * - `leader`: the reconciler is told it is always the leader (invariant 4);
+ * - `surge`: the reconciler sees every group's maxSurge 2 higher than the config in force (invariant 1);
+ * - `silence`: agents stay silent after the faults stop (invariant 6).
+ */
+export type Plant = 'leader' | 'surge' | 'silence';
+export const PLANTS: readonly Plant[] = ['leader', 'surge', 'silence'];
+
+export interface RunOptions {
+  /** Stop at the first violation (default true): the trace then ends where it went wrong. */
+  stopAtFirst?: boolean;
+  plant?: Plant | null;
+}
+
+export interface RunResult {
+  seed: number;
+  violations: Violation[];
+  trace: string[];
+  stepsRun: number;
+  simulatedMs: number;
+  /** Time from the end of the faults to convergence, null when it did not converge. */
+  convergedAfterMs: number | null;
+  boundMs: number;
+  stats: { creates: number; drains: number; deletes: number; restarts: number; leaderChanges: number; providerErrors: number };
+}
+
+interface Agent {
+  id: string;
+  tenant: string;
+  group: string;
+  providerId: string;
+  booted: boolean;
+  silentUntil: number;
+  drains: number;
+}
+
+/** Simulated time starts here. */
+export const SIM_START = Date.UTC(2026, 0, 1);
+const START = SIM_START;
+/** After convergence, the world runs this much longer to catch a replacement storm. */
+export const STABILITY_WINDOW_MS = 15 * MIN;
+/** Longest termination-notice window a scenario draws. */
+const MAX_NOTICE_MS = 5 * MIN;
+const STATUS_TIMEOUT_MS = 5 * SEC;
+/** Reasons for which a create is expected once a group has converged. */
+const ROTATION_REASONS = new Set(['expiry', 'drift', 'expiryForced']);
+/** Error logs that mean an exception escaped a handler or a completion. */
+const ESCAPED = new Set(['queue handler failed', 'handling a create result failed', 'handling a delete result failed', 'enqueue failed']);
+
+/** "1:02:03" */
+export function clockText(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  return `${Math.floor(s / 3600)}:${String(Math.floor(s / 60) % 60).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
+}
+
+const shortId = (id: string): string => id.slice(0, 10);
+
+/**
+ * Where scenarios keep their SQLite files: a RAM-backed directory when there is one (the files
+ * are real SQLite files in WAL mode either way; tmpfs only makes their fsyncs free).
+ */
+function scratchRoot(): string {
+  const override = process.env.DROVER_SIM_TMPDIR;
+  if (override) return override;
+  try {
+    accessSync('/dev/shm', constants.W_OK);
+    return '/dev/shm';
+  } catch {
+    return tmpdir();
+  }
+}
+
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+/** The provider each Reconciler generation sees: the shared cloud, with every mutation checked. */
+class WatchedProvider implements Provider {
+  readonly kind = 'sim';
+
+  constructor(
+    private readonly inner: SimProvider,
+    private readonly generation: number,
+    private readonly onMutation: (generation: number, op: 'create' | 'delete' | 'setTags', target: string) => void,
+  ) {}
+
+  create(req: ProviderCreateRequest): Promise<ProviderInstance> {
+    this.onMutation(this.generation, 'create', req.idempotencyKey);
+    return this.inner.create(req);
+  }
+
+  delete(providerId: string): Promise<void> {
+    this.onMutation(this.generation, 'delete', providerId);
+    return this.inner.delete(providerId);
+  }
+
+  status(providerId: string): Promise<ProviderStatus> {
+    return this.inner.status(providerId);
+  }
+
+  list(tags: Record<string, string>): Promise<ProviderInstance[]> {
+    return this.inner.list(tags);
+  }
+
+  setTags(providerId: string, tags: Record<string, string>): Promise<void> {
+    this.onMutation(this.generation, 'setTags', providerId);
+    return this.inner.setTags(providerId, tags);
+  }
+}
+
+export class World {
+  private readonly fleet: FleetSpec;
+  private readonly seed: number;
+  private readonly clock = new ManualClock(new Date(START));
+  private readonly dir: string;
+  private readonly dbPath: string;
+  private db: LocalDb | null = null;
+  private unsubscribeDb: (() => void) | null = null;
+  readonly sim: SimProvider;
+  private readonly model: ConfigModel;
+  private readonly loader: ConfigLoader;
+  /** The config the reconciler reads: the loader itself, unless a `surge` bug is planted. */
+  private readonly reconcilerLoader: ConfigLoader;
+  private reconciler: Reconciler | null = null;
+  private generation = 0;
+  private runningGeneration: number | null = null;
+  private observingSince = START;
+  private leader = true;
+  private readonly disturbances = new Disturbances();
+  readonly checker: Invariants;
+  private readonly agents = new Map<string, Agent>();
+  private readonly agentSeen = new Set<string>();
+  private faultsOn = true;
+  private stable = false;
+  private stepIndex = -1;
+  private observations: string[] = [];
+  readonly trace: string[] = [];
+  private readonly stats = { creates: 0, drains: 0, deletes: 0, restarts: 0, leaderChanges: 0, providerErrors: 0 };
+  private convergedAfterMs: number | null = null;
+  private boundMs = 0;
+
+  constructor(
+    private readonly scenario: Scenario,
+    private readonly options: RunOptions = {},
+  ) {
+    this.fleet = scenario.fleet;
+    this.seed = scenario.seed;
+    this.dir = mkdtempSync(join(scratchRoot(), 'drover-sim-'));
+    this.dbPath = join(this.dir, 'drover.db');
+    this.model = new ConfigModel(this.fleet);
+    this.loader = ConfigLoader.fromObject(this.model.render());
+    this.reconcilerLoader = options.plant === 'surge' ? ConfigLoader.fromObject(this.model.render(2)) : this.loader;
+    const { provider } = this.fleet;
+    this.sim = new SimProvider({
+      clock: this.clock,
+      seed: this.seed,
+      createLatencyMs: provider.createLatencyMs,
+      deleteLatencyMs: provider.deleteLatencyMs,
+      maxCallsPerSecond: provider.simMaxCallsPerSecond,
+    });
+    this.sim.setLatency({ list: provider.listLatencyMs });
+    this.sim.onCall((call) => {
+      if (call.outcome !== 'ok') {
+        this.stats.providerErrors++;
+        return;
+      }
+      if (call.op === 'create' && call.idempotencyKey && call.providerId) this.agentFor(call.idempotencyKey, call.providerId);
+      if (call.op === 'delete' && call.providerId) this.killByProvider(call.providerId);
+    });
+    this.checker = new Invariants({
+      now: () => this.clock.nowMs(),
+      db: () => this.db,
+      provider: this.sim,
+      config: () => this.loader.getCurrent(),
+      leader: () => this.leader,
+      runningGeneration: () => this.runningGeneration,
+      observingSince: () => this.observingSince,
+      disturbances: this.disturbances,
+      everRemoved: (tenant, group) => this.model.findGroup(tenant, group)?.everRemoved ?? false,
+      slackMs: () => this.slackMs(),
+      step: () => this.stepIndex,
+      groups: () => this.fleet.groups,
+    });
+  }
+
+  /** Runs the scenario to its end (or its first violation, unless told otherwise). */
+  async run(): Promise<RunResult> {
+    const stopAtFirst = this.options.stopAtFirst !== false;
+    this.openDb();
+    this.scheduleHealthRound();
+    await this.startReconciler();
+    this.flushTrace('start', this.describeFleet());
+    const steps = this.scenario.steps;
+    for (let i = 0; i < steps.length; i++) {
+      const step = steps[i];
+      if (!step) continue;
+      this.stepIndex = i;
+      await this.advance(step.dtMs);
+      const detail = await this.apply(step.action);
+      await this.settle();
+      this.checker.checkStep();
+      this.flushTrace(`#${i}`, `${describeAction(step.action, this.fleet)}${detail ? ` [${detail}]` : ''}`);
+      if (stopAtFirst && this.checker.violations.length > 0) return this.result(i + 1);
+    }
+    this.stepIndex = steps.length;
+    await this.converge(stopAtFirst);
+    return this.result(steps.length);
+  }
+
+  async dispose(): Promise<void> {
+    if (this.reconciler) await this.reconciler.stop({ abandon: true });
+    this.reconciler = null;
+    this.unsubscribeDb?.();
+    this.db?.close();
+    this.db = null;
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private result(stepsRun: number): RunResult {
+    return {
+      seed: this.seed,
+      violations: [...this.checker.violations],
+      trace: this.trace,
+      stepsRun,
+      simulatedMs: this.clock.nowMs() - START,
+      convergedAfterMs: this.convergedAfterMs,
+      boundMs: this.boundMs,
+      stats: { ...this.stats },
+    };
+  }
+
+  // ---- time ------------------------------------------------------------------------------
+
+  /** Moves the clock (firing every timer on the way, agents' and the reconciler's) and settles. */
+  private async advance(ms: number): Promise<void> {
+    await this.clock.advance(ms);
+    await this.settle();
+  }
+
+  /**
+   * Lets the reconciler finish what it can without the clock moving: until its queue is empty and
+   * idle, at most 200 event-loop turns (a handler waiting for a provider call, which ends only
+   * when the clock moves, must not hang the world). It polls instead of awaiting
+   * `quiescent()`, so that nothing of a finished world keeps running into the next one.
+   */
+  private async settle(): Promise<void> {
+    for (let i = 0; i < 200; i++) {
+      await turns(1);
+      const rec = this.reconciler;
+      if (i < 2) continue;
+      if (!rec) return;
+      const s = rec.stats();
+      if (s.queueDepth === 0 && s.queueActive === 0) return;
+    }
+  }
+
+  /** How late a due decision may be: a slow list holds every group (callTimeout), slow status calls hold one each. */
+  slackMs(): number {
+    return this.fleet.provider.callTimeoutMs + STATUS_TIMEOUT_MS * (this.fleet.groups.length + 1) + 2 * SEC;
+  }
+
+  // ---- the reconciler's life ----------------------------------------------------------------
+
+  private openDb(): void {
+    const db = openLocalDb(this.dbPath);
+    this.db = db;
+    this.unsubscribeDb = db.subscribe((change) => {
+      if (change.kind === 'audit') this.onAudit(change.entry);
+    });
+  }
+
+  private async startReconciler(): Promise<void> {
+    const db = this.db;
+    if (!db) throw new Error('sim: starting a reconciler without a database');
+    const generation = ++this.generation;
+    const provider = new WatchedProvider(this.sim, generation, (gen, op, target) => this.guard(() => this.checker.onMutation(gen, op, target)));
+    const logger: Logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: () => undefined,
+      error: (obj, msg) => {
+        if (msg && ESCAPED.has(msg) && this.runningGeneration === generation) this.checker.report('error', `reconciler #${generation}: ${msg}: ${JSON.stringify(obj)}`);
+      },
+    };
+    this.reconciler = new Reconciler({
+      instanceManager: new DefaultInstanceManager({ localDb: db, provider, configLoader: this.reconcilerLoader, clock: this.clock }),
+      configLoader: this.reconcilerLoader,
+      localDb: db,
+      provider,
+      clock: this.clock,
+      logger,
+      random: seededRandom(hash32(this.seed, `reconciler#${generation}`)),
+      isLeader: () => this.options.plant === 'leader' || this.leader,
+      notifyDrain: (instanceId, group, reason, _unhealthyAt, deleteAt) => this.guard(() => this.onDrainNotice(generation, instanceId, group, reason, deleteAt)),
+      notifyError: () => undefined,
+    });
+    this.runningGeneration = generation;
+    this.observingSince = this.clock.nowMs();
+    if (this.leader) this.disturbances.end(this.clock.nowMs());
+    await this.reconciler.start();
+    await this.settle();
+  }
+
+  private async crashAndRestart(downtimeMs: number): Promise<void> {
+    const rec = this.reconciler;
+    this.reconciler = null;
+    this.runningGeneration = null;
+    this.disturbances.begin(this.clock.nowMs());
+    if (rec) await rec.stop({ abandon: true });
+    this.unsubscribeDb?.();
+    this.unsubscribeDb = null;
+    this.db?.close();
+    this.db = null;
+    this.stats.restarts++;
+    if (downtimeMs > 0) await this.clock.advance(downtimeMs);
+    else await turns(3);
+    this.openDb();
+    await this.startReconciler();
+  }
+
+  private send(event: ReconcileEvent): boolean {
+    if (!this.reconciler) return false;
+    if (event.type === EventType.DrainAcked && event.instanceId) this.checker.acked.add(event.instanceId);
+    this.reconciler.enqueue(event);
+    return true;
+  }
+
+  /** Runs a checker hook; an exception in the checker is a simulator bug, reported as such. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.checker.report('error', `simulator check threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
+  }
+
+  private onAudit(entry: AuditEntry): void {
+    this.guard(() => this.checker.onAudit(entry));
+    const id = entry.instanceId ? shortId(entry.instanceId) : '-';
+    switch (entry.action) {
+      case 'create':
+        this.stats.creates++;
+        if (this.stable && !ROTATION_REASONS.has(entry.reason)) {
+          this.checker.report('6', `replacement storm: ${entry.instanceId ?? '?'} created (${entry.reason}) in ${entry.tenant}/${entry.group} after the fleet had converged`);
+        }
+        break;
+      case 'drain':
+        this.stats.drains++;
+        break;
+      case 'deleted':
+        this.stats.deletes++;
+        break;
+      default:
+        break;
+    }
+    if (entry.action !== 'drainAcked' || this.observations.length < 40) this.observations.push(`${entry.action} ${entry.group}/${id} ${entry.reason}`);
+  }
+
+  private flushTrace(label: string, text: string): void {
+    const obs = this.observations.length > 0 ? ` => ${this.observations.join(', ')}` : '';
+    const bad = this.checker.violations.filter((v) => v.step === this.stepIndex).map((v) => ` !! ${v.invariant}: ${v.message}`);
+    this.trace.push(`${label} ${clockText(this.clock.nowMs() - START)} ${text}${obs}${bad.join('')}`);
+    this.observations = [];
+  }
+
+  private describeFleet(): string {
+    const { shard, provider } = this.fleet;
+    const groups = this.fleet.groups.map(
+      (g) =>
+        `${g.tenant}/${g.group} size ${g.size} surge ${g.maxSurge} drain ${g.drainTimeoutMs === null ? 'default' : `${g.drainTimeoutMs / SEC}s`}` +
+        (g.eligibleAgeMs || g.forcedAgeMs ? ` expiry ${g.eligibleAgeMs / MIN}m/${g.forcedAgeMs / MIN}m` : ''),
+    );
+    return (
+      `fleet: ${groups.join('; ')}; health ${shard.healthCheckIntervalMs / SEC}s x${shard.missedHealthThreshold}, startup ${shard.startupTimeoutMs / SEC}s, ` +
+      `default drain ${shard.defaultDrainTimeoutMs / SEC}s, resync ${shard.resyncIntervalMs / SEC}s, attempts ${shard.maxAttempts}, workers ${shard.workers}, ` +
+      `create gap ${shard.createRateLimitMs / SEC}s; provider timeout ${provider.callTimeoutMs / SEC}s, latency ${provider.createLatencyMs / SEC}/${provider.deleteLatencyMs / SEC}/${provider.listLatencyMs / SEC}s, ` +
+      `rate ${provider.maxCallsPerSecond}/${provider.simMaxCallsPerSecond}`
+    );
+  }
+
+  // ---- agents --------------------------------------------------------------------------------
+
+  private agentFor(instanceId: string, providerId: string): void {
+    if (this.agentSeen.has(instanceId)) return;
+    const instance = this.sim.find(providerId);
+    if (!instance || (instance.status !== 'running' && instance.status !== 'pending')) return;
+    this.agentSeen.add(instanceId);
+    const agent: Agent = {
+      id: instanceId,
+      tenant: instance.tags[TAG.tenant] ?? '',
+      group: instance.tags[TAG.group] ?? '',
+      providerId,
+      booted: false,
+      silentUntil: this.options.plant === 'silence' && !this.faultsOn ? Number.POSITIVE_INFINITY : 0,
+      drains: 0,
+    };
+    this.agents.set(instanceId, agent);
+    const bootMs = 2 * SEC + Math.floor(unit(this.seed, `${instanceId}:boot`) * (this.fleet.bootMaxMs - 2 * SEC));
+    this.clock.schedule(this.clock.nowMs() + bootMs, () => {
+      if (this.agents.get(instanceId) !== agent) return;
+      agent.booted = true;
+      this.report(agent);
+    });
+  }
+
+  private killByProvider(providerId: string): void {
+    for (const agent of this.agents.values()) {
+      if (agent.providerId === providerId) {
+        this.agents.delete(agent.id);
+        return;
+      }
+    }
+  }
+
+  private kill(instanceId: string): void {
+    this.agents.delete(instanceId);
+  }
+
+  private report(agent: Agent): void {
+    if (!this.db || !agent.booted || this.clock.nowMs() < agent.silentUntil) return;
+    this.db.recordHealth(agent.id, this.clock.now());
+  }
+
+  /** Every agent reports once per health-check interval (ingested in one batch, as the server does). */
+  private scheduleHealthRound(): void {
+    this.clock.schedule(this.clock.nowMs() + this.fleet.shard.healthCheckIntervalMs, () => {
+      const now = this.clock.nowMs();
+      const at = this.clock.now();
+      const reports: Array<{ instanceId: string; at: Date }> = [];
+      for (const agent of this.agents.values()) if (agent.booted && now >= agent.silentUntil) reports.push({ instanceId: agent.id, at });
+      if (this.db && reports.length > 0) this.db.recordHealthBatch(reports);
+      this.scheduleHealthRound();
+    });
+  }
+
+  /**
+   * A drain notice reaches the instance's agent, which acknowledges it on time, late, twice, at
+   * once, or never (drawn per instance and drain, so it survives shrinking). After the faults
+   * stop, agents acknowledge on time.
+   */
+  private onDrainNotice(generation: number, instanceId: string, group: string, reason: string, deleteAt: Date): void {
+    this.checker.onDrainNotice(generation, instanceId, reason, deleteAt);
+    const agent = this.agents.get(instanceId);
+    if (!agent) return;
+    agent.drains++;
+    const now = this.clock.nowMs();
+    const window = Math.max(0, deleteAt.getTime() - now);
+    const u = unit(this.seed, `${instanceId}:ack:${agent.drains}`);
+    const v = unit(this.seed, `${instanceId}:ackDelay:${agent.drains}`);
+    const onTime = now + Math.floor(v * Math.min(0.9 * window, MIN));
+    const slash = group.indexOf('/');
+    const ack = (at: number): void => {
+      this.clock.schedule(at, () => {
+        const a = this.agents.get(instanceId);
+        if (!a || this.clock.nowMs() < a.silentUntil) return; // a dead or hung agent cannot ack
+        this.send({ type: EventType.DrainAcked, tenant: group.slice(0, slash), groupKey: group.slice(slash + 1), instanceId, cause: 'agent' });
+      });
+    };
+    if (!this.faultsOn || u < 0.45) ack(onTime);
+    else if (u < 0.6) ack(deleteAt.getTime() + 1 + Math.floor(v * 2 * MIN));
+    else if (u < 0.75) return; // never
+    else if (u < 0.9) {
+      ack(onTime);
+      ack(onTime + 1 + Math.floor(v * 30 * SEC));
+    } else ack(now);
+  }
+
+  // ---- actions -------------------------------------------------------------------------------
+
+  private pickInstance(groupIndex: number, pick: number): SimInstance | null {
+    const spec = this.fleet.groups[groupIndex];
+    if (!spec) return null;
+    const candidates = this.sim
+      .instances()
+      .filter((i) => i.tags[TAG.tenant] === spec.tenant && i.tags[TAG.group] === spec.group && (i.status === 'running' || i.status === 'pending'))
+      .sort((a, b) => (a.providerId < b.providerId ? -1 : 1));
+    return candidates[Math.floor(pick * candidates.length)] ?? null;
+  }
+
+  private applyConfig(): void {
+    const result = this.loader.update(this.model.render());
+    if (!result.ok) throw new Error(`sim: a valid config was rejected: ${result.error.message}`);
+    if (this.reconcilerLoader !== this.loader) this.reconcilerLoader.update(this.model.render(2));
+  }
+
+  /** Applies one action; returns what it did, for the trace. */
+  private async apply(action: Action): Promise<string> {
+    const now = this.clock.nowMs();
+    switch (action.kind) {
+      case 'wait':
+        return '';
+      case 'providerFail':
+        this.sim.failNext(action.op, action.n, { permanent: action.permanent });
+        return '';
+      case 'providerSlow':
+        this.sim.slowNext(action.op, action.n, action.delayMs);
+        return '';
+      case 'instance':
+        return this.instanceFault(action);
+      case 'ack':
+        return this.operatorAck(action);
+      case 'scale': {
+        const g = this.model.group(action.group);
+        if (!g) return 'no group';
+        g.size = action.size;
+        if (!g.removed) this.applyConfig();
+        return g.removed ? 'group removed; kept for later' : '';
+      }
+      case 'templateChange': {
+        const name = this.fleet.templates[action.template] ?? 'a';
+        const version = this.model.bumpTemplate(name);
+        this.applyConfig();
+        return `${name}:${version}`;
+      }
+      case 'switchTemplate': {
+        const g = this.model.group(action.group);
+        const name = this.fleet.templates[action.template];
+        if (!g || !name) return 'no group';
+        if (g.template === name) return 'unchanged';
+        g.template = name;
+        if (!g.removed) this.applyConfig();
+        return '';
+      }
+      case 'removeGroup': {
+        const g = this.model.group(action.group);
+        if (!g || g.removed) return 'already removed';
+        g.removed = true;
+        g.everRemoved = true;
+        this.applyConfig();
+        return '';
+      }
+      case 'restoreGroup': {
+        const g = this.model.group(action.group);
+        if (!g || !g.removed) return 'not removed';
+        g.removed = false;
+        this.applyConfig();
+        return '';
+      }
+      case 'invalidConfig': {
+        const before = this.loader.getCurrent();
+        const result = this.loader.update(this.model.renderInvalid(action.flavor, action.group));
+        if (this.reconcilerLoader !== this.loader) this.reconcilerLoader.update(this.model.renderInvalid(action.flavor, action.group, 2));
+        if (result.ok || this.loader.getCurrent() !== before) {
+          this.checker.report('config', `an invalid config (${action.flavor}) was accepted`);
+          return 'accepted!';
+        }
+        const first = result.error.issues[0];
+        return `rejected: ${first ? `${first.path}: ${first.message}` : result.error.message}`;
+      }
+      case 'loseLeadership':
+        if (!this.leader) return 'not leader already';
+        this.leader = false;
+        this.stats.leaderChanges++;
+        this.disturbances.begin(now);
+        return '';
+      case 'regainLeadership':
+        if (this.leader) return 'leader already';
+        this.leader = true;
+        this.stats.leaderChanges++;
+        if (this.reconciler) this.disturbances.end(now);
+        // A leadership win gives every agent a fresh health grace (as the reconciler does).
+        this.observingSince = now;
+        this.send({ type: EventType.InitialReconcile, cause: 'leader' });
+        return '';
+      case 'crashRestart':
+        await this.crashAndRestart(action.downtimeMs);
+        return `generation ${this.generation}`;
+    }
+  }
+
+  private instanceFault(action: Extract<Action, { kind: 'instance' }>): string {
+    const target = this.pickInstance(action.group, action.pick);
+    if (!target) return 'no target';
+    const id = target.tags[TAG.instanceId] ?? target.providerId;
+    const tenant = target.tags[TAG.tenant] ?? '';
+    const groupKey = target.tags[TAG.group] ?? '';
+    const now = this.clock.nowMs();
+    const disconnect = (): boolean =>
+      this.send({ type: EventType.CheckInstance, tenant, groupKey, instanceId: id, cause: 'disconnect', timestamp: new Date(now), preventDuplicate: true });
+    switch (action.fault) {
+      case 'crash':
+        this.sim.setStatus(target.providerId, 'stopped');
+        this.kill(id);
+        if (action.announce) disconnect();
+        break;
+      case 'stop':
+        this.sim.setStatus(target.providerId, 'stopping');
+        this.kill(id);
+        this.clock.schedule(now + 30 * SEC, () => {
+          if (this.sim.find(target.providerId)?.status === 'stopping') this.sim.setStatus(target.providerId, 'stopped');
+        });
+        if (action.announce) this.send({ type: EventType.CheckInstance, tenant, groupKey, instanceId: id, cause: 'providerEvent' });
+        break;
+      case 'vanish':
+        this.sim.vanish(target.providerId);
+        this.kill(id);
+        if (action.announce) this.send({ type: EventType.InstanceDeleted, tenant, groupKey, instanceId: id });
+        break;
+      case 'silence': {
+        const agent = this.agents.get(id);
+        if (agent) agent.silentUntil = action.durationMs === null ? Number.POSITIVE_INFINITY : now + action.durationMs;
+        if (action.announce) disconnect();
+        break;
+      }
+      case 'disconnect': {
+        disconnect();
+        const agent = this.agents.get(id);
+        if (agent && action.durationMs !== null) agent.silentUntil = Math.max(agent.silentUntil, now + action.durationMs);
+        break;
+      }
+      case 'notice': {
+        const at = action.durationMs === null ? null : now + action.durationMs;
+        this.send({ type: EventType.TerminationNotice, tenant, groupKey, instanceId: id, ...(at === null ? {} : { timestamp: new Date(at) }) });
+        // The provider reclaims the instance at the notice's time.
+        this.clock.schedule(at ?? now + this.fleet.shard.defaultNoticeWindowMs, () => {
+          if (!this.sim.find(target.providerId)) return;
+          this.sim.vanish(target.providerId);
+          this.kill(id);
+          if (action.announce) this.send({ type: EventType.InstanceDeleted, tenant, groupKey, instanceId: id });
+        });
+        break;
+      }
+    }
+    return shortId(id);
+  }
+
+  private operatorAck(action: Extract<Action, { kind: 'ack' }>): string {
+    const db = this.db;
+    const spec = this.fleet.groups[action.group];
+    if (!db || !spec) return 'no target';
+    const mine = db.listInstances({ tenant: spec.tenant, group: spec.group, includeDeleted: action.target === 'deleted' });
+    const choose = <T>(items: readonly T[]): T | undefined => items[Math.floor(action.pick * items.length)];
+    let instanceId: string | undefined;
+    switch (action.target) {
+      case 'draining':
+      case 'noGroup':
+        instanceId = choose(mine.filter((i) => i.status === 'draining'))?.id;
+        break;
+      case 'running':
+        instanceId = choose(mine.filter((i) => i.status === 'running'))?.id;
+        break;
+      case 'deleted':
+        instanceId = choose(mine.filter((i) => i.status === 'deleted'))?.id;
+        break;
+      case 'otherGroup':
+        instanceId = choose(db.listInstances().filter((i) => i.tenant !== spec.tenant || i.group !== spec.group))?.id;
+        break;
+      case 'unknown':
+        instanceId = 'i-unknown';
+        break;
+    }
+    if (!instanceId) return 'no target';
+    const event: ReconcileEvent =
+      action.target === 'noGroup'
+        ? { type: EventType.DrainAcked, instanceId, cause: 'operator' }
+        : { type: EventType.DrainAcked, tenant: spec.tenant, groupKey: spec.group, instanceId, cause: 'operator' };
+    this.send(event);
+    if (action.twice) this.send(event);
+    return shortId(instanceId);
+  }
+
+  // ---- the end: faults stop, the fleet must converge --------------------------------------------
+
+  /**
+   * How long after the faults stop the fleet may take to converge. Each term is a worst case
+   * that may follow the previous one; see sim/README.md.
+   */
+  convergenceBound(): number {
+    const { shard, provider, bootMaxMs } = this.fleet;
+    const config = this.loader.getCurrent();
+    const interval = config.shard.healthCheckInterval;
+    let maxDrain = config.shard.defaultDrainTimeout;
+    let maxStartup = config.shard.startupTimeout;
+    let rotations = 0;
+    for (const { tenant, group } of configuredGroups(config)) {
+      const s = groupSettings(config, tenant, group);
+      if (!s) continue;
+      maxDrain = Math.max(maxDrain, s.drainTimeoutMs);
+      maxStartup = Math.max(maxStartup, s.startupTimeoutMs);
+      const perRotation =
+        provider.createLatencyMs + shard.createRateLimitMs * (s.size + 1) + bootMaxMs + interval + Math.min(s.drainTimeoutMs, MIN) + provider.deleteLatencyMs + 10 * SEC;
+      const drift = s.maxSurge > 0 ? Math.ceil(s.size / s.maxSurge) * perRotation : 0;
+      const expiry = s.eligibleAgeMs > 0 && s.maxSurge > 0 ? s.size * perRotation : 0;
+      rotations = Math.max(rotations, drift + expiry);
+    }
+    for (const g of this.model.groups) maxDrain = Math.max(maxDrain, g.spec.drainTimeoutMs ?? 0);
+    const staleMs = interval * config.shard.missedHealthThreshold;
+    return (
+      this.slackMs() +
+      2 * BACKOFF_MAX_MS +
+      MAX_NOTICE_MS +
+      maxDrain +
+      maxStartup +
+      staleMs +
+      bootMaxMs +
+      provider.createLatencyMs +
+      rotations +
+      2 * interval +
+      MIN
+    );
+  }
+
+  /** Why the fleet has not converged, or null when it has (invariants 5 and 6 hold). */
+  notConverged(): string | null {
+    const db = this.db;
+    if (!db) return 'no database';
+    const config = this.loader.getCurrent();
+    const now = this.clock.nowMs();
+    const staleMs = config.shard.healthCheckInterval * config.shard.missedHealthThreshold;
+    for (const { tenant, group } of configuredGroups(config)) {
+      const s = groupSettings(config, tenant, group);
+      if (!s) continue;
+      const live = db.liveInstances(tenant, group);
+      if (live.length !== s.size) return `${tenant}/${group}: ${live.length} live, size ${s.size}`;
+      for (const i of live) {
+        const name = `${tenant}/${group} ${shortId(i.id)}`;
+        if (i.status !== 'running') return `${name} is ${i.status}`;
+        if (!i.healthAt || now - i.healthAt.getTime() > staleMs) return `${name} has no fresh health report`;
+        if (i.unhealthyAt || i.noticeDeadline) return `${name} is judged unhealthy or noticed`;
+        if (i.providerStatus !== null && i.providerStatus !== 'running' && i.providerStatus !== 'pending') return `${name} was seen ${i.providerStatus}`;
+        if (s.maxSurge > 0 && i.templateHash !== s.templateHash) return `${name} runs an old template`;
+      }
+    }
+    for (const g of db.groupsWithLiveInstances()) {
+      if (!groupSettings(config, g.tenant, g.group)) return `${g.tenant}/${g.group} is not configured but has live instances`;
+    }
+    const leaks = this.checker.leaks();
+    if (leaks) return leaks;
+    const held = new Map(this.sim.instances().map((p) => [p.tags[TAG.instanceId] ?? '', p]));
+    for (const r of db.listInstances()) {
+      const p = held.get(r.id);
+      if (!p) return `store holds ${shortId(r.id)} as ${r.status}, the provider does not`;
+      if (p.status !== 'running') return `${shortId(r.id)} is ${p.status} at the provider`;
+    }
+    return null;
+  }
+
+  private async converge(stopAtFirst: boolean): Promise<void> {
+    // The faults stop: no more injected provider errors, agents report and acknowledge drains,
+    // and leadership is (re)won, which runs InitialReconcile as an elector would.
+    this.faultsOn = false;
+    this.sim.clearFaults();
+    for (const agent of this.agents.values()) agent.silentUntil = this.options.plant === 'silence' ? Number.POSITIVE_INFINITY : 0;
+    if (!this.leader) {
+      this.leader = true;
+      this.stats.leaderChanges++;
+    }
+    this.disturbances.end(this.clock.nowMs());
+    this.observingSince = this.clock.nowMs();
+    this.send({ type: EventType.InitialReconcile, cause: 'leader' });
+    await this.settle();
+    const t0 = this.clock.nowMs();
+    this.boundMs = this.convergenceBound();
+    this.flushTrace('end', `faults stop; convergence bound ${clockText(this.boundMs)}`);
+    const chunk = this.fleet.shard.healthCheckIntervalMs;
+    let why = this.notConverged();
+    while (why !== null && this.clock.nowMs() - t0 < this.boundMs) {
+      await this.advance(Math.min(chunk, t0 + this.boundMs - this.clock.nowMs()));
+      this.checker.checkStep();
+      if (stopAtFirst && this.checker.violations.length > 0) {
+        this.flushTrace('end', 'converging');
+        return;
+      }
+      why = this.notConverged();
+    }
+    if (why !== null) {
+      const leaks = this.checker.leaks();
+      this.checker.report(leaks ? '5' : '6', `not converged ${clockText(this.boundMs)} after the faults stopped: ${leaks ?? why}${this.blockedText()}`);
+      this.flushTrace('end', 'not converged');
+      return;
+    }
+    this.convergedAfterMs = this.clock.nowMs() - t0;
+    this.flushTrace('end', `converged after ${clockText(this.convergedAfterMs)}`);
+    this.stable = true;
+    const until = this.clock.nowMs() + STABILITY_WINDOW_MS;
+    while (this.clock.nowMs() < until) {
+      await this.advance(Math.min(chunk, until - this.clock.nowMs()));
+      this.checker.checkStep();
+    }
+    const leaks = this.checker.leaks();
+    if (leaks) this.checker.report('5', `leak after convergence: ${leaks}`);
+    this.checker.checkDrainsEnded();
+    this.flushTrace('end', 'stable');
+  }
+
+  private blockedText(): string {
+    const rec = this.reconciler;
+    if (!rec) return '';
+    const blocks = rec
+      .planAll()
+      .flatMap((p) => p.blocked.map((b) => `${p.tenant}/${p.group} ${b.code}: ${b.message}`))
+      .slice(0, 4);
+    return blocks.length > 0 ? ` (blocked: ${blocks.join('; ')})` : '';
+  }
+}
+
+/** Runs one scenario in a fresh world and cleans up after it. */
+export async function runScenario(scenario: Scenario, options: RunOptions = {}): Promise<RunResult> {
+  const world = new World(scenario, options);
+  // A promise the reconciler rejects without handling is a bug: report it against this run.
+  const onRejection = (reason: unknown): void => {
+    world.checker.report('error', `unhandled rejection: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`);
+  };
+  process.on('unhandledRejection', onRejection);
+  try {
+    return await world.run();
+  } finally {
+    await world.dispose();
+    process.off('unhandledRejection', onRejection);
+  }
+}

@@ -1,0 +1,219 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/clock/index.js';
+import { ConfigLoader } from '../../src/config/index.js';
+import { TAG } from '../../src/providers/index.js';
+import { SimProvider } from '../../src/providers/sim/index.js';
+import { openLocalDb, type InstanceRecord, type LocalDb } from '../../src/store/index.js';
+import { Disturbances, Invariants, type WorldView } from '../../sim/invariants.js';
+
+const START = Date.UTC(2026, 0, 1);
+const MIN = 60_000;
+
+describe('Disturbances', () => {
+  it('moves a due time past every span in which the reconciler could not act, chained', () => {
+    const d = new Disturbances();
+    d.begin(100);
+    d.end(200);
+    d.begin(200);
+    d.end(300);
+    d.begin(500);
+    expect(d.firstClear(50)).toBe(50);
+    expect(d.firstClear(150)).toBe(300);
+    expect(d.firstClear(300)).toBe(300);
+    expect(d.firstClear(400)).toBe(400);
+    expect(d.firstClear(600)).toBe(Number.POSITIVE_INFINITY);
+    expect(d.active).toBe(true);
+    d.end(700);
+    expect(d.firstClear(600)).toBe(700);
+  });
+
+  it('gives work due at a time the slack it needs in time the reconciler could act', () => {
+    const d = new Disturbances();
+    d.begin(100);
+    d.end(200);
+    d.begin(250);
+    d.end(400);
+    expect(d.dueAfter(0, 50)).toBe(50);
+    expect(d.dueAfter(80, 50)).toBe(230); // 20 before the first span, 30 after it
+    expect(d.dueAfter(80, 100)).toBe(430); // 20 + 50 between the spans, 30 after the second
+    expect(d.dueAfter(150, 10)).toBe(210);
+    d.begin(500);
+    expect(d.dueAfter(450, 40)).toBe(490);
+    expect(d.dueAfter(450, 60)).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+
+describe('Invariants', () => {
+  let dir: string;
+  let db: LocalDb;
+  let clock: ManualClock;
+  let provider: SimProvider;
+  let leader: boolean;
+  let disturbances: Disturbances;
+  let checker: Invariants;
+  const loader = ConfigLoader.fromObject({
+    shard: { healthCheckInterval: '60s', missedHealthThreshold: 3 },
+    templates: { a: { image: 'a:1' } },
+    groups: { t: { web: { size: 2, maxSurge: 1, template: 'a', drainTimeout: '5m', expiry: { eligibleAge: '1h', forcedAge: '2h' } } } },
+  });
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'drover-sim-test-'));
+    db = openLocalDb(join(dir, 'db.sqlite'));
+    clock = new ManualClock(new Date(START));
+    provider = new SimProvider({ clock });
+    leader = true;
+    disturbances = new Disturbances();
+    const view: WorldView = {
+      now: () => clock.nowMs(),
+      db: () => db,
+      provider,
+      config: () => loader.getCurrent(),
+      leader: () => leader,
+      runningGeneration: () => 1,
+      observingSince: () => START,
+      disturbances,
+      everRemoved: () => false,
+      slackMs: () => 10_000,
+      step: () => 0,
+      groups: () => [{ tenant: 't', group: 'web' }],
+    };
+    checker = new Invariants(view);
+    db.subscribe((change) => {
+      if (change.kind === 'audit') checker.onAudit(change.entry);
+    });
+  });
+
+  afterEach(() => {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const record = (id: string, over: Partial<InstanceRecord> = {}): void => {
+    db.insertInstance({ id, tenant: 't', group: 'web', templateName: 'a', templateHash: 'h', createReason: 'scaleUp', createdAt: clock.now(), ...over });
+    db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: over.status === 'running' ? 'adopt' : 'create', reason: 'scaleUp' });
+  };
+  const invariants = (): string[] => checker.violations.map((v) => v.invariant);
+
+  it('flags a create made when the group already had size + maxSurge live instances (invariant 1)', () => {
+    record('i-1', { status: 'running' });
+    record('i-2', { status: 'running' });
+    record('i-3');
+    expect(invariants()).toEqual([]);
+    record('i-4');
+    expect(invariants()).toEqual(['1']);
+    expect(checker.violations[0]?.message).toMatch(/i-4 .* 3 instances already live, cap size \+ maxSurge = 3/);
+  });
+
+  it('counts instances the provider holds but the store forgot toward the cap (a leak is live)', async () => {
+    record('i-1', { status: 'running' });
+    await provider.create({ idempotencyKey: 'i-0', tags: { [TAG.tenant]: 't', [TAG.group]: 'web', [TAG.instanceId]: 'i-0' }, template: {} });
+    await provider.create({ idempotencyKey: 'i-9', tags: { [TAG.tenant]: 't', [TAG.group]: 'web', [TAG.instanceId]: 'i-9' }, template: {} });
+    record('i-2');
+    expect(invariants()).toEqual(['1']);
+    expect(checker.leaks()).toMatch(/provider holds .* that the store does not know/);
+  });
+
+  it('flags provider mutations and drain notices made while not leader, or by a crashed reconciler (invariant 4)', () => {
+    record('i-1');
+    checker.onMutation(1, 'create', 'i-1');
+    expect(invariants()).toEqual([]);
+    leader = false;
+    checker.onMutation(1, 'delete', 'p-1');
+    checker.onDrainNotice(1, 'i-1', 'scaleDown', new Date(START + MIN));
+    leader = true;
+    checker.onMutation(0, 'setTags', 'p-1');
+    expect(invariants()).toEqual(['4', '4', '4']);
+    expect(checker.violations[2]?.message).toMatch(/crashed/);
+  });
+
+  it('flags a provider create for an instance the store does not hold as a recorded create (invariant 1)', () => {
+    checker.onMutation(1, 'create', 'i-ghost');
+    expect(checker.violations.map((v) => v.message)).toEqual(['provider create for i-ghost, which the store holds as unknown (not a recorded create)']);
+  });
+
+  it('flags a drift drain whose replacement has not reported, or whose report is overdue (invariant 2)', async () => {
+    record('i-old', { status: 'running', healthAt: clock.now() });
+    record('i-new', { status: 'running', replaces: 'i-old', createReason: 'drift' });
+    const drain = (): void => {
+      db.updateInstance('i-old', { status: 'draining', drainReason: 'drift', drainDeadline: new Date(clock.nowMs() + 5 * MIN) });
+      db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-old', action: 'drain', reason: 'drift' });
+      db.updateInstance('i-old', { status: 'running' });
+    };
+    drain();
+    expect(checker.violations.map((v) => v.invariant)).toEqual(['2']);
+    await clock.advance(10 * MIN);
+    db.updateInstance('i-new', { healthAt: new Date(clock.nowMs() - 4 * MIN) });
+    drain();
+    expect(checker.violations.map((v) => v.invariant).filter((i) => i === '2')).toHaveLength(2);
+    db.updateInstance('i-new', { healthAt: clock.now() });
+    const before = checker.violations.filter((v) => v.invariant === '2').length;
+    drain();
+    expect(checker.violations.filter((v) => v.invariant === '2')).toHaveLength(before);
+  });
+
+  it('flags a drain cut short, and one still running long past its deadline (invariant 3)', async () => {
+    record('i-1', { status: 'running', healthAt: clock.now() });
+    db.updateInstance('i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + 5 * MIN) });
+    db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-1', action: 'drain', reason: 'scaleDown' });
+    checker.checkStep();
+    expect(invariants()).toEqual([]);
+    await clock.advance(5 * MIN + 10_000 + 1);
+    checker.checkStep();
+    expect(invariants()).toEqual(['3']);
+    // Deleted "for its deadline" one minute early.
+    record('i-2', { status: 'running' });
+    db.updateInstance('i-2', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(clock.nowMs() + MIN) });
+    db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-2', action: 'drain', reason: 'scaleDown' });
+    db.updateInstance('i-2', { status: 'deleting', deleteReason: 'drainDeadline' });
+    db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-2', action: 'delete', reason: 'drainDeadline' });
+    expect(checker.violations.at(-1)?.message).toMatch(/i-2 deleted for its drain deadline 60s early/);
+  });
+
+  it('does not hold a deadline that fell while the reconciler could not act against it', async () => {
+    record('i-1', { status: 'running' });
+    db.updateInstance('i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + MIN) });
+    disturbances.begin(START + 30_000);
+    await clock.advance(30 * MIN);
+    checker.checkStep();
+    expect(invariants()).toEqual([]);
+    disturbances.end(clock.nowMs());
+    await clock.advance(5_000);
+    checker.checkStep();
+    expect(invariants()).toEqual([]);
+    await clock.advance(10_000);
+    checker.checkStep();
+    expect(invariants()).toEqual(['3']);
+  });
+
+  it('bounds lifetimes by forcedAge + drainTimeout when forced expiry is on (invariant 3)', async () => {
+    record('i-1', { status: 'running', confirmedAt: clock.now() });
+    // Due at forcedAge, plus the slack to start the drain, plus drainTimeout, plus the slack to delete.
+    await clock.advance(2 * 60 * MIN + 10_000 + 5 * MIN + 10_000);
+    checker.checkStep();
+    expect(invariants()).toEqual([]);
+    await clock.advance(1);
+    checker.checkStep();
+    expect(checker.violations[0]?.message).toMatch(/forced expiry/);
+  });
+
+  it('flags an instance the store forgets while the provider still holds it (invariant 5)', async () => {
+    await provider.create({ idempotencyKey: 'i-1', tags: { [TAG.tenant]: 't', [TAG.group]: 'web', [TAG.instanceId]: 'i-1' }, template: {} });
+    record('i-1', { status: 'running' });
+    db.updateInstance('i-1', { status: 'deleted', deleteReason: 'vanished' });
+    db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-1', action: 'vanished', reason: 'vanished' });
+    expect(invariants()).toEqual(['5']);
+  });
+
+  it('flags an instance moving backwards in its lifecycle', () => {
+    record('i-1', { status: 'running' });
+    db.updateInstance('i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + MIN) });
+    db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-1', action: 'drain', reason: 'scaleDown' });
+    db.updateInstance('i-1', { status: 'running' });
+    db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-1', action: 'created', reason: 'scaleUp' });
+    expect(checker.violations.map((v) => v.message)).toEqual(['i-1 went from draining to running (created scaleUp)']);
+  });
+});
