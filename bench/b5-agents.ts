@@ -1,29 +1,85 @@
 /**
- * B5 agents: 2,000 real agent connections to a real Drover server. NOT RUN YET: it needs the
- * server (src/server, src/agent), which is being built. Until then the bench reports B5 as
- * pending with every figure null — never an invented number.
+ * B5 agents: 2,000 real agent connections to a real Drover server on 127.0.0.1, each reporting
+ * every second. Measured: the server's CPU share, the p99 of a report's latency from the agent's
+ * send to the server's `healthAt` write, and how long the server takes to notice 100 agents
+ * killed at once.
  *
- * Hook: when the server exists, implement `runB5` below (start a server on a temp data dir with
- * the sim provider, open B5_AGENTS agent connections, measure) and set `B5_READY = true`;
- * bench/main.ts then runs it in its own process like the other scenarios. The JSON fields are
- * fixed by the issue: { agents, p99Ms, cpuShare, detectKillMs } (see bench/README.md).
+ * Processes (all forked from this one, all killed when it ends, however it ends):
+ * - b5-server.ts: the server (`startDroverServer`) on a temp config and data dir, SimProvider,
+ *   one group of 2,000 instances, health interval 1 s. Alone in its process, so its CPU is its own.
+ * - b5-agent-host.ts × 5: `runAgent` instances, 4 hosts of 475 and one of exactly 100 (the kill
+ *   test SIGKILLs that whole process).
+ *
+ * Steps: start the server, wait until the 2,000 instances run; start the agents (starts spread
+ * over one interval); wait until all 2,000 have reported, then WARMUP_MS more; measure for
+ * WINDOW_MS (server CPU, every report's latency); read `drover_agent_connections` from /metrics;
+ * kill the 100-agent host and time the server noticing each lost agent (and checking each
+ * instance with the provider).
  */
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { AgentCredentials } from '../src/agent/credentials.js';
+import { now, percentile, removeDir, round, sleep, tempDir } from './common.js';
+import type { HostCommand, HostStats, Reply, ServerCommand, ServerKill, ServerReady, ServerStatus, ServerWindow } from './b5-ipc.js';
+
 export const B5_AGENTS = 2_000;
+/** Agents killed at once (one whole host process). */
+export const B5_KILLED = 100;
+/** Hosts for the other agents. */
+const HOSTS = 4;
+const INTERVAL_MS = 1_000;
+/** After every agent has reported once, before the window opens. */
+const WARMUP_MS = 3_000;
+/** The measurement window (CPU, latencies). */
+const WINDOW_MS = 10_000;
+const KILL_TIMEOUT_MS = 10_000;
 
 /** Flip to true once runB5 measures a real server. */
-export const B5_READY = false;
+export const B5_READY = true;
 
 export interface B5Result {
-  /** Agent connections held open at once. */
+  /** Agent connections the server held at the end of the window (`drover_agent_connections`). */
   agents: number | null;
-  /** p99 of a health report's round trip (agent send → recorded), ms. */
+  /** p99 of a health report's latency: the agent's `at` → the server has written `healthAt`, ms. */
   p99Ms: number | null;
-  /** Share of one core the server used while the agents reported (0..cores). */
+  /** Server CPU (user + system) over the window / wall time: a fraction of ONE core. */
   cpuShare: number | null;
-  /** An instance killed (agent gone) → Drover's replacement decision, ms. */
+  /** SIGKILL of 100 agents' process → the server has noticed all 100 (disconnect → CheckInstance), ms. */
   detectKillMs: number | null;
   status: 'pending' | 'measured';
   note?: string;
+  // ---- measured runs only ----
+  p50Ms?: number;
+  maxMs?: number;
+  /** Reports recorded in the window, and per second. */
+  reports?: number;
+  reportsPerSec?: number;
+  windowSeconds?: number;
+  /** Distinct instances that reported in the window (must be `agents`). */
+  reportersInWindow?: number;
+  /** The server's event-loop delay in the window. */
+  loopDelayP99Ms?: number;
+  loopDelayMaxMs?: number;
+  serverRssMb?: number;
+  /** CPU of all agent host processes together over the window, in cores (context: the machine's load). */
+  agentsCpuShare?: number;
+  agentProcesses?: number;
+  /** Warnings and errors the agents logged during the window (must be 0). */
+  agentWarnings?: number;
+  killed?: number;
+  /** Kill → the first of the 100 noticed, ms. */
+  detectKillFirstMs?: number;
+  /** Kill → the provider has answered all 100 CheckInstance status calls, ms. */
+  checkKillMs?: number;
+  /** Server start → all 2,000 agents reporting, s (not a figure). */
+  setupSeconds?: number;
+  /** The machine's 1-minute load average at the end of the window (the 2 cores are shared). */
+  loadAverage?: number;
 }
 
 export const B5_PENDING: B5Result = {
@@ -35,7 +91,246 @@ export const B5_PENDING: B5Result = {
   note: `runs once the server exists: ${B5_AGENTS} real agent connections (src/server, src/agent)`,
 };
 
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** A forked process with request/response over IPC. */
+class Proc {
+  private seq = 0;
+  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void }>();
+  private readonly others: Array<(message: unknown) => void> = [];
+  private exitInfo: string | null = null;
+  readonly exited: Promise<void>;
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
+    child.on('message', (message: unknown) => {
+      const reply = message as Partial<Reply>;
+      if (typeof reply.seq === 'number' && typeof reply.ok === 'boolean') {
+        const waiter = this.pending.get(reply.seq);
+        this.pending.delete(reply.seq);
+        if (reply.ok) waiter?.resolve((reply as { value: unknown }).value);
+        else waiter?.reject(new Error(`${name}: ${(reply as { error: string }).error}`));
+        return;
+      }
+      for (const listener of this.others) listener(message);
+    });
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.exitInfo = signal ? `killed by ${signal}` : `exited with code ${String(code)}`;
+        for (const waiter of this.pending.values()) waiter.reject(new Error(`${name} ${this.exitInfo}`));
+        this.pending.clear();
+        resolve();
+      });
+    });
+  }
+
+  get alive(): boolean {
+    return this.exitInfo === null;
+  }
+
+  /** Resolves with the first non-reply message that `match` accepts; rejects if the process ends first. */
+  waitFor<T>(match: (message: unknown) => message is T, timeoutMs: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.name}: no answer in ${timeoutMs} ms`)), timeoutMs);
+      this.others.push((message) => {
+        if (!match(message)) return;
+        clearTimeout(timer);
+        resolve(message);
+      });
+      void this.exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`${this.name} ${this.exitInfo ?? 'ended'} before it was ready`));
+      });
+    });
+  }
+
+  call<T>(body: ServerCommand | HostCommand, timeoutMs = 30_000): Promise<T> {
+    if (!this.alive) return Promise.reject(new Error(`${this.name} ${this.exitInfo ?? 'ended'}`));
+    const seq = ++this.seq;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(seq);
+        reject(new Error(`${this.name}: ${body.cmd} got no answer in ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(seq, {
+        resolve: (value) => {
+          clearTimeout(timer);
+          resolve(value as T);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      });
+      this.child.send({ seq, body });
+    });
+  }
+
+  kill(): void {
+    if (this.alive) this.child.kill('SIGKILL');
+  }
+}
+
+function spawn(name: string, script: string, args: string[], execArgv: string[], env: NodeJS.ProcessEnv = process.env): Proc {
+  return new Proc(name, fork(join(here, script), args, { execArgv, env, stdio: ['ignore', 2, 2, 'ipc'] }));
+}
+
+const isReady = (m: unknown): m is ServerReady => typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'ready';
+
+function writeConfig(dir: string): string {
+  const path = join(dir, 'drover.yaml');
+  const config = {
+    server: { listen: '127.0.0.1:0', dataDir: join(dir, 'data') },
+    // The sim cloud in the server process, without an API rate limit: the kill test then times
+    // Drover, not the provider's budget.
+    provider: { kind: 'sim', maxCallsPerSecond: 0 },
+    shard: {
+      id: 'bench',
+      healthCheckInterval: `${INTERVAL_MS}ms`,
+      missedHealthThreshold: 3,
+      startupTimeout: '10m',
+      defaultDrainTimeout: '5m',
+      resyncInterval: '0s',
+      workers: 16,
+    },
+    templates: { web: { image: 'web:1' } },
+    groups: { bench: { agents: { size: B5_AGENTS, template: 'web' } } },
+  };
+  writeFileSync(path, stringify(config));
+  return path;
+}
+
+async function connectionsFromMetrics(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const match = /^drover_agent_connections(?:\{[^}]*\})? (\d+)/m.exec(text);
+  if (!match) throw new Error('B5: drover_agent_connections not found in /metrics');
+  return Number(match[1]);
+}
+
 export async function runB5(): Promise<B5Result> {
   if (!B5_READY) return B5_PENDING;
-  throw new Error('B5: not implemented yet (see bench/b5-agents.ts)');
+  const dir = tempDir();
+  const procs: Proc[] = [];
+  const killAll = (): void => {
+    for (const p of procs) p.kill();
+  };
+  process.once('exit', killAll);
+  // The server inherits the profiling flags (its profile lands beside this process's); the agent
+  // hosts do not.
+  const serverArgv = process.execArgv.filter((a) => a !== '--expose-gc');
+  const hostArgv = serverArgv.filter((a) => !a.startsWith('--cpu-prof'));
+  let server: Proc | undefined;
+  try {
+    const started = now();
+    const configPath = writeConfig(dir);
+    const secret = randomBytes(32).toString('base64url');
+    server = spawn('b5-server', 'b5-server.ts', [configPath, String(B5_AGENTS)], serverArgv, { ...process.env, DROVER_AGENT_SECRET: secret });
+    procs.push(server);
+    const ready = await server.waitFor(isReady, 90_000);
+    if (ready.instanceIds.length !== B5_AGENTS) throw new Error(`B5: the server has ${ready.instanceIds.length} instances, expected ${B5_AGENTS}`);
+    process.stderr.write(`b5: server at ${ready.url}, ${B5_AGENTS} instances running after ${round((now() - started) / 1000, 1)} s\n`);
+
+    const credentials = new AgentCredentials(secret);
+    const withCredential = (ids: string[]): Array<{ instanceId: string; credential: string }> => ids.map((instanceId) => ({ instanceId, credential: credentials.issue(instanceId) }));
+    const killIds = ready.instanceIds.slice(0, B5_KILLED);
+    const restIds = ready.instanceIds.slice(B5_KILLED);
+    const perHost = Math.ceil(restIds.length / HOSTS);
+    const plans: Array<{ name: string; ids: string[] }> = [{ name: 'b5-agents-kill', ids: killIds }];
+    for (let h = 0; h < HOSTS; h++) plans.push({ name: `b5-agents-${h + 1}`, ids: restIds.slice(h * perHost, (h + 1) * perHost) });
+    const hosts = plans.map((plan) => {
+      const host = spawn(plan.name, 'b5-agent-host.ts', [], hostArgv);
+      procs.push(host);
+      return { host, ids: plan.ids };
+    });
+    const killHost = hosts[0]!.host;
+    await Promise.all(hosts.map(({ host, ids }) => host.call({ cmd: 'start', url: ready.url, agents: withCredential(ids), spreadMs: INTERVAL_MS, intervalMs: INTERVAL_MS })));
+
+    // Every agent connected and reporting.
+    const waitSince = now();
+    for (;;) {
+      const status = await server.call<ServerStatus>({ cmd: 'status' });
+      if (status.reporters >= B5_AGENTS) break;
+      if (now() - waitSince > 30_000) {
+        const stats = await Promise.all(hosts.map(({ host }) => host.call<HostStats>({ cmd: 'stats' })));
+        const warned = stats.filter((s) => s.warnings > 0);
+        throw new Error(
+          `B5: only ${status.reporters} of ${B5_AGENTS} agents reported within 30 s; agents logged ${warned.reduce((n, s) => n + s.warnings, 0)} warnings${warned[0] ? `, e.g. ${warned[0].lastWarning ?? ''}` : ''}`,
+        );
+      }
+      await sleep(200);
+    }
+    const setupSeconds = round((now() - started) / 1000, 1);
+    process.stderr.write(`b5: all ${B5_AGENTS} agents reporting after ${setupSeconds} s; warming up ${WARMUP_MS / 1000} s, measuring ${WINDOW_MS / 1000} s\n`);
+    await sleep(WARMUP_MS);
+
+    // The window.
+    const hostStats = (): Promise<HostStats[]> => Promise.all(hosts.map(({ host }) => host.call<HostStats>({ cmd: 'stats' })));
+    const hostsBefore = await hostStats();
+    const hostsFrom = now();
+    await server.call({ cmd: 'measureStart' });
+    await sleep(WINDOW_MS);
+    const win = await server.call<ServerWindow>({ cmd: 'measureStop' });
+    const hostsAfter = await hostStats();
+    const hostsWallMs = now() - hostsFrom;
+    const loadAverage = round(loadavg()[0] ?? 0, 1);
+    const agents = await connectionsFromMetrics(ready.url);
+
+    const cpuUs = (s: HostStats): number => s.userUs + s.systemUs;
+    const agentsCpuUs = hostsAfter.reduce((sum, s, i) => sum + cpuUs(s) - cpuUs(hostsBefore[i]!), 0);
+    const agentWarnings = hostsAfter.reduce((sum, s, i) => sum + s.warnings - hostsBefore[i]!.warnings, 0);
+    if (agentWarnings > 0) {
+      const last = hostsAfter.find((s, i) => s.warnings > hostsBefore[i]!.warnings)?.lastWarning;
+      process.stderr.write(`b5: agents logged ${agentWarnings} warnings in the window; last: ${last ?? '?'}\n`);
+    }
+
+    // The kill test.
+    process.stderr.write(`b5: killing the process of ${B5_KILLED} agents\n`);
+    const kill = await server.call<ServerKill>({ cmd: 'kill', pid: killHost.child.pid ?? -1, instanceIds: killIds, timeoutMs: KILL_TIMEOUT_MS }, KILL_TIMEOUT_MS + 5_000);
+    await killHost.exited;
+    if (kill.disconnectMs.length < B5_KILLED) throw new Error(`B5: the server noticed ${kill.disconnectMs.length} of ${B5_KILLED} killed agents within ${KILL_TIMEOUT_MS} ms`);
+    if (kill.statusMs.length < B5_KILLED) throw new Error(`B5: ${kill.statusMs.length} of ${B5_KILLED} killed agents' instances were checked within ${KILL_TIMEOUT_MS} ms`);
+
+    const lat = win.latenciesMs;
+    return {
+      agents,
+      p99Ms: round(percentile(lat, 99), 1),
+      cpuShare: round((win.userUs + win.systemUs) / 1000 / win.wallMs, 3),
+      detectKillMs: round(kill.disconnectMs[B5_KILLED - 1]!, 1),
+      status: 'measured',
+      p50Ms: round(percentile(lat, 50), 1),
+      maxMs: round(Math.max(0, ...lat), 1),
+      reports: lat.length,
+      reportsPerSec: round(lat.length / (win.wallMs / 1000), 0),
+      windowSeconds: round(win.wallMs / 1000, 2),
+      reportersInWindow: win.reporters,
+      loopDelayP99Ms: round(win.loopDelayP99Ms, 1),
+      loopDelayMaxMs: round(win.loopDelayMaxMs, 1),
+      serverRssMb: round(win.rssMb, 0),
+      agentsCpuShare: round(agentsCpuUs / 1000 / hostsWallMs, 3),
+      agentProcesses: hosts.length,
+      agentWarnings,
+      killed: B5_KILLED,
+      detectKillFirstMs: round(kill.disconnectMs[0]!, 1),
+      checkKillMs: round(kill.statusMs[B5_KILLED - 1]!, 1),
+      setupSeconds,
+      loadAverage,
+    };
+  } finally {
+    // The server stops cleanly (so its SQLite file is closed), then every process is killed.
+    if (server?.alive) {
+      try {
+        await server.call({ cmd: 'stop' }, 10_000);
+        server.child.disconnect();
+        await Promise.race([server.exited, sleep(5_000)]);
+      } catch {
+        // killed below
+      }
+    }
+    killAll();
+    await Promise.race([Promise.all(procs.map((p) => p.exited)), sleep(5_000)]);
+    process.off('exit', killAll);
+    removeDir(dir);
+  }
 }

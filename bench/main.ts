@@ -146,8 +146,24 @@ function table(results: Results, errors: Map<ScenarioId, string>, machine: Recor
     ]);
   }
   if (b5) {
-    if (b5.status === 'pending') rows.push(['B5 agents', 'pending', '', '', '', '—']);
-    else rows.push(['B5 agents, p99', `${fmt(b5.p99Ms ?? 0, 1)} ms`, `${fmt(b5.agents ?? 0)} agents`, '', '', '']);
+    if (b5.status === 'pending' || b5.p99Ms === null || b5.cpuShare === null || b5.detectKillMs === null) {
+      rows.push(['B5 agents', 'pending', '', '', '', '—']);
+    } else {
+      const perSec = `${fmt(b5.reportsPerSec ?? 0)} reports/s`;
+      rows.push(['B5 agents: report → recorded, p99', `${fmt(b5.p99Ms, 1)} ms`, `${fmt(b5.agents ?? 0)} agents, ${perSec}`, '', '≤ 100 ms (guide)', yes(b5.p99Ms <= 100)]);
+      rows.push(['B5 agents: server CPU', `${fmt(b5.cpuShare, 3)} core`, `agents' ${fmt(b5.agentsCpuShare ?? 0, 2)} core`, '', '≤ 0.50 core (guide)', yes(b5.cpuShare <= 0.5)]);
+      rows.push([
+        `B5 ${b5.killed ?? 0} agents killed → noticed`,
+        `${fmt(b5.detectKillMs, 1)} ms`,
+        `1 health interval`,
+        '',
+        '≤ 1,000 ms (guide)',
+        yes(b5.detectKillMs <= 1_000),
+      ]);
+      notes.push(
+        `B5: ${fmt(b5.agents ?? 0)} connections (${b5.agentProcesses ?? 0} agent processes), ${fmt(b5.reports ?? 0)} reports in ${fmt(b5.windowSeconds ?? 0, 1)} s from ${fmt(b5.reportersInWindow ?? 0)} agents; latency p50 ${b5.p50Ms ?? '?'} ms / max ${b5.maxMs ?? '?'} ms; server loop delay p99 ${b5.loopDelayP99Ms ?? '?'} ms / max ${b5.loopDelayMaxMs ?? '?'} ms, RSS ${b5.serverRssMb ?? '?'} MB; kill: first noticed ${b5.detectKillFirstMs ?? '?'} ms, all ${b5.killed ?? 0} checked with the provider ${b5.checkKillMs ?? '?'} ms; ${b5.agentWarnings ?? 0} agent warnings; load average ${b5.loadAverage ?? '?'}`,
+      );
+    }
     if (b5.note) notes.push(`B5: ${b5.note}`);
   }
   for (const [id, error] of errors) {

@@ -1,0 +1,154 @@
+/**
+ * B5's server process: a real Drover server (`startDroverServer`: HTTP + WebSocket on 127.0.0.1,
+ * SQLite, the reconciler) over the config file given as argv[2], with an in-process SimProvider.
+ * The agent secret comes from DROVER_AGENT_SECRET (so the coordinator can issue credentials).
+ *
+ * Instrumentation, all in this file (the product only offers the `onHealthReport` hook):
+ * - each recorded report's latency: now − the agent's own `at` of it (same machine clock);
+ * - CPU (process.cpuUsage) and event-loop delay over a window the coordinator opens and closes;
+ * - the kill test: this process sends SIGKILL to an agent host itself, so the kill and what the
+ *   server notices are timed on one monotonic clock. Noticed = the hub enqueues the instance's
+ *   CheckInstance (cause disconnect), which it does in the same turn as it drops the connection
+ *   (the reconciler's `enqueue` is wrapped to see it); checked = the provider answers the
+ *   status call that CheckInstance makes (SimProvider.onCall).
+ */
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { startDroverServer } from '../src/app/drover-server.js';
+import { EventType, SimProvider, SystemClock, type ReconcileEvent } from '../src/index.js';
+import { serve, type ServerCommand, type ServerKill, type ServerReady, type ServerStatus, type ServerWindow } from './b5-ipc.js';
+
+const configPath = process.argv[2];
+const expected = Number(process.argv[3]);
+if (!configPath || !Number.isInteger(expected) || expected <= 0) throw new Error('usage: b5-server.ts <config> <instances>');
+
+// The coordinator gone (crash, kill) means this process must go too.
+process.on('disconnect', () => process.exit(0));
+
+const wallNow = (): number => performance.timeOrigin + performance.now();
+
+const reporters = new Set<string>();
+let reports = 0;
+let window: { latencies: number[]; reporters: Set<string> } | null = null;
+
+const clock = new SystemClock();
+const provider = new SimProvider({ clock, seed: 5 });
+const server = await startDroverServer({
+  configPath,
+  logger: pino({ level: 'warn' }, pino.destination(2)),
+  clock,
+  provider,
+  hooks: {
+    onHealthReport: (instanceId, sentAt) => {
+      const recordedAt = wallNow();
+      reports++;
+      reporters.add(instanceId);
+      if (!window || sentAt === undefined) return;
+      window.latencies.push(recordedAt - Date.parse(sentAt));
+      window.reporters.add(instanceId);
+    },
+  },
+});
+
+// Kill test observation.
+interface Watch {
+  startedAt: number;
+  ids: Set<string>;
+  byProviderId: Map<string, string>;
+  disconnects: Map<string, number>;
+  statuses: Map<string, number>;
+  done: () => void;
+}
+let watch: Watch | null = null;
+const watchDone = (w: Watch): boolean => w.disconnects.size >= w.ids.size && w.statuses.size >= w.ids.size;
+
+const reconciler = server.reconciler;
+const enqueue = reconciler.enqueue.bind(reconciler);
+reconciler.enqueue = (event: ReconcileEvent): void => {
+  const w = watch;
+  if (w && event.type === EventType.CheckInstance && event.cause === 'disconnect' && event.instanceId && w.ids.has(event.instanceId) && !w.disconnects.has(event.instanceId)) {
+    w.disconnects.set(event.instanceId, performance.now() - w.startedAt);
+    if (watchDone(w)) w.done();
+  }
+  enqueue(event);
+};
+provider.onCall((call) => {
+  const w = watch;
+  if (!w || call.op !== 'status' || !call.providerId) return;
+  const id = w.byProviderId.get(call.providerId);
+  if (id === undefined || w.statuses.has(id)) return;
+  w.statuses.set(id, performance.now() - w.startedAt);
+  if (watchDone(w)) w.done();
+});
+
+// Ready once every instance of the group exists at the provider.
+const readySince = performance.now();
+for (;;) {
+  await reconciler.idle();
+  const live = server.db.listInstances().filter((r) => r.providerId && r.status === 'running');
+  if (live.length >= expected) {
+    const ready: ServerReady = { type: 'ready', url: server.url, instanceIds: live.map((r) => r.id) };
+    process.send?.(ready);
+    break;
+  }
+  if (performance.now() - readySince > 60_000) throw new Error(`b5-server: only ${live.length} of ${expected} instances running after 60 s`);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
+let measured: { wall: number; cpu: NodeJS.CpuUsage; delay: ReturnType<typeof monitorEventLoopDelay> } | null = null;
+
+serve<ServerCommand>(async (body) => {
+  switch (body.cmd) {
+    case 'status':
+      return { reporters: reporters.size, reports } satisfies ServerStatus;
+    case 'measureStart': {
+      const delay = monitorEventLoopDelay({ resolution: 5 });
+      delay.enable();
+      window = { latencies: [], reporters: new Set() };
+      measured = { wall: performance.now(), cpu: process.cpuUsage(), delay };
+      return null;
+    }
+    case 'measureStop': {
+      if (!measured || !window) throw new Error('measureStop before measureStart');
+      const cpu = process.cpuUsage(measured.cpu);
+      const wallMs = performance.now() - measured.wall;
+      measured.delay.disable();
+      const result: ServerWindow = {
+        wallMs,
+        userUs: cpu.user,
+        systemUs: cpu.system,
+        latenciesMs: window.latencies,
+        reporters: window.reporters.size,
+        loopDelayP99Ms: measured.delay.percentile(99) / 1e6,
+        loopDelayMaxMs: measured.delay.max / 1e6,
+        rssMb: process.memoryUsage.rss() / 1024 / 1024,
+      };
+      window = null;
+      measured = null;
+      return result;
+    }
+    case 'kill': {
+      const byProviderId = new Map<string, string>();
+      for (const id of body.instanceIds) {
+        const providerId = server.db.getInstance(id)?.providerId;
+        if (providerId) byProviderId.set(providerId, id);
+      }
+      const finished = new Promise<void>((resolve) => {
+        watch = { startedAt: performance.now(), ids: new Set(body.instanceIds), byProviderId, disconnects: new Map(), statuses: new Map(), done: resolve };
+        process.kill(body.pid, 'SIGKILL');
+      });
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([finished, new Promise<void>((resolve) => (timer = setTimeout(resolve, body.timeoutMs)))]);
+      clearTimeout(timer);
+      const w = watch;
+      watch = null;
+      if (!w) throw new Error('kill: no watch');
+      const sorted = (m: Map<string, number>): number[] => [...m.values()].sort((a, b) => a - b);
+      return { disconnectMs: sorted(w.disconnects), statusMs: sorted(w.statuses) } satisfies ServerKill;
+    }
+    case 'stop':
+      // The coordinator disconnects once it has this answer; that ends the process.
+      await server.stop();
+      return null;
+  }
+});
