@@ -194,7 +194,7 @@ export function VirtualTable<T>(props: {
   }, [visible.length, onFirstRowPaint]);
 
   return (
-    <div class="table-scroll" ref={scroller} tabIndex={0} role="region" aria-label={props.caption} data-testid={props.testId}>
+    <div class="table-scroll" ref={scroller} tabIndex={0} role="region" aria-label={props.caption} data-testid={props.testId} style={{ height: `${(Math.max(total, 1) + 1) * rowHeight + 4}px` }}>
       <table class="data virtual" aria-rowcount={total + 1}>
         <caption class="visually-hidden">{props.caption}</caption>
         <colgroup>

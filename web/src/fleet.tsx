@@ -87,7 +87,7 @@ export function FleetView(): JSX.Element {
                       <a href={groupHref(g.tenant, g.group)}>{keyOf(g)}</a>
                       {!g.configured ? <span class="chip">not configured</span> : null}
                     </th>
-                    <td class="num" data-col="size">
+                    <td class="num" data-col="size" data-label="Size">
                       {g.size}
                       {g.sizeOverride !== null && g.configuredSize !== null ? (
                         <span class="muted" title={`set by an operator; the config says ${g.configuredSize}`}>
@@ -96,16 +96,16 @@ export function FleetView(): JSX.Element {
                         </span>
                       ) : null}
                     </td>
-                    <td class="num" data-col="inService">
+                    <td class="num" data-col="inService" data-label="In service">
                       {g.inService}
                     </td>
-                    <td class="num" data-col="pending">
+                    <td class="num" data-col="pending" data-label="Pending">
                       {g.pending}
                     </td>
-                    <td class="num" data-col="draining">
+                    <td class="num" data-col="draining" data-label="Draining">
                       {g.draining}
                     </td>
-                    <td class={`num${g.unhealthy ? ' bad' : ''}`} data-col="unhealthy">
+                    <td class={`num${g.unhealthy ? ' bad' : ''}`} data-col="unhealthy" data-label="Unhealthy">
                       {g.unhealthy}
                     </td>
                     <td class="blocked-cell">{g.blocked.length ? <BlockList blocks={g.blocked} now={now} /> : <span class="muted">{converged ? 'at size' : 'converging'}</span>}</td>
@@ -166,9 +166,7 @@ function Attention({ groups, now }: { groups: Group[]; now: number }): JSX.Eleme
           </li>
         ))}
       </ul>
-      <p class="muted all-clear" hidden={blockedGroups.length + troubled.length + errors.length > 0}>
-        Nothing needs attention.
-      </p>
+      <p class="muted all-clear">Nothing needs attention.</p>
     </section>
   );
 }
@@ -193,7 +191,7 @@ function GroupTrouble({ group, now }: { group: Group; now: number }): JSX.Elemen
         return (
           <li key={i.id} class={c?.overdue || isUnhealthy(i) ? 'att-bad' : 'att-warn'} data-instance={i.id}>
             <a href={groupHref(group.tenant, group.group)}>{key}</a> <a href={instanceHref(i.id)}>{i.id}</a> <span class="chip">{stateLabel(i)}</span>
-            {i.status === 'draining' ? ` draining (${i.drainReason ?? 'drain'}), deadline ${c?.text ?? '—'}` : ''}
+            {i.status === 'draining' ? ` ${i.drainReason ?? 'drain'}, deadline ${c?.text ?? '—'}` : ''}
             {i.lastError ? <span class="muted"> — {i.lastError}</span> : null}
           </li>
         );
@@ -219,7 +217,8 @@ function RecentActivity(): JSX.Element {
   );
 }
 
-export function AuditTable({ entries, caption, showGroup, testId }: { entries: AuditEntry[]; caption: string; showGroup?: boolean; testId?: string }): JSX.Element {
+export function AuditTable({ entries, caption, showGroup, showInstance = true, testId }: { entries: AuditEntry[]; caption: string; showGroup?: boolean; showInstance?: boolean; testId?: string }): JSX.Element {
+  const columns = 5 + (showGroup ? 1 : 0) + (showInstance ? 1 : 0);
   return (
     <div class="table-wrap">
       <table class="data audit" data-testid={testId}>
@@ -228,7 +227,7 @@ export function AuditTable({ entries, caption, showGroup, testId }: { entries: A
           <tr>
             <th scope="col">When</th>
             {showGroup ? <th scope="col">Group</th> : null}
-            <th scope="col">Instance</th>
+            {showInstance ? <th scope="col">Instance</th> : null}
             <th scope="col">What</th>
             <th scope="col">Why</th>
             <th scope="col">Event or person</th>
@@ -238,7 +237,7 @@ export function AuditTable({ entries, caption, showGroup, testId }: { entries: A
         <tbody>
           {entries.length === 0 ? (
             <tr>
-              <td colSpan={showGroup ? 7 : 6} class="empty">
+              <td colSpan={columns} class="empty">
                 Nothing recorded yet.
               </td>
             </tr>
@@ -253,7 +252,7 @@ export function AuditTable({ entries, caption, showGroup, testId }: { entries: A
                   </a>
                 </td>
               ) : null}
-              <td>{e.instanceId ? <a href={instanceHref(e.instanceId)}>{e.instanceId}</a> : <span class="muted">—</span>}</td>
+              {showInstance ? <td>{e.instanceId ? <a href={instanceHref(e.instanceId)}>{e.instanceId}</a> : <span class="muted">—</span>}</td> : null}
               <th scope="row">{e.action}</th>
               <td>{e.reason}</td>
               <td>{[e.actor, e.event].filter(Boolean).join(' · ') || '—'}</td>

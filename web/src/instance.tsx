@@ -46,7 +46,7 @@ export function InstanceView({ id }: { id: string }): JSX.Element {
           <dl class="details" data-testid="instance-details">
             {row('Group', <a href={groupHref(i.tenant, i.group)}>{`${i.tenant}/${i.group}`}</a>)}
             {row('Status', i.status)}
-            {row('Provider id', i.providerId)}
+            {row('Provider id', i.providerId ? <code>{i.providerId}</code> : null)}
             {row('Provider status', i.providerStatus)}
             {row('Created', `${when(i.createdAt)} (${age(i.createdAt, now)} ago)`)}
             {row('Why created', i.createReason)}
@@ -71,7 +71,7 @@ export function InstanceView({ id }: { id: string }): JSX.Element {
       <section aria-labelledby="history-heading">
         <h2 id="history-heading">History</h2>
         <p class="muted">Why it was created, drained and deleted, and by which event or person (oldest first).</p>
-        <AuditTable entries={history.data ?? []} caption={`Audit history of ${id}, oldest first`} testId="history" />
+        <AuditTable entries={history.data ?? []} caption={`Audit history of ${id}, oldest first`} showInstance={false} testId="history" />
         <ErrorText error={history.error} />
       </section>
       {acting && i ? <ActionDialog action={acting} instance={i} onClose={() => setActing(null)} /> : null}
