@@ -11,7 +11,7 @@ import { AgentCredentials } from '../agent/credentials.js';
 import { SystemClock, type Clock } from '../clock/index.js';
 import { ConfigLoader, configuredGroups, type DroverConfig } from '../config/index.js';
 import { DefaultInstanceManager } from '../instances/index.js';
-import { SingleNodeElector, type LeaderElector } from '../leader/index.js';
+import { EtcdElector, FencedProvider, SingleNodeElector, connectEtcd, type LeaderElector } from '../leader/index.js';
 import { DroverMetrics } from '../metrics/index.js';
 import type { Provider } from '../providers/index.js';
 import { SimProvider } from '../providers/sim/index.js';
@@ -20,6 +20,7 @@ import { AgentHub, type SelfRequest, type SelfResult } from '../server/agent-hub
 import { EventBus } from '../server/event-bus.js';
 import { buildHttpServer } from '../server/http.js';
 import { auditView } from '../server/views.js';
+import { EtcdOperatorState } from '../state/index.js';
 import { openLocalDb, type LocalDb } from '../store/index.js';
 import { VERSION } from './version.js';
 
@@ -59,7 +60,7 @@ export function defaultAgentCommand(): string[] {
 
 type ManagedProvider = Provider & { start?(): void; close?(): Promise<void> | void };
 
-async function providerFor(config: DroverConfig, dataDir: string, clock: Clock, logger: PinoLogger, agentCommand: string[]): Promise<ManagedProvider> {
+async function providerFor(config: DroverConfig, dataDir: string, clock: Clock, logger: PinoLogger, agentCommand: string[], mayMutate: () => boolean): Promise<ManagedProvider> {
   const p = config.provider ?? { kind: 'local' as const, maxCallsPerSecond: 0, maxConcurrentCalls: 64, callTimeout: 60_000, killGracePeriod: 10_000, createLatency: 0, deleteLatency: 0 };
   if (p.kind === 'sim') {
     return new SimProvider({ clock, createLatencyMs: p.createLatency, deleteLatencyMs: p.deleteLatency, maxCallsPerSecond: p.maxCallsPerSecond });
@@ -71,6 +72,8 @@ async function providerFor(config: DroverConfig, dataDir: string, clock: Clock, 
     killGracePeriodMs: p.killGracePeriod,
     clock,
     logger: logger.child({ component: 'local-provider' }),
+    // Replicas may share the state folder (one "cloud"): only the shard leader changes it.
+    mayMutate,
   });
 }
 
@@ -97,7 +100,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   const logger = options.logger;
   const configLoader = ConfigLoader.fromFile(options.configPath, { clock });
   const config = configLoader.getCurrent();
-  const server = config.server ?? { listen: '127.0.0.1:7400', dataDir: './.drover' };
+  const server: NonNullable<DroverConfig['server']> = config.server ?? { listen: '127.0.0.1:7400', dataDir: './.drover', replicas: [] };
   const dataDir = resolve(server.dataDir);
   const [host, portText] = server.listen.split(':') as [string, string];
   // The advertised URL; with port 0 (tests) it is known once listening.
@@ -106,8 +109,19 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   const db = openLocalDb(join(dataDir, 'drover.db'));
   const credentials = process.env.DROVER_AGENT_SECRET ? new AgentCredentials(process.env.DROVER_AGENT_SECRET) : AgentCredentials.fromFile(join(dataDir, 'agent-secret'));
   const token = process.env.DROVER_TOKEN ?? server.token ?? null;
-  const provider: ManagedProvider = options.provider ?? (await providerFor(config, dataDir, clock, logger, options.agentCommand ?? defaultAgentCommand()));
-  const elector: LeaderElector = options.elector ?? new SingleNodeElector(() => url);
+  const provider: ManagedProvider = options.provider ?? (await providerFor(config, dataDir, clock, logger, options.agentCommand ?? defaultAgentCommand(), () => elector.isLeader()));
+  // HA (leader.kind etcd): one elector per shard on etcd, operator decisions in etcd, and every
+  // provider mutation fenced by the lease's local deadline.
+  const leaderConfig = config.leader ?? { kind: 'single' as const, endpoints: [], ttl: 5_000 };
+  const etcd = !options.elector && leaderConfig.kind === 'etcd' ? connectEtcd(leaderConfig.endpoints) : null;
+  const etcdElector = etcd
+    ? new EtcdElector({ client: etcd, shardId: config.shard.id, ttlMs: leaderConfig.ttl, address: () => url, clock, logger: logger.child({ component: 'leader' }) })
+    : null;
+  const elector: LeaderElector = options.elector ?? etcdElector ?? new SingleNodeElector(() => url);
+  const sharedState = etcd && etcdElector ? new EtcdOperatorState({ client: etcd, shardId: config.shard.id, fence: () => etcdElector.fence(), clock, logger: logger.child({ component: 'operator-state' }) }) : null;
+  const guardedProvider: Provider = elector instanceof SingleNodeElector ? provider : new FencedProvider(provider, elector, logger.child({ component: 'provider' }));
+  /** Every replica's advertised URL, this one first: what agents are given (HA). */
+  const agentServers = (): string => [url, ...server.replicas.map((r) => r.replace(/\/+$/, ''))].filter((u, i, all) => all.indexOf(u) === i).join(',');
   const bus = new EventBus();
 
   // The hub and the reconciler refer to each other; the hub enqueues through this late binding.
@@ -125,6 +139,10 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     },
     selfService: async (instanceId, request): Promise<SelfResult> => (late.reconciler ? selfService(late.reconciler, clock, instanceId, request) : { ok: false, message: 'server starting' }),
     onReject: (reason) => metrics.agentRejects.inc({ reason }),
+    // A follower neither takes agents nor records health: it sends them to the leader.
+    acceptsAgents: () => elector.isLeader(),
+    recordsHealth: () => elector.isLeader(),
+    leaderAddress: () => elector.leaderAddress(),
   });
 
   const metrics = new DroverMetrics(clock, {
@@ -158,19 +176,20 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
 
   const instanceManager = new DefaultInstanceManager({
     localDb: db,
-    provider,
+    provider: guardedProvider,
     configLoader,
     clock,
-    userData: (req) => ({ DROVER_SERVER: url, DROVER_AGENT_CREDENTIAL: credentials.issue(req.instanceId) }),
+    userData: (req) => ({ DROVER_SERVER: agentServers(), DROVER_AGENT_CREDENTIAL: credentials.issue(req.instanceId) }),
   });
 
   const reconciler = new Reconciler({
     instanceManager,
     configLoader,
     localDb: db,
-    provider,
+    provider: guardedProvider,
     clock,
     logger: logger.child({ component: 'reconciler' }),
+    ...(sharedState ? { operatorState: sharedState } : {}),
     isLeader: () => elector.isLeader(),
     epoch: () => elector.epoch(),
     initialReconcileOnStart: false,
@@ -208,6 +227,8 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     logger.info({ leader, epoch: elector.epoch() }, 'leadership changed');
     bus.publish({ type: 'leader', data: { leader, epoch: elector.epoch(), at: clock.now().toISOString() } });
     if (leader) reconciler.enqueue({ type: EventType.InitialReconcile, cause: 'leader' });
+    // Its agents move on to the new leader (they know every replica's address).
+    else hub.disconnectAll('this replica no longer leads its shard');
   });
 
   let http: FastifyInstance;
@@ -219,12 +240,15 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   } catch (err) {
     await reconciler.stop();
     await hub.close();
+    etcd?.close();
     db.close();
     configLoader.close();
     throw new Error(`starting the admin API on ${server.listen}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   if (!token) logger.warn({ listen: server.listen }, 'no API token configured: anyone who can reach the listen address can use the API');
 
+  // Operator decisions must be read before this replica may act on them.
+  await sharedState?.start();
   await reconciler.start();
   provider.start?.();
   await elector.start();
@@ -248,6 +272,8 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       await http.close();
       await reconciler.stop();
       await provider.close?.();
+      await sharedState?.close();
+      etcd?.close();
       configLoader.close();
       db.close();
       logger.info({}, 'drover server stopped');

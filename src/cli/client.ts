@@ -52,17 +52,31 @@ export class ApiClient {
     };
   }
 
-  /** Performs a request; throws CliError with the server's own message on failure. */
+  /**
+   * Performs a request; throws CliError with the server's own message on failure. A replica that
+   * does not lead answers a change with 307 to the leader: followed here (at most 3 hops), with
+   * the token, which fetch itself would drop on a redirect to another origin.
+   */
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
-    try {
-      res = await fetch(`${this.base}${path}`, {
-        method,
-        headers: this.headers(body === undefined ? {} : { 'Content-Type': 'application/json' }),
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-    } catch (err) {
-      throw new CliError(`cannot reach the Drover server at ${this.base}: ${describeFetchError(err)}`, EXIT.unreachable);
+    let url = `${this.base}${path}`;
+    for (let hop = 0; ; hop++) {
+      try {
+        res = await fetch(url, {
+          method,
+          redirect: 'manual',
+          headers: this.headers(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+      } catch (err) {
+        throw new CliError(`cannot reach the Drover server at ${new URL(url).origin}: ${describeFetchError(err)}`, EXIT.unreachable);
+      }
+      const location = res.headers.get('location');
+      if ((res.status !== 307 && res.status !== 308) || !location || hop >= 3) break;
+      const next = new URL(location, url);
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') break;
+      await res.body?.cancel();
+      url = next.toString();
     }
     const text = await res.text();
     let data: unknown;

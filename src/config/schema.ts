@@ -137,6 +137,11 @@ const serverSchema = z.strictObject({
   dataDir: z.string().min(1).default('./.drover'),
   token: z.string().min(1).optional(),
   advertise: z.url({ error: 'must be a URL such as "http://10.0.0.5:7400"' }).optional(),
+  /**
+   * HA: the advertised URLs of every replica of this shard (this one may be listed too). Agents
+   * are given all of them and settle on the leader; followers redirect to the leader.
+   */
+  replicas: z.array(z.url({ error: 'must be a URL such as "http://10.0.0.5:7400"' })).default(() => []),
 });
 
 const providerSchema = z.strictObject({

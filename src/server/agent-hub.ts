@@ -2,7 +2,8 @@
  * AgentHub: the server end of agent connections (WebSocket at /v1/agent).
  *
  * - Authenticates the upgrade (instance id header + per-instance credential); refuses unknown
- *   credentials (401) and instances that are deleted or unknown (403).
+ *   credentials (401) and deleted instances (403); an instance not known yet gets 503 (retry).
+ * - HA: a replica that does not lead refuses agents with 503 and X-Drover-Leader.
  * - Records each health report (`healthAt`, server time) and counts it.
  * - Forwards termination notices and drain acknowledgements to the reconciler.
  * - A connection that drops without a goodbye enqueues `CheckInstance` with cause "disconnect"
@@ -33,6 +34,13 @@ export interface AgentHubOptions {
   /** Called after each health report is recorded, with the agent's own timestamp of it (`at`), when it sent one. */
   onHealthReport?: (instanceId: string, sentAt: string | undefined) => void;
   onReject?: (reason: string) => void;
+  /**
+   * HA: agents are accepted only while this is true (this replica leads its shard); otherwise
+   * the upgrade is refused with 503 and `X-Drover-Leader: <leaderAddress()>`, and the agent
+   * moves on to the next server it knows.
+   */
+  acceptsAgents?: () => boolean;
+  leaderAddress?: () => string | null;
   /** Handles a workload's request through its agent (protect, unprotect, extend). */
   selfService?: (instanceId: string, request: SelfRequest) => Promise<SelfResult>;
 }
@@ -74,13 +82,18 @@ export class AgentHub {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     const path = (req.url ?? '').split('?')[0];
     if (path !== AGENT_PATH) return false;
-    const refuse = (code: number, reason: string, message: string): void => {
+    const refuse = (code: number, reason: string, message: string, extraHeaders = ''): void => {
       this.options.onReject?.(reason);
       this.options.logger.warn({ reason, instanceId: header(req, INSTANCE_HEADER) }, 'agent connection refused');
-      socket.end(`HTTP/1.1 ${code} ${code === 401 ? 'Unauthorized' : code === 403 ? 'Forbidden' : 'Service Unavailable'}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${message}\n`);
+      socket.end(`HTTP/1.1 ${code} ${code === 401 ? 'Unauthorized' : code === 403 ? 'Forbidden' : 'Service Unavailable'}\r\nContent-Type: text/plain\r\n${extraHeaders}Connection: close\r\n\r\n${message}\n`);
     };
     if (this.closing) {
       refuse(503, 'stopping', 'server stopping');
+      return true;
+    }
+    if (this.options.acceptsAgents && !this.options.acceptsAgents()) {
+      const leader = this.options.leaderAddress?.() ?? null;
+      refuse(503, 'notLeader', `this replica does not lead its shard${leader ? `; the leader is ${leader}` : ''}`, leader && /^[\x21-\x7e]+$/.test(leader) ? `X-Drover-Leader: ${leader}\r\n` : '');
       return true;
     }
     const instanceId = header(req, INSTANCE_HEADER);
@@ -91,8 +104,14 @@ export class AgentHub {
       return true;
     }
     const record = this.options.db.getInstance(instanceId);
-    if (!record || record.status === 'deleted') {
-      refuse(403, 'retired', `instance ${instanceId} is ${record ? 'deleted' : 'unknown'}; its credential is no longer valid`);
+    if (!record) {
+      // Not known here yet (created by another leader, not yet adopted by this one's provider
+      // sync): the agent tries again, without counting a refusal.
+      refuse(503, 'unknown', `instance ${instanceId} is not known to this server yet`);
+      return true;
+    }
+    if (record.status === 'deleted') {
+      refuse(403, 'retired', `instance ${instanceId} is deleted; its credential is no longer valid`);
       return true;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, instanceId, record.tenant, record.group));
@@ -113,6 +132,20 @@ export class AgentHub {
     if (!conn) return false;
     this.send(conn.ws, { type: 'drainCancelled' });
     return true;
+  }
+
+  /**
+   * Closes every connection without counting them as disconnects, and goes on accepting (HA: a
+   * replica that lost leadership sends its agents on to the new leader).
+   */
+  disconnectAll(reason: string): void {
+    for (const conn of this.connections.values()) {
+      conn.saidGoodbye = true;
+      conn.pinger?.cancel();
+      conn.ws.close(CLOSE.serverStopping, reason);
+    }
+    if (this.connections.size > 0) this.options.logger.info({ connections: this.connections.size, reason }, 'agent connections closed');
+    this.connections.clear();
   }
 
   /** Closes every connection (without counting them as disconnects) and stops accepting. */

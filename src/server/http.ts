@@ -16,6 +16,7 @@ import { DroverError, type ErrorCode } from '../errors/index.js';
 import type { AgentHub } from './agent-hub.js';
 import { registerOperatorRoutes } from './operator-routes.js';
 import type { BusEvent, EventBus } from './event-bus.js';
+import { registerLeaderRouting } from './routing.js';
 import { registerStatic } from './static.js';
 import { auditView, groupView, instanceView, planView } from './views.js';
 
@@ -106,6 +107,8 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
     const given = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : '';
     if (!given || !tokensEqual(given, deps.token)) throw new HttpError(401, 'missing or wrong bearer token');
   });
+  // HA: a replica that does not lead redirects mutating calls to the leader (routing.ts).
+  registerLeaderRouting(app, deps.elector);
   app.addHook('onResponse', async (req, reply) => {
     metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? 'unknown', code: String(reply.statusCode) });
     logger.debug({ method: req.method, route: req.routeOptions.url, status: reply.statusCode }, 'request served');

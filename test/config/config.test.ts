@@ -266,7 +266,7 @@ describe('parseConfig defaults', () => {
 
   it('fills in defaults inside optional sections that are present', () => {
     const config = valid({ server: {}, provider: { kind: 'sim' }, leader: {} });
-    expect(config.server).toEqual({ listen: '127.0.0.1:7400', dataDir: './.drover' });
+    expect(config.server).toEqual({ listen: '127.0.0.1:7400', dataDir: './.drover', replicas: [] });
     expect(config.provider).toMatchObject({ kind: 'sim', maxCallsPerSecond: 0, maxConcurrentCalls: 64, callTimeout: 60_000, createLatency: 0 });
     expect(config.leader).toEqual({ kind: 'single', endpoints: [], ttl: 5_000 });
   });

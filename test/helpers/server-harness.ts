@@ -13,6 +13,7 @@ import { AgentCredentials } from '../../src/agent/credentials.js';
 import type { ServerMessage } from '../../src/agent/protocol.js';
 import { startDroverServer, type DroverServer } from '../../src/app/drover-server.js';
 import { SimProvider, SystemClock, type Clock } from '../../src/index.js';
+import type { LeaderElector } from '../../src/leader/index.js';
 
 export interface TestServerOptions {
   groups?: Record<string, Record<string, Record<string, unknown>>>;
@@ -20,6 +21,8 @@ export interface TestServerOptions {
   token?: string;
   clock?: Clock;
   dir?: string;
+  /** Use this elector instead of the config's (HA tests). */
+  elector?: LeaderElector;
 }
 
 export interface ApiResponse<T = unknown> {
@@ -64,7 +67,7 @@ export class TestServer {
   }
 
   async start(): Promise<this> {
-    this.server = await startDroverServer({ configPath: this.configPath, logger: pino({ level: 'silent' }), clock: this.clock, provider: this.provider });
+    this.server = await startDroverServer({ configPath: this.configPath, logger: pino({ level: 'silent' }), clock: this.clock, provider: this.provider, ...(this.options.elector ? { elector: this.options.elector } : {}) });
     return this;
   }
 
