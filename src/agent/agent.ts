@@ -8,6 +8,9 @@
  *   connection drops, fails or is refused, it reconnects to the next server after an exponential
  *   backoff with jitter (250 ms doubling to 10 s by default; reset by a `welcome`). A server that
  *   is silent (no message, no ping) for `serverSilenceMs` is treated as gone.
+ * - HA. A refusal with 503 (a replica that does not lead, an election in progress) is retried
+ *   within at most a second, on the server its `X-Drover-Leader` header names when that is one
+ *   of the configured servers, else on the next one.
  * - Refusals. HTTP 401 (credential refused) and 403 (instance deleted or unknown), and close code
  *   4403 (deleted), are logged as such; after `maxRefusals` consecutive refusals the agent gives
  *   up: it stops the workload and `done` settles with exit code 2 (401) or 3 (403). Any welcome
@@ -71,7 +74,11 @@ export interface AgentOptions {
   maxRefusals?: number;
   /** Default 1 000. */
   noticePollMs?: number;
-  /** A connection with nothing heard from the server this long is dropped. Default max(3 × interval, 30 s). */
+  /**
+   * A connection with nothing heard from the server this long is dropped. Default
+   * max(2.5 × interval, 3 s): below a new leader's grace (missedHealthThreshold × interval, 3 by
+   * default), so agents of a leader that hangs (SIGSTOP) reach the new one in time.
+   */
   serverSilenceMs?: number;
   /** Workload: SIGTERM → SIGKILL grace at stop. Default 8 000 (below the local provider's 10 s). */
   workloadStopGraceMs?: number;
@@ -311,10 +318,13 @@ class AgentRunner implements Agent {
     }
     this.ws = ws;
     let refusedStatus: number | undefined;
+    let leaderHint: string | undefined;
     let lastError: string | undefined;
     let opened = false;
     ws.on('unexpected-response', (_req, res) => {
       refusedStatus = res.statusCode;
+      const hint = res.headers['x-drover-leader'];
+      leaderHint = Array.isArray(hint) ? hint[0] : hint;
       res.resume();
       ws.terminate();
     });
@@ -376,16 +386,22 @@ class AgentRunner implements Agent {
         this.log.warn({ url, err: lastError }, 'could not connect to server');
       }
       if (code === CLOSE.superseded) this.log.warn({ url }, 'connection superseded by another connection for this instance');
-      this.afterFailure(gen);
+      this.afterFailure(gen, refusedStatus === 503 ? { leader: leaderHint } : undefined);
     });
   }
 
-  /** Schedules the next attempt on the next server, after the backoff. */
-  private afterFailure(gen: number): void {
+  /**
+   * Schedules the next attempt on the next server, after the backoff. After a 503 (not the
+   * leader, or no leader yet) the next attempt goes to the named leader if it is a configured
+   * server, and waits at most a second.
+   */
+  private afterFailure(gen: number, unavailable?: { leader: string | undefined }): void {
     if (this.ending || gen !== this.generation) return;
-    this.serverIndex = (this.serverIndex + 1) % this.config.servers.length;
+    const strip = (u: string): string => u.replace(/\/+$/, '');
+    const hinted = unavailable?.leader ? this.config.servers.findIndex((s) => strip(s) === strip(unavailable.leader ?? '')) : -1;
+    this.serverIndex = hinted >= 0 ? hinted : (this.serverIndex + 1) % this.config.servers.length;
     const initial = this.options.reconnectInitialMs ?? 250;
-    const max = this.options.reconnectMaxMs ?? 10_000;
+    const max = Math.min(this.options.reconnectMaxMs ?? 10_000, unavailable ? 1_000 : Number.POSITIVE_INFINITY);
     const base = Math.min(max, initial * 2 ** Math.min(this.failures, 30));
     const delayMs = Math.round(base * (0.5 + 0.5 * this.random()));
     this.failures++;
@@ -398,7 +414,7 @@ class AgentRunner implements Agent {
 
   private armSilenceCheck(gen: number): void {
     this.silenceTimer?.cancel();
-    const limit = this.options.serverSilenceMs ?? Math.max(3 * this.intervalMs, 30_000);
+    const limit = this.options.serverSilenceMs ?? Math.max(2.5 * this.intervalMs, 3_000);
     const checkEvery = Math.max(MIN_INTERVAL_MS, Math.min(this.intervalMs, limit));
     this.silenceTimer = this.clock.schedule(this.clock.nowMs() + checkEvery, () => {
       if (gen !== this.generation || !this.ws) return;
