@@ -201,6 +201,36 @@ describe.skipIf(!CHROMIUM)('web dashboard (sim provider)', { timeout: 60_000 }, 
     expect(errors).toEqual([]);
   });
 
+  it('starts and cancels an operator drain from the page', async () => {
+    t = await startServer({ groups: { default: { web: { size: 2, template: 'web', drainTimeout: '10m' } } } });
+    const [first] = (await t.api<InstanceView[]>('GET', '/v1/instances?tenant=default&group=web')).body;
+    const { page, errors } = await open(`#/instances/${first!.id}`);
+    await page.getByRole('button', { name: 'Drain', exact: true }).click();
+    const drain = page.getByRole('dialog', { name: `Drain ${first!.id}` });
+    await drain.getByRole('button', { name: 'Start drain' }).click();
+    await page.getByRole('status').filter({ hasText: `Drain of ${first!.id} started (HTTP 202)` }).waitFor();
+    // The page follows the drain as it happens (replacement first, then the drain).
+    await page.getByRole('button', { name: 'Cancel drain' }).waitFor({ timeout: 15_000 });
+    await page.getByRole('button', { name: 'Cancel drain' }).click();
+    await page.getByRole('dialog', { name: `Cancel the drain of ${first!.id}` }).getByRole('button', { name: 'Cancel drain' }).click();
+    await page.getByRole('status').filter({ hasText: `Drain of ${first!.id} cancelled (HTTP 200)` }).waitFor();
+    await expect.poll(async () => (await t!.api<InstanceView>('GET', `/v1/instances/${first!.id}`)).body.status, { timeout: 10_000 }).toBe('running');
+    expect(errors).toEqual([]);
+  });
+
+  it('lists what needs attention: provider errors reported by the reconciler, as they happen', async () => {
+    t = await startServer();
+    const { page, errors } = await open('');
+    await page.getByTestId('stream-status').filter({ hasText: 'Live' }).waitFor();
+    await page.getByText('Nothing needs attention.').waitFor();
+    t.provider.failCreates(1, { permanent: true });
+    await t.api('PUT', '/v1/groups/default/web/size', { size: 3 });
+    const attention = page.getByTestId('attention');
+    await attention.getByText(/injected failure/).first().waitFor({ timeout: 10_000 });
+    await expect.poll(() => page.getByText('Nothing needs attention.').isVisible()).toBe(false);
+    expect(errors).toEqual([]);
+  });
+
   it('says when this server is not the leader, and when the connection to it is lost', async () => {
     t = await startServer();
     const { page, errors } = await open('');

@@ -76,11 +76,17 @@ export async function api<T>(method: string, path: string, body?: unknown, signa
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       cache: 'no-store',
       credentials: 'omit',
+      // A replica that does not lead redirects writes to the leader: another origin, where the
+      // token would not follow. Say so instead of following.
+      redirect: method === 'GET' ? 'follow' : 'manual',
       ...(signal ? { signal } : {}),
     });
   } catch (err) {
     if (err instanceof DOMException && err.name === 'AbortError') throw err;
     throw new ApiError(0, `cannot reach the server (${err instanceof Error ? err.message : String(err)})`);
+  }
+  if (res.type === 'opaqueredirect') {
+    throw new ApiError(307, 'this server does not lead its shard and redirects changes to the leader: open the dashboard on the leader to make them');
   }
   const text = await res.text();
   let parsed: unknown = text;
