@@ -5,6 +5,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
+import { stringify } from 'yaml';
 import type { InstanceView } from '../../src/server/views.js';
 import { TestServer } from '../helpers/server-harness.js';
 import { BrowserSession, chromiumOrSkip, groupCell, requireWebBuild, signIn } from './browser.js';
@@ -215,6 +216,18 @@ describe.skipIf(!CHROMIUM)('web dashboard (sim provider)', { timeout: 60_000 }, 
     await page.getByRole('dialog', { name: `Cancel the drain of ${first!.id}` }).getByRole('button', { name: 'Cancel drain' }).click();
     await page.getByRole('status').filter({ hasText: `Drain of ${first!.id} cancelled (HTTP 200)` }).waitFor();
     await expect.poll(async () => (await t!.api<InstanceView>('GET', `/v1/instances/${first!.id}`)).body.status, { timeout: 10_000 }).toBe('running');
+    expect(errors).toEqual([]);
+  });
+
+  it('shows template drift when the template changes', async () => {
+    t = await startServer({ groups: { default: { web: { size: 2, template: 'web', drainTimeout: '10m', maxSurge: 2 } } } });
+    const { page, errors } = await open('#/groups/default/web');
+    await page.getByText('every instance runs it').waitFor();
+    const config = t.configObject() as { templates: Record<string, unknown> };
+    t.writeRawConfig(stringify({ ...config, templates: { ...config.templates, web: { image: 'web:2' } } }));
+    // The config event refreshes the page: the old instances are drifted while they rotate out.
+    await page.getByText(/of \d+ instances run an older template/).waitFor({ timeout: 10_000 });
+    await page.locator('[data-testid="instances"] tbody tr', { hasText: 'drifted' }).first().waitFor();
     expect(errors).toEqual([]);
   });
 

@@ -50,22 +50,24 @@ describe.skipIf(!CHROMIUM)('web dashboard (local provider, real processes)', { t
     const p = page!;
     await groupCell(p, 'default/web', 'inService').filter({ hasText: /^2$/ }).waitFor({ timeout: 20_000 });
     await p.evaluate('window.__sameDocument = true');
-    await p.goto(`${s!.url}/#/groups/default/web`);
-    const rows = p.locator('[data-testid="instances"] tbody tr[aria-rowindex]');
-    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(2);
     const [victim] = await authed<InstanceRow[]>('/v1/instances?tenant=default&group=web');
-    const victimRow = p.locator('[data-testid="instances"] tbody tr', { hasText: victim!.id });
-    await victimRow.getByText('in service').waitFor();
 
     process.kill(-s!.pidOf(victim!.id)!, 'SIGKILL');
 
-    // The victim leaves the table and a replacement takes its place, with no reload.
-    await expect.poll(() => victimRow.count(), { timeout: 30_000 }).toBe(0);
+    // The fleet page shows what happened, as it happens: the victim leaves, a replacement is created.
+    const activity = p.getByTestId('activity');
+    await activity.locator('tr[data-action="deleted"], tr[data-action="vanished"], tr[data-action="delete"]', { hasText: victim!.id }).first().waitFor({ timeout: 30_000 });
     await waitFor('replacement', () => authed<InstanceRow[]>('/v1/instances?tenant=default&group=web'), (l) => l.some((i) => i.replaces === victim!.id), 30_000);
     const replacement = (await authed<InstanceRow[]>('/v1/instances?tenant=default&group=web')).find((i) => i.replaces === victim!.id)!;
+    await activity.locator('tr[data-action="create"]', { hasText: replacement.id }).waitFor();
+    await groupCell(p, 'default/web', 'inService').filter({ hasText: /^2$/ }).waitFor({ timeout: 30_000 });
+
+    // The group page: the victim is gone, the replacement in service.
+    await p.goto(`${s!.url}/#/groups/default/web`);
     await p.locator('[data-testid="instances"] tbody tr', { hasText: replacement.id }).getByText('in service').waitFor({ timeout: 30_000 });
-    expect(await p.evaluate<boolean>('window.__sameDocument === true')).toBe(true);
-    // Its history says why it was created.
+    expect(await p.locator('[data-testid="instances"] tbody tr', { hasText: victim!.id }).count()).toBe(0);
+    expect(await p.evaluate<boolean>('window.__sameDocument === true')).toBe(true); // never reloaded
+    // The replacement's history says why it was created, and what it replaces.
     await p.getByRole('link', { name: replacement.id }).first().click();
     await p.locator('[data-testid="history"] tr[data-action="create"]').waitFor();
     await p.locator('[data-testid="instance-details"]').getByRole('link', { name: victim!.id }).waitFor();

@@ -211,7 +211,7 @@ function RecentActivity(): JSX.Element {
   return (
     <section aria-labelledby="activity-heading">
       <h2 id="activity-heading">Recent activity</h2>
-      <AuditTable entries={entries} caption="The latest lifecycle changes in the fleet, newest first" showGroup />
+      <AuditTable entries={entries} caption="The latest lifecycle changes in the fleet, newest first" showGroup testId="activity" />
       <ErrorText error={audit.error} />
     </section>
   );
