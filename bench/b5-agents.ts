@@ -18,7 +18,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,6 +80,10 @@ export interface B5Result {
   setupSeconds?: number;
   /** The machine's 1-minute load average at the end of the window (the 2 cores are shared). */
   loadAverage?: number;
+  /** Share of the window in which some task on the machine waited for a core (/proc/pressure/cpu "some"); null off Linux. */
+  cpuPressure?: number | null;
+  /** Time the server's main thread was runnable but waited for a core during the window, ms (schedstat); null off Linux. */
+  serverRunDelayMs?: number | null;
 }
 
 export const B5_PENDING: B5Result = {
@@ -202,6 +206,16 @@ function writeConfig(dir: string): string {
   return path;
 }
 
+/** Microseconds in which some task waited for a CPU (Linux PSI), null where unavailable. */
+function cpuPressureUs(): number | null {
+  try {
+    const match = /^some .*total=(\d+)/m.exec(readFileSync('/proc/pressure/cpu', 'utf8'));
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 async function connectionsFromMetrics(url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   const match = /^drover_agent_connections(?:\{[^}]*\})? (\d+)/m.exec(text);
@@ -269,9 +283,11 @@ export async function runB5(): Promise<B5Result> {
     const hostStats = (): Promise<HostStats[]> => Promise.all(hosts.map(({ host }) => host.call<HostStats>({ cmd: 'stats' })));
     const hostsBefore = await hostStats();
     const hostsFrom = now();
+    const pressureBefore = cpuPressureUs();
     await server.call({ cmd: 'measureStart' });
     await sleep(WINDOW_MS);
     const win = await server.call<ServerWindow>({ cmd: 'measureStop' });
+    const pressureAfter = cpuPressureUs();
     const hostsAfter = await hostStats();
     const hostsWallMs = now() - hostsFrom;
     const loadAverage = round(loadavg()[0] ?? 0, 1);
@@ -316,6 +332,8 @@ export async function runB5(): Promise<B5Result> {
       checkKillMs: round(kill.statusMs[B5_KILLED - 1]!, 1),
       setupSeconds,
       loadAverage,
+      cpuPressure: pressureBefore !== null && pressureAfter !== null ? round((pressureAfter - pressureBefore) / 1000 / win.wallMs, 2) : null,
+      serverRunDelayMs: win.runDelayMs === null ? null : round(win.runDelayMs, 0),
     };
   } finally {
     // The server stops cleanly (so its SQLite file is closed), then every process is killed.

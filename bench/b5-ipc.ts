@@ -37,6 +37,8 @@ export interface ServerWindow {
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
   rssMb: number;
+  /** Time the server's main thread spent runnable but waiting for a core (/proc/self/schedstat), ms; null off Linux. */
+  runDelayMs: number | null;
 }
 
 export interface ServerKill {

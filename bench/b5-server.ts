@@ -12,6 +12,7 @@
  *   (the reconciler's `enqueue` is wrapped to see it); checked = the provider answers the
  *   status call that CheckInstance makes (SimProvider.onCall).
  */
+import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { startDroverServer } from '../src/app/drover-server.js';
@@ -95,7 +96,17 @@ for (;;) {
   await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
-let measured: { wall: number; cpu: NodeJS.CpuUsage; delay: ReturnType<typeof monitorEventLoopDelay> } | null = null;
+/** Nanoseconds the main thread has waited on a run queue (Linux schedstat), null where unavailable. */
+function runDelayNs(): number | null {
+  try {
+    const value = Number(readFileSync('/proc/self/schedstat', 'utf8').split(' ')[1]);
+    return Number.isFinite(value) ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+let measured: { wall: number; cpu: NodeJS.CpuUsage; delay: ReturnType<typeof monitorEventLoopDelay>; runDelay: number | null } | null = null;
 
 serve<ServerCommand>(async (body) => {
   switch (body.cmd) {
@@ -105,12 +116,13 @@ serve<ServerCommand>(async (body) => {
       const delay = monitorEventLoopDelay({ resolution: 5 });
       delay.enable();
       window = { latencies: [], reporters: new Set() };
-      measured = { wall: performance.now(), cpu: process.cpuUsage(), delay };
+      measured = { wall: performance.now(), cpu: process.cpuUsage(), delay, runDelay: runDelayNs() };
       return null;
     }
     case 'measureStop': {
       if (!measured || !window) throw new Error('measureStop before measureStart');
       const cpu = process.cpuUsage(measured.cpu);
+      const runDelay = runDelayNs();
       const wallMs = performance.now() - measured.wall;
       measured.delay.disable();
       const result: ServerWindow = {
@@ -122,6 +134,7 @@ serve<ServerCommand>(async (body) => {
         loopDelayP99Ms: measured.delay.percentile(99) / 1e6,
         loopDelayMaxMs: measured.delay.max / 1e6,
         rssMb: process.memoryUsage.rss() / 1024 / 1024,
+        runDelayMs: runDelay !== null && measured.runDelay !== null ? (runDelay - measured.runDelay) / 1e6 : null,
       };
       window = null;
       measured = null;
