@@ -38,7 +38,7 @@ export function InstanceView({ id }: { id: string }): JSX.Element {
             {i.status === 'draining' && i.drainDeadline ? (
               <span class={countdown(i.drainDeadline, now).overdue ? 'bad' : 'warn'}>
                 {' '}
-                — draining ({i.drainReason ?? 'drain'}), deadline {countdown(i.drainDeadline, now).text}
+                — {i.drainReason ?? 'drain'}, deadline {countdown(i.drainDeadline, now).text}
               </span>
             ) : null}
           </p>
