@@ -400,7 +400,10 @@ export function planGroup(input: PlanInput): Plan {
     if (heldUntil(target.id) !== null || protectedUntil(target.id) !== null) continue;
     const reason = dueFor(target) ?? (isRotationReason(replacement.createReason) ? replacement.createReason : null);
     if (reason === null) continue;
-    if (isHealthyReported(replacement) && replacement.status === 'running' && !unwell.has(replacement.id)) {
+    // A rotation is voluntary: it needs a report within the staleness window, not the grace
+    // after a start or a leadership win (which only keeps silence from counting against an instance).
+    const reportedRecently = replacement.healthAt !== null && replacement.healthAt.getTime() + staleAfterMs > now;
+    if (isHealthyReported(replacement) && replacement.status === 'running' && !unwell.has(replacement.id) && reportedRecently) {
       drainOrDelete(target, reason, now + drainTimeoutMs, null, `${reason} rotation: replacement ${replacement.id} is healthy`);
     } else {
       covered.add(target.id);
