@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
 import { AgentCredentials } from '../agent/credentials.js';
-import { SystemClock, type Clock } from '../clock/index.js';
+import { SystemClock, type Clock, type TimerHandle } from '../clock/index.js';
 import { ConfigLoader, configuredGroups, type DroverConfig } from '../config/index.js';
 import { DefaultInstanceManager } from '../instances/index.js';
 import { EtcdElector, FencedProvider, SingleNodeElector, connectEtcd, type LeaderElector } from '../leader/index.js';
@@ -223,12 +223,18 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     logger.error({ file: configLoader.filePath, issues: error.issues }, 'config rejected; previous config stays in force');
     bus.publish({ type: 'config', data: { ok: false, error: error.message, issues: error.issues, at: clock.now().toISOString() } });
   });
+  let handover: TimerHandle | undefined;
   elector.onChange((leader) => {
     logger.info({ leader, epoch: elector.epoch() }, 'leadership changed');
     bus.publish({ type: 'leader', data: { leader, epoch: elector.epoch(), at: clock.now().toISOString() } });
+    handover?.cancel();
+    handover = undefined;
     if (leader) reconciler.enqueue({ type: EventType.InitialReconcile, cause: 'leader' });
-    // Its agents move on to the new leader (they know every replica's address).
-    else hub.disconnectAll('this replica no longer leads its shard');
+    // Once the lease has surely expired at etcd (a lapse lasting a TTL is a loss, not a slow
+    // renewal), its agents move on to the new leader: they know every replica's address.
+    else handover = clock.schedule(clock.nowMs() + leaderConfig.ttl, () => {
+      if (!elector.isLeader()) hub.disconnectAll('this replica no longer leads its shard');
+    });
   });
 
   let http: FastifyInstance;

@@ -24,9 +24,12 @@ export interface EtcdOperatorStateOptions {
   logger?: Logger;
   /** Key prefix. Default "/drover". */
   prefix?: string;
-  /** Timeout of one etcd call. Default 5 s. */
+  /** Time a write may take, retries included (and the timeout of the initial load). Default 5 s. */
   callTimeoutMs?: number;
 }
+
+/** One attempt of a write; a write retries within `callTimeoutMs`. */
+const ATTEMPT_MS = 1_000;
 
 const noopLogger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
@@ -92,17 +95,27 @@ export class EtcdOperatorState implements OperatorState {
     if (!fence) throw new NotLeaderError(action);
     const full = this.keyPrefix + key;
     const remove = value === null || value === undefined;
-    const { client } = this.options;
+    const { client, clock } = this.options;
+    // Short attempts within the budget: an attempt stuck on a member that just died (its
+    // channel waits for a connection) must not use up the whole budget.
+    const budgetEnds = clock.nowMs() + (this.options.callTimeoutMs ?? 5_000);
     let succeeded: boolean;
-    try {
-      const res = await client
-        .if(fence.key, 'Create', '==', fence.epoch)
-        .then(remove ? client.delete().key(full) : client.put(full).value(JSON.stringify(value)))
-        .options({ deadline: new Date(this.options.clock.nowMs() + (this.options.callTimeoutMs ?? 5_000)) })
-        .commit();
-      succeeded = res.succeeded;
-    } catch (err) {
-      throw new DroverError(`${action}: ${errorMessage(err)}`, { code: 'unavailable', retryable: true, cause: err });
+    for (let attempt = 1; ; attempt++) {
+      const current = this.options.fence();
+      if (!current || current.epoch !== fence.epoch) throw new NotLeaderError(action);
+      try {
+        const res = await client
+          .if(fence.key, 'Create', '==', fence.epoch)
+          .then(remove ? client.delete().key(full) : client.put(full).value(JSON.stringify(value)))
+          .options({ deadline: new Date(Math.min(budgetEnds, clock.nowMs() + ATTEMPT_MS)) })
+          .commit();
+        succeeded = res.succeeded;
+        break;
+      } catch (err) {
+        if (clock.nowMs() + 100 >= budgetEnds) throw new DroverError(`${action}: ${errorMessage(err)} (after ${attempt} attempts)`, { code: 'unavailable', retryable: true, cause: err });
+        this.log.debug({ key, attempt, err: errorMessage(err) }, 'operator state write failed; retrying');
+        await clock.sleep(50);
+      }
     }
     // The leader key no longer has our create revision: another replica's term has begun.
     if (!succeeded) throw new NotLeaderError(`${action} (epoch ${fence.epoch} is over)`);

@@ -23,6 +23,8 @@ export interface TestServerOptions {
   dir?: string;
   /** Use this elector instead of the config's (HA tests). */
   elector?: LeaderElector;
+  /** The config's `leader` section (its ttl is how long a lost leader keeps its agents). */
+  leader?: Record<string, unknown>;
 }
 
 export interface ApiResponse<T = unknown> {
@@ -54,6 +56,7 @@ export class TestServer {
       shard: { id: 'test', healthCheckInterval: '1s', missedHealthThreshold: 3, startupTimeout: '1m', defaultDrainTimeout: '1m', ...o.shard },
       templates: { web: { image: 'web:1' }, worker: { image: 'worker:1' } },
       groups: o.groups ?? { default: { web: { size: 2, template: 'web', drainTimeout: '1m' } } },
+      ...(o.leader ? { leader: o.leader } : {}),
     };
   }
 

@@ -45,8 +45,8 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await s.close();
 });
 
-async function pair(token?: string): Promise<{ leader: TestServer; follower: TestServer; followerElector: ManualElector }> {
-  const leader = await new TestServer({ ...(token ? { token } : {}), elector: new ManualElector(true) }).start();
+async function pair(token?: string, leaderSection?: Record<string, unknown>): Promise<{ leader: TestServer; follower: TestServer; followerElector: ManualElector }> {
+  const leader = await new TestServer({ ...(token ? { token } : {}), ...(leaderSection ? { leader: leaderSection } : {}), elector: new ManualElector(true) }).start();
   servers.push(leader);
   const followerElector = new ManualElector(false, leader.url);
   const follower = await new TestServer({ ...(token ? { token } : {}), elector: followerElector }).start();
@@ -105,14 +105,24 @@ describe('leader routing', () => {
     expect(leader.server.reconciler.effectiveSettings(leader.server.config(), 'default', 'web')?.size).toBe(3);
   });
 
-  it('refuses agents on a follower with 503 and the leader\'s address; the leader closes its agents when it loses leadership', async () => {
-    const { leader, follower } = await pair();
+  it('refuses agents on a follower with 503 and the leader\'s address; a leader closes its agents once leadership is lost for a TTL, not on a brief lapse', async () => {
+    const { leader, follower } = await pair(undefined, { ttl: '1s' });
     expect(await agentRefusal(follower.url)).toEqual({ status: 503, leader: leader.url });
     const [inst] = leader.server.db.listInstances();
     const agent = await FakeAgent.connect(leader.url, inst!.id, leader.credential(inst!.id));
     await agent.next((m) => m.type === 'welcome');
-    (leader.server.elector as ManualElector).set(false);
+    let closedAt = 0;
+    void agent.closed.then(() => (closedAt = Date.now()));
+    const elector = leader.server.elector as ManualElector;
+    elector.set(false); // a lapse: renewed again shortly
+    await new Promise((r) => setTimeout(r, 200));
+    elector.set(true);
+    await new Promise((r) => setTimeout(r, 1_300));
+    expect(closedAt).toBe(0);
+    const lostAt = Date.now();
+    elector.set(false);
     expect((await agent.closed).code).toBe(4503);
+    expect(closedAt - lostAt).toBeGreaterThanOrEqual(950);
     // It did not count as a disconnect: no check of the instance follows.
     expect(leader.server.reconciler.stats().queueDepth).toBe(0);
   });
