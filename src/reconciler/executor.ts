@@ -350,7 +350,7 @@ export class Executor {
         if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(action);
         const started = ctx.clock.nowMs();
         try {
-          await withTimeout(ctx.clock, ctx.callTimeoutMs(), action, ctx.instanceManager.deleteInstance(instanceId));
+          await withTimeout(ctx.clock, ctx.callTimeoutMs(), action, this.deleteAtProvider(instanceId, action));
           ctx.observer.providerCall?.('delete', ctx.clock.nowMs() - started, null);
         } catch (err) {
           ctx.observer.providerCall?.('delete', ctx.clock.nowMs() - started, err);
@@ -426,6 +426,22 @@ export class Executor {
       if (state.get(key) === undefined) continue;
       state.set(key, null).catch((err: unknown) => this.ctx.log.warn({ instanceId, key, err: errorMessage(err) }, 'clearing operator state failed'));
     }
+  }
+
+  /**
+   * Deletes an instance at the provider. One whose create was never confirmed has no provider id
+   * yet: it is looked up by its instance-id tag first, and leadership is checked again before the
+   * delete, since the lookup took time (the lookup inside `deleteInstance` would not check).
+   */
+  private async deleteAtProvider(instanceId: string, action: string): Promise<void> {
+    const { ctx } = this;
+    if (!ctx.store.getInstance(instanceId)?.providerId) {
+      const [found] = await ctx.provider.list({ [TAG.instanceId]: instanceId });
+      if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(action);
+      if (!found) return; // never created: nothing to delete
+      ctx.store.updateInstance(instanceId, { providerId: found.providerId });
+    }
+    await ctx.instanceManager.deleteInstance(instanceId);
   }
 
   /** Writes the drain's start, deadline and reason as provider tags (shared truth for a new leader). */
