@@ -9,7 +9,9 @@
  *   run to end, then run in a new batch. Different keys run concurrently, up to `concurrency`.
  * - Ready keys start in priority order (urgent first), first-in first-out within a priority.
  * - A barrier item runs alone: once one is added, no new key starts until every running key has
- *   finished and the barrier handler has run.
+ *   finished and the barrier handler has run. When a barrier ends with another one already
+ *   waiting, the keys that were ready start first: back-to-back barriers (a retried
+ *   InitialReconcile, a periodic resync) cannot starve every key.
  * - Work added starts on the next turn of the event loop (setImmediate), not inside `add`: items
  *   that arrive together (one I/O batch, such as many agents' messages or disconnects) coalesce
  *   into one run per key instead of a run each. A run that ends starts the next at once.
@@ -59,6 +61,8 @@ export class KeyedWorkQueue<T> {
   private barrierItems = new Map<string, T>();
   private barrierRunning = false;
   private barrierStartedAt: number | null = null;
+  /** A barrier ended with keys ready and another barrier waiting: those keys start first. */
+  private keysFirst = false;
   private paused = false;
   private pumpScheduled = false;
   private idleWaiters: Array<() => void> = [];
@@ -197,7 +201,7 @@ export class KeyedWorkQueue<T> {
 
   private pump(): void {
     if (this.paused) return;
-    if (this.barrierItems.size > 0 || this.barrierRunning) {
+    if (!this.keysFirst && (this.barrierItems.size > 0 || this.barrierRunning)) {
       if (!this.barrierRunning && this.running === 0) this.runBarrier();
       return;
     }
@@ -206,6 +210,7 @@ export class KeyedWorkQueue<T> {
       if (!slot) break;
       this.runSlot(slot);
     }
+    this.keysFirst = false;
     this.checkIdle();
   }
 
@@ -257,6 +262,7 @@ export class KeyedWorkQueue<T> {
         this.options.observer?.finished?.('*', this.options.now() - started, failure);
         this.barrierRunning = false;
         this.barrierStartedAt = null;
+        this.keysFirst = this.readyCount > 0 && this.barrierItems.size > 0;
         this.pump();
       });
   }
