@@ -239,7 +239,7 @@ export class Invariants {
         r.status === 'running' &&
         r.healthAt !== null &&
         r.unhealthyAt === null &&
-        Math.max(r.healthAt.getTime(), this.w.observingSince()) + stale > now,
+        r.healthAt.getTime() + stale > now,
     );
     if (!ok) {
       const seen = replacements.map((r) => `${r.id} ${r.status} health ${r.healthAt ? `${Math.round((now - r.healthAt.getTime()) / 1000)}s ago` : 'never'}`);

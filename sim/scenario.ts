@@ -55,6 +55,8 @@ export interface FleetSpec {
   templates: string[];
   /** An agent boots (first health report) between 2 s and this long after its instance runs. */
   bootMaxMs: number;
+  /** The reconciler's `firstHealthReplanIntervalMs` (0, or the server's 250 ms). */
+  firstHealthReplanMs: number;
 }
 
 export type SimOp = 'create' | 'delete' | 'status' | 'list';
@@ -116,7 +118,7 @@ function generateFleet(rng: Rng): FleetSpec {
     callTimeoutMs: rng.pick([20 * SEC, 60 * SEC]),
     maxCallsPerSecond: rateLimited ? rng.pick([2, 5]) : 0,
     simMaxCallsPerSecond: rateLimited ? 10 : rng.chance(0.1) ? 3 : 0,
-    createLatencyMs: rng.pick([0, 1 * SEC, 5 * SEC, 20 * SEC]),
+    createLatencyMs: rng.pick([0, 1 * SEC, 5 * SEC, 15 * SEC]),
     deleteLatencyMs: rng.pick([0, 1 * SEC, 5 * SEC]),
     listLatencyMs: rng.chance(0.8) ? 0 : rng.pick([1 * SEC, 3 * SEC]),
   };
@@ -141,7 +143,7 @@ function generateFleet(rng: Rng): FleetSpec {
       forcedAgeMs,
     });
   }
-  return { shard, provider, groups, templates, bootMaxMs: rng.pick([20 * SEC, 60 * SEC, 90 * SEC]) };
+  return { shard, provider, groups, templates, bootMaxMs: rng.pick([20 * SEC, 60 * SEC, 90 * SEC]), firstHealthReplanMs: rng.pick([0, 250]) };
 }
 
 function generateDt(rng: Rng): number {

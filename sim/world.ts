@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { ManualClock } from '../src/clock/index.js';
 import { ConfigLoader, configuredGroups, groupSettings } from '../src/config/index.js';
 import { DefaultInstanceManager } from '../src/instances/index.js';
+import { ThrottledError } from '../src/errors/index.js';
 import { TAG, type Provider, type ProviderCreateRequest, type ProviderInstance, type ProviderStatus } from '../src/providers/index.js';
 import { SimProvider, type SimInstance } from '../src/providers/sim/index.js';
 import { BACKOFF_MAX_MS } from '../src/reconciler/backoff.js';
@@ -65,6 +66,8 @@ export const SIM_START = Date.UTC(2026, 0, 1);
 const START = SIM_START;
 /** After convergence, the world runs this much longer to catch a replacement storm. */
 export const STABILITY_WINDOW_MS = 15 * MIN;
+/** Longest extra delay of a slow provider call a scenario draws. */
+const MAX_SLOW_MS = 90 * SEC;
 /** Longest termination-notice window a scenario draws. */
 const MAX_NOTICE_MS = 5 * MIN;
 const STATUS_TIMEOUT_MS = 5 * SEC;
@@ -100,6 +103,14 @@ async function turns(n: number): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
+/** What every generation's provider view shares: the mutation check, throttling, calls in flight. */
+interface ProviderHooks {
+  onMutation(generation: number, op: 'create' | 'delete' | 'setTags', target: string): void;
+  /** Throws ThrottledError when the provider's rate limit is exceeded (a fault, lifted when the faults stop). */
+  admit(op: string): void;
+  inFlight: number;
+}
+
 /** The provider each Reconciler generation sees: the shared cloud, with every mutation checked. */
 class WatchedProvider implements Provider {
   readonly kind = 'sim';
@@ -107,30 +118,68 @@ class WatchedProvider implements Provider {
   constructor(
     private readonly inner: SimProvider,
     private readonly generation: number,
-    private readonly onMutation: (generation: number, op: 'create' | 'delete' | 'setTags', target: string) => void,
+    private readonly hooks: ProviderHooks,
   ) {}
 
+  private async call<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    this.hooks.admit(op);
+    this.hooks.inFlight++;
+    try {
+      return await fn();
+    } finally {
+      this.hooks.inFlight--;
+    }
+  }
+
   create(req: ProviderCreateRequest): Promise<ProviderInstance> {
-    this.onMutation(this.generation, 'create', req.idempotencyKey);
-    return this.inner.create(req);
+    this.hooks.onMutation(this.generation, 'create', req.idempotencyKey);
+    return this.call('create', () => this.inner.create(req));
   }
 
   delete(providerId: string): Promise<void> {
-    this.onMutation(this.generation, 'delete', providerId);
-    return this.inner.delete(providerId);
+    this.hooks.onMutation(this.generation, 'delete', providerId);
+    return this.call('delete', () => this.inner.delete(providerId));
   }
 
   status(providerId: string): Promise<ProviderStatus> {
-    return this.inner.status(providerId);
+    return this.call('status', () => this.inner.status(providerId));
   }
 
   list(tags: Record<string, string>): Promise<ProviderInstance[]> {
-    return this.inner.list(tags);
+    return this.call('list', () => this.inner.list(tags));
   }
 
   setTags(providerId: string, tags: Record<string, string>): Promise<void> {
-    this.onMutation(this.generation, 'setTags', providerId);
-    return this.inner.setTags(providerId, tags);
+    this.hooks.onMutation(this.generation, 'setTags', providerId);
+    return this.call('setTags', () => this.inner.setTags(providerId, tags));
+  }
+}
+
+/** The cloud's API rate limit (token bucket), on the simulated clock. */
+class RateLimit {
+  private tokens: number;
+  private last: number;
+  private readonly burst: number;
+
+  constructor(
+    private rate: number,
+    now: number,
+  ) {
+    this.burst = Math.max(2, Math.ceil(rate / 20));
+    this.tokens = this.burst;
+    this.last = now;
+  }
+
+  lift(): void {
+    this.rate = 0;
+  }
+
+  admit(op: string, now: number): void {
+    if (this.rate <= 0) return;
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.rate) / 1000);
+    this.last = now;
+    if (this.tokens < 1) throw new ThrottledError(`sim provider ${op}`);
+    this.tokens -= 1;
   }
 }
 
@@ -153,6 +202,8 @@ export class World {
   private observingSince = START;
   private leader = true;
   private readonly disturbances = new Disturbances();
+  private readonly rateLimit: RateLimit;
+  private readonly hooks: ProviderHooks;
   readonly checker: Invariants;
   private readonly agents = new Map<string, Agent>();
   private readonly agentSeen = new Set<string>();
@@ -182,8 +233,15 @@ export class World {
       seed: this.seed,
       createLatencyMs: provider.createLatencyMs,
       deleteLatencyMs: provider.deleteLatencyMs,
-      maxCallsPerSecond: provider.simMaxCallsPerSecond,
     });
+    this.rateLimit = new RateLimit(provider.simMaxCallsPerSecond, START);
+    this.hooks = {
+      onMutation: (gen, op, target) => this.guard(() => this.checker.onMutation(gen, op, target)),
+      admit: (op) => {
+        this.rateLimit.admit(op, this.clock.nowMs());
+      },
+      inFlight: 0,
+    };
     this.sim.setLatency({ list: provider.listLatencyMs });
     this.sim.onCall((call) => {
       if (call.outcome !== 'ok') {
@@ -299,7 +357,7 @@ export class World {
     const db = this.db;
     if (!db) throw new Error('sim: starting a reconciler without a database');
     const generation = ++this.generation;
-    const provider = new WatchedProvider(this.sim, generation, (gen, op, target) => this.guard(() => this.checker.onMutation(gen, op, target)));
+    const provider = new WatchedProvider(this.sim, generation, this.hooks);
     const logger: Logger = {
       debug: () => undefined,
       info: () => undefined,
@@ -316,6 +374,7 @@ export class World {
       clock: this.clock,
       logger,
       random: seededRandom(hash32(this.seed, `reconciler#${generation}`)),
+      firstHealthReplanIntervalMs: this.fleet.firstHealthReplanMs,
       isLeader: () => this.options.plant === 'leader' || this.leader,
       notifyDrain: (instanceId, group, reason, _unhealthyAt, deleteAt) => this.guard(() => this.onDrainNotice(generation, instanceId, group, reason, deleteAt)),
       notifyError: () => undefined,
@@ -400,7 +459,7 @@ export class World {
       `fleet: ${groups.join('; ')}; health ${shard.healthCheckIntervalMs / SEC}s x${shard.missedHealthThreshold}, startup ${shard.startupTimeoutMs / SEC}s, ` +
       `default drain ${shard.defaultDrainTimeoutMs / SEC}s, resync ${shard.resyncIntervalMs / SEC}s, attempts ${shard.maxAttempts}, workers ${shard.workers}, ` +
       `create gap ${shard.createRateLimitMs / SEC}s; provider timeout ${provider.callTimeoutMs / SEC}s, latency ${provider.createLatencyMs / SEC}/${provider.deleteLatencyMs / SEC}/${provider.listLatencyMs / SEC}s, ` +
-      `rate ${provider.maxCallsPerSecond}/${provider.simMaxCallsPerSecond}`
+      `rate ${provider.maxCallsPerSecond}/${provider.simMaxCallsPerSecond}; first-health replan window ${this.fleet.firstHealthReplanMs}ms`
     );
   }
 
@@ -766,7 +825,14 @@ export class World {
     // and leadership is (re)won, which runs InitialReconcile as an elector would.
     this.faultsOn = false;
     this.sim.clearFaults();
+    this.rateLimit.lift();
     for (const agent of this.agents.values()) agent.silentUntil = this.options.plant === 'silence' ? Number.POSITIVE_INFINITY : 0;
+    // Calls already out (slow ones) end, or time out, before the fleet is judged.
+    const settledBy = this.clock.nowMs() + this.fleet.provider.callTimeoutMs + MAX_SLOW_MS;
+    while (this.hooks.inFlight > 0 && this.clock.nowMs() < settledBy) {
+      await this.advance(Math.min(5 * SEC, settledBy - this.clock.nowMs()));
+      this.checker.checkStep();
+    }
     if (!this.leader) {
       this.leader = true;
       this.stats.leaderChanges++;
@@ -777,7 +843,7 @@ export class World {
     await this.settle();
     const t0 = this.clock.nowMs();
     this.boundMs = this.convergenceBound();
-    this.flushTrace('end', `faults stop; convergence bound ${clockText(this.boundMs)}`);
+    this.flushTrace('end', `faults stopped, calls out ended, leadership won; convergence bound ${clockText(this.boundMs)}`);
     const chunk = this.fleet.shard.healthCheckIntervalMs;
     let why = this.notConverged();
     while (why !== null && this.clock.nowMs() - t0 < this.boundMs) {
