@@ -228,6 +228,7 @@ export class EtcdElector implements LeaderElector {
     if (this.leaseId !== null && !this.holding) await this.campaign();
   }
 
+
   private async grant(): Promise<void> {
     const sent = this.clock.nowMs();
     const res = await this.client.leaseClient.leaseGrant({ TTL: this.ttlSeconds }, { deadline: this.deadline(this.callTimeoutMs()) });
@@ -369,7 +370,14 @@ export class EtcdElector implements LeaderElector {
         watcher.on('put', (kv) => {
           this.current = parseRecord(kv);
         });
-        watcher.on('delete', () => {
+        watcher.on('delete', (kv) => {
+          if (this.holding && this.epochValue !== null && Number(kv.mod_revision) > this.epochValue) {
+            // Our key is gone (deleted by hand, or the lease expired while we were away): stop now.
+            this.log.warn({ epoch: this.epochValue }, 'leader key deleted while leading');
+            this.holding = false;
+            this.epochValue = null;
+            this.announce();
+          }
           if (!this.holding) this.current = null;
           this.wake?.(); // campaign now rather than at the next tick
         });

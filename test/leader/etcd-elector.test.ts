@@ -30,10 +30,17 @@ let cluster: EtcdCluster;
 const clients: Etcd3[] = [];
 const electors: EtcdElector[] = [];
 
+/** What the electors logged, shown when a wait times out. */
+const logLines: string[] = [];
+
 function elector(name: string, options: { ttlMs?: number; clock?: Clock } = {}): EtcdElector {
   const client = connectEtcd(cluster.endpoints);
   clients.push(client);
-  const e = new EtcdElector({ client, shardId: 'unit', ttlMs: options.ttlMs ?? 2_000, address: () => `http://${name}`, clock: options.clock ?? new SystemClock(), id: name });
+  const line = (level: string) => (obj: object, msg?: string): void => {
+    logLines.push(`${new Date().toISOString()} ${name} ${level} ${msg ?? ''} ${JSON.stringify(obj)}`);
+  };
+  const logger = { debug: () => undefined, info: line('info'), warn: line('warn'), error: line('error') };
+  const e = new EtcdElector({ client, shardId: 'unit', ttlMs: options.ttlMs ?? 2_000, address: () => `http://${name}`, clock: options.clock ?? new SystemClock(), id: name, logger });
   electors.push(e);
   return e;
 }
@@ -41,7 +48,7 @@ function elector(name: string, options: { ttlMs?: number; clock?: Clock } = {}):
 async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<number> {
   const started = Date.now();
   while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}; electors said:\n${logLines.slice(-30).join('\n')}`);
     await new Promise((r) => setTimeout(r, 10));
   }
   return Date.now() - started;
@@ -78,6 +85,7 @@ describeWithEtcd(
     }, 30_000);
     afterAll(() => cluster?.close());
     afterEach(async () => {
+      logLines.length = 0;
       await Promise.all(electors.splice(0).map((e) => e.stop()));
       for (const c of clients.splice(0)) c.close();
       cluster.restartAll();
@@ -134,6 +142,24 @@ describeWithEtcd(
       expect(Date.now() - killedAt).toBeLessThan(2_000 + 2_000);
     });
 
+    it('a leader whose key is deleted under it (by hand) stops at once; a new term begins; never two', async () => {
+      const a = elector('a');
+      const b = elector('b');
+      await a.start();
+      await until('a leads', () => a.isLeader(), 5_000);
+      await b.start();
+      await until('b follows', () => b.leaderAddress() === 'http://a', 5_000);
+      const first = a.epoch()!;
+      const changes: boolean[] = [];
+      a.onChange((l) => changes.push(l));
+      await neverTwoLeaders(async () => {
+        await clients[0]!.delete().key(a.leaderKey);
+        await until('a new term', () => [a, b].some((e) => e.isLeader() && e.epoch()! > first), 5_000);
+      });
+      // a stepped down when its key went, whoever won the new term.
+      expect(changes[0]).toBe(false);
+    });
+
     it('isLeader() turns false before the lease can expire when renewals stop reaching etcd', async () => {
       const a = elector('a', { ttlMs: 2_000 });
       await a.start();
@@ -177,9 +203,9 @@ describeWithEtcd(
       expect(raftLeader).not.toBeNull();
       await neverTwoLeaders(async () => {
         await cluster.kill(raftLeader!);
-        // A new raft leader is elected; our lease survives it.
-        await new Promise((r) => setTimeout(r, 5_000));
-        await until('a leads', () => a.isLeader(), 5_000);
+        // A new raft leader is elected; our lease survives it (etcd extends leases on a leader change).
+        await new Promise((r) => setTimeout(r, 3_000));
+        await until('a leads', () => a.isLeader(), 15_000);
       });
       expect(a.epoch()).toBe(epoch);
       expect(b.isLeader()).toBe(false);
