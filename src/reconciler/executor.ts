@@ -148,8 +148,16 @@ export class Executor {
         ctx.observer.drainStarted?.(action.reason);
         if (action.reason === 'operator') this.dropOperatorState(action.instanceId, [keys.drainRequest(action.instanceId)]);
         ctx.log.info({ tenant, group, instanceId: action.instanceId, reason: action.reason, deadline: action.deadline }, 'instance drain started');
-        ctx.notifyDrain(action.instanceId, groupKeyOf(tenant, group), action.reason, action.unhealthyAt ?? now, action.deadline);
-        if (record?.providerId) this.tagDrain(record, now, action.deadline, action.reason);
+        const notify = (): void => ctx.notifyDrain(action.instanceId, groupKeyOf(tenant, group), action.reason, action.unhealthyAt ?? now, action.deadline);
+        // The drain becomes shared truth (provider tags) before anyone is told: a leader that dies
+        // in between leaves no drain that a successor cannot see. Without tags, tell at once.
+        if (record?.providerId && ctx.provider.setTags) {
+          void this.tagDrain(record, now, action.deadline, action.reason).then((outcome) => {
+            if (outcome !== 'notLeader' && !ctx.halted()) notify();
+          });
+        } else {
+          notify();
+        }
         return;
       }
       case 'check':
@@ -445,8 +453,8 @@ export class Executor {
   }
 
   /** Writes the drain's start, deadline and reason as provider tags (shared truth for a new leader). */
-  private tagDrain(record: InstanceRecord, startedAt: Date, deadline: Date, reason: string): void {
-    writeDrainTags(this.ctx, record, {
+  private tagDrain(record: InstanceRecord, startedAt: Date, deadline: Date, reason: string): Promise<TagOutcome> {
+    return writeDrainTags(this.ctx, record, {
       [TAG.drainStartedAt]: startedAt.toISOString(),
       [TAG.drainDeadline]: deadline.toISOString(),
       [TAG.drainReason]: reason,
@@ -454,24 +462,32 @@ export class Executor {
   }
 }
 
+export type TagOutcome = 'written' | 'skipped' | 'notLeader' | 'failed';
+
 /**
- * Writes drain bookkeeping as provider tags, through the CallGate and only while leader. Failures
- * are logged: the tags are a copy for a future leader, the store keeps the drain.
+ * Writes drain bookkeeping as provider tags, through the CallGate and only while leader. Never
+ * rejects: failures are logged (the store keeps the drain; the tags are the copy a future leader
+ * reads) and reported in the outcome.
  */
-export function writeDrainTags(ctx: Context, record: InstanceRecord, tags: Record<string, string>): void {
+export function writeDrainTags(ctx: Context, record: InstanceRecord, tags: Record<string, string>): Promise<TagOutcome> {
   const setTags = ctx.provider.setTags?.bind(ctx.provider);
   const providerId = record.providerId;
-  if (!setTags || !providerId) return;
+  if (!setTags || !providerId) return Promise.resolve('skipped');
   const action = `tagging the drain of ${record.id}`;
-  ctx.gate
+  return ctx.gate
     .run('write', Priority.high, async () => {
       if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(action);
       await withTimeout(ctx.clock, ctx.callTimeoutMs(), action, setTags(providerId, tags));
     })
-    .catch((err: unknown) => {
-      if (err instanceof NotLeaderError || err instanceof InstanceNotFoundError) return;
-      ctx.log.warn({ instanceId: record.id, err: errorMessage(err) }, 'writing drain tags failed');
-    });
+    .then(
+      (): TagOutcome => 'written',
+      (err: unknown): TagOutcome => {
+        if (err instanceof NotLeaderError) return 'notLeader';
+        if (err instanceof InstanceNotFoundError) return 'failed';
+        ctx.log.warn({ instanceId: record.id, err: errorMessage(err) }, 'writing drain tags failed');
+        return 'failed';
+      },
+    );
 }
 
 /** Creates held after a permanent failure stay held while the group's size and template are unchanged. */

@@ -113,7 +113,7 @@ export class OperatorActions {
       this.ctx.store.updateInstance(instanceId, { drainDeadline: newDeadline });
       this.audit(record, 'drainExtended', record.drainReason ?? 'drain', actor, `deadline ${record.drainDeadline?.toISOString() ?? '?'} -> ${newDeadline.toISOString()}${cappedBy ? ` (capped by ${cappedBy})` : ''}`);
     });
-    writeDrainTags(this.ctx, record, { [TAG.drainDeadline]: newDeadline.toISOString() });
+    void writeDrainTags(this.ctx, record, { [TAG.drainDeadline]: newDeadline.toISOString() });
     this.ctx.markDirty(record.tenant, record.group, 'operator', Priority.high);
     return { instanceId, drainDeadline: newDeadline, capped: cappedBy !== null };
   }
@@ -148,7 +148,7 @@ export class OperatorActions {
       this.audit(record, 'drainCancelled', reason, actor, `back in service; not picked again for this rotation until ${heldUntil.toISOString()}`);
     });
     if (record.status === 'draining') {
-      writeDrainTags(this.ctx, record, { [TAG.drainStartedAt]: '', [TAG.drainDeadline]: '', [TAG.drainReason]: '' });
+      void writeDrainTags(this.ctx, record, { [TAG.drainStartedAt]: '', [TAG.drainDeadline]: '', [TAG.drainReason]: '' });
       this.deps.notifyDrainCancelled?.(instanceId);
     }
     this.ctx.markDirty(record.tenant, record.group, 'operator', Priority.high);
