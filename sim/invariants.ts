@@ -63,26 +63,20 @@ export class Disturbances {
   }
 
   /**
-   * When the reconciler has had `work` ms in which it could act since `t`: something due at `t`
-   * that takes up to `work` to get done must be done by then (Infinity while it cannot act).
+   * When the reconciler has had `work` ms in a row in which it could act, from `t` on: something
+   * due at `t` that takes up to `work` to get done must be done by then (Infinity while it
+   * cannot act). In a row, because a restart or a leadership win begins again with an
+   * InitialReconcile, whose list call may take up to a call timeout again.
    */
   dueAfter(t: number, work: number): number {
     let at = t;
-    let left = work;
     for (const span of this.spans) {
       if (span.to <= at) continue;
-      if (span.from > at) {
-        const gap = span.from - at;
-        if (gap > left) return at + left;
-        left -= gap;
-      }
+      if (span.from > at + work || (work > 0 && span.from === at + work)) break;
       at = span.to;
     }
-    if (this.openSince !== null) {
-      if (this.openSince > at && this.openSince - at > left) return at + left;
-      return Number.POSITIVE_INFINITY;
-    }
-    return at + left;
+    if (this.openSince !== null && this.openSince < at + work) return Number.POSITIVE_INFINITY;
+    return at + work;
   }
 }
 

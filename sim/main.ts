@@ -172,6 +172,7 @@ async function runMany(options: Options): Promise<SeedSummary[]> {
       child.process.send({ type: 'run', seeds: next } satisfies ToChild);
     };
     const failSeed = (seed: number, why: string): void => {
+      process.stderr.write(`sim: seed ${seed}: error: ${why}\n`);
       results.set(seed, { seed, report: `seed ${seed}: error: ${why}\n  replay: npm run sim -- --seed ${seed}${options.steps === DEFAULT_STEPS ? '' : ` --steps ${options.steps}`} --verbose`, simulatedMs: 0, convergedAfterMs: null, boundMs: 0 });
     };
     const spawn = (): void => {
@@ -184,6 +185,7 @@ async function runMany(options: Options): Promise<SeedSummary[]> {
         const { summary } = message;
         results.set(summary.seed, summary);
         child.pending = child.pending.filter((s) => s !== summary.seed);
+        if (summary.report) process.stderr.write(`sim: ${summary.report.split('\n')[0] ?? ''}\n`);
         if (options.verbose || Date.now() - lastProgress > 10_000) {
           lastProgress = Date.now();
           process.stderr.write(`sim: ${results.size}/${seeds.length} seeds done\n`);

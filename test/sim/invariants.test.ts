@@ -30,16 +30,17 @@ describe('Disturbances', () => {
     expect(d.firstClear(600)).toBe(700);
   });
 
-  it('gives work due at a time the slack it needs in time the reconciler could act', () => {
+  it('gives work due at a time the slack it needs, in a row, in time the reconciler could act', () => {
     const d = new Disturbances();
     d.begin(100);
     d.end(200);
     d.begin(250);
     d.end(400);
     expect(d.dueAfter(0, 50)).toBe(50);
-    expect(d.dueAfter(80, 50)).toBe(230); // 20 before the first span, 30 after it
-    expect(d.dueAfter(80, 100)).toBe(430); // 20 + 50 between the spans, 30 after the second
+    expect(d.dueAfter(80, 50)).toBe(250); // interrupted at 100: 50 in a row from 200
+    expect(d.dueAfter(80, 100)).toBe(500); // 200-250 is too short: 100 in a row from 400
     expect(d.dueAfter(150, 10)).toBe(210);
+    expect(d.dueAfter(150, 50)).toBe(250);
     d.begin(500);
     expect(d.dueAfter(450, 40)).toBe(490);
     expect(d.dueAfter(450, 60)).toBe(Number.POSITIVE_INFINITY);
