@@ -8,7 +8,7 @@
  * - after every step, on the store as it stands (overdue drains, forced expiry);
  * - at the end, after the faults stop (convergence, leaks).
  */
-import { groupSettings, type DroverConfig } from '../src/config/index.js';
+import { groupSettings, type DroverConfig, type GroupSettings } from '../src/config/index.js';
 import { TAG, isTerminalStatus } from '../src/providers/index.js';
 import type { SimProvider } from '../src/providers/sim/index.js';
 import type { AuditEntry, InstanceRecord, InstanceStatus, LocalDb } from '../src/store/index.js';
@@ -117,6 +117,23 @@ const ALLOWED: Record<InstanceStatus | 'none', readonly InstanceStatus[]> = {
 
 const short = (id: string | null): string => (id ? id.slice(0, 10) : '-');
 
+/** groupSettings hashes the template on every call; the checker asks often, for few configs. */
+const settingsCache = new WeakMap<DroverConfig, Map<string, GroupSettings | null>>();
+function settingsOf(config: DroverConfig, tenant: string, group: string): GroupSettings | null {
+  let byGroup = settingsCache.get(config);
+  if (!byGroup) {
+    byGroup = new Map();
+    settingsCache.set(config, byGroup);
+  }
+  const key = `${tenant}/${group}`;
+  let settings = byGroup.get(key);
+  if (settings === undefined) {
+    settings = groupSettings(config, tenant, group);
+    byGroup.set(key, settings);
+  }
+  return settings;
+}
+
 export class Invariants {
   readonly violations: Violation[] = [];
   private readonly status = new Map<string, InstanceStatus>();
@@ -211,7 +228,7 @@ export class Invariants {
       const id = p.tags[TAG.instanceId] ?? p.providerId;
       live.set(id, `${live.get(id) ?? `provider-only, store ${db.getInstance(id)?.status ?? 'unknown'}`} at provider ${p.status}`);
     }
-    const settings = groupSettings(this.w.config(), tenant, group);
+    const settings = settingsOf(this.w.config(), tenant, group);
     const cap = settings ? settings.size + settings.maxSurge : 0;
     if (live.size > cap) {
       const others = [...live].filter(([id]) => id !== record.id).map(([id, what]) => `${short(id)} ${what}`);
@@ -283,7 +300,7 @@ export class Invariants {
       if (record.drainDeadline) consider(record.drainDeadline.getTime(), `drain deadline ${new Date(record.drainDeadline).toISOString()}`);
       if (record.drainAckedAt) consider(record.drainAckedAt.getTime(), 'drain acknowledged');
     }
-    const settings = groupSettings(this.w.config(), record.tenant, record.group);
+    const settings = settingsOf(this.w.config(), record.tenant, record.group);
     if (settings && settings.forcedAgeMs > 0) {
       const config = this.w.config();
       const forcedAt = record.createdAt.getTime() + settings.forcedAgeMs;
@@ -319,7 +336,17 @@ export class Invariants {
     const db = this.w.db();
     if (!db) return;
     const now = this.w.now();
-    for (const record of this.allLive(db)) {
+    // Only drains and forced expiry make an instance due: read just those records.
+    const config = this.w.config();
+    const forced = this.w.groups().filter((g) => (settingsOf(config, g.tenant, g.group)?.forcedAgeMs ?? 0) > 0);
+    const records = forced.flatMap((g) => db.liveInstances(g.tenant, g.group));
+    const seen = new Set(records.map((r) => r.id));
+    for (const [id, status] of this.status) {
+      if (status !== 'draining' || seen.has(id)) continue;
+      const record = db.getInstance(id);
+      if (record) records.push(record);
+    }
+    for (const record of records) {
       if (record.status !== 'running' && record.status !== 'draining') continue;
       const due = this.dueBy(record);
       if (now > due.at) {

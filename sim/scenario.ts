@@ -96,7 +96,7 @@ export interface GenerateOptions {
   steps?: number;
 }
 
-export const DEFAULT_STEPS = 200;
+export const DEFAULT_STEPS = 150;
 
 const GROUP_NAMES = ['web', 'api', 'batch', 'cache'];
 
