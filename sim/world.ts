@@ -71,8 +71,6 @@ const MAX_SLOW_MS = 90 * SEC;
 /** Longest termination-notice window a scenario draws. */
 const MAX_NOTICE_MS = 5 * MIN;
 const STATUS_TIMEOUT_MS = 5 * SEC;
-/** Reasons for which a create is expected once a group has converged. */
-const ROTATION_REASONS = new Set(['expiry', 'drift', 'expiryForced']);
 /** Error logs that mean an exception escaped a handler or a completion. */
 const ESCAPED = new Set(['queue handler failed', 'handling a create result failed', 'handling a delete result failed', 'enqueue failed']);
 
@@ -238,7 +236,12 @@ export class World {
     this.hooks = {
       onMutation: (gen, op, target) => this.guard(() => this.checker.onMutation(gen, op, target)),
       admit: (op) => {
-        this.rateLimit.admit(op, this.clock.nowMs());
+        try {
+          this.rateLimit.admit(op, this.clock.nowMs());
+        } catch (err) {
+          this.stats.providerErrors++;
+          throw err;
+        }
       },
       inFlight: 0,
     };
@@ -419,15 +422,39 @@ export class World {
     }
   }
 
+  /**
+   * After convergence, per group: instances that left (other than rotation targets, whose
+   * replacement was made first) and creates (other than rotation replacements). A create with
+   * nothing left to replace is a storm. Counted, not matched: which departure a create names as
+   * the one it replaces is the plan's guess.
+   */
+  private readonly afterConvergence = new Map<string, { left: Set<string>; created: number }>();
+
+  private checkStorm(entry: AuditEntry): void {
+    const key = `${entry.tenant}/${entry.group}`;
+    let group = this.afterConvergence.get(key);
+    if (!group) {
+      group = { left: new Set(), created: 0 };
+      this.afterConvergence.set(key, group);
+    }
+    const rotation = entry.reason === 'expiry' || entry.reason === 'drift';
+    if (entry.action === 'create' && !rotation) {
+      group.created++;
+      if (group.created > group.left.size) {
+        this.checker.report('6', `replacement storm: ${entry.instanceId ?? '?'} created (${entry.reason}) in ${key} after the fleet had converged, with ${group.left.size} instance(s) gone to replace`);
+      }
+    } else if ((entry.action === 'drain' || entry.action === 'delete' || entry.action === 'vanished') && !rotation && entry.instanceId) {
+      group.left.add(entry.instanceId);
+    }
+  }
+
   private onAudit(entry: AuditEntry): void {
     this.guard(() => this.checker.onAudit(entry));
+    if (this.stable) this.checkStorm(entry);
     const id = entry.instanceId ? shortId(entry.instanceId) : '-';
     switch (entry.action) {
       case 'create':
         this.stats.creates++;
-        if (this.stable && !ROTATION_REASONS.has(entry.reason)) {
-          this.checker.report('6', `replacement storm: ${entry.instanceId ?? '?'} created (${entry.reason}) in ${entry.tenant}/${entry.group} after the fleet had converged`);
-        }
         break;
       case 'drain':
         this.stats.drains++;
