@@ -186,7 +186,7 @@ async function runMany(options: Options): Promise<SeedSummary[]> {
         results.set(summary.seed, summary);
         child.pending = child.pending.filter((s) => s !== summary.seed);
         if (summary.report) process.stderr.write(`sim: ${summary.report.split('\n')[0] ?? ''}\n`);
-        if (options.verbose || Date.now() - lastProgress > 10_000) {
+        if (options.verbose || Date.now() - lastProgress > 30_000) {
           lastProgress = Date.now();
           process.stderr.write(`sim: ${results.size}/${seeds.length} seeds done\n`);
         }
@@ -240,7 +240,7 @@ async function main(): Promise<void> {
   }
   const failed = summaries.filter((s) => s.report !== null);
   for (const s of failed) process.stdout.write(`${s.report ?? ''}\n\n`);
-  if (options.verbose || options.seed !== null) {
+  {
     const converged = summaries.filter((s) => s.convergedAfterMs !== null);
     const worst = converged.reduce<SeedSummary | null>((w, s) => (w === null || (s.convergedAfterMs ?? 0) / s.boundMs > (w.convergedAfterMs ?? 0) / w.boundMs ? s : w), null);
     const hours = summaries.reduce((sum, s) => sum + s.simulatedMs, 0) / 3_600_000;
