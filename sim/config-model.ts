@@ -113,6 +113,10 @@ export class ConfigModel {
     if (g.spec.eligibleAgeMs > 0 || g.spec.forcedAgeMs > 0) {
       out.expiry = { eligibleAge: formatDuration(g.spec.eligibleAgeMs), forcedAge: formatDuration(g.spec.forcedAgeMs) };
     }
+    out.disruption = {
+      cancelHold: formatDuration(g.spec.cancelHoldMs),
+      ...(g.spec.maxDrainTimeoutMs === null ? {} : { maxDrainTimeout: formatDuration(g.spec.maxDrainTimeoutMs) }),
+    };
     return out;
   }
 }

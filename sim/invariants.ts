@@ -46,7 +46,8 @@ export class Disturbances {
 
   end(t: number): void {
     if (this.openSince === null) return;
-    if (t > this.openSince) this.spans.push({ from: this.openSince, to: t });
+    // Even an instant one counts: a restart begins again with an InitialReconcile.
+    this.spans.push({ from: this.openSince, to: t });
     this.openSince = null;
   }
 
@@ -117,6 +118,11 @@ const ALLOWED: Record<InstanceStatus | 'none', readonly InstanceStatus[]> = {
 
 const short = (id: string | null): string => (id ? id.slice(0, 10) : '-');
 
+/** Drains an operator may cancel (voluntary rotations). */
+const CANCELLABLE: ReadonlySet<string> = new Set(['operator', 'expiry', 'drift']);
+/** Drains that must wait for a healthy replacement (invariant 2). */
+const REPLACEMENT_FIRST: ReadonlySet<string> = new Set(['operator', 'expiry', 'drift']);
+
 /** groupSettings hashes the template on every call; the checker asks often, for few configs. */
 const settingsCache = new WeakMap<DroverConfig, Map<string, GroupSettings | null>>();
 function settingsOf(config: DroverConfig, tenant: string, group: string): GroupSettings | null {
@@ -183,6 +189,14 @@ export class Invariants {
     const prev = this.status.get(id) ?? 'none';
     // Provider sync writes the audit of an adopted create just before the record turns running.
     const status = entry.action === 'adopt' && record.status === 'creating' ? 'running' : record.status;
+    if (entry.action === 'drainCancelled' && prev === 'draining') {
+      // An operator may cancel a voluntary rotation's drain: it ends there, the instance serves again.
+      const reason = this.drains.get(id)?.reason ?? entry.reason;
+      if (!CANCELLABLE.has(reason)) this.report('3', `${id}'s drain (${reason}) was cancelled; only operator, expiry and drift drains may be`);
+      this.drains.delete(id);
+      this.status.set(id, status);
+      return;
+    }
     if (!ALLOWED[prev].includes(status)) {
       this.report(prev === 'draining' ? '3' : 'lifecycle', `${id} went from ${prev} to ${status} (${entry.action} ${entry.reason})`);
     }
@@ -193,10 +207,13 @@ export class Invariants {
         break;
       case 'drain':
         if (prev === 'draining') this.report('lifecycle', `${id} drained again (${entry.reason}) while draining for ${this.drains.get(id)?.reason ?? '?'}`);
-        if (entry.reason === 'expiry' || entry.reason === 'drift') this.checkReplacement(record, entry.reason, 'drained');
+        if (REPLACEMENT_FIRST.has(entry.reason)) this.checkReplacement(record, entry.reason, 'drained');
+        break;
+      case 'drainExtended':
+        this.checkExtension(record);
         break;
       case 'delete':
-        if (entry.reason === 'expiry' || entry.reason === 'drift') this.checkReplacement(record, entry.reason, 'deleted');
+        if (REPLACEMENT_FIRST.has(entry.reason)) this.checkReplacement(record, entry.reason, 'deleted');
         if (prev === 'draining') this.checkDrainEnd(record, entry.reason);
         else if (entry.reason === 'drainAcked' || entry.reason === 'drainDeadline') {
           this.report('3', `${id} deleted for ${entry.reason} although it was ${prev}, not draining`);
@@ -259,6 +276,20 @@ export class Invariants {
   }
 
   // ---- invariant 3: drains end, in time ----------------------------------------------------
+
+  /** An operator's extension: the new deadline is the one notified from now on, within its caps. */
+  private checkExtension(record: InstanceRecord): void {
+    const notice = this.drains.get(record.id);
+    const deadline = record.drainDeadline?.getTime() ?? null;
+    if (notice && deadline !== null) notice.deleteAt = deadline;
+    const settings = settingsOf(this.w.config(), record.tenant, record.group);
+    const caps: Array<[number, string]> = [];
+    if (settings?.disruption.maxDrainTimeoutMs && record.drainStartedAt) caps.push([record.drainStartedAt.getTime() + settings.disruption.maxDrainTimeoutMs, 'drain start + maxDrainTimeout']);
+    if (record.noticeDeadline) caps.push([record.noticeDeadline.getTime(), 'the termination notice']);
+    for (const [cap, what] of caps) {
+      if (deadline !== null && deadline > cap) this.report('3', `${record.id}'s drain extended to ${new Date(deadline).toISOString()}, past ${what} (${new Date(cap).toISOString()})`);
+    }
+  }
 
   private checkDrainEnd(record: InstanceRecord, reason: string): void {
     const now = this.w.now();

@@ -22,6 +22,10 @@ export interface GroupSpec {
   startupTimeoutMs: number | null;
   eligibleAgeMs: number;
   forcedAgeMs: number;
+  /** `disruption.cancelHold`: how long an instance whose drain was cancelled is left alone. */
+  cancelHoldMs: number;
+  /** `disruption.maxDrainTimeout`: no extension pushes a drain past its start + this. */
+  maxDrainTimeoutMs: number | null;
 }
 
 export interface ShardSpec {
@@ -62,6 +66,7 @@ export interface FleetSpec {
 export type SimOp = 'create' | 'delete' | 'status' | 'list';
 export type InstanceFault = 'crash' | 'stop' | 'vanish' | 'silence' | 'disconnect' | 'notice';
 export type AckTarget = 'draining' | 'running' | 'otherGroup' | 'unknown' | 'deleted' | 'noGroup';
+export type OperatorOp = 'drain' | 'drainForce' | 'cancel' | 'extend' | 'force';
 export type InvalidFlavor = 'negativeSize' | 'unknownTemplate' | 'badDuration' | 'unknownField' | 'expiryOrder' | 'badName' | 'notAnObject';
 
 export type Action =
@@ -70,6 +75,7 @@ export type Action =
   | { kind: 'providerSlow'; op: SimOp; n: number; delayMs: number }
   | { kind: 'instance'; fault: InstanceFault; group: number; pick: number; announce: boolean; durationMs: number | null }
   | { kind: 'ack'; target: AckTarget; group: number; pick: number; twice: boolean }
+  | { kind: 'operator'; op: OperatorOp; group: number; pick: number; byMs: number }
   | { kind: 'scale'; group: number; size: number }
   | { kind: 'templateChange'; template: number }
   | { kind: 'switchTemplate'; group: number; template: number }
@@ -141,6 +147,8 @@ function generateFleet(rng: Rng): FleetSpec {
       startupTimeoutMs: rng.chance(0.5) ? null : rng.pick([2 * MIN, 4 * MIN]),
       eligibleAgeMs,
       forcedAgeMs,
+      cancelHoldMs: rng.pick([5 * MIN, 15 * MIN]),
+      maxDrainTimeoutMs: rng.chance(0.5) ? null : rng.pick([10 * MIN, 20 * MIN]),
     });
   }
   return { shard, provider, groups, templates, bootMaxMs: rng.pick([20 * SEC, 60 * SEC, 90 * SEC]), firstHealthReplanMs: rng.pick([0, 250]) };
@@ -162,6 +170,7 @@ function generateAction(rng: Rng, fleet: FleetSpec): Action {
     providerSlow: 4,
     instance: 26,
     ack: 6,
+    operator: 5,
     scale: 8,
     templateChange: 3,
     switchTemplate: 2,
@@ -195,6 +204,8 @@ function generateAction(rng: Rng, fleet: FleetSpec): Action {
     }
     case 'ack':
       return { kind, target: rng.weighted<AckTarget>({ draining: 4, running: 2, otherGroup: 1, unknown: 1, deleted: 1, noGroup: 1 }), group, pick, twice: rng.chance(0.3) };
+    case 'operator':
+      return { kind, op: rng.weighted<OperatorOp>({ drain: 3, drainForce: 1, cancel: 3, extend: 2, force: 1 }), group, pick, byMs: rng.pick([1 * MIN, 5 * MIN, 15 * MIN]) };
     case 'scale':
       return { kind, group, size: rng.chance(0.1) ? 0 : rng.int(1, 8) };
     case 'templateChange':
@@ -245,6 +256,8 @@ export function describeAction(action: Action, fleet: FleetSpec): string {
       return `${action.fault} an instance of ${g(action.group)} (pick ${action.pick.toFixed(3)}${action.announce ? ', announced' : ''}${action.durationMs === null ? '' : `, ${action.durationMs / SEC}s`})`;
     case 'ack':
       return `drain ack for a ${action.target} instance of ${g(action.group)}${action.twice ? ' (twice)' : ''}`;
+    case 'operator':
+      return `operator: ${action.op}${action.op === 'extend' ? ` by ${action.byMs / SEC}s` : ''} an instance of ${g(action.group)}`;
     case 'scale':
       return `config: ${g(action.group)} size ${action.size}`;
     case 'templateChange':

@@ -213,6 +213,8 @@ export class World {
   private readonly stats = { creates: 0, drains: 0, deletes: 0, restarts: 0, leaderChanges: 0, providerErrors: 0 };
   private convergedAfterMs: number | null = null;
   private boundMs = 0;
+  /** Drain time added by operator extensions: convergence may wait for it. */
+  private extendedMs = 0;
 
   constructor(
     private readonly scenario: Scenario,
@@ -611,6 +613,8 @@ export class World {
         return this.instanceFault(action);
       case 'ack':
         return this.operatorAck(action);
+      case 'operator':
+        return this.operatorAction(action);
       case 'scale': {
         const g = this.model.group(action.group);
         if (!g) return 'no group';
@@ -736,6 +740,45 @@ export class World {
     return shortId(id);
   }
 
+  /** Drain requests, cancels, extensions and forced ends through the reconciler's operator API. */
+  private async operatorAction(action: Extract<Action, { kind: 'operator' }>): Promise<string> {
+    const db = this.db;
+    const rec = this.reconciler;
+    const spec = this.fleet.groups[action.group];
+    if (!db || !rec || !spec) return 'no target';
+    const mine = db.liveInstances(spec.tenant, spec.group);
+    const wanted = action.op === 'drain' || action.op === 'drainForce' ? ['running'] : action.op === 'cancel' ? ['draining', 'running'] : ['draining'];
+    // A cancel mostly aims at a cancellable drain (a rotation's), sometimes at anything (refused).
+    const cancellable = mine.filter((i) => i.status === 'draining' && ['operator', 'expiry', 'drift'].includes(i.drainReason ?? ''));
+    const candidates = action.op === 'cancel' && cancellable.length > 0 && action.pick < 0.8 ? cancellable : mine.filter((i) => wanted.includes(i.status));
+    const target = candidates[Math.floor(((action.pick * 10) % 1) * candidates.length)];
+    if (!target) return 'no target';
+    try {
+      switch (action.op) {
+        case 'drain':
+        case 'drainForce':
+          await rec.operator.requestDrain(target.id, { force: action.op === 'drainForce', actor: 'sim' });
+          break;
+        case 'cancel':
+          await rec.operator.cancelDrain(target.id, 'sim');
+          break;
+        case 'extend': {
+          const result = await rec.operator.extendDrain(target.id, action.byMs, 'sim');
+          const added = result.drainDeadline.getTime() - (target.drainDeadline?.getTime() ?? result.drainDeadline.getTime());
+          this.extendedMs += Math.max(0, added);
+          break;
+        }
+        case 'force':
+          this.checker.acked.add(target.id); // a forced end is an acknowledgement by the operator
+          await rec.operator.forceDrain(target.id, 'sim');
+          break;
+      }
+      return `${shortId(target.id)}: done`;
+    } catch (err) {
+      return `${shortId(target.id)}: refused (${err instanceof Error ? err.message : String(err)})`;
+    }
+  }
+
   private operatorAck(action: Extract<Action, { kind: 'ack' }>): string {
     const db = this.db;
     const spec = this.fleet.groups[action.group];
@@ -795,7 +838,11 @@ export class World {
       const expiry = s.eligibleAgeMs > 0 && s.maxSurge > 0 ? s.size * perRotation : 0;
       rotations = Math.max(rotations, drift + expiry);
     }
-    for (const g of this.model.groups) maxDrain = Math.max(maxDrain, g.spec.drainTimeoutMs ?? 0);
+    let maxCancelHold = 0;
+    for (const g of this.model.groups) {
+      maxDrain = Math.max(maxDrain, g.spec.drainTimeoutMs ?? 0);
+      maxCancelHold = Math.max(maxCancelHold, g.spec.cancelHoldMs);
+    }
     const staleMs = interval * config.shard.missedHealthThreshold;
     return (
       this.slackMs() +
@@ -807,6 +854,8 @@ export class World {
       bootMaxMs +
       provider.createLatencyMs +
       rotations +
+      maxCancelHold +
+      this.extendedMs +
       2 * interval +
       MIN
     );

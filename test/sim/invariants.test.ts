@@ -45,6 +45,15 @@ describe('Disturbances', () => {
     expect(d.dueAfter(450, 40)).toBe(490);
     expect(d.dueAfter(450, 60)).toBe(Number.POSITIVE_INFINITY);
   });
+
+  it('counts an instant restart as an interruption (the reconciler starts over with an InitialReconcile)', () => {
+    const d = new Disturbances();
+    d.begin(100);
+    d.end(100);
+    expect(d.dueAfter(80, 50)).toBe(150);
+    expect(d.dueAfter(100, 50)).toBe(150);
+    expect(d.firstClear(100)).toBe(100);
+  });
 });
 
 describe('Invariants', () => {
