@@ -155,9 +155,12 @@ function drainPatch(ctx: Context, row: InstanceRef, running: boolean, tagged: Ta
   }
   if (row.status === 'draining') {
     const current = ctx.store.getInstance(row.id);
-    if (current?.drainDeadline?.getTime() === tagged.deadline.getTime() && current.drainReason === tagged.reason) return {};
-    ctx.store.appendAudit({ ...audit, action: 'drainExtended', reason: tagged.reason, detail: `deadline from the provider's tags: ${tagged.deadline.toISOString()}` });
-    return { drainStartedAt: tagged.startedAt, drainDeadline: tagged.deadline, drainReason: tagged.reason };
+    // A termination notice shortens a drain in the row only: no deadline from the tags outlives it.
+    const notice = current?.noticeDeadline?.getTime() ?? Number.POSITIVE_INFINITY;
+    const deadline = notice < tagged.deadline.getTime() ? new Date(notice) : tagged.deadline;
+    if (current?.drainDeadline?.getTime() === deadline.getTime() && current.drainReason === tagged.reason) return {};
+    ctx.store.appendAudit({ ...audit, action: 'drainExtended', reason: tagged.reason, detail: `deadline from the provider's tags: ${deadline.toISOString()}` });
+    return { drainStartedAt: tagged.startedAt, drainDeadline: deadline, drainReason: tagged.reason };
   }
   ctx.store.appendAudit({ ...audit, action: 'drain', reason: tagged.reason, detail: `resumed from the provider's tags: started ${tagged.startedAt.toISOString()}, deadline ${tagged.deadline.toISOString()}` });
   return { status: 'draining', drainStartedAt: tagged.startedAt, drainDeadline: tagged.deadline, drainReason: tagged.reason, drainAckedAt: null };
