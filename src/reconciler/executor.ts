@@ -38,6 +38,11 @@ export class Executor {
    * a scale-out costs O(size) each time, O(size²) in all, and starves the event loop.
    */
   private readonly createsInFlight = new Map<string, number>();
+  /**
+   * Creates recorded by this process and not yet settled. A create recorded before it (by a
+   * process that crashed) may have reached the provider even with no attempt counted.
+   */
+  private readonly recordedHere = new Set<string>();
   /** Creates per group dispatched but not yet started: waiting for a rate-limit slot. */
   private readonly createsWaiting = new Map<string, number>();
 
@@ -193,6 +198,7 @@ export class Executor {
           replaces: action.replaces,
           createdAt: now,
         });
+        this.recordedHere.add(record.id);
         ctx.store.appendAudit({
           tenant: plan.tenant,
           group: plan.group,
@@ -271,6 +277,7 @@ export class Executor {
   private onCreated(record: InstanceRecord, providerId: string, templateHash: string): void {
     const { ctx } = this;
     ctx.inFlight.delete(record.id);
+    this.recordedHere.delete(record.id);
     const lastOfGroup = this.createFinished(record);
     if (ctx.halted()) return;
     const now = ctx.clock.now();
@@ -321,8 +328,10 @@ export class Executor {
       const why = isRetryable(err) ? `gave up after ${attempts} attempts` : 'permanent error, not retried';
       const settings = ctx.settings(record.tenant, record.group);
       // Unless the provider refused the only attempt, an attempt may have created the instance
-      // (a timeout says nothing): it is looked up by its tag and deleted, not just forgotten.
-      const mayExist = current.attempts > 0 || isRetryable(err);
+      // (a timeout says nothing; a process that crashed may have sent one): it is looked up by
+      // its tag and deleted, not just forgotten.
+      const mayExist = current.attempts > 0 || isRetryable(err) || !this.recordedHere.has(record.id);
+      this.recordedHere.delete(record.id);
       ctx.store.transaction(() => {
         ctx.store.updateInstance(
           record.id,
