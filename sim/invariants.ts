@@ -210,7 +210,11 @@ export class Invariants {
         if (REPLACEMENT_FIRST.has(entry.reason)) this.checkReplacement(record, entry.reason, 'drained');
         break;
       case 'drainExtended':
-        this.checkExtension(record);
+        // Provider sync writes this audit before it updates the row: look once the write is done.
+        queueMicrotask(() => {
+          const now = this.w.db()?.getInstance(id);
+          if (now) this.checkExtension(now);
+        });
         break;
       case 'delete':
         if (REPLACEMENT_FIRST.has(entry.reason)) this.checkReplacement(record, entry.reason, 'deleted');
