@@ -11,12 +11,14 @@
  * `sim: <N> seeds, <V> violations, <T> s`, and exits 1 when V > 0.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_STEPS } from './scenario.js';
 import { runSeed, type SeedOutcome } from './run.js';
-import { PLANTS, clockText, type Plant } from './world.js';
+import { PLANTS, clockText, scratchRoot, type Plant } from './world.js';
 
 interface Options {
   seeds: number;
@@ -152,6 +154,9 @@ async function runMany(options: Options): Promise<SeedSummary[]> {
   const queue = [...seeds];
   const results = new Map<number, SeedSummary>();
   const script = fileURLToPath(import.meta.url);
+  // The children's scenarios keep their files under one directory, removed at the end even if a
+  // child was killed (a livelock) before it could clean up.
+  const scratch = mkdtempSync(join(scratchRoot(), 'drover-sim-run-'));
   const childArgs = ['--worker', '--steps', String(options.steps), ...(options.shrink ? [] : ['--no-shrink']), ...(options.plant ? ['--plant', options.plant] : [])];
   let lastProgress = Date.now();
 
@@ -160,7 +165,15 @@ async function runMany(options: Options): Promise<SeedSummary[]> {
     const finishIfDone = (): void => {
       if (results.size < seeds.length) return;
       clearInterval(watchdog);
-      for (const c of children) c.process.send({ type: 'exit' } satisfies ToChild);
+      const cleanup = (): void => rmSync(scratch, { recursive: true, force: true });
+      let left = children.size;
+      for (const c of children) {
+        c.process.once('exit', () => {
+          if (--left === 0) cleanup();
+        });
+        c.process.send({ type: 'exit' } satisfies ToChild);
+      }
+      if (left === 0) cleanup();
       resolve(seeds.map((s) => results.get(s)).filter((r): r is SeedSummary => r !== undefined));
     };
     const feed = (child: Child): void => {
@@ -176,7 +189,7 @@ async function runMany(options: Options): Promise<SeedSummary[]> {
       results.set(seed, { seed, report: `seed ${seed}: error: ${why}\n  replay: npm run sim -- --seed ${seed}${options.steps === DEFAULT_STEPS ? '' : ` --steps ${options.steps}`} --verbose`, simulatedMs: 0, convergedAfterMs: null, boundMs: 0 });
     };
     const spawn = (): void => {
-      const proc = fork(script, childArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const proc = fork(script, childArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, DROVER_SIM_TMPDIR: scratch } });
       const child: Child = { process: proc, pending: [], lastHeard: Date.now(), timedOut: false };
       children.add(child);
       proc.on('message', (message: FromChild) => {

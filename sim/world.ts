@@ -86,7 +86,7 @@ const shortId = (id: string): string => id.slice(0, 10);
  * Where scenarios keep their SQLite files: a RAM-backed directory when there is one (the files
  * are real SQLite files in WAL mode either way; tmpfs only makes their fsyncs free).
  */
-function scratchRoot(): string {
+export function scratchRoot(): string {
   const override = process.env.DROVER_SIM_TMPDIR;
   if (override) return override;
   try {
