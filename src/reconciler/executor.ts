@@ -340,10 +340,19 @@ export class Executor {
             : { status: 'deleted', deletedAt: now, deleteReason: 'createFailed', attempts, lastError: message },
         );
         ctx.store.appendAudit({ ...audit, action: 'createFailed', reason: record.createReason, detail: `${message} (${why})` });
-        if (settings) ctx.store.setCreateHold(record.tenant, record.group, { key: holdKey(settings.size, settings.templateHash), reason: `${message} (${why})`, at: now });
+        if (settings) {
+          // A permanent refusal holds creates until the group changes; running out of retries
+          // holds them for a pause (a long outage must not leave the group short for good).
+          const key = isRetryable(err) ? `${RETRY_HOLD_PREFIX}${holdKey(settings.size, settings.templateHash)}` : holdKey(settings.size, settings.templateHash);
+          ctx.store.setCreateHold(record.tenant, record.group, { key, reason: `${message} (${why})`, at: now });
+        }
       });
       ctx.log.error({ tenant: record.tenant, group: record.group, instanceId: record.id, err: message, attempts }, 'instance create failed for good');
-      ctx.notifyError(key, record.id, `${message} (${why}; creates for the group wait for a config change or a full reconcile)`);
+      ctx.notifyError(
+        key,
+        record.id,
+        `${message} (${why}; creates for the group wait for ${isRetryable(err) ? 'a pause of one resync interval' : 'a change of its size or template'}, or a restart or leadership win)`,
+      );
       if (mayExist) this.dispatchDelete(record.id, record.tenant, record.group, Priority.normal);
     } else {
       const retryAt = new Date(now.getTime() + backoffDelay(attempts, ctx.random));
@@ -498,6 +507,9 @@ export function writeDrainTags(ctx: Context, record: InstanceRecord, tags: Recor
       },
     );
 }
+
+/** Marks a hold set because retries ran out (it ends after a pause); other holds end only on a change. */
+export const RETRY_HOLD_PREFIX = 'retry:';
 
 /** Creates held after a permanent failure stay held while the group's size and template are unchanged. */
 export function holdKey(size: number, templateHash: string): string {

@@ -129,6 +129,8 @@ export interface PlanInput {
   observingSince: number;
   /** When set, creates are held for this reason (a permanent provider error). */
   createHold: string | null;
+  /** When a hold ends by itself (a pause after retries ran out); null = on a change only. */
+  createHoldUntil?: number | null;
   /** Provider attempts after which a step is given up. */
   maxAttempts: number;
   /** Instances protected from voluntary disruption, until the given epoch ms. */
@@ -458,7 +460,9 @@ export function planGroup(input: PlanInput): Plan {
     }
     let n = Math.min(deficit, Math.max(0, room));
     if (input.createHold !== null) {
-      blocked.push({ code: 'ProviderErrors', message: `creates held: ${input.createHold}` });
+      const until = input.createHoldUntil ?? null;
+      if (until !== null) wakeAt(until);
+      blocked.push({ code: 'ProviderErrors', message: `creates held: ${input.createHold}`, ...(until !== null ? { until: new Date(until) } : {}) });
       n = 0;
     }
     for (let k = 0; k < n; k++) {

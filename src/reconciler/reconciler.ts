@@ -13,13 +13,13 @@ import type { Provider, ProviderStatus } from '../providers/index.js';
 import { CallGate } from '../queue/call-gate.js';
 import { Priority } from '../queue/priority.js';
 import { KeyedWorkQueue, type QueueObserver } from '../queue/work-queue.js';
-import type { InstanceRecord, LocalDb } from '../store/index.js';
+import type { GroupState, InstanceRecord, LocalDb } from '../store/index.js';
 import { randomHex } from '../util/random.js';
 import { withTimeout } from '../util/timeout.js';
 import { backoffDelay, DISCONNECT_POLL_DELAYS_MS } from './backoff.js';
 import type { Context, ReconcilerObserver } from './context.js';
 import { EVENT_TYPES, EventType, describeEvent, eventPriority, groupKeyOf, splitGroupKey, type ReconcileEvent } from './events.js';
-import { Executor, checkEvent, holdKey } from './executor.js';
+import { Executor, RETRY_HOLD_PREFIX, checkEvent, holdKey } from './executor.js';
 import { planGroup, type Block, type Plan, type PlanInput } from './plan.js';
 import type { Logger, ReconcilerStore } from './ports.js';
 import { LocalOperatorState, keys, type DrainRequest, type OperatorState, type Protection, type RotationHold, type SizeOverride } from '../state/index.js';
@@ -488,7 +488,7 @@ export class Reconciler {
     const effective = this.effectiveSettings(config, tenant, group);
     const settings = effective && sizeOverride !== undefined ? { ...effective, size: sizeOverride } : effective;
     const state = this.store.getGroupState(tenant, group);
-    const hold = settings && state?.holdKey && state.holdKey === holdKey(settings.size, settings.templateHash) ? (state.holdReason ?? 'provider error') : null;
+    const hold = settings ? this.activeHold(state, holdKey(settings.size, settings.templateHash), config) : null;
     const instances = this.store.liveInstances(tenant, group);
     return planGroup({
       tenant,
@@ -504,10 +504,26 @@ export class Reconciler {
       inFlight: this.inFlight,
       now: this.clock.nowMs(),
       observingSince: this.observingSince,
-      createHold: hold,
+      createHold: hold?.reason ?? null,
+      createHoldUntil: hold?.until ?? null,
       maxAttempts: config.shard.maxAttempts,
       ...this.operatorInputs(instances),
     });
+  }
+
+  /**
+   * The create hold in force for a group, if its key still matches the group's size and template.
+   * A hold set because retries ran out lasts one resync interval (10 min when resync is off).
+   */
+  private activeHold(state: GroupState | null, key: string, config: DroverConfig): { reason: string; until: number | null } | null {
+    if (!state?.holdKey) return null;
+    const reason = state.holdReason ?? 'provider error';
+    if (state.holdKey === key) return { reason, until: null };
+    if (state.holdKey === `${RETRY_HOLD_PREFIX}${key}` && state.holdAt) {
+      const until = state.holdAt.getTime() + (config.shard.resyncInterval || 600_000);
+      return until > this.clock.nowMs() ? { reason, until } : null;
+    }
+    return null;
   }
 
   /** Protection, held rotations and operator drain requests of these instances, from OperatorState. */

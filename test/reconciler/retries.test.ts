@@ -46,14 +46,22 @@ describe('retries', () => {
     expect(h.byStatus('running')).toHaveLength(2);
   });
 
-  it('gives up after the configured number of attempts', async () => {
-    h = new Harness({ config: web(1, { maxAttempts: 4 }) });
-    h.provider.failCreates(100);
+  it('gives up after the configured number of attempts, then tries again after a resync interval', async () => {
+    h = new Harness({ config: web(1, { maxAttempts: 4, resyncInterval: '10m' }) });
+    h.provider.failCreates(4);
     await h.start();
-    await h.run(30 * 60_000, 5_000);
+    await h.run(5 * 60_000, 5_000);
     expect(h.provider.stats.create).toBe(4);
-    expect(h.errors.at(-1)?.message).toMatch(/gave up after 4 attempts/);
+    expect(h.errors.at(-1)?.message).toMatch(/gave up after 4 attempts; creates for the group wait for a pause of one resync interval/);
     expect(h.db.listInstances({ includeDeleted: true }).map((i) => i.deleteReason)).toEqual(['createFailed']);
+    const held = h.reconciler.plan('default', 'web').blocked.find((b) => b.code === 'ProviderErrors');
+    expect(held?.until).toBeDefined();
+    // The outage is over; nothing happens until the pause ends, then the group is at size again.
+    await h.run(held!.until!.getTime() - h.clock.nowMs() - 1_000, 5_000);
+    expect(h.provider.stats.create).toBe(4);
+    await h.run(10_000, 1_000);
+    expect(h.provider.stats.create).toBe(5);
+    expect(h.byStatus('running')).toHaveLength(1);
   });
 
   it('retries a failed event handler with backoff and stops after the attempts run out', async () => {
