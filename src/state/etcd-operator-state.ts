@@ -13,7 +13,7 @@ import type { Clock } from '../clock/index.js';
 import { DroverError, NotLeaderError, errorMessage } from '../errors/index.js';
 import type { Fence } from '../leader/index.js';
 import type { Logger } from '../reconciler/ports.js';
-import type { OperatorState } from './operator-state.js';
+import { CachedOperatorState } from './operator-state.js';
 
 export interface EtcdOperatorStateOptions {
   client: Etcd3;
@@ -33,17 +33,16 @@ const ATTEMPT_MS = 1_000;
 
 const noopLogger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
-export class EtcdOperatorState implements OperatorState {
+export class EtcdOperatorState extends CachedOperatorState {
   /** The etcd prefix under which the entries live. */
   readonly keyPrefix: string;
-  private readonly cache = new Map<string, unknown>();
-  private readonly listeners = new Set<(key: string) => void>();
   private readonly log: Logger;
   private watcher: Watcher | undefined;
   private loaded = false;
   private closed = false;
 
   constructor(private readonly options: EtcdOperatorStateOptions) {
+    super();
     this.keyPrefix = `${options.prefix ?? '/drover'}/${options.shardId}/state/`;
     this.log = options.logger ?? noopLogger;
   }
@@ -76,17 +75,6 @@ export class EtcdOperatorState implements OperatorState {
     this.closed = true;
     await this.watcher?.cancel().catch(() => undefined);
     this.watcher = undefined;
-  }
-
-  get<T>(key: string): T | undefined {
-    return this.cache.get(key) as T | undefined;
-  }
-
-  list<T>(prefix: string): Array<{ key: string; value: T }> {
-    return [...this.cache.entries()]
-      .filter(([k]) => k.startsWith(prefix))
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([key, value]) => ({ key, value: value as T }));
   }
 
   async set(key: string, value: unknown): Promise<void> {
@@ -122,10 +110,6 @@ export class EtcdOperatorState implements OperatorState {
     this.apply(key, remove ? undefined : value);
   }
 
-  onChange(listener: (key: string) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
 
   private async load(): Promise<void> {
     const { client } = this.options;

@@ -54,23 +54,10 @@ export const keys = {
   drainRequest: (instanceId: string): string => `drain/${instanceId}`,
 } as const;
 
-/** The single-server implementation: a table in the local SQLite database. */
-export class LocalOperatorState implements OperatorState {
-  private readonly cache = new Map<string, unknown>();
-  private readonly listeners = new Set<(key: string) => void>();
-
-  constructor(
-    private readonly db: LocalDb,
-    private readonly now: () => Date,
-  ) {
-    for (const row of db.listOperatorState()) {
-      try {
-        this.cache.set(row.key, JSON.parse(row.value));
-      } catch {
-        // An unreadable entry is skipped; the next write replaces it.
-      }
-    }
-  }
+/** The read side both implementations share: a cache of values by key, and change listeners. */
+export abstract class CachedOperatorState implements OperatorState {
+  protected readonly cache = new Map<string, unknown>();
+  protected readonly listeners = new Set<(key: string) => void>();
 
   get<T>(key: string): T | undefined {
     return this.cache.get(key) as T | undefined;
@@ -83,15 +70,35 @@ export class LocalOperatorState implements OperatorState {
       .map(([key, value]) => ({ key, value: value as T }));
   }
 
+  abstract set(key: string, value: unknown): Promise<void>;
+
+  onChange(listener: (key: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
+/** The single-server implementation: a table in the local SQLite database. */
+export class LocalOperatorState extends CachedOperatorState {
+
+  constructor(
+    private readonly db: LocalDb,
+    private readonly now: () => Date,
+  ) {
+    super();
+    for (const row of db.listOperatorState()) {
+      try {
+        this.cache.set(row.key, JSON.parse(row.value));
+      } catch {
+        // An unreadable entry is skipped; the next write replaces it.
+      }
+    }
+  }
+
   async set(key: string, value: unknown): Promise<void> {
     this.db.setOperatorState(key, value === null || value === undefined ? null : JSON.stringify(value), this.now());
     if (value === null || value === undefined) this.cache.delete(key);
     else this.cache.set(key, value);
     for (const listener of this.listeners) listener(key);
-  }
-
-  onChange(listener: (key: string) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
   }
 }

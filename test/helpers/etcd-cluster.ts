@@ -8,10 +8,10 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'vitest';
+import { freePort } from '../e2e/process-harness.js';
 
 /** Path of the etcd binary, or null when there is none. */
 export function findEtcd(): string | null {
@@ -40,17 +40,7 @@ export function describeWithEtcd(name: string, fn: () => void, options: { timeou
   describe.skip(name, fn);
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      srv.close(() => resolvePort(port));
-    });
-    srv.on('error', reject);
-  });
-}
+export { freePort };
 
 interface Member {
   name: string;
