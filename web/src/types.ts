@@ -1,56 +1,11 @@
 /** The JSON shapes of Drover's admin API, as the dashboard reads them (README "Admin API"). */
 
-export interface Block {
-  code: string;
-  message: string;
-  instanceId: string | null;
-  since: string | null;
-  until: string | null;
-}
+import type { GroupView, InstanceView } from '../../src/server/views.js';
 
-export interface Group {
-  tenant: string;
-  group: string;
-  configured: boolean;
-  size: number;
-  configuredSize: number | null;
-  sizeOverride: number | null;
-  inService: number;
-  pending: number;
-  draining: number;
-  unhealthy: number;
-  live: number;
-  maxLive: number;
-  template: string | null;
-  templateHash: string | null;
-  blocked: Block[];
-}
-
-export interface Instance {
-  id: string;
-  tenant: string;
-  group: string;
-  status: string;
-  providerId: string | null;
-  createdAt: string;
-  healthAt: string | null;
-  drainStartedAt: string | null;
-  drainDeadline: string | null;
-  drainReason: string | null;
-  drainAckedAt: string | null;
-  unhealthyAt: string | null;
-  noticeDeadline: string | null;
-  providerStatus: string | null;
-  templateHash: string;
-  createReason: string;
-  replaces: string | null;
-  deletedAt: string | null;
-  deleteReason: string | null;
-  lastError: string | null;
-  connected: boolean;
-  /** Protected from voluntary disruption until then (servers with instance protection). */
-  protectedUntil?: string | null;
-}
+/** The server's own view types (src/server/views.ts): one definition for both ends. */
+export type Group = GroupView;
+export type Instance = InstanceView;
+export type Block = GroupView['blocked'][number];
 
 export type PlanAction =
   | { kind: 'create'; reason: string; replaces: string | null; message: string }
