@@ -3,55 +3,21 @@
  * creates, deletes, tags, or sweeps; a delete whose server stopped leading during the grace
  * period does not escalate to SIGKILL.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { SystemClock } from '../../../src/clock/index.js';
+import { describe, expect, it, vi } from 'vitest';
 import { NotLeaderError } from '../../../src/errors/index.js';
-import { LocalProvider, localInstancePaths, writeNotice, type LocalProviderOptions } from '../../../src/providers/local/index.js';
-import { processesWithEnv } from '../../../src/providers/local/proc.js';
+import { localInstancePaths, writeNotice, type LocalProvider, type LocalProviderOptions } from '../../../src/providers/local/index.js';
 import type { ProviderCreateRequest } from '../../../src/providers/index.js';
-import { writeFakeAgent } from './fake-agent.js';
+import { useLocalProviderFixture } from './fake-agent.js';
 
-const clock = new SystemClock();
-let root: string;
-let stateDir: string;
-let agentCommand: string[];
-const providers: LocalProvider[] = [];
-const ids = new Set<string>();
+const fx = useLocalProviderFixture('drover-local-fence-');
+const provider = (options: Partial<LocalProviderOptions> = {}): LocalProvider => fx.provider(options);
 let seq = 0;
-
-beforeEach(() => {
-  root = mkdtempSync(join(tmpdir(), 'drover-local-fence-'));
-  stateDir = join(root, 'state');
-  agentCommand = writeFakeAgent(root);
-});
-
-afterEach(async () => {
-  for (const p of providers.splice(0)) await p.close();
-  for (const id of ids) {
-    for (const p of processesWithEnv('DROVER_INSTANCE_ID', id)) {
-      try {
-        process.kill(p.pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
-  }
-  ids.clear();
-  rmSync(root, { recursive: true, force: true });
-});
-
-function provider(options: Partial<LocalProviderOptions> = {}): LocalProvider {
-  const p = new LocalProvider({ stateDir, agentCommand, clock, killGracePeriodMs: 5_000, ...options });
-  providers.push(p);
-  return p;
-}
 
 function request(command?: string[]): ProviderCreateRequest {
   const id = `i-fence${process.pid}-${++seq}`;
-  ids.add(id);
+  fx.track(id);
   return {
     idempotencyKey: id,
     tags: { 'drover:instance-id': id },
@@ -61,7 +27,7 @@ function request(command?: string[]): ProviderCreateRequest {
 }
 
 async function ready(id: string): Promise<void> {
-  const dir = localInstancePaths(stateDir, id).dir;
+  const dir = localInstancePaths(fx.stateDir, id).dir;
   await vi.waitFor(() => expect(existsSync(join(dir, 'ready'))).toBe(true), { timeout: 10_000, interval: 10 });
 }
 
@@ -71,7 +37,7 @@ describe('LocalProvider with mayMutate', () => {
     const follower = provider({ mayMutate: () => may });
     const req = request();
     await expect(follower.create(req)).rejects.toBeInstanceOf(NotLeaderError);
-    expect(existsSync(localInstancePaths(stateDir, req.idempotencyKey).dir)).toBe(false);
+    expect(existsSync(localInstancePaths(fx.stateDir, req.idempotencyKey).dir)).toBe(false);
     may = true;
     const created = await follower.create(req);
     await ready(req.idempotencyKey);
@@ -87,7 +53,7 @@ describe('LocalProvider with mayMutate', () => {
     const req = request();
     await leader.create(req);
     await ready(req.idempotencyKey);
-    writeNotice(stateDir, req.idempotencyKey, new Date(Date.now() - 1_000));
+    writeNotice(fx.stateDir, req.idempotencyKey, new Date(Date.now() - 1_000));
     const follower = provider({ mayMutate: () => false });
     await follower.sweep();
     expect((await follower.list({})).length).toBe(1);

@@ -1,53 +1,21 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SystemClock } from '../../../src/clock/index.js';
 import { InstanceNotFoundError, InvalidRequestError, PermanentError } from '../../../src/errors/index.js';
-import { LocalProvider, localInstancePaths, readNotice, writeNotice, type LocalProviderOptions } from '../../../src/providers/local/index.js';
+import { localInstancePaths, readNotice, writeNotice, type LocalProvider, type LocalProviderOptions } from '../../../src/providers/local/index.js';
 import { processHasEnv, processesWithEnv, readProcStat } from '../../../src/providers/local/proc.js';
 import type { ProviderCreateRequest } from '../../../src/providers/index.js';
-import { writeFakeAgent } from './fake-agent.js';
+import { useLocalProviderFixture } from './fake-agent.js';
 
 const clock = new SystemClock();
-let root: string;
-let stateDir: string;
-let agentCommand: string[];
-const providers: LocalProvider[] = [];
-const ids = new Set<string>();
+const fx = useLocalProviderFixture('drover-local-');
+const provider = (options: Partial<LocalProviderOptions> = {}): LocalProvider => fx.provider(options);
 let seq = 0;
-
-beforeEach(() => {
-  root = mkdtempSync(join(tmpdir(), 'drover-local-'));
-  stateDir = join(root, 'state');
-  agentCommand = writeFakeAgent(root);
-});
-
-afterEach(async () => {
-  for (const p of providers.splice(0)) await p.close();
-  // Whatever a test left running dies here: every process of an instance carries its id.
-  for (const id of ids) {
-    for (const p of processesWithEnv('DROVER_INSTANCE_ID', id)) {
-      try {
-        process.kill(p.pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
-  }
-  ids.clear();
-  rmSync(root, { recursive: true, force: true });
-});
-
-function provider(options: Partial<LocalProviderOptions> = {}): LocalProvider {
-  const p = new LocalProvider({ stateDir, agentCommand, clock, killGracePeriodMs: 5_000, ...options });
-  providers.push(p);
-  return p;
-}
 
 function request(tags: Record<string, string> = {}, template: Record<string, unknown> = {}): ProviderCreateRequest {
   const id = `i-test${process.pid}-${++seq}`;
-  ids.add(id);
+  fx.track(id);
   return {
     idempotencyKey: id,
     tags: { 'drover:instance-id': id, ...tags },
@@ -58,16 +26,16 @@ function request(tags: Record<string, string> = {}, template: Record<string, unk
 
 /** Waits until the fake agent of `id` has finished starting. */
 async function ready(id: string): Promise<void> {
-  const dir = localInstancePaths(stateDir, id).dir;
+  const dir = localInstancePaths(fx.stateDir, id).dir;
   await vi.waitFor(() => expect(existsSync(join(dir, 'ready'))).toBe(true), { timeout: 10_000, interval: 10 });
 }
 
 function metaOf(id: string): { pid?: number; pgid?: number; startTime?: string; tags: Record<string, string> } {
-  return JSON.parse(readFileSync(localInstancePaths(stateDir, id).meta, 'utf8')) as { pid?: number; pgid?: number; startTime?: string; tags: Record<string, string> };
+  return JSON.parse(readFileSync(localInstancePaths(fx.stateDir, id).meta, 'utf8')) as { pid?: number; pgid?: number; startTime?: string; tags: Record<string, string> };
 }
 
 function childPid(id: string): number {
-  return Number(readFileSync(join(localInstancePaths(stateDir, id).dir, 'child.pid'), 'utf8'));
+  return Number(readFileSync(join(localInstancePaths(fx.stateDir, id).dir, 'child.pid'), 'utf8'));
 }
 
 function alive(pid: number): boolean {
@@ -99,7 +67,7 @@ describe('LocalProvider', () => {
     expect(created).toEqual({ providerId: id, status: 'running', tags: req.tags });
     await ready(id);
 
-    const paths = localInstancePaths(stateDir, id);
+    const paths = localInstancePaths(fx.stateDir, id);
     const meta = metaOf(id);
     const stat = readProcStat(meta.pid!)!;
     expect(stat.startTime).toBe(meta.startTime);
@@ -164,7 +132,7 @@ describe('LocalProvider', () => {
     await p.delete(providerId);
     expect(alive(pid)).toBe(false);
     expect(alive(child)).toBe(false);
-    expect(existsSync(localInstancePaths(stateDir, providerId).dir)).toBe(false);
+    expect(existsSync(localInstancePaths(fx.stateDir, providerId).dir)).toBe(false);
     await expect(p.status(providerId)).rejects.toBeInstanceOf(InstanceNotFoundError);
     await expect(p.delete(providerId)).rejects.toBeInstanceOf(InstanceNotFoundError);
     await expect(p.setTags(providerId, { a: 'b' })).rejects.toBeInstanceOf(InstanceNotFoundError);
@@ -206,12 +174,12 @@ describe('LocalProvider', () => {
     await expect(p.status(providerId)).rejects.toBeInstanceOf(InstanceNotFoundError);
     expect(await p.list({ role: 'x' })).toEqual([]);
     // The folder (and log) stays for a while; the orphaned child still runs in the group.
-    expect(existsSync(localInstancePaths(stateDir, providerId).log)).toBe(true);
+    expect(existsSync(localInstancePaths(fx.stateDir, providerId).log)).toBe(true);
     expect(alive(child)).toBe(true);
 
     await expect(p.delete(providerId)).rejects.toBeInstanceOf(InstanceNotFoundError);
     expect(alive(child)).toBe(false);
-    expect(existsSync(localInstancePaths(stateDir, providerId).dir)).toBe(false);
+    expect(existsSync(localInstancePaths(fx.stateDir, providerId).dir)).toBe(false);
   });
 
   it('create with the key of an instance that was started and died returns it as terminated', async () => {
@@ -231,7 +199,7 @@ describe('LocalProvider', () => {
     const { providerId } = await p.create(request());
     await ready(providerId);
     // Pretend the recorded process started at another time: the pid now names someone else.
-    const paths = localInstancePaths(stateDir, providerId);
+    const paths = localInstancePaths(fx.stateDir, providerId);
     const meta = metaOf(providerId);
     writeFileSync(paths.meta, JSON.stringify({ ...meta, startTime: '1' }));
     await expect(p.status(providerId)).rejects.toBeInstanceOf(InstanceNotFoundError);
@@ -269,7 +237,7 @@ describe('LocalProvider', () => {
     const id = req.idempotencyKey;
     await p.create(req);
     await ready(id);
-    const paths = localInstancePaths(stateDir, id);
+    const paths = localInstancePaths(fx.stateDir, id);
     const { pid, pgid: _pgid, startTime: _startTime, ...unrecorded } = metaOf(id) as { pid: number; pgid: number; startTime: string; tags: Record<string, string> };
 
     // Through the agent's pid file.
@@ -291,11 +259,11 @@ describe('LocalProvider', () => {
   });
 
   it('starts an instance whose folder exists but which was never started', async () => {
-    const broken = provider({ agentCommand: [join(root, 'no-such-agent')] });
+    const broken = provider({ agentCommand: [join(fx.root, 'no-such-agent')] });
     const req = request();
     const err: unknown = await broken.create(req).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PermanentError);
-    expect(existsSync(localInstancePaths(stateDir, req.idempotencyKey).meta)).toBe(true);
+    expect(existsSync(localInstancePaths(fx.stateDir, req.idempotencyKey).meta)).toBe(true);
 
     const p = provider();
     expect((await p.create(req)).status).toBe('running');
@@ -311,15 +279,15 @@ describe('LocalProvider', () => {
     await ready(providerId);
     const pid = metaOf(providerId).pid!;
     const terminateAt = new Date(clock.nowMs() + 200);
-    writeNotice(stateDir, providerId, terminateAt);
-    expect(readNotice(stateDir, providerId)).toEqual(terminateAt);
-    expect(JSON.parse(readFileSync(localInstancePaths(stateDir, providerId).notice, 'utf8'))).toEqual({ terminateAt: terminateAt.toISOString() });
+    writeNotice(fx.stateDir, providerId, terminateAt);
+    expect(readNotice(fx.stateDir, providerId)).toEqual(terminateAt);
+    expect(JSON.parse(readFileSync(localInstancePaths(fx.stateDir, providerId).notice, 'utf8'))).toEqual({ terminateAt: terminateAt.toISOString() });
 
     await vi.waitFor(() => expect(alive(pid)).toBe(false), { timeout: 10_000, interval: 10 });
     expect(clock.nowMs()).toBeGreaterThanOrEqual(terminateAt.getTime());
-    await vi.waitFor(() => expect(existsSync(localInstancePaths(stateDir, providerId).dir)).toBe(false), { interval: 10 });
+    await vi.waitFor(() => expect(existsSync(localInstancePaths(fx.stateDir, providerId).dir)).toBe(false), { interval: 10 });
     await expect(p.status(providerId)).rejects.toBeInstanceOf(InstanceNotFoundError);
-    expect(() => writeNotice(stateDir, providerId, terminateAt)).toThrow(InstanceNotFoundError);
+    expect(() => writeNotice(fx.stateDir, providerId, terminateAt)).toThrow(InstanceNotFoundError);
   });
 
   it('removes the folders of dead instances only after the retention time', async () => {
@@ -329,10 +297,10 @@ describe('LocalProvider', () => {
     process.kill(-metaOf(providerId).pid!, 'SIGKILL');
     await vi.waitFor(async () => expect(await p.list({})).toEqual([]), { interval: 10 });
     await p.sweep();
-    expect(existsSync(localInstancePaths(stateDir, providerId).log)).toBe(true); // kept for its log
+    expect(existsSync(localInstancePaths(fx.stateDir, providerId).log)).toBe(true); // kept for its log
     const impatient = provider({ deadRetentionMs: 0 });
     await impatient.sweep();
-    expect(existsSync(localInstancePaths(stateDir, providerId).dir)).toBe(false);
+    expect(existsSync(localInstancePaths(fx.stateDir, providerId).dir)).toBe(false);
   });
 
   it('refuses bad requests without creating anything', async () => {
