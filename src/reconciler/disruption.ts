@@ -14,6 +14,14 @@ export function resolveQuantity(q: Quantity, size: number): number {
   return 'count' in q ? q.count : Math.ceil((size * q.percent) / 100);
 }
 
+/**
+ * A budget's max for a group of `size`. A percentage of a group scaled to zero is taken of one
+ * instance: otherwise it would be 0, and the scale-down to zero it governs could never start.
+ */
+export function resolveBudgetMax(q: Quantity, size: number): number {
+  return resolveQuantity(q, 'percent' in q ? Math.max(size, 1) : size);
+}
+
 const windows = new Map<string, CronWindow>();
 
 function windowOf(spec: NonNullable<BudgetSpec['window']>): CronWindow {
@@ -76,7 +84,7 @@ export class BudgetTracker {
         note(current.end.getTime());
       }
       const budgetUsed = spec.reasons.reduce((sum, r) => sum + (used[r] ?? 0), 0);
-      this.active.push({ spec, max: resolveQuantity(spec.max, size), used: budgetUsed, until });
+      this.active.push({ spec, max: resolveBudgetMax(spec.max, size), used: budgetUsed, until });
     }
     this.nextChange = next;
   }

@@ -250,10 +250,17 @@ export function planGroup(input: PlanInput): Plan {
       };
       // A draining instance is leaving anyway: ending its drain replaces nothing, so the health
       // brake does not hold it.
+      const forcedAt = settings && settings.forcedAgeMs > 0 ? inst.createdAt.getTime() + settings.forcedAgeMs : null;
       if (inst.status === 'draining') {
         drainingCount++;
         deleteTerminated();
+      } else if (forcedAt !== null && forcedAt <= now) {
+        // Forced expiry is a lifetime ceiling, not a health action: the brake does not hold it
+        // (and a stopped instance has nothing to drain).
+        leaving.set(inst.id, 'expiryForced');
+        actions.push({ kind: 'delete', instanceId: inst.id, reason: 'expiryForced', priority: Priority.urgent, message: `older than forcedAge (${settings?.forcedAgeMs ?? 0} ms); the provider reports it ${observed}` });
       } else {
+        wakeAt(forcedAt);
         healthActions.push({ inst, reason: 'terminated', apply: deleteTerminated });
       }
       continue;

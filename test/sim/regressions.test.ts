@@ -189,6 +189,39 @@ describe('a leadership win does not take back a drain deadline a termination not
   });
 });
 
+describe('the health brake does not hold forced expiry of a stopped instance (a lifetime past forcedAge)', () => {
+  it('deletes a stopped instance at its forced age while the brake holds its health replacement', async () => {
+    const groups = { default: { web: { size: 2, template: 'web', drainTimeout: '1m', expiry: { forcedAge: '2h' }, disruption: { maxUnhealthy: 0 } } } };
+    h = await new Harness({ config: configWith(groups, { healthCheckInterval: '60s' }) }).start();
+    h.reportHealthy();
+    const [stopped] = h.byStatus('running');
+    h.provider.setStatus(stopped!.id, 'stopped');
+    h.reconciler.enqueue({ type: EventType.CheckInstance, tenant: 'default', groupKey: 'web', instanceId: stopped!.id });
+    await h.runHealthy(30 * MIN, MIN, [stopped!.id]);
+    // One unhealthy, more than maxUnhealthy 0: not replaced for health.
+    expect(h.db.getInstance(stopped!.id)?.status).toBe('running');
+    expect(h.reconciler.plan('default', 'web').summary.disruption.shortCircuited).toBe(true);
+    await h.runHealthy(100 * MIN, MIN, [stopped!.id]);
+    const record = h.db.getInstance(stopped!.id)!;
+    expect(record.status).toBe('deleted');
+    expect(record.deleteReason).toBe('expiryForced');
+    expect(h.db.listAudit({ instanceId: stopped!.id }).find((a) => a.action === 'delete')?.at.getTime()).toBeLessThanOrEqual(record.createdAt.getTime() + 2 * 60 * MIN);
+  });
+});
+
+describe('a percentage budget lets a group scale down to zero (it resolved to 0 of size 0)', () => {
+  it('scales to zero one instance at a time under a 50% budget', async () => {
+    const web = (size: number) => configWith({ default: { web: { size, template: 'web', drainTimeout: '1m', disruption: { budgets: [{ max: '50%' }] } } } }, { healthCheckInterval: '60s' });
+    h = await new Harness({ config: web(2) }).start();
+    h.reportHealthy();
+    h.loader.update(web(0));
+    await h.settle();
+    expect(h.byStatus('draining')).toHaveLength(1); // 50% of a group of size 0 is taken of 1
+    await h.runHealthy(10 * MIN, 30_000);
+    expect(h.live()).toHaveLength(0);
+  });
+});
+
 describe('seeds that found bugs keep every invariant (each failed with its fix undone)', () => {
   const SEEDS: Array<{ seed: number; bug: string }> = [
     { seed: 55, bug: 'a create that timed out and was then given up or cancelled leaked; the group was created past size + maxSurge (invariant 1)' },
