@@ -3,7 +3,30 @@
  * change it; `render()` gives the object handed to `ConfigLoader.update()`.
  */
 import { formatDuration } from '../src/config/index.js';
-import type { FleetSpec, GroupSpec, InvalidFlavor } from './scenario.js';
+import type { BudgetDraw, FleetSpec, GroupSpec, InvalidFlavor, QuantityDraw } from './scenario.js';
+
+/**
+ * How the config is rendered. The world's own config uses none of these; the planted-bug
+ * self-test hands the reconciler a config with a control taken away (`surgeBonus`: every
+ * maxSurge that much higher; `withoutBudgets`; `withoutBrake`).
+ */
+export interface RenderOptions {
+  surgeBonus?: number;
+  withoutBudgets?: boolean;
+  withoutBrake?: boolean;
+}
+
+function quantity(q: QuantityDraw): number | string {
+  return 'count' in q ? q.count : `${q.percent}%`;
+}
+
+function renderBudget(b: BudgetDraw): ConfigObject {
+  return {
+    max: quantity(b.max),
+    ...(b.reasons === null ? {} : { reasons: [...b.reasons] }),
+    ...(b.window === null ? {} : { schedule: b.window.schedule, duration: formatDuration(b.window.durationMs), timezone: b.window.timezone }),
+  };
+}
 
 interface GroupState {
   spec: GroupSpec;
@@ -19,6 +42,11 @@ type ConfigObject = Record<string, unknown>;
 export class ConfigModel {
   readonly groups: GroupState[];
   private readonly versions = new Map<string, number>();
+  /**
+   * The operator lifted every health brake (maxUnhealthy left out): done once the faults stop,
+   * when instances that will never recover (stopped at the provider) hold a brake for good.
+   */
+  brakeLifted = false;
 
   constructor(private readonly fleet: FleetSpec) {
     this.groups = fleet.groups.map((spec) => ({ spec, size: spec.size, template: spec.template, removed: false, everRemoved: false }));
@@ -39,13 +67,12 @@ export class ConfigModel {
     return next;
   }
 
-  /** `surgeBonus` adds to every group's maxSurge (only for the simulator's planted-bug self-test). */
-  render(surgeBonus = 0): ConfigObject {
+  render(options: RenderOptions = {}): ConfigObject {
     const { shard, provider } = this.fleet;
     const groups: Record<string, Record<string, ConfigObject>> = {};
     for (const g of this.groups) {
       if (g.removed) continue;
-      (groups[g.spec.tenant] ??= {})[g.spec.group] = this.renderGroup(g, surgeBonus);
+      (groups[g.spec.tenant] ??= {})[g.spec.group] = this.renderGroup(g, options);
     }
     const templates: Record<string, ConfigObject> = {};
     for (const [name, version] of this.versions) templates[name] = { image: `${name}:${version}` };
@@ -73,13 +100,13 @@ export class ConfigModel {
   }
 
   /** A config that must be rejected, built by breaking the current one in one way. */
-  renderInvalid(flavor: InvalidFlavor, index: number, surgeBonus = 0): unknown {
-    const config = this.render(surgeBonus);
+  renderInvalid(flavor: InvalidFlavor, index: number, options: RenderOptions = {}): unknown {
+    const config = this.render(options);
     const g = this.groups[index] ?? this.groups[0];
     if (!g) return 'not a config';
     const groups = config.groups as Record<string, Record<string, ConfigObject>>;
     const tenant = (groups[g.spec.tenant] ??= {});
-    const entry: ConfigObject = { ...this.renderGroup(g) };
+    const entry: ConfigObject = { ...this.renderGroup(g, options) };
     switch (flavor) {
       case 'negativeSize':
         entry.size = -1;
@@ -106,16 +133,20 @@ export class ConfigModel {
     return config;
   }
 
-  private renderGroup(g: GroupState, surgeBonus = 0): ConfigObject {
-    const out: ConfigObject = { size: g.size, template: g.template, maxSurge: g.spec.maxSurge + surgeBonus };
+  private renderGroup(g: GroupState, options: RenderOptions = {}): ConfigObject {
+    const out: ConfigObject = { size: g.size, template: g.template, maxSurge: g.spec.maxSurge + (options.surgeBonus ?? 0) };
     if (g.spec.drainTimeoutMs !== null) out.drainTimeout = formatDuration(g.spec.drainTimeoutMs);
     if (g.spec.startupTimeoutMs !== null) out.startupTimeout = formatDuration(g.spec.startupTimeoutMs);
     if (g.spec.eligibleAgeMs > 0 || g.spec.forcedAgeMs > 0) {
       out.expiry = { eligibleAge: formatDuration(g.spec.eligibleAgeMs), forcedAge: formatDuration(g.spec.forcedAgeMs) };
     }
+    const budgets = options.withoutBudgets ? [] : g.spec.budgets;
+    const maxUnhealthy = options.withoutBrake || this.brakeLifted ? null : g.spec.maxUnhealthy;
     out.disruption = {
       cancelHold: formatDuration(g.spec.cancelHoldMs),
       ...(g.spec.maxDrainTimeoutMs === null ? {} : { maxDrainTimeout: formatDuration(g.spec.maxDrainTimeoutMs) }),
+      ...(budgets.length > 0 ? { budgets: budgets.map(renderBudget) } : {}),
+      ...(maxUnhealthy === null ? {} : { maxUnhealthy: quantity(maxUnhealthy) }),
     };
     return out;
   }

@@ -8,12 +8,12 @@
  * - after every step, on the store as it stands (overdue drains, forced expiry);
  * - at the end, after the faults stop (convergence, leaks).
  */
-import { groupSettings, type DroverConfig, type GroupSettings } from '../src/config/index.js';
+import { CronWindow, groupSettings, type BudgetSpec, type DroverConfig, type GroupSettings, type Quantity } from '../src/config/index.js';
 import { TAG, isTerminalStatus } from '../src/providers/index.js';
 import type { SimProvider } from '../src/providers/sim/index.js';
 import type { AuditEntry, InstanceRecord, InstanceStatus, LocalDb } from '../src/store/index.js';
 
-export type InvariantId = '1' | '2' | '3' | '4' | '5' | '6' | 'lifecycle' | 'config' | 'error';
+export type InvariantId = '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9' | '10' | '11' | 'lifecycle' | 'config' | 'error';
 
 export const INVARIANT_NAMES: Record<InvariantId, string> = {
   '1': 'invariant 1: our creates never take a group above size + maxSurge',
@@ -22,6 +22,11 @@ export const INVARIANT_NAMES: Record<InvariantId, string> = {
   '4': 'invariant 4: nothing is created, deleted or drained while not leader',
   '5': 'invariant 5: no leak: every instance the provider holds is known to the store',
   '6': 'invariant 6: after the faults stop, every group is at size, all in service, within the bound',
+  '7': 'invariant 7: voluntary disruption started under an active budget never exceeds it',
+  '8': 'invariant 8: no health replacement while more than maxUnhealthy instances are unhealthy',
+  '9': 'invariant 9: a protected instance is never voluntarily disrupted',
+  '10': 'invariant 10: no extension takes a drain past drainStartedAt + maxDrainTimeout (or past forcedAge + drainTimeout)',
+  '11': 'invariant 11: a zero-budget window holds every expiry and drift rotation',
   lifecycle: 'lifecycle: an instance only moves forward (creating, running, draining, deleting, deleted)',
   config: 'config: an invalid config is rejected and the one in force stays',
   error: 'error: no unexpected error escapes the reconciler',
@@ -81,6 +86,137 @@ export class Disturbances {
   }
 }
 
+/** A moment in the run: a time, and the order of events at that time (-1: before any of them). */
+export interface Point {
+  at: number;
+  seq: number;
+}
+
+const isBefore = (a: Point, b: Point): boolean => a.at < b.at || (a.at === b.at && a.seq < b.seq);
+const latest = (a: Point, b: Point): Point => (isBefore(a, b) ? b : a);
+const NEVER: Point = { at: Number.NEGATIVE_INFINITY, seq: -1 };
+
+interface Span {
+  from: number;
+  to: number;
+}
+
+/**
+ * What operators did to instances, as the world asked for it (the operator's own view, kept
+ * apart from the reconciler's state): protections and rotation holds as spans of time, and
+ * whether the last drain request was forced.
+ */
+export class OperatorLog {
+  private readonly protections = new Map<string, Span[]>();
+  private readonly holds = new Map<string, Span[]>();
+  private readonly requests = new Map<string, boolean>();
+
+  private static close(spans: Span[] | undefined, at: number): void {
+    for (const s of spans ?? []) if (s.to > at) s.to = Math.max(s.from, at);
+  }
+
+  private static open(map: Map<string, Span[]>, id: string, from: number, to: number): void {
+    const spans = map.get(id) ?? [];
+    OperatorLog.close(spans, from);
+    spans.push({ from, to });
+    map.set(id, spans);
+  }
+
+  /** A protection set (it replaces one in force). */
+  protect(id: string, from: number, until: number): void {
+    OperatorLog.open(this.protections, id, from, until);
+  }
+
+  unprotect(id: string, at: number): void {
+    OperatorLog.close(this.protections.get(id), at);
+  }
+
+  /** A cancelled rotation or drain: the instance is held until `until`. */
+  hold(id: string, from: number, until: number): void {
+    OperatorLog.open(this.holds, id, from, until);
+    this.requests.delete(id);
+  }
+
+  /** A drain request (it lifts a hold). */
+  request(id: string, at: number, force: boolean): void {
+    OperatorLog.close(this.holds.get(id), at);
+    this.requests.set(id, force);
+  }
+
+  /** The last drain request for the instance was forced (past any budget). */
+  forced(id: string): boolean {
+    return this.requests.get(id) === true;
+  }
+
+  private static inForce(spans: Span[] | undefined, t: number): Span | undefined {
+    return spans?.find((s) => s.from <= t && t < s.to);
+  }
+
+  protectedAt(id: string, t: number): Span | undefined {
+    return OperatorLog.inForce(this.protections.get(id), t);
+  }
+
+  /** Protected or held: a rotation waiting for its replacement is not under way then. */
+  suspendedAt(id: string, t: number): boolean {
+    return OperatorLog.inForce(this.protections.get(id), t) !== undefined || OperatorLog.inForce(this.holds.get(id), t) !== undefined;
+  }
+
+  /** When the latest protection or hold of the instance that ended by `t` ended, if any. */
+  resumedAt(id: string, t: number): number | null {
+    let best: number | null = null;
+    for (const s of [...(this.protections.get(id) ?? []), ...(this.holds.get(id) ?? [])]) {
+      if (s.to <= t && s.to > s.from && (best === null || s.to > best)) best = s.to;
+    }
+    return best;
+  }
+
+  /** The latest end of a protection in force at `t` (null: none). */
+  protectedUntil(t: number): number | null {
+    let best: number | null = null;
+    for (const spans of this.protections.values()) {
+      for (const s of spans) if (s.from <= t && t < s.to && (best === null || s.to > best)) best = s.to;
+    }
+    return best;
+  }
+
+  /** Instances protected at `t`. */
+  protectedIds(t: number): string[] {
+    return [...this.protections.keys()].filter((id) => this.protectedAt(id, t) !== undefined);
+  }
+}
+
+/** A count, or a percentage of `size` rounded up (maxUnhealthy). */
+export function resolveQuantity(q: Quantity, size: number): number {
+  return 'count' in q ? q.count : Math.ceil((size * q.percent) / 100);
+}
+
+/** A budget's max: as resolveQuantity, except that a percentage of a group of size 0 is taken of 1 (README.md). */
+export function resolveMax(q: Quantity, size: number): number {
+  return resolveQuantity(q, 'percent' in q ? Math.max(size, 1) : size);
+}
+
+const cronWindows = new Map<string, CronWindow>();
+/** The window of a budget, with the reconciler's own CronWindow (same cron library, same semantics). */
+export function budgetWindow(w: NonNullable<BudgetSpec['window']>): CronWindow {
+  const key = `${w.schedule}|${w.durationMs}|${w.timezone}`;
+  let window = cronWindows.get(key);
+  if (!window) {
+    window = new CronWindow(w.schedule, w.durationMs, w.timezone);
+    cronWindows.set(key, window);
+  }
+  return window;
+}
+
+/** An instance disrupted for a voluntary reason, and since when (invariant 7). */
+interface Disruption {
+  id: string;
+  reason: string;
+  start: Point;
+  /** An operator's drain forced past the budgets: exempt. */
+  forced: boolean;
+  how: string;
+}
+
 /** What the checker sees of the world. */
 export interface WorldView {
   now(): number;
@@ -99,6 +235,10 @@ export interface WorldView {
   step(): number;
   /** Every group of the fleet (configured or not). */
   groups(): ReadonlyArray<{ tenant: string; group: string }>;
+  /** What operators did (protection, holds, drain requests), as the world asked for it. */
+  readonly operatorLog?: OperatorLog;
+  /** Since when the running reconciler counts silence against an instance (its own grace start). */
+  graceSince?(): number | null;
 }
 
 interface DrainNotice {
@@ -122,6 +262,45 @@ const short = (id: string | null): string => (id ? id.slice(0, 10) : '-');
 const CANCELLABLE: ReadonlySet<string> = new Set(['operator', 'expiry', 'drift']);
 /** Drains that must wait for a healthy replacement (invariant 2). */
 const REPLACEMENT_FIRST: ReadonlySet<string> = new Set(['operator', 'expiry', 'drift']);
+/** Voluntary reasons: budgeted, and never used on a protected instance (invariants 7 and 9). */
+const VOLUNTARY: ReadonlySet<string> = new Set(['scaleDown', 'expiry', 'drift', 'operator']);
+/** Rotations: replacement first. */
+const ROTATION: ReadonlySet<string> = new Set(['operator', 'expiry', 'drift']);
+/** Involuntary departures (an instance being deleted for one of these counts as unhealthy). */
+const INVOLUNTARY: ReadonlySet<string> = new Set(['unhealthy', 'terminated', 'vanished', 'startupTimeout', 'terminationNotice', 'expiryForced']);
+
+/**
+ * The instances of a group the health brake counts as unhealthy, by the rules README.md states
+ * for `maxUnhealthy` (written out here, not taken from the plan): being deleted for an
+ * involuntary reason; gone or stopped at the provider; draining for health; and, unless noticed
+ * or past forced expiry, judged unhealthy, silent for the staleness threshold, or never reported
+ * within the startup timeout (silence before `graceSince` does not count).
+ */
+export function unhealthyInstances(records: readonly InstanceRecord[], settings: GroupSettings, config: DroverConfig, now: number, graceSince: number): string[] {
+  const staleMs = config.shard.healthCheckInterval * config.shard.missedHealthThreshold;
+  const out: string[] = [];
+  for (const i of records) {
+    const observed = i.providerStatus;
+    const why = ((): string | null => {
+      if (i.status === 'deleting') return INVOLUNTARY.has(i.deleteReason ?? '') ? `deleting (${i.deleteReason ?? ''})` : null;
+      if (i.status === 'creating') return null;
+      if (observed === 'notFound') return 'gone';
+      if (observed !== null && isTerminalStatus(observed)) return observed;
+      if (i.status === 'draining') return i.drainReason === 'unhealthy' ? 'draining (unhealthy)' : null;
+      if (i.noticeDeadline) return null;
+      if (settings.forcedAgeMs > 0 && i.createdAt.getTime() + settings.forcedAgeMs <= now) return null;
+      if (i.unhealthyAt) return 'judged unhealthy';
+      if (i.healthAt === null) {
+        const startedAt = i.confirmedAt?.getTime() ?? i.createdAt.getTime();
+        const deadline = startedAt < graceSince ? Math.max(startedAt + settings.startupTimeoutMs, graceSince + staleMs) : startedAt + settings.startupTimeoutMs;
+        return deadline <= now ? 'never reported' : null;
+      }
+      return Math.max(i.healthAt.getTime(), graceSince) + staleMs <= now ? 'silent' : null;
+    })();
+    if (why) out.push(`${short(i.id)} ${why}`);
+  }
+  return out;
+}
 
 /** groupSettings hashes the template on every call; the checker asks often, for few configs. */
 const settingsCache = new WeakMap<DroverConfig, Map<string, GroupSettings | null>>();
@@ -146,8 +325,24 @@ export class Invariants {
   private readonly drains = new Map<string, DrainNotice>();
   /** Instances the world sent a drain ack for (agent or operator). */
   readonly acked = new Set<string>();
+  /** Orders events that happen at the same simulated time (audit entries, config changes). */
+  private seq = 0;
+  /** When each rotation replacement's create was recorded. */
+  private readonly createdAt = new Map<string, Point>();
+  /** Each instance's latest drain: its reason, when the disruption began, forced or not, and its first deadline. */
+  private readonly drainsStarted = new Map<string, { reason: string; start: Point; forced: boolean; deadline: number | null }>();
+  /** Per group and budget index: since when the budget is in force with its current spec and resolved max. */
+  private readonly budgetSince = new Map<string, { key: string; since: Point }>();
+  /** Per group: the records the reconciler read for the plan it is applying, and the instant deletes that plan made. */
+  private readonly planInputs = new Map<string, { at: number; records: readonly InstanceRecord[]; instants: Disruption[] }>();
+  /** How many health actions invariant 8 judged (on a plan's input, with a brake configured). */
+  brakeChecks = 0;
 
   constructor(private readonly w: WorldView) {}
+
+  private point(): Point {
+    return { at: this.w.now(), seq: ++this.seq };
+  }
 
   report(invariant: InvariantId, message: string): void {
     this.violations.push({ invariant, step: this.w.step(), atMs: this.w.now(), message });
@@ -179,6 +374,36 @@ export class Invariants {
     this.drains.set(instanceId, { reason, deleteAt: deleteAt.getTime(), at: this.w.now() });
   }
 
+  /**
+   * The reconciler read a group's records to plan it (its plan's input): what the health brake
+   * is judged on. Called from the reconciler's store; the plan is applied right after.
+   */
+  onPlanInput(tenant: string, group: string, records: readonly InstanceRecord[]): void {
+    this.planInputs.set(`${tenant}/${group}`, { at: this.w.now(), records, instants: [] });
+  }
+
+  /**
+   * A config was applied (and at the start). A budget is in force from then on with its spec and
+   * its max resolved against the group's size; when either changes, it starts afresh: what was
+   * disrupted before is not held against the new one (invariant 7).
+   */
+  onConfigApplied(): void {
+    const point = this.point();
+    const config = this.w.config();
+    for (const g of this.w.groups()) {
+      const settings = settingsOf(config, g.tenant, g.group);
+      const prefix = `${g.tenant}/${g.group}#`;
+      const keep = new Set<string>();
+      for (const b of settings?.disruption.budgets ?? []) {
+        const k = `${prefix}${b.index}`;
+        keep.add(k);
+        const key = JSON.stringify([b.max, b.reasons, b.window, resolveMax(b.max, settings?.size ?? 0)]);
+        if (this.budgetSince.get(k)?.key !== key) this.budgetSince.set(k, { key, since: point });
+      }
+      for (const k of [...this.budgetSince.keys()]) if (k.startsWith(prefix) && !keep.has(k)) this.budgetSince.delete(k);
+    }
+  }
+
   /** Every audit entry, inside the transaction that wrote it: the record is already updated. */
   onAudit(entry: AuditEntry): void {
     const db = this.w.db();
@@ -186,6 +411,7 @@ export class Invariants {
     const id = entry.instanceId;
     const record = db.getInstance(id);
     if (!record) return;
+    const point = this.point();
     const prev = this.status.get(id) ?? 'none';
     // Provider sync writes the audit of an adopted create just before the record turns running.
     const status = entry.action === 'adopt' && record.status === 'creating' ? 'running' : record.status;
@@ -204,10 +430,29 @@ export class Invariants {
     switch (entry.action) {
       case 'create':
         this.checkSurge(record);
+        this.createdAt.set(id, point);
+        if (record.replaces && ROTATION.has(entry.reason)) {
+          this.checkProtected(record.replaces, `a ${entry.reason} rotation (replacement ${short(id)} created)`);
+          this.checkBudgets(record.tenant, record.group, `${short(id)} created for the ${entry.reason} rotation of ${short(record.replaces)}`);
+        }
         break;
       case 'drain':
+        if (record.status !== 'draining') {
+          // Provider sync resumes a drain from the provider's tags, writing this entry before the row.
+          queueMicrotask(() => {
+            const now = this.w.db()?.getInstance(id);
+            if (now?.status !== 'draining') return;
+            this.status.set(id, 'draining');
+            this.drainStarted(now, entry.reason, point, 'resumed from tags');
+          });
+          break;
+        }
         if (prev === 'draining') this.report('lifecycle', `${id} drained again (${entry.reason}) while draining for ${this.drains.get(id)?.reason ?? '?'}`);
         if (REPLACEMENT_FIRST.has(entry.reason)) this.checkReplacement(record, entry.reason, 'drained');
+        this.drainStarted(record, entry.reason, point, 'drained');
+        break;
+      case 'cancel':
+        if (VOLUNTARY.has(entry.reason)) this.checkProtected(id, `its create cancelled for ${entry.reason}`);
         break;
       case 'drainExtended':
         // Provider sync writes this audit before it updates the row: look once the write is done.
@@ -223,6 +468,8 @@ export class Invariants {
           this.report('3', `${id} deleted for ${entry.reason} although it was ${prev}, not draining`);
         }
         this.checkTimely(record, prev);
+        if (prev !== 'draining' && VOLUNTARY.has(entry.reason)) this.instantDelete(record, entry.reason, point);
+        if ((entry.reason === 'terminated' && prev !== 'draining') || entry.reason === 'startupTimeout') this.checkBrake(record, `delete (${entry.reason})`);
         break;
       case 'vanished':
       case 'deleted': {
@@ -233,6 +480,148 @@ export class Invariants {
       }
       default:
         break;
+    }
+  }
+
+  // ---- invariants 7 to 11: budgets, the health brake, protection, drain caps ------------------
+
+  /** A drain began (the record is draining): disruption bookkeeping, protection, budgets, brake. */
+  private drainStarted(record: InstanceRecord, reason: string, point: Point, what: string): void {
+    let start = point;
+    let forced = reason === 'operator' && (this.w.operatorLog?.forced(record.id) ?? false);
+    const db = this.w.db();
+    if (db && VOLUNTARY.has(reason)) {
+      // The drain that ends a rotation continues its disruption (same reason): it began with the replacement.
+      const waiting = this.waitingFor(db.liveInstances(record.tenant, record.group), record.id, point.at);
+      if (waiting && waiting.reason === reason) {
+        start = waiting.start;
+        forced = waiting.forced;
+      }
+    }
+    this.drainsStarted.set(record.id, { reason, start, forced, deadline: record.drainDeadline?.getTime() ?? null });
+    if (VOLUNTARY.has(reason)) {
+      this.checkProtected(record.id, `${what} for ${reason}`);
+      this.checkBudgets(record.tenant, record.group, `${short(record.id)} ${what} for ${reason}`);
+    }
+    if (reason === 'unhealthy' && what === 'drained') this.checkBrake(record, 'drain (unhealthy)');
+  }
+
+  /**
+   * A delete for a voluntary reason of an instance that was not draining (drain timeout 0): a
+   * disruption that ends at once. Unless it ends a rotation, it counts against the budgets with
+   * the plan that made it.
+   */
+  private instantDelete(record: InstanceRecord, reason: string, point: Point): void {
+    this.checkProtected(record.id, `deleted for ${reason}`);
+    const db = this.w.db();
+    if (!db) return;
+    const waiting = this.waitingFor(db.liveInstances(record.tenant, record.group), record.id, point.at);
+    if (waiting && waiting.reason === reason) return;
+    const input = this.planInputs.get(`${record.tenant}/${record.group}`);
+    const forced = reason === 'operator' && (this.w.operatorLog?.forced(record.id) ?? false);
+    if (input && input.at === point.at) input.instants.push({ id: record.id, reason, start: point, forced, how: 'deleted at once' });
+    this.checkBudgets(record.tenant, record.group, `${short(record.id)} deleted at once for ${reason}`);
+  }
+
+  /** Invariant 9: no voluntary disruption of an instance while its protection is in force. */
+  private checkProtected(id: string, what: string): void {
+    const span = this.w.operatorLog?.protectedAt(id, this.w.now());
+    if (span) this.report('9', `${id}: ${what} while protected (from ${new Date(span.from).toISOString()} until ${new Date(span.to).toISOString()})`);
+  }
+
+  /**
+   * A running instance waiting for its rotation's replacement: a replacement (`replaces` is it,
+   * created for a rotation) is being created or runs, and the instance is neither protected nor
+   * held after a cancel. Its disruption began with the replacement's create, or when the last
+   * protection or hold ended, whichever is later.
+   */
+  private waitingFor(records: readonly InstanceRecord[], id: string, now: number): Disruption | null {
+    const log = this.w.operatorLog;
+    if (log?.suspendedAt(id, now)) return null;
+    const r = records.find((i) => i.replaces === id && (i.status === 'creating' || i.status === 'running') && ROTATION.has(i.createReason));
+    if (!r) return null;
+    const created = this.createdAt.get(r.id) ?? { at: r.createdAt.getTime(), seq: -1 };
+    const resumed = log?.resumedAt(id, now) ?? null;
+    return {
+      id,
+      reason: r.createReason,
+      start: resumed === null ? created : latest(created, { at: resumed, seq: -1 }),
+      forced: r.createReason === 'operator' && (log?.forced(id) ?? false),
+      how: `waiting for ${short(r.id)}`,
+    };
+  }
+
+  /** The group's instances disrupted now for a voluntary reason: draining for it, or waiting for a rotation's replacement. */
+  private disruptions(records: readonly InstanceRecord[], now: number): Disruption[] {
+    const out: Disruption[] = [];
+    for (const x of records) {
+      if (x.status === 'draining') {
+        const reason = x.drainReason ?? '';
+        if (!VOLUNTARY.has(reason)) continue;
+        const started = this.drainsStarted.get(x.id);
+        const known = started?.reason === reason ? started : undefined;
+        out.push({ id: x.id, reason, start: known?.start ?? { at: x.drainStartedAt?.getTime() ?? now, seq: -1 }, forced: known?.forced ?? false, how: 'draining' });
+      } else if (x.status === 'running') {
+        const waiting = this.waitingFor(records, x.id, now);
+        if (waiting) out.push(waiting);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Invariants 7 and 11. For every budget of the group active now (no window, or its window
+   * open now by CronWindow), the instances disrupted for its reasons whose disruption began
+   * while it was in force (since its window opened, and since its spec and resolved max last
+   * changed), forced operator drains aside, plus the instant deletes of the plan being applied,
+   * are at most its max resolved against the group's size.
+   */
+  checkBudgets(tenant: string, group: string, trigger: string): void {
+    const db = this.w.db();
+    if (!db) return;
+    const settings = settingsOf(this.w.config(), tenant, group);
+    if (!settings || settings.disruption.budgets.length === 0) return;
+    const now = this.w.now();
+    const ongoing = this.disruptions(db.liveInstances(tenant, group), now);
+    const input = this.planInputs.get(`${tenant}/${group}`);
+    if (input && input.at === now) ongoing.push(...input.instants);
+    for (const b of settings.disruption.budgets) {
+      const open = b.window ? budgetWindow(b.window).current(new Date(now)) : null;
+      if (b.window && !open) continue;
+      const max = resolveMax(b.max, settings.size);
+      const since = this.budgetSince.get(`${tenant}/${group}#${b.index}`)?.since ?? NEVER;
+      const from = open ? latest(since, { at: open.start.getTime(), seq: -1 }) : since;
+      const counted = ongoing.filter((d) => (b.reasons as readonly string[]).includes(d.reason) && !d.forced && !isBefore(d.start, from));
+      if (counted.length <= max) continue;
+      const zeroWindow = max === 0 && b.window !== null && counted.some((d) => d.reason === 'expiry' || d.reason === 'drift');
+      const window = b.window ? `, window ${b.window.schedule} for ${b.window.durationMs / 60_000}m (${b.window.timezone}) open since ${open?.start.toISOString() ?? '?'}` : '';
+      const list = counted.map((d) => `${short(d.id)} ${d.reason} ${d.how} since ${new Date(d.start.at).toISOString()}`).join('; ');
+      this.report(
+        zeroWindow ? '11' : '7',
+        `${tenant}/${group}: ${trigger}: ${counted.length} disrupted under budgets[${b.index}] (max ${'count' in b.max ? b.max.count : `${b.max.percent}%`} = ${max} of size ${settings.size}, ${b.reasons.join(',')}${window}; in force since ${Number.isFinite(from.at) ? new Date(from.at).toISOString() : 'the start'}): ${list}`,
+      );
+    }
+  }
+
+  /**
+   * Invariant 8: a health action (drain for unhealthy, delete of a running instance for
+   * terminated or startupTimeout) is judged on the records its plan read: with more than
+   * maxUnhealthy of them unhealthy, it must not happen.
+   */
+  private checkBrake(record: InstanceRecord, what: string): void {
+    const config = this.w.config();
+    const settings = settingsOf(config, record.tenant, record.group);
+    const brake = settings?.disruption.maxUnhealthy ?? null;
+    if (!settings || brake === null) return;
+    const now = this.w.now();
+    const input = this.planInputs.get(`${record.tenant}/${record.group}`);
+    if (!input || input.at !== now) return;
+    this.brakeChecks++;
+    const max = resolveQuantity(brake, settings.size);
+    const grace = this.w.graceSince?.() ?? this.w.observingSince();
+    const unhealthy = unhealthyInstances(input.records, settings, config, now, grace);
+    if (unhealthy.length > max) {
+      this.report('8', `${record.tenant}/${record.group}: ${what} of ${record.id} while ${unhealthy.length} instances were unhealthy, more than maxUnhealthy ${max}: ${unhealthy.join(', ')}`);
     }
   }
 
@@ -286,12 +675,28 @@ export class Invariants {
     const notice = this.drains.get(record.id);
     const deadline = record.drainDeadline?.getTime() ?? null;
     if (notice && deadline !== null) notice.deleteAt = deadline;
+    if (record.noticeDeadline && deadline !== null && deadline > record.noticeDeadline.getTime()) {
+      this.report('3', `${record.id}'s drain extended to ${new Date(deadline).toISOString()}, past the termination notice (${record.noticeDeadline.toISOString()})`);
+    }
+    this.checkExtensionCaps(record);
+  }
+
+  /**
+   * Invariant 10: a deadline moved past the drain's first one stays within drain start +
+   * maxDrainTimeout and, with forced expiry on, createdAt + forcedAge + drainTimeout. (A first
+   * deadline beyond them is the config's choice: only extensions are capped.)
+   */
+  private checkExtensionCaps(record: InstanceRecord): void {
+    const deadline = record.drainDeadline?.getTime() ?? null;
+    const first = this.drainsStarted.get(record.id)?.deadline ?? null;
+    if (deadline === null || record.status !== 'draining' || (first !== null && deadline <= first)) return;
     const settings = settingsOf(this.w.config(), record.tenant, record.group);
+    if (!settings) return;
     const caps: Array<[number, string]> = [];
-    if (settings?.disruption.maxDrainTimeoutMs && record.drainStartedAt) caps.push([record.drainStartedAt.getTime() + settings.disruption.maxDrainTimeoutMs, 'drain start + maxDrainTimeout']);
-    if (record.noticeDeadline) caps.push([record.noticeDeadline.getTime(), 'the termination notice']);
+    if (settings.disruption.maxDrainTimeoutMs && record.drainStartedAt) caps.push([record.drainStartedAt.getTime() + settings.disruption.maxDrainTimeoutMs, 'drain start + maxDrainTimeout']);
+    if (settings.forcedAgeMs > 0) caps.push([record.createdAt.getTime() + settings.forcedAgeMs + settings.drainTimeoutMs, 'createdAt + forcedAge + drainTimeout']);
     for (const [cap, what] of caps) {
-      if (deadline !== null && deadline > cap) this.report('3', `${record.id}'s drain extended to ${new Date(deadline).toISOString()}, past ${what} (${new Date(cap).toISOString()})`);
+      if (deadline > cap) this.report('10', `${record.id}'s drain (${record.drainReason ?? '?'}, first deadline ${first === null ? '?' : new Date(first).toISOString()}) extended to ${new Date(deadline).toISOString()}, past ${what} (${new Date(cap).toISOString()})`);
     }
   }
 
@@ -387,6 +792,11 @@ export class Invariants {
       if (now > due.at) {
         this.report('3', `${record.id} (${record.status}) still not deleted ${Math.round((now - due.at) / 1000)}s after it was due (${due.why}, slack included)`);
       }
+      if (record.status === 'draining') this.checkExtensionCaps(record);
+    }
+    // Budgets, on the store as it stands (a rotation resumes silently when a protection or hold ends).
+    for (const g of this.w.groups()) {
+      if ((settingsOf(config, g.tenant, g.group)?.disruption.budgets.length ?? 0) > 0) this.checkBudgets(g.tenant, g.group, 'after the step');
     }
   }
 

@@ -44,10 +44,10 @@ function replayCommand(seed: number, steps: number, keep: readonly number[] | nu
 }
 
 /** The lines of a violation report. */
-export function formatReport(seed: number, violation: Violation, trace: readonly string[], extra: string[], traceLines: number): string {
+export function formatReport(seed: number, violation: Violation, trace: readonly string[], extra: string[], traceLines: number, startMs: number = SIM_START): string {
   const lines = [
     `seed ${seed}: ${INVARIANT_NAMES[violation.invariant]}`,
-    `  ${violation.step < 0 ? 'at start' : `step ${violation.step}`}, t=${clockText(violation.atMs - SIM_START)}: ${violation.message}`,
+    `  ${violation.step < 0 ? 'at start' : `step ${violation.step}`}, t=${clockText(violation.atMs - startMs)} (${new Date(violation.atMs).toISOString()}): ${violation.message}`,
     ...extra.map((e) => `  ${e}`),
     `  trace (last ${Math.min(traceLines, trace.length)} of ${trace.length} lines):`,
     ...trace.slice(-traceLines).map((l) => `    ${l.length > 600 ? `${l.slice(0, 600)}...` : l}`),
@@ -77,5 +77,5 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     }
   }
   extra.push(`replay: ${replayCommand(seed, steps, keep, plant)}`);
-  return { ...base, violation, report: formatReport(seed, violation, trace, extra, traceLines) };
+  return { ...base, violation, report: formatReport(seed, violation, trace, extra, traceLines, scenario.fleet.startMs) };
 }

@@ -6,11 +6,14 @@
  * a fraction into the group's live instances, resolved when the step runs), so any subset of a
  * schedule is still a valid schedule: the shrinker relies on that.
  */
-import { Rng } from './rng.js';
+import { Rng, hash32 } from './rng.js';
 
 export const SEC = 1_000;
 export const MIN = 60 * SEC;
 export const HOUR = 60 * MIN;
+
+/** Simulated time starts here unless a scenario draws another start. */
+export const SIM_START = Date.UTC(2026, 0, 1);
 
 export interface GroupSpec {
   tenant: string;
@@ -26,6 +29,24 @@ export interface GroupSpec {
   cancelHoldMs: number;
   /** `disruption.maxDrainTimeout`: no extension pushes a drain past its start + this. */
   maxDrainTimeoutMs: number | null;
+  /** `disruption.budgets` (empty: none). */
+  budgets: BudgetDraw[];
+  /** `disruption.maxUnhealthy` (null: no health brake). */
+  maxUnhealthy: QuantityDraw | null;
+}
+
+/** A count, or a percentage of the group's size (rounded up). */
+export type QuantityDraw = { count: number } | { percent: number };
+
+export type VoluntaryReasonDraw = 'scaleDown' | 'expiry' | 'drift' | 'operator';
+export const ALL_REASONS: readonly VoluntaryReasonDraw[] = ['scaleDown', 'expiry', 'drift', 'operator'];
+
+/** A disruption budget as the config states it; `window` null = always in force. */
+export interface BudgetDraw {
+  max: QuantityDraw;
+  /** null: every voluntary reason (the field is left out of the config). */
+  reasons: VoluntaryReasonDraw[] | null;
+  window: { schedule: string; durationMs: number; timezone: string } | null;
 }
 
 export interface ShardSpec {
@@ -61,12 +82,16 @@ export interface FleetSpec {
   bootMaxMs: number;
   /** The reconciler's `firstHealthReplanIntervalMs` (0, or the server's 250 ms). */
   firstHealthReplanMs: number;
+  /** When simulated time starts (some scenarios start hours before a daylight-saving change). */
+  startMs: number;
 }
 
 export type SimOp = 'create' | 'delete' | 'status' | 'list';
 export type InstanceFault = 'crash' | 'stop' | 'vanish' | 'silence' | 'disconnect' | 'notice';
 export type AckTarget = 'draining' | 'running' | 'otherGroup' | 'unknown' | 'deleted' | 'noGroup';
 export type OperatorOp = 'drain' | 'drainForce' | 'cancel' | 'extend' | 'force';
+/** What a protection aims at: an instance due for (or in) a rotation, or any instance in service. */
+export type ProtectTarget = 'rotation' | 'any';
 export type InvalidFlavor = 'negativeSize' | 'unknownTemplate' | 'badDuration' | 'unknownField' | 'expiryOrder' | 'badName' | 'notAnObject';
 
 export type Action =
@@ -76,6 +101,9 @@ export type Action =
   | { kind: 'instance'; fault: InstanceFault; group: number; pick: number; announce: boolean; durationMs: number | null }
   | { kind: 'ack'; target: AckTarget; group: number; pick: number; twice: boolean }
   | { kind: 'operator'; op: OperatorOp; group: number; pick: number; byMs: number }
+  | { kind: 'protect'; group: number; pick: number; durationMs: number; target: ProtectTarget }
+  | { kind: 'unprotect'; group: number; pick: number }
+  | { kind: 'partition'; group: number; fraction: number; announce: boolean; durationMs: number | null }
   | { kind: 'scale'; group: number; size: number }
   | { kind: 'templateChange'; template: number }
   | { kind: 'switchTemplate'; group: number; template: number }
@@ -149,9 +177,121 @@ function generateFleet(rng: Rng): FleetSpec {
       forcedAgeMs,
       cancelHoldMs: rng.pick([5 * MIN, 15 * MIN]),
       maxDrainTimeoutMs: rng.chance(0.5) ? null : rng.pick([10 * MIN, 20 * MIN]),
+      budgets: [],
+      maxUnhealthy: null,
     });
   }
-  return { shard, provider, groups, templates, bootMaxMs: rng.pick([20 * SEC, 60 * SEC, 90 * SEC]), firstHealthReplanMs: rng.pick([0, 250]) };
+  return { shard, provider, groups, templates, bootMaxMs: rng.pick([20 * SEC, 60 * SEC, 90 * SEC]), firstHealthReplanMs: rng.pick([0, 250]), startMs: SIM_START };
+}
+
+// ---- disruption controls -------------------------------------------------------------------
+//
+// Drawn from a second stream (seeded by the seed), so that a seed's fleet and schedule are the
+// ones it had before budgets, the brake and protection were simulated; these only add to them.
+
+type Timezone = 'Europe/Berlin' | 'UTC' | 'America/New_York' | 'Asia/Kolkata';
+
+/** The hour of the day at `ms` in `timezone` (0-23). */
+function localHour(ms: number, timezone: string): number {
+  const text = new Intl.DateTimeFormat('en-GB', { timeZone: timezone, hour: '2-digit', hourCycle: 'h23' }).format(new Date(ms));
+  return Number(text) % 24;
+}
+
+/**
+ * When a scenario starts: New Year, a few hours before the clocks go forward in Europe
+ * (2026-03-29 01:00 UTC) or back (2026-10-25 01:00 UTC), or a June evening (midnight in UTC and
+ * Berlin). A scenario lasts 3-4 simulated hours, so most of the spring and autumn ones cross the
+ * change.
+ */
+function drawStart(d: Rng): number {
+  const at = d.weighted({ newYear: 35, spring: 25, autumn: 25, june: 15 });
+  const quarter = 15 * MIN;
+  if (at === 'spring') return Date.UTC(2026, 2, 28, 21, 0) + d.int(0, 16) * quarter;
+  if (at === 'autumn') return Date.UTC(2026, 9, 24, 21, 0) + d.int(0, 16) * quarter;
+  if (at === 'june') return Date.UTC(2026, 5, 15, 20, 0) + d.int(0, 20) * quarter;
+  return SIM_START;
+}
+
+function drawReasons(d: Rng): VoluntaryReasonDraw[] {
+  const out = ALL_REASONS.filter(() => d.chance(0.5));
+  return out.length > 0 ? out : [d.pick(ALL_REASONS)];
+}
+
+/**
+ * A window: hourly, every two or every half hour, or daily at an hour near the scenario's start
+ * in its time zone (so that it opens during the run; at 22:00-01:00 local it crosses midnight),
+ * sometimes at 02:30 in Berlin (a time that does not exist on the spring change and happens
+ * twice on the autumn one). Durations stay below the period: windows do not overlap.
+ */
+function drawWindow(d: Rng, startMs: number): { schedule: string; durationMs: number; timezone: string } {
+  const timezone = d.weighted<Timezone>({ 'Europe/Berlin': 50, UTC: 20, 'America/New_York': 15, 'Asia/Kolkata': 15 });
+  const kind = d.weighted({ hourly: 25, twoHourly: 15, halfHourly: 15, daily: 35, dstHour: 10 });
+  switch (kind) {
+    case 'hourly':
+      return { schedule: `${d.pick([0, 15, 30, 45])} * * * *`, durationMs: d.pick([15, 20, 30, 40]) * MIN, timezone };
+    case 'twoHourly':
+      return { schedule: `${d.pick([0, 20, 40])} */2 * * *`, durationMs: d.pick([30, 45, 60, 90]) * MIN, timezone };
+    case 'halfHourly': {
+      const m = d.pick([0, 10, 20]);
+      return { schedule: `${m},${m + 30} * * * *`, durationMs: d.pick([10, 15, 20]) * MIN, timezone };
+    }
+    case 'daily': {
+      const hour = (localHour(startMs, timezone) + d.int(0, 3)) % 24;
+      const days = d.chance(0.15) ? '1-5' : '*';
+      return { schedule: `${d.pick([0, 15, 30, 45])} ${hour} * * ${days}`, durationMs: d.pick([1, 2, 3]) * HOUR, timezone };
+    }
+    case 'dstHour':
+      return { schedule: '30 2 * * *', durationMs: d.pick([30 * MIN, 1 * HOUR, 2 * HOUR]), timezone: 'Europe/Berlin' };
+  }
+}
+
+function drawBudget(d: Rng, startMs: number): BudgetDraw {
+  if (d.chance(0.35)) {
+    // Always in force: never 0 (that would hold its reasons for good, and convergence with them).
+    const max: QuantityDraw = d.chance(0.6) ? { count: d.int(1, 3) } : { percent: d.pick([25, 50, 100]) };
+    return { max, reasons: d.chance(0.5) ? null : drawReasons(d), window: null };
+  }
+  const max: QuantityDraw = d.chance(0.55) ? { count: 0 } : d.chance(0.55) ? { count: 1 } : { percent: 34 };
+  const reasonKind = d.weighted({ rotations: 35, all: 25, subset: 40 });
+  const reasons: VoluntaryReasonDraw[] | null = reasonKind === 'rotations' ? ['expiry', 'drift'] : reasonKind === 'all' ? null : drawReasons(d);
+  return { max, reasons, window: drawWindow(d, startMs) };
+}
+
+/** Adds budgets, the health brake and the start time to a fleet. */
+function drawDisruption(d: Rng, fleet: FleetSpec): void {
+  fleet.startMs = drawStart(d);
+  for (const g of fleet.groups) {
+    if (!d.chance(0.55)) continue;
+    const n = d.int(0, 3);
+    for (let k = 0; k < n; k++) g.budgets.push(drawBudget(d, fleet.startMs));
+    if (d.chance(0.6)) g.maxUnhealthy = d.chance(0.6) ? { count: d.pick([0, 1, 2]) } : { percent: d.pick([25, 50]) };
+  }
+}
+
+/**
+ * Operator protection and network partitions take the place of some of the schedule's waits
+ * (drawn from the second stream, a fixed number of draws a step, so a shorter schedule is still
+ * the start of the longer one).
+ */
+function drawExtra(d: Rng, fleet: FleetSpec, base: Action): Action {
+  const replace = d.chance(0.6);
+  const kind = d.weighted({ protect: 40, unprotect: 15, partition: 30 });
+  const group = d.int(0, fleet.groups.length - 1);
+  const pick = d.next();
+  const protectMs = d.pick([2 * MIN, 10 * MIN, 30 * MIN, 1 * HOUR]);
+  const target: ProtectTarget = d.chance(0.6) ? 'rotation' : 'any';
+  const fraction = d.pick([0.5, 0.75, 1]);
+  const partitionMs = d.chance(0.25) ? null : d.pick([2 * MIN, 5 * MIN, 10 * MIN]);
+  const announce = d.chance(0.5);
+  if (base.kind !== 'wait' || !replace) return base;
+  switch (kind) {
+    case 'protect':
+      return { kind, group, pick, durationMs: protectMs, target };
+    case 'unprotect':
+      return { kind, group, pick };
+    case 'partition':
+      return { kind, group, fraction, announce, durationMs: partitionMs };
+  }
 }
 
 function generateDt(rng: Rng): number {
@@ -233,9 +373,14 @@ function generateAction(rng: Rng, fleet: FleetSpec): Action {
 export function generateScenario(seed: number, options: GenerateOptions = {}): Scenario {
   const rng = new Rng(seed);
   const fleet = generateFleet(rng);
+  const extra = new Rng(hash32(seed, 'disruption'));
+  drawDisruption(extra, fleet);
   const count = options.steps ?? DEFAULT_STEPS;
   const steps: Step[] = [];
-  for (let i = 0; i < count; i++) steps.push({ dtMs: generateDt(rng), action: generateAction(rng, fleet) });
+  for (let i = 0; i < count; i++) {
+    const dtMs = generateDt(rng);
+    steps.push({ dtMs, action: drawExtra(extra, fleet, generateAction(rng, fleet)) });
+  }
   return { seed, fleet, steps };
 }
 
@@ -258,6 +403,12 @@ export function describeAction(action: Action, fleet: FleetSpec): string {
       return `drain ack for a ${action.target} instance of ${g(action.group)}${action.twice ? ' (twice)' : ''}`;
     case 'operator':
       return `operator: ${action.op}${action.op === 'extend' ? ` by ${action.byMs / SEC}s` : ''} an instance of ${g(action.group)}`;
+    case 'protect':
+      return `operator: protect ${action.target === 'rotation' ? 'a rotating or due' : 'an'} instance of ${g(action.group)} for ${action.durationMs / SEC}s`;
+    case 'unprotect':
+      return `operator: unprotect an instance of ${g(action.group)}`;
+    case 'partition':
+      return `partition: ${Math.round(action.fraction * 100)}% of ${g(action.group)}'s agents silent${action.durationMs === null ? '' : ` for ${action.durationMs / SEC}s`}${action.announce ? ', disconnects reported' : ''}`;
     case 'scale':
       return `config: ${g(action.group)} size ${action.size}`;
     case 'templateChange':

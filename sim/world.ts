@@ -10,28 +10,69 @@ import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManualClock } from '../src/clock/index.js';
-import { ConfigLoader, configuredGroups, groupSettings } from '../src/config/index.js';
+import { ConfigLoader, configuredGroups, groupSettings, type BudgetSpec, type VoluntaryReason } from '../src/config/index.js';
 import { DefaultInstanceManager } from '../src/instances/index.js';
 import { ThrottledError } from '../src/errors/index.js';
 import { TAG, type Provider, type ProviderCreateRequest, type ProviderInstance, type ProviderStatus } from '../src/providers/index.js';
 import { SimProvider, type SimInstance } from '../src/providers/sim/index.js';
 import { BACKOFF_MAX_MS } from '../src/reconciler/backoff.js';
 import { EventType, Reconciler, type Logger, type ReconcileEvent } from '../src/reconciler/index.js';
-import { openLocalDb, type AuditEntry, type LocalDb } from '../src/store/index.js';
+import { LocalOperatorState, keys, type OperatorState } from '../src/state/index.js';
+import { openLocalDb, type AuditEntry, type InstanceRecord, type LocalDb } from '../src/store/index.js';
 import { seededRandom } from '../src/util/random.js';
-import { ConfigModel } from './config-model.js';
-import { Disturbances, Invariants, type Violation } from './invariants.js';
+import { ConfigModel, type RenderOptions } from './config-model.js';
+import { Disturbances, Invariants, OperatorLog, budgetWindow, resolveMax, type Violation } from './invariants.js';
 import { hash32, unit } from './rng.js';
-import { MIN, SEC, describeAction, type Action, type FleetSpec, type Scenario } from './scenario.js';
+import { MIN, SEC, SIM_START, describeAction, type Action, type FleetSpec, type Scenario } from './scenario.js';
+
+export { SIM_START };
 
 /**
  * Bugs the simulator can plant in its own world, to show that its checks catch them:
  * - `leader`: the reconciler is told it is always the leader (invariant 4);
  * - `surge`: the reconciler sees every group's maxSurge 2 higher than the config in force (invariant 1);
- * - `silence`: agents stay silent after the faults stop (invariant 6).
+ * - `silence`: agents stay silent after the faults stop (invariant 6);
+ * - `budget`: the reconciler sees no disruption budgets (invariants 7 and 11);
+ * - `brake`: the reconciler sees no maxUnhealthy (invariant 8);
+ * - `protect`: the reconciler's operator state loses every protection on reading (invariant 9).
  */
-export type Plant = 'leader' | 'surge' | 'silence';
-export const PLANTS: readonly Plant[] = ['leader', 'surge', 'silence'];
+export type Plant = 'leader' | 'surge' | 'silence' | 'budget' | 'brake' | 'protect';
+export const PLANTS: readonly Plant[] = ['leader', 'surge', 'silence', 'budget', 'brake', 'protect'];
+
+/** What the reconciler is shown of the config when a bug is planted (nothing hidden otherwise). */
+function plantedRender(plant: Plant | null | undefined): RenderOptions | null {
+  switch (plant) {
+    case 'surge':
+      return { surgeBonus: 2 };
+    case 'budget':
+      return { withoutBudgets: true };
+    case 'brake':
+      return { withoutBrake: true };
+    default:
+      return null;
+  }
+}
+
+/** Operator state that forgets protections when read (the `protect` plant). */
+class ProtectionBlindState implements OperatorState {
+  constructor(private readonly inner: OperatorState) {}
+
+  get<T>(key: string): T | undefined {
+    return key.startsWith(keys.protection('')) ? undefined : this.inner.get<T>(key);
+  }
+
+  list<T>(prefix: string): Array<{ key: string; value: T }> {
+    return this.inner.list<T>(prefix).filter((e) => !e.key.startsWith(keys.protection('')));
+  }
+
+  set(key: string, value: unknown): Promise<void> {
+    return this.inner.set(key, value);
+  }
+
+  onChange(listener: (key: string) => void): () => void {
+    return this.inner.onChange(listener);
+  }
+}
 
 export interface RunOptions {
   /** Stop at the first violation (default true): the trace then ends where it went wrong. */
@@ -61,9 +102,6 @@ interface Agent {
   drains: number;
 }
 
-/** Simulated time starts here. */
-export const SIM_START = Date.UTC(2026, 0, 1);
-const START = SIM_START;
 /** After convergence, the world runs this much longer to catch a replacement storm. */
 export const STABILITY_WINDOW_MS = 15 * MIN;
 /** Longest extra delay of a slow provider call a scenario draws. */
@@ -181,10 +219,47 @@ class RateLimit {
   }
 }
 
+/**
+ * How long, within [from, until), at least one of `windows` is open (CronWindow semantics: a
+ * window opens at each cron time and lasts its duration, merged with overlapping ones).
+ */
+export function openTime(windows: ReadonlyArray<NonNullable<BudgetSpec['window']>>, from: number, until: number): number {
+  const spans: Array<[number, number]> = [];
+  for (const w of windows) {
+    const cron = budgetWindow(w);
+    let t = from;
+    const current = cron.current(new Date(t));
+    if (current) {
+      spans.push([t, current.end.getTime()]);
+      t = current.end.getTime();
+    }
+    for (let i = 0; i < 500 && t < until; i++) {
+      const start = cron.nextStart(new Date(t));
+      if (!start || start.getTime() >= until) break;
+      const open = cron.current(start);
+      const end = open ? open.end.getTime() : start.getTime() + w.durationMs;
+      spans.push([start.getTime(), end]);
+      t = Math.max(end, start.getTime() + 1);
+    }
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let reach = from;
+  for (const [a, b] of spans) {
+    const lo = Math.max(a, reach);
+    const hi = Math.min(b, until);
+    if (hi > lo) total += hi - lo;
+    reach = Math.max(reach, b);
+  }
+  return total;
+}
+
 export class World {
   private readonly fleet: FleetSpec;
   private readonly seed: number;
-  private readonly clock = new ManualClock(new Date(START));
+  /** When simulated time starts (the scenario's start). */
+  private readonly start: number;
+  private readonly clock: ManualClock;
   private readonly dir: string;
   private readonly dbPath: string;
   private db: LocalDb | null = null;
@@ -192,12 +267,17 @@ export class World {
   readonly sim: SimProvider;
   private readonly model: ConfigModel;
   private readonly loader: ConfigLoader;
-  /** The config the reconciler reads: the loader itself, unless a `surge` bug is planted. */
+  /** The config the reconciler reads: the loader itself, unless a bug is planted in it. */
   private readonly reconcilerLoader: ConfigLoader;
+  private readonly planted: RenderOptions | null;
+  /** Protections, holds and drain requests the world made (the operator's view). */
+  private readonly operatorLog = new OperatorLog();
+  /** The health brake was lifted by the operator during convergence (see converge). */
+  private brakeLiftedAt: number | null = null;
   private reconciler: Reconciler | null = null;
   private generation = 0;
   private runningGeneration: number | null = null;
-  private observingSince = START;
+  private observingSince: number;
   private leader = true;
   private readonly disturbances = new Disturbances();
   private readonly rateLimit: RateLimit;
@@ -215,6 +295,8 @@ export class World {
   private boundMs = 0;
   /** Drain time added by operator extensions: convergence may wait for it. */
   private extendedMs = 0;
+  /** The disruption terms of the convergence bound, for the trace. */
+  private boundParts = '';
 
   constructor(
     private readonly scenario: Scenario,
@@ -222,11 +304,15 @@ export class World {
   ) {
     this.fleet = scenario.fleet;
     this.seed = scenario.seed;
+    this.start = this.fleet.startMs;
+    this.clock = new ManualClock(new Date(this.start));
+    this.observingSince = this.start;
     this.dir = mkdtempSync(join(scratchRoot(), 'drover-sim-'));
     this.dbPath = join(this.dir, 'drover.db');
     this.model = new ConfigModel(this.fleet);
     this.loader = ConfigLoader.fromObject(this.model.render());
-    this.reconcilerLoader = options.plant === 'surge' ? ConfigLoader.fromObject(this.model.render(2)) : this.loader;
+    this.planted = plantedRender(options.plant);
+    this.reconcilerLoader = this.planted ? ConfigLoader.fromObject(this.model.render(this.planted)) : this.loader;
     const { provider } = this.fleet;
     this.sim = new SimProvider({
       clock: this.clock,
@@ -234,7 +320,7 @@ export class World {
       createLatencyMs: provider.createLatencyMs,
       deleteLatencyMs: provider.deleteLatencyMs,
     });
-    this.rateLimit = new RateLimit(provider.simMaxCallsPerSecond, START);
+    this.rateLimit = new RateLimit(provider.simMaxCallsPerSecond, this.start);
     this.hooks = {
       onMutation: (gen, op, target) => this.guard(() => this.checker.onMutation(gen, op, target)),
       admit: (op) => {
@@ -269,6 +355,35 @@ export class World {
       slackMs: () => this.slackMs(),
       step: () => this.stepIndex,
       groups: () => this.fleet.groups,
+      operatorLog: this.operatorLog,
+      graceSince: () => this.graceSince(),
+    });
+    this.checker.onConfigApplied();
+  }
+
+  /** The running reconciler's own health grace start (a private field: the plan's input, read for invariant 8). */
+  private graceSince(): number | null {
+    const value: unknown = this.reconciler ? Reflect.get(this.reconciler, 'observingSince') : undefined;
+    return typeof value === 'number' ? value : null;
+  }
+
+  /**
+   * The database as the reconciler sees it: the same one, except that reading a group's live
+   * instances (a plan's input) is shown to the checker first (invariant 8 judges a plan on it).
+   */
+  private reconcilerDb(db: LocalDb): LocalDb {
+    const checker = this.checker;
+    const live = (tenant: string, group: string): InstanceRecord[] => {
+      const records = db.liveInstances(tenant, group);
+      checker.onPlanInput(tenant, group, records);
+      return records;
+    };
+    return new Proxy(db, {
+      get(target, prop) {
+        if (prop === 'liveInstances') return live;
+        const value: unknown = Reflect.get(target, prop);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
     });
   }
 
@@ -311,7 +426,7 @@ export class World {
       violations: [...this.checker.violations],
       trace: this.trace,
       stepsRun,
-      simulatedMs: this.clock.nowMs() - START,
+      simulatedMs: this.clock.nowMs() - this.start,
       convergedAfterMs: this.convergedAfterMs,
       boundMs: this.boundMs,
       stats: { ...this.stats },
@@ -371,10 +486,12 @@ export class World {
         if (msg && ESCAPED.has(msg) && this.runningGeneration === generation) this.checker.report('error', `reconciler #${generation}: ${msg}: ${JSON.stringify(obj)}`);
       },
     };
+    const localDb = this.reconcilerDb(db);
     this.reconciler = new Reconciler({
       instanceManager: new DefaultInstanceManager({ localDb: db, provider, configLoader: this.reconcilerLoader, clock: this.clock }),
       configLoader: this.reconcilerLoader,
-      localDb: db,
+      localDb,
+      ...(this.options.plant === 'protect' ? { operatorState: new ProtectionBlindState(new LocalOperatorState(db, () => this.clock.now())) } : {}),
       provider,
       clock: this.clock,
       logger,
@@ -473,7 +590,7 @@ export class World {
   private flushTrace(label: string, text: string): void {
     const obs = this.observations.length > 0 ? ` => ${this.observations.join(', ')}` : '';
     const bad = this.checker.violations.filter((v) => v.step === this.stepIndex).map((v) => ` !! ${v.invariant}: ${v.message}`);
-    this.trace.push(`${label} ${clockText(this.clock.nowMs() - START)} ${text}${obs}${bad.join('')}`);
+    this.trace.push(`${label} ${clockText(this.clock.nowMs() - this.start)} ${text}${obs}${bad.join('')}`);
     this.observations = [];
   }
 
@@ -482,10 +599,18 @@ export class World {
     const groups = this.fleet.groups.map(
       (g) =>
         `${g.tenant}/${g.group} size ${g.size} surge ${g.maxSurge} drain ${g.drainTimeoutMs === null ? 'default' : `${g.drainTimeoutMs / SEC}s`}` +
-        (g.eligibleAgeMs || g.forcedAgeMs ? ` expiry ${g.eligibleAgeMs / MIN}m/${g.forcedAgeMs / MIN}m` : ''),
+        (g.eligibleAgeMs || g.forcedAgeMs ? ` expiry ${g.eligibleAgeMs / MIN}m/${g.forcedAgeMs / MIN}m` : '') +
+        g.budgets
+          .map((b) => {
+            const max = 'count' in b.max ? String(b.max.count) : `${b.max.percent}%`;
+            const window = b.window ? ` "${b.window.schedule}" ${b.window.durationMs / MIN}m ${b.window.timezone}` : '';
+            return ` budget ${max} ${b.reasons ? b.reasons.join(',') : 'all'}${window}`;
+          })
+          .join('') +
+        (g.maxUnhealthy ? ` maxUnhealthy ${'count' in g.maxUnhealthy ? g.maxUnhealthy.count : `${g.maxUnhealthy.percent}%`}` : ''),
     );
     return (
-      `fleet: ${groups.join('; ')}; health ${shard.healthCheckIntervalMs / SEC}s x${shard.missedHealthThreshold}, startup ${shard.startupTimeoutMs / SEC}s, ` +
+      `${new Date(this.start).toISOString()} fleet: ${groups.join('; ')}; health ${shard.healthCheckIntervalMs / SEC}s x${shard.missedHealthThreshold}, startup ${shard.startupTimeoutMs / SEC}s, ` +
       `default drain ${shard.defaultDrainTimeoutMs / SEC}s, resync ${shard.resyncIntervalMs / SEC}s, attempts ${shard.maxAttempts}, workers ${shard.workers}, ` +
       `create gap ${shard.createRateLimitMs / SEC}s; provider timeout ${provider.callTimeoutMs / SEC}s, latency ${provider.createLatencyMs / SEC}/${provider.deleteLatencyMs / SEC}/${provider.listLatencyMs / SEC}s, ` +
       `rate ${provider.maxCallsPerSecond}/${provider.simMaxCallsPerSecond}; first-health replan window ${this.fleet.firstHealthReplanMs}ms`
@@ -594,7 +719,8 @@ export class World {
   private applyConfig(): void {
     const result = this.loader.update(this.model.render());
     if (!result.ok) throw new Error(`sim: a valid config was rejected: ${result.error.message}`);
-    if (this.reconcilerLoader !== this.loader) this.reconcilerLoader.update(this.model.render(2));
+    if (this.planted) this.reconcilerLoader.update(this.model.render(this.planted));
+    this.checker.onConfigApplied();
   }
 
   /** Applies one action; returns what it did, for the trace. */
@@ -615,6 +741,11 @@ export class World {
         return this.operatorAck(action);
       case 'operator':
         return this.operatorAction(action);
+      case 'protect':
+      case 'unprotect':
+        return this.protectAction(action);
+      case 'partition':
+        return this.partition(action);
       case 'scale': {
         const g = this.model.group(action.group);
         if (!g) return 'no group';
@@ -655,7 +786,7 @@ export class World {
       case 'invalidConfig': {
         const before = this.loader.getCurrent();
         const result = this.loader.update(this.model.renderInvalid(action.flavor, action.group));
-        if (this.reconcilerLoader !== this.loader) this.reconcilerLoader.update(this.model.renderInvalid(action.flavor, action.group, 2));
+        if (this.planted) this.reconcilerLoader.update(this.model.renderInvalid(action.flavor, action.group, this.planted));
         if (result.ok || this.loader.getCurrent() !== before) {
           this.checker.report('config', `an invalid config (${action.flavor}) was accepted`);
           return 'accepted!';
@@ -758,10 +889,13 @@ export class World {
         case 'drain':
         case 'drainForce':
           await rec.operator.requestDrain(target.id, { force: action.op === 'drainForce', actor: 'sim' });
+          this.operatorLog.request(target.id, this.clock.nowMs(), action.op === 'drainForce');
           break;
-        case 'cancel':
-          await rec.operator.cancelDrain(target.id, 'sim');
+        case 'cancel': {
+          const { heldUntil } = await rec.operator.cancelDrain(target.id, 'sim');
+          this.operatorLog.hold(target.id, this.clock.nowMs(), heldUntil.getTime());
           break;
+        }
         case 'extend': {
           const result = await rec.operator.extendDrain(target.id, action.byMs, 'sim');
           const added = result.drainDeadline.getTime() - (target.drainDeadline?.getTime() ?? result.drainDeadline.getTime());
@@ -777,6 +911,69 @@ export class World {
     } catch (err) {
       return `${shortId(target.id)}: refused (${err instanceof Error ? err.message : String(err)})`;
     }
+  }
+
+  /**
+   * Protection through the reconciler's operator API: for a while (aimed mostly at an instance in
+   * a rotation or due for one: old template, past eligible age, replacement under way), or
+   * removed. The world keeps its own log of what was protected when (invariant 9 reads it).
+   */
+  private async protectAction(action: Extract<Action, { kind: 'protect' | 'unprotect' }>): Promise<string> {
+    const db = this.db;
+    const rec = this.reconciler;
+    const spec = this.fleet.groups[action.group];
+    if (!db || !rec || !spec) return 'no target';
+    const now = this.clock.nowMs();
+    const mine = db.liveInstances(spec.tenant, spec.group);
+    let candidates: InstanceRecord[];
+    if (action.kind === 'unprotect') {
+      const held = new Set(this.operatorLog.protectedIds(now));
+      candidates = mine.filter((i) => held.has(i.id));
+      if (candidates.length === 0 || action.pick >= 0.85) candidates = mine;
+    } else {
+      candidates = mine.filter((i) => i.status === 'running' || i.status === 'creating');
+      if (action.target === 'rotation') {
+        const settings = groupSettings(this.loader.getCurrent(), spec.tenant, spec.group);
+        const rotating = candidates.filter(
+          (i) =>
+            i.status === 'running' &&
+            (mine.some((r) => r.replaces === i.id) ||
+              (settings !== null && (i.templateHash !== settings.templateHash || (settings.eligibleAgeMs > 0 && i.createdAt.getTime() + settings.eligibleAgeMs <= now + 10 * MIN)))),
+        );
+        if (rotating.length > 0) candidates = rotating;
+      }
+    }
+    const target = candidates[Math.floor(action.pick * candidates.length)];
+    if (!target) return 'no target';
+    try {
+      if (action.kind === 'protect') {
+        const { protectedUntil } = await rec.operator.protect(target.id, new Date(now + action.durationMs), 'sim');
+        this.operatorLog.protect(target.id, this.clock.nowMs(), protectedUntil.getTime());
+      } else {
+        await rec.operator.unprotect(target.id, 'sim');
+        this.operatorLog.unprotect(target.id, this.clock.nowMs());
+      }
+      return `${shortId(target.id)}: done`;
+    } catch (err) {
+      return `${shortId(target.id)}: refused (${err instanceof Error ? err.message : String(err)})`;
+    }
+  }
+
+  /** A network partition: many of a group's agents go silent at once (the health brake's case). */
+  private partition(action: Extract<Action, { kind: 'partition' }>): string {
+    const spec = this.fleet.groups[action.group];
+    if (!spec) return 'no group';
+    const now = this.clock.nowMs();
+    const mine = [...this.agents.values()].filter((a) => a.tenant === spec.tenant && a.group === spec.group).sort((a, b) => (a.id < b.id ? -1 : 1));
+    const n = Math.ceil(action.fraction * mine.length);
+    const silenced = mine.slice(0, n);
+    for (const agent of silenced) {
+      agent.silentUntil = Math.max(agent.silentUntil, action.durationMs === null ? Number.POSITIVE_INFINITY : now + action.durationMs);
+      if (action.announce) {
+        this.send({ type: EventType.CheckInstance, tenant: agent.tenant, groupKey: agent.group, instanceId: agent.id, cause: 'disconnect', timestamp: new Date(now), preventDuplicate: true });
+      }
+    }
+    return `${silenced.length} of ${mine.length} agents`;
   }
 
   private operatorAck(action: Extract<Action, { kind: 'ack' }>): string {
@@ -824,19 +1021,41 @@ export class World {
     const { shard, provider, bootMaxMs } = this.fleet;
     const config = this.loader.getCurrent();
     const interval = config.shard.healthCheckInterval;
+    const t0 = this.clock.nowMs();
     let maxDrain = config.shard.defaultDrainTimeout;
     let maxStartup = config.shard.startupTimeout;
     let rotations = 0;
+    let scaleDowns = 0;
+    let brake = false;
+    const zeroWindows: Array<NonNullable<BudgetSpec['window']>> = [];
     for (const { tenant, group } of configuredGroups(config)) {
       const s = groupSettings(config, tenant, group);
       if (!s) continue;
       maxDrain = Math.max(maxDrain, s.drainTimeoutMs);
       maxStartup = Math.max(maxStartup, s.startupTimeoutMs);
+      // Budgets: a rotation or scale-down batch is no larger than the smallest non-zero max
+      // covering it; a zero max holds them while its window is open (added below).
+      const smallest = (reason: VoluntaryReason): number => {
+        let m = Number.POSITIVE_INFINITY;
+        for (const b of s.disruption.budgets) {
+          const max = resolveMax(b.max, s.size);
+          if (max === 0 && b.window) zeroWindows.push(b.window);
+          if (max > 0 && b.reasons.includes(reason)) m = Math.min(m, max);
+        }
+        return m;
+      };
+      if (s.disruption.maxUnhealthy) brake = true;
       const perRotation =
         provider.createLatencyMs + shard.createRateLimitMs * (s.size + 1) + bootMaxMs + interval + Math.min(s.drainTimeoutMs, MIN) + provider.deleteLatencyMs + 10 * SEC;
-      const drift = s.maxSurge > 0 ? Math.ceil(s.size / s.maxSurge) * perRotation : 0;
+      const batch = Math.min(s.maxSurge, smallest('drift'));
+      const drift = s.maxSurge > 0 ? Math.ceil(s.size / batch) * perRotation : 0;
       const expiry = s.eligibleAgeMs > 0 && s.maxSurge > 0 ? s.size * perRotation : 0;
       rotations = Math.max(rotations, drift + expiry);
+      const down = smallest('scaleDown');
+      if (Number.isFinite(down)) {
+        const excess = Math.max(0, (this.db?.liveInstances(tenant, group).length ?? 0) + s.maxSurge - s.size);
+        scaleDowns = Math.max(scaleDowns, Math.ceil(excess / down) * (Math.min(s.drainTimeoutMs, MIN) + provider.deleteLatencyMs + 10 * SEC));
+      }
     }
     let maxCancelHold = 0;
     for (const g of this.model.groups) {
@@ -844,7 +1063,9 @@ export class World {
       maxCancelHold = Math.max(maxCancelHold, g.spec.cancelHoldMs);
     }
     const staleMs = interval * config.shard.missedHealthThreshold;
-    return (
+    // Protection in force holds its instance's rotation (and scale-down) until it ends.
+    const protection = Math.max(0, (this.operatorLog.protectedUntil(t0) ?? t0) - t0);
+    const base =
       this.slackMs() +
       2 * BACKOFF_MAX_MS +
       MAX_NOTICE_MS +
@@ -854,11 +1075,46 @@ export class World {
       bootMaxMs +
       provider.createLatencyMs +
       rotations +
+      scaleDowns +
       maxCancelHold +
       this.extendedMs +
+      protection +
+      (brake ? this.brakeWaitMs() : 0) +
       2 * interval +
-      MIN
-    );
+      MIN;
+    // Zero-budget windows hold what they cover while open: add the time they are open within the
+    // bound (which grows by it), found by walking their CronWindows.
+    let held = 0;
+    for (let i = 0; i < 8; i++) {
+      const next = openTime(zeroWindows, t0, t0 + base + held);
+      if (next === held) break;
+      held = next;
+    }
+    this.boundParts = `protection ${clockText(protection)}, zero-budget windows ${clockText(held)}, scale-down batches ${clockText(scaleDowns)}${brake ? `, brake wait ${clockText(this.brakeWaitMs())}` : ''}`;
+    return base + held;
+  }
+
+  /**
+   * How long after the faults stop a health brake may hold before the operator lifts it: silent
+   * agents report again within a health interval, and their instances count as healthy again once
+   * the plan sees it. A brake still on then is held by instances that will not recover (stopped
+   * at the provider): an operator removes maxUnhealthy, as README.md advises.
+   */
+  private brakeWaitMs(): number {
+    const config = this.loader.getCurrent();
+    return config.shard.healthCheckInterval * (config.shard.missedHealthThreshold + 2) + this.slackMs();
+  }
+
+  /** Lifts every health brake (maxUnhealthy removed from the config) when one still holds a group. */
+  private liftBrakeIfStuck(t0: number): void {
+    const rec = this.reconciler;
+    if (this.brakeLiftedAt !== null || !rec || this.clock.nowMs() - t0 < this.brakeWaitMs()) return;
+    const held = rec.planAll().filter((p) => p.summary.disruption.shortCircuited);
+    if (held.length === 0) return;
+    this.model.brakeLifted = true;
+    this.brakeLiftedAt = this.clock.nowMs();
+    this.applyConfig();
+    this.flushTrace('end', `operator lifts the health brake (maxUnhealthy removed): still on in ${held.map((p) => `${p.tenant}/${p.group} (${p.summary.unhealthy} unhealthy)`).join(', ')}`);
   }
 
   /** Why the fleet has not converged, or null when it has (invariants 5 and 6 hold). */
@@ -919,12 +1175,13 @@ export class World {
     await this.settle();
     const t0 = this.clock.nowMs();
     this.boundMs = this.convergenceBound();
-    this.flushTrace('end', `faults stopped, calls out ended, leadership won; convergence bound ${clockText(this.boundMs)}`);
+    this.flushTrace('end', `faults stopped, calls out ended, leadership won; convergence bound ${clockText(this.boundMs)} (${this.boundParts})`);
     const chunk = this.fleet.shard.healthCheckIntervalMs;
     let why = this.notConverged();
     while (why !== null && this.clock.nowMs() - t0 < this.boundMs) {
       await this.advance(Math.min(chunk, t0 + this.boundMs - this.clock.nowMs()));
       this.checker.checkStep();
+      this.liftBrakeIfStuck(t0);
       if (stopAtFirst && this.checker.violations.length > 0) {
         this.flushTrace('end', 'converging');
         return;

@@ -7,7 +7,7 @@ import { ConfigLoader } from '../../src/config/index.js';
 import { TAG } from '../../src/providers/index.js';
 import { SimProvider } from '../../src/providers/sim/index.js';
 import { openLocalDb, type InstanceRecord, type LocalDb } from '../../src/store/index.js';
-import { Disturbances, Invariants, type WorldView } from '../../sim/invariants.js';
+import { Disturbances, Invariants, OperatorLog, type WorldView } from '../../sim/invariants.js';
 
 const START = Date.UTC(2026, 0, 1);
 const MIN = 60_000;
@@ -225,5 +225,199 @@ describe('Invariants', () => {
     db.updateInstance('i-1', { status: 'running' });
     db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-1', action: 'created', reason: 'scaleUp' });
     expect(checker.violations.map((v) => v.message)).toEqual(['i-1 went from draining to running (created scaleUp)']);
+  });
+});
+
+describe('the disruption invariants (7 to 11)', () => {
+  let dir: string;
+  let db: LocalDb;
+  let clock: ManualClock;
+  let log: OperatorLog;
+  let checker: Invariants;
+  const web = (budgets: unknown[]): Record<string, unknown> => ({
+    shard: { healthCheckInterval: '60s', missedHealthThreshold: 3 },
+    templates: { a: { image: 'a:1' } },
+    groups: {
+      t: {
+        web: {
+          size: 4,
+          maxSurge: 2,
+          template: 'a',
+          drainTimeout: '5m',
+          expiry: { eligibleAge: '1h', forcedAge: '2h' },
+          disruption: { budgets, maxUnhealthy: 1, maxDrainTimeout: '10m' },
+        },
+      },
+    },
+  });
+  // 2026-01-01T00:00Z is 01:00 in Berlin: the zero-budget window below is open for 30 min.
+  const BUDGETS = [
+    { max: 1, reasons: ['drift'] },
+    { max: 0, reasons: ['expiry'], schedule: '0 * * * *', duration: '30m', timezone: 'Europe/Berlin' },
+  ];
+  let loader: ConfigLoader;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'drover-sim-test-'));
+    db = openLocalDb(join(dir, 'db.sqlite'));
+    clock = new ManualClock(new Date(START));
+    log = new OperatorLog();
+    loader = ConfigLoader.fromObject(web(BUDGETS));
+    const view: WorldView = {
+      now: () => clock.nowMs(),
+      db: () => db,
+      provider: new SimProvider({ clock }),
+      config: () => loader.getCurrent(),
+      leader: () => true,
+      runningGeneration: () => 1,
+      observingSince: () => START,
+      disturbances: new Disturbances(),
+      everRemoved: () => false,
+      slackMs: () => 10_000,
+      step: () => 0,
+      groups: () => [{ tenant: 't', group: 'web' }],
+      operatorLog: log,
+      graceSince: () => START,
+    };
+    checker = new Invariants(view);
+    checker.onConfigApplied();
+    db.subscribe((change) => {
+      if (change.kind === 'audit') checker.onAudit(change.entry);
+    });
+  });
+
+  afterEach(() => {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const running = (id: string, over: Partial<InstanceRecord> = {}): void => {
+    db.insertInstance({ id, tenant: 't', group: 'web', templateName: 'a', templateHash: 'old', createReason: 'scaleUp', createdAt: clock.now() });
+    db.updateInstance(id, { status: 'running', healthAt: clock.now(), confirmedAt: clock.now(), ...over });
+    db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'adopt', reason: 'scaleUp' });
+  };
+  const rotate = (id: string, target: string, reason: string): void => {
+    db.insertInstance({ id, tenant: 't', group: 'web', templateName: 'a', templateHash: 'h', createReason: reason, replaces: target, createdAt: clock.now() });
+    db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'create', reason });
+  };
+  const drain = (id: string, reason: string, deadlineMs = 5 * MIN): void => {
+    db.updateInstance(id, { status: 'draining', drainReason: reason, drainStartedAt: clock.now(), drainDeadline: new Date(clock.nowMs() + deadlineMs) });
+    db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'drain', reason });
+  };
+  const invariants = (): string[] => checker.violations.map((v) => v.invariant);
+
+  it('counts rotations waiting for their replacement and drains against a budget (invariant 7)', () => {
+    for (const id of ['i-1', 'i-2', 'i-3']) running(id);
+    rotate('r-1', 'i-1', 'drift');
+    expect(invariants()).toEqual([]);
+    db.updateInstance('r-1', { status: 'running', healthAt: clock.now() });
+    drain('i-1', 'drift'); // the rotation completes: the same disruption, not a second one
+    expect(invariants()).toEqual([]);
+    drain('i-2', 'scaleDown'); // not a reason of the drift budget
+    expect(invariants()).toEqual([]);
+    rotate('r-3', 'i-3', 'drift');
+    expect(invariants()).toEqual(['7']);
+    expect(checker.violations[0]?.message).toMatch(/2 disrupted under budgets\[0\] \(max 1 = 1 of size 4, drift.*i-1 drift draining.*i-3 drift waiting for r-3/);
+  });
+
+  it('exempts forced operator drains, and a rotation held after a cancel or protected', () => {
+    for (const id of ['i-1', 'i-2', 'i-3']) running(id);
+    log.request('i-1', clock.nowMs(), true);
+    rotate('r-1', 'i-1', 'operator');
+    rotate('r-2', 'i-2', 'drift');
+    log.hold('i-2', clock.nowMs(), clock.nowMs() + 5 * MIN);
+    rotate('r-3', 'i-3', 'drift');
+    expect(invariants()).toEqual([]);
+    db.updateInstance('r-1', { status: 'running', healthAt: clock.now() });
+    drain('i-1', 'operator');
+    expect(invariants()).toEqual([]);
+  });
+
+  it('does not hold disruptions begun before a budget came into force against it', () => {
+    loader.update(web([]));
+    checker.onConfigApplied();
+    for (const id of ['i-1', 'i-2', 'i-3']) running(id);
+    rotate('r-1', 'i-1', 'drift');
+    rotate('r-2', 'i-2', 'drift');
+    loader.update(web(BUDGETS));
+    checker.onConfigApplied();
+    checker.checkStep();
+    expect(invariants()).toEqual([]);
+    rotate('r-3', 'i-3', 'drift');
+    expect(invariants()).toEqual([]); // the only one begun under the budget
+  });
+
+  it('flags an expiry rotation begun inside an open zero-budget window (invariant 11), not one after it closes', async () => {
+    running('i-1');
+    running('i-2');
+    rotate('r-1', 'i-1', 'expiry');
+    expect(invariants()).toEqual(['11']);
+    expect(checker.violations[0]?.message).toMatch(/window 0 \* \* \* \* for 30m \(Europe\/Berlin\) open since 2026-01-01T00:00:00.000Z/);
+    await clock.advance(30 * MIN);
+    rotate('r-2', 'i-2', 'expiry');
+    expect(invariants()).toEqual(['11']);
+  });
+
+  it('flags a voluntary drain or rotation of a protected instance, not one once the protection ended (invariant 9)', async () => {
+    running('i-1');
+    running('i-2');
+    log.protect('i-1', clock.nowMs(), clock.nowMs() + 10 * MIN);
+    log.protect('i-2', clock.nowMs(), clock.nowMs() + 10 * MIN);
+    drain('i-1', 'scaleDown');
+    expect(invariants()).toEqual(['9']);
+    log.unprotect('i-2', clock.nowMs());
+    rotate('r-2', 'i-2', 'drift');
+    expect(invariants()).toEqual(['9']);
+  });
+
+  it('judges a health action on its plan’s input: more than maxUnhealthy unhealthy stops it (invariant 8)', () => {
+    running('i-1', { providerStatus: 'stopped' });
+    running('i-2');
+    running('i-3', { providerStatus: 'stopped' });
+    const deleteTerminated = (id: string): void => {
+      db.updateInstance(id, { status: 'deleting', deleteReason: 'terminated' });
+      db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'delete', reason: 'terminated' });
+    };
+    checker.onPlanInput('t', 'web', db.liveInstances('t', 'web'));
+    deleteTerminated('i-1');
+    expect(invariants()).toEqual(['8']);
+    expect(checker.violations[0]?.message).toMatch(/2 instances were unhealthy, more than maxUnhealthy 1: i-1 stopped, i-3 stopped/);
+    db.updateInstance('i-3', { providerStatus: 'running' });
+    checker.onPlanInput('t', 'web', db.liveInstances('t', 'web'));
+    expect(checker.brakeChecks).toBe(1);
+  });
+
+  it('flags an extension past drainStartedAt + maxDrainTimeout, not a first deadline beyond it (invariant 10)', async () => {
+    running('i-1');
+    running('i-2');
+    drain('i-1', 'scaleDown', 15 * MIN); // the config's choice: only extensions are capped
+    checker.checkStep();
+    expect(invariants()).toEqual([]);
+    drain('i-2', 'scaleDown');
+    db.updateInstance('i-2', { drainDeadline: new Date(clock.nowMs() + 11 * MIN) });
+    db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-2', action: 'drainExtended', reason: 'scaleDown' });
+    await Promise.resolve();
+    expect(invariants()).toEqual(['10']);
+    expect(checker.violations[0]?.message).toMatch(/past drain start \+ maxDrainTimeout/);
+  });
+});
+
+describe('OperatorLog', () => {
+  it('keeps protections and holds as spans: a new protection replaces one in force, unprotect ends it, a drain request lifts a hold', () => {
+    const log = new OperatorLog();
+    log.protect('i-1', 100, 500);
+    log.protect('i-1', 200, 300);
+    expect(log.protectedAt('i-1', 250)).toEqual({ from: 200, to: 300 });
+    expect(log.protectedAt('i-1', 350)).toBeUndefined();
+    expect(log.resumedAt('i-1', 350)).toBe(300);
+    log.hold('i-2', 100, 1_000);
+    expect(log.suspendedAt('i-2', 400)).toBe(true);
+    log.request('i-2', 400, true);
+    expect(log.suspendedAt('i-2', 400)).toBe(false);
+    expect(log.resumedAt('i-2', 450)).toBe(400);
+    expect(log.forced('i-2')).toBe(true);
+    log.protect('i-3', 0, 100);
+    log.unprotect('i-3', 50);
+    expect(log.protectedIds(60)).toEqual([]);
   });
 });
