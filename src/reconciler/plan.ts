@@ -407,7 +407,8 @@ export function planGroup(input: PlanInput): Plan {
     if (!replacement || !active.includes(replacement)) continue;
     // A rotation cancelled (held) or a target protected since: its replacement is surplus now.
     if (heldUntil(target.id) !== null || protectedUntil(target.id) !== null) continue;
-    const reason = dueFor(target) ?? (isRotationReason(replacement.createReason) ? replacement.createReason : null);
+    // A rotation keeps the reason it was started (and budgeted) for, even if another one came due since.
+    const reason = (isRotationReason(replacement.createReason) ? replacement.createReason : null) ?? dueFor(target);
     if (reason === null) continue;
     // A rotation is voluntary: it needs a report within the staleness window, not the grace
     // after a start or a leadership win (which only keeps silence from counting against an instance).
@@ -432,7 +433,8 @@ export function planGroup(input: PlanInput): Plan {
   for (const id of covered) {
     const target = input.instances.find((i) => i.id === id);
     const replacement = replacementOf.get(id);
-    const reason = target ? (dueFor(target) ?? replacement?.createReason) : replacement?.createReason;
+    const started = isRotationReason(replacement?.createReason) ? replacement?.createReason : null;
+    const reason = started ?? (target ? dueFor(target) : null);
     if (isVoluntary(reason)) used[reason]++;
   }
   const budgets = new BudgetTracker(disruption, size, used, now);

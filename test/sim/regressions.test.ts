@@ -7,7 +7,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EventType, TAG } from '../../src/index.js';
 import { Priority } from '../../src/queue/priority.js';
 import { KeyedWorkQueue } from '../../src/queue/work-queue.js';
-import { Harness, configWith } from '../helpers/harness.js';
+import { BASE_CONFIG, Harness, configWith } from '../helpers/harness.js';
+import { SIM_START, type FleetSpec, type Step } from '../../sim/scenario.js';
+import { runScenario } from '../../sim/world.js';
 import { expectSeedHolds } from './helpers.js';
 
 let h: Harness | undefined;
@@ -222,6 +224,68 @@ describe('a percentage budget lets a group scale down to zero (it resolved to 0 
   });
 });
 
+describe('a rotation keeps the reason it was started and budgeted for (an expiry rotation drained as drift inside a zero drift window)', () => {
+  const image = (v: number) => ({ ...BASE_CONFIG.templates, web: { image: `web:${v}` } });
+  const budgets = [{ max: 0, reasons: ['drift'], schedule: '0 * * * *', duration: '59m' }];
+  const config = (v: number) => ({
+    ...configWith({ default: { web: { size: 1, template: 'web', drainTimeout: '5m', expiry: { eligibleAge: '1h' }, disruption: { budgets } } } }, { healthCheckInterval: '60s' }),
+    templates: image(v),
+  });
+
+  it('drains the target of an expiry rotation for expiry when its template changed meanwhile', async () => {
+    h = await new Harness({ config: config(1) }).start();
+    h.reportHealthy();
+    const [old] = h.byStatus('running');
+    // Eligible at 1 h: the expiry rotation's replacement is created and has not reported yet...
+    await h.runHealthy(60 * MIN + 30_000, 30_000, (i) => i.createReason === 'expiry');
+    expect(h.live().find((i) => i.replaces === old!.id)?.createReason).toBe('expiry');
+    // ...when the template changes, inside a window with no drift allowed.
+    h.loader.update(config(2));
+    await h.settle();
+    expect(h.reconciler.plan('default', 'web').summary.disruption.budgets.drift.used).toBe(0);
+    h.reportHealthy();
+    await h.settle();
+    expect(h.db.getInstance(old!.id)).toMatchObject({ status: 'draining', drainReason: 'expiry' });
+  });
+
+  it('keeps invariant 11 in a hand-written schedule (the simulator reported it with the fix undone)', async () => {
+    const fleet: FleetSpec = {
+      shard: { healthCheckIntervalMs: 60_000, missedHealthThreshold: 3, startupTimeoutMs: 5 * MIN, defaultDrainTimeoutMs: MIN, createRateLimitMs: 0, defaultNoticeWindowMs: MIN, workers: 1, resyncIntervalMs: 0, maxAttempts: 5 },
+      provider: { callTimeoutMs: 20_000, maxCallsPerSecond: 0, simMaxCallsPerSecond: 0, createLatencyMs: 0, deleteLatencyMs: 0, listLatencyMs: 0 },
+      groups: [
+        {
+          tenant: 't0',
+          group: 'web',
+          size: 1,
+          template: 'a',
+          drainTimeoutMs: 5 * MIN,
+          maxSurge: 1,
+          startupTimeoutMs: null,
+          eligibleAgeMs: 60 * MIN,
+          forcedAgeMs: 0,
+          cancelHoldMs: 5 * MIN,
+          maxDrainTimeoutMs: null,
+          budgets: [{ max: { count: 0 }, reasons: ['drift'], window: { schedule: '0 * * * *', durationMs: 59 * MIN, timezone: 'UTC' } }],
+          maxUnhealthy: null,
+        },
+      ],
+      templates: ['a', 'b'],
+      bootMaxMs: 60_000,
+      firstHealthReplanMs: 0,
+      startMs: SIM_START,
+    };
+    // The expiry rotation starts at 1:00:00 (its replacement boots 2-60 s later); the template changes at 1:00:01.
+    const steps: Step[] = [
+      { dtMs: 60 * MIN + 1_000, action: { kind: 'templateChange', template: 0 } },
+      { dtMs: 5 * MIN, action: { kind: 'wait' } },
+      { dtMs: 5 * MIN, action: { kind: 'wait' } },
+    ];
+    const result = await runScenario({ seed: 1, fleet, steps });
+    expect(result.violations).toEqual([]);
+    expect(result.trace.join('\n')).toMatch(/drain web\/i-\w+ expiry/);
+  });
+});
+
 describe('seeds that found bugs keep every invariant (each failed with its fix undone)', () => {
   const SEEDS: Array<{ seed: number; bug: string }> = [
     { seed: 55, bug: 'a create that timed out and was then given up or cancelled leaked; the group was created past size + maxSurge (invariant 1)' },
@@ -236,6 +300,10 @@ describe('seeds that found bugs keep every invariant (each failed with its fix u
     { seed: 2164, bug: 'a leadership win took a drain deadline from the tags past a termination notice (invariant 3)' },
     { seed: 5817, bug: 'a create sent before a crash and refused after the restart leaked; the group was created past size + maxSurge (invariant 1)' },
     { seed: 3502, bug: 'a create sent before a crash and refused after the restart leaked; the group was created past size + maxSurge (invariant 1)' },
+    { seed: 269, bug: 'a stopped instance held by the health brake was never force-expired (invariant 3)' },
+    { seed: 556, bug: 'a stopped instance held by the health brake was never force-expired (invariant 3)' },
+    { seed: 263, bug: 'a percentage budget resolved to 0 for a group scaled to 0: the scale-down never started (invariant 6)' },
+    { seed: 390, bug: 'a percentage budget resolved to 0 for a group scaled to 0: the scale-down never started (invariant 6)' },
   ];
   for (const { seed, bug } of SEEDS) {
     it(`seed ${seed}: ${bug}`, async () => {
