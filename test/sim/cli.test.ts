@@ -16,7 +16,7 @@ describe('npm run sim', () => {
   it('replays one seed with its trace, and reports a violation with the seed, the invariant, a shrunk trace and how to replay it', () => {
     const { status, stdout } = sim(['--seed', '2', '--steps', '40', '--plant', 'leader', '--verbose']);
     expect(status).toBe(1);
-    expect(stdout).toMatch(/^start 0:00:00 fleet: /m);
+    expect(stdout).toMatch(/^start 0:00:00 \d{4}-\d\d-\d\dT[\d:.]+Z fleet: /m);
     expect(stdout).toContain('seed 2: invariant 4: nothing is created, deleted or drained while not leader');
     expect(stdout).toMatch(/shrunk to \d+ of 40 steps/);
     expect(stdout).toMatch(/replay: npm run sim -- --seed 2 --plant leader --steps 40 --keep [\d,]+ --verbose/);

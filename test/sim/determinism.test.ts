@@ -23,7 +23,7 @@ describe('simulator determinism', () => {
 
   it('traces what each step did and what the reconciler did in answer', async () => {
     const { trace } = await runScenario(generateScenario(3, { steps: 40 }));
-    expect(trace[0]).toMatch(/^start 0:00:00 fleet: /);
+    expect(trace[0]).toMatch(/^start 0:00:00 \d{4}-\d\d-\d\dT[\d:.]+Z fleet: /);
     expect(trace.filter((l) => /^#\d+ \d+:\d\d:\d\d /.test(l))).toHaveLength(40);
     expect(trace.join('\n')).toMatch(/create \S+\/i-[0-9a-f]{8} scaleUp/);
     expect(trace.at(-1)).toMatch(/^end .* stable$/);
