@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { NO_DISRUPTION_LIMITS, planGroup, type GroupSettings, type InstanceRecord, type PlanInput } from '../../src/index.js';
+import { instanceRecord } from '../helpers/instance-record.js';
 
 const NOW = Date.UTC(2026, 0, 10);
 const MIN = 60_000;
@@ -26,35 +27,7 @@ function settings(over: Partial<GroupSettings> = {}): GroupSettings {
 let seq = 0;
 function inst(over: Partial<InstanceRecord> = {}): InstanceRecord {
   seq++;
-  return {
-    id: `i-${String(seq).padStart(4, '0')}`,
-    tenant: 't',
-    group: 'g',
-    providerId: `p-${seq}`,
-    status: 'running',
-    templateName: 'web',
-    templateHash: 'h1',
-    createReason: 'scaleUp',
-    replaces: null,
-    createdAt: new Date(NOW - 60 * MIN),
-    confirmedAt: new Date(NOW - 60 * MIN),
-    healthAt: new Date(NOW - 10_000),
-    unhealthyAt: null,
-    providerStatus: null,
-    providerCheckedAt: null,
-    drainStartedAt: null,
-    drainDeadline: null,
-    drainAckedAt: null,
-    drainReason: null,
-    noticeAt: null,
-    noticeDeadline: null,
-    attempts: 0,
-    nextAttemptAt: null,
-    lastError: null,
-    deletedAt: null,
-    deleteReason: null,
-    ...over,
-  };
+  return instanceRecord(`i-${String(seq).padStart(4, '0')}`, NOW, over);
 }
 
 function input(instances: InstanceRecord[], over: Partial<PlanInput> = {}): PlanInput {

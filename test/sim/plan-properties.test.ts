@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { planGroup, type GroupSettings, type InstanceRecord, type PlanInput } from '../../src/index.js';
+import { instanceRecord } from '../helpers/instance-record.js';
 
 const NOW = Date.UTC(2026, 0, 10);
 const MIN = 60_000;
@@ -31,35 +32,7 @@ function settings(over: Partial<GroupSettings> = {}): GroupSettings {
 }
 
 function record(id: string, over: Partial<InstanceRecord> = {}): InstanceRecord {
-  return {
-    id,
-    tenant: 't',
-    group: 'g',
-    providerId: `p-${id}`,
-    status: 'running',
-    templateName: 'web',
-    templateHash: 'h1',
-    createReason: 'scaleUp',
-    replaces: null,
-    createdAt: new Date(NOW - 60 * MIN),
-    confirmedAt: new Date(NOW - 60 * MIN),
-    healthAt: new Date(NOW - 10_000),
-    unhealthyAt: null,
-    providerStatus: null,
-    providerCheckedAt: null,
-    drainStartedAt: null,
-    drainDeadline: null,
-    drainAckedAt: null,
-    drainReason: null,
-    noticeAt: null,
-    noticeDeadline: null,
-    attempts: 0,
-    nextAttemptAt: null,
-    lastError: null,
-    deletedAt: null,
-    deleteReason: null,
-    ...over,
-  };
+  return instanceRecord(id, NOW, over);
 }
 
 type Health = 'fresh' | 'stale' | 'never' | 'judged';

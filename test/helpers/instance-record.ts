@@ -1,0 +1,40 @@
+import type { InstanceRecord } from '../../src/index.js';
+
+const MIN = 60_000;
+
+/**
+ * An instance record as the plan sees it, for pure plan tests: running, healthy (reported 10 s
+ * before `now`), created and confirmed an hour before `now`, template `web` at hash `h1`, in
+ * group `t/g`; `over` changes any field.
+ */
+export function instanceRecord(id: string, now: number, over: Partial<InstanceRecord> = {}): InstanceRecord {
+  return {
+    id,
+    tenant: 't',
+    group: 'g',
+    providerId: `p-${id}`,
+    status: 'running',
+    templateName: 'web',
+    templateHash: 'h1',
+    createReason: 'scaleUp',
+    replaces: null,
+    createdAt: new Date(now - 60 * MIN),
+    confirmedAt: new Date(now - 60 * MIN),
+    healthAt: new Date(now - 10_000),
+    unhealthyAt: null,
+    providerStatus: null,
+    providerCheckedAt: null,
+    drainStartedAt: null,
+    drainDeadline: null,
+    drainAckedAt: null,
+    drainReason: null,
+    noticeAt: null,
+    noticeDeadline: null,
+    attempts: 0,
+    nextAttemptAt: null,
+    lastError: null,
+    deletedAt: null,
+    deleteReason: null,
+    ...over,
+  };
+}
