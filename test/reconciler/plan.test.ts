@@ -1,28 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { NO_DISRUPTION_LIMITS, planGroup, type GroupSettings, type InstanceRecord, type PlanInput } from '../../src/index.js';
-import { instanceRecord } from '../helpers/instance-record.js';
+import { planGroup, type InstanceRecord, type PlanInput } from '../../src/index.js';
+import { groupSettings, instanceRecord } from '../helpers/plan-fixtures.js';
 
 const NOW = Date.UTC(2026, 0, 10);
 const MIN = 60_000;
 
-function settings(over: Partial<GroupSettings> = {}): GroupSettings {
-  return {
-    tenant: 't',
-    group: 'g',
-    size: 3,
-    templateName: 'web',
-    template: {},
-    templateHash: 'h1',
-    drainTimeoutMs: 5 * MIN,
-    maxSurge: 1,
-    startupTimeoutMs: 5 * MIN,
-    eligibleAgeMs: 0,
-    forcedAgeMs: 0,
-    disruption: NO_DISRUPTION_LIMITS,
-    ...over,
-  };
-}
+const settings = groupSettings;
 
 let seq = 0;
 function inst(over: Partial<InstanceRecord> = {}): InstanceRecord {

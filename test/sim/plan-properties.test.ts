@@ -5,8 +5,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { planGroup, type GroupSettings, type InstanceRecord, type PlanInput } from '../../src/index.js';
-import { instanceRecord } from '../helpers/instance-record.js';
+import { planGroup, type InstanceRecord, type PlanInput } from '../../src/index.js';
+import { groupSettings, instanceRecord } from '../helpers/plan-fixtures.js';
 
 const NOW = Date.UTC(2026, 0, 10);
 const MIN = 60_000;
@@ -14,22 +14,7 @@ const INTERVAL = MIN;
 const THRESHOLD = 3;
 const STALE = INTERVAL * THRESHOLD;
 
-function settings(over: Partial<GroupSettings> = {}): GroupSettings {
-  return {
-    tenant: 't',
-    group: 'g',
-    size: 3,
-    templateName: 'web',
-    template: {},
-    templateHash: 'h1',
-    drainTimeoutMs: 5 * MIN,
-    maxSurge: 1,
-    startupTimeoutMs: 5 * MIN,
-    eligibleAgeMs: 0,
-    forcedAgeMs: 0,
-    ...over,
-  } as GroupSettings;
-}
+const settings = groupSettings;
 
 function record(id: string, over: Partial<InstanceRecord> = {}): InstanceRecord {
   return instanceRecord(id, NOW, over);

@@ -1,4 +1,4 @@
-import type { InstanceRecord } from '../../src/index.js';
+import { NO_DISRUPTION_LIMITS, type GroupSettings, type InstanceRecord } from '../../src/index.js';
 
 const MIN = 60_000;
 
@@ -35,6 +35,25 @@ export function instanceRecord(id: string, now: number, over: Partial<InstanceRe
     lastError: null,
     deletedAt: null,
     deleteReason: null,
+    ...over,
+  };
+}
+
+/** A group `t/g` of 3 on template `web` (hash `h1`): drain and startup timeouts 5 min, surge 1, no expiry, no disruption limits. */
+export function groupSettings(over: Partial<GroupSettings> = {}): GroupSettings {
+  return {
+    tenant: 't',
+    group: 'g',
+    size: 3,
+    templateName: 'web',
+    template: {},
+    templateHash: 'h1',
+    drainTimeoutMs: 5 * MIN,
+    maxSurge: 1,
+    startupTimeoutMs: 5 * MIN,
+    eligibleAgeMs: 0,
+    forcedAgeMs: 0,
+    disruption: NO_DISRUPTION_LIMITS,
     ...over,
   };
 }
