@@ -3,10 +3,13 @@
  * hears, and a logger that records lines and lets a test await one.
  */
 import { EventEmitter } from 'node:events';
+import { rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
+import type { Agent } from '../../src/agent/agent.js';
 import { parseAgentMessage, type AgentMessage, type ServerMessage } from '../../src/agent/protocol.js';
+import { processesWithEnv } from '../../src/providers/local/proc.js';
 import type { Logger } from '../../src/reconciler/index.js';
 
 export const INSTANCE = `i-agenttest-${process.pid}`;
@@ -157,3 +160,17 @@ export class TestLogger extends EventEmitter implements Logger {
   }
 }
 
+
+/** Ends a test's agents, closes its server, kills any process left with the test instance's id, and removes its folder. */
+export async function tearDownAgentTest(agents: Agent[], server: TestServer, dir: string): Promise<void> {
+  for (const a of agents.splice(0)) await a.stop('test over');
+  await server.close();
+  for (const p of processesWithEnv('DROVER_INSTANCE_ID', INSTANCE)) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -12,9 +12,8 @@ import { runAgent, type Agent, type AgentOptions } from '../../src/agent/agent.j
 import { agentConfigSchema, type AgentConfig } from '../../src/agent/config.js';
 import type { AgentMessage, ServerMessage } from '../../src/agent/protocol.js';
 import type { SelfResponse } from '../../src/agent/self-socket.js';
-import { processesWithEnv } from '../../src/providers/local/proc.js';
 import { CLI, requireBuild } from '../e2e/process-harness.js';
-import { CREDENTIAL, INSTANCE, TestLogger, TestServer } from './harness.js';
+import { CREDENTIAL, INSTANCE, TestLogger, TestServer, tearDownAgentTest } from './harness.js';
 
 let dir: string;
 let sock: string;
@@ -31,18 +30,7 @@ beforeEach(async () => {
   log = new TestLogger();
 });
 
-afterEach(async () => {
-  for (const a of agents.splice(0)) await a.stop('test over');
-  await server.close();
-  for (const p of processesWithEnv('DROVER_INSTANCE_ID', INSTANCE)) {
-    try {
-      process.kill(p.pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  rmSync(dir, { recursive: true, force: true });
-});
+afterEach(() => tearDownAgentTest(agents, server, dir));
 
 function config(extra: Partial<AgentConfig> = {}): AgentConfig {
   return agentConfigSchema.parse({ instanceId: INSTANCE, servers: [serverUrl], credential: CREDENTIAL, healthCheckIntervalMs: 1_000, selfSocket: sock, ...extra });
