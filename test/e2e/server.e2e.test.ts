@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { ProcessServer, requireBuild, waitFor, type InstanceRow } from './process-harness.js';
+import { EventStreamReader } from '../helpers/event-stream.js';
 
 let s: ProcessServer | undefined;
 beforeAll(() => requireBuild());
@@ -85,34 +86,19 @@ describe('drover server with the local provider', { timeout: 120_000 }, () => {
 
   it('drains scale-down victims with notices on /v1/events, deleting them on ack or at the deadline', async () => {
     s = await startWeb(3, {}, { drainTimeout: '4s' });
-    const controller = new AbortController();
-    const drains: Array<{ instanceId: string; reason: string }> = [];
-    const res = await fetch(`${s.url}/v1/events`, { signal: controller.signal });
-    const reading = (async () => {
-      const decoder = new TextDecoder();
-      let buf = '';
-      try {
-        for await (const chunk of res.body!) {
-          buf += decoder.decode(chunk as Uint8Array);
-          for (const m of buf.matchAll(/event: drain\ndata: (.*)\n/g)) drains.push(JSON.parse(m[1]!) as { instanceId: string; reason: string });
-          buf = buf.slice(buf.lastIndexOf('\n\n') + 2);
-        }
-      } catch {
-        // aborted
-      }
-    })();
+    const events = await EventStreamReader.open(`${s.url}/v1/events`);
+    const drains = (): Array<{ instanceId: string; reason: string }> => events.ofType('drain');
     const scaled = s.cli(['scale', 'default/web', '1']);
     expect(scaled.status, scaled.stderr).toBe(0);
-    await waitFor('two drain notices', () => drains.length, (n) => n >= 2, 15_000);
-    expect(drains.map((d) => d.reason)).toEqual(['scaleDown', 'scaleDown']);
+    await waitFor('two drain notices', () => drains().length, (n) => n >= 2, 15_000);
+    expect(drains().map((d) => d.reason)).toEqual(['scaleDown', 'scaleDown']);
     // One acknowledged by the operator now; the other runs to its 4 s deadline.
-    const ack = s.cli(['drain', 'ack', drains[0]!.instanceId]);
+    const ack = s.cli(['drain', 'ack', drains()[0]!.instanceId]);
     expect(ack.status, ack.stderr).toBe(0);
-    await waitFor('acked one deleted', async () => (await s!.api<InstanceRow>('GET', `/v1/instances/${drains[0]!.instanceId}`)).body.status, (st) => st === 'deleted', 10_000);
-    expect((await s.api<InstanceRow>('GET', `/v1/instances/${drains[1]!.instanceId}`)).body.status).toBe('draining');
-    await waitFor('other deleted at its deadline', async () => (await s!.api<InstanceRow>('GET', `/v1/instances/${drains[1]!.instanceId}`)).body.status, (st) => st === 'deleted', 15_000);
-    controller.abort();
-    await reading;
+    await waitFor('acked one deleted', async () => (await s!.api<InstanceRow>('GET', `/v1/instances/${drains()[0]!.instanceId}`)).body.status, (st) => st === 'deleted', 10_000);
+    expect((await s.api<InstanceRow>('GET', `/v1/instances/${drains()[1]!.instanceId}`)).body.status).toBe('draining');
+    await waitFor('other deleted at its deadline', async () => (await s!.api<InstanceRow>('GET', `/v1/instances/${drains()[1]!.instanceId}`)).body.status, (st) => st === 'deleted', 15_000);
+    await events.close();
     await waitFor('group at 1', () => s!.group('default', 'web'), atSize(1), 15_000);
   });
 

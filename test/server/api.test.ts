@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { GroupView, InstanceView } from '../../src/server/views.js';
 import { TestServer } from '../helpers/server-harness.js';
+import { EventStreamReader } from '../helpers/event-stream.js';
 
 let t: TestServer | undefined;
 afterEach(async () => {
@@ -166,25 +167,12 @@ describe('admin API', () => {
     t = await new TestServer().start();
     await t.settle();
     await healthy(t);
-    const controller = new AbortController();
-    const res = await fetch(`${t.url}/v1/events`, { signal: controller.signal });
-    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
-    const seen: string[] = [];
-    const reading = (async () => {
-      const decoder = new TextDecoder();
-      let text = '';
-      for await (const chunk of res.body!) {
-        text += decoder.decode(chunk as Uint8Array);
-        for (const m of text.matchAll(/event: (\w+)\ndata: (.*)\n/g)) seen.push(`${m[1]}:${m[2]}`);
-        text = text.slice(text.lastIndexOf('\n\n') + 2);
-        if (seen.some((s) => s.startsWith('drain:'))) break;
-      }
-    })();
+    const events = await EventStreamReader.open(`${t.url}/v1/events`);
     await t.api('PUT', '/v1/groups/default/web/size', { size: 1 });
-    await reading;
-    controller.abort();
-    expect(seen.some((s) => s.startsWith('audit:') && s.includes('"action":"scale"'))).toBe(true);
-    expect(seen.some((s) => s.startsWith('drain:') && s.includes('"reason":"scaleDown"'))).toBe(true);
+    await events.next((e) => e.type === 'drain');
+    await events.close();
+    expect(events.ofType<{ action: string }>('audit').some((a) => a.action === 'scale')).toBe(true);
+    expect(events.ofType<{ reason: string }>('drain').some((d) => d.reason === 'scaleDown')).toBe(true);
   });
 
   it('keeps the previous config when the file becomes invalid, and says which field is wrong', async () => {

@@ -9,6 +9,7 @@ import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerStatic } from '../../src/server/static.js';
 import { TestServer } from '../helpers/server-harness.js';
+import { EventStreamReader } from '../helpers/event-stream.js';
 
 let t: TestServer | undefined;
 let dir: string | undefined;
@@ -102,25 +103,11 @@ describe('health event', () => {
   it('announces the first health report of an instance on /v1/events', async () => {
     t = await new TestServer().start();
     await t.settle();
-    const controller = new AbortController();
-    const res = await fetch(`${t.url}/v1/events`, { signal: controller.signal });
+    const events = await EventStreamReader.open(`${t.url}/v1/events`);
     const [first] = t.server.db.listInstances();
-    const seen: string[] = [];
-    const reading = (async () => {
-      const decoder = new TextDecoder();
-      let text = '';
-      for await (const chunk of res.body!) {
-        text += decoder.decode(chunk as Uint8Array);
-        for (const m of text.matchAll(/event: (\w+)\ndata: (.*)\n/g)) seen.push(`${m[1]}:${m[2]}`);
-        text = text.slice(text.lastIndexOf('\n\n') + 2);
-        if (seen.some((s) => s.startsWith('health:'))) break;
-      }
-    })();
-    await new Promise((r) => setTimeout(r, 50));
     t.server.db.recordHealth(first!.id, new Date());
-    await reading;
-    controller.abort();
-    const health = seen.find((s) => s.startsWith('health:'))!;
-    expect(JSON.parse(health.slice('health:'.length))).toMatchObject({ instanceId: first!.id, tenant: 'default', group: 'web' });
+    const health = await events.next((e) => e.type === 'health');
+    await events.close();
+    expect(health.data).toMatchObject({ instanceId: first!.id, tenant: 'default', group: 'web' });
   });
 });
