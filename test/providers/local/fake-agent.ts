@@ -4,7 +4,8 @@
  * - reads its config and writes `pidFile` (as the real agent does);
  * - writes `<dir>/env.json` with the DROVER_INSTANCE_ID it was started with;
  * - starts a child in its own process group (not detached) and writes `<dir>/child.pid`;
- * - ignores SIGTERM when its config's `command` contains "ignore-sigterm";
+ * - ignores SIGTERM when its config's `command` contains "ignore-sigterm" (writing `<dir>/sigterm`
+ *   when one arrives);
  * - writes `<dir>/ready` last, and then stays alive.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,7 +26,7 @@ const config = JSON.parse(fs.readFileSync(configPath, 'utf8'));
 const dir = path.dirname(configPath);
 if (config.pidFile) fs.writeFileSync(config.pidFile, process.pid + '\n');
 fs.writeFileSync(path.join(dir, 'env.json'), JSON.stringify({ DROVER_INSTANCE_ID: process.env.DROVER_INSTANCE_ID, pid: process.pid }));
-if ((config.command || []).includes('ignore-sigterm')) process.on('SIGTERM', () => {});
+if ((config.command || []).includes('ignore-sigterm')) process.on('SIGTERM', () => fs.writeFileSync(path.join(dir, 'sigterm'), 'ignored'));
 const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e6)'], { stdio: 'ignore' });
 fs.writeFileSync(path.join(dir, 'child.pid'), String(child.pid));
 console.log('fake agent started');

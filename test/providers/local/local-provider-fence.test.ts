@@ -68,7 +68,8 @@ describe('LocalProvider with mayMutate', () => {
     const created = await p.create(req);
     await ready(req.idempotencyKey);
     const deleting = p.delete(created.providerId);
-    await new Promise((r) => setTimeout(r, 150)); // SIGTERM sent, now waiting for the exit
+    // SIGTERM delivered (and ignored): the provider now waits for the exit.
+    await vi.waitFor(() => expect(existsSync(join(localInstancePaths(fx.stateDir, req.idempotencyKey).dir, 'sigterm'))).toBe(true), { timeout: 5_000, interval: 10 });
     may = false; // the lease lapsed while waiting for the instance to exit
     await expect(deleting).rejects.toBeInstanceOf(NotLeaderError);
     expect(await p.status(created.providerId)).toBe('running');
