@@ -217,6 +217,12 @@ interface Disruption {
   how: string;
 }
 
+/** A replacement that may take over: running, not judged unhealthy, and reported within the staleness window. */
+function replacementReady(r: InstanceRecord, config: DroverConfig, now: number): boolean {
+  const stale = config.shard.healthCheckInterval * config.shard.missedHealthThreshold;
+  return r.status === 'running' && r.healthAt !== null && r.unhealthyAt === null && r.healthAt.getTime() + stale > now;
+}
+
 /** What the checker sees of the world. */
 export interface WorldView {
   now(): number;
@@ -533,13 +539,17 @@ export class Invariants {
    * A running instance waiting for its rotation's replacement: a replacement (`replaces` is it,
    * created for a rotation) is being created or runs, and the instance is neither protected nor
    * held after a cancel. Its disruption began with the replacement's create, or when the last
-   * protection or hold ended, whichever is later.
+   * protection or hold ended, whichever is later. With `untilReady`, only while the replacement
+   * is not yet ready to take over: a target whose drain waits for the budget with its
+   * replacement ready is not disrupted (README.md: "waiting for their replacement to become
+   * healthy"); when it drains, the drain continues the rotation from its start.
    */
-  private waitingFor(records: readonly InstanceRecord[], id: string, now: number): Disruption | null {
+  private waitingFor(records: readonly InstanceRecord[], id: string, now: number, untilReady = false): Disruption | null {
     const log = this.w.operatorLog;
     if (log?.suspendedAt(id, now)) return null;
     const r = records.find((i) => i.replaces === id && (i.status === 'creating' || i.status === 'running') && ROTATION.has(i.createReason));
     if (!r) return null;
+    if (untilReady && replacementReady(r, this.w.config(), now)) return null;
     const created = this.createdAt.get(r.id) ?? { at: r.createdAt.getTime(), seq: -1 };
     const resumed = log?.resumedAt(id, now) ?? null;
     return {
@@ -562,7 +572,7 @@ export class Invariants {
         const known = started?.reason === reason ? started : undefined;
         out.push({ id: x.id, reason, start: known?.start ?? { at: x.drainStartedAt?.getTime() ?? now, seq: -1 }, forced: known?.forced ?? false, how: 'draining' });
       } else if (x.status === 'running') {
-        const waiting = this.waitingFor(records, x.id, now);
+        const waiting = this.waitingFor(records, x.id, now, true);
         if (waiting) out.push(waiting);
       }
     }
@@ -652,16 +662,9 @@ export class Invariants {
     const db = this.w.db();
     if (!db) return;
     const config = this.w.config();
-    const stale = config.shard.healthCheckInterval * config.shard.missedHealthThreshold;
     const now = this.w.now();
     const replacements = db.liveInstances(old.tenant, old.group).filter((i) => i.replaces === old.id);
-    const ok = replacements.some(
-      (r) =>
-        r.status === 'running' &&
-        r.healthAt !== null &&
-        r.unhealthyAt === null &&
-        r.healthAt.getTime() + stale > now,
-    );
+    const ok = replacements.some((r) => replacementReady(r, config, now));
     if (!ok) {
       const seen = replacements.map((r) => `${r.id} ${r.status} health ${r.healthAt ? `${Math.round((now - r.healthAt.getTime()) / 1000)}s ago` : 'never'}`);
       this.report('2', `${old.id} ${what} for ${reason} without a healthy replacement (${seen.length > 0 ? seen.join(', ') : 'none'})`);

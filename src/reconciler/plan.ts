@@ -401,28 +401,17 @@ export function planGroup(input: PlanInput): Plan {
     return reason;
   };
 
-  const covered = new Set<string>();
+  // Rotations in progress: a replacement made for the target, and neither paused since (a target
+  // protected, or held after a cancel: its replacement is surplus now).
+  const rotations: Array<{ target: InstanceRecord; replacement: InstanceRecord; reason: RotationReason }> = [];
   for (const target of active) {
     const replacement = replacementOf.get(target.id);
     if (!replacement || !active.includes(replacement)) continue;
-    // A rotation cancelled (held) or a target protected since: its replacement is surplus now.
     if (heldUntil(target.id) !== null || protectedUntil(target.id) !== null) continue;
     // A rotation keeps the reason it was started (and budgeted) for, even if another one came due since.
     const reason = (isRotationReason(replacement.createReason) ? replacement.createReason : null) ?? dueFor(target);
-    if (reason === null) continue;
-    // A rotation is voluntary: it needs a report within the staleness window, not the grace
-    // after a start or a leadership win (which only keeps silence from counting against an instance).
-    const reportedRecently = replacement.healthAt !== null && replacement.healthAt.getTime() + staleAfterMs > now;
-    if (isHealthyReported(replacement) && replacement.status === 'running' && !unwell.has(replacement.id) && reportedRecently) {
-      drainOrDelete(target, reason, now + drainTimeoutMs, null, `${reason} rotation: replacement ${replacement.id} is healthy`);
-    } else {
-      covered.add(target.id);
-      blocked.push({ code: 'WaitingForHealthy', instanceId: target.id, message: `${reason} rotation waits for replacement ${replacement.id} to report healthy` });
-    }
+    if (reason !== null) rotations.push({ target, replacement, reason });
   }
-  const counted = active.filter((i) => !leaving.has(i.id) && !covered.has(i.id));
-  const maxLive = size + maxSurge;
-  let room = maxLive - live;
 
   // Budgets count what is disrupted now: draining for a voluntary reason, or waiting for a replacement.
   const used: Record<VoluntaryReason, number> = { scaleDown: 0, expiry: 0, drift: 0, operator: 0 };
@@ -430,14 +419,44 @@ export function planGroup(input: PlanInput): Plan {
     if (i.status === 'draining' && isVoluntary(i.drainReason)) used[i.drainReason]++;
   }
   for (const a of actions) if (a.kind === 'drain' && isVoluntary(a.reason)) used[a.reason]++;
-  for (const id of covered) {
-    const target = input.instances.find((i) => i.id === id);
-    const replacement = replacementOf.get(id);
-    const started = isRotationReason(replacement?.createReason) ? replacement?.createReason : null;
-    const reason = started ?? (target ? dueFor(target) : null);
-    if (isVoluntary(reason)) used[reason]++;
-  }
+  for (const r of rotations) used[r.reason]++;
   const budgets = new BudgetTracker(disruption, size, used, now);
+  // Operator drains forced past the budget count against new disruptions, but do not stall the
+  // ones the budget had already let in.
+  const forcedDrain = (i: InstanceRecord): boolean => input.drainRequests?.get(i.id)?.force === true;
+  const forcedCount: Record<VoluntaryReason, number> = { scaleDown: 0, expiry: 0, drift: 0, operator: 0 };
+  for (const i of input.instances) if (i.status === 'draining' && i.drainReason === 'operator' && forcedDrain(i)) forcedCount.operator++;
+  for (const r of rotations) if (r.reason === 'operator' && forcedDrain(r.target)) forcedCount.operator++;
+
+  const covered = new Set<string>();
+  for (const { target, replacement, reason } of rotations) {
+    // A rotation is voluntary: it needs a report within the staleness window, not the grace
+    // after a start or a leadership win (which only keeps silence from counting against an instance).
+    const reportedRecently = replacement.healthAt !== null && replacement.healthAt.getTime() + staleAfterMs > now;
+    if (!(isHealthyReported(replacement) && replacement.status === 'running' && !unwell.has(replacement.id) && reportedRecently)) {
+      covered.add(target.id);
+      blocked.push({ code: 'WaitingForHealthy', instanceId: target.id, message: `${reason} rotation waits for replacement ${replacement.id} to report healthy` });
+      continue;
+    }
+    // Its drain goes on only while the rotation, already counted, fits every active budget: one
+    // that resumes after a protection or a hold ended (while others took the budget), or that a
+    // window opening or a smaller size now overruns, waits with its replacement up.
+    const overrun = reason === 'operator' && forcedDrain(target) ? null : budgets.overrun(reason, forcedCount);
+    if (overrun) {
+      covered.add(target.id);
+      blocked.push({
+        code: 'BudgetExhausted',
+        instanceId: target.id,
+        message: `${reason} rotation's drain waits: ${overrun.limitedBy} allows ${overrun.max}, ${overrun.used} disrupted`,
+        ...(overrun.until ? { until: overrun.until } : {}),
+      });
+      continue;
+    }
+    drainOrDelete(target, reason, now + drainTimeoutMs, null, `${reason} rotation: replacement ${replacement.id} is healthy`);
+  }
+  const counted = active.filter((i) => !leaving.has(i.id) && !covered.has(i.id));
+  const maxLive = size + maxSurge;
+  let room = maxLive - live;
   if (budgets.nextChange !== null && disruption.budgets.length > 0) wakeAt(budgets.nextChange);
 
   // Forced expiry is a lifetime guarantee, not a voluntary disruption: it is not budgeted, and
@@ -538,7 +557,7 @@ export function planGroup(input: PlanInput): Plan {
         blocked.push({ code: 'SurgeCap', instanceId: inst.id, message: `${reason} rotation waits: ${live} live instances, cap ${maxLive}` });
         break;
       }
-      const forced = reason === 'operator' && input.drainRequests?.get(inst.id)?.force === true;
+      const forced = reason === 'operator' && forcedDrain(inst);
       if (!forced && !budgets.allows(reason)) {
         const b = budgets.reason(reason);
         blocked.push({

@@ -4,12 +4,13 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EventType, TAG } from '../../src/index.js';
+import { EventType, NO_DISRUPTION_LIMITS, TAG, planGroup, type DisruptionSettings, type InstanceRecord, type PlanInput } from '../../src/index.js';
 import { Priority } from '../../src/queue/priority.js';
 import { KeyedWorkQueue } from '../../src/queue/work-queue.js';
 import { BASE_CONFIG, Harness, configWith } from '../helpers/harness.js';
 import { SIM_START, type FleetSpec, type Step } from '../../sim/scenario.js';
 import { runScenario } from '../../sim/world.js';
+import { groupSettings, instanceRecord } from '../helpers/plan-fixtures.js';
 import { expectSeedHolds } from './helpers.js';
 
 let h: Harness | undefined;
@@ -286,8 +287,67 @@ describe('a rotation keeps the reason it was started and budgeted for (an expiry
   });
 });
 
+describe('a rotation that resumes when its target\'s protection ends waits for the budget (it drained past a budget others had taken meanwhile)', () => {
+  const NOW = Date.UTC(2026, 2, 29, 4);
+  const budgetOf1: DisruptionSettings = { ...NO_DISRUPTION_LIMITS, budgets: [{ index: 0, max: { count: 1 }, reasons: ['scaleDown', 'expiry', 'drift', 'operator'], window: null }] };
+  const input = (instances: InstanceRecord[]): PlanInput => ({
+    tenant: 't',
+    group: 'g',
+    settings: groupSettings({ size: 2, eligibleAgeMs: 60 * MIN, disruption: budgetOf1 }),
+    shard: { healthCheckIntervalMs: 60_000, missedHealthThreshold: 2, defaultDrainTimeoutMs: MIN },
+    instances,
+    inFlight: new Set(),
+    now: NOW,
+    observingSince: 0,
+    createHold: null,
+    maxAttempts: 5,
+  });
+  // The target's rotation began before its protection; while it was protected, a scale-down took
+  // the budget of 1; the protection has just ended.
+  const target = instanceRecord('i-target', NOW, { createdAt: new Date(NOW - 2 * 60 * MIN) });
+  const replacement = instanceRecord('i-replacement', NOW, { createReason: 'expiry', replaces: 'i-target', createdAt: new Date(NOW - 5 * MIN) });
+  const scaledDown = instanceRecord('i-scaled-down', NOW, { status: 'draining', drainReason: 'scaleDown', drainStartedAt: new Date(NOW - MIN), drainDeadline: new Date(NOW + 4 * MIN) });
+  const other = instanceRecord('i-other', NOW);
+
+  it('holds the drain, with its replacement up, while the budget is taken, and says why', () => {
+    const plan = planGroup(input([target, replacement, scaledDown, other]));
+    expect(plan.actions.filter((a) => a.kind === 'drain' || a.kind === 'delete' || a.kind === 'create')).toEqual([]);
+    expect(plan.blocked).toContainEqual(expect.objectContaining({ code: 'BudgetExhausted', instanceId: 'i-target' }));
+  });
+
+  it('drains it once the budget has room', () => {
+    const plan = planGroup(input([target, replacement, other]));
+    expect(plan.actions).toContainEqual(expect.objectContaining({ kind: 'drain', instanceId: 'i-target', reason: 'expiry' }));
+  });
+});
+
+describe('a plan that forgets vanished instances plans again (a health brake they tripped held until something else happened)', () => {
+  it('replaces a stopped instance at once when the brake only held because of an instance that vanished', async () => {
+    const web = (size: number) =>
+      configWith(
+        { default: { web: { size, template: 'web', maxSurge: 0, drainTimeout: '1m', disruption: { maxUnhealthy: 1, budgets: [{ max: 0, reasons: ['scaleDown'] }] } } } },
+        { healthCheckInterval: '60s', resyncInterval: '0s' },
+      );
+    h = await new Harness({ config: web(2) }).start();
+    h.reportHealthy();
+    // Scaled to 1, but no scale-down is allowed: two live instances, nothing to create.
+    h.loader.update(web(1));
+    await h.settle();
+    const [gone, stopped] = h.byStatus('running');
+    h.provider.vanish(gone!.providerId!);
+    h.provider.setStatus(stopped!.providerId!, 'stopped');
+    // One provider list sees both: two unhealthy, more than maxUnhealthy 1, in the plan that
+    // forgets the vanished one; with one live instance at size 1 and maxSurge 0, no create
+    // completes to plan again.
+    h.reconciler.enqueue({ type: EventType.InitialReconcile, cause: 'test' });
+    await h.settle();
+    expect(h.db.getInstance(gone!.id)?.status).toBe('deleted');
+    expect(h.db.getInstance(stopped!.id)?.deleteReason).toBe('terminated');
+  });
+});
+
 describe('seeds that found bugs keep every invariant (each failed with its fix undone)', () => {
-  const SEEDS: Array<{ seed: number; bug: string }> = [
+  const SEEDS: Array<{ seed: number; bug: string; keep?: number[] }> = [
     { seed: 55, bug: 'a create that timed out and was then given up or cancelled leaked; the group was created past size + maxSurge (invariant 1)' },
     { seed: 110, bug: 'a create that timed out and was then given up or cancelled leaked; the group was created past size + maxSurge (invariant 1)' },
     { seed: 346, bug: 'a rotation target was drained again as a scale-down victim (lifecycle)' },
@@ -304,10 +364,14 @@ describe('seeds that found bugs keep every invariant (each failed with its fix u
     { seed: 556, bug: 'a stopped instance held by the health brake was never force-expired (invariant 3)' },
     { seed: 263, bug: 'a percentage budget resolved to 0 for a group scaled to 0: the scale-down never started (invariant 6)' },
     { seed: 390, bug: 'a percentage budget resolved to 0 for a group scaled to 0: the scale-down never started (invariant 6)' },
+    { seed: 3178, bug: 'a rotation resumed when its target\'s protection ended and drained past a budget a scale-down had taken meanwhile (invariant 7)' },
+    { seed: 6881, keep: [6, 23, 24, 38, 55, 58], bug: 'a drift rotation resumed when its target\'s protection ended, inside a zero-budget window (invariant 11; its shrunk schedule)' },
+    { seed: 6868, bug: 'the simulator took an operator drain that waited for a protection past convergence for a replacement storm (its own bug; invariant 6)' },
+    { seed: 7492, bug: 'a health brake tripped by an instance the same plan forgot held a stopped instance for good (invariant 6)' },
   ];
-  for (const { seed, bug } of SEEDS) {
+  for (const { seed, bug, keep } of SEEDS) {
     it(`seed ${seed}: ${bug}`, async () => {
-      await expectSeedHolds(seed);
+      await expectSeedHolds(seed, keep);
     });
   }
 
