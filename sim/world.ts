@@ -543,7 +543,8 @@ export class World {
 
   /**
    * After convergence, per group: instances that left (other than rotation targets, whose
-   * replacement was made first) and creates (other than rotation replacements). A create with
+   * replacement was made first: expiry, drift, operator) and creates (other than rotation
+   * replacements). A create with
    * nothing left to replace is a storm. Counted, not matched: which departure a create names as
    * the one it replaces is the plan's guess.
    */
@@ -556,7 +557,9 @@ export class World {
       group = { left: new Set(), created: 0 };
       this.afterConvergence.set(key, group);
     }
-    const rotation = entry.reason === 'expiry' || entry.reason === 'drift';
+    // Rotations are replacement first: expiry and drift coming due, and operator drains requested
+    // before the faults stopped that waited (for a protection or a budget window) until after.
+    const rotation = entry.reason === 'expiry' || entry.reason === 'drift' || entry.reason === 'operator';
     if (entry.action === 'create' && !rotation) {
       group.created++;
       if (group.created > group.left.size) {

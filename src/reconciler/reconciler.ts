@@ -476,6 +476,10 @@ export class Reconciler {
       this.trackBlocks(key, plan);
       if (plan.wakeAt) this.timers.set(`wake:${key}`, plan.wakeAt.getTime(), { type: EventType.GroupChanged, tenant, groupKey: group, cause: 'timer' });
       else this.timers.clear(`wake:${key}`);
+      // Forgetting vanished instances changes what the next plan counts (the health brake counts
+      // them as unhealthy in the plan that forgets them): plan again, or a brake they tripped would
+      // hold until something else happened in the group.
+      if (plan.actions.some((a) => a.kind === 'forget') && plan.summary.disruption.shortCircuited) this.markDirty(tenant, group, 'forgotten', Priority.high);
       this.opts.observer?.reconciled?.('ok', this.clock.nowMs() - started);
     } catch (err) {
       this.opts.observer?.reconciled?.('error', this.clock.nowMs() - started);
