@@ -327,15 +327,7 @@ export class LocalProvider implements Provider {
   async list(tags: Record<string, string>): Promise<ProviderInstance[]> {
     const wanted = Object.entries(tags);
     const out: ProviderInstance[] = [];
-    for (const id of this.instanceIds()) {
-      const paths = localInstancePaths(this.stateDir, id);
-      const meta = this.readMeta(paths);
-      if (!meta) continue;
-      const live = this.findProcess(paths, meta);
-      if (!live) {
-        await this.collectDead(id, paths, meta);
-        continue;
-      }
+    for await (const { id, meta, live } of this.liveInstances()) {
       if (wanted.every(([k, v]) => meta.tags[k] === v)) out.push({ providerId: id, status: statusOf(live.stat), tags: { ...meta.tags } });
     }
     return out;
@@ -357,15 +349,7 @@ export class LocalProvider implements Provider {
   async sweep(): Promise<void> {
     if (!this.mayMutate()) return; // a replica that does not lead leaves the instances alone
     const nowMs = this.clock.nowMs();
-    for (const id of this.instanceIds()) {
-      const paths = localInstancePaths(this.stateDir, id);
-      const meta = this.readMeta(paths);
-      if (!meta) continue;
-      const live = this.findProcess(paths, meta);
-      if (!live) {
-        await this.collectDead(id, paths, meta);
-        continue;
-      }
+    for await (const { id } of this.liveInstances()) {
       const notice = readNotice(this.stateDir, id);
       if (!notice || notice.getTime() > nowMs) continue;
       this.log.info({ providerId: id, terminateAt: notice.toISOString() }, 'termination notice due; deleting local instance');
@@ -374,6 +358,18 @@ export class LocalProvider implements Provider {
       } catch (err) {
         if (!(err instanceof InstanceNotFoundError)) this.log.error({ providerId: id, err: errorMessage(err) }, 'deleting a local instance at its notice time failed');
       }
+    }
+  }
+
+  /** The instances whose process lives; the folders of dead ones are collected on the way. */
+  private async *liveInstances(): AsyncGenerator<{ id: string; meta: InstanceMeta; live: LiveProcess }> {
+    for (const id of this.instanceIds()) {
+      const paths = localInstancePaths(this.stateDir, id);
+      const meta = this.readMeta(paths);
+      if (!meta) continue;
+      const live = this.findProcess(paths, meta);
+      if (live) yield { id, meta, live };
+      else await this.collectDead(id, paths, meta);
     }
   }
 
