@@ -2,7 +2,7 @@
  * JSON shapes of the admin API: plain objects, times as ISO-8601 strings or null.
  */
 import type { AuditEntry, InstanceRecord } from '../store/index.js';
-import type { Plan } from '../reconciler/index.js';
+import type { GroupSummary, Plan, PlanAction } from '../reconciler/index.js';
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
@@ -77,6 +77,10 @@ export interface GroupView {
   blocked: Array<{ code: string; message: string; instanceId: string | null; since: string | null; until: string | null }>;
 }
 
+function blockViews(plan: Plan): GroupView['blocked'] {
+  return plan.blocked.map((b) => ({ code: b.code, message: b.message, instanceId: b.instanceId ?? null, since: iso(b.since ?? null), until: iso(b.until ?? null) }));
+}
+
 export function groupView(
   plan: Plan,
   extra: { configuredSize: number | null; sizeOverride: number | null; template: string | null; templateHash: string | null },
@@ -96,23 +100,45 @@ export function groupView(
     maxLive: plan.summary.maxLive,
     template: extra.template,
     templateHash: extra.templateHash,
-    blocked: plan.blocked.map((b) => ({ code: b.code, message: b.message, instanceId: b.instanceId ?? null, since: iso(b.since ?? null), until: iso(b.until ?? null) })),
+    blocked: blockViews(plan),
   };
 }
 
-export function planView(plan: Plan): unknown {
+/** What JSON makes of `T`: its dates become ISO-8601 strings. */
+export type Jsonified<T> = T extends Date ? string : T extends ReadonlyArray<infer U> ? Jsonified<U>[] : T extends object ? { [K in keyof T]: Jsonified<T[K]> } : T;
+
+/** `GET /v1/groups/{tenant}/{group}/plan`: the dry-run plan. */
+export interface PlanView {
+  tenant: string;
+  group: string;
+  configured: boolean;
+  summary: Jsonified<GroupSummary>;
+  wakeAt: string | null;
+  actions: Array<Jsonified<PlanAction>>;
+  blocked: GroupView['blocked'];
+}
+
+export function planView(plan: Plan): PlanView {
   return {
     tenant: plan.tenant,
     group: plan.group,
     configured: plan.configured,
-    summary: plan.summary,
+    summary: jsonified(plan.summary),
     wakeAt: iso(plan.wakeAt),
-    actions: plan.actions.map((a) => ({ ...a, ...('deadline' in a ? { deadline: a.deadline.toISOString() } : {}), ...('unhealthyAt' in a ? { unhealthyAt: iso(a.unhealthyAt) } : {}) })),
-    blocked: plan.blocked.map((b) => ({ code: b.code, message: b.message, instanceId: b.instanceId ?? null, since: iso(b.since ?? null), until: iso(b.until ?? null) })),
+    actions: plan.actions.map(jsonified),
+    blocked: blockViews(plan),
   };
 }
 
-export function auditView(a: AuditEntry): unknown {
+/** A plain value as JSON will carry it (dates as ISO strings), typed so. */
+function jsonified<T>(value: T): Jsonified<T> {
+  return JSON.parse(JSON.stringify(value)) as Jsonified<T>;
+}
+
+/** An audit entry, as `GET /v1/audit` and the `audit` event carry it. */
+export type AuditView = Jsonified<AuditEntry>;
+
+export function auditView(a: AuditEntry): AuditView {
   return {
     seq: a.seq,
     at: a.at.toISOString(),

@@ -2,7 +2,7 @@
  * Commands that talk to a running server: status, instances, scale, drain ack, plan, events,
  * audit.
  */
-import type { GroupView, InstanceView } from '../../server/views.js';
+import type { AuditView, GroupView, InstanceView } from '../../server/views.js';
 import { ApiClient, CliError, EXIT, type ClientOptions } from '../client.js';
 import { age, json, parseOutput, table, until } from '../format.js';
 
@@ -191,25 +191,13 @@ function describeEvent(type: string, data: unknown): string {
   }
 }
 
-interface AuditRow {
-  at: string;
-  tenant: string;
-  group: string;
-  instanceId: string | null;
-  action: string;
-  reason: string;
-  event: string | null;
-  actor: string;
-  detail: string | null;
-}
-
 export async function audit(opts: GlobalOptions & { instance?: string; group?: string; limit?: string }, print: Print): Promise<void> {
   const client = new ApiClient(opts);
   const params = new URLSearchParams();
   if (opts.instance) params.set('instance', opts.instance);
   if (opts.group) params.set('group', opts.group);
   if (opts.limit) params.set('limit', opts.limit);
-  const entries = await client.request<AuditRow[]>('GET', `/v1/audit${params.size ? `?${params.toString()}` : ''}`);
+  const entries = await client.request<AuditView[]>('GET', `/v1/audit${params.size ? `?${params.toString()}` : ''}`);
   if (parseOutput(opts.output) === 'json') return print(json(entries));
   print(
     table(

@@ -2,7 +2,7 @@
  * Disruption controls from the command line: drain start|extend|cancel|force, protect,
  * unprotect, and explain (the dry-run plan with every block and the instance it concerns).
  */
-import type { GroupView } from '../../server/views.js';
+import type { GroupView, PlanView } from '../../server/views.js';
 import { ApiClient } from '../client.js';
 import { json, parseOutput, table } from '../format.js';
 import { splitGroup, type GlobalOptions } from './admin.js';
@@ -35,27 +35,11 @@ export const protect = (id: string, opts: GlobalOptions & { for?: string; until?
 export const unprotect = (id: string, opts: GlobalOptions, print: Print): Promise<void> =>
   post(opts, 'DELETE', `${inst(id)}/protection`, undefined, print, () => `${id} no longer protected`);
 
-interface ExplainPlan {
-  summary: {
-    size: number;
-    inService: number;
-    pending: number;
-    draining: number;
-    unhealthy: number;
-    live: number;
-    maxLive: number;
-    disruption: { shortCircuited: boolean; maxUnhealthy: number | null; budgets: Record<string, { allowed: number | null; used: number; limitedBy: string | null; until: string | null }> };
-  };
-  actions: Array<{ kind: string; instanceId?: string; reason?: string; message: string }>;
-  blocked: Array<{ code: string; message: string; instanceId: string | null; since: string | null; until: string | null }>;
-  wakeAt: string | null;
-}
-
 /** The dry-run plan with every block, what each concerns, and the budgets in force. */
 export async function explain(target: string, opts: GlobalOptions, print: Print): Promise<void> {
   const { tenant, group } = splitGroup(target);
   const client = new ApiClient(opts);
-  const plan = await client.request<ExplainPlan>('GET', `/v1/groups/${tenant}/${group}/plan`);
+  const plan = await client.request<PlanView>('GET', `/v1/groups/${tenant}/${group}/plan`);
   const view = await client.request<GroupView>('GET', `/v1/groups/${tenant}/${group}`);
   if (parseOutput(opts.output) === 'json') return print(json({ group: view, plan }));
   const s = plan.summary;
@@ -71,7 +55,11 @@ export async function explain(target: string, opts: GlobalOptions, print: Print)
     ),
   );
   lines.push('', plan.actions.length ? 'would do now:' : 'would do now: nothing');
-  for (const a of plan.actions) lines.push(`  ${a.kind}${a.instanceId ? ` ${a.instanceId}` : ''}${a.reason ? ` (${a.reason})` : ''}: ${a.message}`);
+  for (const a of plan.actions) {
+    const id = 'instanceId' in a ? ` ${a.instanceId}` : '';
+    const why = 'reason' in a ? ` (${a.reason})` : '';
+    lines.push(`  ${a.kind}${id}${why}: ${a.message}`);
+  }
   lines.push('', plan.blocked.length ? 'blocked:' : 'blocked: nothing');
   if (plan.blocked.length) {
     lines.push(table(['code', 'instance', 'since', 'until', 'why'], plan.blocked.map((b) => [b.code, b.instanceId ?? '-', b.since ?? '-', b.until ?? '-', b.message])));
