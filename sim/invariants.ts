@@ -103,12 +103,11 @@ interface Span {
 
 /**
  * What operators did to instances, as the world asked for it (the operator's own view, kept
- * apart from the reconciler's state): protections and rotation holds as spans of time, and
- * whether the last drain request was forced.
+ * apart from the reconciler's state): protections as spans of time, and the drain requests that
+ * stand (whether each was forced).
  */
 export class OperatorLog {
   private readonly protections = new Map<string, Span[]>();
-  private readonly holds = new Map<string, Span[]>();
   private readonly requests = new Map<string, boolean>();
 
   private static close(spans: Span[] | undefined, at: number): void {
@@ -131,16 +130,19 @@ export class OperatorLog {
     OperatorLog.close(this.protections.get(id), at);
   }
 
-  /** A cancelled rotation or drain: the instance is held until `until`. */
-  hold(id: string, from: number, until: number): void {
-    OperatorLog.open(this.holds, id, from, until);
+  /** A cancelled rotation or drain: its request is gone (the hold itself pauses a rotation, which still counts). */
+  cancel(id: string): void {
     this.requests.delete(id);
   }
 
-  /** A drain request (it lifts a hold). */
-  request(id: string, at: number, force: boolean): void {
-    OperatorLog.close(this.holds.get(id), at);
+  /** A drain request. */
+  request(id: string, force: boolean): void {
     this.requests.set(id, force);
+  }
+
+  /** A drain request for the instance stands (not cancelled since). */
+  requested(id: string): boolean {
+    return this.requests.has(id);
   }
 
   /** The last drain request for the instance was forced (past any budget). */
@@ -154,20 +156,6 @@ export class OperatorLog {
 
   protectedAt(id: string, t: number): Span | undefined {
     return OperatorLog.inForce(this.protections.get(id), t);
-  }
-
-  /** Protected or held: a rotation waiting for its replacement is not under way then. */
-  suspendedAt(id: string, t: number): boolean {
-    return OperatorLog.inForce(this.protections.get(id), t) !== undefined || OperatorLog.inForce(this.holds.get(id), t) !== undefined;
-  }
-
-  /** When the latest protection or hold of the instance that ended by `t` ended, if any. */
-  resumedAt(id: string, t: number): number | null {
-    let best: number | null = null;
-    for (const s of [...(this.protections.get(id) ?? []), ...(this.holds.get(id) ?? [])]) {
-      if (s.to <= t && s.to > s.from && (best === null || s.to > best)) best = s.to;
-    }
-    return best;
   }
 
   /** The latest end of a protection in force at `t` (null: none). */
@@ -537,25 +525,25 @@ export class Invariants {
 
   /**
    * A running instance waiting for its rotation's replacement: a replacement (`replaces` is it,
-   * created for a rotation) is being created or runs, and the instance is neither protected nor
-   * held after a cancel. Its disruption began with the replacement's create, or when the last
-   * protection or hold ended, whichever is later. With `untilReady`, only while the replacement
+   * created for a rotation) is being created or runs (for an operator's rotation, while its
+   * request stands). A protection or a hold pauses the rotation but does not end it: it counts
+   * while its replacement lives, and its disruption began with the replacement's create (so what
+   * the budget lets in during the pause must leave room for it). With `untilReady`, only while the replacement
    * is not yet ready to take over: a target whose drain waits for the budget with its
    * replacement ready is not disrupted (README.md: "waiting for their replacement to become
    * healthy"); when it drains, the drain continues the rotation from its start.
    */
   private waitingFor(records: readonly InstanceRecord[], id: string, now: number, untilReady = false): Disruption | null {
     const log = this.w.operatorLog;
-    if (log?.suspendedAt(id, now)) return null;
     const r = records.find((i) => i.replaces === id && (i.status === 'creating' || i.status === 'running') && ROTATION.has(i.createReason));
     if (!r) return null;
+    // An operator's rotation ends with its request: a cancel leaves the replacement a plain member.
+    if (r.createReason === 'operator' && log && !log.requested(id)) return null;
     if (untilReady && replacementReady(r, this.w.config(), now)) return null;
-    const created = this.createdAt.get(r.id) ?? { at: r.createdAt.getTime(), seq: -1 };
-    const resumed = log?.resumedAt(id, now) ?? null;
     return {
       id,
       reason: r.createReason,
-      start: resumed === null ? created : latest(created, { at: resumed, seq: -1 }),
+      start: this.createdAt.get(r.id) ?? { at: r.createdAt.getTime(), seq: -1 },
       forced: r.createReason === 'operator' && (log?.forced(id) ?? false),
       how: `waiting for ${short(r.id)}`,
     };

@@ -892,11 +892,11 @@ export class World {
         case 'drain':
         case 'drainForce':
           await rec.operator.requestDrain(target.id, { force: action.op === 'drainForce', actor: 'sim' });
-          this.operatorLog.request(target.id, this.clock.nowMs(), action.op === 'drainForce');
+          this.operatorLog.request(target.id, action.op === 'drainForce');
           break;
         case 'cancel': {
-          const { heldUntil } = await rec.operator.cancelDrain(target.id, 'sim');
-          this.operatorLog.hold(target.id, this.clock.nowMs(), heldUntil.getTime());
+          await rec.operator.cancelDrain(target.id, 'sim');
+          this.operatorLog.cancel(target.id);
           break;
         }
         case 'extend': {

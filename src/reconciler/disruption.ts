@@ -109,20 +109,6 @@ export class BudgetTracker {
     return r.allowed === null || r.allowed > 0;
   }
 
-  /**
-   * The first active budget covering `reason` that its disruptions, already counted, overrun
-   * (more than its max, not counting the `exempt` ones), or null when they all fit: whether a
-   * disruption counted as going on may go on to its next step.
-   */
-  overrun(reason: VoluntaryReason, exempt: Record<VoluntaryReason, number>): { limitedBy: string; max: number; used: number; until: Date | null } | null {
-    for (const b of this.active) {
-      if (!b.spec.reasons.includes(reason)) continue;
-      const counted = b.used - b.spec.reasons.reduce((sum, r) => sum + exempt[r], 0);
-      if (counted > b.max) return { limitedBy: describeBudget(b.spec), max: b.max, used: counted, until: b.until };
-    }
-    return null;
-  }
-
   /** Records one more disruption for `reason` in every budget that covers it. */
   take(reason: VoluntaryReason): void {
     this.usedByReason[reason] = (this.usedByReason[reason] ?? 0) + 1;

@@ -401,35 +401,49 @@ export function planGroup(input: PlanInput): Plan {
     return reason;
   };
 
-  // Rotations in progress: a replacement made for the target, and neither paused since (a target
-  // protected, or held after a cancel: its replacement is surplus now).
+  // Rotations in progress: a replacement made for the target. One whose target got protected, or
+  // held after a cancel, is paused: its replacement is surplus now (and the first to go), but it
+  // keeps its place in the budget while the replacement lives, so that what the budget lets in
+  // meanwhile never overruns it when the pause ends.
   const rotations: Array<{ target: InstanceRecord; replacement: InstanceRecord; reason: RotationReason }> = [];
+  const paused: RotationReason[] = [];
   for (const target of active) {
     const replacement = replacementOf.get(target.id);
     if (!replacement || !active.includes(replacement)) continue;
-    if (heldUntil(target.id) !== null || protectedUntil(target.id) !== null) continue;
-    // A rotation keeps the reason it was started (and budgeted) for, even if another one came due since.
-    const reason = (isRotationReason(replacement.createReason) ? replacement.createReason : null) ?? dueFor(target);
-    if (reason !== null) rotations.push({ target, replacement, reason });
+    // A rotation keeps the reason it was started (and budgeted) for, even if another one came due
+    // since; an operator's rotation lasts while its request stands (a cancel ends it for good).
+    const started = isRotationReason(replacement.createReason) ? replacement.createReason : null;
+    if (started === 'operator' && !input.drainRequests?.has(target.id)) continue;
+    const reason = started ?? dueFor(target);
+    if (reason === null) continue;
+    if (heldUntil(target.id) !== null || protectedUntil(target.id) !== null) paused.push(reason);
+    else rotations.push({ target, replacement, reason });
   }
 
-  // Budgets count what is disrupted now: draining for a voluntary reason, or waiting for a replacement.
+  // Budgets count what is disrupted now: draining for a voluntary reason, or waiting for a
+  // replacement. Operator drains forced past the budget count against new disruptions but never
+  // stall the ones the budget let in: they are taken last.
+  const forcedDrain = (i: InstanceRecord): boolean => input.drainRequests?.get(i.id)?.force === true;
   const used: Record<VoluntaryReason, number> = { scaleDown: 0, expiry: 0, drift: 0, operator: 0 };
+  const takenLast: VoluntaryReason[] = [...paused];
   for (const i of input.instances) {
-    if (i.status === 'draining' && isVoluntary(i.drainReason)) used[i.drainReason]++;
+    if (i.status !== 'draining' || !isVoluntary(i.drainReason)) continue;
+    if (i.drainReason === 'operator' && forcedDrain(i)) takenLast.push('operator');
+    else used[i.drainReason]++;
   }
   for (const a of actions) if (a.kind === 'drain' && isVoluntary(a.reason)) used[a.reason]++;
-  for (const r of rotations) used[r.reason]++;
   const budgets = new BudgetTracker(disruption, size, used, now);
-  // Operator drains forced past the budget count against new disruptions, but do not stall the
-  // ones the budget had already let in.
-  const forcedDrain = (i: InstanceRecord): boolean => input.drainRequests?.get(i.id)?.force === true;
-  const forcedCount: Record<VoluntaryReason, number> = { scaleDown: 0, expiry: 0, drift: 0, operator: 0 };
-  for (const i of input.instances) if (i.status === 'draining' && i.drainReason === 'operator' && forcedDrain(i)) forcedCount.operator++;
-  for (const r of rotations) if (r.reason === 'operator' && forcedDrain(r.target)) forcedCount.operator++;
 
+  // Rotations go on, oldest first, while they fit their budgets: a rotation's drain needs room too,
+  // so that rotations under way when a budget shrinks (a zero window opens, the group is scaled
+  // down) finish one by one as room returns, their replacements up meanwhile.
+  const isForced = (r: (typeof rotations)[number]): boolean => r.reason === 'operator' && forcedDrain(r.target);
+  rotations.sort((a, b) => Number(isForced(a)) - Number(isForced(b)) || a.replacement.createdAt.getTime() - b.replacement.createdAt.getTime() || (a.target.id < b.target.id ? -1 : 1));
   const covered = new Set<string>();
-  for (const { target, replacement, reason } of rotations) {
+  for (const r of rotations) {
+    const { target, replacement, reason } = r;
+    const fits = isForced(r) || budgets.allows(reason);
+    budgets.take(reason);
     // A rotation is voluntary: it needs a report within the staleness window, not the grace
     // after a start or a leadership win (which only keeps silence from counting against an instance).
     const reportedRecently = replacement.healthAt !== null && replacement.healthAt.getTime() + staleAfterMs > now;
@@ -438,22 +452,20 @@ export function planGroup(input: PlanInput): Plan {
       blocked.push({ code: 'WaitingForHealthy', instanceId: target.id, message: `${reason} rotation waits for replacement ${replacement.id} to report healthy` });
       continue;
     }
-    // Its drain goes on only while the rotation, already counted, fits every active budget: one
-    // that resumes after a protection or a hold ended (while others took the budget), or that a
-    // window opening or a smaller size now overruns, waits with its replacement up.
-    const overrun = reason === 'operator' && forcedDrain(target) ? null : budgets.overrun(reason, forcedCount);
-    if (overrun) {
+    if (!fits) {
       covered.add(target.id);
+      const b = budgets.reason(reason);
       blocked.push({
         code: 'BudgetExhausted',
         instanceId: target.id,
-        message: `${reason} rotation's drain waits: ${overrun.limitedBy} allows ${overrun.max}, ${overrun.used} disrupted`,
-        ...(overrun.until ? { until: overrun.until } : {}),
+        message: `${reason} rotation's drain waits: ${b.limitedBy ?? 'budget'} has no room (${b.used} disrupted)`,
+        ...(b.until ? { until: b.until } : {}),
       });
       continue;
     }
     drainOrDelete(target, reason, now + drainTimeoutMs, null, `${reason} rotation: replacement ${replacement.id} is healthy`);
   }
+  for (const reason of takenLast) budgets.take(reason);
   const counted = active.filter((i) => !leaving.has(i.id) && !covered.has(i.id));
   const maxLive = size + maxSurge;
   let room = maxLive - live;

@@ -320,17 +320,32 @@ describe('the disruption invariants (7 to 11)', () => {
     expect(checker.violations[0]?.message).toMatch(/2 disrupted under budgets\[0\] \(max 1 = 1 of size 4, drift.*i-1 drift draining.*i-3 drift waiting for r-3/);
   });
 
-  it('exempts forced operator drains, and a rotation held after a cancel or protected', () => {
+  it('exempts forced operator drains and cancelled operator rotations', () => {
+    loader.update(web([{ max: 1, reasons: ['operator'] }]));
+    checker.onConfigApplied();
     for (const id of ['i-1', 'i-2', 'i-3']) running(id);
-    log.request('i-1', clock.nowMs(), true);
+    log.request('i-1', true);
     rotate('r-1', 'i-1', 'operator');
-    rotate('r-2', 'i-2', 'drift');
-    log.hold('i-2', clock.nowMs(), clock.nowMs() + 5 * MIN);
-    rotate('r-3', 'i-3', 'drift');
+    log.request('i-2', false);
+    rotate('r-2', 'i-2', 'operator');
+    log.cancel('i-2'); // cancelled: r-2 is a plain member now
+    log.request('i-3', false);
+    rotate('r-3', 'i-3', 'operator');
+    checker.checkStep();
     expect(invariants()).toEqual([]);
     db.updateInstance('r-1', { status: 'running', healthAt: clock.now() });
     drain('i-1', 'operator');
     expect(invariants()).toEqual([]);
+  });
+
+  it('keeps counting a rotation paused by a protection or a hold, from its replacement\'s create', async () => {
+    for (const id of ['i-1', 'i-2']) running(id);
+    rotate('r-1', 'i-1', 'drift');
+    log.protect('i-1', clock.nowMs(), clock.nowMs() + 10 * MIN);
+    await clock.advance(MIN);
+    rotate('r-2', 'i-2', 'drift');
+    expect(invariants()).toEqual(['7']);
+    expect(checker.violations[0]?.message).toMatch(/i-1 drift waiting for r-1.*i-2 drift waiting for r-2/);
   });
 
   it('does not hold disruptions begun before a budget came into force against it', () => {
@@ -409,12 +424,10 @@ describe('OperatorLog', () => {
     log.protect('i-1', 200, 300);
     expect(log.protectedAt('i-1', 250)).toEqual({ from: 200, to: 300 });
     expect(log.protectedAt('i-1', 350)).toBeUndefined();
-    expect(log.resumedAt('i-1', 350)).toBe(300);
-    log.hold('i-2', 100, 1_000);
-    expect(log.suspendedAt('i-2', 400)).toBe(true);
-    log.request('i-2', 400, true);
-    expect(log.suspendedAt('i-2', 400)).toBe(false);
-    expect(log.resumedAt('i-2', 450)).toBe(400);
+    log.cancel('i-2');
+    expect(log.requested('i-2')).toBe(false);
+    log.request('i-2', true);
+    expect(log.requested('i-2')).toBe(true);
     expect(log.forced('i-2')).toBe(true);
     log.protect('i-3', 0, 100);
     log.unprotect('i-3', 50);

@@ -287,10 +287,10 @@ describe('a rotation keeps the reason it was started and budgeted for (an expiry
   });
 });
 
-describe('a rotation that resumes when its target\'s protection ends waits for the budget (it drained past a budget others had taken meanwhile)', () => {
+describe('a rotation paused by a protection keeps its place in the budget (it drained past a budget a scale-down took during the pause)', () => {
   const NOW = Date.UTC(2026, 2, 29, 4);
   const budgetOf1: DisruptionSettings = { ...NO_DISRUPTION_LIMITS, budgets: [{ index: 0, max: { count: 1 }, reasons: ['scaleDown', 'expiry', 'drift', 'operator'], window: null }] };
-  const input = (instances: InstanceRecord[]): PlanInput => ({
+  const input = (instances: InstanceRecord[], over: Partial<PlanInput> = {}): PlanInput => ({
     tenant: 't',
     group: 'g',
     settings: groupSettings({ size: 2, eligibleAgeMs: 60 * MIN, disruption: budgetOf1 }),
@@ -301,23 +301,92 @@ describe('a rotation that resumes when its target\'s protection ends waits for t
     observingSince: 0,
     createHold: null,
     maxAttempts: 5,
+    ...over,
   });
-  // The target's rotation began before its protection; while it was protected, a scale-down took
-  // the budget of 1; the protection has just ended.
+  // The target's expiry rotation began; then the target was protected. Its replacement is surplus.
   const target = instanceRecord('i-target', NOW, { createdAt: new Date(NOW - 2 * 60 * MIN) });
   const replacement = instanceRecord('i-replacement', NOW, { createReason: 'expiry', replaces: 'i-target', createdAt: new Date(NOW - 5 * MIN) });
-  const scaledDown = instanceRecord('i-scaled-down', NOW, { status: 'draining', drainReason: 'scaleDown', drainStartedAt: new Date(NOW - MIN), drainDeadline: new Date(NOW + 4 * MIN) });
-  const other = instanceRecord('i-other', NOW);
+  const silent = instanceRecord('i-silent', NOW, { healthAt: new Date(NOW - 10 * MIN) });
+  const protectedUntil = new Map([['i-target', NOW + 10 * MIN]]);
 
-  it('holds the drain, with its replacement up, while the budget is taken, and says why', () => {
-    const plan = planGroup(input([target, replacement, scaledDown, other]));
+  it('holds the scale-down of the surplus while the paused rotation fills the budget', () => {
+    const plan = planGroup(input([target, replacement, silent], { protectedUntil }));
+    expect(plan.summary.disruption.budgets.expiry.used).toBe(1);
+    expect(plan.actions.filter((a) => a.kind === 'drain' || a.kind === 'delete')).toEqual([]);
+    expect(plan.blocked).toContainEqual(expect.objectContaining({ code: 'BudgetExhausted' }));
+  });
+
+  it('drains the target when the protection ends, and not a second instance', () => {
+    const plan = planGroup(input([target, replacement, silent]));
+    const drains = plan.actions.filter((a) => a.kind === 'drain');
+    expect(drains).toEqual([expect.objectContaining({ instanceId: 'i-target', reason: 'expiry' })]);
+  });
+
+  it('holds a rotation\'s drain, its replacement up, while its budget is overrun (here by a drain the budget let in before)', () => {
+    const scaledDown = instanceRecord('i-scaled-down', NOW, { status: 'draining', drainReason: 'scaleDown', drainStartedAt: new Date(NOW - MIN), drainDeadline: new Date(NOW + 4 * MIN) });
+    const plan = planGroup(input([target, replacement, scaledDown]));
     expect(plan.actions.filter((a) => a.kind === 'drain' || a.kind === 'delete' || a.kind === 'create')).toEqual([]);
     expect(plan.blocked).toContainEqual(expect.objectContaining({ code: 'BudgetExhausted', instanceId: 'i-target' }));
   });
+});
 
-  it('drains it once the budget has room', () => {
-    const plan = planGroup(input([target, replacement, other]));
-    expect(plan.actions).toContainEqual(expect.objectContaining({ kind: 'drain', instanceId: 'i-target', reason: 'expiry' }));
+describe('rotations under way when their budget shrinks finish one by one (they held each other\'s drains for good)', () => {
+  it('drains the oldest rotation\'s target while the budget has room for one, and the next once it does again', () => {
+    const NOW = Date.UTC(2026, 0, 1, 5);
+    const budget: DisruptionSettings = { ...NO_DISRUPTION_LIMITS, budgets: [{ index: 0, max: { percent: 25 }, reasons: ['scaleDown', 'expiry', 'drift', 'operator'], window: null }] };
+    const a = instanceRecord('i-a', NOW, { templateHash: 'old' });
+    const b = instanceRecord('i-b', NOW, { templateHash: 'old' });
+    const ra = instanceRecord('i-ra', NOW, { createReason: 'drift', replaces: 'i-a', createdAt: new Date(NOW - 6 * MIN) });
+    const rb = instanceRecord('i-rb', NOW, { createReason: 'drift', replaces: 'i-b', createdAt: new Date(NOW - 5 * MIN) });
+    // Two drift rotations began under a larger size; the group is now 2: 25% allows 1.
+    const input = (instances: InstanceRecord[]): PlanInput => ({
+      tenant: 't',
+      group: 'g',
+      settings: groupSettings({ size: 2, maxSurge: 2, disruption: budget }),
+      shard: { healthCheckIntervalMs: 60_000, missedHealthThreshold: 2, defaultDrainTimeoutMs: MIN },
+      instances,
+      inFlight: new Set(),
+      now: NOW,
+      observingSince: 0,
+      createHold: null,
+      maxAttempts: 5,
+    });
+    const first = planGroup(input([a, b, ra, rb]));
+    expect(first.actions.filter((x) => x.kind === 'drain').map((x) => ('instanceId' in x ? x.instanceId : null))).toEqual(['i-a']);
+    expect(first.blocked).toContainEqual(expect.objectContaining({ code: 'BudgetExhausted', instanceId: 'i-b' }));
+    const second = planGroup(input([b, ra, rb]));
+    expect(second.actions.filter((x) => x.kind === 'drain').map((x) => ('instanceId' in x ? x.instanceId : null))).toEqual(['i-b']);
+  });
+});
+
+describe('a cancelled operator drain stays cancelled (its rotation resumed when the hold ended)', () => {
+  const NOW = Date.UTC(2026, 2, 29, 4);
+  const target = instanceRecord('i-target', NOW);
+  const replacement = instanceRecord('i-replacement', NOW, { createReason: 'operator', replaces: 'i-target', createdAt: new Date(NOW - 5 * MIN) });
+  const other = instanceRecord('i-other', NOW, { createdAt: new Date(NOW - 3 * 60 * MIN) });
+  const input = (drainRequests: Map<string, { force: boolean }>): PlanInput => ({
+    tenant: 't',
+    group: 'g',
+    settings: groupSettings({ size: 2 }),
+    shard: { healthCheckIntervalMs: 60_000, missedHealthThreshold: 2, defaultDrainTimeoutMs: MIN },
+    instances: [target, replacement, other],
+    inFlight: new Set(),
+    now: NOW,
+    observingSince: 0,
+    createHold: null,
+    maxAttempts: 5,
+    drainRequests,
+  });
+
+  it('does not drain the target for operator once its request is gone; the surplus goes by scale-down', () => {
+    const plan = planGroup(input(new Map()));
+    expect(plan.actions).not.toContainEqual(expect.objectContaining({ kind: 'drain', reason: 'operator' }));
+    expect(plan.actions).toContainEqual(expect.objectContaining({ kind: 'drain', reason: 'scaleDown' }));
+  });
+
+  it('drains it while the request stands', () => {
+    const plan = planGroup(input(new Map([['i-target', { force: false }]])));
+    expect(plan.actions).toContainEqual(expect.objectContaining({ kind: 'drain', instanceId: 'i-target', reason: 'operator' }));
   });
 });
 
@@ -364,8 +433,8 @@ describe('seeds that found bugs keep every invariant (each failed with its fix u
     { seed: 556, bug: 'a stopped instance held by the health brake was never force-expired (invariant 3)' },
     { seed: 263, bug: 'a percentage budget resolved to 0 for a group scaled to 0: the scale-down never started (invariant 6)' },
     { seed: 390, bug: 'a percentage budget resolved to 0 for a group scaled to 0: the scale-down never started (invariant 6)' },
-    { seed: 3178, bug: 'a rotation resumed when its target\'s protection ended and drained past a budget a scale-down had taken meanwhile (invariant 7)' },
-    { seed: 6881, keep: [6, 23, 24, 38, 55, 58], bug: 'a drift rotation resumed when its target\'s protection ended, inside a zero-budget window (invariant 11; its shrunk schedule)' },
+    { seed: 3178, bug: 'a rotation paused by a protection left the budget to a scale-down, then resumed and drained past it (invariant 7)' },
+    { seed: 2472, bug: 'rotations under way when a scale-down shrank their percentage budget held each other\'s drains for good (invariant 6)' },
     { seed: 6868, bug: 'the simulator took an operator drain that waited for a protection past convergence for a replacement storm (its own bug; invariant 6)' },
     { seed: 7492, bug: 'a health brake tripped by an instance the same plan forgot held a stopped instance for good (invariant 6)' },
   ];
