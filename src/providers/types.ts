@@ -20,17 +20,8 @@ export const PROVIDER_STATUSES = [
 ] as const;
 export type ProviderStatus = (typeof PROVIDER_STATUSES)[number];
 
-/** Statuses after which an instance will not serve again; it is replaced without a drain. */
-export const TERMINAL_STATUSES: ReadonlySet<ProviderStatus> = new Set<ProviderStatus>([
-  'stopping',
-  'stopped',
-  'suspending',
-  'suspended',
-  'deleting',
-  'deleted',
-  'repairing',
-  'terminated',
-]);
+/** Statuses after which an instance will not serve again (all but `pending` and `running`); it is replaced without a drain. */
+export const TERMINAL_STATUSES: ReadonlySet<ProviderStatus> = new Set<ProviderStatus>(PROVIDER_STATUSES.filter((s) => s !== 'pending' && s !== 'running'));
 
 export function isTerminalStatus(status: ProviderStatus): boolean {
   return TERMINAL_STATUSES.has(status);
