@@ -9,9 +9,9 @@
  *   run to end, then run in a new batch. Different keys run concurrently, up to `concurrency`.
  * - Ready keys start in priority order (urgent first), first-in first-out within a priority.
  * - A barrier item runs alone: once one is added, no new key starts until every running key has
- *   finished and the barrier handler has run. When a barrier ends with another one already
- *   waiting, the keys that were ready start first: back-to-back barriers (a retried
- *   InitialReconcile, a periodic resync) cannot starve every key.
+ *   finished and the barrier handler has run — except the keys that were ready when the previous
+ *   barrier ended: each of those starts before the next barrier, so back-to-back barriers (a
+ *   retried InitialReconcile whose list keeps timing out, a periodic resync) cannot starve them.
  * - Work added starts on the next turn of the event loop (setImmediate), not inside `add`: items
  *   that arrive together (one I/O batch, such as many agents' messages or disconnects) coalesce
  *   into one run per key instead of a run each. A run that ends starts the next at once.
@@ -61,8 +61,8 @@ export class KeyedWorkQueue<T> {
   private barrierItems = new Map<string, T>();
   private barrierRunning = false;
   private barrierStartedAt: number | null = null;
-  /** A barrier ended with keys ready and another barrier waiting: those keys start first. */
-  private keysFirst = false;
+  /** Keys that were ready when the last barrier ended: each starts before the next barrier. */
+  private owed = new Set<string>();
   private paused = false;
   private pumpScheduled = false;
   private idleWaiters: Array<() => void> = [];
@@ -201,17 +201,37 @@ export class KeyedWorkQueue<T> {
 
   private pump(): void {
     if (this.paused) return;
-    if (!this.keysFirst && (this.barrierItems.size > 0 || this.barrierRunning)) {
-      if (!this.barrierRunning && this.running === 0) this.runBarrier();
+    if (this.barrierRunning) return;
+    if (this.barrierItems.size > 0) {
+      while (this.running < this.options.concurrency) {
+        const slot = this.popOwed();
+        if (!slot) break;
+        this.runSlot(slot);
+      }
+      if (this.owed.size === 0 && this.running === 0) this.runBarrier();
       return;
     }
     while (this.running < this.options.concurrency) {
       const slot = this.popReady();
       if (!slot) break;
+      this.owed.delete(slot.key);
       this.runSlot(slot);
     }
-    this.keysFirst = false;
     this.checkIdle();
+  }
+
+  /** A key owed a start before the next barrier that is still waiting to run, if any. */
+  private popOwed(): Slot<T> | undefined {
+    for (const key of this.owed) {
+      this.owed.delete(key);
+      const slot = this.slots.get(key);
+      if (!slot || slot.readyAt === null || slot.running) continue;
+      // Its entry in the priority FIFO goes stale: popReady skips slots no longer ready there.
+      slot.readyAt = null;
+      this.readyCount--;
+      return slot;
+    }
+    return undefined;
   }
 
   private runSlot(slot: Slot<T>): void {
@@ -262,7 +282,7 @@ export class KeyedWorkQueue<T> {
         this.options.observer?.finished?.('*', this.options.now() - started, failure);
         this.barrierRunning = false;
         this.barrierStartedAt = null;
-        this.keysFirst = this.readyCount > 0 && this.barrierItems.size > 0;
+        this.owed = new Set([...this.slots.values()].filter((slot) => slot.readyAt !== null && !slot.running).map((slot) => slot.key));
         this.pump();
       });
   }

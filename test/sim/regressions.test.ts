@@ -167,6 +167,38 @@ describe('back-to-back barriers let the ready groups run between them (a slow pr
   });
 });
 
+describe('every key ready when a barrier ends starts before the next one, whenever it is queued (a retried list starved the groups behind one instance check)', () => {
+  it('runs all the keys that were ready when a barrier ended before a barrier added while the first of them runs', async () => {
+    const order: string[] = [];
+    let releaseKey: (() => void) | undefined;
+    const queue = new KeyedWorkQueue<string>({
+      concurrency: 1, // one worker, as the scenario had
+      handler: async (key) => {
+        order.push(key);
+        if (key === 't/web') await new Promise<void>((resolve) => (releaseKey = resolve)); // a status check hanging to its timeout
+      },
+      barrierHandler: async (items) => {
+        order.push(`barrier ${items.join('+')}`);
+      },
+      onError: () => undefined,
+      now: () => 0,
+    });
+    const turns = async (n = 5): Promise<void> => {
+      for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    };
+    queue.addBarrier('initial', 'win'); // a leadership win's InitialReconcile: its list times out
+    queue.add('t/web', 'CheckInstance', 'check', Priority.urgent);
+    queue.add('t/batch', 'GroupChanged', 'initial', Priority.bulk); // a drain past its deadline
+    queue.add('t/api', 'GroupChanged', 'initial', Priority.bulk);
+    await turns();
+    expect(order).toEqual(['barrier win', 't/web']);
+    queue.addBarrier('initial', 'retry'); // the failed list's retry, after its backoff
+    releaseKey?.();
+    await turns();
+    expect(order).toEqual(['barrier win', 't/web', 't/batch', 't/api', 'barrier retry']);
+  });
+});
+
 describe('a leadership win does not take back a drain deadline a termination notice shortened (the notice is not in the tags)', () => {
   it('keeps the drain ending by the notice’s time after a leadership win', async () => {
     const groups = { default: { web: { size: 1, template: 'web', drainTimeout: '10m' } } };
@@ -435,6 +467,7 @@ describe('seeds that found bugs keep every invariant (each failed with its fix u
     { seed: 390, bug: 'a percentage budget resolved to 0 for a group scaled to 0: the scale-down never started (invariant 6)' },
     { seed: 3178, bug: 'a rotation paused by a protection left the budget to a scale-down, then resumed and drained past it (invariant 7)' },
     { seed: 2472, bug: 'rotations under way when a scale-down shrank their percentage budget held each other\'s drains for good (invariant 6)' },
+    { seed: 11926, bug: 'a retried InitialReconcile queued while the first ready key ran held every other group for a second list timeout: a drain deleted past its deadline (invariant 3)' },
     { seed: 6868, bug: 'the simulator took an operator drain that waited for a protection past convergence for a replacement storm (its own bug; invariant 6)' },
     { seed: 7492, bug: 'a health brake tripped by an instance the same plan forgot held a stopped instance for good (invariant 6)' },
   ];
