@@ -227,19 +227,18 @@ export function openTime(windows: ReadonlyArray<NonNullable<BudgetSpec['window']
   const spans: Array<[number, number]> = [];
   for (const w of windows) {
     const cron = budgetWindow(w);
+    // At each step: the window open at t (one may open exactly as the last closed), else the next opening.
     let t = from;
-    const current = cron.current(new Date(t));
-    if (current) {
-      spans.push([t, current.end.getTime()]);
-      t = current.end.getTime();
-    }
     for (let i = 0; i < 500 && t < until; i++) {
+      const open = cron.current(new Date(t));
+      if (open) {
+        spans.push([t, open.end.getTime()]);
+        t = Math.max(open.end.getTime(), t + 1);
+        continue;
+      }
       const start = cron.nextStart(new Date(t));
       if (!start || start.getTime() >= until) break;
-      const open = cron.current(start);
-      const end = open ? open.end.getTime() : start.getTime() + w.durationMs;
-      spans.push([start.getTime(), end]);
-      t = Math.max(end, start.getTime() + 1);
+      t = start.getTime();
     }
   }
   spans.sort((a, b) => a[0] - b[0]);

@@ -28,7 +28,11 @@ export class CronWindow {
     this.cron = new Cron(schedule, { timezone, paused: true });
   }
 
-  /** The window containing `now`, if any: [start, end), merged with later windows that overlap it. */
+  /**
+   * The window containing `now`, if any: [start, end), merged with later windows that overlap or
+   * touch it (one opening as another closes: an hourly window of 60m, or minute 40 of every second
+   * hour for 60m on the night clocks go back), so that `end` is when it really closes.
+   */
   current(now: Date): { start: Date; end: Date } | null {
     // Only the latest opening at or before `now` can contain it: earlier ones closed earlier.
     const [start] = this.cron.previousRuns(1, new Date(now.getTime() + 1));
@@ -37,7 +41,7 @@ export class CronWindow {
     let end = lastStart + this.durationMs;
     for (let i = 0; i < 64; i++) {
       const next = this.cron.nextRun(new Date(lastStart));
-      if (!next || next.getTime() >= end) break;
+      if (!next || next.getTime() > end) break;
       lastStart = next.getTime();
       end = Math.max(end, lastStart + this.durationMs);
     }

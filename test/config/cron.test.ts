@@ -38,6 +38,13 @@ describe('cron windows', () => {
     expect(w.current(at('2026-01-06T02:00:00Z'))).toBeNull();
   });
 
+  it('merges a window that opens as another closes: 02:40 happens twice the night clocks go back', () => {
+    const w = new CronWindow('40 */2 * * *', 60 * 60_000, 'Europe/Berlin');
+    // 02:40 CEST (00:40Z) for an hour, then 02:40 CET (01:40Z) for another: closed at 02:40Z.
+    expect(w.current(at('2026-10-25T00:50:00Z'))).toEqual({ start: at('2026-10-25T00:40:00Z'), end: at('2026-10-25T02:40:00Z') });
+    expect(w.current(at('2026-10-25T02:40:00Z'))).toBeNull();
+  });
+
   it('merges windows that overlap into one', () => {
     const w = new CronWindow('0 * * * *', 90 * 60_000, 'UTC');
     const current = w.current(at('2026-01-05T10:10:00Z'));
