@@ -468,6 +468,7 @@ describe('seeds that found bugs keep every invariant (each failed with its fix u
     { seed: 3178, bug: 'a rotation paused by a protection left the budget to a scale-down, then resumed and drained past it (invariant 7)' },
     { seed: 2472, bug: 'rotations under way when a scale-down shrank their percentage budget held each other\'s drains for good (invariant 6)' },
     { seed: 11926, bug: 'a retried InitialReconcile queued while the first ready key ran held every other group for a second list timeout: a drain deleted past its deadline (invariant 3)' },
+    { seed: 14096, bug: 'the simulator\'s convergence bound missed a zero-budget window opening as another closed (02:40 twice in Berlin on the autumn change; its own bug, invariant 6)' },
     { seed: 6868, bug: 'the simulator took an operator drain that waited for a protection past convergence for a replacement storm (its own bug; invariant 6)' },
     { seed: 7492, bug: 'a health brake tripped by an instance the same plan forgot held a stopped instance for good (invariant 6)' },
   ];
