@@ -47,6 +47,12 @@ export class ConfigModel {
    * when instances that will never recover (stopped at the provider) hold a brake for good.
    */
   brakeLifted = false;
+  /**
+   * Budgets the operator removed once the faults stop: zero budgets whose windows together never
+   * open for some reason (each alone is shorter than its period, but two may tile the clock), so
+   * that what they cover would be held for good.
+   */
+  readonly liftedBudgets = new Set<BudgetDraw>();
 
   constructor(private readonly fleet: FleetSpec) {
     this.groups = fleet.groups.map((spec) => ({ spec, size: spec.size, template: spec.template, removed: false, everRemoved: false }));
@@ -140,7 +146,7 @@ export class ConfigModel {
     if (g.spec.eligibleAgeMs > 0 || g.spec.forcedAgeMs > 0) {
       out.expiry = { eligibleAge: formatDuration(g.spec.eligibleAgeMs), forcedAge: formatDuration(g.spec.forcedAgeMs) };
     }
-    const budgets = options.withoutBudgets ? [] : g.spec.budgets;
+    const budgets = options.withoutBudgets ? [] : g.spec.budgets.filter((b) => !this.liftedBudgets.has(b));
     const maxUnhealthy = options.withoutBrake || this.brakeLifted ? null : g.spec.maxUnhealthy;
     out.disruption = {
       cancelHold: formatDuration(g.spec.cancelHoldMs),

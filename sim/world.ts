@@ -23,7 +23,7 @@ import { seededRandom } from '../src/util/random.js';
 import { ConfigModel, type RenderOptions } from './config-model.js';
 import { Disturbances, Invariants, OperatorLog, budgetWindow, resolveMax, type Violation } from './invariants.js';
 import { hash32, unit } from './rng.js';
-import { MIN, SEC, SIM_START, describeAction, type Action, type FleetSpec, type Scenario } from './scenario.js';
+import { ALL_REASONS, HOUR, MIN, SEC, SIM_START, describeAction, type Action, type BudgetDraw, type FleetSpec, type Scenario } from './scenario.js';
 
 export { SIM_START };
 
@@ -1119,6 +1119,32 @@ export class World {
     this.flushTrace('end', `operator lifts the health brake (maxUnhealthy removed): still on in ${held.map((p) => `${p.tenant}/${p.group} (${p.summary.unhealthy} unhealthy)`).join(', ')}`);
   }
 
+  /**
+   * Zero budgets whose windows together never open for a reason (two may tile the clock, as
+   * minutes 0-20 and 20-30 of every half hour do) hold what they cover for good, by design: the
+   * operator removes them once the faults stop (the trace says so), as it lifts a stuck brake.
+   */
+  private liftSealedWindows(): void {
+    const now = this.clock.nowMs();
+    const horizon = 48 * HOUR;
+    const lifted: string[] = [];
+    for (const g of this.model.groups) {
+      if (g.removed) continue;
+      for (const reason of ALL_REASONS) {
+        const sealing = g.spec.budgets.filter(
+          (b): b is BudgetDraw & { window: NonNullable<BudgetDraw['window']> } =>
+            b.window !== null && 'count' in b.max && b.max.count === 0 && (b.reasons === null || b.reasons.includes(reason)) && !this.model.liftedBudgets.has(b),
+        );
+        if (sealing.length === 0 || openTime(sealing.map((b) => b.window), now, now + horizon) < horizon) continue;
+        for (const b of sealing) this.model.liftedBudgets.add(b);
+        lifted.push(`${g.spec.tenant}/${g.spec.group} (${reason})`);
+      }
+    }
+    if (lifted.length === 0) return;
+    this.applyConfig();
+    this.flushTrace('end', `operator removes zero budgets whose windows together never open: ${lifted.join(', ')}`);
+  }
+
   /** Why the fleet has not converged, or null when it has (invariants 5 and 6 hold). */
   notConverged(): string | null {
     const db = this.db;
@@ -1172,6 +1198,7 @@ export class World {
       this.stats.leaderChanges++;
     }
     this.disturbances.end(this.clock.nowMs());
+    this.liftSealedWindows();
     this.observingSince = this.clock.nowMs();
     this.send({ type: EventType.InitialReconcile, cause: 'leader' });
     await this.settle();
