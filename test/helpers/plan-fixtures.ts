@@ -1,4 +1,4 @@
-import { NO_DISRUPTION_LIMITS, type GroupSettings, type InstanceRecord } from '../../src/index.js';
+import { NO_DISRUPTION_LIMITS, type GroupSettings, type InstanceRecord, type PlanInput } from '../../src/index.js';
 
 const MIN = 60_000;
 
@@ -54,6 +54,23 @@ export function groupSettings(over: Partial<GroupSettings> = {}): GroupSettings 
     eligibleAgeMs: 0,
     forcedAgeMs: 0,
     disruption: NO_DISRUPTION_LIMITS,
+    ...over,
+  };
+}
+
+/** A plan's input for `settings` at `now`: health every 60 s (2 missed: stale), nothing in flight, no create hold. */
+export function planInput(settings: GroupSettings, instances: InstanceRecord[], now: number, over: Partial<PlanInput> = {}): PlanInput {
+  return {
+    tenant: settings.tenant,
+    group: settings.group,
+    settings,
+    shard: { healthCheckIntervalMs: 60_000, missedHealthThreshold: 2, defaultDrainTimeoutMs: MIN },
+    instances,
+    inFlight: new Set(),
+    now,
+    observingSince: 0,
+    createHold: null,
+    maxAttempts: 5,
     ...over,
   };
 }

@@ -10,7 +10,7 @@ import { KeyedWorkQueue } from '../../src/queue/work-queue.js';
 import { BASE_CONFIG, Harness, configWith } from '../helpers/harness.js';
 import { SIM_START, type FleetSpec, type Step } from '../../sim/scenario.js';
 import { runScenario } from '../../sim/world.js';
-import { groupSettings, instanceRecord } from '../helpers/plan-fixtures.js';
+import { groupSettings, instanceRecord, planInput } from '../helpers/plan-fixtures.js';
 import { expectSeedHolds } from './helpers.js';
 
 let h: Harness | undefined;
@@ -322,19 +322,8 @@ describe('a rotation keeps the reason it was started and budgeted for (an expiry
 describe('a rotation paused by a protection keeps its place in the budget (it drained past a budget a scale-down took during the pause)', () => {
   const NOW = Date.UTC(2026, 2, 29, 4);
   const budgetOf1: DisruptionSettings = { ...NO_DISRUPTION_LIMITS, budgets: [{ index: 0, max: { count: 1 }, reasons: ['scaleDown', 'expiry', 'drift', 'operator'], window: null }] };
-  const input = (instances: InstanceRecord[], over: Partial<PlanInput> = {}): PlanInput => ({
-    tenant: 't',
-    group: 'g',
-    settings: groupSettings({ size: 2, eligibleAgeMs: 60 * MIN, disruption: budgetOf1 }),
-    shard: { healthCheckIntervalMs: 60_000, missedHealthThreshold: 2, defaultDrainTimeoutMs: MIN },
-    instances,
-    inFlight: new Set(),
-    now: NOW,
-    observingSince: 0,
-    createHold: null,
-    maxAttempts: 5,
-    ...over,
-  });
+  const input = (instances: InstanceRecord[], over: Partial<PlanInput> = {}): PlanInput =>
+    planInput(groupSettings({ size: 2, eligibleAgeMs: 60 * MIN, disruption: budgetOf1 }), instances, NOW, over);
   // The target's expiry rotation began; then the target was protected. Its replacement is surplus.
   const target = instanceRecord('i-target', NOW, { createdAt: new Date(NOW - 2 * 60 * MIN) });
   const replacement = instanceRecord('i-replacement', NOW, { createReason: 'expiry', replaces: 'i-target', createdAt: new Date(NOW - 5 * MIN) });
@@ -371,18 +360,7 @@ describe('rotations under way when their budget shrinks finish one by one (they 
     const ra = instanceRecord('i-ra', NOW, { createReason: 'drift', replaces: 'i-a', createdAt: new Date(NOW - 6 * MIN) });
     const rb = instanceRecord('i-rb', NOW, { createReason: 'drift', replaces: 'i-b', createdAt: new Date(NOW - 5 * MIN) });
     // Two drift rotations began under a larger size; the group is now 2: 25% allows 1.
-    const input = (instances: InstanceRecord[]): PlanInput => ({
-      tenant: 't',
-      group: 'g',
-      settings: groupSettings({ size: 2, maxSurge: 2, disruption: budget }),
-      shard: { healthCheckIntervalMs: 60_000, missedHealthThreshold: 2, defaultDrainTimeoutMs: MIN },
-      instances,
-      inFlight: new Set(),
-      now: NOW,
-      observingSince: 0,
-      createHold: null,
-      maxAttempts: 5,
-    });
+    const input = (instances: InstanceRecord[]): PlanInput => planInput(groupSettings({ size: 2, maxSurge: 2, disruption: budget }), instances, NOW);
     const first = planGroup(input([a, b, ra, rb]));
     expect(first.actions.filter((x) => x.kind === 'drain').map((x) => ('instanceId' in x ? x.instanceId : null))).toEqual(['i-a']);
     expect(first.blocked).toContainEqual(expect.objectContaining({ code: 'BudgetExhausted', instanceId: 'i-b' }));
@@ -396,19 +374,7 @@ describe('a cancelled operator drain stays cancelled (its rotation resumed when 
   const target = instanceRecord('i-target', NOW);
   const replacement = instanceRecord('i-replacement', NOW, { createReason: 'operator', replaces: 'i-target', createdAt: new Date(NOW - 5 * MIN) });
   const other = instanceRecord('i-other', NOW, { createdAt: new Date(NOW - 3 * 60 * MIN) });
-  const input = (drainRequests: Map<string, { force: boolean }>): PlanInput => ({
-    tenant: 't',
-    group: 'g',
-    settings: groupSettings({ size: 2 }),
-    shard: { healthCheckIntervalMs: 60_000, missedHealthThreshold: 2, defaultDrainTimeoutMs: MIN },
-    instances: [target, replacement, other],
-    inFlight: new Set(),
-    now: NOW,
-    observingSince: 0,
-    createHold: null,
-    maxAttempts: 5,
-    drainRequests,
-  });
+  const input = (drainRequests: Map<string, { force: boolean }>): PlanInput => planInput(groupSettings({ size: 2 }), [target, replacement, other], NOW, { drainRequests });
 
   it('does not drain the target for operator once its request is gone; the surplus goes by scale-down', () => {
     const plan = planGroup(input(new Map()));
