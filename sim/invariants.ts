@@ -528,9 +528,9 @@ export class Invariants {
    * created for a rotation) is being created or runs (for an operator's rotation, while its
    * request stands). A protection or a hold pauses the rotation but does not end it: it counts
    * while its replacement lives, and its disruption began with the replacement's create (so what
-   * the budget lets in during the pause must leave room for it). With `untilReady`, only while the replacement
-   * is not yet ready to take over: a target whose drain waits for the budget with its
-   * replacement ready is not disrupted (README.md: "waiting for their replacement to become
+   * the budget lets in during the pause must leave room for it). With `untilReady`, only while
+   * the replacement is not yet ready to take over: a target whose drain waits for the budget with
+   * its replacement ready is not disrupted (README.md: "waiting for their replacement to become
    * healthy"); when it drains, the drain continues the rotation from its start.
    */
   private waitingFor(records: readonly InstanceRecord[], id: string, now: number, untilReady = false): Disruption | null {
