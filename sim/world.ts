@@ -543,8 +543,8 @@ export class World {
   /**
    * After convergence, per group: instances that left (other than rotation targets, whose
    * replacement was made first: expiry, drift, operator) and creates (other than rotation
-   * replacements). A create with nothing left to replace is a storm. Counted, not matched: which departure a create names as
-   * the one it replaces is the plan's guess.
+   * replacements). A create with nothing left to replace is a storm. Counted, not matched:
+   * which departure a create names as the one it replaces is the plan's guess.
    */
   private readonly afterConvergence = new Map<string, { left: Set<string>; created: number }>();
 
