@@ -39,6 +39,8 @@ export const TAG = {
   drainStartedAt: 'drover:drain-started-at',
   drainDeadline: 'drover:drain-deadline',
   drainReason: 'drover:drain-reason',
+  /** When an operator cancelled the drain the other drain tags no longer show (they are empty then). */
+  drainCancelledAt: 'drover:drain-cancelled-at',
 } as const;
 
 export interface ProviderCreateRequest {

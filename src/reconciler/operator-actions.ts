@@ -148,7 +148,7 @@ export class OperatorActions {
       this.audit(record, 'drainCancelled', reason, actor, `back in service; not picked again for this rotation until ${heldUntil.toISOString()}`);
     });
     if (record.status === 'draining') {
-      void writeDrainTags(this.ctx, record, { [TAG.drainStartedAt]: '', [TAG.drainDeadline]: '', [TAG.drainReason]: '' });
+      void writeDrainTags(this.ctx, record, { [TAG.drainStartedAt]: '', [TAG.drainDeadline]: '', [TAG.drainReason]: '', [TAG.drainCancelledAt]: new Date(now).toISOString() });
       this.deps.notifyDrainCancelled?.(instanceId);
     }
     this.ctx.markDirty(record.tenant, record.group, 'operator', Priority.high);

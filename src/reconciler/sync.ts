@@ -10,8 +10,8 @@
  * provider's tags also win over the store's rows, which may be stale from an earlier term:
  * - tags with a drain (start, deadline, reason) → the row drains with that deadline (a drain
  *   begun, or extended, by another leader is resumed, never restarted);
- * - tags with the drain fields present but empty (a cancelled drain) → a draining row returns
- *   to service;
+ * - tags with the drain fields present but empty (a cancelled drain) → a row draining since
+ *   before the cancel (`drain-cancelled-at`) returns to service; a later drain stands;
  * - no drain tags → the row is kept as it is (a drain this replica began whose tag write was
  *   lost goes on: its agent was already told to drain).
  * A periodic resync leaves known rows alone: within a term the store is ahead of the tags,
@@ -41,12 +41,12 @@ function parseTime(text: string | undefined): Date | null {
 }
 
 /** A drain as provider tags record it: begun (with its facts), explicitly cleared, or no record. */
-type TaggedDrain = { kind: 'draining'; startedAt: Date; deadline: Date; reason: string } | { kind: 'cleared' } | null;
+type TaggedDrain = { kind: 'draining'; startedAt: Date; deadline: Date; reason: string } | { kind: 'cleared'; cancelledAt: Date | null } | null;
 
 function drainFromTags(tags: Record<string, string>): TaggedDrain {
   const startedText = tags[TAG.drainStartedAt];
   if (startedText === undefined) return null;
-  if (startedText === '') return { kind: 'cleared' };
+  if (startedText === '') return { kind: 'cleared', cancelledAt: parseTime(tags[TAG.drainCancelledAt]) };
   const startedAt = parseTime(startedText);
   const deadline = parseTime(tags[TAG.drainDeadline]);
   if (!startedAt || !deadline) return null;
@@ -150,6 +150,10 @@ function drainPatch(ctx: Context, row: InstanceRef, running: boolean, tagged: Ta
   const audit = { tenant: row.tenant, group: row.group, at: now, instanceId: row.id, epoch };
   if (tagged.kind === 'cleared') {
     if (row.status !== 'draining') return {};
+    // Only a drain begun before the cancel the tags record is taken back: a later one (a health
+    // replacement, or a drain whose own tag write was lost or is still out) stands.
+    const startedAt = ctx.store.getInstance(row.id)?.drainStartedAt?.getTime() ?? null;
+    if (startedAt !== null && tagged.cancelledAt !== null && startedAt > tagged.cancelledAt.getTime()) return {};
     ctx.store.appendAudit({ ...audit, action: 'drainCancelled', reason: 'providerTags', detail: 'the provider\'s tags say its drain was cancelled; back in service' });
     return { status: 'running', drainStartedAt: null, drainDeadline: null, drainReason: null, drainAckedAt: null };
   }

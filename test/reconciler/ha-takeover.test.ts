@@ -80,6 +80,21 @@ describe('taking over from another leader', () => {
     expect(h.db.getInstance(own!.id)?.status).toBe('draining');
   });
 
+  it('keeps a drain begun after the cancel its tags record (the new drain\'s own tag write not landed)', async () => {
+    h = await new Harness({ config: configWith({ default: { web: { size: 2, template: 'web', drainTimeout: '10m' } } }) }).start();
+    h.reportHealthy();
+    const [inst] = h.byStatus('running');
+    // An operator's drain was cancelled a minute ago (the tags say so); since then the instance
+    // was drained again, for health, and that drain's tag write has not reached the provider.
+    const cancelledAt = new Date(h.clock.nowMs() - MIN);
+    await h.provider.setTags(providerIdOf(h, inst!.id), { [TAG.drainStartedAt]: '', [TAG.drainDeadline]: '', [TAG.drainReason]: '', [TAG.drainCancelledAt]: cancelledAt.toISOString() });
+    h.db.updateInstance(inst!.id, { status: 'draining', drainStartedAt: h.clock.now(), drainDeadline: new Date(h.clock.nowMs() + 10 * MIN), drainReason: 'unhealthy' });
+    h.leader = false;
+    await win(h);
+    expect(h.db.getInstance(inst!.id)).toMatchObject({ status: 'draining', drainReason: 'unhealthy' });
+    expect(h.db.listAudit({ instanceId: inst!.id }).some((a) => a.action === 'drainCancelled')).toBe(false);
+  });
+
   it('a periodic resync within a term leaves known rows to the store (tags lag behind it)', async () => {
     h = await new Harness({ config: configWith({ default: { web: { size: 2, template: 'web' } } }, { resyncInterval: '5m' }) }).start();
     h.reportHealthy();

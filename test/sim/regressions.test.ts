@@ -436,6 +436,7 @@ describe('seeds that found bugs keep every invariant (each failed with its fix u
     { seed: 11926, bug: 'a retried InitialReconcile queued while the first ready key ran held every other group for a second list timeout: a drain deleted past its deadline (invariant 3)' },
     { seed: 14096, bug: 'the simulator\'s convergence bound missed a zero-budget window opening as another closed (02:40 twice in Berlin on the autumn change; its own bug, invariant 6)' },
     { seed: 19374, bug: 'two zero budgets whose windows tile the clock (minutes 0-20 and 30-50 in Kolkata, 20-30 and 50-60 in Berlin) held a rotation for good: by design; the operator now removes them once the faults stop (simulator, invariant 6)' },
+    { seed: 20637, bug: 'a leadership win took tags cleared by an earlier cancel as cancelling a later health drain, whose own tag write had not landed (invariant 3)' },
     { seed: 6868, bug: 'the simulator took an operator drain that waited for a protection past convergence for a replacement storm (its own bug; invariant 6)' },
     { seed: 7492, bug: 'a health brake tripped by an instance the same plan forgot held a stopped instance for good (invariant 6)' },
   ];
