@@ -8,7 +8,8 @@
  * - after every step, on the store as it stands (overdue drains, forced expiry);
  * - at the end, after the faults stop (convergence, leaks).
  */
-import { CronWindow, groupSettings, type BudgetSpec, type DroverConfig, type GroupSettings, type Quantity } from '../src/config/index.js';
+import { groupSettings, type DroverConfig, type GroupSettings, type Quantity } from '../src/config/index.js';
+import { budgetWindow } from '../src/reconciler/disruption.js';
 import { TAG, isTerminalStatus } from '../src/providers/index.js';
 import type { SimProvider } from '../src/providers/sim/index.js';
 import type { AuditEntry, InstanceRecord, InstanceStatus, LocalDb } from '../src/store/index.js';
@@ -181,18 +182,6 @@ export function resolveQuantity(q: Quantity, size: number): number {
 /** A budget's max: as resolveQuantity, except that a percentage of a group of size 0 is taken of 1 (README.md). */
 export function resolveMax(q: Quantity, size: number): number {
   return resolveQuantity(q, 'percent' in q ? Math.max(size, 1) : size);
-}
-
-const cronWindows = new Map<string, CronWindow>();
-/** The window of a budget, with the reconciler's own CronWindow (same cron library, same semantics). */
-export function budgetWindow(w: NonNullable<BudgetSpec['window']>): CronWindow {
-  const key = `${w.schedule}|${w.durationMs}|${w.timezone}`;
-  let window = cronWindows.get(key);
-  if (!window) {
-    window = new CronWindow(w.schedule, w.durationMs, w.timezone);
-    cronWindows.set(key, window);
-  }
-  return window;
 }
 
 /** An instance disrupted for a voluntary reason, and since when (invariant 7). */

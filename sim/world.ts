@@ -21,7 +21,8 @@ import { LocalOperatorState, keys, type OperatorState } from '../src/state/index
 import { openLocalDb, type AuditEntry, type InstanceRecord, type LocalDb } from '../src/store/index.js';
 import { seededRandom } from '../src/util/random.js';
 import { ConfigModel, type RenderOptions } from './config-model.js';
-import { Disturbances, Invariants, OperatorLog, budgetWindow, resolveMax, type Violation } from './invariants.js';
+import { budgetWindow } from '../src/reconciler/disruption.js';
+import { Disturbances, Invariants, OperatorLog, resolveMax, type Violation } from './invariants.js';
 import { hash32, unit } from './rng.js';
 import { ALL_REASONS, HOUR, MIN, SEC, SIM_START, describeAction, type Action, type BudgetDraw, type FleetSpec, type Scenario } from './scenario.js';
 

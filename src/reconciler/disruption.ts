@@ -24,7 +24,8 @@ export function resolveBudgetMax(q: Quantity, size: number): number {
 
 const windows = new Map<string, CronWindow>();
 
-function windowOf(spec: NonNullable<BudgetSpec['window']>): CronWindow {
+/** A budget's window (one CronWindow per schedule, duration and zone, kept: they are pure). */
+export function budgetWindow(spec: NonNullable<BudgetSpec['window']>): CronWindow {
   const key = `${spec.schedule}|${spec.durationMs}|${spec.timezone}`;
   let w = windows.get(key);
   if (!w) {
@@ -75,7 +76,7 @@ export class BudgetTracker {
     for (const spec of settings.budgets) {
       let until: Date | null = null;
       if (spec.window) {
-        const w = windowOf(spec.window);
+        const w = budgetWindow(spec.window);
         const current = w.current(new Date(now));
         const opens = w.nextStart(new Date(now));
         if (opens) note(opens.getTime());
