@@ -102,6 +102,8 @@ export class ConfigModel {
       },
       templates,
       groups,
+      // The simulated operator may remove every group on purpose.
+      allowEmpty: true,
     };
   }
 

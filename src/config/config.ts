@@ -63,8 +63,16 @@ export type ParseResult = { ok: true; config: DroverConfig } | { ok: false; erro
 
 /** Validates a plain object (parsed YAML or literal) as a Drover config. */
 export function parseConfig(input: unknown, source = 'config'): ParseResult {
+  // An empty document (an empty or whitespace-only file, "---", "null") is a truncated or
+  // half-saved file far more often than a wish to manage nothing: refuse it.
+  if (input === null || input === undefined) {
+    return { ok: false, error: new ConfigError([{ path: '', message: 'the config is empty (an empty file, "---" or null); the config in force stays' }], source) };
+  }
+  if (!isRecord(input)) {
+    return { ok: false, error: new ConfigError([{ path: '', message: `must be a mapping of sections (shard, groups, templates, ...), not ${Array.isArray(input) ? 'a list' : typeof input}` }], source) };
+  }
   // `reportInput` keeps each issue's input, which tells a missing field from a wrong value.
-  const result = configSchema.safeParse(input ?? {}, { reportInput: true });
+  const result = configSchema.safeParse(input, { reportInput: true });
   if (result.success) return { ok: true, config: result.data };
   const issues = result.error.issues.flatMap(issueMessage);
   for (const extra of crossFieldIssues(input)) if (!issues.some((i) => i.path === extra.path)) issues.push(extra);

@@ -10,11 +10,18 @@ import { parseDuration } from './duration.js';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const NAME_RULE = 'must be 1-63 letters, digits, "_", "." or "-", starting with a letter or digit';
 
-/** A duration string turned into milliseconds. */
+/** The longest duration a config may give: a year (longer ones are typos, and dates must stay representable). */
+export const MAX_CONFIG_DURATION_MS = 366 * 86_400_000;
+
+/** A duration string turned into milliseconds (at most a year). */
 const duration = z.union([z.string(), z.number()], { error: 'must be a duration such as "90s", "5m", "2h" or "21d"' }).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === null) {
     ctx.addIssue({ code: 'custom', message: `must be a duration such as "90s", "5m", "2h" or "21d" (got ${JSON.stringify(value)})` });
+    return z.NEVER;
+  }
+  if (ms > MAX_CONFIG_DURATION_MS) {
+    ctx.addIssue({ code: 'custom', message: `must be at most a year (366d) (got ${JSON.stringify(value)})` });
     return z.NEVER;
   }
   return ms;
@@ -49,6 +56,11 @@ const shardSchema = z.strictObject({
   resyncInterval: duration.default(600_000),
   /** Retries of a failed handler or provider call before giving up. */
   maxAttempts: count(1).default(8),
+  /**
+   * A group that disappears from the config is drained only after this long: a config that brings
+   * it back meanwhile (a file saved in two steps, or cut short) cancels its removal. 0s = at once.
+   */
+  groupRemovalGrace: duration.default(120_000),
 });
 
 /** A count, or a percentage of the group's size ("20%", rounded up). */
@@ -129,19 +141,76 @@ const groupSchema = z.strictObject({
 
 const templateSchema = z.record(z.string(), z.unknown(), { error: 'must be a mapping of launch settings' });
 
+/** Roles of API tokens: viewer reads, operator also acts (in its tenants), admin does everything. */
+export const TOKEN_ROLES = ['viewer', 'operator', 'admin'] as const;
+export type TokenRole = (typeof TOKEN_ROLES)[number];
+
+/** The shortest token Drover accepts (a shorter one can be guessed). */
+export const MIN_TOKEN_LENGTH = 16;
+
+const tokenText = z.string().min(MIN_TOKEN_LENGTH, { error: `must be at least ${MIN_TOKEN_LENGTH} characters (a shorter token can be guessed)` }).max(4096);
+
+/**
+ * A named API token, given as its SHA-256, a file holding it, or an environment variable holding
+ * it (never required in clear in the config).
+ */
+const apiTokenSchema = z
+  .strictObject({
+    name: z.string().regex(NAME, { error: NAME_RULE }),
+    role: z.enum(TOKEN_ROLES, { error: `must be one of ${TOKEN_ROLES.join(', ')}` }),
+    sha256: z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/, { error: 'must be the 64 hex digits of the token\'s SHA-256' })
+      .transform((hex) => hex.toLowerCase())
+      .optional(),
+    file: z.string().min(1).optional(),
+    env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'must be an environment variable name' }).optional(),
+    /** Only these tenants (default: every tenant). */
+    tenants: z.array(z.string().regex(NAME, { error: `tenant ${NAME_RULE}` })).min(1, { error: 'must list at least one tenant (leave it out for every tenant)' }).optional(),
+  })
+  .superRefine((t, ctx) => {
+    const given = [t.sha256, t.file, t.env].filter((v) => v !== undefined).length;
+    if (given !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one of sha256, file and env' });
+  });
+
+const tlsServerSchema = z.strictObject({
+  /** PEM certificate chain and key files; re-read when they change (certificates rotate). */
+  cert: z.string().min(1),
+  key: z.string().min(1),
+  /** When set, clients must present a certificate signed by this CA (mutual TLS). */
+  clientCa: z.string().min(1).optional(),
+  /** The CA that agents and the CLI verify this server against (default: the system's CAs). */
+  ca: z.string().min(1).optional(),
+});
+
 const serverSchema = z.strictObject({
   listen: z
     .string()
-    .regex(/^[^\s:]+:\d{1,5}$/, { error: 'must be host:port, such as "127.0.0.1:7400"' })
+    .regex(/^(?:[^\s:[\]]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/, { error: 'must be host:port, such as "127.0.0.1:7400"' })
     .default('127.0.0.1:7400'),
   dataDir: z.string().min(1).default('./.drover'),
-  token: z.string().min(1).optional(),
+  /** One admin token (or env DROVER_TOKEN). */
+  token: tokenText.optional(),
+  /** Named tokens with roles and tenants. */
+  tokens: z.array(apiTokenSchema).max(1000).default(() => []),
+  /** /metrics needs a token (any role) when true; by default it is public. */
+  metricsToken: z.boolean().default(false),
+  /** Listening on a non-loopback address with no token is refused unless this says so. */
+  insecureNoAuth: z.boolean().default(false),
+  /** More names this server may be reached by (the Host header), beside its listen and advertised addresses. */
+  allowedHosts: z.array(z.string().min(1).max(255)).max(100).default(() => []),
   advertise: z.url({ error: 'must be a URL such as "http://10.0.0.5:7400"' }).optional(),
   /**
    * HA: the advertised URLs of every replica of this shard (this one may be listed too). Agents
    * are given all of them and settle on the leader; followers redirect to the leader.
    */
-  replicas: z.array(z.url({ error: 'must be a URL such as "http://10.0.0.5:7400"' })).default(() => []),
+  replicas: z.array(z.url({ error: 'must be a URL such as "http://10.0.0.5:7400"' })).max(50).default(() => []),
+  /** Serve HTTPS and WSS. */
+  tls: tlsServerSchema.optional(),
+  /** The longest a client may take to send a request (headers and body). */
+  requestTimeout: positiveDuration.default(30_000),
+  /** Event-stream clients at once; more are refused with 503. */
+  maxEventSubscribers: count(1).max(100_000).default(256),
 });
 
 const providerSchema = z.strictObject({
@@ -160,8 +229,26 @@ const providerSchema = z.strictObject({
 
 const leaderSchema = z.strictObject({
   kind: z.enum(['single', 'etcd'], { error: 'must be "single" or "etcd"' }).default('single'),
-  endpoints: z.array(z.string().min(1)).default(() => []),
+  endpoints: z.array(z.string().min(1)).max(50).default(() => []),
   ttl: positiveDuration.default(5_000),
+  /** TLS to etcd: the CA that signed etcd's certificates, and this client's certificate (mutual TLS). */
+  tls: z
+    .strictObject({
+      ca: z.string().min(1),
+      cert: z.string().min(1).optional(),
+      key: z.string().min(1).optional(),
+    })
+    .superRefine((t, ctx) => {
+      if ((t.cert === undefined) !== (t.key === undefined)) ctx.addIssue({ code: 'custom', path: [t.cert === undefined ? 'cert' : 'key'], message: 'cert and key go together' });
+    })
+    .optional(),
+  /** etcd's own authentication (a user with a password read from a file). */
+  auth: z.strictObject({ username: z.string().min(1), passwordFile: z.string().min(1) }).optional(),
+});
+
+const storeSchema = z.strictObject({
+  /** Audit entries and deleted instances older than this are removed. */
+  retention: duration.refine((ms) => ms >= 86_400_000, { message: 'must be at least 1d' }).default(30 * 86_400_000),
 });
 
 const groupsSchema = z.record(
@@ -175,16 +262,22 @@ export const configSchema = z
     shard: shardSchema.default(() => shardSchema.parse({})),
     groups: groupsSchema.default(() => ({})),
     templates: z.record(z.string().regex(NAME, { error: `template ${NAME_RULE}` }), templateSchema).default(() => ({})),
-    server: serverSchema.optional(),
-    provider: providerSchema.optional(),
-    leader: leaderSchema.optional(),
+    server: serverSchema.default(() => serverSchema.parse({})),
+    provider: providerSchema.default(() => providerSchema.parse({})),
+    leader: leaderSchema.default(() => leaderSchema.parse({})),
+    store: storeSchema.default(() => storeSchema.parse({})),
+    /** A config with no groups at all is refused (a truncated file must not delete the fleet) unless this says so. */
+    allowEmpty: z.boolean().default(false),
   })
   .superRefine((cfg, ctx) => {
     const { eligibleAge, forcedAge } = cfg.shard.expiry;
     if (eligibleAge > 0 && forcedAge > 0 && eligibleAge >= forcedAge) {
       ctx.addIssue({ code: 'custom', path: ['shard', 'expiry', 'forcedAge'], message: 'must be longer than eligibleAge' });
     }
-    if (cfg.leader?.kind === 'etcd' && cfg.leader.endpoints.length === 0) {
+    if (!cfg.allowEmpty && Object.values(cfg.groups).every((groups) => Object.keys(groups).length === 0)) {
+      ctx.addIssue({ code: 'custom', path: ['groups'], message: 'lists no group: a config without groups would drain every instance (say allowEmpty: true if that is meant)' });
+    }
+    if (cfg.leader.kind === 'etcd' && cfg.leader.endpoints.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['leader', 'endpoints'], message: 'must list at least one etcd endpoint when kind is "etcd"' });
     }
     for (const [tenant, groups] of Object.entries(cfg.groups)) {

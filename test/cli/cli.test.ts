@@ -50,15 +50,15 @@ describe('drover CLI', { timeout: 60_000 }, () => {
   });
 
   it('shows groups as a table and as JSON, using the token from the environment', async () => {
-    t = await new TestServer({ token: 'tok' }).start();
+    t = await new TestServer({ token: 'tok-0123456789abcdef' }).start();
     await t.settle();
     const denied = await run(['status'], { DROVER_SERVER: t.url });
     expect(denied.status).toBe(1);
     expect(denied.stderr).toMatch(/missing or wrong bearer token \(HTTP 401\)/);
-    const table = await run(['status'], { DROVER_SERVER: t.url, DROVER_TOKEN: 'tok' });
+    const table = await run(['status'], { DROVER_SERVER: t.url, DROVER_TOKEN: 'tok-0123456789abcdef' });
     expect(table.status, table.stderr).toBe(0);
     expect(table.stdout).toMatch(/^GROUP\s+SIZE\s+IN-SERVICE\s+PENDING\s+DRAINING\s+UNHEALTHY\s+BLOCKED\ndefault\/web\s+2\s+0\s+2\s+0\s+0/);
-    const json = await run(['status', '-o', 'json', '--token', 'tok', '--server', t.url]);
+    const json = await run(['status', '-o', 'json', '--token', 'tok-0123456789abcdef', '--server', t.url]);
     expect(JSON.parse(json.stdout)).toEqual([expect.objectContaining({ tenant: 'default', group: 'web', size: 2 })]);
   });
 

@@ -33,9 +33,35 @@ function messageAt(issues: readonly ConfigIssue[], path: string): string | undef
 const web = { image: 'web:1', cpu: 2 };
 
 describe('parseConfig', () => {
-  it('accepts an empty document and an empty object alike', () => {
-    expect(valid(undefined)).toEqual(valid({}));
-    expect(valid(null)).toEqual(valid({}));
+  it('refuses an empty document: a truncated file must not empty the fleet', () => {
+    for (const empty of [undefined, null]) {
+      expect(issuesOf(empty)).toEqual([{ path: '', message: 'the config is empty (an empty file, "---" or null); the config in force stays' }]);
+    }
+    expect(issuesOf('groups')[0]?.message).toMatch(/must be a mapping of sections/);
+    expect(issuesOf([])[0]?.message).toMatch(/not a list/);
+  });
+
+  it('refuses a config without groups unless it says allowEmpty', () => {
+    expect(issuesOf({})).toEqual([{ path: 'groups', message: 'lists no group: a config without groups would drain every instance (say allowEmpty: true if that is meant)' }]);
+    expect(issuesOf({ templates: { web }, groups: { default: {} } }).map((i) => i.path)).toEqual(['groups']);
+    expect(valid({ allowEmpty: true }).groups).toEqual({});
+  });
+
+  it('keeps refusing a misspelt groups section as an unknown field', () => {
+    expect(issuesOf({ templates: { web }, gruops: { default: { web: { size: 1, template: 'web' } } } })).toContainEqual({ path: 'gruops', message: 'is not a known field' });
+  });
+
+  it('caps every duration at a year', () => {
+    expect(issuesOf({ allowEmpty: true, shard: { defaultDrainTimeout: '400d' } })).toEqual([{ path: 'shard.defaultDrainTimeout', message: 'must be at most a year (366d) (got "400d")' }]);
+    expect(valid({ allowEmpty: true, shard: { defaultDrainTimeout: '366d' } }).shard.defaultDrainTimeout).toBe(366 * 86_400_000);
+  });
+
+  it('refuses a token shorter than 16 characters and a named token given twice over', () => {
+    expect(issuesOf({ allowEmpty: true, server: { token: 'short' } }).map((i) => i.path)).toEqual(['server.token']);
+    const both = issuesOf({ allowEmpty: true, server: { tokens: [{ name: 'ops', role: 'admin', env: 'A', file: '/x' }] } });
+    expect(both).toEqual([{ path: 'server.tokens[0]', message: 'give exactly one of sha256, file and env' }]);
+    const parsed = valid({ allowEmpty: true, server: { tokens: [{ name: 'ops', role: 'admin', sha256: 'AB'.repeat(32) }] } });
+    expect(parsed.server.tokens[0]?.sha256).toBe('ab'.repeat(32));
   });
 
   it('reads groups, templates and durations', () => {
@@ -113,7 +139,7 @@ describe('parseConfig', () => {
   });
 
   it('names each unknown field, at every level', () => {
-    const issues = issuesOf({ colour: 1, shard: { speed: 'fast' }, provider: { kind: 'sim', region: 'x', zone: 'y' } });
+    const issues = issuesOf({ allowEmpty: true, colour: 1, shard: { speed: 'fast' }, provider: { kind: 'sim', region: 'x', zone: 'y' } });
     expect(issues).toEqual(
       expect.arrayContaining([
         { path: 'colour', message: 'is not a known field' },
@@ -164,12 +190,12 @@ describe('parseConfig', () => {
     expect(messageAt(issuesOf({ shard: { expiry: { eligibleAge: '22d', forcedAge: '21d' } } }), 'shard.expiry.forcedAge')).toBe(
       'must be longer than eligibleAge',
     );
-    expect(valid({ shard: { expiry: { eligibleAge: '20d', forcedAge: '21d' } } }).shard.expiry.forcedAge).toBe(21 * 86_400_000);
+    expect(valid({ allowEmpty: true, shard: { expiry: { eligibleAge: '20d', forcedAge: '21d' } } }).shard.expiry.forcedAge).toBe(21 * 86_400_000);
   });
 
   it('allows either expiry age alone (0 means off)', () => {
-    expect(valid({ shard: { expiry: { eligibleAge: '21d' } } }).shard.expiry).toEqual({ eligibleAge: 21 * 86_400_000, forcedAge: 0 });
-    expect(valid({ shard: { expiry: { forcedAge: '1d' } } }).shard.expiry).toEqual({ eligibleAge: 0, forcedAge: 86_400_000 });
+    expect(valid({ allowEmpty: true, shard: { expiry: { eligibleAge: '21d' } } }).shard.expiry).toEqual({ eligibleAge: 21 * 86_400_000, forcedAge: 0 });
+    expect(valid({ allowEmpty: true, shard: { expiry: { forcedAge: '1d' } } }).shard.expiry).toEqual({ eligibleAge: 0, forcedAge: 86_400_000 });
   });
 
   it("rejects a group's expiry whose eligibleAge, with shard defaults filled in, is not before forcedAge", () => {
@@ -189,7 +215,7 @@ describe('parseConfig', () => {
 
   it('rejects a zero duration where a positive one is needed', () => {
     expect(messageAt(issuesOf({ shard: { healthCheckInterval: '0s' } }), 'shard.healthCheckInterval')).toBe('must be longer than 0s');
-    expect(valid({ shard: { defaultDrainTimeout: '0s' } }).shard.defaultDrainTimeout).toBe(0);
+    expect(valid({ allowEmpty: true, shard: { defaultDrainTimeout: '0s' } }).shard.defaultDrainTimeout).toBe(0);
   });
 
   it('rejects bad tenant, group and template names, saying what a name may contain', () => {
@@ -210,10 +236,10 @@ describe('parseConfig', () => {
   });
 
   it('requires etcd endpoints when the leader kind is etcd', () => {
-    expect(issuesOf({ leader: { kind: 'etcd' } })).toEqual([
+    expect(issuesOf({ allowEmpty: true, leader: { kind: 'etcd' } })).toEqual([
       { path: 'leader.endpoints', message: 'must list at least one etcd endpoint when kind is "etcd"' },
     ]);
-    expect(valid({ leader: { kind: 'etcd', endpoints: ['http://etcd:2379'] } }).leader?.endpoints).toEqual(['http://etcd:2379']);
+    expect(valid({ allowEmpty: true, leader: { kind: 'etcd', endpoints: ['http://etcd:2379'] } }).leader?.endpoints).toEqual(['http://etcd:2379']);
   });
 
   it('gives the error the config code and marks it not retryable', () => {
@@ -228,7 +254,7 @@ describe('parseConfig', () => {
 
 describe('parseConfig defaults', () => {
   it('fills in every shard default', () => {
-    expect(valid({}).shard).toEqual({
+    expect(valid({ allowEmpty: true }).shard).toEqual({
       id: 'local',
       healthCheckInterval: 60_000,
       missedHealthThreshold: 3,
@@ -240,23 +266,25 @@ describe('parseConfig defaults', () => {
       workers: 16,
       resyncInterval: 600_000,
       maxAttempts: 8,
+      groupRemovalGrace: 120_000,
     });
   });
 
   it('fills in the defaults a partial shard leaves out', () => {
-    const shard = valid({ shard: { workers: 4, expiry: { forcedAge: '30d' } } }).shard;
+    const shard = valid({ allowEmpty: true, shard: { workers: 4, expiry: { forcedAge: '30d' } } }).shard;
     expect(shard.workers).toBe(4);
     expect(shard.healthCheckInterval).toBe(60_000);
     expect(shard.expiry).toEqual({ eligibleAge: 0, forcedAge: 30 * 86_400_000 });
   });
 
-  it('defaults groups and templates to empty and leaves optional sections out', () => {
-    const config = valid({});
+  it('defaults templates to empty and fills in every section left out', () => {
+    const config = valid({ allowEmpty: true });
     expect(config.groups).toEqual({});
     expect(config.templates).toEqual({});
-    expect(config.server).toBeUndefined();
-    expect(config.provider).toBeUndefined();
-    expect(config.leader).toBeUndefined();
+    expect(config.server).toMatchObject({ listen: '127.0.0.1:7400', dataDir: './.drover', replicas: [], tokens: [], metricsToken: false, insecureNoAuth: false, requestTimeout: 30_000 });
+    expect(config.provider).toMatchObject({ kind: 'local', maxConcurrentCalls: 64, callTimeout: 60_000 });
+    expect(config.leader).toEqual({ kind: 'single', endpoints: [], ttl: 5_000 });
+    expect(config.store).toEqual({ retention: 30 * 86_400_000 });
   });
 
   it('defaults a group maxSurge to 1 and leaves per-group overrides unset', () => {
@@ -265,16 +293,16 @@ describe('parseConfig defaults', () => {
   });
 
   it('fills in defaults inside optional sections that are present', () => {
-    const config = valid({ server: {}, provider: { kind: 'sim' }, leader: {} });
-    expect(config.server).toEqual({ listen: '127.0.0.1:7400', dataDir: './.drover', replicas: [] });
+    const config = valid({ allowEmpty: true, server: {}, provider: { kind: 'sim' }, leader: {} });
+    expect(config.server).toMatchObject({ listen: '127.0.0.1:7400', dataDir: './.drover', replicas: [] });
     expect(config.provider).toMatchObject({ kind: 'sim', maxCallsPerSecond: 0, maxConcurrentCalls: 64, callTimeout: 60_000, createLatency: 0 });
     expect(config.leader).toEqual({ kind: 'single', endpoints: [], ttl: 5_000 });
   });
 
   it('does not share default objects between parses', () => {
-    const a = valid({});
+    const a = valid({ allowEmpty: true });
     a.shard.expiry.eligibleAge = 123;
-    expect(valid({}).shard.expiry.eligibleAge).toBe(0);
+    expect(valid({ allowEmpty: true }).shard.expiry.eligibleAge).toBe(0);
   });
 });
 
@@ -389,7 +417,7 @@ describe('configuredGroups', () => {
       ]),
     );
     expect(configuredGroups(config)).toHaveLength(3);
-    expect(configuredGroups(valid({}))).toEqual([]);
+    expect(configuredGroups(valid({ allowEmpty: true }))).toEqual([]);
   });
 });
 

@@ -111,8 +111,10 @@ describe('parseConfigText', () => {
     expect(sizeOf(parseConfigText(yamlWithSize(7)))).toBe(7);
   });
 
-  it('treats an empty document as the default config', () => {
-    expect(parseConfigText('').groups).toEqual({});
+  it('refuses an empty, whitespace-only, "---"-only or null document', () => {
+    for (const text of ['', '   \n\t\n', '---\n', '--- \n...\n', 'null\n', '~']) {
+      expect(() => parseConfigText(text), JSON.stringify(text)).toThrow(/the config is empty/);
+    }
   });
 
   it('reports a YAML syntax error as a ConfigError saying on which line', () => {

@@ -24,7 +24,7 @@ function fullOptions(): ReconcilerOptions {
   const clock = new ManualClock();
   const localDb = openLocalDb(':memory:');
   const provider = new SimProvider({ clock });
-  const configLoader = ConfigLoader.fromObject({});
+  const configLoader = ConfigLoader.fromObject({ allowEmpty: true });
   return {
     instanceManager: new DefaultInstanceManager({ localDb, provider, configLoader, clock }),
     configLoader,

@@ -18,14 +18,14 @@ async function healthy(server: TestServer): Promise<void> {
 
 describe('admin API', () => {
   it('answers /healthz without a token', async () => {
-    t = await new TestServer({ token: 'sekret' }).start();
+    t = await new TestServer({ token: 'sekret-token-0123' }).start();
     const res = await fetch(`${t.url}/healthz`);
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ ok: true, leader: true });
   });
 
   it('refuses /v1 calls without the bearer token, or with a wrong one', async () => {
-    t = await new TestServer({ token: 'sekret' }).start();
+    t = await new TestServer({ token: 'sekret-token-0123' }).start();
     const none = await fetch(`${t.url}/v1/groups`);
     expect(none.status).toBe(401);
     expect(await none.json()).toEqual({ error: 'missing or wrong bearer token' });

@@ -64,7 +64,7 @@ describe('static dashboard files', () => {
   });
 
   it('serves the page without a token while /v1 still needs one', async () => {
-    t = await new TestServer({ token: 'sekret' }).start();
+    t = await new TestServer({ token: 'sekret-token-0123' }).start();
     const page = await fetch(`${t.url}/`);
     // 200 once `npm run build` has built dist/web; 404 with the hint before.
     expect([200, 404]).toContain(page.status);

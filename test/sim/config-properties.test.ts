@@ -30,7 +30,7 @@ interface ValidConfig {
 const arbConfig: fc.Arbitrary<ValidConfig> = fc
   .record({
     templateNames: fc.uniqueArray(name, { minLength: 1, maxLength: 3 }),
-    tenants: fc.uniqueArray(name, { minLength: 0, maxLength: 2 }),
+    tenants: fc.uniqueArray(name, { minLength: 1, maxLength: 2 }),
     groupNames: fc.uniqueArray(name, { minLength: 1, maxLength: 3 }),
     health: positiveMs,
     threshold: fc.integer({ min: 1, max: 10 }),

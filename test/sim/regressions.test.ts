@@ -202,10 +202,11 @@ describe('every key ready when a barrier ends starts before the next one, whenev
 describe('a leadership win does not take back a drain deadline a termination notice shortened (the notice is not in the tags)', () => {
   it('keeps the drain ending by the notice’s time after a leadership win', async () => {
     const groups = { default: { web: { size: 1, template: 'web', drainTimeout: '10m' } } };
-    h = await new Harness({ config: configWith(groups) }).start();
+    h = await new Harness({ config: configWith(groups, { groupRemovalGrace: '0s' }) }).start();
     h.reportHealthy();
     const [inst] = h.byStatus('running');
-    h.loader.update(configWith({})); // group removed: drained for 5 min (the shard default), written to its tags
+    // Group removed (no grace): drained for 5 min (the shard default), written to its tags.
+    expect(h.loader.update(configWith({}, { groupRemovalGrace: '0s' }, { allowEmpty: true })).ok).toBe(true);
     await h.run(1_000, 1_000);
     expect(h.db.getInstance(inst!.id)?.status).toBe('draining');
     const noticeAt = new Date(h.clock.nowMs() + 30_000);

@@ -59,7 +59,7 @@ async function open(path: string, token?: string): Promise<{ page: Page; errors:
 
 describe.skipIf(!CHROMIUM)('web dashboard (sim provider)', { timeout: 60_000 }, () => {
   it('asks for the token in a form, refuses a wrong one, and keeps the token for the session only, never in a URL', async () => {
-    t = await startServer({ token: 'sekret-token' });
+    t = await startServer({ token: 'sekret-token-0123' });
     const { page, errors } = await browser!.page();
     const urls: string[] = [];
     page.on('request', (req) => urls.push(req.url()));
@@ -73,10 +73,10 @@ describe.skipIf(!CHROMIUM)('web dashboard (sim provider)', { timeout: 60_000 }, 
     await page.getByRole('alert').filter({ hasText: 'wrong token' }).waitFor();
     expect(await token.isVisible()).toBe(true);
 
-    await signIn(page, 'sekret-token');
+    await signIn(page, 'sekret-token-0123');
     await page.getByRole('heading', { name: 'Fleet', level: 1 }).waitFor();
     await groupCell(page, 'default/web', 'size').filter({ hasText: '2' }).waitFor();
-    expect(await page.evaluate<string | null>("sessionStorage.getItem('drover.token')")).toBe('sekret-token');
+    expect(await page.evaluate<string | null>("sessionStorage.getItem('drover.token')")).toBe('sekret-token-0123');
     expect(await page.evaluate<number>('localStorage.length')).toBe(0);
     // A reload keeps the session; the token never appears in a URL.
     await page.reload();
@@ -93,11 +93,11 @@ describe.skipIf(!CHROMIUM)('web dashboard (sim provider)', { timeout: 60_000 }, 
   });
 
   it('refuses the API to a page of another origin', async () => {
-    t = await startServer({ token: 'sekret-token' });
+    t = await startServer({ token: 'sekret-token-0123' });
     const { page } = await browser!.page();
     await page.goto('about:blank');
     // A page elsewhere (here: an opaque origin) that knows the token still cannot use the API.
-    const status = await page.evaluate<number>(`fetch(${JSON.stringify(`${t.url}/v1/groups`)}, { headers: { Authorization: 'Bearer sekret-token' } }).then((r) => r.status, () => -1)`);
+    const status = await page.evaluate<number>(`fetch(${JSON.stringify(`${t.url}/v1/groups`)}, { headers: { Authorization: 'Bearer sekret-token-0123' } }).then((r) => r.status, () => -1)`);
     expect([403, -1]).toContain(status); // refused by the server, or blocked by the browser's CORS check
     const direct = await t.api('GET', '/v1/groups', undefined, { Origin: 'http://elsewhere.example' });
     expect(direct.status).toBe(403);
