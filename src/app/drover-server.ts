@@ -3,13 +3,16 @@
  * elector, and wires the reconciler, the agent hub, the admin API and the metrics together.
  * `drover server` is a thin shell around `startDroverServer`.
  */
+import { chmodSync, mkdirSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
 import { AgentCredentials } from '../agent/credentials.js';
 import { SystemClock, type Clock, type TimerHandle } from '../clock/index.js';
-import { ConfigLoader, configuredGroups, type DroverConfig } from '../config/index.js';
+import { ConfigError, ConfigLoader, configuredGroups, type DroverConfig } from '../config/index.js';
+import { errorMessage } from '../errors/index.js';
 import { DefaultInstanceManager } from '../instances/index.js';
 import { EtcdElector, FencedProvider, SingleNodeElector, connectEtcd, type LeaderElector } from '../leader/index.js';
 import { DroverMetrics } from '../metrics/index.js';
@@ -18,6 +21,7 @@ import { SimProvider } from '../providers/sim/index.js';
 import { EventType, Reconciler } from '../reconciler/index.js';
 import { AgentHub, type SelfRequest, type SelfResult } from '../server/agent-hub.js';
 import { EventBus } from '../server/event-bus.js';
+import { HostPolicy, TokenTable } from '../server/auth.js';
 import { buildHttpServer } from '../server/http.js';
 import { auditView } from '../server/views.js';
 import { EtcdOperatorState } from '../state/index.js';
@@ -51,6 +55,20 @@ export interface DroverServer {
   db: LocalDb;
   elector: LeaderElector;
   stop(): Promise<void>;
+}
+
+const RETENTION_SWEEP_MS = 3_600_000;
+
+/** `host:port` or `[v6]:port` of server.listen. */
+function splitListen(listen: string): { host: string; port: number } {
+  const colon = listen.lastIndexOf(':');
+  const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(listen.slice(colon + 1)) };
+}
+
+/** Whether a listen host is reachable from this machine only. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 }
 
 /** The built CLI entry next to this module (dist/cli/main.js when running from dist). */
@@ -100,15 +118,30 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   const logger = options.logger;
   const configLoader = ConfigLoader.fromFile(options.configPath, { clock });
   const config = configLoader.getCurrent();
-  const server: NonNullable<DroverConfig['server']> = config.server ?? { listen: '127.0.0.1:7400', dataDir: './.drover', replicas: [] };
+  const server = config.server;
   const dataDir = resolve(server.dataDir);
-  const [host, portText] = server.listen.split(':') as [string, string];
+  const { host, port } = splitListen(server.listen);
   // The advertised URL; with port 0 (tests) it is known once listening.
-  let url = server.advertise ?? `http://${host}:${portText}`;
+  let url = server.advertise ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  // Refuse to start rather than serve an open API beyond this machine, or with a token file
+  // that cannot be read.
+  let tokens: TokenTable;
+  try {
+    tokens = TokenTable.fromConfig(config);
+  } catch (err) {
+    configLoader.close();
+    throw err;
+  }
+  if (!tokens.enabled && !isLoopback(host) && !server.insecureNoAuth) {
+    configLoader.close();
+    throw new ConfigError([{ path: 'server.listen', message: `listens on ${host}, beyond this machine, with no API token: set server.token, server.tokens or DROVER_TOKEN (or server.insecureNoAuth: true to run it open on purpose)` }], 'config');
+  }
+  // The database, the agent secret and (local provider) the instances' state: the server's user only.
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(dataDir, 0o700);
 
   const db = openLocalDb(join(dataDir, 'drover.db'));
   const credentials = process.env.DROVER_AGENT_SECRET ? new AgentCredentials(process.env.DROVER_AGENT_SECRET) : AgentCredentials.fromFile(join(dataDir, 'agent-secret'));
-  const token = process.env.DROVER_TOKEN ?? server.token ?? null;
   const provider: ManagedProvider = options.provider ?? (await providerFor(config, dataDir, clock, logger, options.agentCommand ?? defaultAgentCommand(), () => elector.isLeader()));
   // HA (leader.kind etcd): one elector per shard on etcd, operator decisions in etcd, and every
   // provider mutation fenced by the lease's local deadline.
@@ -123,6 +156,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   /** Every replica's advertised URL, this one first: what agents are given (HA). */
   const agentServers = (): string => [url, ...server.replicas.map((r) => r.replace(/\/+$/, ''))].filter((u, i, all) => all.indexOf(u) === i).join(',');
   const bus = new EventBus();
+  const tokenHolder = { current: tokens };
 
   // The hub and the reconciler refer to each other; the hub enqueues through this late binding.
   const late: { reconciler?: Reconciler } = {};
@@ -213,7 +247,15 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     if (change.kind === 'audit') bus.publish({ type: 'audit', id: String(change.entry.seq), data: auditView(change.entry) });
     else if (change.kind === 'firstHealth') bus.publish({ type: 'health', data: { instanceId: change.instanceId, tenant: change.tenant, group: change.group, at: change.at.toISOString() } });
   });
-  configLoader.onChange(() => {
+  configLoader.onChange((next) => {
+    // Tokens follow the config (a rotated token file, a token added or removed); one that cannot
+    // be read keeps the tokens in force.
+    try {
+      tokenHolder.current = TokenTable.fromConfig(next);
+    } catch (err) {
+      logger.error({ err: errorMessage(err) }, 'API tokens not reloaded; the previous ones stay in force');
+      bus.publish({ type: 'config', data: { ok: false, error: errorMessage(err), at: clock.now().toISOString() } });
+    }
     metrics.configReloads.inc({ result: 'ok' });
     logger.info({ file: configLoader.filePath }, 'config reloaded');
     bus.publish({ type: 'config', data: { ok: true, at: clock.now().toISOString() } });
@@ -239,10 +281,26 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
 
   let http: FastifyInstance;
   try {
-    http = await buildHttpServer({ clock, logger, db, reconciler, configLoader, hub, bus, metrics, elector, token, version: VERSION });
-    await http.listen({ host, port: Number(portText) });
+    http = await buildHttpServer({
+      clock,
+      logger,
+      db,
+      reconciler,
+      configLoader,
+      hub,
+      bus,
+      metrics,
+      elector,
+      tokens: tokenHolder,
+      hosts: new HostPolicy(config),
+      metricsToken: server.metricsToken,
+      requestTimeoutMs: server.requestTimeout,
+      maxEventSubscribers: server.maxEventSubscribers,
+      version: VERSION,
+    });
+    await http.listen({ host, port });
     const address = http.server.address();
-    if (!server.advertise && address && typeof address === 'object') url = `http://${host}:${address.port}`;
+    if (!server.advertise && address && typeof address === 'object') url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
   } catch (err) {
     await reconciler.stop();
     await hub.close();
@@ -251,7 +309,21 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     configLoader.close();
     throw new Error(`starting the admin API on ${server.listen}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
-  if (!token) logger.warn({ listen: server.listen }, 'no API token configured: anyone who can reach the listen address can use the API');
+  if (!tokens.enabled) logger.warn({ listen: server.listen }, 'no API token configured: anyone who can reach the listen address can use the API');
+
+  // Retention: audit entries and deleted instances older than store.retention go, hourly.
+  let retentionTimer: TimerHandle | undefined;
+  const purge = (): void => {
+    try {
+      const cutoff = new Date(clock.nowMs() - configLoader.getCurrent().store.retention);
+      const removed = db.purgeBefore(cutoff);
+      if (removed.audit + removed.instances > 0) logger.info({ ...removed, before: cutoff.toISOString() }, 'old audit entries and deleted instances removed');
+    } catch (err) {
+      logger.error({ err: errorMessage(err) }, 'retention sweep failed');
+    }
+    retentionTimer = clock.schedule(clock.nowMs() + RETENTION_SWEEP_MS, purge);
+  };
+  purge();
 
   // Operator decisions must be read before this replica may act on them.
   await sharedState?.start();
@@ -273,6 +345,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       if (stopped) return;
       stopped = true;
       logger.info({}, 'drover server stopping');
+      retentionTimer?.cancel();
       await elector.stop();
       await hub.close();
       await http.close();

@@ -12,7 +12,10 @@ export type ErrorCode =
   | 'not_leader'
   | 'provider'
   | 'permanent'
-  | 'unavailable';
+  | 'unavailable'
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'misdirected';
 
 export interface DroverErrorOptions {
   code: ErrorCode;
@@ -110,6 +113,34 @@ export class InvalidRequestError extends DroverError {
 export class ConflictError extends DroverError {
   constructor(message: string) {
     super(message, { code: 'conflict', retryable: false });
+  }
+}
+
+/** A request names a group, instance or page that does not exist (or that its caller may not see). */
+export class NotFoundError extends DroverError {
+  constructor(message: string) {
+    super(message, { code: 'not_found', retryable: false });
+  }
+}
+
+/** A request without a valid credential (HTTP 401). */
+export class UnauthenticatedError extends DroverError {
+  constructor(message = 'missing or wrong bearer token') {
+    super(message, { code: 'unauthenticated', retryable: false });
+  }
+}
+
+/** A request whose credential does not allow what it asks (HTTP 403). */
+export class ForbiddenError extends DroverError {
+  constructor(message: string) {
+    super(message, { code: 'forbidden', retryable: false });
+  }
+}
+
+/** A request addressed to a name this server does not answer to (HTTP 421; DNS rebinding). */
+export class MisdirectedRequestError extends DroverError {
+  constructor(message: string) {
+    super(message, { code: 'misdirected', retryable: false });
   }
 }
 

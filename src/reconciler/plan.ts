@@ -61,7 +61,8 @@ export type BlockCode =
   | 'BudgetExhausted'
   | 'ShortCircuit'
   | 'Protected'
-  | 'RotationHeld';
+  | 'RotationHeld'
+  | 'RemovalPending';
 
 export interface Block {
   code: BlockCode;
@@ -139,6 +140,12 @@ export interface PlanInput {
   rotationHolds?: ReadonlyMap<string, number>;
   /** Operator drain requests (replacement first); `force` ignores the budget. */
   drainRequests?: ReadonlyMap<string, { force: boolean }>;
+  /**
+   * For a group no longer configured: until when its removal waits (groupRemovalGrace). Until
+   * then nothing new is done to it — no drain, no replacement — only work already under way
+   * finishes; a config that brings the group back meanwhile loses nothing.
+   */
+  removalPendingUntil?: number | null;
 }
 
 const ms = (d: Date | null): number | null => (d ? d.getTime() : null);
@@ -353,7 +360,16 @@ export function planGroup(input: PlanInput): Plan {
   // ---- 1b. The health brake: above maxUnhealthy, nothing is replaced or deleted for health. ---
   const maxUnhealthy = disruption.maxUnhealthy ? resolveQuantity(disruption.maxUnhealthy, size) : null;
   const shortCircuited = maxUnhealthy !== null && unhealthyCount > maxUnhealthy && healthActions.length > 0;
-  if (shortCircuited) {
+  const removalPendingUntil = settings === null && input.removalPendingUntil !== undefined && input.removalPendingUntil !== null && input.removalPendingUntil > now ? input.removalPendingUntil : null;
+  if (removalPendingUntil !== null) {
+    // Gone from the config, perhaps only for a moment (a file saved in two steps): touch nothing yet.
+    wakeAt(removalPendingUntil);
+    blocked.push({
+      code: 'RemovalPending',
+      message: `the group is no longer in the config; its ${input.instances.length} instance(s) are removed at ${new Date(removalPendingUntil).toISOString()} unless the config brings it back first (groupRemovalGrace)`,
+      until: new Date(removalPendingUntil),
+    });
+  } else if (shortCircuited) {
     blocked.push({
       code: 'ShortCircuit',
       message: `${unhealthyCount} instances unhealthy, more than maxUnhealthy ${maxUnhealthy}: automatic replacement for health reasons is paused until the count drops`,
@@ -517,7 +533,7 @@ export function planGroup(input: PlanInput): Plan {
     if (n < deficit && input.createHold === null) {
       blocked.push({ code: 'SurgeCap', message: `${deficit - n} create(s) wait: ${live + n} live instances, cap size + maxSurge = ${maxLive}` });
     }
-  } else if (deficit < 0) {
+  } else if (deficit < 0 && removalPendingUntil === null) {
     const removing = settings === null || size === 0;
     // (`active` still holds rotation targets this plan drains: they must not be picked twice.)
     const pool = (removing ? active.filter((i) => !leaving.has(i.id)) : counted).filter((i) => {

@@ -34,6 +34,7 @@ export interface ReconcilerStore {
   getGroupState(tenant: string, group: string): GroupState | null;
   setCreateHold(tenant: string, group: string, hold: { key: string; reason: string; at: Date } | null): void;
   clearCreateHolds(): void;
+  setRemovalSince(tenant: string, group: string, since: Date | null): void;
 }
 
 /** pino-compatible logger: structured fields first, a constant message second. */

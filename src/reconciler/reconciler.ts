@@ -470,6 +470,7 @@ export class Reconciler {
     }
     try {
       const config = this.opts.configLoader.getCurrent();
+      this.trackRemoval(config, tenant, group, events);
       const plan = this.computePlan(config, tenant, group);
       this.executor.apply(plan, events);
       this.lastPlans.set(key, plan);
@@ -488,10 +489,40 @@ export class Reconciler {
     }
   }
 
+  /**
+   * A group gone from the config is removed only after groupRemovalGrace: records since when it
+   * has been gone (once), and forgets that when the config brings it back or nothing is left.
+   */
+  private trackRemoval(config: DroverConfig, tenant: string, group: string, events: readonly ReconcileEvent[]): void {
+    const configured = groupSettings(config, tenant, group) !== null;
+    const since = this.store.getGroupState(tenant, group)?.removalSince ?? null;
+    const now = this.clock.now();
+    const event = events.length > 0 ? describeEvent(events[0] as ReconcileEvent) : null;
+    if (configured && since !== null) {
+      this.store.transaction(() => {
+        this.store.setRemovalSince(tenant, group, null);
+        this.store.appendAudit({ tenant, group, at: now, instanceId: null, action: 'removalCancelled', reason: 'config', event, detail: `back in the config ${Math.round((now.getTime() - since.getTime()) / 1000)}s after it left; nothing was removed`, epoch: this.ctx.epoch() });
+      });
+      this.log.info({ tenant, group }, 'group back in the config; its removal is cancelled');
+    } else if (!configured && since === null) {
+      if (this.store.liveInstances(tenant, group).length === 0) return;
+      const grace = config.shard.groupRemovalGrace;
+      this.store.transaction(() => {
+        this.store.setRemovalSince(tenant, group, now);
+        this.store.appendAudit({ tenant, group, at: now, instanceId: null, action: 'removalPending', reason: 'groupRemoved', event, detail: `no longer in the config; its instances are removed at ${new Date(now.getTime() + grace).toISOString()} unless it comes back first`, epoch: this.ctx.epoch() });
+      });
+      this.log.warn({ tenant, group, graceMs: grace }, 'group no longer in the config; removal pending');
+    } else if (!configured && this.store.liveInstances(tenant, group).length === 0) {
+      this.store.setRemovalSince(tenant, group, null);
+    }
+  }
+
   private computePlan(config: DroverConfig, tenant: string, group: string, sizeOverride?: number): Plan {
     const effective = this.effectiveSettings(config, tenant, group);
     const settings = effective && sizeOverride !== undefined ? { ...effective, size: sizeOverride } : effective;
     const state = this.store.getGroupState(tenant, group);
+    // Not yet recorded (a dry run before the group's first reconcile): the grace starts now.
+    const removalPendingUntil = settings === null ? (state?.removalSince?.getTime() ?? this.clock.nowMs()) + config.shard.groupRemovalGrace : null;
     const hold = settings ? this.activeHold(state, holdKey(settings.size, settings.templateHash), config) : null;
     const instances = this.store.liveInstances(tenant, group);
     return planGroup({
@@ -511,6 +542,7 @@ export class Reconciler {
       createHold: hold?.reason ?? null,
       createHoldUntil: hold?.until ?? null,
       maxAttempts: config.shard.maxAttempts,
+      removalPendingUntil,
       ...this.operatorInputs(instances),
     });
   }

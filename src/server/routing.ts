@@ -15,7 +15,8 @@ export const LEADER_HEADER = 'x-drover-leader';
 /** Registers the routing hook (after authentication, so an unauthenticated caller learns nothing). */
 export function registerLeaderRouting(app: FastifyInstance, elector: LeaderElector): void {
   app.addHook('onRequest', async (req, reply) => {
-    if (!MUTATING.has(req.method) || !req.url.startsWith('/v1/')) return;
+    // The matched route decides (the target was made canonical before routing).
+    if (!MUTATING.has(req.method) || req.is404 || !req.routeOptions.url?.startsWith('/v1/')) return;
     if (elector.isLeader()) return;
     const leader = elector.leaderAddress();
     let target: URL | null = null;

@@ -76,17 +76,18 @@ export function registerStatic(app: FastifyInstance, webDir: string | null = def
     reply.header('Content-Security-Policy', CSP).header('X-Frame-Options', 'DENY');
     return send(reply, join(webDir, 'index.html'), 'no-cache');
   };
-  app.get('/', index);
-  app.get('/index.html', index);
+  const open = { config: { access: 'public' as const } };
+  app.get('/', open, index);
+  app.get('/index.html', open, index);
 
-  app.get('/assets/:name', async (req, reply) => {
+  app.get('/assets/:name', open, async (req, reply) => {
     const { name } = req.params as { name: string };
     if (!webDir || !SAFE_NAME.test(name)) return reply.code(404).send({ error: 'not found' });
     return send(reply, join(webDir, 'assets', name), 'public, max-age=31536000, immutable');
   });
 
   // Un-hashed files at the top of the build (favicon); revalidated.
-  app.get('/:file', async (req, reply) => {
+  app.get('/:file', open, async (req, reply) => {
     const { file } = req.params as { file: string };
     if (!webDir || !SAFE_NAME.test(file) || !(extension(file) in TYPES) || file === 'index.html') return reply.code(404).send({ error: `no route GET /${file}` });
     return send(reply, join(webDir, file), 'no-cache');

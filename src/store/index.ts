@@ -1,4 +1,4 @@
-export { LocalDb, openLocalDb } from './local-db.js';
+export { LocalDb, instanceCursor, openLocalDb } from './local-db.js';
 export type { NewInstance } from './local-db.js';
 export { INSTANCE_STATUSES } from './types.js';
 export type {

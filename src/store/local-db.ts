@@ -4,7 +4,8 @@
  * `transaction` to make several atomic together.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { InvalidRequestError } from '../errors/index.js';
 import { dirname } from 'node:path';
 import { MIGRATIONS } from './migrations.js';
 import type {
@@ -167,8 +168,12 @@ export class LocalDb {
 
   constructor(path: string) {
     this.path = path;
-    if (path !== ':memory:' && !path.startsWith('file:')) mkdirSync(dirname(path), { recursive: true });
+    const onDisk = path !== ':memory:' && !path.startsWith('file:');
+    if (onDisk) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     this.db = new Database(path);
+    // The database holds the fleet's state and audit: the server's user only (SQLite gives its
+    // -wal and -shm files the database file's mode).
+    if (onDisk) chmodSync(path, 0o600);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
@@ -297,14 +302,29 @@ export class LocalDb {
     return this.stmt.departedByGroup.all(tenant, group, since.getTime()).map(rowToInstance);
   }
 
+  /**
+   * Instances in (tenant, group, creation, id) order. With `limit`, one page: pass the cursor
+   * `instanceCursor(last)` of a page's last record as `after` for the next.
+   */
   listInstances(filter: InstanceFilter = {}): InstanceRecord[] {
     const { where, params } = conditions([
       ['tenant = ?', filter.tenant],
       ['grp = ?', filter.group],
       ['status = ?', filter.status],
     ]);
+    if (filter.tenants) {
+      where.push(`tenant IN (${filter.tenants.map(() => '?').join(', ') || 'NULL'})`);
+      params.push(...filter.tenants);
+    }
     if (!filter.includeDeleted) where.push("status <> 'deleted'");
-    const sql = `${SELECT_INSTANCE}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY tenant, grp, created_at, id`;
+    if (filter.after !== undefined) {
+      const cursor = parseInstanceCursor(filter.after);
+      if (!cursor) throw new InvalidRequestError('after: not a cursor this server gave');
+      where.push('(tenant, grp, created_at, id) > (?, ?, ?, ?)');
+      params.push(cursor.tenant, cursor.group, cursor.createdAt, cursor.id);
+    }
+    const limit = filter.limit === undefined ? '' : ` LIMIT ${Math.max(1, Math.floor(filter.limit))}`;
+    const sql = `${SELECT_INSTANCE}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY tenant, grp, created_at, id${limit}`;
     return this.db
       .prepare<unknown[], unknown[]>(sql)
       .raw()
@@ -424,10 +444,17 @@ export class LocalDb {
       ['tenant = ?', filter.tenant],
       ['grp = ?', filter.group],
       ['seq > ?', filter.afterSeq],
+      ['seq < ?', filter.beforeSeq],
     ]);
+    if (filter.tenants) {
+      where.push(`tenant IN (${filter.tenants.map(() => '?').join(', ') || 'NULL'})`);
+      params.push(...filter.tenants);
+    }
     const limit = Math.max(1, Math.min(filter.limit ?? 1000, 100_000));
-    // Newest `limit` entries, returned oldest first.
-    const sql = `SELECT * FROM (SELECT * FROM audit${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ${limit}) ORDER BY seq`;
+    // After a sequence number: the oldest `limit` after it (paging forward). Otherwise the newest
+    // `limit`. Either way returned oldest first.
+    const direction = filter.afterSeq !== undefined ? 'ASC' : 'DESC';
+    const sql = `SELECT * FROM (SELECT * FROM audit${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY seq ${direction} LIMIT ${limit}) ORDER BY seq`;
     return this.db
       .prepare<unknown[], Row>(sql)
       .all(...params)
@@ -459,7 +486,25 @@ export class LocalDb {
       holdKey: (row.hold_key as string | null) ?? null,
       holdReason: (row.hold_reason as string | null) ?? null,
       holdAt: toDate(row.hold_at),
+      removalSince: toDate(row.removal_since),
     };
+  }
+
+  /** Records (or, with null, clears) since when a group has been gone from the config. */
+  setRemovalSince(tenant: string, group: string, since: Date | null): void {
+    this.db
+      .prepare('INSERT INTO group_state (tenant, grp, removal_since) VALUES (?, ?, ?) ON CONFLICT(tenant, grp) DO UPDATE SET removal_since = excluded.removal_since')
+      .run(tenant, group, since ? since.getTime() : null);
+  }
+
+  // ---- retention -------------------------------------------------------------------------
+
+  /** Removes audit entries, and instances deleted, before `cutoff` (store.retention). */
+  purgeBefore(cutoff: Date): { audit: number; instances: number } {
+    return this.transaction(() => ({
+      audit: this.db.prepare('DELETE FROM audit WHERE at < ?').run(cutoff.getTime()).changes,
+      instances: this.db.prepare("DELETE FROM instances WHERE status = 'deleted' AND deleted_at < ?").run(cutoff.getTime()).changes,
+    }));
   }
 
   listGroupStates(): GroupState[] {
@@ -511,6 +556,23 @@ export class LocalDb {
   get isOpen(): boolean {
     return this.db.open;
   }
+}
+
+/** The paging cursor of an instance record (see `listInstances`): opaque to clients. */
+export function instanceCursor(record: Pick<InstanceRecord, 'tenant' | 'group' | 'createdAt' | 'id'>): string {
+  return Buffer.from(JSON.stringify([record.tenant, record.group, record.createdAt.getTime(), record.id])).toString('base64url');
+}
+
+function parseInstanceCursor(text: string): { tenant: string; group: string; createdAt: number; id: string } | null {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
+    if (Array.isArray(value) && value.length === 4 && typeof value[0] === 'string' && typeof value[1] === 'string' && Number.isSafeInteger(value[2]) && typeof value[3] === 'string') {
+      return { tenant: value[0], group: value[1], createdAt: value[2] as number, id: value[3] };
+    }
+  } catch {
+    // Not base64url JSON: not ours.
+  }
+  return null;
 }
 
 /** Opens (creating and migrating as needed) Drover's SQLite database. `':memory:'` is allowed. */

@@ -77,4 +77,10 @@ export const MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   );
   `,
+  // 3: a group that left the config is removed only after a grace (groupRemovalGrace); when it was
+  // first seen gone. Deleted instances and the audit are purged by age (store.retention).
+  `
+  ALTER TABLE group_state ADD COLUMN removal_since INTEGER;
+  CREATE INDEX instances_deleted_at ON instances (deleted_at) WHERE status = 'deleted';
+  `,
 ];

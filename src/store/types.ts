@@ -52,9 +52,15 @@ export interface InstanceRecord {
 export interface InstanceFilter {
   tenant?: string;
   group?: string;
+  /** Only instances of these tenants (a scoped API token's). */
+  tenants?: readonly string[];
   /** Only instances in this status. */
   status?: InstanceStatus;
   includeDeleted?: boolean;
+  /** At most this many (paging). */
+  limit?: number;
+  /** Only instances after this cursor (`nextCursor` of the previous page), in list order. */
+  after?: string;
 }
 
 /** What provider sync needs of an instance: a narrow read, for passes over every row. */
@@ -85,7 +91,9 @@ export type AuditAction =
   | 'drainCancelled'
   | 'drainForced'
   | 'protect'
-  | 'unprotect';
+  | 'unprotect'
+  | 'removalPending'
+  | 'removalCancelled';
 
 export interface AuditEntry {
   seq: number;
@@ -116,9 +124,13 @@ export interface AuditFilter {
   instanceId?: string;
   tenant?: string;
   group?: string;
-  /** Only entries after this sequence number. */
+  /** Only entries of these tenants (a scoped API token's). */
+  tenants?: readonly string[];
+  /** Only entries after this sequence number: the oldest `limit` of them (paging forward). */
   afterSeq?: number;
-  /** At most this many, newest last (default 1000). */
+  /** Only entries before this sequence number: the newest `limit` of them (paging back). */
+  beforeSeq?: number;
+  /** At most this many, oldest first (default 1000). Without `afterSeq`, the newest ones. */
   limit?: number;
 }
 
@@ -134,6 +146,8 @@ export interface GroupState {
   holdKey: string | null;
   holdReason: string | null;
   holdAt: Date | null;
+  /** When the group was first seen gone from the config (its removal waits groupRemovalGrace). */
+  removalSince: Date | null;
 }
 
 /** Notifications from the store, for the reconciler and the server's event stream. */

@@ -58,6 +58,10 @@ describe('leader only', () => {
     // A restart with a config that no longer has the group.
     h.loader.update(configWith({ default: { web: { size: 2, template: 'web' } } }));
     await h.crashAndRestart();
+    // Its removal waits groupRemovalGrace (2m by default) in case the config brings it back.
+    expect(h.drains.filter((d) => d.group === 'default/old')).toEqual([]);
+    expect(h.reconciler.plan('default', 'old').blocked.map((b) => b.code)).toContain('RemovalPending');
+    await h.runHealthy(2 * 60_000 + 1_000);
     expect(h.drains.filter((d) => d.group === 'default/old').map((d) => d.reason)).toEqual(['groupRemoved', 'groupRemoved']);
     // A group without config drains with the shard's default drain timeout (5m here).
     await h.runHealthy(5 * 60_000 + 1_000);

@@ -1,9 +1,9 @@
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openLocalDb, type LocalDb, type NewInstance } from '../../src/store/local-db.js';
+import { instanceCursor, openLocalDb, type LocalDb, type NewInstance } from '../../src/store/local-db.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import type { InstanceRecord, StoreChange } from '../../src/store/types.js';
 
@@ -137,6 +137,13 @@ describe('LocalDb', () => {
       raw.pragma(`user_version = ${MIGRATIONS.length + 1}`);
       raw.close();
       expect(() => openLocalDb(path)).toThrow(/newer than this Drover/);
+    });
+
+    it('makes the database file readable by the server\'s user only, and a folder it creates 0700', () => {
+      const path = join(dir, 'fresh', 'drover.db');
+      open(path).close();
+      expect(statSync(path).mode & 0o777).toBe(0o600);
+      expect(statSync(join(dir, 'fresh')).mode & 0o777).toBe(0o700);
     });
 
     it('treats close() twice as harmless', () => {
@@ -467,14 +474,15 @@ describe('LocalDb', () => {
       expect(db.listAudit({ afterSeq: all[8]!.seq })).toEqual([]);
     });
 
-    it('returns the newest N entries, oldest first, when limited', () => {
+    it('returns the newest N entries, oldest first, when limited; after a sequence number, the oldest N after it', () => {
       const db = open();
       audit(db, 10);
       const all = db.listAudit();
       const seqs = all.map((e) => e.seq);
       expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
       expect(db.listAudit({ limit: 3 }).map((e) => e.seq)).toEqual(seqs.slice(-3));
-      expect(db.listAudit({ limit: 3, afterSeq: seqs[2] }).map((e) => e.seq)).toEqual(seqs.slice(-3));
+      expect(db.listAudit({ limit: 3, afterSeq: seqs[2] }).map((e) => e.seq)).toEqual(seqs.slice(3, 6));
+      expect(db.listAudit({ limit: 3, beforeSeq: seqs[5] }).map((e) => e.seq)).toEqual(seqs.slice(2, 5));
       expect(db.listAudit({ limit: 100 })).toHaveLength(10);
     });
 
@@ -484,6 +492,48 @@ describe('LocalDb', () => {
       const listed = db.listAudit();
       expect(listed).toHaveLength(1_000);
       expect(listed[listed.length - 1]!.reason).toBe('r1004');
+    });
+  });
+
+  describe('tenants, paging and retention', () => {
+    it('lists only the given tenants\' instances and audit entries', () => {
+      const db = open();
+      for (const [id, tenant] of [['i-1', 'a'], ['i-2', 'b'], ['i-3', 'c']] as const) {
+        db.insertInstance(newInstance(id, { tenant }));
+        db.appendAudit({ at: at(0), tenant, group: 'web', instanceId: id, action: 'create', reason: 'scaleUp' });
+      }
+      expect(db.listInstances({ tenants: ['a', 'c'] }).map((i) => i.id)).toEqual(['i-1', 'i-3']);
+      expect(db.listAudit({ tenants: ['b'] }).map((e) => e.instanceId)).toEqual(['i-2']);
+      expect(db.listInstances({ tenants: [] })).toEqual([]);
+      expect(db.listAudit({ tenants: [] })).toEqual([]);
+    });
+
+    it('pages instances with a cursor, in list order, without skipping or repeating', () => {
+      const db = open();
+      for (let k = 0; k < 25; k++) db.insertInstance(newInstance(`i-${String(k).padStart(2, '0')}`, { tenant: k % 2 ? 'b' : 'a', createdAt: at(k % 5) }));
+      const all = db.listInstances();
+      const paged: string[] = [];
+      let after: string | undefined;
+      for (;;) {
+        const page = db.listInstances({ limit: 7, ...(after ? { after } : {}) });
+        paged.push(...page.map((i) => i.id));
+        if (page.length < 7) break;
+        after = instanceCursor(page[page.length - 1]!);
+      }
+      expect(paged).toEqual(all.map((i) => i.id));
+      expect(() => db.listInstances({ after: 'not-a-cursor' })).toThrow(/not a cursor/);
+    });
+
+    it('purges audit entries and deleted instances older than the cutoff, and nothing else', () => {
+      const db = open();
+      db.insertInstance(newInstance('old-deleted', { status: 'deleted', deletedAt: at(10) }));
+      db.insertInstance(newInstance('new-deleted', { status: 'deleted', deletedAt: at(50) }));
+      db.insertInstance(newInstance('old-live', { createdAt: at(0) }));
+      db.appendAudit({ at: at(10), tenant: 'default', group: 'web', instanceId: 'old-deleted', action: 'deleted', reason: 'scaleDown' });
+      db.appendAudit({ at: at(50), tenant: 'default', group: 'web', instanceId: 'new-deleted', action: 'deleted', reason: 'scaleDown' });
+      expect(db.purgeBefore(at(20))).toEqual({ audit: 1, instances: 1 });
+      expect(db.listInstances({ includeDeleted: true }).map((i) => i.id).sort()).toEqual(['new-deleted', 'old-live']);
+      expect(db.listAudit().map((e) => e.instanceId)).toEqual(['new-deleted']);
     });
   });
 
@@ -517,7 +567,7 @@ describe('LocalDb', () => {
     it('sets and clears a create hold', () => {
       const db = open();
       db.setCreateHold('default', 'web', { key: 'k1', reason: 'quota exceeded', at: at(2) });
-      expect(db.getGroupState('default', 'web')).toEqual({ tenant: 'default', group: 'web', holdKey: 'k1', holdReason: 'quota exceeded', holdAt: at(2) });
+      expect(db.getGroupState('default', 'web')).toEqual({ tenant: 'default', group: 'web', holdKey: 'k1', holdReason: 'quota exceeded', holdAt: at(2), removalSince: null });
       db.setCreateHold('default', 'web', null);
       expect(db.getGroupState('default', 'web')).toMatchObject({ holdKey: null, holdReason: null, holdAt: null });
     });
@@ -530,6 +580,17 @@ describe('LocalDb', () => {
       const states = db.listGroupStates();
       expect(states).toHaveLength(2);
       for (const state of states) expect(state).toMatchObject({ holdKey: null, holdReason: null, holdAt: null });
+    });
+
+    it('records since when a group has been gone from the config, beside its create hold, and clears it', () => {
+      const db = open();
+      db.setCreateHold('default', 'web', { key: 'k1', reason: 'r', at: at(1) });
+      db.setRemovalSince('default', 'web', at(5));
+      expect(db.getGroupState('default', 'web')).toMatchObject({ holdKey: 'k1', removalSince: at(5) });
+      db.setRemovalSince('default', 'web', null);
+      expect(db.getGroupState('default', 'web')).toMatchObject({ holdKey: 'k1', removalSince: null });
+      db.setRemovalSince('a', 'new', at(7));
+      expect(db.getGroupState('a', 'new')).toMatchObject({ holdKey: null, removalSince: at(7) });
     });
 
     it('keeps state per (tenant, group)', () => {
