@@ -22,7 +22,7 @@ import { EventType, Reconciler } from '../reconciler/index.js';
 import { AgentHub, type SelfRequest, type SelfResult } from '../server/agent-hub.js';
 import { EventBus } from '../server/event-bus.js';
 import { HostPolicy, TokenTable } from '../server/auth.js';
-import { buildHttpServer } from '../server/http.js';
+import { buildHttpServer, routesOf, type RouteInfo } from '../server/http.js';
 import { auditView } from '../server/views.js';
 import { EtcdOperatorState } from '../state/index.js';
 import { openLocalDb, type LocalDb } from '../store/index.js';
@@ -54,6 +54,8 @@ export interface DroverServer {
   reconciler: Reconciler;
   db: LocalDb;
   elector: LeaderElector;
+  /** Every route of the admin API, with the role it needs. */
+  routes(): readonly RouteInfo[];
   stop(): Promise<void>;
 }
 
@@ -341,6 +343,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     reconciler,
     db,
     elector,
+    routes: () => routesOf(http),
     async stop(): Promise<void> {
       if (stopped) return;
       stopped = true;

@@ -159,6 +159,17 @@ export interface DisruptionSettings {
   cancelHoldMs: number;
 }
 
+/**
+ * The cap on drain extensions when a group sets no `maxDrainTimeout`: no extension pushes a drain
+ * past its start + 24h (or + its drainTimeout, when that is longer).
+ */
+export const DEFAULT_MAX_DRAIN_TIMEOUT_MS = 24 * 3_600_000;
+
+/** The extension cap in force for a group's drains (see DEFAULT_MAX_DRAIN_TIMEOUT_MS). */
+export function maxDrainTimeoutOf(settings: Pick<GroupSettings, 'drainTimeoutMs' | 'disruption'>): number {
+  return settings.disruption.maxDrainTimeoutMs ?? Math.max(DEFAULT_MAX_DRAIN_TIMEOUT_MS, settings.drainTimeoutMs);
+}
+
 export const NO_DISRUPTION_LIMITS: DisruptionSettings = { budgets: [], maxUnhealthy: null, maxDrainTimeoutMs: null, cancelHoldMs: 3_600_000 };
 
 /** The effective settings of a configured group, or null when the config has no such group. */

@@ -1,4 +1,4 @@
-export { ConfigError, NO_DISRUPTION_LIMITS, configuredGroups, formatPath, groupSettings, parseConfig, templateHash } from './config.js';
+export { ConfigError, DEFAULT_MAX_DRAIN_TIMEOUT_MS, NO_DISRUPTION_LIMITS, configuredGroups, maxDrainTimeoutOf, formatPath, groupSettings, parseConfig, templateHash } from './config.js';
 export type { BudgetSpec, ConfigIssue, DisruptionSettings, DroverConfig, GroupSettings, ParseResult, ShardConfig, TemplateSpec } from './config.js';
 export { CronWindow, cronProblem } from './cron.js';
 export { formatDuration, parseDuration } from './duration.js';

@@ -5,6 +5,7 @@
  * Errors: InvalidRequestError (bad input), ConflictError (the instance's state does not allow
  * it; the message says why), NotLeaderError (only the leader acts), and a not-found error.
  */
+import { maxDrainTimeoutOf } from '../config/index.js';
 import { ConflictError, DroverError, InvalidRequestError, NotLeaderError } from '../errors/index.js';
 import { TAG } from '../providers/index.js';
 import { Priority } from '../queue/priority.js';
@@ -95,7 +96,8 @@ export class OperatorActions {
     const current = record.drainDeadline.getTime();
     let deadline = current + byMs;
     const caps: Array<[number, string]> = [];
-    if (settings?.disruption.maxDrainTimeoutMs) caps.push([record.drainStartedAt.getTime() + settings.disruption.maxDrainTimeoutMs, 'maxDrainTimeout']);
+    // Without a maxDrainTimeout of its own a drain is still bounded (24h by default).
+    if (settings) caps.push([record.drainStartedAt.getTime() + maxDrainTimeoutOf(settings), settings.disruption.maxDrainTimeoutMs === null ? 'the default maxDrainTimeout (24h)' : 'maxDrainTimeout']);
     if (settings && settings.forcedAgeMs > 0) caps.push([record.createdAt.getTime() + settings.forcedAgeMs + settings.drainTimeoutMs, 'forcedAge + drainTimeout']);
     if (record.noticeDeadline) caps.push([record.noticeDeadline.getTime(), 'the termination notice']);
     let cappedBy: string | null = null;

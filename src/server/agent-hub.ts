@@ -21,6 +21,11 @@ import type { AgentCredentials } from '../agent/credentials.js';
 import { AGENT_PATH, CLOSE, INSTANCE_HEADER, parseAgentMessage, type AgentMessage, type ServerMessage } from '../agent/protocol.js';
 import { EventType, type Logger, type ReconcileEvent } from '../reconciler/index.js';
 import type { LocalDb } from '../store/index.js';
+import { TokenBucket } from '../util/token-bucket.js';
+
+/** Requests (protect, unprotect, extend) one instance may make at once, and per minute after that. */
+export const SELF_REQUEST_BURST = 10;
+export const SELF_REQUESTS_PER_MINUTE = 10;
 
 export interface AgentHubOptions {
   clock: Clock;
@@ -67,6 +72,7 @@ export class AgentHub {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
   private readonly connections = new Map<string, Connection>();
   private closing = false;
+  private readonly selfBuckets = new Map<string, TokenBucket>();
 
   constructor(private readonly options: AgentHubOptions) {}
 
@@ -238,6 +244,11 @@ export class AgentHub {
           answer({ ok: false, message: 'this server does not take requests from instances' });
           return;
         }
+        if (!this.allowSelfRequest(conn.instanceId)) {
+          logger.warn({ instanceId: conn.instanceId, request: msg.type }, 'instance request refused: rate limit');
+          answer({ ok: false, message: `too many requests from this instance: at most ${SELF_REQUEST_BURST} at once and ${SELF_REQUESTS_PER_MINUTE} a minute` });
+          return;
+        }
         this.options
           .selfService(conn.instanceId, msg)
           .then(answer, (err: unknown) => answer({ ok: false, message: err instanceof Error ? err.message : String(err) }));
@@ -248,6 +259,19 @@ export class AgentHub {
         logger.info({ instanceId: conn.instanceId, reason: msg.reason }, 'agent said goodbye');
         return;
     }
+  }
+
+  /** Per instance, protect/unprotect/extend requests are rate-limited (a workload in a loop must not flood the leader). */
+  private allowSelfRequest(instanceId: string): boolean {
+    const now = this.options.clock.nowMs();
+    let bucket = this.selfBuckets.get(instanceId);
+    if (!bucket) {
+      // Forget the instances whose buckets have refilled: nothing to remember about them.
+      if (this.selfBuckets.size > 10_000) for (const [id, b] of this.selfBuckets) if (b.isFull(now)) this.selfBuckets.delete(id);
+      bucket = new TokenBucket(SELF_REQUEST_BURST, SELF_REQUESTS_PER_MINUTE / 60, now);
+      this.selfBuckets.set(instanceId, bucket);
+    }
+    return bucket.tryTake(now);
   }
 
   private onClose(conn: Connection): void {

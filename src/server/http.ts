@@ -11,7 +11,7 @@ import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Server as HttpsServer } from 'node:https';
-import Fastify, { type FastifyHttpsOptions, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyHttpsOptions, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { Clock } from '../clock/index.js';
 import type { ConfigLoader } from '../config/index.js';
 import { DroverError, ForbiddenError, InvalidRequestError, MisdirectedRequestError, UnauthenticatedError, type ErrorCode } from '../errors/index.js';
@@ -21,7 +21,7 @@ import type { Logger, Reconciler } from '../reconciler/index.js';
 import type { LocalDb } from '../store/index.js';
 import type { AgentHub } from './agent-hub.js';
 import { registerApiRoutes } from './api-routes.js';
-import { ANONYMOUS_ADMIN, bearerToken, canonicalTarget, hasRole, type HostPolicy, type TokenTable } from './auth.js';
+import { ANONYMOUS_ADMIN, bearerToken, canonicalTarget, hasRole, type Access, type HostPolicy, type TokenTable } from './auth.js';
 import type { EventBus } from './event-bus.js';
 import { registerEventStream } from './events-route.js';
 import { registerOperatorRoutes } from './operator-routes.js';
@@ -70,6 +70,20 @@ const STATUS_OF: Partial<Record<ErrorCode, number>> = {
 const BAD_TARGET = Symbol('drover.badTarget');
 type RawWithMark = { url?: string; [BAD_TARGET]?: string };
 
+/** A route as registered: what tests and docs enumerate. */
+export interface RouteInfo {
+  method: string;
+  url: string;
+  access: Access;
+}
+
+const ROUTES = new WeakMap<FastifyInstance, RouteInfo[]>();
+
+/** Every route of a server built by buildHttpServer, with the access it needs. */
+export function routesOf(app: FastifyInstance): readonly RouteInfo[] {
+  return ROUTES.get(app) ?? [];
+}
+
 export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> {
   const { logger, metrics } = deps;
   const options: FastifyServerOptions = {
@@ -84,6 +98,11 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
       if ('url' in canonical) return canonical.url;
       (req as RawWithMark)[BAD_TARGET] = canonical.error;
       return '/';
+    },
+    // Errors the router meets before any hook runs (a path part too long, a malformed path).
+    frameworkErrors(err: Error & { statusCode?: number; code?: string }, _req: FastifyRequest, reply: FastifyReply): void {
+      const status = err.statusCode ?? 400;
+      void reply.code(status).send({ error: err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a part of the request path is longer than 200 characters' : 'the request path is not valid' });
     },
     // Errors the HTTP parser meets (a target or headers too long) get the API's error shape too.
     clientErrorHandler(err: Error & { code?: string }, socket: Socket): void {
@@ -100,6 +119,12 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
   // (HTTPS and HTTP servers differ only in the listener; the routes are the same.)
   const app = (deps.https ? Fastify({ ...options, https: deps.https } as FastifyHttpsOptions<HttpsServer>) : Fastify(options)) as unknown as FastifyInstance;
   app.decorateRequest('principal', null);
+  const routes: RouteInfo[] = [];
+  ROUTES.set(app, routes);
+  app.addHook('onRoute', (route) => {
+    const config = route.config;
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, access: config?.access ?? 'admin' });
+  });
 
   // A POST with `Content-Type: application/json` and no body is a request without a body.
   const defaultJson = app.getDefaultJsonParser('error', 'error');

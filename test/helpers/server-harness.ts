@@ -25,6 +25,8 @@ export interface TestServerOptions {
   elector?: LeaderElector;
   /** The config's `leader` section (its ttl is how long a lost leader keeps its agents). */
   leader?: Record<string, unknown>;
+  /** More of the config's `server` section (tokens, allowedHosts, ...). */
+  server?: Record<string, unknown>;
 }
 
 export interface ApiResponse<T = unknown> {
@@ -51,7 +53,7 @@ export class TestServer {
   configObject(overrides: Partial<TestServerOptions> = {}): Record<string, unknown> {
     const o = { ...this.options, ...overrides };
     return {
-      server: { listen: '127.0.0.1:0', dataDir: join(this.dir, 'data'), ...(o.token ? { token: o.token } : {}) },
+      server: { listen: '127.0.0.1:0', dataDir: join(this.dir, 'data'), ...(o.token ? { token: o.token } : {}), ...o.server },
       provider: { kind: 'sim' },
       shard: { id: 'test', healthCheckInterval: '1s', missedHealthThreshold: 3, startupTimeout: '1m', defaultDrainTimeout: '1m', ...o.shard },
       templates: { web: { image: 'web:1' }, worker: { image: 'worker:1' } },

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { SELF_REQUEST_BURST } from '../../src/server/agent-hub.js';
 import { FakeAgent, TestServer } from '../helpers/server-harness.js';
 
 let t: TestServer | undefined;
@@ -133,5 +134,24 @@ describe('agent connections', () => {
     expect((await first.closed).code).toBe(4000);
     second.health();
     await expect.poll(() => t!.server.db.getInstance(inst!.id)?.healthAt, { timeout: 5_000 }).not.toBeNull();
+  });
+
+  it('rate-limits an instance\'s own requests: past the burst they are refused without reaching the reconciler', async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    const [inst] = t.server.db.listInstances();
+    const agent = await connect(t, inst!.id);
+    await agent.next((m) => m.type === 'welcome');
+    const results: Array<{ ok: boolean; message?: string }> = [];
+    for (let k = 0; k < SELF_REQUEST_BURST + 3; k++) {
+      agent.send({ type: 'protect', requestId: `r-${k}`, forMs: 60_000 });
+      results.push((await agent.next((m) => m.type === 'result' && m.requestId === `r-${k}`)) as { ok: boolean; message?: string });
+    }
+    expect(results.slice(0, SELF_REQUEST_BURST).every((r) => r.ok)).toBe(true);
+    for (const refused of results.slice(SELF_REQUEST_BURST)) {
+      expect(refused.ok).toBe(false);
+      expect(refused.message).toMatch(/too many requests from this instance/);
+    }
+    expect(t.server.db.listAudit({ instanceId: inst!.id }).filter((a) => a.action === 'protect')).toHaveLength(SELF_REQUEST_BURST);
   });
 });
