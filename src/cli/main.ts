@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
- * `drover` — the command line. Commands that talk to a server read `--server`/DROVER_SERVER and
- * `--token`/DROVER_TOKEN. Exit codes: 0 ok, 1 the server (or a local step) failed the request,
- * 2 bad command line, 3 server unreachable, 4 `--wait` timed out.
+ * `drover` — the command line. Commands that talk to a server read `--server`/DROVER_SERVER (one
+ * URL or several replicas, comma-separated), `--token`/DROVER_TOKEN and, for https, `--ca`/DROVER_CA
+ * and `--client-cert`/`--client-key` (DROVER_CLIENT_CERT/DROVER_CLIENT_KEY). Exit codes: 0 ok,
+ * 1 the server (or a local step) failed the request, 2 bad command line, 3 server unreachable,
+ * 4 `--wait` timed out.
  * Heavy modules (server, SQLite) load only for the commands that need them.
  */
 import { Command, CommanderError, Option } from 'commander';
@@ -13,7 +15,7 @@ const print = (text: string): void => {
   process.stdout.write(`${text}\n`);
 };
 
-function globalOpts(cmd: Command): { server?: string; token?: string; output?: string } {
+function globalOpts(cmd: Command): { server?: string; token?: string; ca?: string; clientCert?: string; clientKey?: string; output?: string } {
   return cmd.optsWithGlobals();
 }
 
@@ -21,8 +23,11 @@ const program = new Command();
 program
   .name('drover')
   .description('Drover keeps fleets of machines healthy: groups at size, unhealthy replacement, graceful drains, rotations.')
-  .option('--server <url>', 'Drover server URL (env DROVER_SERVER)', process.env.DROVER_SERVER)
-  .option('--token <token>', 'API bearer token (env DROVER_TOKEN)')
+  .option('--server <urls>', 'Drover server URL, or several replicas comma-separated, tried in order (env DROVER_SERVER)', process.env.DROVER_SERVER)
+  .option('--token <token>', 'API bearer token (env DROVER_TOKEN); sent only to the --server replicas')
+  .option('--ca <file>', 'verify https servers against this CA (PEM) instead of the system CAs (env DROVER_CA)')
+  .option('--client-cert <file>', 'client certificate (PEM) for servers that require mutual TLS (env DROVER_CLIENT_CERT)')
+  .option('--client-key <file>', 'key of --client-cert (PEM) (env DROVER_CLIENT_KEY)')
   .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'wide', 'json']).default('table'))
   .showHelpAfterError()
   .exitOverride();

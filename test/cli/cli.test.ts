@@ -1,10 +1,10 @@
 /**
  * The built CLI (`dist/cli/main.js`) as a user runs it, against a real server on 127.0.0.1.
  */
-import { spawn } from 'node:child_process';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, freePort, requireBuild } from '../e2e/process-harness.js';
+import { freePort, requireBuild } from '../e2e/process-harness.js';
 import { TestServer } from '../helpers/server-harness.js';
+import { runCli } from './run-cli.js';
 
 let t: TestServer | undefined;
 beforeAll(() => requireBuild());
@@ -13,16 +13,7 @@ afterEach(async () => {
   t = undefined;
 });
 
-function run(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, DROVER_SERVER: '', DROVER_TOKEN: '', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+const run = runCli;
 
 describe('drover CLI', { timeout: 60_000 }, () => {
   it('prints help for every command and exits 0', async () => {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { EtcdCluster } from '../helpers/etcd-cluster.js';
-import { CLI, freePort } from './process-harness.js';
+import { CLI, findableTemplates, freePort } from './process-harness.js';
 
 export interface LogLine {
   time: number;
@@ -110,7 +110,7 @@ export class HaCluster {
         provider: { kind: 'local', stateDir: this.stateDir, killGracePeriod: '2s' },
         leader: { kind: 'etcd', endpoints: this.etcd.endpoints, ttl: this.options.ttl ?? '2s' },
         shard: { id: 'ha', healthCheckInterval: '1s', missedHealthThreshold: 5, startupTimeout: '30s', defaultDrainTimeout: '5s', ...this.options.shard },
-        templates: this.options.templates ?? { web: { command: ['sleep', '100000'] } },
+        templates: findableTemplates(this.options.templates ?? { web: { command: ['sleep', '100000'] } }),
         groups,
       };
       writeFileSync(r.configPath, stringify(config));

@@ -16,6 +16,21 @@ export function requireBuild(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first (npm test does)`);
 }
 
+/**
+ * The templates with DROVER_E2E_DIR passed to their instances: the local provider gives an
+ * instance only an allow-listed environment, and this variable is how a test finds (and at the
+ * end kills) every process it caused.
+ */
+export function findableTemplates(templates: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(templates).map(([name, t]) => {
+      const template = (t ?? {}) as Record<string, unknown>;
+      const passEnv = Array.isArray(template.passEnv) ? (template.passEnv as unknown[]) : [];
+      return [name, { ...template, passEnv: [...passEnv, 'DROVER_E2E_DIR'] }];
+    }),
+  );
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const srv = createServer();
@@ -77,9 +92,11 @@ export class ProcessServer {
       server: { listen: `127.0.0.1:${this.port}`, dataDir: join(this.dir, 'data'), ...(extra.token ? { token: extra.token } : {}) },
       provider: { kind: 'local', killGracePeriod: '2s' },
       shard: { id: 'e2e', healthCheckInterval: '1s', missedHealthThreshold: 3, startupTimeout: '30s', defaultDrainTimeout: '10s', ...extra.shard },
-      templates: extra.templates ?? {
-        web: { command: ['node', '-e', 'setInterval(() => {}, 1 << 30)'] },
-      },
+      templates: findableTemplates(
+        extra.templates ?? {
+          web: { command: ['node', '-e', 'setInterval(() => {}, 1 << 30)'] },
+        },
+      ),
       groups,
     };
     writeFileSync(this.configPath, stringify(this.config));
@@ -92,7 +109,7 @@ export class ProcessServer {
   /** Starts `drover server` and waits for /healthz. */
   async start(env: Record<string, string> = {}): Promise<void> {
     this.proc = spawn(process.execPath, [CLI, 'server', '--config', this.configPath], {
-      // Instance processes inherit DROVER_E2E_DIR, so a test finds every process it caused.
+      // Instance processes get DROVER_E2E_DIR (findableTemplates), so a test finds every process it caused.
       env: { ...process.env, DROVER_LOG_LEVEL: 'info', DROVER_E2E_DIR: this.dir, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

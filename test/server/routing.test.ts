@@ -99,7 +99,8 @@ describe('leader routing', () => {
     const { leader, follower } = await pair('s3cret-token-0123');
     const anonymous = await fetch(`${follower.url}/v1/groups/default/web/size`, { method: 'PUT', redirect: 'manual', body: '{"size":3}', headers: { 'Content-Type': 'application/json' } });
     expect(anonymous.status).toBe(401);
-    const client = new ApiClient({ server: follower.url, token: 's3cret-token-0123' });
+    // Both replicas listed, as an operator lists them: the CLI sends its token to listed servers only.
+    const client = new ApiClient({ server: `${follower.url},${leader.url}`, token: 's3cret-token-0123' });
     const answer = await client.request<{ size: number; previousSize: number }>('PUT', '/v1/groups/default/web/size', { size: 3 });
     expect(answer).toMatchObject({ size: 3, previousSize: 2 });
     expect(leader.server.reconciler.effectiveSettings(leader.server.config(), 'default', 'web')?.size).toBe(3);

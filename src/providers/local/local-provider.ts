@@ -14,8 +14,13 @@
  * - `notice.json` a termination notice `{ "terminateAt": ISO }` (see `writeNotice`).
  * - `agent.sock`  the agent's self-service socket (`drover self ...`), created by the agent.
  *
+ * The folder is mode 0700 and every file the provider writes in it 0600.
+ *
  * The provider id is the folder name, which is the idempotency key (the Drover instance id).
- * The agent gets the server's environment without the server's secrets (`WITHHELD_ENV`).
+ * The agent (and so its workload) does not get the server's environment: only the variables of
+ * `INHERITED_ENV`, those the template names in `passEnv` (never `WITHHELD_ENV`), the values the
+ * template gives in `env`, and DROVER_INSTANCE_ID (see `instanceEnv`). Its server addresses and
+ * credential reach it in `agent.json`, not the environment.
  * Every process of an instance carries `DROVER_INSTANCE_ID=<id>` in its environment; this is how
  * a process is recognised as the instance's when its pid was never recorded (the server died
  * between spawn and writing meta.json) and how processes that left the group are found at delete.
@@ -36,7 +41,7 @@
  *   the sweep, runs only while `mayMutate()` says so (the shard leader); otherwise NotLeaderError.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Clock, TimerHandle } from '../../clock/index.js';
 import type { TemplateSpec } from '../../config/index.js';
@@ -62,15 +67,52 @@ import {
 export const INSTANCE_ENV = 'DROVER_INSTANCE_ID';
 
 /**
- * Server secrets never handed to an instance: with the agent secret a workload could mint any
- * instance's credential; the token is the server's admin token.
+ * What an instance inherits from the server's environment: what a login shell would have (so
+ * commands, locale, time zone and temp files behave as usual), the extra CAs Node trusts (a path
+ * to public certificates, which the agent may need to verify an https server), and the log level.
+ * Everything else stays with the server — credentials of all kinds live in environments
+ * (cloud keys, database URLs, DROVER_TOKEN), and NODE_OPTIONS is left out on purpose: it makes
+ * every Node process load code (`--require`, `--import`), the agent included. A template adds
+ * more with `passEnv` or `env`. `NAME*` matches every variable whose name starts with NAME.
+ */
+export const INHERITED_ENV: readonly string[] = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_*', 'TZ', 'TMPDIR', 'TERM', 'SHELL', 'NODE_EXTRA_CA_CERTS', 'DROVER_LOG_LEVEL'];
+
+/**
+ * Server secrets never copied into an instance, not even when a template's `passEnv` names them:
+ * with the agent secret a workload could mint any instance's credential; the token is the
+ * server's admin token. (A template may still give such a variable a value of its own in `env`.)
  */
 export const WITHHELD_ENV: readonly string[] = ['DROVER_AGENT_SECRET', 'DROVER_TOKEN'];
 
-/** The environment of an instance's processes: the server's, minus its secrets, plus the instance id. */
-export function instanceEnv(id: string, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...base };
-  for (const name of WITHHELD_ENV) delete env[name];
+/** Set by Drover itself for an instance's processes: a template may neither set nor pass them. */
+const RESERVED_ENV: readonly string[] = [INSTANCE_ENV, 'DROVER_AGENT_SOCKET', 'DROVER_DRAIN_REASON', 'DROVER_DRAIN_DEADLINE'];
+
+/** What a template adds to an instance's environment (template fields `passEnv` and `env`). */
+export interface InstanceEnvSpec {
+  /** Names (or `PREFIX*` patterns) copied from the server's environment when set there. */
+  passEnv: readonly string[];
+  /** Values set as given; they win over inherited ones. */
+  env: Readonly<Record<string, string>>;
+}
+
+const NO_TEMPLATE_ENV: InstanceEnvSpec = { passEnv: [], env: {} };
+
+function matchesAny(name: string, patterns: readonly string[]): boolean {
+  return patterns.some((p) => (p.endsWith('*') ? name.startsWith(p.slice(0, -1)) : name === p));
+}
+
+/**
+ * The environment of an instance's processes: the allow-listed part of the server's (`base`),
+ * plus what the template passes or sets, plus the instance id. Nothing else of `base` is kept.
+ */
+export function instanceEnv(id: string, spec: InstanceEnvSpec = NO_TEMPLATE_ENV, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  const allowed = [...INHERITED_ENV, ...spec.passEnv];
+  for (const [name, value] of Object.entries(base)) {
+    if (value === undefined || WITHHELD_ENV.includes(name) || RESERVED_ENV.includes(name)) continue;
+    if (matchesAny(name, allowed)) env[name] = value;
+  }
+  Object.assign(env, spec.env);
   env[INSTANCE_ENV] = id;
   return env;
 }
@@ -160,7 +202,7 @@ export function writeNotice(stateDir: string, instanceId: string, terminateAt: D
   if (Number.isNaN(terminateAt.getTime())) throw new InvalidRequestError('termination notice: invalid time');
   const paths = localInstancePaths(stateDir, instanceId);
   if (!existsSync(paths.meta)) throw new InstanceNotFoundError(instanceId);
-  writeFileAtomic(paths.notice, `${JSON.stringify({ terminateAt: terminateAt.toISOString() })}\n`);
+  writeFileAtomic(paths.notice, `${JSON.stringify({ terminateAt: terminateAt.toISOString() })}\n`, 0o600);
 }
 
 /** The termination time in `<dir>/notice.json`, or null when there is no valid notice. */
@@ -228,6 +270,7 @@ export class LocalProvider implements Provider {
     const paths = localInstancePaths(this.stateDir, req.idempotencyKey);
     const id = req.idempotencyKey;
     const agentConfig = buildAgentConfig(req, paths);
+    const envSpec = templateEnv(req.template, id);
     return this.locked(id, async () => {
       this.fence(`local provider create ${id}`);
       mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
@@ -238,6 +281,8 @@ export class LocalProvider implements Provider {
         if (!hasErrorCode(err, 'EEXIST')) throw new DroverError(doing(`local provider create ${id}`, err), { code: 'provider', retryable: true, cause: err });
         fresh = false;
       }
+      // Exactly 0700 whatever the umask, and for a folder an older version left more open.
+      chmodSync(paths.dir, 0o700);
       if (!fresh) {
         const meta = this.readMeta(paths);
         if (meta) {
@@ -263,7 +308,7 @@ export class LocalProvider implements Provider {
       writeFileAtomic(paths.agentConfig, `${JSON.stringify(agentConfig, null, 2)}\n`, 0o600);
       this.writeMeta(paths, meta);
       this.fence(`local provider create ${id}`);
-      const pid = await this.spawnAgent(id, paths);
+      const pid = await this.spawnAgent(id, paths, envSpec);
       const stat = readProcStat(pid);
       const started: InstanceMeta = {
         ...meta,
@@ -433,7 +478,7 @@ export class LocalProvider implements Provider {
     return meta.pid !== undefined || existsSync(paths.pidFile);
   }
 
-  private async spawnAgent(id: string, paths: LocalInstancePaths): Promise<number> {
+  private async spawnAgent(id: string, paths: LocalInstancePaths, envSpec: InstanceEnvSpec): Promise<number> {
     const [command, ...args] = this.agentCommand as [string, ...string[]];
     const logFd = openSync(paths.log, 'a', 0o600);
     let child;
@@ -442,7 +487,7 @@ export class LocalProvider implements Provider {
         cwd: paths.dir,
         detached: true,
         stdio: ['ignore', logFd, logFd],
-        env: instanceEnv(id),
+        env: instanceEnv(id, envSpec),
       });
     } finally {
       closeSync(logFd);
@@ -534,7 +579,7 @@ export class LocalProvider implements Provider {
   }
 
   private writeMeta(paths: LocalInstancePaths, meta: InstanceMeta): void {
-    writeFileAtomic(paths.meta, `${JSON.stringify(meta, null, 2)}\n`);
+    writeFileAtomic(paths.meta, `${JSON.stringify(meta, null, 2)}\n`, 0o600);
   }
 
   /** Records the first time the instance was seen without a live process. */
@@ -602,6 +647,53 @@ function commandField(template: TemplateSpec, field: string, id: string): string
     throw new InvalidRequestError(`local provider create ${id}: template.${field} must be a non-empty array of strings`);
   }
   return [...value];
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const PASS_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*\*?$/;
+
+/**
+ * The template's `passEnv` (a list of names or `PREFIX*` patterns) and `env` (a mapping of names
+ * to strings; numbers and booleans are written as YAML gives them). Templates are free-form in
+ * the config, so this provider checks its own fields: a bad one is a PermanentError, as retrying
+ * the same template cannot help.
+ */
+function templateEnv(template: TemplateSpec, id: string): InstanceEnvSpec {
+  const refuse = (field: string, why: string): never => {
+    throw new PermanentError(new InvalidRequestError(`creating instance ${id}: template field ${field}: ${why}`));
+  };
+  const reserved = (field: string, name: string): void => {
+    if (RESERVED_ENV.includes(name)) refuse(field, `${name} is set by Drover for every instance`);
+  };
+  const passEnv: string[] = [];
+  const rawPass = template.passEnv;
+  if (rawPass !== undefined) {
+    if (!Array.isArray(rawPass)) refuse('passEnv', 'must be a list of variable names (NAME, or PREFIX* for every name starting with PREFIX)');
+    (rawPass as unknown[]).forEach((entry, i) => {
+      if (typeof entry !== 'string' || !PASS_PATTERN.test(entry)) refuse(`passEnv[${i}]`, `${JSON.stringify(entry)} is not a variable name (NAME, or PREFIX* for every name starting with PREFIX)`);
+      const name = entry as string;
+      reserved(`passEnv[${i}]`, name);
+      if (WITHHELD_ENV.includes(name)) refuse(`passEnv[${i}]`, `${name} is a secret of the server and is never passed to an instance`);
+      passEnv.push(name);
+    });
+  }
+  const env: Record<string, string> = {};
+  const rawEnv = template.env;
+  if (rawEnv !== undefined) {
+    if (rawEnv === null || typeof rawEnv !== 'object' || Array.isArray(rawEnv)) refuse('env', 'must be a mapping of variable names to values');
+    for (const [name, value] of Object.entries(rawEnv as Record<string, unknown>)) {
+      const field = `env.${name}`;
+      if (!ENV_NAME.test(name)) refuse(field, 'not a variable name (letters, digits and _, not starting with a digit)');
+      reserved(field, name);
+      let text: string;
+      if (typeof value === 'string') text = value;
+      else if ((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'boolean') text = String(value);
+      else text = refuse(field, `must be a string, number or boolean, got ${value === null ? 'null' : Array.isArray(value) ? 'a list' : typeof value}`);
+      if (text.includes('\0')) refuse(field, 'must not contain a NUL character');
+      env[name] = text;
+    }
+  }
+  return { passEnv, env };
 }
 
 /** The agent config for a create request. Throws InvalidRequestError for bad user data or template fields. */

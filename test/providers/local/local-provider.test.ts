@@ -76,8 +76,8 @@ describe('LocalProvider', () => {
     expect(stat.pgrp).not.toBe(readProcStat(process.pid)!.pgrp);
     const env = JSON.parse(readFileSync(join(paths.dir, 'env.json'), 'utf8')) as { DROVER_INSTANCE_ID: string; pid: number };
     expect(env).toEqual({ DROVER_INSTANCE_ID: id, pid: meta.pid });
-    // The server's environment is inherited, but not its secrets.
-    expect(processHasEnv(meta.pid!, 'DROVER_TEST_MARKER', 'inherited')).toBe(true);
+    // Neither the server's secrets nor the rest of its environment reach it (the allow-list: see below).
+    expect(processHasEnv(meta.pid!, 'DROVER_TEST_MARKER', 'inherited')).toBe(false);
     expect(processHasEnv(meta.pid!, 'DROVER_AGENT_SECRET', 'server-secret')).toBe(false);
     expect(readFileSync(paths.pidFile, 'utf8').trim()).toBe(String(meta.pid));
     expect(readFileSync(paths.log, 'utf8')).toContain('fake agent started');
