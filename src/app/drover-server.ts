@@ -19,6 +19,7 @@ import { EventType, Reconciler } from '../reconciler/index.js';
 import { AgentHub, type SelfRequest, type SelfResult } from '../server/agent-hub.js';
 import { EventBus } from '../server/event-bus.js';
 import { buildHttpServer } from '../server/http.js';
+import { ServerTls } from '../server/tls.js';
 import { auditView } from '../server/views.js';
 import { EtcdOperatorState } from '../state/index.js';
 import { openLocalDb, type LocalDb } from '../store/index.js';
@@ -103,8 +104,11 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   const server: NonNullable<DroverConfig['server']> = config.server ?? { listen: '127.0.0.1:7400', dataDir: './.drover', replicas: [] };
   const dataDir = resolve(server.dataDir);
   const [host, portText] = server.listen.split(':') as [string, string];
+  // TLS files are read and checked before anything else starts (h-tls).
+  const tls = server.tls ? ServerTls.load(server.tls, { clock, logger: logger.child({ component: 'tls' }) }) : null;
+  const scheme = tls ? 'https' : 'http';
   // The advertised URL; with port 0 (tests) it is known once listening.
-  let url = server.advertise ?? `http://${host}:${portText}`;
+  let url = server.advertise ?? `${scheme}://${host}:${portText}`;
 
   const db = openLocalDb(join(dataDir, 'drover.db'));
   const credentials = process.env.DROVER_AGENT_SECRET ? new AgentCredentials(process.env.DROVER_AGENT_SECRET) : AgentCredentials.fromFile(join(dataDir, 'agent-secret'));
@@ -113,7 +117,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   // HA (leader.kind etcd): one elector per shard on etcd, operator decisions in etcd, and every
   // provider mutation fenced by the lease's local deadline.
   const leaderConfig = config.leader ?? { kind: 'single' as const, endpoints: [], ttl: 5_000 };
-  const etcd = !options.elector && leaderConfig.kind === 'etcd' ? connectEtcd(leaderConfig.endpoints) : null;
+  const etcd = !options.elector && leaderConfig.kind === 'etcd' ? connectEtcd(leaderConfig.endpoints, { tls: leaderConfig.tls, auth: leaderConfig.auth }) : null;
   const etcdElector = etcd
     ? new EtcdElector({ client: etcd, shardId: config.shard.id, ttlMs: leaderConfig.ttl, address: () => url, clock, logger: logger.child({ component: 'leader' }) })
     : null;
@@ -179,7 +183,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     provider: guardedProvider,
     configLoader,
     clock,
-    userData: (req) => ({ DROVER_SERVER: agentServers(), DROVER_AGENT_CREDENTIAL: credentials.issue(req.instanceId) }),
+    userData: (req) => ({ DROVER_SERVER: agentServers(), DROVER_AGENT_CREDENTIAL: credentials.issue(req.instanceId), ...tls?.agentUserData() }),
   });
 
   const reconciler = new Reconciler({
@@ -239,11 +243,13 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
 
   let http: FastifyInstance;
   try {
-    http = await buildHttpServer({ clock, logger, db, reconciler, configLoader, hub, bus, metrics, elector, token, version: VERSION });
+    http = await buildHttpServer({ clock, logger, db, reconciler, configLoader, hub, bus, metrics, elector, token, version: VERSION, https: tls?.httpsOptions() ?? null });
     await http.listen({ host, port: Number(portText) });
+    tls?.watch(http.server);
     const address = http.server.address();
-    if (!server.advertise && address && typeof address === 'object') url = `http://${host}:${address.port}`;
+    if (!server.advertise && address && typeof address === 'object') url = `${scheme}://${host}:${address.port}`;
   } catch (err) {
+    tls?.close();
     await reconciler.stop();
     await hub.close();
     etcd?.close();
@@ -276,6 +282,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       await elector.stop();
       await hub.close();
       await http.close();
+      tls?.close();
       await reconciler.stop();
       await provider.close?.();
       await sharedState?.close();

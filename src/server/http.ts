@@ -3,6 +3,7 @@
  * Every mutating call validates first and then applies in one step: nothing is half-applied.
  */
 import { timingSafeEqual } from 'node:crypto';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Clock, TimerHandle } from '../clock/index.js';
@@ -33,6 +34,8 @@ export interface HttpDeps {
   /** Bearer token the API requires; null = open (the server then listens on loopback by default). */
   token: string | null;
   version: string;
+  /** h-tls: serve HTTPS (and the agent endpoint as WSS) with these options (src/server/tls.ts); absent = plain HTTP. */
+  https?: HttpsServerOptions | null;
 }
 
 class HttpError extends Error {
@@ -69,7 +72,7 @@ function zodMessage(error: z.ZodError): string {
 
 export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> {
   const { db, reconciler, configLoader, hub, bus, metrics, clock, logger } = deps;
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, forceCloseConnections: true });
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, forceCloseConnections: true, ...(deps.https ? { https: deps.https } : {}) }); // h-tls: https
 
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
     const status =

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger as PinoLogger } from 'pino';
 import { stringify } from 'yaml';
 import { WebSocket } from 'ws';
 import { AgentCredentials } from '../../src/agent/credentials.js';
@@ -25,6 +25,10 @@ export interface TestServerOptions {
   elector?: LeaderElector;
   /** The config's `leader` section (its ttl is how long a lost leader keeps its agents). */
   leader?: Record<string, unknown>;
+  /** More settings of the config's `server` section (such as `tls`). */
+  serverSettings?: Record<string, unknown>;
+  /** The server's logger (default: silent). */
+  logger?: PinoLogger;
 }
 
 export interface ApiResponse<T = unknown> {
@@ -51,7 +55,7 @@ export class TestServer {
   configObject(overrides: Partial<TestServerOptions> = {}): Record<string, unknown> {
     const o = { ...this.options, ...overrides };
     return {
-      server: { listen: '127.0.0.1:0', dataDir: join(this.dir, 'data'), ...(o.token ? { token: o.token } : {}) },
+      server: { listen: '127.0.0.1:0', dataDir: join(this.dir, 'data'), ...(o.token ? { token: o.token } : {}), ...o.serverSettings },
       provider: { kind: 'sim' },
       shard: { id: 'test', healthCheckInterval: '1s', missedHealthThreshold: 3, startupTimeout: '1m', defaultDrainTimeout: '1m', ...o.shard },
       templates: { web: { image: 'web:1' }, worker: { image: 'worker:1' } },
@@ -70,7 +74,7 @@ export class TestServer {
   }
 
   async start(): Promise<this> {
-    this.server = await startDroverServer({ configPath: this.configPath, logger: pino({ level: 'silent' }), clock: this.clock, provider: this.provider, ...(this.options.elector ? { elector: this.options.elector } : {}) });
+    this.server = await startDroverServer({ configPath: this.configPath, logger: this.options.logger ?? pino({ level: 'silent' }), clock: this.clock, provider: this.provider, ...(this.options.elector ? { elector: this.options.elector } : {}) });
     return this;
   }
 
