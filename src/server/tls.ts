@@ -93,15 +93,15 @@ export function readServerTls(config: ServerTlsConfig): ServerTlsMaterial {
   return material;
 }
 
+/** The secure context: given at start and again, whole, at every rotation (setSecureContext). */
 function secureContextOptions(m: ServerTlsMaterial): SecureContextOptions {
-  return { cert: m.cert, key: m.key, ...(m.clientCa ? { ca: m.clientCa } : {}) };
+  return { cert: m.cert, key: m.key, minVersion: 'TLSv1.2', ...(m.clientCa ? { ca: m.clientCa } : {}) };
 }
 
 /** Options for an HTTPS server serving `material`; with a client CA, a client without a certificate it signed fails the handshake. */
 export function httpsServerOptions(material: ServerTlsMaterial): HttpsServerOptions {
   return {
     ...secureContextOptions(material),
-    minVersion: 'TLSv1.2',
     ...(material.clientCa ? { requestCert: true, rejectUnauthorized: true } : { requestCert: false }),
   };
 }

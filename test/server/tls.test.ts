@@ -207,6 +207,21 @@ describe('drover server with server.tls', { timeout: 60_000 }, () => {
     );
   });
 
+  it('keeps requiring client certificates after a rotation under mutual TLS', async () => {
+    const files = liveFiles('mtls-rotation');
+    const log = new RecordingLog();
+    const s = await startServer({ ...files, ca: ca.cert, clientCa: ca.cert }, log);
+    const client = { ca: ca.pem, cert: pem(clientPair.cert), key: pem(clientPair.key) };
+    const next = makeLeaf(dir, ca, 'server-4', { usage: ['serverAuth'] });
+    writeFileSync(`${files.key}.tmp`, pem(next.key));
+    renameSync(`${files.key}.tmp`, files.key);
+    writeFileSync(`${files.cert}.tmp`, pem(next.cert));
+    renameSync(`${files.cert}.tmp`, files.cert);
+    await log.waitFor('server certificate reloaded', (r) => r.fingerprint === fingerprintOf(next.cert));
+    expect((await httpsCall(`${s.url}/healthz`, client)).fingerprint).toBe(fingerprintOf(next.cert));
+    await expect(httpsCall(`${s.url}/healthz`, { ca: ca.pem })).rejects.toThrow(/certificate required/);
+  });
+
   it('refuses to start when a TLS file cannot be used, naming the setting and the file', async () => {
     const missing = join(dir, 'missing.crt');
     const s = new TestServer({ serverSettings: { tls: { cert: missing, key: serverPair.key } } });
