@@ -8,6 +8,10 @@
  *   connection drops, fails or is refused, it reconnects to the next server after an exponential
  *   backoff with jitter (250 ms doubling to 10 s by default; reset by a `welcome`). A server that
  *   is silent (no message, no ping) for `serverSilenceMs` is treated as gone.
+ * - TLS. A wss:// server is verified against `serverCa` when configured, else the system's CAs;
+ *   a server that fails verification is a failed connection like any other (logged with the TLS
+ *   error, retried with backoff). With `clientCert`/`clientKey` the agent presents that
+ *   certificate (servers with `server.tls.clientCa`), re-reading the files at each connection.
  * - HA. A refusal with 503 (a replica that does not lead, an election in progress) is retried
  *   within at most a second, on the server its `X-Drover-Leader` header names when that is one
  *   of the configured servers, else on the next one.
@@ -163,6 +167,13 @@ interface DrainState {
 }
 
 type ServerResult = Extract<ServerMessage, { type: 'result' }>;
+/** What a wss:// connection adds to ws's options. */
+interface AgentTlsOptions {
+  rejectUnauthorized?: true;
+  ca?: string;
+  cert?: Buffer;
+  key?: Buffer;
+}
 /** Agent messages that carry a requestId and are answered by a `result`, without the id. */
 type Forwardable = { type: 'protect'; forMs: number } | { type: 'unprotect' } | { type: 'extend'; byMs: number };
 
@@ -246,6 +257,8 @@ class AgentRunner implements Agent {
       this.workload.start();
     }
     this.log.info({ instanceId: config.instanceId, servers: config.servers, workload: Boolean(config.command) }, 'agent starting');
+    const plain = config.servers.filter((s) => !s.startsWith('https:'));
+    if ((config.serverCa !== undefined || config.clientCert !== undefined) && plain.length > 0) this.log.warn({ servers: plain }, 'TLS settings given but some servers are not https://: those connections are not encrypted');
     if (config.noticeFile) this.pollNotice();
     this.connect();
   }
@@ -306,10 +319,25 @@ class AgentRunner implements Agent {
     let ws: WebSocket;
     try {
       url = agentUrl(server);
+    } catch (err) {
+      this.log.error({ server, err: errorMessage(err) }, 'invalid server address');
+      this.afterFailure(gen);
+      return;
+    }
+    let tls: AgentTlsOptions;
+    try {
+      tls = url.startsWith('wss:') ? this.tlsOptions() : {};
+    } catch (err) {
+      this.log.error({ url, err: errorMessage(err) }, 'reading the agent client certificate failed');
+      this.afterFailure(gen);
+      return;
+    }
+    try {
       this.log.debug({ url }, 'connecting to server');
       ws = new this.WS(url, {
         headers: { [INSTANCE_HEADER]: this.config.instanceId, authorization: `Bearer ${this.config.credential}` },
         handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+        ...tls,
       });
     } catch (err) {
       this.log.error({ server, err: errorMessage(err) }, 'invalid server address');
@@ -388,6 +416,22 @@ class AgentRunner implements Agent {
       if (code === CLOSE.superseded) this.log.warn({ url }, 'connection superseded by another connection for this instance');
       this.afterFailure(gen, refusedStatus === 503 ? { leader: leaderHint } : undefined);
     });
+  }
+
+  /**
+   * TLS options of a wss:// connection: the server is verified against `serverCa` when given
+   * (else the system's CAs; never unverified), and the client certificate, when configured, is
+   * read now so that a rotated one is used from this connection on.
+   */
+  private tlsOptions(): AgentTlsOptions {
+    const { serverCa, clientCert, clientKey } = this.config;
+    const options: AgentTlsOptions = { rejectUnauthorized: true };
+    if (serverCa !== undefined) options.ca = serverCa;
+    if (clientCert !== undefined && clientKey !== undefined) {
+      options.cert = readFileSync(clientCert);
+      options.key = readFileSync(clientKey);
+    }
+    return options;
   }
 
   /**

@@ -4,6 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { errorMessage } from '../errors/index.js';
+import { parseCertificates } from '../util/pem.js';
 
 const command = z.array(z.string().min(1)).min(1);
 
@@ -29,6 +31,29 @@ export const agentConfigSchema = z.strictObject({
   pidFile: z.string().min(1).optional(),
   /** Health interval until the server's welcome says otherwise. */
   healthCheckIntervalMs: z.number().int().positive().default(60_000),
+  /**
+   * PEM text of the CA(s) https:// servers are verified against (the server's `server.tls.ca`,
+   * given as userData DROVER_SERVER_CA). Without it, the system's CAs.
+   */
+  serverCa: z
+    .string()
+    .min(1)
+    .superRefine((pem, ctx) => {
+      try {
+        parseCertificates('serverCa', '(agent config)', pem);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: errorMessage(err) });
+      }
+    })
+    .optional(),
+  /**
+   * Client certificate and key files (PEM) presented to servers that require one (mutual TLS:
+   * `server.tls.clientCa`). Read at each connection, so rotated files are used from the next one on.
+   */
+  clientCert: z.string().min(1).optional(),
+  clientKey: z.string().min(1).optional(),
+}).superRefine((c, ctx) => {
+  if ((c.clientCert === undefined) !== (c.clientKey === undefined)) ctx.addIssue({ code: 'custom', path: [c.clientCert === undefined ? 'clientCert' : 'clientKey'], message: 'clientCert and clientKey go together' });
 });
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;

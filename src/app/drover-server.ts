@@ -23,6 +23,7 @@ import { AgentHub, type SelfRequest, type SelfResult } from '../server/agent-hub
 import { EventBus } from '../server/event-bus.js';
 import { HostPolicy, TokenTable } from '../server/auth.js';
 import { buildHttpServer, routesOf, type RouteInfo } from '../server/http.js';
+import { ServerTls } from '../server/tls.js';
 import { auditView } from '../server/views.js';
 import { EtcdOperatorState } from '../state/index.js';
 import { openLocalDb, type LocalDb } from '../store/index.js';
@@ -123,8 +124,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   const server = config.server;
   const dataDir = resolve(server.dataDir);
   const { host, port } = splitListen(server.listen);
-  // The advertised URL; with port 0 (tests) it is known once listening.
-  let url = server.advertise ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const hostInUrl = host.includes(':') ? `[${host}]` : host;
   // Refuse to start rather than serve an open API beyond this machine, or with a token file
   // that cannot be read.
   let tokens: TokenTable;
@@ -138,6 +138,17 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     configLoader.close();
     throw new ConfigError([{ path: 'server.listen', message: `listens on ${host}, beyond this machine, with no API token: set server.token, server.tokens or DROVER_TOKEN (or server.insecureNoAuth: true to run it open on purpose)` }], 'config');
   }
+  // TLS files are read and checked before anything else starts.
+  let tls: ServerTls | null;
+  try {
+    tls = server.tls ? ServerTls.load(server.tls, { clock, logger: logger.child({ component: 'tls' }) }) : null;
+  } catch (err) {
+    configLoader.close();
+    throw err;
+  }
+  const scheme = tls ? 'https' : 'http';
+  // The advertised URL; with port 0 (tests) it is known once listening.
+  let url = server.advertise ?? `${scheme}://${hostInUrl}:${port}`;
   // The database, the agent secret and (local provider) the instances' state: the server's user only.
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   chmodSync(dataDir, 0o700);
@@ -148,7 +159,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   // HA (leader.kind etcd): one elector per shard on etcd, operator decisions in etcd, and every
   // provider mutation fenced by the lease's local deadline.
   const leaderConfig = config.leader ?? { kind: 'single' as const, endpoints: [], ttl: 5_000 };
-  const etcd = !options.elector && leaderConfig.kind === 'etcd' ? connectEtcd(leaderConfig.endpoints) : null;
+  const etcd = !options.elector && leaderConfig.kind === 'etcd' ? connectEtcd(leaderConfig.endpoints, { tls: leaderConfig.tls, auth: leaderConfig.auth }) : null;
   const etcdElector = etcd
     ? new EtcdElector({ client: etcd, shardId: config.shard.id, ttlMs: leaderConfig.ttl, address: () => url, clock, logger: logger.child({ component: 'leader' }) })
     : null;
@@ -215,7 +226,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     provider: guardedProvider,
     configLoader,
     clock,
-    userData: (req) => ({ DROVER_SERVER: agentServers(), DROVER_AGENT_CREDENTIAL: credentials.issue(req.instanceId) }),
+    userData: (req) => ({ DROVER_SERVER: agentServers(), DROVER_AGENT_CREDENTIAL: credentials.issue(req.instanceId), ...tls?.agentUserData() }),
   });
 
   const reconciler = new Reconciler({
@@ -298,12 +309,15 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       metricsToken: server.metricsToken,
       requestTimeoutMs: server.requestTimeout,
       maxEventSubscribers: server.maxEventSubscribers,
+      https: tls?.httpsOptions() ?? null,
       version: VERSION,
     });
     await http.listen({ host, port });
+    tls?.watch(http.server);
     const address = http.server.address();
-    if (!server.advertise && address && typeof address === 'object') url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+    if (!server.advertise && address && typeof address === 'object') url = `${scheme}://${hostInUrl}:${address.port}`;
   } catch (err) {
+    tls?.close();
     await reconciler.stop();
     await hub.close();
     etcd?.close();
@@ -352,6 +366,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       await elector.stop();
       await hub.close();
       await http.close();
+      tls?.close();
       await reconciler.stop();
       await provider.close?.();
       await sharedState?.close();

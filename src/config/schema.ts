@@ -181,7 +181,15 @@ const tlsServerSchema = z.strictObject({
   clientCa: z.string().min(1).optional(),
   /** The CA that agents and the CLI verify this server against (default: the system's CAs). */
   ca: z.string().min(1).optional(),
-});
+  // h-tls: the client certificate and key files agents present when clientCa is set (the
+  // local provider hands their paths to its agents; src/server/tls.ts).
+  agentCert: z.string().min(1).optional(),
+  agentKey: z.string().min(1).optional(),
+})
+  // h-tls
+  .superRefine((t, ctx) => {
+    if ((t.agentCert === undefined) !== (t.agentKey === undefined)) ctx.addIssue({ code: 'custom', path: [t.agentCert === undefined ? 'agentCert' : 'agentKey'], message: 'agentCert and agentKey go together' });
+  });
 
 const serverSchema = z.strictObject({
   listen: z

@@ -23,9 +23,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, retry } from 'cockatiel';
-import { Etcd3, isRecoverableError, type IKeyValue, type Watcher } from 'etcd3';
+import { Etcd3, isRecoverableError, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
+import { z } from 'zod';
 import type { Clock, TimerHandle } from '../clock/index.js';
 import { errorMessage } from '../errors/index.js';
+import { parseCertificates, readSettingFile } from '../util/pem.js';
 import type { Logger } from '../reconciler/ports.js';
 import type { LeaderElector } from './elector.js';
 
@@ -51,12 +53,20 @@ export interface EtcdElectorOptions {
   prefix?: string;
 }
 
-/** What the leader key holds. */
-export interface LeaderRecord {
-  id: string;
-  address: string | null;
-  since: string;
-}
+/**
+ * What the leader key holds. Checked when read: the address is handed to agents and used for
+ * redirects, so a record that does not fit (written by hand, by a broken or hostile client) is
+ * logged and treated as no known leader.
+ */
+export const leaderRecordSchema = z.object({
+  id: z.string().min(1).max(256),
+  address: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .max(2_048)
+    .nullable(),
+  since: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 time' }),
+});
+export type LeaderRecord = z.output<typeof leaderRecordSchema>;
 
 /** The fencing facts of the current term, for guarded writes. */
 export interface Fence {
@@ -73,15 +83,54 @@ export function leaderKeyOf(shardId: string, prefix = '/drover'): string {
   return `${prefix}/${shardId}/leader`;
 }
 
+/** How to reach a secured etcd: `leader.tls` and `leader.auth` of the config (file paths). */
+export interface EtcdSecurity {
+  /** The CA that signed etcd's certificates, and this client's certificate and key (etcd's --client-cert-auth). */
+  tls?: { ca: string; cert?: string | undefined; key?: string | undefined } | undefined;
+  /** An etcd user, its password read from a file (trimmed). */
+  auth?: { username: string; passwordFile: string } | undefined;
+}
+
+/** etcd3's `credentials` and `auth` options for `security`; throws an Error naming the setting and file at fault. */
+export function etcdSecurityOptions(endpoints: readonly string[], security: EtcdSecurity): Pick<IOptions, 'credentials' | 'auth'> {
+  const options: Pick<IOptions, 'credentials' | 'auth'> = {};
+  const { tls, auth } = security;
+  if (tls) {
+    // etcd3 would speak TLS to an http:// endpoint given credentials: say what is meant instead.
+    const plain = endpoints.find((e) => !e.startsWith('https://'));
+    if (plain !== undefined) throw new Error(`connecting to etcd: leader.tls is set but endpoint ${plain} is not https://`);
+    if ((tls.cert === undefined) !== (tls.key === undefined)) throw new Error('connecting to etcd: leader.tls.cert and leader.tls.key go together');
+    const rootCertificate = readSettingFile('leader.tls.ca', tls.ca);
+    parseCertificates('leader.tls.ca', tls.ca, rootCertificate);
+    options.credentials = { rootCertificate };
+    if (tls.cert !== undefined && tls.key !== undefined) {
+      const certChain = readSettingFile('leader.tls.cert', tls.cert);
+      const privateKey = readSettingFile('leader.tls.key', tls.key);
+      parseCertificates('leader.tls.cert', tls.cert, certChain);
+      options.credentials = { rootCertificate, certChain, privateKey };
+    }
+  }
+  if (auth) {
+    const password = readSettingFile('leader.auth.passwordFile', auth.passwordFile).toString('utf8').trim();
+    if (password.length === 0) throw new Error(`reading leader.auth.passwordFile ${auth.passwordFile}: the file is empty`);
+    options.auth = { username: auth.username, password };
+  }
+  return options;
+}
+
 /**
  * An etcd client tuned for leader election: calls fail over to the next member quickly, a
  * member that fails is skipped for half a second, and watches reconnect within a second.
+ * `security` adds TLS (verified against `leader.tls.ca`, with a client certificate when given)
+ * and etcd's user authentication; with https:// endpoints and no `leader.tls`, etcd is verified
+ * against the system's CAs.
  */
-export function connectEtcd(endpoints: readonly string[]): Etcd3 {
+export function connectEtcd(endpoints: readonly string[], security: EtcdSecurity = {}): Etcd3 {
   const hosts = endpoints.map((e) => e.trim()).filter((e) => e.length > 0);
   if (hosts.length === 0) throw new Error('connecting to etcd: no endpoints');
   return new Etcd3({
     hosts,
+    ...etcdSecurityOptions(hosts, security),
     dialTimeout: 1_000,
     faultHandling: {
       host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(2) }),
@@ -266,7 +315,7 @@ export class EtcdElector implements LeaderElector {
         this.log.warn({ lease, epoch: this.epochValue }, 'leader key no longer ours after a lapse');
         this.holding = false;
         this.epochValue = null;
-        if (kv) this.current = parseRecord(kv);
+        if (kv) this.current = this.parseRecord(kv);
       } else {
         this.log.info({ epoch: this.epochValue }, 'leader lease renewed after a lapse; leading again');
       }
@@ -293,11 +342,11 @@ export class EtcdElector implements LeaderElector {
     if (!kv) return; // deleted in between: the next tick (or the watch) campaigns again
     if (kv.lease === lease) {
       // Our own put, applied although its answer was lost (the client retried the transaction).
-      this.win(Number(kv.create_revision), parseRecord(kv) ?? record);
+      this.win(Number(kv.create_revision), this.parseRecord(kv) ?? record);
       return;
     }
     const before = this.current?.id;
-    this.current = parseRecord(kv);
+    this.current = this.parseRecord(kv);
     if (this.current && this.current.id !== before) this.log.info({ leader: this.current.id, address: this.current.address }, 'following leader');
   }
 
@@ -368,7 +417,7 @@ export class EtcdElector implements LeaderElector {
         }
         this.watcher = watcher;
         watcher.on('put', (kv) => {
-          this.current = parseRecord(kv);
+          this.current = this.parseRecord(kv);
         });
         watcher.on('delete', (kv) => {
           if (this.holding && this.epochValue !== null && Number(kv.mod_revision) > this.epochValue) {
@@ -384,6 +433,22 @@ export class EtcdElector implements LeaderElector {
         watcher.on('error', (err) => this.log.debug({ err: errorMessage(err) }, 'leader key watch error'));
       })
       .catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'watching the leader key failed; campaigning on every tick'));
+  }
+
+  /** The record of a leader key, or null (logged) when it is not one. */
+  private parseRecord(kv: IKeyValue): LeaderRecord | null {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(kv.value.toString('utf8'));
+    } catch (err) {
+      this.log.warn({ key: this.leaderKey, problem: `not JSON: ${errorMessage(err)}` }, 'invalid leader record ignored');
+      return null;
+    }
+    const parsed = leaderRecordSchema.safeParse(raw);
+    if (parsed.success) return parsed.data;
+    const problem = parsed.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
+    this.log.warn({ key: this.leaderKey, problem }, 'invalid leader record ignored');
+    return null;
   }
 
   /** Waits `ms` or until woken (watch event, stop). */
@@ -406,15 +471,5 @@ export class EtcdElector implements LeaderElector {
 
   private deadline(ms: number): Date {
     return new Date(this.clock.nowMs() + ms);
-  }
-}
-
-function parseRecord(kv: IKeyValue): LeaderRecord | null {
-  try {
-    const raw = JSON.parse(kv.value.toString('utf8')) as Partial<LeaderRecord>;
-    if (typeof raw.id !== 'string') return null;
-    return { id: raw.id, address: typeof raw.address === 'string' ? raw.address : null, since: typeof raw.since === 'string' ? raw.since : '' };
-  } catch {
-    return null;
   }
 }

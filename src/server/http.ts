@@ -48,7 +48,7 @@ export interface HttpDeps {
   requestTimeoutMs: number;
   /** Event-stream clients at once. */
   maxEventSubscribers: number;
-  /** Serve HTTPS (server.tls). */
+  /** Serve HTTPS (and the agent endpoint as WSS) with these options (server/tls.ts); absent = plain HTTP. */
   https?: HttpsServerOptions | null;
   version: string;
 }

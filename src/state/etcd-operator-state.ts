@@ -7,13 +7,17 @@
  * - Writes are transactions guarded by the leader key: `if createRevision(leaderKey) == epoch
  *   then put/delete`. Only the replica whose term is current can write; a deposed leader's write
  *   fails with NotLeaderError even if it has not noticed yet.
+ * - Every value read is checked against its key's schema (operator-state.ts): one that is not
+ *   JSON or does not fit (written by hand, by a broken or hostile client) is logged and treated
+ *   as absent — a put of garbage over a valid value removes it from the cache rather than
+ *   leaving the old one in force. Writes are checked the same way before they are sent.
  */
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Clock } from '../clock/index.js';
-import { DroverError, NotLeaderError, errorMessage } from '../errors/index.js';
+import { DroverError, InvalidRequestError, NotLeaderError, errorMessage } from '../errors/index.js';
 import type { Fence } from '../leader/index.js';
 import type { Logger } from '../reconciler/ports.js';
-import { CachedOperatorState } from './operator-state.js';
+import { CachedOperatorState, checkOperatorValue } from './operator-state.js';
 
 export interface EtcdOperatorStateOptions {
   client: Etcd3;
@@ -83,6 +87,12 @@ export class EtcdOperatorState extends CachedOperatorState {
     if (!fence) throw new NotLeaderError(action);
     const full = this.keyPrefix + key;
     const remove = value === null || value === undefined;
+    let checked: unknown;
+    if (!remove) {
+      const result = checkOperatorValue(key, value);
+      if (!result.ok) throw new InvalidRequestError(`${action}: ${result.problem}`);
+      checked = result.value;
+    }
     const { client, clock } = this.options;
     // Short attempts within the budget: an attempt stuck on a member that just died (its
     // channel waits for a connection) must not use up the whole budget.
@@ -94,7 +104,7 @@ export class EtcdOperatorState extends CachedOperatorState {
       try {
         const res = await client
           .if(fence.key, 'Create', '==', fence.epoch)
-          .then(remove ? client.delete().key(full) : client.put(full).value(JSON.stringify(value)))
+          .then(remove ? client.delete().key(full) : client.put(full).value(JSON.stringify(checked)))
           .options({ deadline: new Date(Math.min(budgetEnds, clock.nowMs() + ATTEMPT_MS)) })
           .commit();
         succeeded = res.succeeded;
@@ -107,7 +117,7 @@ export class EtcdOperatorState extends CachedOperatorState {
     }
     // The leader key no longer has our create revision: another replica's term has begun.
     if (!succeeded) throw new NotLeaderError(`${action} (epoch ${fence.epoch} is over)`);
-    this.apply(key, remove ? undefined : value);
+    this.apply(key, remove ? undefined : checked);
   }
 
 
@@ -126,10 +136,7 @@ export class EtcdOperatorState extends CachedOperatorState {
       await watcher.cancel();
       return;
     }
-    watcher.on('put', (kv) => {
-      const value = this.parse(kv);
-      if (value !== undefined) this.apply(this.shortKey(kv), value);
-    });
+    watcher.on('put', (kv) => this.apply(this.shortKey(kv), this.parse(kv)));
     watcher.on('delete', (kv) => this.apply(this.shortKey(kv), undefined));
     watcher.on('error', (err) => this.log.warn({ err: errorMessage(err) }, 'operator state watch error'));
     this.watcher = watcher;
@@ -159,12 +166,19 @@ export class EtcdOperatorState extends CachedOperatorState {
     return kv.key.toString('utf8').slice(this.keyPrefix.length);
   }
 
+  /** The checked value of an entry, or undefined (logged) when it is not valid. */
   private parse(kv: IKeyValue): unknown {
+    const key = kv.key.toString('utf8');
+    let raw: unknown;
     try {
-      return JSON.parse(kv.value.toString('utf8')) as unknown;
-    } catch {
-      this.log.warn({ key: kv.key.toString('utf8') }, 'unreadable operator state entry ignored');
+      raw = JSON.parse(kv.value.toString('utf8'));
+    } catch (err) {
+      this.log.warn({ key, problem: `not JSON: ${errorMessage(err)}` }, 'invalid operator state entry ignored');
       return undefined;
     }
+    const checked = checkOperatorValue(key.slice(this.keyPrefix.length), raw);
+    if (checked.ok) return checked.value;
+    this.log.warn({ key, problem: checked.problem }, 'invalid operator state entry ignored');
+    return undefined;
   }
 }

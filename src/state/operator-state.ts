@@ -6,6 +6,7 @@
  *
  * Values are JSON. Keys are namespaced: see `keys` below.
  */
+import { z } from 'zod';
 import type { LocalDb } from '../store/index.js';
 
 export interface OperatorState {
@@ -18,34 +19,34 @@ export interface OperatorState {
   onChange(listener: (key: string) => void): () => void;
 }
 
+// The values' schemas: what is read back from etcd (another replica's write, or anything an
+// operator with etcd access put there) is checked against them before it is acted on. Objects
+// are not strict: a newer replica may add a field, which an older one must not take as garbage
+// during a rolling upgrade (the extra field is dropped, the known ones are checked).
+const isoTime = z.iso.datetime({ offset: true, error: 'must be an ISO 8601 time' });
+const actor = z.string().max(256);
+
 /** A group's size set through the API; it stands while the configured size is still `base`. */
-export interface SizeOverride {
-  size: number;
-  base: number;
-  at: string;
-  by: string;
-}
+export const sizeOverrideSchema = z.object({
+  // The API's bound on a size (PUT /v1/groups/:tenant/:group/size).
+  size: z.number().int().min(0).max(100_000),
+  base: z.number().int().min(0),
+  at: isoTime,
+  by: actor,
+});
+export type SizeOverride = z.output<typeof sizeOverrideSchema>;
 
 /** An instance protected from voluntary disruption until `until`. */
-export interface Protection {
-  until: string;
-  at: string;
-  by: string;
-}
+export const protectionSchema = z.object({ until: isoTime, at: isoTime, by: actor });
+export type Protection = z.output<typeof protectionSchema>;
 
 /** A cancelled rotation or operator drain: the instance is not picked again until `until`. */
-export interface RotationHold {
-  until: string;
-  reason: string;
-  by: string;
-}
+export const rotationHoldSchema = z.object({ until: isoTime, reason: z.string().max(1_024), by: actor });
+export type RotationHold = z.output<typeof rotationHoldSchema>;
 
 /** An operator's request to drain an instance, replacement first. */
-export interface DrainRequest {
-  force: boolean;
-  at: string;
-  by: string;
-}
+export const drainRequestSchema = z.object({ force: z.boolean(), at: isoTime, by: actor });
+export type DrainRequest = z.output<typeof drainRequestSchema>;
 
 export const keys = {
   size: (tenant: string, group: string): string => `size/${tenant}/${group}`,
@@ -53,6 +54,27 @@ export const keys = {
   hold: (instanceId: string): string => `hold/${instanceId}`,
   drainRequest: (instanceId: string): string => `drain/${instanceId}`,
 } as const;
+
+/** The schema of the values under each kind of key (the key's first segment). */
+const SCHEMA_OF_KIND: Readonly<Record<string, z.ZodType>> = {
+  size: sizeOverrideSchema,
+  protect: protectionSchema,
+  hold: rotationHoldSchema,
+  drain: drainRequestSchema,
+};
+
+/** A value checked against its key's schema: the value as read (unknown fields dropped), or what is wrong with it. */
+export type CheckedValue = { ok: true; value: unknown } | { ok: false; problem: string };
+
+/** Checks `value` against the schema of `key`'s kind; a key of no known kind is refused (nothing would read it). */
+export function checkOperatorValue(key: string, value: unknown): CheckedValue {
+  const kind = key.split('/', 1)[0] ?? '';
+  const schema = Object.hasOwn(SCHEMA_OF_KIND, kind) ? SCHEMA_OF_KIND[kind] : undefined;
+  if (!schema) return { ok: false, problem: `no operator state kind "${kind}"` };
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return { ok: true, value: parsed.data };
+  return { ok: false, problem: parsed.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ') };
+}
 
 /** The read side both implementations share: a cache of values by key, and change listeners. */
 export abstract class CachedOperatorState implements OperatorState {

@@ -4,10 +4,16 @@
  * and the whole cluster restarted on the same data. `close()` kills every member and removes
  * the folder.
  *
+ * With `tls`, clients reach the members over https with the given server certificate (and must
+ * present a certificate from the CA with `clientCertAuth`); the helper's own health checks verify
+ * the members against that CA. Peers still talk plain http among themselves (loopback).
+ *
  * Without etcd, `describeWithEtcd` skips its tests loudly; with CI=true it fails instead.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'vitest';
@@ -51,11 +57,24 @@ interface Member {
   output: string;
 }
 
+export interface EtcdClusterOptions {
+  /** Serve clients over TLS with this CA's server certificate (PEM file paths). */
+  tls?: {
+    ca: string;
+    cert: string;
+    key: string;
+    /** etcd's --client-cert-auth: clients must present a certificate the CA signed (the helper presents `cert`). */
+    clientCertAuth?: boolean;
+  };
+}
+
 export class EtcdCluster {
   readonly dir: string;
   private readonly members: Member[] = [];
+  private readonly options: EtcdClusterOptions;
 
-  private constructor(size: number) {
+  private constructor(size: number, options: EtcdClusterOptions) {
+    this.options = options;
     this.dir = mkdtempSync(join(tmpdir(), 'drover-etcd-'));
     for (let i = 0; i < size; i++) {
       this.members.push({ name: `m${i}`, clientPort: 0, peerPort: 0, dataDir: join(this.dir, `m${i}`), proc: undefined, output: '' });
@@ -63,9 +82,9 @@ export class EtcdCluster {
   }
 
   /** Starts a new cluster of `size` members and waits until it has a leader. */
-  static async start(size = 3): Promise<EtcdCluster> {
+  static async start(size = 3, options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
     if (!ETCD) throw new Error('etcd is not on the PATH');
-    const cluster = new EtcdCluster(size);
+    const cluster = new EtcdCluster(size, options);
     for (const m of cluster.members) {
       m.clientPort = await freePort();
       m.peerPort = await freePort();
@@ -86,11 +105,11 @@ export class EtcdCluster {
 
   /** Client URLs of every member. */
   get endpoints(): string[] {
-    return this.members.map((m) => `http://127.0.0.1:${m.clientPort}`);
+    return this.members.map((_, i) => this.endpoint(i));
   }
 
   endpoint(i: number): string {
-    return `http://127.0.0.1:${this.member(i).clientPort}`;
+    return `${this.options.tls ? 'https' : 'http'}://127.0.0.1:${this.member(i).clientPort}`;
   }
 
   isRunning(i: number): boolean {
@@ -150,8 +169,7 @@ export class EtcdCluster {
       for (let i = 0; i < this.members.length; i++) {
         if (!this.isRunning(i)) continue;
         try {
-          const res = await fetch(`${this.endpoint(i)}/health`, { signal: AbortSignal.timeout(1_000) });
-          const body = (await res.json()) as { health?: string };
+          const body = (await this.call(i, 'GET', '/health')) as { health?: string };
           if (body.health !== 'true') healthy = false;
         } catch {
           healthy = false;
@@ -182,18 +200,44 @@ export class EtcdCluster {
   }
 
   private async status(i: number): Promise<{ header: { member_id: string }; leader: string }> {
-    const res = await fetch(`${this.endpoint(i)}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(1_000) });
-    return (await res.json()) as { header: { member_id: string }; leader: string };
+    return (await this.call(i, 'POST', '/v3/maintenance/status', '{}')) as { header: { member_id: string }; leader: string };
+  }
+
+  /** One JSON call to member `i`'s gRPC gateway, verifying it against the CA under TLS. */
+  private call(i: number, method: string, path: string, body?: string): Promise<unknown> {
+    const url = new URL(path, this.endpoint(i));
+    const tls = this.options.tls;
+    const tlsOptions = tls ? { ca: readFileSync(tls.ca), ...(tls.clientCertAuth ? { cert: readFileSync(tls.cert), key: readFileSync(tls.key) } : {}) } : {};
+    return new Promise((resolve, reject) => {
+      const req = (tls ? httpsRequest : httpRequest)(url, { method, timeout: 1_000, ...tlsOptions }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => {
+          try {
+            resolve(JSON.parse(text));
+          } catch (err) {
+            reject(err instanceof Error ? err : new Error(String(err)));
+          }
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('timed out')));
+      req.on('error', reject);
+      req.end(body);
+    });
   }
 
   private spawn(i: number): void {
     const m = this.member(i);
     const initialCluster = this.members.map((x) => `${x.name}=http://127.0.0.1:${x.peerPort}`).join(',');
+    const tls = this.options.tls;
     const args = [
       '--name', m.name,
       '--data-dir', m.dataDir,
-      '--listen-client-urls', `http://127.0.0.1:${m.clientPort}`,
-      '--advertise-client-urls', `http://127.0.0.1:${m.clientPort}`,
+      '--listen-client-urls', this.endpoint(i),
+      '--advertise-client-urls', this.endpoint(i),
+      ...(tls ? ['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca] : []),
+      ...(tls?.clientCertAuth ? ['--client-cert-auth'] : []),
       '--listen-peer-urls', `http://127.0.0.1:${m.peerPort}`,
       '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peerPort}`,
       '--initial-cluster', initialCluster,

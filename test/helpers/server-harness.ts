@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger as PinoLogger } from 'pino';
 import { stringify } from 'yaml';
 import { WebSocket } from 'ws';
 import { AgentCredentials } from '../../src/agent/credentials.js';
@@ -25,8 +25,10 @@ export interface TestServerOptions {
   elector?: LeaderElector;
   /** The config's `leader` section (its ttl is how long a lost leader keeps its agents). */
   leader?: Record<string, unknown>;
-  /** More of the config's `server` section (tokens, allowedHosts, ...). */
+  /** More of the config's `server` section (tokens, allowedHosts, tls, ...). */
   server?: Record<string, unknown>;
+  /** The server's logger (default: silent). */
+  logger?: PinoLogger;
 }
 
 export interface ApiResponse<T = unknown> {
@@ -72,7 +74,7 @@ export class TestServer {
   }
 
   async start(): Promise<this> {
-    this.server = await startDroverServer({ configPath: this.configPath, logger: pino({ level: 'silent' }), clock: this.clock, provider: this.provider, ...(this.options.elector ? { elector: this.options.elector } : {}) });
+    this.server = await startDroverServer({ configPath: this.configPath, logger: this.options.logger ?? pino({ level: 'silent' }), clock: this.clock, provider: this.provider, ...(this.options.elector ? { elector: this.options.elector } : {}) });
     return this;
   }
 

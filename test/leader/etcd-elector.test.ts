@@ -160,6 +160,29 @@ describeWithEtcd(
       expect(changes[0]).toBe(false);
     });
 
+    it('ignores and reports a leader record that is not JSON or does not fit (no leader known, no redirect to it)', async () => {
+      const raw = connectEtcd(cluster.endpoints);
+      clients.push(raw);
+      const a = elector('a');
+      await raw.put(a.leaderKey).value('{"id": "x", "address":');
+      await a.start();
+      await until('the unreadable record is reported', () => logLines.some((l) => l.includes('invalid leader record ignored') && l.includes('not JSON')), 5_000);
+      expect(a.isLeader()).toBe(false);
+      expect(a.leaderAddress()).toBeNull();
+      // Well-formed JSON, but an address no agent or client may be sent to.
+      await raw.put(a.leaderKey).value(JSON.stringify({ id: 'x', address: 'javascript:alert(1)', since: new Date().toISOString() }));
+      await until('the bad address is reported', () => logLines.some((l) => l.includes('invalid leader record ignored') && l.includes('address: must be an http(s) URL')), 5_000);
+      expect(a.leaderAddress()).toBeNull();
+      await raw.put(a.leaderKey).value(JSON.stringify({ id: 7, address: 'http://x', since: 'yesterday' }));
+      await until('the wrong types are reported', () => logLines.some((l) => l.includes('invalid leader record ignored') && l.includes('id: ') && l.includes('since: must be an ISO 8601 time')), 5_000);
+      expect(a.leaderAddress()).toBeNull();
+      // A valid record is followed; once it goes, a takes over.
+      await raw.put(a.leaderKey).value(JSON.stringify({ id: 'z', address: 'https://z.example:7400', since: new Date().toISOString() }));
+      await until('a follows z', () => a.leaderAddress() === 'https://z.example:7400', 5_000);
+      await raw.delete().key(a.leaderKey);
+      await until('a leads', () => a.isLeader(), 5_000);
+    });
+
     it('isLeader() turns false before the lease can expire when renewals stop reaching etcd', async () => {
       const a = elector('a', { ttlMs: 2_000 });
       await a.start();

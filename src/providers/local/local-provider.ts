@@ -721,6 +721,9 @@ function buildAgentConfig(req: ProviderCreateRequest, paths: LocalInstancePaths)
     pidFile: paths.pidFile,
     selfSocket: join(paths.dir, 'agent.sock'),
     ...(interval !== undefined ? { healthCheckIntervalMs: interval } : {}),
+    // h-tls: the CA to verify the servers against (PEM), and the client certificate files for mutual TLS.
+    ...(req.userData?.DROVER_SERVER_CA ? { serverCa: req.userData.DROVER_SERVER_CA } : {}),
+    ...(req.userData?.DROVER_AGENT_CERT && req.userData.DROVER_AGENT_KEY ? { clientCert: req.userData.DROVER_AGENT_CERT, clientKey: req.userData.DROVER_AGENT_KEY } : {}),
   };
   const parsed = agentConfigSchema.safeParse(candidate);
   if (!parsed.success) {
