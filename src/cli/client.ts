@@ -115,6 +115,19 @@ interface TlsMaterial {
   key?: Buffer;
 }
 
+/** Pages of a list followed at most (a server that links pages in a loop must not hang the CLI). */
+const MAX_PAGES = 1_000;
+
+/** The path of the `rel="next"` link of a Link header, when it is a path on the same server. */
+export function nextPage(link: string | null): string | null {
+  if (!link) return null;
+  for (const part of link.split(',')) {
+    const match = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
+    if (match && /(^|;)\s*rel="?next"?\s*(;|$)/.test(match[2] ?? '') && (match[1] ?? '').startsWith('/') && !(match[1] ?? '').startsWith('//')) return match[1] ?? null;
+  }
+  return null;
+}
+
 export class ApiClient {
   /** The listed servers, in the order they are tried. */
   readonly servers: readonly URL[];
@@ -148,6 +161,25 @@ export class ApiClient {
    * token) when the leader is a listed server.
    */
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return (await this.exchange<T>(method, path, body)).data;
+  }
+
+  /**
+   * GETs a list the server pages (RFC 8288 `Link: <...>; rel="next"`), following every page.
+   * The next page must be a path on the same server: a link elsewhere is not followed.
+   */
+  async requestAllPages<T>(path: string): Promise<T[]> {
+    const all: T[] = [];
+    let next: string | null = path;
+    for (let page = 0; next !== null && page < MAX_PAGES; page++) {
+      const answer: { data: T[]; link: string | null } = await this.exchange<T[]>('GET', next);
+      all.push(...answer.data);
+      next = nextPage(answer.link);
+    }
+    return all;
+  }
+
+  private async exchange<T>(method: string, path: string, body?: unknown): Promise<{ data: T; link: string | null }> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const { res } = await this.open(method, path, this.headers(payload === undefined ? {} : { 'Content-Type': 'application/json' }), payload);
     const text = await readBody(res, `${method} ${path}`);
@@ -162,7 +194,8 @@ export class ApiClient {
       const message = data && typeof data === 'object' && 'error' in data && typeof data.error === 'string' ? data.error : `HTTP ${status}`;
       throw new CliError(`${method} ${path}: ${message} (HTTP ${status})`, EXIT.error);
     }
-    return data as T;
+    const link = res.headers.link;
+    return { data: data as T, link: typeof link === 'string' ? link : null };
   }
 
   /**

@@ -145,8 +145,9 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
         : typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500
           ? err.statusCode
           : 500;
-    if (status >= 500) {
-      // The detail goes to the log only: it may name files, hosts or internals.
+    if (status >= 500 && !(err instanceof DroverError && STATUS_OF[err.code] !== undefined)) {
+      // An error nobody meant to show: the detail goes to the log only (it may name files, hosts
+      // or internals). Deliberate refusals (not the leader, too many clients) keep their words.
       logger.error({ method: req.method, url: req.url, requestId: req.id, err: err.message, stack: err.stack }, 'request failed');
       void reply.code(status).send({ error: `internal error (request ${req.id}); the details are in the server's log` });
       return;

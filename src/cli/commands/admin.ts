@@ -70,7 +70,7 @@ export async function instances(opts: GlobalOptions & { group?: string; tenant?:
   }
   if (opts.tenant) params.set('tenant', opts.tenant);
   if (opts.all) params.set('includeDeleted', 'true');
-  const list = await client.request<InstanceView[]>('GET', `/v1/instances${params.size ? `?${params.toString()}` : ''}`);
+  const list = await client.requestAllPages<InstanceView>(`/v1/instances${params.size ? `?${params.toString()}` : ''}`);
   const out = parseOutput(opts.output);
   if (out === 'json') return print(json(list));
   const now = Date.now();
