@@ -162,7 +162,9 @@ describe('a bad config file loses nothing', () => {
     await expect.poll(async () => ((await (await fetch(`${t!.url}/healthz`)).json()) as { configError: string | null }).configError, { timeout: 5_000 }).toMatch(/rejected/);
     expect(t.server.config().groups.default?.web?.size).toBe(2);
     await t.settle();
-    expect(t.server.db.listInstances().map((i) => i.status)).toEqual(['running', 'running'].map(() => expect.stringMatching(/creating|running/)));
+    const instances = t.server.db.listInstances();
+    expect(instances).toHaveLength(2);
+    expect(instances.every((i) => i.status === 'creating' || i.status === 'running')).toBe(true);
     expect(t.server.db.listAudit().filter((a) => a.action === 'drain' || a.action === 'delete')).toEqual([]);
   });
 
