@@ -13,13 +13,18 @@ import { startDroverServer, type DroverServer } from '../../src/app/drover-serve
 import { processesWithEnv } from '../../src/providers/local/proc.js';
 import { makeCa, makeLeaf } from '../helpers/certs.js';
 import { RecordingLog, httpsCall } from '../helpers/tls-client.js';
+import { runCli } from '../cli/run-cli.js';
 import { CLI, requireBuild, waitFor } from './process-harness.js';
+import { createHash } from 'node:crypto';
 
 interface InstanceRow {
   id: string;
   connected: boolean;
   healthAt: string | null;
 }
+
+const VIEWER = 'viewer-token-0123456789';
+const OPERATOR = 'operator-token-0123456789';
 
 let dir: string | undefined;
 let server: DroverServer | undefined;
@@ -45,7 +50,7 @@ afterEach(async () => {
 });
 
 describe('drover server with server.tls and the local provider', { timeout: 120_000 }, () => {
-  it('its agents verify the server against server.tls.ca and present server.tls.agentCert; they connect over wss:// and report health', async () => {
+  it('its agents verify the server against server.tls.ca and present server.tls.agentCert; they connect over wss:// and report health; the CLI works with scoped tokens', async () => {
     dir = mkdtempSync(join(tmpdir(), 'drover-tls-e2e-'));
     const ca = makeCa(dir, 'ca');
     const serverPair = makeLeaf(dir, ca, 'server', { usage: ['serverAuth'] });
@@ -59,17 +64,21 @@ describe('drover server with server.tls and the local provider', { timeout: 120_
           listen: '127.0.0.1:0',
           dataDir: join(dir, 'data'),
           tls: { cert: serverPair.cert, key: serverPair.key, ca: ca.cert, clientCa: ca.cert, agentCert: agentPair.cert, agentKey: agentPair.key },
+          tokens: [
+            { name: 'grafana', role: 'viewer', sha256: createHash('sha256').update(VIEWER).digest('hex') },
+            { name: 'team-default', role: 'operator', tenants: ['default'], sha256: createHash('sha256').update(OPERATOR).digest('hex') },
+          ],
         },
         provider: { kind: 'local', killGracePeriod: '2s' },
         shard: { id: 'tls-e2e', healthCheckInterval: '1s', missedHealthThreshold: 3, startupTimeout: '30s', defaultDrainTimeout: '10s' },
         templates: { web: { command: ['node', '-e', 'setInterval(() => {}, 1 << 30)'] } },
-        groups: { default: { web: { size: 2, template: 'web' } } },
+        groups: { default: { web: { size: 2, template: 'web' } }, other: { web: { size: 1, template: 'web' } } },
       }),
     );
     const log = new RecordingLog();
     server = await startDroverServer({ configPath, logger: log.logger, agentCommand: [process.execPath, CLI, 'agent'] });
     expect(server.url).toMatch(/^https:\/\//);
-    const client = { ca: ca.pem, cert: readFileSync(operatorPair.cert), key: readFileSync(operatorPair.key) };
+    const client = { ca: ca.pem, cert: readFileSync(operatorPair.cert), key: readFileSync(operatorPair.key), token: VIEWER };
     const url = server.url;
     const rows = await waitFor(
       'both instances connected and healthy',
@@ -86,5 +95,27 @@ describe('drover server with server.tls and the local provider', { timeout: 120_
     expect(parsed.clientCert).toBe(agentPair.cert);
     expect(parsed.clientKey).toBe(agentPair.key);
     expect(agentConfig).not.toContain('PRIVATE KEY');
+
+    // The CLI over HTTPS with mutual TLS: a viewer reads and is refused a change; an operator of
+    // tenant default scales its group and sees nothing of tenant other.
+    const tlsEnv = { DROVER_SERVER: url, DROVER_CA: ca.cert, DROVER_CLIENT_CERT: operatorPair.cert, DROVER_CLIENT_KEY: operatorPair.key };
+    const status = await runCli(['status', '-o', 'json'], { ...tlsEnv, DROVER_TOKEN: VIEWER });
+    expect(status.status, status.stderr).toBe(0);
+    expect((JSON.parse(status.stdout) as Array<{ tenant: string }>).map((g) => g.tenant).sort()).toEqual(['default', 'other']);
+    const refused = await runCli(['scale', 'default/web', '3'], { ...tlsEnv, DROVER_TOKEN: VIEWER });
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/grafana \(role viewer\) may not do this/);
+    const scoped = await runCli(['status', '-o', 'json'], { ...tlsEnv, DROVER_TOKEN: OPERATOR });
+    expect((JSON.parse(scoped.stdout) as Array<{ tenant: string }>).map((g) => g.tenant)).toEqual(['default']);
+    const scaled = await runCli(['scale', 'default/web', '3', '--wait', '--timeout', '60s'], { ...tlsEnv, DROVER_TOKEN: OPERATOR, USER: 'alice' });
+    expect(scaled.status, scaled.stderr).toBe(0);
+    expect(server.db.listAudit({ tenant: 'default', group: 'web' }).find((a) => a.action === 'scale')?.actor).toBe('operator:team-default/alice');
+    const elsewhere = await runCli(['scale', 'other/web', '2'], { ...tlsEnv, DROVER_TOKEN: OPERATOR });
+    expect(elsewhere.status).toBe(1);
+    expect(elsewhere.stderr).toMatch(/HTTP 404/);
+    // Without the CA the CLI does not trust the server.
+    const untrusted = await runCli(['status'], { DROVER_SERVER: url, DROVER_TOKEN: VIEWER, DROVER_CLIENT_CERT: operatorPair.cert, DROVER_CLIENT_KEY: operatorPair.key });
+    expect(untrusted.status).toBe(1);
+    expect(untrusted.stderr).toMatch(/--ca/);
   });
 });
