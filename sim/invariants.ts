@@ -249,13 +249,13 @@ const REPLACEMENT_FIRST: ReadonlySet<string> = new Set(['operator', 'expiry', 'd
 const VOLUNTARY: ReadonlySet<string> = new Set(['scaleDown', 'expiry', 'drift', 'operator']);
 /** Rotations: replacement first. */
 const ROTATION: ReadonlySet<string> = new Set(['operator', 'expiry', 'drift']);
-/** Involuntary departures (an instance being deleted for one of these counts as unhealthy). */
-const INVOLUNTARY: ReadonlySet<string> = new Set(['unhealthy', 'terminated', 'vanished', 'startupTimeout', 'terminationNotice', 'expiryForced']);
+/** Departures for health (an instance being deleted for one of these counts as unhealthy; a termination notice or forced expiry does not). */
+const HEALTH_LOSS: ReadonlySet<string> = new Set(['unhealthy', 'terminated', 'vanished', 'startupTimeout']);
 
 /**
  * The instances of a group the health brake counts as unhealthy, by the rules README.md states
- * for `maxUnhealthy` (written out here, not taken from the plan): being deleted for an
- * involuntary reason; gone or stopped at the provider; draining for health; and, unless noticed
+ * for `maxUnhealthy` (written out here, not taken from the plan): being deleted for its health;
+ * gone or stopped at the provider (unless it reported since); draining for health; and, unless noticed
  * or past forced expiry, judged unhealthy, silent for the staleness threshold, or never reported
  * within the startup timeout (silence before `graceSince` does not count).
  */
@@ -265,14 +265,16 @@ export function unhealthyInstances(records: readonly InstanceRecord[], settings:
   for (const i of records) {
     const observed = i.providerStatus;
     const why = ((): string | null => {
-      if (i.status === 'deleting') return INVOLUNTARY.has(i.deleteReason ?? '') ? `deleting (${i.deleteReason ?? ''})` : null;
+      if (i.status === 'deleting') return HEALTH_LOSS.has(i.deleteReason ?? '') || i.drainReason === 'unhealthy' ? `deleting (${i.deleteReason ?? ''})` : null;
       if (i.status === 'creating') return null;
       if (observed === 'notFound') return 'gone';
-      if (observed !== null && isTerminalStatus(observed)) return observed;
+      // A report after the provider's answer: it runs again (the answer is out of date).
+      const reportedSince = i.healthAt !== null && i.providerCheckedAt !== null && i.healthAt.getTime() > i.providerCheckedAt.getTime();
+      if (observed !== null && isTerminalStatus(observed) && !reportedSince) return observed;
       if (i.status === 'draining') return i.drainReason === 'unhealthy' ? 'draining (unhealthy)' : null;
       if (i.noticeDeadline) return null;
       if (settings.forcedAgeMs > 0 && i.createdAt.getTime() + settings.forcedAgeMs <= now) return null;
-      if (i.unhealthyAt) return 'judged unhealthy';
+      if (i.unhealthyAt && !(i.healthAt !== null && i.healthAt.getTime() > i.unhealthyAt.getTime())) return 'judged unhealthy';
       if (i.healthAt === null) {
         const startedAt = i.confirmedAt?.getTime() ?? i.createdAt.getTime();
         const deadline = startedAt < graceSince ? Math.max(startedAt + settings.startupTimeoutMs, graceSince + staleMs) : startedAt + settings.startupTimeoutMs;

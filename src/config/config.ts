@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { DroverError } from '../errors/index.js';
 import { parseDuration } from './duration.js';
-import { configSchema, type ParsedConfig, type Quantity, type VoluntaryReason } from './schema.js';
+import { AGENT_PING_MISSES, configSchema, type ParsedConfig, type Quantity, type VoluntaryReason } from './schema.js';
 
 export type DroverConfig = ParsedConfig;
 export type ShardConfig = ParsedConfig['shard'];
@@ -157,6 +157,10 @@ export interface DisruptionSettings {
   maxUnhealthy: Quantity | null;
   maxDrainTimeoutMs: number | null;
   cancelHoldMs: number;
+  /** With maxUnhealthy: how long after an instance is judged unhealthy it is acted on. */
+  healthSettleMs: number;
+  /** With maxUnhealthy: how long an instance replaced for health keeps counting toward the brake. */
+  unhealthyWindowMs: number;
 }
 
 /**
@@ -170,7 +174,16 @@ export function maxDrainTimeoutOf(settings: Pick<GroupSettings, 'drainTimeoutMs'
   return settings.disruption.maxDrainTimeoutMs ?? Math.max(DEFAULT_MAX_DRAIN_TIMEOUT_MS, settings.drainTimeoutMs);
 }
 
-export const NO_DISRUPTION_LIMITS: DisruptionSettings = { budgets: [], maxUnhealthy: null, maxDrainTimeoutMs: null, cancelHoldMs: 3_600_000 };
+/** No budget and no brake (settle and window matter only with a brake). */
+export const NO_DISRUPTION_LIMITS: DisruptionSettings = { budgets: [], maxUnhealthy: null, maxDrainTimeoutMs: null, cancelHoldMs: 3_600_000, healthSettleMs: 0, unhealthyWindowMs: 0 };
+
+/** The brake's settle delay and window when a group does not set them (see the schema). */
+export function brakeTimingDefaults(shard: Pick<ShardConfig, 'healthCheckInterval' | 'missedHealthThreshold'>): { healthSettleMs: number; unhealthyWindowMs: number } {
+  return {
+    healthSettleMs: shard.healthCheckInterval * (1 + AGENT_PING_MISSES),
+    unhealthyWindowMs: 3 * shard.healthCheckInterval * shard.missedHealthThreshold,
+  };
+}
 
 /** The effective settings of a configured group, or null when the config has no such group. */
 export function groupSettings(config: DroverConfig, tenant: string, group: string): GroupSettings | null {
@@ -201,6 +214,8 @@ export function groupSettings(config: DroverConfig, tenant: string, group: strin
           maxUnhealthy: spec.disruption.maxUnhealthy ?? null,
           maxDrainTimeoutMs: spec.disruption.maxDrainTimeout ?? null,
           cancelHoldMs: spec.disruption.cancelHold,
+          healthSettleMs: spec.disruption.healthSettle ?? brakeTimingDefaults(config.shard).healthSettleMs,
+          unhealthyWindowMs: spec.disruption.unhealthyWindow ?? brakeTimingDefaults(config.shard).unhealthyWindowMs,
         }
       : NO_DISRUPTION_LIMITS,
   };

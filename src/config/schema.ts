@@ -80,6 +80,12 @@ const countOrPercent = z
 
 export type Quantity = { count: number } | { percent: number };
 
+/**
+ * Unanswered pings (one per health interval) after which the agent endpoint drops a connection:
+ * a stopped process is noticed within (AGENT_PING_MISSES + 1) intervals.
+ */
+export const AGENT_PING_MISSES = 2;
+
 /** Voluntary disruption reasons a budget can cover. */
 export const VOLUNTARY_REASONS = ['scaleDown', 'expiry', 'drift', 'operator'] as const;
 export type VoluntaryReason = (typeof VOLUNTARY_REASONS)[number];
@@ -122,6 +128,18 @@ const disruptionSchema = z.strictObject({
   maxDrainTimeout: positiveDuration.optional(),
   /** How long an instance whose rotation or operator drain was cancelled is left alone. */
   cancelHold: positiveDuration.default(3_600_000),
+  /**
+   * With maxUnhealthy: an instance judged unhealthy is acted on only this long after, so that
+   * failures that happen together are counted together. Default: one health interval plus the
+   * agent endpoint's ping timeout.
+   */
+  healthSettle: duration.optional(),
+  /**
+   * With maxUnhealthy: an instance replaced for its health still counts toward the brake until
+   * this long after it left and until its replacement has reported healthy this long.
+   * Default: 3 × (healthCheckInterval × missedHealthThreshold).
+   */
+  unhealthyWindow: duration.optional(),
 });
 
 const groupSchema = z.strictObject({

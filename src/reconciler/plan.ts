@@ -30,6 +30,17 @@ export const INVOLUNTARY_REASONS: ReadonlySet<string> = new Set([
   'expiryForced',
 ]);
 
+/**
+ * Reasons an instance leaves for its health: what the health brake counts (termination notices
+ * and forced expiry are involuntary too, but say nothing about the fleet's health).
+ */
+export const HEALTH_REASONS: ReadonlySet<string> = new Set(['unhealthy', 'terminated', 'vanished', 'startupTimeout']);
+
+/** Whether an instance is (or was) replaced for its health. */
+function leftForHealth(i: Pick<InstanceRecord, 'drainReason' | 'deleteReason'>): boolean {
+  return i.drainReason === 'unhealthy' || HEALTH_REASONS.has(i.deleteReason ?? '');
+}
+
 /** Rotations: replacement first, then the old instance drains. */
 export type RotationReason = 'operator' | 'drift' | 'expiry';
 
@@ -62,12 +73,15 @@ export type BlockCode =
   | 'ShortCircuit'
   | 'Protected'
   | 'RotationHeld'
-  | 'RemovalPending';
+  | 'RemovalPending'
+  | 'HealthSettling';
 
 export interface Block {
   code: BlockCode;
   message: string;
   instanceId?: string;
+  /** The instances a block is about, when several (the brake's unhealthy ones). */
+  instanceIds?: string[];
   since?: Date;
   until?: Date;
 }
@@ -90,6 +104,8 @@ export interface GroupSummary {
     budgets: Record<VoluntaryReason, ReasonBudget>;
     shortCircuited: boolean;
     maxUnhealthy: number | null;
+    /** What the brake counts: unhealthy instances, and those recently replaced for health (unhealthyWindow). */
+    brakeCount: number;
   };
 }
 
@@ -198,7 +214,10 @@ export function planGroup(input: PlanInput): Plan {
 
   const disruption = settings?.disruption ?? NO_DISRUPTION_LIMITS;
   /** Replacements and deletions for health reasons, applied unless the health brake is on. */
-  const healthActions: Array<{ inst: InstanceRecord; reason: string; apply: () => void }> = [];
+  /** `judgedAt`: when the instance was judged unhealthy (the settle delay runs from there). */
+  const healthActions: Array<{ inst: InstanceRecord; reason: string; judgedAt: number; apply: () => void }> = [];
+  /** Unhealthy live instances, by id: what the brake counts beside recent departures. */
+  const unhealthyIds: string[] = [];
   const protectedUntil = (id: string): number | null => {
     const until = input.protectedUntil?.get(id);
     return until !== undefined && until > now ? until : null;
@@ -212,11 +231,19 @@ export function planGroup(input: PlanInput): Plan {
   for (const inst of input.instances) {
     const observed = inst.providerStatus;
     const gone = observed === 'notFound';
-    const terminal = observed !== null && observed !== 'notFound' && isTerminalStatus(observed);
+    const healthAtMs = ms(inst.healthAt);
+    const checkedAtMs = ms(inst.providerCheckedAt);
+    // A health report after the provider's answer says the instance runs again (a stopped process
+    // continued, a VM resumed): that answer is out of date.
+    const reportedSinceCheck = healthAtMs !== null && checkedAtMs !== null && healthAtMs > checkedAtMs;
+    const terminal = observed !== null && observed !== 'notFound' && isTerminalStatus(observed) && !reportedSinceCheck;
 
     if (inst.status === 'deleting') {
       leaving.set(inst.id, inst.deleteReason ?? 'delete');
-      if (INVOLUNTARY_REASONS.has(inst.deleteReason ?? '')) unhealthyCount++;
+      if (leftForHealth(inst)) {
+        unhealthyCount++;
+        unhealthyIds.push(inst.id);
+      }
       if (gone) {
         actions.push({ kind: 'forget', instanceId: inst.id, reason: 'vanished', message: 'the provider no longer has it; delete complete' });
         forgotten.add(inst.id);
@@ -240,11 +267,13 @@ export function planGroup(input: PlanInput): Plan {
       leaving.set(inst.id, 'vanished');
       forgotten.add(inst.id);
       unhealthyCount++;
+      unhealthyIds.push(inst.id);
       actions.push({ kind: 'forget', instanceId: inst.id, reason: 'vanished', message: 'the provider no longer has this instance' });
       continue;
     }
     if (terminal) {
       unhealthyCount++;
+      unhealthyIds.push(inst.id);
       const deleteTerminated = (): void => {
         leaving.set(inst.id, 'terminated');
         actions.push({
@@ -268,7 +297,8 @@ export function planGroup(input: PlanInput): Plan {
         actions.push({ kind: 'delete', instanceId: inst.id, reason: 'expiryForced', priority: Priority.urgent, message: `older than forcedAge (${settings?.forcedAgeMs ?? 0} ms); the provider reports it ${observed}` });
       } else {
         wakeAt(forcedAt);
-        healthActions.push({ inst, reason: 'terminated', apply: deleteTerminated });
+        // Judged when first seen so (recorded as unhealthyAt), whatever re-polls saw since.
+        healthActions.push({ inst, reason: 'terminated', judgedAt: ms(inst.unhealthyAt) ?? checkedAtMs ?? now, apply: deleteTerminated });
       }
       continue;
     }
@@ -276,7 +306,10 @@ export function planGroup(input: PlanInput): Plan {
     if (inst.status === 'draining') {
       drainingCount++;
       leaving.set(inst.id, inst.drainReason ?? 'drain');
-      if (inst.drainReason === 'unhealthy') unhealthyCount++;
+      if (inst.drainReason === 'unhealthy') {
+        unhealthyCount++;
+        unhealthyIds.push(inst.id);
+      }
       const deadline = ms(inst.drainDeadline) ?? now;
       if (inst.drainAckedAt) {
         actions.push({ kind: 'delete', instanceId: inst.id, reason: 'drainAcked', priority: Priority.high, message: 'drain acknowledged' });
@@ -305,23 +338,27 @@ export function planGroup(input: PlanInput): Plan {
       }
       wakeAt(forcedAt);
     }
-    if (inst.unhealthyAt) {
+    // Judged unhealthy, and not heard from since (a report after the judgement: it recovered).
+    if (inst.unhealthyAt && !(healthAtMs !== null && healthAtMs > inst.unhealthyAt.getTime())) {
       unhealthyCount++;
+      unhealthyIds.push(inst.id);
       unwell.add(inst.id);
       const judgedAt = inst.unhealthyAt.getTime();
-      healthActions.push({ inst, reason: 'unhealthy', apply: () => drainOrDelete(inst, 'unhealthy', now + drainTimeoutMs, judgedAt, 'judged unhealthy') });
+      healthActions.push({ inst, reason: 'unhealthy', judgedAt, apply: () => drainOrDelete(inst, 'unhealthy', now + drainTimeoutMs, judgedAt, 'judged unhealthy') });
       continue;
     }
-    const healthAt = ms(inst.healthAt);
+    const healthAt = healthAtMs;
     if (healthAt === null) {
       const startedAt = ms(inst.confirmedAt) ?? created;
       // An instance that booted before this reconciler began observing gets the grace period too.
       const startupDeadline = startedAt < input.observingSince ? Math.max(startedAt + startupTimeoutMs, graceEnds) : startedAt + startupTimeoutMs;
       if (startupDeadline <= now) {
         unhealthyCount++;
+        unhealthyIds.push(inst.id);
         healthActions.push({
           inst,
           reason: 'startupTimeout',
+          judgedAt: startupDeadline,
           apply: () => {
             leaving.set(inst.id, 'startupTimeout');
             actions.push({
@@ -340,12 +377,14 @@ export function planGroup(input: PlanInput): Plan {
       const staleAt = Math.max(healthAt, input.observingSince) + staleAfterMs;
       if (staleAt <= now) {
         unhealthyCount++;
+        unhealthyIds.push(inst.id);
         unwell.add(inst.id);
         const checkedAt = ms(inst.providerCheckedAt);
         if (checkedAt !== null && checkedAt >= staleAt && (observed === 'running' || observed === 'pending')) {
           healthActions.push({
             inst,
             reason: 'unhealthy',
+            judgedAt: staleAt,
             apply: () => drainOrDelete(inst, 'unhealthy', now + drainTimeoutMs, staleAt, `no health report for ${shard.missedHealthThreshold} intervals while running`),
           });
           continue;
@@ -359,8 +398,15 @@ export function planGroup(input: PlanInput): Plan {
 
   // ---- 1b. The health brake: above maxUnhealthy, nothing is replaced or deleted for health. ---
   const maxUnhealthy = disruption.maxUnhealthy ? resolveQuantity(disruption.maxUnhealthy, size) : null;
-  const shortCircuited = maxUnhealthy !== null && unhealthyCount > maxUnhealthy && healthActions.length > 0;
+  const brake = maxUnhealthy === null ? null : healthBrake(input, disruption, maxUnhealthy, unhealthyIds);
+  const shortCircuited = brake?.on ?? false;
   const removalPendingUntil = settings === null && input.removalPendingUntil !== undefined && input.removalPendingUntil !== null && input.removalPendingUntil > now ? input.removalPendingUntil : null;
+  if (brake) {
+    wakeAt(brake.changesAt);
+    // Instances that recover say so only by reporting again, which marks nothing: while the brake
+    // holds, look again every health interval.
+    if (brake.on) wakeAt(now + shard.healthCheckIntervalMs);
+  }
   if (removalPendingUntil !== null) {
     // Gone from the config, perhaps only for a moment (a file saved in two steps): touch nothing yet.
     wakeAt(removalPendingUntil);
@@ -369,13 +415,19 @@ export function planGroup(input: PlanInput): Plan {
       message: `the group is no longer in the config; its ${input.instances.length} instance(s) are removed at ${new Date(removalPendingUntil).toISOString()} unless the config brings it back first (groupRemovalGrace)`,
       until: new Date(removalPendingUntil),
     });
-  } else if (shortCircuited) {
-    blocked.push({
-      code: 'ShortCircuit',
-      message: `${unhealthyCount} instances unhealthy, more than maxUnhealthy ${maxUnhealthy}: automatic replacement for health reasons is paused until the count drops`,
-    });
+  } else if (brake?.on) {
+    blocked.push(brake.block);
   } else {
-    for (const h of healthActions) h.apply();
+    for (const h of healthActions) {
+      // With a brake, failures that happen together are counted together before any is acted on.
+      const settledAt = brake ? h.judgedAt + disruption.healthSettleMs : h.judgedAt;
+      if (settledAt > now) {
+        wakeAt(settledAt);
+        blocked.push({ code: 'HealthSettling', instanceId: h.inst.id, message: `${h.reason}: acted on once failures that happen with it have been counted (healthSettle)`, until: new Date(settledAt) });
+        continue;
+      }
+      h.apply();
+    }
   }
 
   // ---- 2. Rotation bookkeeping. ----------------------------------------------------------------
@@ -668,7 +720,7 @@ export function planGroup(input: PlanInput): Plan {
       draining: drainingNow,
       unhealthy: unhealthyCount,
       maxLive,
-      disruption: { budgets: budgets.all(), shortCircuited, maxUnhealthy },
+      disruption: { budgets: budgets.all(), shortCircuited, maxUnhealthy, brakeCount: brake?.count ?? unhealthyCount },
     },
   };
 }
@@ -703,4 +755,63 @@ function pickVictims(
     .sort((a, b) => a.r - b.r || a.i.createdAt.getTime() - b.i.createdAt.getTime() || (a.i.id < b.i.id ? -1 : 1))
     .slice(0, Math.max(0, count))
     .map((x) => x.i);
+}
+
+/**
+ * The health brake's count and state. It counts the group's unhealthy instances (silent, stopped,
+ * never started, being replaced for health) and those recently replaced for health: one counts
+ * until `unhealthyWindow` after it left and until its replacement has reported healthy for that
+ * long. So Drover's own remediation never lowers the count that holds it back: the brake lifts
+ * only when instances recover or the window passes. `changesAt`: when the window alone changes
+ * the count.
+ */
+function healthBrake(
+  input: PlanInput,
+  disruption: { unhealthyWindowMs: number },
+  maxUnhealthy: number,
+  unhealthyIds: readonly string[],
+): { on: boolean; count: number; changesAt: number | null; block: Block } {
+  const now = input.now;
+  const windowMs = disruption.unhealthyWindowMs;
+  const replacementOf = new Map<string, InstanceRecord>();
+  for (const i of [...input.instances, ...(input.departed ?? [])]) if (i.replaces) replacementOf.set(i.replaces, i);
+  /** Until when each recent departure counts. */
+  const departures: Array<{ id: string; until: number }> = [];
+  let changesAt: number | null = null;
+  const later = (t: number): void => {
+    if (t > now && (changesAt === null || t < changesAt)) changesAt = t;
+  };
+  for (const d of input.departed ?? []) {
+    if (!leftForHealth(d) || d.deletedAt === null) continue;
+    const leftUntil = d.deletedAt.getTime() + windowMs;
+    const replacement = replacementOf.get(d.id);
+    const firstHealth = replacement && replacement.status !== 'deleted' ? ms(replacement.firstHealthAt) : null;
+    // A replacement still booting keeps it counting; without one (not made, or itself gone, when it
+    // counts for itself) it counts for the window after it left.
+    const provenAt = replacement && replacement.status !== 'deleted' ? (firstHealth === null ? Number.POSITIVE_INFINITY : firstHealth + windowMs) : Number.NEGATIVE_INFINITY;
+    const until = Math.max(leftUntil, provenAt);
+    if (until <= now) continue;
+    departures.push({ id: d.id, until });
+    if (Number.isFinite(until)) later(until);
+  }
+  const count = unhealthyIds.length + departures.length;
+  const on = count > maxUnhealthy;
+  // When the window alone brings the count down to the limit (if the live unhealthy ones allow it).
+  let releaseAt: number | null = null;
+  if (on && unhealthyIds.length <= maxUnhealthy) {
+    const ends = departures.map((d) => d.until).sort((a, b) => a - b);
+    const mustEnd = count - maxUnhealthy;
+    const t = ends[mustEnd - 1];
+    releaseAt = t !== undefined && Number.isFinite(t) ? t : null;
+  }
+  const shown = (ids: readonly string[]): string => (ids.length > 8 ? `${ids.slice(0, 8).join(', ')}, ... (${ids.length})` : ids.join(', '));
+  const parts = [`${unhealthyIds.length} unhealthy${unhealthyIds.length ? ` (${shown(unhealthyIds)})` : ''}`];
+  if (departures.length) parts.push(`${departures.length} recently replaced for health (${shown(departures.map((d) => d.id))}), counted until their replacements prove healthy for unhealthyWindow`);
+  const block: Block = {
+    code: 'ShortCircuit',
+    message: `health brake on: ${parts.join(' and ')} — ${count} in all, more than maxUnhealthy ${maxUnhealthy}: nothing is replaced for health until instances recover${releaseAt !== null ? ` or the window passes (${new Date(releaseAt).toISOString()})` : ''}`,
+    instanceIds: [...unhealthyIds, ...departures.map((d) => d.id)],
+    ...(releaseAt !== null ? { until: new Date(releaseAt) } : {}),
+  };
+  return { on, count, changesAt, block };
 }

@@ -35,6 +35,7 @@ export interface ReconcilerStore {
   setCreateHold(tenant: string, group: string, hold: { key: string; reason: string; at: Date } | null): void;
   clearCreateHolds(): void;
   setRemovalSince(tenant: string, group: string, since: Date | null): void;
+  setBrakeSince(tenant: string, group: string, since: Date | null): void;
 }
 
 /** pino-compatible logger: structured fields first, a constant message second. */

@@ -9,7 +9,7 @@ import { SystemClock, type Clock, type TimerHandle } from '../clock/index.js';
 import { configuredGroups, groupSettings, type ConfigLoader, type DroverConfig, type GroupSettings } from '../config/index.js';
 import { InstanceNotFoundError, PermanentError, errorMessage, isRetryable } from '../errors/index.js';
 import type { InstanceManager } from '../instances/index.js';
-import type { Provider, ProviderStatus } from '../providers/index.js';
+import { isTerminalStatus, type Provider, type ProviderStatus } from '../providers/index.js';
 import { CallGate } from '../queue/call-gate.js';
 import { Priority } from '../queue/priority.js';
 import { KeyedWorkQueue, type QueueObserver } from '../queue/work-queue.js';
@@ -472,6 +472,7 @@ export class Reconciler {
       const config = this.opts.configLoader.getCurrent();
       this.trackRemoval(config, tenant, group, events);
       const plan = this.computePlan(config, tenant, group);
+      this.trackBrake(plan, events);
       this.executor.apply(plan, events);
       this.lastPlans.set(key, plan);
       this.trackBlocks(key, plan);
@@ -517,6 +518,36 @@ export class Reconciler {
     }
   }
 
+  /** Audits (and keeps, for since when) the moments a group's health brake trips and releases. */
+  private trackBrake(plan: Plan, events: readonly ReconcileEvent[]): void {
+    const { tenant, group } = plan;
+    const since = this.store.getGroupState(tenant, group)?.brakeSince ?? null;
+    const on = plan.summary.disruption.shortCircuited;
+    if (on === (since !== null)) return;
+    const now = this.clock.now();
+    const event = events.length > 0 ? describeEvent(events[0] as ReconcileEvent) : null;
+    const { brakeCount, maxUnhealthy } = plan.summary.disruption;
+    const block = plan.blocked.find((b) => b.code === 'ShortCircuit');
+    this.store.transaction(() => {
+      this.store.setBrakeSince(tenant, group, on ? now : null);
+      this.store.appendAudit({
+        tenant,
+        group,
+        at: now,
+        instanceId: null,
+        action: on ? 'brakeTripped' : 'brakeReleased',
+        reason: 'maxUnhealthy',
+        event,
+        detail: on
+          ? `${brakeCount} unhealthy or recently replaced for health, more than maxUnhealthy ${maxUnhealthy ?? '?'}: ${block?.message ?? ''}`
+          : `${brakeCount} unhealthy or recently replaced for health, within maxUnhealthy ${maxUnhealthy ?? 'none'}; held ${Math.round((now.getTime() - (since?.getTime() ?? now.getTime())) / 1000)}s`,
+        epoch: this.ctx.epoch(),
+      });
+    });
+    if (on) this.log.warn({ tenant, group, count: brakeCount, maxUnhealthy }, 'health brake tripped');
+    else this.log.info({ tenant, group, count: brakeCount, maxUnhealthy }, 'health brake released');
+  }
+
   private computePlan(config: DroverConfig, tenant: string, group: string, sizeOverride?: number): Plan {
     const effective = this.effectiveSettings(config, tenant, group);
     const settings = effective && sizeOverride !== undefined ? { ...effective, size: sizeOverride } : effective;
@@ -535,7 +566,8 @@ export class Reconciler {
         defaultDrainTimeoutMs: config.shard.defaultDrainTimeout,
       },
       instances,
-      departed: this.store.departedInstances(tenant, group, new Date(this.clock.nowMs() - DEPARTED_WINDOW_MS)),
+      // Recent departures: what new instances replace, and what the health brake still counts.
+      departed: this.store.departedInstances(tenant, group, new Date(this.clock.nowMs() - Math.max(DEPARTED_WINDOW_MS, 3 * (settings?.disruption.unhealthyWindowMs ?? 0)))),
       inFlight: this.inFlight,
       now: this.clock.nowMs(),
       observingSince: this.observingSince,
@@ -625,9 +657,17 @@ export class Reconciler {
       status = 'notFound';
     }
     if (this.halted) return;
-    this.store.updateInstance(id, { providerStatus: status, providerCheckedAt: this.clock.now() });
-    this.log.debug({ tenant, group, instanceId: id, status, cause: event.cause }, 'instance checked');
     const alive = status === 'running' || status === 'pending';
+    const judged = record.status === 'running' && status !== 'notFound' && isTerminalStatus(status);
+    this.store.updateInstance(id, {
+      providerStatus: status,
+      providerCheckedAt: this.clock.now(),
+      // When a running instance was first seen stopped (or otherwise terminal): the health brake's
+      // settle delay runs from there, not from the latest re-poll. Seen alive again: forgotten.
+      ...(judged && record.unhealthyAt === null ? { unhealthyAt: this.clock.now() } : {}),
+      ...(alive && record.status === 'running' && record.unhealthyAt !== null ? { unhealthyAt: null } : {}),
+    });
+    this.log.debug({ tenant, group, instanceId: id, status, cause: event.cause }, 'instance checked');
     const pollKey = `poll:${groupKeyOf(tenant, group)}:${id}`;
     if (disconnectedAt !== null && alive) {
       const attempt = event.attempt ?? 0;

@@ -17,6 +17,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock, TimerHandle } from '../clock/index.js';
+import { AGENT_PING_MISSES } from '../config/index.js';
 import type { AgentCredentials } from '../agent/credentials.js';
 import { AGENT_PATH, CLOSE, INSTANCE_HEADER, parseAgentMessage, type AgentMessage, type ServerMessage } from '../agent/protocol.js';
 import { EventType, type Logger, type ReconcileEvent } from '../reconciler/index.js';
@@ -198,7 +199,7 @@ export class AgentHub {
     const { clock } = this.options;
     conn.pinger = clock.schedule(clock.nowMs() + this.options.healthCheckIntervalMs(), () => {
       if (this.connections.get(conn.instanceId) !== conn) return;
-      if (conn.missedPongs >= 2) {
+      if (conn.missedPongs >= AGENT_PING_MISSES) {
         this.options.logger.warn({ instanceId: conn.instanceId }, 'agent stopped answering pings');
         conn.ws.terminate();
         return;

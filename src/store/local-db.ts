@@ -39,6 +39,7 @@ const COLUMNS = {
   createdAt: 'created_at',
   confirmedAt: 'confirmed_at',
   healthAt: 'health_at',
+  firstHealthAt: 'first_health_at',
   unhealthyAt: 'unhealthy_at',
   providerStatus: 'provider_status',
   providerCheckedAt: 'provider_checked_at',
@@ -59,6 +60,7 @@ const DATE_FIELDS = new Set<keyof InstanceRecord>([
   'createdAt',
   'confirmedAt',
   'healthAt',
+  'firstHealthAt',
   'unhealthyAt',
   'providerCheckedAt',
   'drainStartedAt',
@@ -97,6 +99,7 @@ function rowToInstance(row: unknown[]): InstanceRecord {
     createdAt: new Date(row[AT.createdAt] as number),
     confirmedAt: toDate(row[AT.confirmedAt]),
     healthAt: toDate(row[AT.healthAt]),
+    firstHealthAt: toDate(row[AT.firstHealthAt]),
     unhealthyAt: toDate(row[AT.unhealthyAt]),
     providerStatus: (row[AT.providerStatus] as ObservedStatus | null) ?? null,
     providerCheckedAt: toDate(row[AT.providerCheckedAt]),
@@ -157,7 +160,7 @@ export class LocalDb {
     departedByGroup: Database.Statement<[string, string, number], unknown[]>;
     liveRefs: Database.Statement<[], unknown[]>;
     healthPeek: Database.Statement<[string], { health_at: number | null; tenant: string; grp: string; status: string }>;
-    setHealth: Database.Statement<[number, string, number]>;
+    setHealth: Database.Statement<[number, number, string, number]>;
     refreshHealth: Database.Statement<[number, string, number]>;
     insertAudit: Database.Statement<unknown[]>;
     upsertTimer: Database.Statement<[string, number, string]>;
@@ -192,7 +195,7 @@ export class LocalDb {
         .prepare<[], unknown[]>("SELECT id, tenant, grp, provider_id, status, provider_status FROM instances WHERE status <> 'deleted' ORDER BY tenant, grp, created_at, id")
         .raw(),
       healthPeek: this.db.prepare('SELECT health_at, tenant, grp, status FROM instances WHERE id = ?'),
-      setHealth: this.db.prepare('UPDATE instances SET health_at = ? WHERE id = ? AND (health_at IS NULL OR health_at < ?)'),
+      setHealth: this.db.prepare('UPDATE instances SET health_at = ?, first_health_at = COALESCE(first_health_at, ?) WHERE id = ? AND (health_at IS NULL OR health_at < ?)'),
       refreshHealth: this.db.prepare("UPDATE instances SET health_at = ? WHERE id = ? AND health_at < ? AND status <> 'deleted'"),
       insertAudit: this.db.prepare(
         'INSERT INTO audit (at, tenant, grp, instance_id, action, reason, event, actor, detail, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
@@ -255,6 +258,7 @@ export class LocalDb {
       replaces: null,
       confirmedAt: null,
       healthAt: null,
+      firstHealthAt: null,
       unhealthyAt: null,
       providerStatus: null,
       providerCheckedAt: null,
@@ -381,7 +385,7 @@ export class LocalDb {
     const peek = this.stmt.healthPeek.get(instanceId);
     if (!peek || peek.status === 'deleted') return false;
     if (peek.health_at !== null && peek.health_at >= atMs) return false;
-    this.stmt.setHealth.run(atMs, instanceId, atMs);
+    this.stmt.setHealth.run(atMs, atMs, instanceId, atMs);
     if (peek.health_at === null) {
       this.emit({ kind: 'firstHealth', instanceId, tenant: peek.tenant, group: peek.grp, at });
     }
@@ -402,7 +406,7 @@ export class LocalDb {
         const peek = this.stmt.healthPeek.get(instanceId);
         if (!peek || peek.status === 'deleted') continue;
         if (peek.health_at !== null && peek.health_at >= atMs) continue;
-        this.stmt.setHealth.run(atMs, instanceId, atMs);
+        this.stmt.setHealth.run(atMs, atMs, instanceId, atMs);
         recorded++;
         if (peek.health_at === null) firsts.push({ kind: 'firstHealth', instanceId, tenant: peek.tenant, group: peek.grp, at });
       }
@@ -487,7 +491,15 @@ export class LocalDb {
       holdReason: (row.hold_reason as string | null) ?? null,
       holdAt: toDate(row.hold_at),
       removalSince: toDate(row.removal_since),
+      brakeSince: toDate(row.brake_since),
     };
+  }
+
+  /** Records (or, with null, clears) since when a group's health brake holds. */
+  setBrakeSince(tenant: string, group: string, since: Date | null): void {
+    this.db
+      .prepare('INSERT INTO group_state (tenant, grp, brake_since) VALUES (?, ?, ?) ON CONFLICT(tenant, grp) DO UPDATE SET brake_since = excluded.brake_since')
+      .run(tenant, group, since ? since.getTime() : null);
   }
 
   /** Records (or, with null, clears) since when a group has been gone from the config. */

@@ -77,10 +77,15 @@ export const MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   );
   `,
-  // 3: a group that left the config is removed only after a grace (groupRemovalGrace); when it was
-  // first seen gone. Deleted instances and the audit are purged by age (store.retention).
+  // 3: a group that left the config is removed only after a grace (groupRemovalGrace): when it was
+  // first seen gone; since when its health brake holds; an instance's first health report (a
+  // replacement proves healthy over a window). Deleted instances and the audit are purged by age
+  // (store.retention).
   `
   ALTER TABLE group_state ADD COLUMN removal_since INTEGER;
+  ALTER TABLE group_state ADD COLUMN brake_since INTEGER;
+  ALTER TABLE instances ADD COLUMN first_health_at INTEGER;
+  UPDATE instances SET first_health_at = health_at WHERE health_at IS NOT NULL;
   CREATE INDEX instances_deleted_at ON instances (deleted_at) WHERE status = 'deleted';
   `,
 ];

@@ -30,6 +30,8 @@ export interface InstanceRecord {
   confirmedAt: Date | null;
   /** Last health report from the instance's agent. */
   healthAt: Date | null;
+  /** Its first health report (from pending to in service). */
+  firstHealthAt: Date | null;
   /** When the instance was judged unhealthy. */
   unhealthyAt: Date | null;
   providerStatus: ObservedStatus | null;
@@ -93,7 +95,9 @@ export type AuditAction =
   | 'protect'
   | 'unprotect'
   | 'removalPending'
-  | 'removalCancelled';
+  | 'removalCancelled'
+  | 'brakeTripped'
+  | 'brakeReleased';
 
 export interface AuditEntry {
   seq: number;
@@ -148,6 +152,8 @@ export interface GroupState {
   holdAt: Date | null;
   /** When the group was first seen gone from the config (its removal waits groupRemovalGrace). */
   removalSince: Date | null;
+  /** Since when its health brake (maxUnhealthy) holds, while it does. */
+  brakeSince: Date | null;
 }
 
 /** Notifications from the store, for the reconciler and the server's event stream. */

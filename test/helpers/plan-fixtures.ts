@@ -21,6 +21,7 @@ export function instanceRecord(id: string, now: number, over: Partial<InstanceRe
     createdAt: new Date(now - 60 * MIN),
     confirmedAt: new Date(now - 60 * MIN),
     healthAt: new Date(now - 10_000),
+    firstHealthAt: over.healthAt === null ? null : new Date(now - 55 * MIN),
     unhealthyAt: null,
     providerStatus: null,
     providerCheckedAt: null,

@@ -47,7 +47,8 @@ const arbInput: fc.Arbitrary<PlanInput> = fc
   .map((r) => {
     const instances = r.members.map((m, i) => {
       const id = `i-${String(i).padStart(2, '0')}`;
-      const healthAt = m.health === 'never' || m.status === 'creating' ? null : m.health === 'stale' ? new Date(NOW - STALE - MIN) : new Date(NOW - 10_000);
+      // A judged instance has not reported since it was judged (a report after it means it recovered).
+      const healthAt = m.health === 'never' || m.status === 'creating' ? null : m.health === 'stale' ? new Date(NOW - STALE - MIN) : m.health === 'judged' ? new Date(NOW - 2 * MIN) : new Date(NOW - 10_000);
       const replaces = m.replaces === null || r.members.length < 2 ? null : `i-${String(m.replaces % r.members.length).padStart(2, '0')}`;
       return record(id, {
         status: m.status,

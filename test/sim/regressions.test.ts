@@ -390,7 +390,7 @@ describe('a cancelled operator drain stays cancelled (its rotation resumed when 
 });
 
 describe('a plan that forgets vanished instances plans again (a health brake they tripped held until something else happened)', () => {
-  it('replaces a stopped instance at once when the brake only held because of an instance that vanished', async () => {
+  it('replaces a stopped instance once the instance that vanished has stopped counting (unhealthyWindow), without anything else happening', async () => {
     const web = (size: number) =>
       configWith(
         { default: { web: { size, template: 'web', maxSurge: 0, drainTimeout: '1m', disruption: { maxUnhealthy: 1, budgets: [{ max: 0, reasons: ['scaleDown'] }] } } } },
@@ -410,7 +410,17 @@ describe('a plan that forgets vanished instances plans again (a health brake the
     h.reconciler.enqueue({ type: EventType.InitialReconcile, cause: 'test' });
     await h.settle();
     expect(h.db.getInstance(gone!.id)?.status).toBe('deleted');
+    // The vanished instance still counts for the window (3 x 3 health intervals): the brake holds.
+    const held = h.reconciler.plan('default', 'web').blocked.find((b) => b.code === 'ShortCircuit');
+    expect(held?.instanceIds).toEqual([stopped!.id, gone!.id]);
+    const goneAt = h.db.getInstance(gone!.id)!.deletedAt!.getTime();
+    expect(held?.until?.getTime()).toBe(goneAt + 9 * 60_000);
+    await h.run(8 * 60_000, 60_000);
+    expect(h.db.getInstance(stopped!.id)?.status).toBe('running');
+    // Its own timer (no event) plans the group again when the window passes.
+    await h.run(2 * 60_000, 60_000);
     expect(h.db.getInstance(stopped!.id)?.deleteReason).toBe('terminated');
+    expect(h.db.listAudit({ tenant: 'default', group: 'web' }).filter((a) => a.instanceId === null).map((a) => a.action)).toEqual(expect.arrayContaining(['brakeTripped', 'brakeReleased']));
   });
 });
 

@@ -38,6 +38,7 @@ function fullRecord(id: string): InstanceRecord {
     createdAt: at(1),
     confirmedAt: at(2),
     healthAt: at(3),
+    firstHealthAt: at(2),
     unhealthyAt: at(4),
     providerStatus: 'running',
     providerCheckedAt: at(5),
@@ -164,6 +165,7 @@ describe('LocalDb', () => {
         replaces: null,
         confirmedAt: null,
         healthAt: null,
+        firstHealthAt: null,
         unhealthyAt: null,
         providerStatus: null,
         providerCheckedAt: null,
@@ -567,7 +569,7 @@ describe('LocalDb', () => {
     it('sets and clears a create hold', () => {
       const db = open();
       db.setCreateHold('default', 'web', { key: 'k1', reason: 'quota exceeded', at: at(2) });
-      expect(db.getGroupState('default', 'web')).toEqual({ tenant: 'default', group: 'web', holdKey: 'k1', holdReason: 'quota exceeded', holdAt: at(2), removalSince: null });
+      expect(db.getGroupState('default', 'web')).toEqual({ tenant: 'default', group: 'web', holdKey: 'k1', holdReason: 'quota exceeded', holdAt: at(2), removalSince: null, brakeSince: null });
       db.setCreateHold('default', 'web', null);
       expect(db.getGroupState('default', 'web')).toMatchObject({ holdKey: null, holdReason: null, holdAt: null });
     });
