@@ -74,11 +74,11 @@ export interface GroupView {
   maxLive: number;
   template: string | null;
   templateHash: string | null;
-  blocked: Array<{ code: string; message: string; instanceId: string | null; since: string | null; until: string | null }>;
+  blocked: Array<{ code: string; message: string; instanceId: string | null; instanceIds?: string[]; since: string | null; until: string | null }>;
 }
 
 function blockViews(plan: Plan): GroupView['blocked'] {
-  return plan.blocked.map((b) => ({ code: b.code, message: b.message, instanceId: b.instanceId ?? null, since: iso(b.since ?? null), until: iso(b.until ?? null) }));
+  return plan.blocked.map((b) => ({ code: b.code, message: b.message, instanceId: b.instanceId ?? null, ...(b.instanceIds ? { instanceIds: b.instanceIds } : {}), since: iso(b.since ?? null), until: iso(b.until ?? null) }));
 }
 
 export function groupView(
