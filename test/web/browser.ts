@@ -5,9 +5,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { TestServer } from '../helpers/server-harness.js';
 
 export const WEB_INDEX = resolve('dist/web/index.html');
 
@@ -83,4 +85,73 @@ export async function signIn(page: Page, token: string): Promise<void> {
 /** The text of a cell of the fleet table's row for a group. */
 export function groupCell(page: Page, group: string, col: 'size' | 'inService' | 'pending' | 'draining' | 'unhealthy') {
   return page.locator(`[data-testid="groups"] tr[data-group="${group}"] td[data-col="${col}"]`);
+}
+
+/**
+ * Plays the agents of a simulated fleet: every running instance reports health every 200 ms.
+ * Returns the function that stops it.
+ */
+export function reportHealth(server: TestServer): () => void {
+  const tick = (): void => {
+    const db = server.server.db;
+    if (!db.isOpen) return; // the test stopped the server
+    db.recordHealthBatch(db.listInstances().filter((i) => i.status === 'running').map((i) => ({ instanceId: i.id, at: new Date() })));
+  };
+  tick();
+  const timer = setInterval(tick, 200);
+  return () => clearInterval(timer);
+}
+
+/**
+ * A TCP pass-through between the page and the server that the test can cut: the page's
+ * connections (its event stream among them) drop at once, while the server runs on. Chromium's
+ * offline emulation cannot do this: it leaves an open stream open.
+ */
+export class CuttableProxy {
+  private readonly sockets = new Set<Socket>();
+  private readonly server: Server;
+  private cutOff = false;
+  /** Where the page goes instead of the server. */
+  url = '';
+
+  private constructor(private readonly target: URL) {
+    this.server = createServer((client) => this.accept(client));
+  }
+
+  /** Listens on 127.0.0.1 (an address: the server accepts any IP literal as its Host). */
+  static async start(target: string): Promise<CuttableProxy> {
+    const proxy = new CuttableProxy(new URL(target));
+    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
+    proxy.url = `http://127.0.0.1:${(proxy.server.address() as AddressInfo).port}`;
+    return proxy;
+  }
+
+  private accept(client: Socket): void {
+    if (this.cutOff) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(Number(this.target.port), this.target.hostname);
+    for (const socket of [client, upstream]) {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+      socket.on('error', () => (client.destroy(), upstream.destroy()));
+    }
+    client.pipe(upstream).pipe(client);
+  }
+
+  /** Drops every connection through the proxy, and every new one until `restore`. */
+  cut(): void {
+    this.cutOff = true;
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  restore(): void {
+    this.cutOff = false;
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
 }

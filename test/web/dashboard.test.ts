@@ -1,20 +1,22 @@
 /**
  * The web dashboard in a real browser (headless Chromium) against a real Drover server over a
  * simulated cloud: sign-in, the scale form and its server-side errors, drains acknowledged,
- * extended and protected from the page, live banners for leadership and lost connections.
+ * extended and protected from the page, live banners for leadership and lost connections, a
+ * stream reset after too much was missed, and a group about to be removed.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { stringify } from 'yaml';
 import type { InstanceView } from '../../src/server/views.js';
 import { TestServer } from '../helpers/server-harness.js';
-import { BrowserSession, chromiumOrSkip, groupCell, requireWebBuild, signIn } from './browser.js';
+import { BrowserSession, chromiumOrSkip, CuttableProxy, groupCell, reportHealth, requireWebBuild, signIn } from './browser.js';
 
 const CHROMIUM = chromiumOrSkip();
 
 let browser: BrowserSession | undefined;
 let t: TestServer | undefined;
-let reporter: ReturnType<typeof setInterval> | undefined;
+let stopReporting: (() => void) | undefined;
+let proxy: CuttableProxy | undefined;
 
 beforeAll(async () => {
   if (!CHROMIUM) return;
@@ -25,27 +27,18 @@ afterAll(async () => {
   await browser?.close();
 });
 afterEach(async () => {
-  if (reporter) clearInterval(reporter);
-  reporter = undefined;
+  stopReporting?.();
+  stopReporting = undefined;
+  await proxy?.close();
+  proxy = undefined;
   await t?.close();
   t = undefined;
 });
 
-/** Plays the agents of a simulated fleet: every live instance reports health every 200 ms. */
-function reportHealth(server: TestServer): void {
-  const tick = (): void => {
-    const db = server.server.db;
-    if (!db.isOpen) return; // the test stopped the server
-    db.recordHealthBatch(db.listInstances().filter((i) => i.status === 'running').map((i) => ({ instanceId: i.id, at: new Date() })));
-  };
-  tick();
-  reporter = setInterval(tick, 200);
-}
-
 async function startServer(options: ConstructorParameters<typeof TestServer>[0] = {}): Promise<TestServer> {
   const server = await new TestServer(options).start();
   await server.settle();
-  reportHealth(server);
+  stopReporting = reportHealth(server);
   await server.settle();
   return server;
 }
@@ -244,6 +237,81 @@ describe.skipIf(!CHROMIUM)('web dashboard (sim provider)', { timeout: 60_000 }, 
     expect(errors).toEqual([]);
   });
 
+  it('lists a group that left the config under Needs attention, with the time left before its instances go', async () => {
+    const groups = { default: { web: { size: 2, template: 'web' }, api: { size: 1, template: 'web' } } };
+    t = await startServer({ groups, shard: { groupRemovalGrace: '10m' } });
+    const { page, errors } = await open('');
+    await page.getByTestId('stream-status').filter({ hasText: 'Live' }).waitFor();
+    await page.getByText('Nothing needs attention.').waitFor();
+
+    t.writeConfig({ groups: { default: { web: groups.default.web } } });
+    const item = page.getByTestId('attention').locator('li', { hasText: 'RemovalPending' });
+    await item.filter({ hasText: 'default/api' }).filter({ hasText: /\((9m \d+s|10m) left\)/ }).waitFor({ timeout: 10_000 });
+    expect(await item.count()).toBe(1); // only the group that left
+    await page.getByTestId('activity').locator('tr[data-action="removalPending"]', { hasText: 'default/api' }).waitFor();
+    // Its own page says the same, and when.
+    await page.getByRole('link', { name: 'default/api' }).first().click();
+    await page.getByText(/no longer in the config: its instances are removed in (9m \d+s|10m) \(/).waitFor();
+
+    // The config brings it back: nothing needs attention any more, and the activity says so.
+    t.writeConfig({ groups });
+    await page.getByRole('link', { name: 'Fleet', exact: true }).first().click();
+    await page.getByTestId('activity').locator('tr[data-action="removalCancelled"]', { hasText: 'default/api' }).waitFor({ timeout: 10_000 });
+    await page.getByText('Nothing needs attention.').waitFor();
+    expect(await item.count()).toBe(0);
+    expect(errors).toEqual([]);
+  });
+
+  it('refetches every view when the stream says it missed too much to replay (reset), and resumes afresh', async () => {
+    t = await startServer();
+    proxy = await CuttableProxy.start(t.url);
+    const { page, errors } = await browser!.page();
+    const resumedFrom: Array<string | null> = [];
+    page.on('request', (req) => {
+      if (new URL(req.url()).pathname === '/v1/events') resumedFrom.push(req.headers()['last-event-id'] ?? null);
+    });
+    await page.goto(`${proxy.url}/`);
+    await page.getByTestId('stream-status').filter({ hasText: 'Live' }).waitFor();
+    // A change while connected: the page has an event id to resume from.
+    await t.api('PUT', '/v1/groups/default/web/size', { size: 3 });
+    await t.settle();
+    await groupCell(page, 'default/web', 'size').filter({ hasText: /^3 \(config 2\)$/ }).waitFor();
+    const lastSeen = t.server.db.listAudit({}).at(-1)!.seq;
+
+    // Cut off: the page misses a scale, and more audit entries than the server replays.
+    proxy.cut();
+    await page.getByTestId('stream-status').filter({ hasText: 'Disconnected' }).waitFor();
+    await t.api('PUT', '/v1/groups/default/web/size', { size: 4 });
+    await t.settle();
+    const db = t.server.db;
+    db.transaction(() => {
+      for (let k = 0; k < 1_001; k++) db.appendAudit({ at: new Date(), tenant: 'default', group: 'web', instanceId: null, action: 'scale', reason: 'operator', detail: `filler ${k}` });
+    });
+    const lastFiller = db.listAudit({}).at(-1)!.seq;
+    const requestsBefore = resumedFrom.length;
+    proxy.restore();
+
+    // It resumes from where it was; the server answers that with a reset, and the page shows the
+    // state as it is now.
+    await page.getByTestId('stream-status').filter({ hasText: 'Live' }).waitFor({ timeout: 15_000 });
+    await groupCell(page, 'default/web', 'size').filter({ hasText: /^4 \(config 2\)$/ }).waitFor({ timeout: 10_000 });
+    const resumeId = resumedFrom.slice(requestsBefore).at(-1);
+    expect(Number(resumeId)).toBeGreaterThanOrEqual(lastSeen);
+    expect(Number(resumeId)).toBeLessThan(lastFiller - 1_000);
+    expect(await firstEventsAfter(t.url, resumeId!, 'reset')).toContain('event: reset');
+
+    // After the reset its old position is worthless: the next reconnect does not ask to resume
+    // from it (it sends no id, or one it received after the reset).
+    proxy.cut();
+    await page.getByTestId('stream-status').filter({ hasText: 'Disconnected' }).waitFor();
+    const requestsAfterReset = resumedFrom.length;
+    proxy.restore();
+    await page.getByTestId('stream-status').filter({ hasText: 'Live' }).waitFor({ timeout: 15_000 });
+    for (const id of resumedFrom.slice(requestsAfterReset)) if (id !== null) expect(Number(id)).toBeGreaterThan(lastFiller);
+    expect(resumedFrom.slice(requestsAfterReset).length).toBeGreaterThan(0);
+    expect(errors).toEqual([]);
+  });
+
   it('says when this server is not the leader, and when the connection to it is lost', async () => {
     t = await startServer();
     const { page, errors } = await open('');
@@ -276,3 +344,22 @@ describe.skipIf(!CHROMIUM)('web dashboard (sim provider)', { timeout: 60_000 }, 
     await context.close();
   });
 });
+
+/** The start of the event stream as the server sends it to a client resuming after `lastEventId`, up to `until`. */
+async function firstEventsAfter(url: string, lastEventId: string, until: string): Promise<string> {
+  const controller = new AbortController();
+  const res = await fetch(`${url}/v1/events`, { headers: { Accept: 'text/event-stream', 'Last-Event-ID': lastEventId }, signal: controller.signal });
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = '';
+  try {
+    // Everything a resume gets comes right after the hello; a keep-alive follows 15 s later.
+    while (!text.includes(until) && !text.includes(': keep-alive')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+  } finally {
+    controller.abort();
+  }
+  return text;
+}

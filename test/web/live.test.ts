@@ -10,7 +10,7 @@ import { ProcessServer, requireBuild, waitFor, type InstanceRow } from '../e2e/p
 import { BrowserSession, chromiumOrSkip, groupCell, requireWebBuild, signIn } from './browser.js';
 
 const CHROMIUM = chromiumOrSkip();
-const TOKEN = 'live-test-token';
+const TOKEN = 'live-test-token-0123'; // the server refuses tokens under 16 characters
 
 let browser: BrowserSession | undefined;
 let s: ProcessServer | undefined;

@@ -1,5 +1,6 @@
-/** The dashboard's pure parts, under Node: the SSE parser and the formatting rules. */
+/** The dashboard's pure parts, under Node: the SSE parser, the formatting rules, and what a caller may do. */
 import { describe, expect, it } from 'vitest';
+import { callerLabel, mayActAnywhere, mayActOn, type Caller } from '../../web/src/caller.js';
 import { ago, countdown, drainUrgent, drifted, duration, isUnhealthy, sizeValue, stateLabel, type InstanceLike } from '../../web/src/format.js';
 import { SseParser } from '../../web/src/sse-parser.js';
 
@@ -73,5 +74,30 @@ describe('formatting', () => {
     expect(sizeValue('2.5')).toBe(2.5);
     expect(sizeValue('abc')).toBe('abc');
     expect(sizeValue('')).toBe('');
+  });
+});
+
+describe('what the caller may do', () => {
+  const caller = (role: Caller['role'], tenants: string[] | null = null): Caller => ({ name: 'team-a', role, tenants, authRequired: true });
+
+  it('offers changes to operators and admins, in their tenants only, and to nobody before whoami answers', () => {
+    expect(mayActOn(caller('viewer'), 'a')).toBe(false);
+    expect(mayActOn(caller('operator'), 'a')).toBe(true);
+    expect(mayActOn(caller('operator', ['a']), 'a')).toBe(true);
+    expect(mayActOn(caller('operator', ['a']), 'b')).toBe(false);
+    expect(mayActOn(caller('admin'), 'b')).toBe(true);
+    // The server limits an admin's token to its tenants too.
+    expect(mayActOn(caller('admin', ['a']), 'b')).toBe(false);
+    expect(mayActOn(undefined, 'a')).toBe(false);
+    expect(mayActAnywhere(caller('viewer'))).toBe(false);
+    expect(mayActAnywhere(caller('operator', ['a']))).toBe(true);
+    expect(mayActAnywhere(undefined)).toBe(false);
+  });
+
+  it('names the caller, its role and its tenants', () => {
+    expect(callerLabel({ ...caller('viewer'), name: 'grafana' })).toBe('grafana · viewer');
+    expect(callerLabel(caller('operator', ['a']))).toBe('team-a · operator (a)');
+    expect(callerLabel(caller('operator', ['a', 'b']))).toBe('team-a · operator (a, b)');
+    expect(callerLabel({ name: 'anonymous', role: 'admin', tenants: null, authRequired: false })).toBe('anonymous · admin');
   });
 });

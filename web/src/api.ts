@@ -56,6 +56,18 @@ export function notifyUnauthorized(): void {
   for (const listener of unauthorizedListeners) listener();
 }
 
+const forbiddenListeners = new Set<Listener>();
+
+/**
+ * Called whenever the server refuses a change with 403: the token's role or tenants may have
+ * changed since the page asked who it is, so the page asks again and hides what it may no
+ * longer do. (Only changes: a read refused with 403 must not set off another read, and so on.)
+ */
+export function onForbidden(listener: Listener): () => void {
+  forbiddenListeners.add(listener);
+  return () => forbiddenListeners.delete(listener);
+}
+
 export function authHeaders(extra: Record<string, string> = {}): Record<string, string> {
   const token = getToken();
   return { ...(token ? { Authorization: `Bearer ${token}` } : {}), 'X-Drover-Actor': getActor(), ...extra };
@@ -96,6 +108,7 @@ export async function api<T>(method: string, path: string, body?: unknown, signa
     // not JSON: keep the text
   }
   if (res.status === 401) notifyUnauthorized();
+  if (res.status === 403 && method !== 'GET') for (const listener of forbiddenListeners) listener();
   if (!res.ok) {
     const message = parsed && typeof parsed === 'object' && 'error' in parsed && typeof parsed.error === 'string' ? parsed.error : text || res.statusText;
     throw new ApiError(res.status, message);

@@ -1,12 +1,13 @@
 /** The page: sign-in when the server wants a token, the connection and leadership banners, and the views. */
 import type { JSX } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { getActor, getToken, onUnauthorized, setActor, setToken } from './api.js';
+import { get, getActor, getToken, onForbidden, onUnauthorized, setActor, setToken } from './api.js';
+import { callerLabel, type Caller } from './caller.js';
 import { Notices } from './components.js';
 import { FleetView } from './fleet.js';
 import { duration, when } from './format.js';
 import { GroupView } from './group.js';
-import { useLive, useNow, useRoute, type Route } from './hooks.js';
+import { CallerContext, useLive, useNow, useResource, useRoute, type Route } from './hooks.js';
 import { InstanceView } from './instance.js';
 import { live } from './live.js';
 
@@ -124,6 +125,11 @@ function titleOf(route: Route): string {
 function Shell({ onSignOut }: { onSignOut: () => void }): JSX.Element {
   const route = useRoute();
   const state = useLive();
+  // Read again whenever everything may have changed (a reconnect, a config reload that may have
+  // changed the tokens, a reset) and after a change the server refused with 403.
+  const whoami = useResource<Caller>('whoami', (signal) => get<Caller>('/v1/whoami', signal), () => false);
+  const reloadWhoami = whoami.reload;
+  useEffect(() => onForbidden(reloadWhoami), [reloadWhoami]);
   const first = useRef(true);
   useEffect(() => {
     document.title = `${titleOf(route)} · Drover`;
@@ -136,7 +142,7 @@ function Shell({ onSignOut }: { onSignOut: () => void }): JSX.Element {
   }, [route]);
 
   return (
-    <>
+    <CallerContext.Provider value={whoami.data}>
       <a class="skip" href="#main" onClick={(e) => (e.preventDefault(), document.querySelector<HTMLElement>('main h1')?.focus())}>
         Skip to content
       </a>
@@ -150,6 +156,7 @@ function Shell({ onSignOut }: { onSignOut: () => void }): JSX.Element {
           </a>
         </nav>
         <span class="spacer" />
+        {whoami.data ? <CallerBadge caller={whoami.data} /> : null}
         <LiveStatus />
         {getToken() ? (
           <button type="button" class="small" onClick={onSignOut}>
@@ -175,7 +182,23 @@ function Shell({ onSignOut }: { onSignOut: () => void }): JSX.Element {
       <footer class="foot muted">
         Drover {state.version ?? ''} · {state.leader === null ? '' : state.leader ? 'leader' : 'not the leader'}
       </footer>
-    </>
+    </CallerContext.Provider>
+  );
+}
+
+/** "grafana · viewer" in the header: who the server takes this page for, and so what it offers. */
+function CallerBadge({ caller }: { caller: Caller }): JSX.Element {
+  const scope = caller.tenants ? `tenants ${caller.tenants.join(', ')} only` : 'every tenant';
+  const title = !caller.authRequired
+    ? 'This server requires no token: anyone who reaches it may do everything.'
+    : caller.role === 'viewer'
+      ? `Signed in with token "${caller.name}": viewer, so this page shows the fleet but offers no changes (${scope}).`
+      : `Signed in with token "${caller.name}": ${caller.role} (${scope}).`;
+  return (
+    <span class="caller" data-testid="caller" title={title}>
+      <span class="visually-hidden">Signed in as </span>
+      {callerLabel(caller)}
+    </span>
   );
 }
 

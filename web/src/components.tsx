@@ -1,7 +1,7 @@
 /** Shared pieces: dialogs, notices, block lists, counts and the virtualised table. */
 import type { ComponentChildren, JSX } from 'preact';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
-import { countdown } from './format.js';
+import { countdown, when } from './format.js';
 import type { Block } from './types.js';
 
 // ---- notices (the server's answers to actions) ---------------------------------------------
@@ -66,7 +66,10 @@ export function Dialog(props: { title: string; onClose: () => void; children: Co
     return () => {
       dialog.removeEventListener('close', close);
       if (dialog.open) dialog.close();
+      // The button that opened it may be gone (the caller lost the role meanwhile): the page's
+      // heading, as after navigation, rather than nowhere.
       if (opener?.isConnected) opener.focus();
+      else document.querySelector<HTMLElement>('main h1')?.focus();
     };
   }, []);
   const titleId = `dialog-title-${props.title.replace(/\W+/g, '-')}`;
@@ -87,10 +90,22 @@ export function BlockList({ blocks, now }: { blocks: Block[]; now: number }): JS
       {blocks.map((b, i) => (
         <li key={`${b.code}-${b.instanceId ?? ''}-${i}`}>
           <span class={`chip chip-${b.code}`}>{b.code}</span> {b.message}
-          {b.until ? <span class="muted"> (until {countdown(b.until, now).text.replace(/^in /, '')})</span> : null}
+          <BlockUntil until={b.until} now={now} />
         </li>
       ))}
     </ul>
+  );
+}
+
+/** How long a timed block lasts, counting down: " (4m 10s left)", or " (overdue 3s)" once it is due. */
+export function BlockUntil({ until, now }: { until: string | null | undefined; now: number }): JSX.Element | null {
+  if (!until) return null;
+  const c = countdown(until, now);
+  return (
+    <span class="muted" title={`until ${when(until)}`}>
+      {' '}
+      ({c.overdue ? c.text : `${c.text.replace(/^in /, '')} left`})
+    </span>
   );
 }
 

@@ -3,9 +3,10 @@ import type { JSX } from 'preact';
 import { useState } from 'preact/hooks';
 import { enc, get } from './api.js';
 import { ScaleDialog } from './actions.js';
-import { BlockList, ErrorText } from './components.js';
+import { mayActAnywhere, mayActOn } from './caller.js';
+import { BlockList, BlockUntil, ErrorText } from './components.js';
 import { ATTENTION_BLOCKS, countdown, drainUrgent, isUnhealthy, stateLabel, when } from './format.js';
-import { groupHref, instanceHref, useLive, useNow, useResource } from './hooks.js';
+import { groupHref, instanceHref, useCaller, useLive, useNow, useResource } from './hooks.js';
 import { live } from './live.js';
 import type { AuditEntry, Group, Instance } from './types.js';
 
@@ -14,6 +15,10 @@ const keyOf = (g: { tenant: string; group: string }): string => `${g.tenant}/${g
 export function FleetView(): JSX.Element {
   const groups = useResource<Group[]>('groups', (signal) => get<Group[]>('/v1/groups', signal), () => true);
   const now = useNow();
+  const caller = useCaller();
+  // A viewer's table has no actions column at all, rather than an empty one.
+  const actionsColumn = mayActAnywhere(caller);
+  const columnCount = actionsColumn ? 8 : 7;
   const [scaling, setScaling] = useState<Group | null>(null);
   const list = groups.data ?? [];
   const totals = list.reduce((t, g) => ({ size: t.size + g.size, inService: t.inService + g.inService, pending: t.pending + g.pending, draining: t.draining + g.draining, unhealthy: t.unhealthy + g.unhealthy }), {
@@ -59,22 +64,24 @@ export function FleetView(): JSX.Element {
                   Unhealthy
                 </th>
                 <th scope="col">Blocked by</th>
-                <th scope="col">
-                  <span class="visually-hidden">Actions</span>
-                </th>
+                {actionsColumn ? (
+                  <th scope="col">
+                    <span class="visually-hidden">Actions</span>
+                  </th>
+                ) : null}
               </tr>
             </thead>
             <tbody>
               {groups.loading && !groups.data ? (
                 <tr>
-                  <td colSpan={8} class="empty">
+                  <td colSpan={columnCount} class="empty">
                     Loading…
                   </td>
                 </tr>
               ) : null}
               {groups.data && list.length === 0 ? (
                 <tr>
-                  <td colSpan={8} class="empty">
+                  <td colSpan={columnCount} class="empty">
                     No groups are configured.
                   </td>
                 </tr>
@@ -109,13 +116,15 @@ export function FleetView(): JSX.Element {
                       {g.unhealthy}
                     </td>
                     <td class="blocked-cell">{g.blocked.length ? <BlockList blocks={g.blocked} now={now} /> : <span class="muted">{converged ? 'at size' : 'converging'}</span>}</td>
-                    <td>
-                      {g.configured ? (
-                        <button type="button" class="small" onClick={() => setScaling(g)} aria-label={`Scale ${keyOf(g)}`}>
-                          Scale…
-                        </button>
-                      ) : null}
-                    </td>
+                    {actionsColumn ? (
+                      <td>
+                        {g.configured && mayActOn(caller, g.tenant) ? (
+                          <button type="button" class="small" onClick={() => setScaling(g)} aria-label={`Scale ${keyOf(g)}`}>
+                            Scale…
+                          </button>
+                        ) : null}
+                      </td>
+                    ) : null}
                   </tr>
                 );
               })}
@@ -144,6 +153,7 @@ function Attention({ groups, now }: { groups: Group[]; now: number }): JSX.Eleme
             .map((b, i) => (
               <li key={`${keyOf(g)}-${b.code}-${i}`} class="att-bad">
                 <a href={groupHref(g.tenant, g.group)}>{keyOf(g)}</a> <span class={`chip chip-${b.code}`}>{b.code}</span> {b.message}
+                <BlockUntil until={b.until} now={now} />
               </li>
             )),
         )}

@@ -92,8 +92,12 @@ export function when(iso: string | null): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
-/** Block codes that mean a person should look: the group cannot act or its provider fails. */
-export const ATTENTION_BLOCKS: ReadonlySet<string> = new Set(['ShortCircuit', 'ProviderErrors', 'BudgetExhausted', 'NotLeader', 'RotationHeld']);
+/**
+ * Block codes that mean a person should look: the group cannot act or its provider fails, or it
+ * left the config and its instances are removed at the block's `until` unless the config brings
+ * it back (a group cut from the file by mistake is caught only if someone sees this in time).
+ */
+export const ATTENTION_BLOCKS: ReadonlySet<string> = new Set(['ShortCircuit', 'ProviderErrors', 'BudgetExhausted', 'NotLeader', 'RotationHeld', 'RemovalPending']);
 
 /** What the form's text is sent as: a number when it reads as one, else the text itself, so the server words the error. */
 export function sizeValue(text: string): number | string {

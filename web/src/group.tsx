@@ -3,10 +3,11 @@ import type { JSX } from 'preact';
 import { useCallback, useMemo, useState } from 'preact/hooks';
 import { enc, get } from './api.js';
 import { ActionDialog, InstanceActions, PlanView, ScaleDialog, type InstanceAction } from './actions.js';
+import { mayActOn } from './caller.js';
 import { BlockList, Count, ErrorText, VirtualTable, type Column, type Sort } from './components.js';
 import { AuditTable } from './fleet.js';
 import { ago, age, countdown, drainUrgent, drifted, isProtected, isUnhealthy, shortHash, stateLabel, when } from './format.js';
-import { instanceHref, useNow, useResource } from './hooks.js';
+import { instanceHref, useCaller, useNow, useResource } from './hooks.js';
 import type { AuditEntry, Group, Instance, Plan } from './types.js';
 
 /** Instances that need a person come first: unhealthy, then draining by deadline, then booting, then in service. */
@@ -52,6 +53,7 @@ export function GroupView({ tenant, group }: { tenant: string; group: string }):
   const plan = useResource<Plan>(`plan:${key}`, (signal) => get<Plan>(`${path}/plan`, signal), affects);
   const activity = useResource<AuditEntry[]>(`audit:${key}`, (signal) => get<AuditEntry[]>(`/v1/audit?group=${enc(key)}&limit=20`, signal), affects);
   const now = useNow();
+  const mayAct = mayActOn(useCaller(), tenant);
   const [scaling, setScaling] = useState(false);
   const [acting, setActing] = useState<{ action: InstanceAction; instance: Instance } | null>(null);
   const [filter, setFilter] = useState('');
@@ -112,8 +114,8 @@ export function GroupView({ tenant, group }: { tenant: string; group: string }):
       width: '6rem',
       cell: (i) => (drifted(i, hash) ? <span class="warn" title={`runs template ${shortHash(i.templateHash)}`}>drifted</span> : <span class="muted">current</span>),
     },
-    { key: 'actions', label: 'Actions', width: '16rem', cell: (i) => <InstanceActions instance={i} now={now} compact onAction={(action) => setActing({ action, instance: i })} /> },
   ];
+  if (mayAct) columns.push({ key: 'actions', label: 'Actions', width: '16rem', cell: (i) => <InstanceActions instance={i} now={now} compact onAction={(action) => setActing({ action, instance: i })} /> });
 
   if (info.error?.status === 404) {
     return (
@@ -134,7 +136,7 @@ export function GroupView({ tenant, group }: { tenant: string; group: string }):
       </nav>
       <div class="title-row">
         <h1 tabIndex={-1}>{key}</h1>
-        {g?.configured ? (
+        {g?.configured && mayAct ? (
           <button type="button" class="primary" onClick={() => setScaling(true)}>
             Scale…
           </button>
@@ -152,7 +154,7 @@ export function GroupView({ tenant, group }: { tenant: string; group: string }):
             <Count label="Live / max" value={`${g.live} / ${g.maxLive}`} />
           </dl>
           {g.sizeOverride !== null && g.configuredSize !== null ? <p class="muted">The size was set by an operator; the config file says {g.configuredSize}.</p> : null}
-          {!g.configured ? <p class="warn">This group is no longer configured: its instances are drained to zero.</p> : null}
+          {!g.configured ? <NotConfigured group={g} now={now} /> : null}
           <BlockList blocks={g.blocked} now={now} />
           <section aria-labelledby="template-heading">
             <h2 id="template-heading">Template</h2>
@@ -218,4 +220,18 @@ export function GroupView({ tenant, group }: { tenant: string; group: string }):
       {acting ? <ActionDialog action={acting.action} instance={acting.instance} onClose={() => setActing(null)} /> : null}
     </>
   );
+}
+
+/** A group gone from the config: its instances wait out the removal grace, then are drained to zero. */
+function NotConfigured({ group, now }: { group: Group; now: number }): JSX.Element {
+  const pending = group.blocked.find((b) => b.code === 'RemovalPending');
+  if (pending?.until) {
+    const c = countdown(pending.until, now);
+    return (
+      <p class="warn">
+        This group is no longer in the config: its instances are removed {c.overdue ? 'now' : c.text} ({when(pending.until)}) unless the config brings it back first.
+      </p>
+    );
+  }
+  return <p class="warn">This group is no longer configured: its instances are drained to zero.</p>;
 }

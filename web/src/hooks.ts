@@ -1,6 +1,8 @@
-/** Preact hooks: the live state, data that refetches when the server says it changed, a ticking clock, the route. */
-import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+/** Preact hooks: the live state, data that refetches when the server says it changed, a ticking clock, the route, the caller. */
+import { createContext } from 'preact';
+import { useCallback, useContext, useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api.js';
+import type { Caller } from './caller.js';
 import { live, type Change, type LiveState } from './live.js';
 
 export function useLive(): LiveState {
@@ -117,4 +119,11 @@ export function useRoute(): Route {
     return () => window.removeEventListener('hashchange', onHash);
   }, []);
   return route;
+}
+
+/** Who is signed in (GET /v1/whoami), provided by the page's shell; undefined until it answers. */
+export const CallerContext = createContext<Caller | undefined>(undefined);
+
+export function useCaller(): Caller | undefined {
+  return useContext(CallerContext);
 }

@@ -3,10 +3,11 @@ import type { JSX } from 'preact';
 import { useCallback, useState } from 'preact/hooks';
 import { enc, get } from './api.js';
 import { ActionDialog, InstanceActions, type InstanceAction } from './actions.js';
+import { mayActOn } from './caller.js';
 import { ErrorText } from './components.js';
 import { AuditTable } from './fleet.js';
 import { ago, age, countdown, isProtected, stateLabel, when } from './format.js';
-import { groupHref, instanceHref, useNow, useResource } from './hooks.js';
+import { groupHref, instanceHref, useCaller, useNow, useResource } from './hooks.js';
 import type { AuditEntry, Instance } from './types.js';
 
 export function InstanceView({ id }: { id: string }): JSX.Element {
@@ -14,6 +15,7 @@ export function InstanceView({ id }: { id: string }): JSX.Element {
   const inst = useResource<Instance>(`instance:${id}`, (signal) => get<Instance>(`/v1/instances/${enc(id)}`, signal), affects);
   const history = useResource<AuditEntry[]>(`history:${id}`, (signal) => get<AuditEntry[]>(`/v1/audit?instance=${enc(id)}&limit=500`, signal), affects);
   const now = useNow();
+  const caller = useCaller();
   const [acting, setActing] = useState<InstanceAction | null>(null);
   const i = inst.data;
 
@@ -42,7 +44,7 @@ export function InstanceView({ id }: { id: string }): JSX.Element {
               </span>
             ) : null}
           </p>
-          <InstanceActions instance={i} now={now} onAction={setActing} />
+          {mayActOn(caller, i.tenant) ? <InstanceActions instance={i} now={now} onAction={setActing} /> : null}
           <dl class="details" data-testid="instance-details">
             {row('Group', <a href={groupHref(i.tenant, i.group)}>{`${i.tenant}/${i.group}`}</a>)}
             {row('Status', i.status)}

@@ -233,6 +233,14 @@ export class Live {
         this.set({ configError: data.ok === false ? (str(data.error) ?? 'the config was rejected') : null });
         this.invalidate({ all: true });
         return;
+      case 'reset':
+        // The server could not replay what this page missed (too much): everything shown may be
+        // stale, so every view refetches. The resume position is useless now, and resuming from
+        // it again would only earn another reset: the next reconnect starts afresh (its hello
+        // refreshes everything anyway).
+        this.lastEventId = null;
+        this.invalidate({ all: true });
+        return;
       default:
         this.invalidate({ all: true });
     }
