@@ -88,6 +88,46 @@ export class Disturbances {
   }
 }
 
+/**
+ * Provider calls as the world saw them: which did not go as the fleet's provider is configured
+ * (slower than its latency, failed, or throttled). Such trouble may legitimately hold the
+ * reconciler's decisions back (a barrier's list hanging, a failed check retried); without it,
+ * the reconciler needs only the time its configured work takes.
+ */
+export class CallLog {
+  /** Calls in trouble, as [from, to] spans, in the order they ended. */
+  private readonly troubled: Array<{ from: number; to: number }> = [];
+  private readonly open = new Map<number, { start: number; expectedMs: number }>();
+  private next = 0;
+
+  /** A call begins; `expectedMs` is its configured latency. */
+  begin(start: number, expectedMs: number): number {
+    const id = ++this.next;
+    this.open.set(id, { start, expectedMs });
+    return id;
+  }
+
+  /** A call ends: in trouble if it failed or took longer than configured. */
+  end(id: number, at: number, ok: boolean): void {
+    const call = this.open.get(id);
+    if (!call) return;
+    this.open.delete(id);
+    if (!ok || at - call.start > call.expectedMs) this.troubled.push({ from: call.start, to: at });
+  }
+
+  /** Whether some call was in trouble at a time in [from, to] (one still out past its latency at `now` is). */
+  troubleIn(from: number, to: number, now: number): boolean {
+    for (const c of this.open.values()) if (now - c.start > c.expectedMs && c.start <= to) return true;
+    // Ended in order: once one ended before `from`, so did every earlier one.
+    for (let i = this.troubled.length - 1; i >= 0; i--) {
+      const t = this.troubled[i];
+      if (!t || t.to < from) break;
+      if (t.from <= to) return true;
+    }
+    return false;
+  }
+}
+
 /** A moment in the run: a time, and the order of events at that time (-1: before any of them). */
 export interface Point {
   at: number;
@@ -227,13 +267,20 @@ export interface WorldView {
   graceSince(): number;
   readonly disturbances: Disturbances;
   everRemoved(tenant: string, group: string): boolean;
-  /** Processing slack: how late a due action may legitimately be decided. */
+  /**
+   * Processing slack: how late a due action may legitimately be decided while provider calls are
+   * in trouble (a barrier's list hanging to its timeout, status checks to theirs)...
+   */
   slackMs(): number;
+  /** ...and while none is: the time the reconciler's configured work takes (a barrier's list). */
+  quietSlackMs(): number;
   step(): number;
   /** Every group of the fleet (configured or not). */
   groups(): ReadonlyArray<{ tenant: string; group: string }>;
   /** What operators did (protection, holds, drain requests), as the world asked for it. */
   readonly operatorLog?: OperatorLog;
+  /** Provider calls, and which were in trouble. */
+  readonly calls?: CallLog;
 }
 
 interface DrainNotice {
@@ -314,6 +361,18 @@ export class Invariants {
 
   private point(): Point {
     return { at: this.w.now(), seq: ++this.seq };
+  }
+
+  /**
+   * How late something due at `at` may be decided: the quiet slack, unless a provider call was in
+   * trouble (slow, failed, throttled) from a full slack before it until the quiet slack after it,
+   * which may have held the decision back (sim/README.md, invariant 3). Trouble that begins later
+   * excuses nothing: by then the decision was already late.
+   */
+  slackAfter(at: number): number {
+    const full = this.w.slackMs();
+    const quiet = Math.min(full, this.w.quietSlackMs());
+    return this.w.calls && !this.w.calls.troubleIn(at - full, at + quiet, this.w.now()) ? quiet : full;
   }
 
   report(invariant: InvariantId, message: string): void {
@@ -700,10 +759,10 @@ export class Invariants {
    */
   dueBy(record: InstanceRecord): { at: number; why: string } {
     const d = this.w.disturbances;
-    const slack = this.w.slackMs();
     let best = { at: Number.POSITIVE_INFINITY, why: '' };
+    // The slack depends on trouble around when the reconciler could first act on it.
     const consider = (at: number, why: string): void => {
-      const due = d.dueAfter(at, slack);
+      const due = d.dueAfter(at, this.slackAfter(d.firstClear(at)));
       if (due < best.at) best = { at: due, why };
     };
     if (record.status === 'draining') {
@@ -720,7 +779,7 @@ export class Invariants {
         : settings.drainTimeoutMs;
       // The drain starts at the latest once the reconciler had the slack to act; its deadline is
       // then stored, and the delete follows it.
-      const drainStart = d.dueAfter(start, slack);
+      const drainStart = d.dueAfter(start, this.slackAfter(d.firstClear(start)));
       if (Number.isFinite(drainStart)) consider(drainStart + drainMs, `forced expiry at ${new Date(forcedAt).toISOString()} + drain ${drainMs / 1000}s`);
     }
     return best;

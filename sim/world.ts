@@ -15,13 +15,12 @@ import { DefaultInstanceManager } from '../src/instances/index.js';
 import { ThrottledError } from '../src/errors/index.js';
 import type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../src/providers/index.js';
 import { SimProvider, type SimInstance } from '../src/providers/sim/index.js';
-import { BACKOFF_MAX_MS } from '../src/reconciler/backoff.js';
 import { EventType, Reconciler, type Logger, type ReconcileEvent } from '../src/reconciler/index.js';
 import { LocalOperatorState, keys, type OperatorState } from '../src/state/index.js';
 import { openLocalDb, type AuditEntry, type InstanceRecord, type LocalDb } from '../src/store/index.js';
 import { seededRandom } from '../src/util/random.js';
 import { ConfigModel, type ModelConfig, type RenderOptions } from './config-model.js';
-import { Disturbances, Invariants, OperatorLog, resolveMax, type Violation } from './invariants.js';
+import { CallLog, Disturbances, Invariants, OperatorLog, resolveMax, type Violation } from './invariants.js';
 import { hash32, unit } from './rng.js';
 import { ALL_REASONS, HOUR, MIN, SEC, SIM_START, describeAction, type Action, type BudgetDraw, type FleetSpec, type Scenario, type VoluntaryReasonDraw } from './scenario.js';
 import { TAGS, isRotation } from './vocabulary.js';
@@ -106,6 +105,8 @@ interface Agent {
 
 /** After convergence, the world runs this much longer to catch a replacement storm. */
 export const STABILITY_WINDOW_MS = 15 * MIN;
+/** The longest pause before a retry: README.md, "5 s doubling to 2 min" (the checker's own figure). */
+const RETRY_BACKOFF_MAX_MS = 2 * MIN;
 /** Longest extra delay of a slow provider call a scenario draws. */
 const MAX_SLOW_MS = 90 * SEC;
 /** Longest termination-notice window a scenario draws. */
@@ -149,6 +150,11 @@ interface ProviderHooks {
   /** Throws ThrottledError when the provider's rate limit is exceeded (a fault, lifted when the faults stop). */
   admit(op: string): void;
   inFlight: number;
+  /** Every call, and which were in trouble (slow, failed, throttled). */
+  readonly calls: CallLog;
+  now(): number;
+  /** The configured latency of an operation. */
+  latency(op: string): number;
 }
 
 /** The provider each Reconciler generation sees: the shared cloud, with every mutation checked. */
@@ -162,12 +168,20 @@ class WatchedProvider implements Provider {
   ) {}
 
   private async call<T>(op: string, fn: () => Promise<T>): Promise<T> {
-    this.hooks.admit(op);
-    this.hooks.inFlight++;
+    const id = this.hooks.calls.begin(this.hooks.now(), this.hooks.latency(op));
+    let ok = false;
     try {
-      return await fn();
+      this.hooks.admit(op);
+      this.hooks.inFlight++;
+      try {
+        const result = await fn();
+        ok = true;
+        return result;
+      } finally {
+        this.hooks.inFlight--;
+      }
     } finally {
-      this.hooks.inFlight--;
+      this.hooks.calls.end(id, this.hooks.now(), ok);
     }
   }
 
@@ -247,6 +261,8 @@ export class World {
   private readonly planted: RenderOptions | null;
   /** Protections, holds and drain requests the world made (the operator's view). */
   private readonly operatorLog = new OperatorLog();
+  /** Provider calls as they happened (which went slow, failed or were throttled). */
+  private readonly calls = new CallLog();
   /** The health brake was lifted by the operator during convergence (see converge). */
   private brakeLiftedAt: number | null = null;
   private reconciler: Reconciler | null = null;
@@ -318,6 +334,9 @@ export class World {
         }
       },
       inFlight: 0,
+      calls: this.calls,
+      now: () => this.clock.nowMs(),
+      latency: (op) => (op === 'create' ? provider.createLatencyMs : op === 'delete' ? provider.deleteLatencyMs : op === 'list' ? provider.listLatencyMs : 0),
     };
     this.sim.setLatency({ list: provider.listLatencyMs });
     this.sim.onCall((call) => {
@@ -339,9 +358,11 @@ export class World {
       disturbances: this.disturbances,
       everRemoved: (tenant, group) => this.model.findGroup(tenant, group)?.everRemoved ?? false,
       slackMs: () => this.slackMs(),
+      quietSlackMs: () => this.quietSlackMs(),
       step: () => this.stepIndex,
       groups: () => this.fleet.groups,
       operatorLog: this.operatorLog,
+      calls: this.calls,
     });
     this.checker.onConfigApplied();
   }
@@ -355,7 +376,7 @@ export class World {
    */
   private graceSince(): number {
     if (this.wonAt === null) return this.startedAt;
-    return Math.max(this.startedAt, Math.min(this.clock.nowMs(), this.wonAt + this.slackMs()));
+    return Math.max(this.startedAt, Math.min(this.clock.nowMs(), this.wonAt + this.checker.slackAfter(this.wonAt)));
   }
 
   /**
@@ -452,6 +473,16 @@ export class World {
   /** How late a due decision may be: a slow list holds every group (callTimeout), slow status calls hold one each. */
   slackMs(): number {
     return this.fleet.provider.callTimeoutMs + STATUS_TIMEOUT_MS * (this.fleet.groups.length + 1) + 2 * SEC;
+  }
+
+  /**
+   * How late a due decision may be while no provider call is in trouble: a barrier (a start, a
+   * win, a resync) holds every group for its list call, which takes the provider's list latency,
+   * and with Drover's own call rate limit the list may wait for a call or two ahead of it.
+   */
+  quietSlackMs(): number {
+    const { listLatencyMs, maxCallsPerSecond } = this.fleet.provider;
+    return listLatencyMs + (maxCallsPerSecond > 0 ? Math.ceil((2 * SEC) / maxCallsPerSecond) : 0);
   }
 
   // ---- the reconciler's life ----------------------------------------------------------------
@@ -1061,7 +1092,7 @@ export class World {
     const protection = Math.max(0, (this.operatorLog.protectedUntil(t0) ?? t0) - t0);
     const base =
       this.slackMs() +
-      2 * BACKOFF_MAX_MS +
+      2 * RETRY_BACKOFF_MAX_MS +
       MAX_NOTICE_MS +
       maxDrain +
       maxStartup +

@@ -7,7 +7,7 @@ import { TAG } from '../../src/providers/index.js';
 import { SimProvider } from '../../src/providers/sim/index.js';
 import { openLocalDb, type InstanceRecord, type LocalDb } from '../../src/store/index.js';
 import { modelConfig, type ModelBudget, type ModelConfig, type ModelGroup } from '../../sim/config-model.js';
-import { Disturbances, Invariants, OperatorLog, type WorldView } from '../../sim/invariants.js';
+import { CallLog, Disturbances, Invariants, OperatorLog, type WorldView } from '../../sim/invariants.js';
 import type { ShardSpec } from '../../sim/scenario.js';
 
 const START = Date.UTC(2026, 0, 1);
@@ -99,6 +99,7 @@ describe('Invariants', () => {
   let leader: boolean;
   let disturbances: Disturbances;
   let checker: Invariants;
+  let view: WorldView;
   const config = web();
 
   beforeEach(() => {
@@ -108,7 +109,7 @@ describe('Invariants', () => {
     provider = new SimProvider({ clock });
     leader = true;
     disturbances = new Disturbances();
-    const view: WorldView = {
+    view = {
       now: () => clock.nowMs(),
       db: () => db,
       provider,
@@ -119,6 +120,7 @@ describe('Invariants', () => {
       disturbances,
       everRemoved: () => false,
       slackMs: () => 10_000,
+      quietSlackMs: () => 10_000,
       step: () => 0,
       groups: () => [{ tenant: 't', group: 'web' }],
     };
@@ -214,6 +216,30 @@ describe('Invariants', () => {
     expect(checker.violations.at(-1)?.message).toMatch(/i-2 deleted for its drain deadline 60s early/);
   });
 
+  it('gives a due drain only the quiet slack while no provider call is in trouble, the full slack after a slow one', async () => {
+    const calls = new CallLog();
+    checker = new Invariants({ ...view, calls, quietSlackMs: () => 2_000 });
+    db.subscribe((change) => {
+      if (change.kind === 'audit') checker.onAudit(change.entry);
+    });
+    record('i-1', { status: 'running', healthAt: clock.now() });
+    db.updateInstance('i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + 5 * MIN) });
+    // A list that took 30 s instead of its configured 1 s, ending 5 s before the deadline.
+    const slow = calls.begin(START + 5 * MIN - 35_000, 1_000);
+    calls.end(slow, START + 5 * MIN - 5_000, true);
+    await clock.advance(5 * MIN + 5_000);
+    checker.checkStep();
+    expect(checker.violations).toEqual([]); // within the full slack (10 s): the trouble may have held it
+    db.updateInstance('i-1', { status: 'deleting', deleteReason: 'drainDeadline' });
+    record('i-2', { status: 'running', healthAt: clock.now() });
+    db.updateInstance('i-2', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(clock.nowMs() + 5 * MIN) });
+    const quick = calls.begin(clock.nowMs(), 1_000);
+    calls.end(quick, clock.nowMs() + 1_000, true); // as configured: no trouble
+    await clock.advance(5 * MIN + 3_000);
+    checker.checkStep();
+    expect(checker.violations.map((v) => v.message)).toEqual([expect.stringMatching(/i-2 \(draining\) still not deleted 1s after it was due/)]);
+  });
+
   it('does not hold a deadline that fell while the reconciler could not act against it', async () => {
     record('i-1', { status: 'running' });
     db.updateInstance('i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + MIN) });
@@ -290,6 +316,7 @@ describe('the disruption invariants (7 to 11)', () => {
       disturbances: new Disturbances(),
       everRemoved: () => false,
       slackMs: () => 10_000,
+      quietSlackMs: () => 10_000,
       step: () => 0,
       groups: () => [{ tenant: 't', group: 'web' }],
       operatorLog: log,
