@@ -82,11 +82,13 @@ export const isInvoluntary = (reason: string | null | undefined): boolean => cla
 
 /**
  * The provider tags the checker reads. README.md ("Shared truth") says instances carry their
- * tenant, group and instance id as tags; the names are the checker's own constants: tags are a
+ * shard, tenant, group and instance id as tags; the names are the checker's own constants: tags are a
  * contract with what is already at the provider, so a tag renamed in src/ shows up here as
  * instances that belong to no group (and as leaks).
  */
 export const TAGS = {
+  /** The shard (README.md: a shard only touches instances tagged with its id; Drover lists by it). */
+  shard: 'drover:shard',
   tenant: 'drover:tenant',
   group: 'drover:group',
   instanceId: 'drover:instance-id',

@@ -155,6 +155,8 @@ interface ProviderHooks {
   now(): number;
   /** The configured latency of an operation. */
   latency(op: string): number;
+  /** A list of the whole shard (a provider sync) began; call the result when it ends. */
+  shardList(generation: number): (ok: boolean) => void;
 }
 
 /** The provider each Reconciler generation sees: the shared cloud, with every mutation checked. */
@@ -202,7 +204,21 @@ class WatchedProvider implements Provider {
   }
 
   list(tags: Record<string, string>): Promise<ProviderInstance[]> {
-    return this.call('list', () => this.inner.list(tags));
+    const call = this.call('list', () => this.inner.list(tags));
+    const keys = Object.keys(tags);
+    if (keys.length !== 1 || keys[0] !== TAGS.shard) return call;
+    // A provider sync (the list of the whole shard): the world follows when a win's takes place.
+    const ended = this.hooks.shardList(this.generation);
+    return call.then(
+      (listed) => {
+        ended(true);
+        return listed;
+      },
+      (err: unknown) => {
+        ended(false);
+        throw err;
+      },
+    );
   }
 
   setTags(providerId: string, tags: Record<string, string>): Promise<void> {
@@ -272,6 +288,8 @@ export class World {
   private startedAt: number;
   /** When leadership was last won while it ran (the InitialReconcile then begins a new grace), if it was. */
   private wonAt: number | null = null;
+  /** The provider syncs (shard lists) the running reconciler began since that win, and which succeeded. */
+  private winLists: Array<{ start: number; ok: boolean }> = [];
   private leader = true;
   private readonly disturbances = new Disturbances();
   private readonly rateLimit: RateLimit;
@@ -336,6 +354,16 @@ export class World {
       inFlight: 0,
       calls: this.calls,
       now: () => this.clock.nowMs(),
+      shardList: (generation) => {
+        const start = this.clock.nowMs();
+        if (this.wonAt === null || generation !== this.runningGeneration) return () => undefined;
+        const list = { start, ok: false };
+        this.winLists.push(list);
+        // The reconciler gave up on a list at its call timeout, whatever the provider did later.
+        return (ok) => {
+          list.ok = ok && this.clock.nowMs() - start < this.fleet.provider.callTimeoutMs;
+        };
+      },
       latency: (op) => (op === 'create' ? provider.createLatencyMs : op === 'delete' ? provider.deleteLatencyMs : op === 'list' ? provider.listLatencyMs : 0),
     };
     this.sim.setLatency({ list: provider.listLatencyMs });
@@ -368,15 +396,28 @@ export class World {
   }
 
   /**
-   * The latest the running reconciler may have begun its health grace, from what the world did:
-   * it begins when the reconciler starts, and again when the InitialReconcile of a leadership win
-   * is handled, which is at the latest the processing slack after the win (it may be queued
-   * behind a barrier whose list hangs). The latest, so that silence the reconciler may
-   * legitimately not count yet is not counted here either.
+   * The latest the running reconciler may have begun its health grace, from what the world did
+   * and saw: it begins when the reconciler starts, and again when the InitialReconcile of a
+   * leadership win is handled, just before that barrier lists the shard; a sync that fails is
+   * retried, still for the win, and begins the grace again. So after a win: the start of the
+   * first shard list that succeeded, or while none has, of the latest one (the win itself before
+   * any). The latest, so that silence the reconciler may legitimately not count yet is not counted
+   * here either. (A barrier already running at the win lists before it: a new term's first
+   * barrier begins after the win, the previous term's were skipped while not leader.)
    */
+  private won(at: number): void {
+    this.wonAt = at;
+    this.winLists = [];
+  }
+
   private graceSince(): number {
     if (this.wonAt === null) return this.startedAt;
-    return Math.max(this.startedAt, Math.min(this.clock.nowMs(), this.wonAt + this.checker.slackAfter(this.wonAt)));
+    let since = this.wonAt;
+    for (const list of this.winLists) {
+      since = Math.max(since, list.start);
+      if (list.ok) break;
+    }
+    return Math.max(this.startedAt, since);
   }
 
   /**
@@ -526,6 +567,7 @@ export class World {
     this.runningGeneration = generation;
     this.startedAt = this.clock.nowMs();
     this.wonAt = null;
+    this.winLists = [];
     if (this.leader) this.disturbances.end(this.clock.nowMs());
     await this.reconciler.start();
     await this.settle();
@@ -832,7 +874,7 @@ export class World {
         this.stats.leaderChanges++;
         if (this.reconciler) this.disturbances.end(now);
         // A leadership win gives every agent a fresh health grace (README.md).
-        if (this.reconciler) this.wonAt = now;
+        if (this.reconciler) this.won(now);
         this.send({ type: EventType.InitialReconcile, cause: 'leader' });
         return '';
       case 'crashRestart':
@@ -1223,7 +1265,7 @@ export class World {
     }
     this.disturbances.end(this.clock.nowMs());
     this.liftSealedWindows();
-    if (this.reconciler) this.wonAt = this.clock.nowMs();
+    if (this.reconciler) this.won(this.clock.nowMs());
     this.send({ type: EventType.InitialReconcile, cause: 'leader' });
     await this.settle();
     const t0 = this.clock.nowMs();
