@@ -3,7 +3,8 @@
  * change it; `render()` gives the object handed to `ConfigLoader.update()`.
  */
 import { formatDuration } from '../src/config/index.js';
-import type { BudgetDraw, FleetSpec, GroupSpec, InvalidFlavor, QuantityDraw } from './scenario.js';
+import { ALL_REASONS, type BudgetDraw, type FleetSpec, type GroupSpec, type InvalidFlavor, type QuantityDraw, type ShardSpec, type VoluntaryReasonDraw } from './scenario.js';
+import type { WindowSpec } from './windows.js';
 
 /**
  * How the config is rendered. The world's own config uses none of these; the planted-bug
@@ -39,6 +40,51 @@ interface GroupState {
 
 type ConfigObject = Record<string, unknown>;
 
+/** A budget of the config in force, as the checker knows it (`index`: its place in the rendered list). */
+export interface ModelBudget {
+  index: number;
+  max: QuantityDraw;
+  reasons: readonly VoluntaryReasonDraw[];
+  window: WindowSpec | null;
+}
+
+/**
+ * A configured group's settings as the checker knows them: what the model rendered, with the
+ * shard's defaults where the group leaves a field out (README.md). Not what the reconciler's
+ * config code resolves: the checker judges that code.
+ */
+export interface ModelGroup {
+  tenant: string;
+  group: string;
+  size: number;
+  maxSurge: number;
+  /** The template's name, and the image it stands for now (`name:version`). */
+  template: string;
+  image: string;
+  drainTimeoutMs: number;
+  startupTimeoutMs: number;
+  eligibleAgeMs: number;
+  forcedAgeMs: number;
+  budgets: readonly ModelBudget[];
+  maxUnhealthy: QuantityDraw | null;
+  maxDrainTimeoutMs: number | null;
+  cancelHoldMs: number;
+}
+
+/** The config in force, as the checker knows it: the shard, and every configured group. */
+export interface ModelConfig {
+  shard: ShardSpec;
+  groups: readonly ModelGroup[];
+  /** A configured group's settings, or null when the config has no such group (removed, or never). */
+  group(tenant: string, group: string): ModelGroup | null;
+}
+
+/** A ModelConfig over `groups` (tests build them by hand). */
+export function modelConfig(shard: ShardSpec, groups: readonly ModelGroup[]): ModelConfig {
+  const byKey = new Map(groups.map((g) => [`${g.tenant}/${g.group}`, g]));
+  return { shard, groups, group: (tenant, group) => byKey.get(`${tenant}/${group}`) ?? null };
+}
+
 export class ConfigModel {
   readonly groups: GroupState[];
   private readonly versions = new Map<string, number>();
@@ -71,6 +117,48 @@ export class ConfigModel {
     const next = (this.versions.get(name) ?? 1) + 1;
     this.versions.set(name, next);
     return next;
+  }
+
+  /** The image a template stands for now. */
+  image(template: string): string {
+    return `${template}:${this.versions.get(template) ?? 1}`;
+  }
+
+  /**
+   * The config the model renders, in the checker's terms (taken when a config is applied, so
+   * that it is the one in force). Sizes, templates and the disruption controls come from the
+   * model; a field the group leaves out takes the shard's value, as README.md says.
+   */
+  inForce(): ModelConfig {
+    const { shard } = this.fleet;
+    const groups: ModelGroup[] = [];
+    for (const g of this.groups) {
+      if (g.removed) continue;
+      const { spec } = g;
+      groups.push({
+        tenant: spec.tenant,
+        group: spec.group,
+        size: g.size,
+        maxSurge: spec.maxSurge,
+        template: g.template,
+        image: this.image(g.template),
+        drainTimeoutMs: spec.drainTimeoutMs ?? shard.defaultDrainTimeoutMs,
+        startupTimeoutMs: spec.startupTimeoutMs ?? shard.startupTimeoutMs,
+        // The model renders no shard-wide expiry: a group without its own has none.
+        eligibleAgeMs: spec.eligibleAgeMs,
+        forcedAgeMs: spec.forcedAgeMs,
+        budgets: this.budgetsOf(g).map((b, index) => ({ index, max: b.max, reasons: b.reasons ?? ALL_REASONS, window: b.window })),
+        maxUnhealthy: this.brakeLifted ? null : spec.maxUnhealthy,
+        maxDrainTimeoutMs: spec.maxDrainTimeoutMs,
+        cancelHoldMs: spec.cancelHoldMs,
+      });
+    }
+    return modelConfig(shard, groups);
+  }
+
+  /** The group's budgets in the config (those the operator lifted left out). */
+  private budgetsOf(g: GroupState): BudgetDraw[] {
+    return g.spec.budgets.filter((b) => !this.liftedBudgets.has(b));
   }
 
   render(options: RenderOptions = {}): ConfigObject {
@@ -148,7 +236,7 @@ export class ConfigModel {
     if (g.spec.eligibleAgeMs > 0 || g.spec.forcedAgeMs > 0) {
       out.expiry = { eligibleAge: formatDuration(g.spec.eligibleAgeMs), forcedAge: formatDuration(g.spec.forcedAgeMs) };
     }
-    const budgets = options.withoutBudgets ? [] : g.spec.budgets.filter((b) => !this.liftedBudgets.has(b));
+    const budgets = options.withoutBudgets ? [] : this.budgetsOf(g);
     const maxUnhealthy = options.withoutBrake || this.brakeLifted ? null : g.spec.maxUnhealthy;
     out.disruption = {
       cancelHold: formatDuration(g.spec.cancelHoldMs),

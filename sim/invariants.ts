@@ -8,11 +8,12 @@
  * - after every step, on the store as it stands (overdue drains, forced expiry);
  * - at the end, after the faults stop (convergence, leaks).
  */
-import { groupSettings, type DroverConfig, type GroupSettings, type Quantity } from '../src/config/index.js';
-import { budgetWindow } from '../src/reconciler/disruption.js';
-import { TAG, isTerminalStatus } from '../src/providers/index.js';
 import type { SimProvider } from '../src/providers/sim/index.js';
 import type { AuditEntry, InstanceRecord, InstanceStatus, LocalDb } from '../src/store/index.js';
+import type { ModelConfig, ModelGroup } from './config-model.js';
+import type { QuantityDraw } from './scenario.js';
+import { TAGS, classOf, isHealthLoss, isRotation, isTerminal, isVoluntary } from './vocabulary.js';
+import { windowAt } from './windows.js';
 
 export type InvariantId = '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9' | '10' | '11' | 'lifecycle' | 'config' | 'error';
 
@@ -84,6 +85,46 @@ export class Disturbances {
     }
     if (this.openSince !== null && this.openSince < at + work) return Number.POSITIVE_INFINITY;
     return at + work;
+  }
+}
+
+/**
+ * Provider calls as the world saw them: which did not go as the fleet's provider is configured
+ * (slower than its latency, failed, or throttled). Such trouble may legitimately hold the
+ * reconciler's decisions back (a barrier's list hanging, a failed check retried); without it,
+ * the reconciler needs only the time its configured work takes.
+ */
+export class CallLog {
+  /** Calls in trouble, as [from, to] spans, in the order they ended. */
+  private readonly troubled: Array<{ from: number; to: number }> = [];
+  private readonly open = new Map<number, { start: number; expectedMs: number }>();
+  private next = 0;
+
+  /** A call begins; `expectedMs` is its configured latency. */
+  begin(start: number, expectedMs: number): number {
+    const id = ++this.next;
+    this.open.set(id, { start, expectedMs });
+    return id;
+  }
+
+  /** A call ends: in trouble if it failed or took longer than configured. */
+  end(id: number, at: number, ok: boolean): void {
+    const call = this.open.get(id);
+    if (!call) return;
+    this.open.delete(id);
+    if (!ok || at - call.start > call.expectedMs) this.troubled.push({ from: call.start, to: at });
+  }
+
+  /** Whether some call was in trouble at a time in [from, to] (one still out past its latency at `now` is). */
+  troubleIn(from: number, to: number, now: number): boolean {
+    for (const c of this.open.values()) if (now - c.start > c.expectedMs && c.start <= to) return true;
+    // Ended in order: once one ended before `from`, so did every earlier one.
+    for (let i = this.troubled.length - 1; i >= 0; i--) {
+      const t = this.troubled[i];
+      if (!t || t.to < from) break;
+      if (t.from <= to) return true;
+    }
+    return false;
   }
 }
 
@@ -174,13 +215,16 @@ export class OperatorLog {
   }
 }
 
-/** A count, or a percentage of `size` rounded up (maxUnhealthy). */
-export function resolveQuantity(q: Quantity, size: number): number {
+/**
+ * A count, or a percentage of `size` rounded up (README.md, "Controlling disruption": maxUnhealthy
+ * and budgets). The checker's own arithmetic.
+ */
+export function resolveQuantity(q: QuantityDraw, size: number): number {
   return 'count' in q ? q.count : Math.ceil((size * q.percent) / 100);
 }
 
-/** A budget's max: as resolveQuantity, except that a percentage of a group of size 0 is taken of 1 (README.md). */
-export function resolveMax(q: Quantity, size: number): number {
+/** A budget's max: as resolveQuantity, except that a percentage of a group scaled to 0 is taken of 1 (README.md). */
+export function resolveMax(q: QuantityDraw, size: number): number {
   return resolveQuantity(q, 'percent' in q ? Math.max(size, 1) : size);
 }
 
@@ -195,9 +239,14 @@ interface Disruption {
 }
 
 /** A replacement that may take over: running, not judged unhealthy, and reported within the staleness window. */
-function replacementReady(r: InstanceRecord, config: DroverConfig, now: number): boolean {
-  const stale = config.shard.healthCheckInterval * config.shard.missedHealthThreshold;
+function replacementReady(r: InstanceRecord, config: ModelConfig, now: number): boolean {
+  const stale = staleAfter(config);
   return r.status === 'running' && r.healthAt !== null && r.unhealthyAt === null && r.healthAt.getTime() + stale > now;
+}
+
+/** How long an instance may go without reporting health (healthCheckInterval × missedHealthThreshold). */
+function staleAfter(config: ModelConfig): number {
+  return config.shard.healthCheckIntervalMs * config.shard.missedHealthThreshold;
 }
 
 /** What the checker sees of the world. */
@@ -205,23 +254,33 @@ export interface WorldView {
   now(): number;
   db(): LocalDb | null;
   readonly provider: SimProvider;
-  config(): DroverConfig;
+  /** The config in force, from the world's own model of it. */
+  config(): ModelConfig;
   /** The leader flag and the generation of the running reconciler (null when none runs). */
   leader(): boolean;
   runningGeneration(): number | null;
-  /** When the running reconciler started observing health (its grace period starts there). */
-  observingSince(): number;
+  /**
+   * The latest time the running reconciler may have begun its health grace (README.md: after a
+   * start or a leadership win, silence counts only after one full health threshold): from what
+   * the world did, not from the reconciler.
+   */
+  graceSince(): number;
   readonly disturbances: Disturbances;
   everRemoved(tenant: string, group: string): boolean;
-  /** Processing slack: how late a due action may legitimately be decided. */
+  /**
+   * Processing slack: how late a due action may legitimately be decided while provider calls are
+   * in trouble (a barrier's list hanging to its timeout, status checks to theirs)...
+   */
   slackMs(): number;
+  /** ...and while none is: the time the reconciler's configured work takes (a barrier's list). */
+  quietSlackMs(): number;
   step(): number;
   /** Every group of the fleet (configured or not). */
   groups(): ReadonlyArray<{ tenant: string; group: string }>;
   /** What operators did (protection, holds, drain requests), as the world asked for it. */
   readonly operatorLog?: OperatorLog;
-  /** Since when the running reconciler counts silence against an instance (its own grace start). */
-  graceSince?(): number | null;
+  /** Provider calls, and which were in trouble. */
+  readonly calls?: CallLog;
 }
 
 interface DrainNotice {
@@ -241,17 +300,6 @@ const ALLOWED: Record<InstanceStatus | 'none', readonly InstanceStatus[]> = {
 
 const short = (id: string | null): string => (id ? id.slice(0, 10) : '-');
 
-/** Drains an operator may cancel (voluntary rotations). */
-const CANCELLABLE: ReadonlySet<string> = new Set(['operator', 'expiry', 'drift']);
-/** Drains that must wait for a healthy replacement (invariant 2). */
-const REPLACEMENT_FIRST: ReadonlySet<string> = new Set(['operator', 'expiry', 'drift']);
-/** Voluntary reasons: budgeted, and never used on a protected instance (invariants 7 and 9). */
-const VOLUNTARY: ReadonlySet<string> = new Set(['scaleDown', 'expiry', 'drift', 'operator']);
-/** Rotations: replacement first. */
-const ROTATION: ReadonlySet<string> = new Set(['operator', 'expiry', 'drift']);
-/** Departures for health (an instance being deleted for one of these counts as unhealthy; a termination notice or forced expiry does not). */
-const HEALTH_LOSS: ReadonlySet<string> = new Set(['unhealthy', 'terminated', 'vanished', 'startupTimeout']);
-
 /**
  * The instances of a group the health brake counts as unhealthy, by the rules README.md states
  * for `maxUnhealthy` (written out here, not taken from the plan): being deleted for its health;
@@ -259,18 +307,18 @@ const HEALTH_LOSS: ReadonlySet<string> = new Set(['unhealthy', 'terminated', 'va
  * or past forced expiry, judged unhealthy, silent for the staleness threshold, or never reported
  * within the startup timeout (silence before `graceSince` does not count).
  */
-export function unhealthyInstances(records: readonly InstanceRecord[], settings: GroupSettings, config: DroverConfig, now: number, graceSince: number): string[] {
-  const staleMs = config.shard.healthCheckInterval * config.shard.missedHealthThreshold;
+export function unhealthyInstances(records: readonly InstanceRecord[], settings: ModelGroup, config: ModelConfig, now: number, graceSince: number): string[] {
+  const staleMs = staleAfter(config);
   const out: string[] = [];
   for (const i of records) {
     const observed = i.providerStatus;
     const why = ((): string | null => {
-      if (i.status === 'deleting') return HEALTH_LOSS.has(i.deleteReason ?? '') || i.drainReason === 'unhealthy' ? `deleting (${i.deleteReason ?? ''})` : null;
+      if (i.status === 'deleting') return isHealthLoss(i.deleteReason) || i.drainReason === 'unhealthy' ? `deleting (${i.deleteReason ?? ''})` : null;
       if (i.status === 'creating') return null;
       if (observed === 'notFound') return 'gone';
       // A report after the provider's answer: it runs again (the answer is out of date).
       const reportedSince = i.healthAt !== null && i.providerCheckedAt !== null && i.healthAt.getTime() > i.providerCheckedAt.getTime();
-      if (observed !== null && isTerminalStatus(observed) && !reportedSince) return observed;
+      if (observed !== null && isTerminal(observed) && !reportedSince) return observed;
       if (i.status === 'draining') return i.drainReason === 'unhealthy' ? 'draining (unhealthy)' : null;
       if (i.noticeDeadline) return null;
       if (settings.forcedAgeMs > 0 && i.createdAt.getTime() + settings.forcedAgeMs <= now) return null;
@@ -287,21 +335,9 @@ export function unhealthyInstances(records: readonly InstanceRecord[], settings:
   return out;
 }
 
-/** groupSettings hashes the template on every call; the checker asks often, for few configs. */
-const settingsCache = new WeakMap<DroverConfig, Map<string, GroupSettings | null>>();
-function settingsOf(config: DroverConfig, tenant: string, group: string): GroupSettings | null {
-  let byGroup = settingsCache.get(config);
-  if (!byGroup) {
-    byGroup = new Map();
-    settingsCache.set(config, byGroup);
-  }
-  const key = `${tenant}/${group}`;
-  let settings = byGroup.get(key);
-  if (settings === undefined) {
-    settings = groupSettings(config, tenant, group);
-    byGroup.set(key, settings);
-  }
-  return settings;
+/** The settings of a configured group in the config in force (null: not configured). */
+function settingsOf(config: ModelConfig, tenant: string, group: string): ModelGroup | null {
+  return config.group(tenant, group);
 }
 
 export class Invariants {
@@ -327,6 +363,18 @@ export class Invariants {
 
   private point(): Point {
     return { at: this.w.now(), seq: ++this.seq };
+  }
+
+  /**
+   * How late something due at `at` may be decided: the quiet slack, unless a provider call was in
+   * trouble (slow, failed, throttled) from a full slack before it until the quiet slack after it,
+   * which may have held the decision back (sim/README.md, invariant 3). Trouble that begins later
+   * excuses nothing: by then the decision was already late.
+   */
+  slackAfter(at: number): number {
+    const full = this.w.slackMs();
+    const quiet = Math.min(full, this.w.quietSlackMs());
+    return this.w.calls && !this.w.calls.troubleIn(at - full, at + quiet, this.w.now()) ? quiet : full;
   }
 
   report(invariant: InvariantId, message: string): void {
@@ -379,7 +427,7 @@ export class Invariants {
       const settings = settingsOf(config, g.tenant, g.group);
       const prefix = `${g.tenant}/${g.group}#`;
       const keep = new Set<string>();
-      for (const b of settings?.disruption.budgets ?? []) {
+      for (const b of settings?.budgets ?? []) {
         const k = `${prefix}${b.index}`;
         keep.add(k);
         const key = JSON.stringify([b.max, b.reasons, b.window, resolveMax(b.max, settings?.size ?? 0)]);
@@ -403,7 +451,7 @@ export class Invariants {
     if (entry.action === 'drainCancelled' && prev === 'draining') {
       // An operator may cancel a voluntary rotation's drain: it ends there, the instance serves again.
       const reason = this.drains.get(id)?.reason ?? entry.reason;
-      if (!CANCELLABLE.has(reason)) this.report('3', `${id}'s drain (${reason}) was cancelled; only operator, expiry and drift drains may be`);
+      if (!isRotation(reason)) this.report('3', `${id}'s drain (${reason}) was cancelled; only operator, expiry and drift drains may be`);
       this.drains.delete(id);
       this.status.set(id, status);
       return;
@@ -416,7 +464,7 @@ export class Invariants {
       case 'create':
         this.checkSurge(record);
         this.createdAt.set(id, point);
-        if (record.replaces && ROTATION.has(entry.reason)) {
+        if (record.replaces && isRotation(entry.reason)) {
           this.checkProtected(record.replaces, `a ${entry.reason} rotation (replacement ${short(id)} created)`);
           this.checkBudgets(record.tenant, record.group, `${short(id)} created for the ${entry.reason} rotation of ${short(record.replaces)}`);
         }
@@ -433,11 +481,11 @@ export class Invariants {
           break;
         }
         if (prev === 'draining') this.report('lifecycle', `${id} drained again (${entry.reason}) while draining for ${this.drains.get(id)?.reason ?? '?'}`);
-        if (REPLACEMENT_FIRST.has(entry.reason)) this.checkReplacement(record, entry.reason, 'drained');
+        if (isRotation(entry.reason)) this.checkReplacement(record, entry.reason, 'drained');
         this.drainStarted(record, entry.reason, point, 'drained');
         break;
       case 'cancel':
-        if (VOLUNTARY.has(entry.reason)) this.checkProtected(id, `its create cancelled for ${entry.reason}`);
+        if (isVoluntary(entry.reason)) this.checkProtected(id, `its create cancelled for ${entry.reason}`);
         break;
       case 'drainExtended':
         // Provider sync writes this audit before it updates the row: look once the write is done.
@@ -447,14 +495,15 @@ export class Invariants {
         });
         break;
       case 'delete':
-        if (REPLACEMENT_FIRST.has(entry.reason)) this.checkReplacement(record, entry.reason, 'deleted');
+        if (isRotation(entry.reason)) this.checkReplacement(record, entry.reason, 'deleted');
         if (prev === 'draining') this.checkDrainEnd(record, entry.reason);
         else if (entry.reason === 'drainAcked' || entry.reason === 'drainDeadline') {
           this.report('3', `${id} deleted for ${entry.reason} although it was ${prev}, not draining`);
         }
         this.checkTimely(record, prev);
-        if (prev !== 'draining' && VOLUNTARY.has(entry.reason)) this.instantDelete(record, entry.reason, point);
-        if ((entry.reason === 'terminated' && prev !== 'draining') || entry.reason === 'startupTimeout') this.checkBrake(record, `delete (${entry.reason})`);
+        if (prev !== 'draining' && isVoluntary(entry.reason)) this.instantDelete(record, entry.reason, point);
+        // A health action on a serving instance (a draining one stopped at the provider is leaving anyway).
+        if (prev !== 'draining' && classOf(entry.reason).healthAction) this.checkBrake(record, `delete (${entry.reason})`);
         break;
       case 'vanished':
       case 'deleted': {
@@ -475,7 +524,7 @@ export class Invariants {
     let start = point;
     let forced = reason === 'operator' && (this.w.operatorLog?.forced(record.id) ?? false);
     const db = this.w.db();
-    if (db && VOLUNTARY.has(reason)) {
+    if (db && isVoluntary(reason)) {
       // The drain that ends a rotation continues its disruption (same reason): it began with the replacement.
       const waiting = this.waitingFor(db.liveInstances(record.tenant, record.group), record.id, point.at);
       if (waiting && waiting.reason === reason) {
@@ -484,11 +533,11 @@ export class Invariants {
       }
     }
     this.drainsStarted.set(record.id, { reason, start, forced, deadline: record.drainDeadline?.getTime() ?? null });
-    if (VOLUNTARY.has(reason)) {
+    if (isVoluntary(reason)) {
       this.checkProtected(record.id, `${what} for ${reason}`);
       this.checkBudgets(record.tenant, record.group, `${short(record.id)} ${what} for ${reason}`);
     }
-    if (reason === 'unhealthy' && what === 'drained') this.checkBrake(record, 'drain (unhealthy)');
+    if (classOf(reason).healthAction && what === 'drained') this.checkBrake(record, `drain (${reason})`);
   }
 
   /**
@@ -526,7 +575,7 @@ export class Invariants {
    */
   private waitingFor(records: readonly InstanceRecord[], id: string, now: number, untilReady = false): Disruption | null {
     const log = this.w.operatorLog;
-    const r = records.find((i) => i.replaces === id && (i.status === 'creating' || i.status === 'running') && ROTATION.has(i.createReason));
+    const r = records.find((i) => i.replaces === id && (i.status === 'creating' || i.status === 'running') && isRotation(i.createReason));
     if (!r) return null;
     // An operator's rotation ends with its request: a cancel leaves the replacement a plain member.
     if (r.createReason === 'operator' && log && !log.requested(id)) return null;
@@ -546,7 +595,7 @@ export class Invariants {
     for (const x of records) {
       if (x.status === 'draining') {
         const reason = x.drainReason ?? '';
-        if (!VOLUNTARY.has(reason)) continue;
+        if (!isVoluntary(reason)) continue;
         const started = this.drainsStarted.get(x.id);
         const known = started?.reason === reason ? started : undefined;
         out.push({ id: x.id, reason, start: known?.start ?? { at: x.drainStartedAt?.getTime() ?? now, seq: -1 }, forced: known?.forced ?? false, how: 'draining' });
@@ -560,7 +609,7 @@ export class Invariants {
 
   /**
    * Invariants 7 and 11. For every budget of the group active now (no window, or its window
-   * open now by CronWindow), the instances disrupted for its reasons whose disruption began
+   * open now, by the checker's own windows), the instances disrupted for its reasons whose disruption began
    * while it was in force (since its window opened, and since its spec and resolved max last
    * changed), forced operator drains aside, plus the instant deletes of the plan being applied,
    * are at most its max resolved against the group's size.
@@ -569,21 +618,21 @@ export class Invariants {
     const db = this.w.db();
     if (!db) return;
     const settings = settingsOf(this.w.config(), tenant, group);
-    if (!settings || settings.disruption.budgets.length === 0) return;
+    if (!settings || settings.budgets.length === 0) return;
     const now = this.w.now();
     const ongoing = this.disruptions(db.liveInstances(tenant, group), now);
     const input = this.planInputs.get(`${tenant}/${group}`);
     if (input && input.at === now) ongoing.push(...input.instants);
-    for (const b of settings.disruption.budgets) {
-      const open = b.window ? budgetWindow(b.window).current(new Date(now)) : null;
+    for (const b of settings.budgets) {
+      const open = b.window ? windowAt(b.window, now) : null;
       if (b.window && !open) continue;
       const max = resolveMax(b.max, settings.size);
       const since = this.budgetSince.get(`${tenant}/${group}#${b.index}`)?.since ?? NEVER;
-      const from = open ? latest(since, { at: open.start.getTime(), seq: -1 }) : since;
+      const from = open ? latest(since, { at: open.start, seq: -1 }) : since;
       const counted = ongoing.filter((d) => (b.reasons as readonly string[]).includes(d.reason) && !d.forced && !isBefore(d.start, from));
       if (counted.length <= max) continue;
       const zeroWindow = max === 0 && b.window !== null && counted.some((d) => d.reason === 'expiry' || d.reason === 'drift');
-      const window = b.window ? `, window ${b.window.schedule} for ${b.window.durationMs / 60_000}m (${b.window.timezone}) open since ${open?.start.toISOString() ?? '?'}` : '';
+      const window = b.window ? `, window ${b.window.schedule} for ${b.window.durationMs / 60_000}m (${b.window.timezone}) open since ${open ? new Date(open.start).toISOString() : '?'}` : '';
       const list = counted.map((d) => `${short(d.id)} ${d.reason} ${d.how} since ${new Date(d.start.at).toISOString()}`).join('; ');
       this.report(
         zeroWindow ? '11' : '7',
@@ -600,14 +649,14 @@ export class Invariants {
   private checkBrake(record: InstanceRecord, what: string): void {
     const config = this.w.config();
     const settings = settingsOf(config, record.tenant, record.group);
-    const brake = settings?.disruption.maxUnhealthy ?? null;
+    const brake = settings?.maxUnhealthy ?? null;
     if (!settings || brake === null) return;
     const now = this.w.now();
     const input = this.planInputs.get(`${record.tenant}/${record.group}`);
     if (!input || input.at !== now) return;
     this.brakeChecks++;
     const max = resolveQuantity(brake, settings.size);
-    const grace = this.w.graceSince?.() ?? this.w.observingSince();
+    const grace = this.w.graceSince();
     const unhealthy = unhealthyInstances(input.records, settings, config, now, grace);
     if (unhealthy.length > max) {
       this.report('8', `${record.tenant}/${record.group}: ${what} of ${record.id} while ${unhealthy.length} instances were unhealthy, more than maxUnhealthy ${max}: ${unhealthy.join(', ')}`);
@@ -623,8 +672,8 @@ export class Invariants {
     const live = new Map<string, string>();
     for (const i of db.liveInstances(tenant, group)) live.set(i.id, `${i.status}${i.replaces ? ` replacing ${short(i.replaces)}` : ''}`);
     for (const p of this.w.provider.instances()) {
-      if (p.tags[TAG.tenant] !== tenant || p.tags[TAG.group] !== group) continue;
-      const id = p.tags[TAG.instanceId] ?? p.providerId;
+      if (p.tags[TAGS.tenant] !== tenant || p.tags[TAGS.group] !== group) continue;
+      const id = p.tags[TAGS.instanceId] ?? p.providerId;
       live.set(id, `${live.get(id) ?? `provider-only, store ${db.getInstance(id)?.status ?? 'unknown'}`} at provider ${p.status}`);
     }
     const settings = settingsOf(this.w.config(), tenant, group);
@@ -675,7 +724,7 @@ export class Invariants {
     const settings = settingsOf(this.w.config(), record.tenant, record.group);
     if (!settings) return;
     const caps: Array<[number, string]> = [];
-    if (settings.disruption.maxDrainTimeoutMs && record.drainStartedAt) caps.push([record.drainStartedAt.getTime() + settings.disruption.maxDrainTimeoutMs, 'drain start + maxDrainTimeout']);
+    if (settings.maxDrainTimeoutMs && record.drainStartedAt) caps.push([record.drainStartedAt.getTime() + settings.maxDrainTimeoutMs, 'drain start + maxDrainTimeout']);
     if (settings.forcedAgeMs > 0) caps.push([record.createdAt.getTime() + settings.forcedAgeMs + settings.drainTimeoutMs, 'createdAt + forcedAge + drainTimeout']);
     for (const [cap, what] of caps) {
       if (deadline > cap) this.report('10', `${record.id}'s drain (${record.drainReason ?? '?'}, first deadline ${first === null ? '?' : new Date(first).toISOString()}) extended to ${new Date(deadline).toISOString()}, past ${what} (${new Date(cap).toISOString()})`);
@@ -697,7 +746,7 @@ export class Invariants {
       }
       case 'terminated': {
         const held = this.w.provider.find(record.id);
-        if (held && !isTerminalStatus(held.status)) this.report('3', `${record.id}'s drain cut short as terminated, but the provider says ${held.status}`);
+        if (held && !isTerminal(held.status)) this.report('3', `${record.id}'s drain cut short as terminated, but the provider says ${held.status}`);
         return;
       }
       default:
@@ -712,10 +761,10 @@ export class Invariants {
    */
   dueBy(record: InstanceRecord): { at: number; why: string } {
     const d = this.w.disturbances;
-    const slack = this.w.slackMs();
     let best = { at: Number.POSITIVE_INFINITY, why: '' };
+    // The slack depends on trouble around when the reconciler could first act on it.
     const consider = (at: number, why: string): void => {
-      const due = d.dueAfter(at, slack);
+      const due = d.dueAfter(at, this.slackAfter(d.firstClear(at)));
       if (due < best.at) best = { at: due, why };
     };
     if (record.status === 'draining') {
@@ -728,11 +777,11 @@ export class Invariants {
       const forcedAt = record.createdAt.getTime() + settings.forcedAgeMs;
       const start = Math.max(forcedAt, record.confirmedAt?.getTime() ?? forcedAt);
       const drainMs = this.w.everRemoved(record.tenant, record.group)
-        ? Math.max(settings.drainTimeoutMs, config.shard.defaultDrainTimeout)
+        ? Math.max(settings.drainTimeoutMs, config.shard.defaultDrainTimeoutMs)
         : settings.drainTimeoutMs;
       // The drain starts at the latest once the reconciler had the slack to act; its deadline is
       // then stored, and the delete follows it.
-      const drainStart = d.dueAfter(start, slack);
+      const drainStart = d.dueAfter(start, this.slackAfter(d.firstClear(start)));
       if (Number.isFinite(drainStart)) consider(drainStart + drainMs, `forced expiry at ${new Date(forcedAt).toISOString()} + drain ${drainMs / 1000}s`);
     }
     return best;
@@ -778,7 +827,7 @@ export class Invariants {
     }
     // Budgets, on the store as it stands (a rotation resumes silently when a protection or hold ends).
     for (const g of this.w.groups()) {
-      if ((settingsOf(config, g.tenant, g.group)?.disruption.budgets.length ?? 0) > 0) this.checkBudgets(g.tenant, g.group, 'after the step');
+      if ((settingsOf(config, g.tenant, g.group)?.budgets.length ?? 0) > 0) this.checkBudgets(g.tenant, g.group, 'after the step');
     }
   }
 
@@ -809,9 +858,11 @@ export class Invariants {
     const live = new Map(this.allLive(db).map((i) => [i.id, i]));
     const seen = new Set<string>();
     for (const p of this.w.provider.instances()) {
-      const id = p.tags[TAG.instanceId] ?? '';
+      // Creates carry the instance id as idempotency key (README.md): that is the instance it is.
+      const id = p.idempotencyKey;
       if (seen.has(id)) problems.push(`two provider instances for ${id}`);
       seen.add(id);
+      if (p.tags[TAGS.instanceId] !== id) problems.push(`${p.providerId}, created for ${short(id)}, is tagged as ${p.tags[TAGS.instanceId] ?? 'no instance'}`);
       const record = live.get(id);
       if (!record) {
         const any = db.getInstance(id);

@@ -10,21 +10,21 @@ import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManualClock } from '../src/clock/index.js';
-import { ConfigLoader, configuredGroups, groupSettings, type BudgetSpec, type VoluntaryReason } from '../src/config/index.js';
+import { ConfigLoader } from '../src/config/index.js';
 import { DefaultInstanceManager } from '../src/instances/index.js';
 import { ThrottledError } from '../src/errors/index.js';
-import { TAG, type Provider, type ProviderCreateRequest, type ProviderInstance, type ProviderStatus } from '../src/providers/index.js';
+import type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../src/providers/index.js';
 import { SimProvider, type SimInstance } from '../src/providers/sim/index.js';
-import { BACKOFF_MAX_MS } from '../src/reconciler/backoff.js';
 import { EventType, Reconciler, type Logger, type ReconcileEvent } from '../src/reconciler/index.js';
 import { LocalOperatorState, keys, type OperatorState } from '../src/state/index.js';
 import { openLocalDb, type AuditEntry, type InstanceRecord, type LocalDb } from '../src/store/index.js';
 import { seededRandom } from '../src/util/random.js';
-import { ConfigModel, type RenderOptions } from './config-model.js';
-import { budgetWindow } from '../src/reconciler/disruption.js';
-import { Disturbances, Invariants, OperatorLog, resolveMax, type Violation } from './invariants.js';
+import { ConfigModel, type ModelConfig, type RenderOptions } from './config-model.js';
+import { CallLog, Disturbances, Invariants, OperatorLog, resolveMax, type Violation } from './invariants.js';
 import { hash32, unit } from './rng.js';
-import { ALL_REASONS, HOUR, MIN, SEC, SIM_START, describeAction, type Action, type BudgetDraw, type FleetSpec, type Scenario } from './scenario.js';
+import { ALL_REASONS, HOUR, MIN, SEC, SIM_START, describeAction, type Action, type BudgetDraw, type FleetSpec, type Scenario, type VoluntaryReasonDraw } from './scenario.js';
+import { TAGS, isRotation } from './vocabulary.js';
+import { openTime, type WindowSpec } from './windows.js';
 
 export { SIM_START };
 
@@ -105,6 +105,8 @@ interface Agent {
 
 /** After convergence, the world runs this much longer to catch a replacement storm. */
 export const STABILITY_WINDOW_MS = 15 * MIN;
+/** The longest pause before a retry: README.md, "5 s doubling to 2 min" (the checker's own figure). */
+const RETRY_BACKOFF_MAX_MS = 2 * MIN;
 /** Longest extra delay of a slow provider call a scenario draws. */
 const MAX_SLOW_MS = 90 * SEC;
 /** Longest termination-notice window a scenario draws. */
@@ -143,9 +145,18 @@ async function turns(n: number): Promise<void> {
 /** What every generation's provider view shares: the mutation check, throttling, calls in flight. */
 interface ProviderHooks {
   onMutation(generation: number, op: 'create' | 'delete' | 'setTags', target: string): void;
+  /** A create call has been made (and, if the provider made an instance for it, the instance exists). */
+  onCreateCalled(req: ProviderCreateRequest): void;
   /** Throws ThrottledError when the provider's rate limit is exceeded (a fault, lifted when the faults stop). */
   admit(op: string): void;
   inFlight: number;
+  /** Every call, and which were in trouble (slow, failed, throttled). */
+  readonly calls: CallLog;
+  now(): number;
+  /** The configured latency of an operation. */
+  latency(op: string): number;
+  /** A list of the whole shard (a provider sync) began; call the result when it ends. */
+  shardList(generation: number): (ok: boolean) => void;
 }
 
 /** The provider each Reconciler generation sees: the shared cloud, with every mutation checked. */
@@ -159,18 +170,28 @@ class WatchedProvider implements Provider {
   ) {}
 
   private async call<T>(op: string, fn: () => Promise<T>): Promise<T> {
-    this.hooks.admit(op);
-    this.hooks.inFlight++;
+    const id = this.hooks.calls.begin(this.hooks.now(), this.hooks.latency(op));
+    let ok = false;
     try {
-      return await fn();
+      this.hooks.admit(op);
+      this.hooks.inFlight++;
+      try {
+        const result = await fn();
+        ok = true;
+        return result;
+      } finally {
+        this.hooks.inFlight--;
+      }
     } finally {
-      this.hooks.inFlight--;
+      this.hooks.calls.end(id, this.hooks.now(), ok);
     }
   }
 
   create(req: ProviderCreateRequest): Promise<ProviderInstance> {
     this.hooks.onMutation(this.generation, 'create', req.idempotencyKey);
-    return this.call('create', () => this.inner.create(req));
+    const call = this.call('create', () => this.inner.create(req));
+    this.hooks.onCreateCalled(req);
+    return call;
   }
 
   delete(providerId: string): Promise<void> {
@@ -183,7 +204,21 @@ class WatchedProvider implements Provider {
   }
 
   list(tags: Record<string, string>): Promise<ProviderInstance[]> {
-    return this.call('list', () => this.inner.list(tags));
+    const call = this.call('list', () => this.inner.list(tags));
+    const keys = Object.keys(tags);
+    if (keys.length !== 1 || keys[0] !== TAGS.shard) return call;
+    // A provider sync (the list of the whole shard): the world follows when a win's takes place.
+    const ended = this.hooks.shardList(this.generation);
+    return call.then(
+      (listed) => {
+        ended(true);
+        return listed;
+      },
+      (err: unknown) => {
+        ended(false);
+        throw err;
+      },
+    );
   }
 
   setTags(providerId: string, tags: Record<string, string>): Promise<void> {
@@ -220,40 +255,6 @@ class RateLimit {
   }
 }
 
-/**
- * How long, within [from, until), at least one of `windows` is open (CronWindow semantics: a
- * window opens at each cron time and lasts its duration, merged with overlapping ones).
- */
-export function openTime(windows: ReadonlyArray<NonNullable<BudgetSpec['window']>>, from: number, until: number): number {
-  const spans: Array<[number, number]> = [];
-  for (const w of windows) {
-    const cron = budgetWindow(w);
-    // At each step: the window open at t (one may open exactly as the last closed), else the next opening.
-    let t = from;
-    for (let i = 0; i < 500 && t < until; i++) {
-      const open = cron.current(new Date(t));
-      if (open) {
-        spans.push([t, open.end.getTime()]);
-        t = Math.max(open.end.getTime(), t + 1);
-        continue;
-      }
-      const start = cron.nextStart(new Date(t));
-      if (!start || start.getTime() >= until) break;
-      t = start.getTime();
-    }
-  }
-  spans.sort((a, b) => a[0] - b[0]);
-  let total = 0;
-  let reach = from;
-  for (const [a, b] of spans) {
-    const lo = Math.max(a, reach);
-    const hi = Math.min(b, until);
-    if (hi > lo) total += hi - lo;
-    reach = Math.max(reach, b);
-  }
-  return total;
-}
-
 export class World {
   private readonly fleet: FleetSpec;
   private readonly seed: number;
@@ -266,18 +267,29 @@ export class World {
   private unsubscribeDb: (() => void) | null = null;
   readonly sim: SimProvider;
   private readonly model: ConfigModel;
+  /** The config in force as the world's model says (what the checker judges by), taken at each apply. */
+  private inForce: ModelConfig;
+  /** The image each instance runs: its template as the create that made it at the provider asked. */
+  private readonly images = new Map<string, string>();
   private readonly loader: ConfigLoader;
   /** The config the reconciler reads: the loader itself, unless a bug is planted in it. */
   private readonly reconcilerLoader: ConfigLoader;
   private readonly planted: RenderOptions | null;
   /** Protections, holds and drain requests the world made (the operator's view). */
   private readonly operatorLog = new OperatorLog();
+  /** Provider calls as they happened (which went slow, failed or were throttled). */
+  private readonly calls = new CallLog();
   /** The health brake was lifted by the operator during convergence (see converge). */
   private brakeLiftedAt: number | null = null;
   private reconciler: Reconciler | null = null;
   private generation = 0;
   private runningGeneration: number | null = null;
-  private observingSince: number;
+  /** When the running reconciler was started (its health grace begins then). */
+  private startedAt: number;
+  /** When leadership was last won while it ran (the InitialReconcile then begins a new grace), if it was. */
+  private wonAt: number | null = null;
+  /** The provider syncs (shard lists) the running reconciler began since that win, and which succeeded. */
+  private winLists: Array<{ start: number; ok: boolean }> = [];
   private leader = true;
   private readonly disturbances = new Disturbances();
   private readonly rateLimit: RateLimit;
@@ -306,10 +318,11 @@ export class World {
     this.seed = scenario.seed;
     this.start = this.fleet.startMs;
     this.clock = new ManualClock(new Date(this.start));
-    this.observingSince = this.start;
+    this.startedAt = this.start;
     this.dir = mkdtempSync(join(scratchRoot(), 'drover-sim-'));
     this.dbPath = join(this.dir, 'drover.db');
     this.model = new ConfigModel(this.fleet);
+    this.inForce = this.model.inForce();
     this.loader = ConfigLoader.fromObject(this.model.render());
     this.planted = plantedRender(options.plant);
     this.reconcilerLoader = this.planted ? ConfigLoader.fromObject(this.model.render(this.planted)) : this.loader;
@@ -323,6 +336,13 @@ export class World {
     this.rateLimit = new RateLimit(provider.simMaxCallsPerSecond, this.start);
     this.hooks = {
       onMutation: (gen, op, target) => this.guard(() => this.checker.onMutation(gen, op, target)),
+      onCreateCalled: (req) => {
+        // The provider makes the instance when the call arrives (before its latency): the first
+        // call that made it says what it runs; later ones for the same id return it as it is.
+        if (this.images.has(req.idempotencyKey) || !this.sim.find(req.idempotencyKey)) return;
+        const image = req.template.image;
+        this.images.set(req.idempotencyKey, typeof image === 'string' ? image : JSON.stringify(req.template));
+      },
       admit: (op) => {
         try {
           this.rateLimit.admit(op, this.clock.nowMs());
@@ -332,6 +352,19 @@ export class World {
         }
       },
       inFlight: 0,
+      calls: this.calls,
+      now: () => this.clock.nowMs(),
+      shardList: (generation) => {
+        const start = this.clock.nowMs();
+        if (this.wonAt === null || generation !== this.runningGeneration) return () => undefined;
+        const list = { start, ok: false };
+        this.winLists.push(list);
+        // The reconciler gave up on a list at its call timeout, whatever the provider did later.
+        return (ok) => {
+          list.ok = ok && this.clock.nowMs() - start < this.fleet.provider.callTimeoutMs;
+        };
+      },
+      latency: (op) => (op === 'create' ? provider.createLatencyMs : op === 'delete' ? provider.deleteLatencyMs : op === 'list' ? provider.listLatencyMs : 0),
     };
     this.sim.setLatency({ list: provider.listLatencyMs });
     this.sim.onCall((call) => {
@@ -346,25 +379,45 @@ export class World {
       now: () => this.clock.nowMs(),
       db: () => this.db,
       provider: this.sim,
-      config: () => this.loader.getCurrent(),
+      config: () => this.inForce,
       leader: () => this.leader,
       runningGeneration: () => this.runningGeneration,
-      observingSince: () => this.observingSince,
+      graceSince: () => this.graceSince(),
       disturbances: this.disturbances,
       everRemoved: (tenant, group) => this.model.findGroup(tenant, group)?.everRemoved ?? false,
       slackMs: () => this.slackMs(),
+      quietSlackMs: () => this.quietSlackMs(),
       step: () => this.stepIndex,
       groups: () => this.fleet.groups,
       operatorLog: this.operatorLog,
-      graceSince: () => this.graceSince(),
+      calls: this.calls,
     });
     this.checker.onConfigApplied();
   }
 
-  /** The running reconciler's own health grace start (a private field: the plan's input, read for invariant 8). */
-  private graceSince(): number | null {
-    const value: unknown = this.reconciler ? Reflect.get(this.reconciler, 'observingSince') : undefined;
-    return typeof value === 'number' ? value : null;
+  /**
+   * The latest the running reconciler may have begun its health grace, from what the world did
+   * and saw: it begins when the reconciler starts, and again when the InitialReconcile of a
+   * leadership win is handled, just before that barrier lists the shard; a sync that fails is
+   * retried, still for the win, and begins the grace again. So after a win: the start of the
+   * first shard list that succeeded, or while none has, of the latest one (the win itself before
+   * any). The latest, so that silence the reconciler may legitimately not count yet is not counted
+   * here either. (A barrier already running at the win lists before it: a new term's first
+   * barrier begins after the win, the previous term's were skipped while not leader.)
+   */
+  private won(at: number): void {
+    this.wonAt = at;
+    this.winLists = [];
+  }
+
+  private graceSince(): number {
+    if (this.wonAt === null) return this.startedAt;
+    let since = this.wonAt;
+    for (const list of this.winLists) {
+      since = Math.max(since, list.start);
+      if (list.ok) break;
+    }
+    return Math.max(this.startedAt, since);
   }
 
   /**
@@ -463,6 +516,16 @@ export class World {
     return this.fleet.provider.callTimeoutMs + STATUS_TIMEOUT_MS * (this.fleet.groups.length + 1) + 2 * SEC;
   }
 
+  /**
+   * How late a due decision may be while no provider call is in trouble: a barrier (a start, a
+   * win, a resync) holds every group for its list call, which takes the provider's list latency,
+   * and with Drover's own call rate limit the list may wait for a call or two ahead of it.
+   */
+  quietSlackMs(): number {
+    const { listLatencyMs, maxCallsPerSecond } = this.fleet.provider;
+    return listLatencyMs + (maxCallsPerSecond > 0 ? Math.ceil((2 * SEC) / maxCallsPerSecond) : 0);
+  }
+
   // ---- the reconciler's life ----------------------------------------------------------------
 
   private openDb(): void {
@@ -502,7 +565,9 @@ export class World {
       notifyError: () => undefined,
     });
     this.runningGeneration = generation;
-    this.observingSince = this.clock.nowMs();
+    this.startedAt = this.clock.nowMs();
+    this.wonAt = null;
+    this.winLists = [];
     if (this.leader) this.disturbances.end(this.clock.nowMs());
     await this.reconciler.start();
     await this.settle();
@@ -558,7 +623,7 @@ export class World {
     }
     // Rotations are replacement first: expiry and drift coming due, and operator drains requested
     // before the faults stopped that waited (for a protection or a budget window) until after.
-    const rotation = entry.reason === 'expiry' || entry.reason === 'drift' || entry.reason === 'operator';
+    const rotation = isRotation(entry.reason);
     if (entry.action === 'create' && !rotation) {
       group.created++;
       if (group.created > group.left.size) {
@@ -628,8 +693,8 @@ export class World {
     this.agentSeen.add(instanceId);
     const agent: Agent = {
       id: instanceId,
-      tenant: instance.tags[TAG.tenant] ?? '',
-      group: instance.tags[TAG.group] ?? '',
+      tenant: instance.tags[TAGS.tenant] ?? '',
+      group: instance.tags[TAGS.group] ?? '',
       providerId,
       booted: false,
       silentUntil: this.options.plant === 'silence' && !this.faultsOn ? Number.POSITIVE_INFINITY : 0,
@@ -713,7 +778,7 @@ export class World {
     if (!spec) return null;
     const candidates = this.sim
       .instances()
-      .filter((i) => i.tags[TAG.tenant] === spec.tenant && i.tags[TAG.group] === spec.group && (i.status === 'running' || i.status === 'pending'))
+      .filter((i) => i.tags[TAGS.tenant] === spec.tenant && i.tags[TAGS.group] === spec.group && (i.status === 'running' || i.status === 'pending'))
       .sort((a, b) => (a.providerId < b.providerId ? -1 : 1));
     return candidates[Math.floor(pick * candidates.length)] ?? null;
   }
@@ -722,6 +787,7 @@ export class World {
     const result = this.loader.update(this.model.render());
     if (!result.ok) throw new Error(`sim: a valid config was rejected: ${result.error.message}`);
     if (this.planted) this.reconcilerLoader.update(this.model.render(this.planted));
+    this.inForce = this.model.inForce();
     this.checker.onConfigApplied();
   }
 
@@ -807,8 +873,8 @@ export class World {
         this.leader = true;
         this.stats.leaderChanges++;
         if (this.reconciler) this.disturbances.end(now);
-        // A leadership win gives every agent a fresh health grace (as the reconciler does).
-        this.observingSince = now;
+        // A leadership win gives every agent a fresh health grace (README.md).
+        if (this.reconciler) this.won(now);
         this.send({ type: EventType.InitialReconcile, cause: 'leader' });
         return '';
       case 'crashRestart':
@@ -820,9 +886,9 @@ export class World {
   private instanceFault(action: Extract<Action, { kind: 'instance' }>): string {
     const target = this.pickInstance(action.group, action.pick);
     if (!target) return 'no target';
-    const id = target.tags[TAG.instanceId] ?? target.providerId;
-    const tenant = target.tags[TAG.tenant] ?? '';
-    const groupKey = target.tags[TAG.group] ?? '';
+    const id = target.idempotencyKey;
+    const tenant = target.tags[TAGS.tenant] ?? '';
+    const groupKey = target.tags[TAGS.group] ?? '';
     const now = this.clock.nowMs();
     const disconnect = (): boolean =>
       this.send({ type: EventType.CheckInstance, tenant, groupKey, instanceId: id, cause: 'disconnect', timestamp: new Date(now), preventDuplicate: true });
@@ -935,12 +1001,12 @@ export class World {
     } else {
       candidates = mine.filter((i) => i.status === 'running' || i.status === 'creating');
       if (action.target === 'rotation') {
-        const settings = groupSettings(this.loader.getCurrent(), spec.tenant, spec.group);
+        const settings = this.inForce.group(spec.tenant, spec.group);
         const rotating = candidates.filter(
           (i) =>
             i.status === 'running' &&
             (mine.some((r) => r.replaces === i.id) ||
-              (settings !== null && (i.templateHash !== settings.templateHash || (settings.eligibleAgeMs > 0 && i.createdAt.getTime() + settings.eligibleAgeMs <= now + 10 * MIN)))),
+              (settings !== null && (this.images.get(i.id) !== settings.image || (settings.eligibleAgeMs > 0 && i.createdAt.getTime() + settings.eligibleAgeMs <= now + 10 * MIN)))),
         );
         if (rotating.length > 0) candidates = rotating;
       }
@@ -1021,32 +1087,31 @@ export class World {
    */
   convergenceBound(): number {
     const { shard, provider, bootMaxMs } = this.fleet;
-    const config = this.loader.getCurrent();
-    const interval = config.shard.healthCheckInterval;
+    const config = this.inForce;
+    const interval = config.shard.healthCheckIntervalMs;
     const t0 = this.clock.nowMs();
-    let maxDrain = config.shard.defaultDrainTimeout;
-    let maxStartup = config.shard.startupTimeout;
+    let maxDrain = config.shard.defaultDrainTimeoutMs;
+    let maxStartup = config.shard.startupTimeoutMs;
     let rotations = 0;
     let scaleDowns = 0;
     let brake = false;
-    const zeroWindows: Array<NonNullable<BudgetSpec['window']>> = [];
-    for (const { tenant, group } of configuredGroups(config)) {
-      const s = groupSettings(config, tenant, group);
-      if (!s) continue;
+    const zeroWindows: WindowSpec[] = [];
+    for (const s of config.groups) {
+      const { tenant, group } = s;
       maxDrain = Math.max(maxDrain, s.drainTimeoutMs);
       maxStartup = Math.max(maxStartup, s.startupTimeoutMs);
       // Budgets: a rotation or scale-down batch is no larger than the smallest non-zero max
       // covering it; a zero max holds them while its window is open (added below).
-      const smallest = (reason: VoluntaryReason): number => {
+      const smallest = (reason: VoluntaryReasonDraw): number => {
         let m = Number.POSITIVE_INFINITY;
-        for (const b of s.disruption.budgets) {
+        for (const b of s.budgets) {
           const max = resolveMax(b.max, s.size);
           if (max === 0 && b.window) zeroWindows.push(b.window);
           if (max > 0 && b.reasons.includes(reason)) m = Math.min(m, max);
         }
         return m;
       };
-      if (s.disruption.maxUnhealthy) brake = true;
+      if (s.maxUnhealthy) brake = true;
       const perRotation =
         provider.createLatencyMs + shard.createRateLimitMs * (s.size + 1) + bootMaxMs + interval + Math.min(s.drainTimeoutMs, MIN) + provider.deleteLatencyMs + 10 * SEC;
       const batch = Math.min(s.maxSurge, smallest('drift'));
@@ -1069,7 +1134,7 @@ export class World {
     const protection = Math.max(0, (this.operatorLog.protectedUntil(t0) ?? t0) - t0);
     const base =
       this.slackMs() +
-      2 * BACKOFF_MAX_MS +
+      2 * RETRY_BACKOFF_MAX_MS +
       MAX_NOTICE_MS +
       maxDrain +
       maxStartup +
@@ -1085,7 +1150,7 @@ export class World {
       2 * interval +
       MIN;
     // Zero-budget windows hold what they cover while open: add the time they are open within the
-    // bound (which grows by it), found by walking their CronWindows.
+    // bound (which grows by it), by the checker's own windows.
     let held = 0;
     for (let i = 0; i < 8; i++) {
       const next = openTime(zeroWindows, t0, t0 + base + held);
@@ -1103,8 +1168,8 @@ export class World {
    * at the provider): an operator removes maxUnhealthy, as README.md advises.
    */
   private brakeWaitMs(): number {
-    const config = this.loader.getCurrent();
-    return config.shard.healthCheckInterval * (config.shard.missedHealthThreshold + 2) + this.slackMs();
+    const { shard } = this.inForce;
+    return shard.healthCheckIntervalMs * (shard.missedHealthThreshold + 2) + this.slackMs();
   }
 
   /** Lifts every health brake (maxUnhealthy removed from the config) when one still holds a group. */
@@ -1149,12 +1214,11 @@ export class World {
   notConverged(): string | null {
     const db = this.db;
     if (!db) return 'no database';
-    const config = this.loader.getCurrent();
+    const config = this.inForce;
     const now = this.clock.nowMs();
-    const staleMs = config.shard.healthCheckInterval * config.shard.missedHealthThreshold;
-    for (const { tenant, group } of configuredGroups(config)) {
-      const s = groupSettings(config, tenant, group);
-      if (!s) continue;
+    const staleMs = config.shard.healthCheckIntervalMs * config.shard.missedHealthThreshold;
+    for (const s of config.groups) {
+      const { tenant, group } = s;
       const live = db.liveInstances(tenant, group);
       if (live.length !== s.size) return `${tenant}/${group}: ${live.length} live, size ${s.size}`;
       for (const i of live) {
@@ -1163,15 +1227,17 @@ export class World {
         if (!i.healthAt || now - i.healthAt.getTime() > staleMs) return `${name} has no fresh health report`;
         if (i.unhealthyAt || i.noticeDeadline) return `${name} is judged unhealthy or noticed`;
         if (i.providerStatus !== null && i.providerStatus !== 'running' && i.providerStatus !== 'pending') return `${name} was seen ${i.providerStatus}`;
-        if (s.maxSurge > 0 && i.templateHash !== s.templateHash) return `${name} runs an old template`;
+        // What the instance runs at the provider, not what the store says it runs.
+        const image = this.images.get(i.id);
+        if (s.maxSurge > 0 && image !== s.image) return `${name} runs ${image ?? 'an unknown image'}, not ${s.image}`;
       }
     }
     for (const g of db.groupsWithLiveInstances()) {
-      if (!groupSettings(config, g.tenant, g.group)) return `${g.tenant}/${g.group} is not configured but has live instances`;
+      if (!config.group(g.tenant, g.group)) return `${g.tenant}/${g.group} is not configured but has live instances`;
     }
     const leaks = this.checker.leaks();
     if (leaks) return leaks;
-    const held = new Map(this.sim.instances().map((p) => [p.tags[TAG.instanceId] ?? '', p]));
+    const held = new Map(this.sim.instances().map((p) => [p.idempotencyKey, p]));
     for (const r of db.listInstances()) {
       const p = held.get(r.id);
       if (!p) return `store holds ${shortId(r.id)} as ${r.status}, the provider does not`;
@@ -1199,7 +1265,7 @@ export class World {
     }
     this.disturbances.end(this.clock.nowMs());
     this.liftSealedWindows();
-    this.observingSince = this.clock.nowMs();
+    if (this.reconciler) this.won(this.clock.nowMs());
     this.send({ type: EventType.InitialReconcile, cause: 'leader' });
     await this.settle();
     const t0 = this.clock.nowMs();

@@ -228,6 +228,10 @@ export class Executor {
     this.createsInFlight.set(groupKey, (this.createsInFlight.get(groupKey) ?? 0) + 1);
     this.createsWaiting.set(groupKey, (this.createsWaiting.get(groupKey) ?? 0) + 1);
     const action = `creating instance ${record.id}`;
+    // Only the first attempt, sent by the process that recorded the create, made the instance with
+    // the template it sends: an earlier attempt that timed out may have made it with the template
+    // then in force, and the provider returns that one to a retry (same instance id).
+    const firstAttempt = record.attempts === 0 && this.recordedHere.has(record.id);
     ctx.gate
       .run('create', priority, async () => {
         const waiting = (this.createsWaiting.get(groupKey) ?? 1) - 1;
@@ -252,7 +256,7 @@ export class Executor {
             }),
           );
           ctx.observer.providerCall?.('create', ctx.clock.nowMs() - started, null);
-          return { response, templateHash: settings.templateHash };
+          return { response, templateHash: firstAttempt ? settings.templateHash : null };
         } catch (err) {
           ctx.observer.providerCall?.('create', ctx.clock.nowMs() - started, err);
           throw err;
@@ -274,7 +278,8 @@ export class Executor {
     return left <= 0;
   }
 
-  private onCreated(record: InstanceRecord, providerId: string, templateHash: string): void {
+  /** `templateHash`: the template the instance is known to run (null: not known; the recorded one stays, and shows drift if the config moved on). */
+  private onCreated(record: InstanceRecord, providerId: string, templateHash: string | null): void {
     const { ctx } = this;
     ctx.inFlight.delete(record.id);
     this.recordedHere.delete(record.id);
@@ -298,7 +303,7 @@ export class Executor {
           status: 'running',
           providerId,
           confirmedAt: now,
-          templateHash,
+          ...(templateHash === null ? {} : { templateHash }),
           attempts: 0,
           nextAttemptAt: null,
           lastError: null,

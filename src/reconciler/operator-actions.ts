@@ -14,6 +14,7 @@ import type { InstanceRecord } from '../store/index.js';
 import type { Context } from './context.js';
 import { writeDrainTags } from './executor.js';
 import type { Plan } from './plan.js';
+import { ROTATION_REASONS } from './reasons.js';
 
 /** The instance does not exist (HTTP 404). */
 export class InstanceUnknownError extends DroverError {
@@ -25,7 +26,7 @@ export class InstanceUnknownError extends DroverError {
 /** Longest protection one request may give. */
 export const MAX_PROTECTION_MS = 30 * 86_400_000;
 /** Drain reasons an operator may cancel: the voluntary rotations. */
-const CANCELLABLE = new Set(['operator', 'expiry', 'drift']);
+const CANCELLABLE: ReadonlySet<string> = new Set<string>(ROTATION_REASONS);
 
 export interface OperatorActionDeps {
   ctx: Context;

@@ -16,40 +16,28 @@ import { isTerminalStatus } from '../providers/types.js';
 import { Priority } from '../queue/priority.js';
 import type { InstanceRecord } from '../store/types.js';
 import { BudgetTracker, resolveQuantity, type ReasonBudget } from './disruption.js';
+import { HEALTH_REASONS as HEALTH, INVOLUNTARY_REASONS as INVOLUNTARY, ROTATION_REASONS, VOLUNTARY_REASONS, isOneOf, type DrainReason, type RotationReason } from './reasons.js';
 
-/** Why an instance is drained. Voluntary reasons are rotations and operator or scaling choices. */
-export type DrainReason = 'scaleDown' | 'groupRemoved' | 'unhealthy' | 'terminationNotice' | 'expiry' | 'expiryForced' | 'drift' | 'operator';
+/** Why an instance is drained, and why it rotates: declared in reasons.ts. */
+export type { DrainReason, RotationReason };
 
 /** Reasons for which an instance leaves involuntarily; its replacement is urgent. */
-export const INVOLUNTARY_REASONS: ReadonlySet<string> = new Set([
-  'unhealthy',
-  'terminated',
-  'vanished',
-  'startupTimeout',
-  'terminationNotice',
-  'expiryForced',
-]);
+export const INVOLUNTARY_REASONS: ReadonlySet<string> = new Set<string>(INVOLUNTARY);
 
-/**
- * Reasons an instance leaves for its health: what the health brake counts (termination notices
- * and forced expiry are involuntary too, but say nothing about the fleet's health).
- */
-export const HEALTH_REASONS: ReadonlySet<string> = new Set(['unhealthy', 'terminated', 'vanished', 'startupTimeout']);
+/** Reasons an instance leaves for its health: what the health brake counts. */
+export const HEALTH_REASONS: ReadonlySet<string> = new Set<string>(HEALTH);
 
 /** Whether an instance is (or was) replaced for its health. */
 function leftForHealth(i: Pick<InstanceRecord, 'drainReason' | 'deleteReason'>): boolean {
   return i.drainReason === 'unhealthy' || HEALTH_REASONS.has(i.deleteReason ?? '');
 }
 
-/** Rotations: replacement first, then the old instance drains. */
-export type RotationReason = 'operator' | 'drift' | 'expiry';
-
 function isRotationReason(reason: string | null | undefined): reason is RotationReason {
-  return reason === 'operator' || reason === 'drift' || reason === 'expiry';
+  return isOneOf(ROTATION_REASONS, reason);
 }
 
 function isVoluntary(reason: string | null | undefined): reason is VoluntaryReason {
-  return reason === 'scaleDown' || reason === 'operator' || reason === 'drift' || reason === 'expiry';
+  return isOneOf(VOLUNTARY_REASONS, reason);
 }
 
 export type PlanAction =

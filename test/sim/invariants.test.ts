@@ -3,14 +3,49 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock/index.js';
-import { ConfigLoader } from '../../src/config/index.js';
 import { TAG } from '../../src/providers/index.js';
 import { SimProvider } from '../../src/providers/sim/index.js';
 import { openLocalDb, type InstanceRecord, type LocalDb } from '../../src/store/index.js';
-import { Disturbances, Invariants, OperatorLog, type WorldView } from '../../sim/invariants.js';
+import { modelConfig, type ModelBudget, type ModelConfig, type ModelGroup } from '../../sim/config-model.js';
+import { CallLog, Disturbances, Invariants, OperatorLog, type WorldView } from '../../sim/invariants.js';
+import type { ShardSpec } from '../../sim/scenario.js';
 
 const START = Date.UTC(2026, 0, 1);
 const MIN = 60_000;
+
+/** The checker's view of a config: health every 60 s, three missed reports; one group t/web. */
+const SHARD: ShardSpec = {
+  healthCheckIntervalMs: MIN,
+  missedHealthThreshold: 3,
+  startupTimeoutMs: 10 * MIN,
+  defaultDrainTimeoutMs: 5 * MIN,
+  createRateLimitMs: 0,
+  defaultNoticeWindowMs: 2 * MIN,
+  workers: 4,
+  resyncIntervalMs: 10 * MIN,
+  maxAttempts: 5,
+};
+
+function web(over: Partial<ModelGroup> = {}): ModelConfig {
+  const group: ModelGroup = {
+    tenant: 't',
+    group: 'web',
+    size: 2,
+    maxSurge: 1,
+    template: 'a',
+    image: 'a:1',
+    drainTimeoutMs: 5 * MIN,
+    startupTimeoutMs: 10 * MIN,
+    eligibleAgeMs: 60 * MIN,
+    forcedAgeMs: 120 * MIN,
+    budgets: [],
+    maxUnhealthy: null,
+    maxDrainTimeoutMs: null,
+    cancelHoldMs: 60 * MIN,
+    ...over,
+  };
+  return modelConfig(SHARD, [group]);
+}
 
 describe('Disturbances', () => {
   it('moves a due time past every span in which the reconciler could not act, chained', () => {
@@ -64,11 +99,8 @@ describe('Invariants', () => {
   let leader: boolean;
   let disturbances: Disturbances;
   let checker: Invariants;
-  const loader = ConfigLoader.fromObject({
-    shard: { healthCheckInterval: '60s', missedHealthThreshold: 3 },
-    templates: { a: { image: 'a:1' } },
-    groups: { t: { web: { size: 2, maxSurge: 1, template: 'a', drainTimeout: '5m', expiry: { eligibleAge: '1h', forcedAge: '2h' } } } },
-  });
+  let view: WorldView;
+  const config = web();
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'drover-sim-test-'));
@@ -77,17 +109,18 @@ describe('Invariants', () => {
     provider = new SimProvider({ clock });
     leader = true;
     disturbances = new Disturbances();
-    const view: WorldView = {
+    view = {
       now: () => clock.nowMs(),
       db: () => db,
       provider,
-      config: () => loader.getCurrent(),
+      config: () => config,
       leader: () => leader,
       runningGeneration: () => 1,
-      observingSince: () => START,
+      graceSince: () => START,
       disturbances,
       everRemoved: () => false,
       slackMs: () => 10_000,
+      quietSlackMs: () => 10_000,
       step: () => 0,
       groups: () => [{ tenant: 't', group: 'web' }],
     };
@@ -183,6 +216,30 @@ describe('Invariants', () => {
     expect(checker.violations.at(-1)?.message).toMatch(/i-2 deleted for its drain deadline 60s early/);
   });
 
+  it('gives a due drain only the quiet slack while no provider call is in trouble, the full slack after a slow one', async () => {
+    const calls = new CallLog();
+    checker = new Invariants({ ...view, calls, quietSlackMs: () => 2_000 });
+    db.subscribe((change) => {
+      if (change.kind === 'audit') checker.onAudit(change.entry);
+    });
+    record('i-1', { status: 'running', healthAt: clock.now() });
+    db.updateInstance('i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + 5 * MIN) });
+    // A list that took 30 s instead of its configured 1 s, ending 5 s before the deadline.
+    const slow = calls.begin(START + 5 * MIN - 35_000, 1_000);
+    calls.end(slow, START + 5 * MIN - 5_000, true);
+    await clock.advance(5 * MIN + 5_000);
+    checker.checkStep();
+    expect(checker.violations).toEqual([]); // within the full slack (10 s): the trouble may have held it
+    db.updateInstance('i-1', { status: 'deleting', deleteReason: 'drainDeadline' });
+    record('i-2', { status: 'running', healthAt: clock.now() });
+    db.updateInstance('i-2', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(clock.nowMs() + 5 * MIN) });
+    const quick = calls.begin(clock.nowMs(), 1_000);
+    calls.end(quick, clock.nowMs() + 1_000, true); // as configured: no trouble
+    await clock.advance(5 * MIN + 3_000);
+    checker.checkStep();
+    expect(checker.violations.map((v) => v.message)).toEqual([expect.stringMatching(/i-2 \(draining\) still not deleted 1s after it was due/)]);
+  });
+
   it('does not hold a deadline that fell while the reconciler could not act against it', async () => {
     record('i-1', { status: 'running' });
     db.updateInstance('i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + MIN) });
@@ -234,50 +291,35 @@ describe('the disruption invariants (7 to 11)', () => {
   let clock: ManualClock;
   let log: OperatorLog;
   let checker: Invariants;
-  const web = (budgets: unknown[]): Record<string, unknown> => ({
-    shard: { healthCheckInterval: '60s', missedHealthThreshold: 3 },
-    templates: { a: { image: 'a:1' } },
-    groups: {
-      t: {
-        web: {
-          size: 4,
-          maxSurge: 2,
-          template: 'a',
-          drainTimeout: '5m',
-          expiry: { eligibleAge: '1h', forcedAge: '2h' },
-          disruption: { budgets, maxUnhealthy: 1, maxDrainTimeout: '10m' },
-        },
-      },
-    },
-  });
+  const withBudgets = (budgets: ModelBudget[]): ModelConfig => web({ size: 4, maxSurge: 2, budgets, maxUnhealthy: { count: 1 }, maxDrainTimeoutMs: 10 * MIN });
   // 2026-01-01T00:00Z is 01:00 in Berlin: the zero-budget window below is open for 30 min.
-  const BUDGETS = [
-    { max: 1, reasons: ['drift'] },
-    { max: 0, reasons: ['expiry'], schedule: '0 * * * *', duration: '30m', timezone: 'Europe/Berlin' },
+  const BUDGETS: ModelBudget[] = [
+    { index: 0, max: { count: 1 }, reasons: ['drift'], window: null },
+    { index: 1, max: { count: 0 }, reasons: ['expiry'], window: { schedule: '0 * * * *', durationMs: 30 * MIN, timezone: 'Europe/Berlin' } },
   ];
-  let loader: ConfigLoader;
+  let config: ModelConfig;
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'drover-sim-test-'));
     db = openLocalDb(join(dir, 'db.sqlite'));
     clock = new ManualClock(new Date(START));
     log = new OperatorLog();
-    loader = ConfigLoader.fromObject(web(BUDGETS));
+    config = withBudgets(BUDGETS);
     const view: WorldView = {
       now: () => clock.nowMs(),
       db: () => db,
       provider: new SimProvider({ clock }),
-      config: () => loader.getCurrent(),
+      config: () => config,
       leader: () => true,
       runningGeneration: () => 1,
-      observingSince: () => START,
+      graceSince: () => START,
       disturbances: new Disturbances(),
       everRemoved: () => false,
       slackMs: () => 10_000,
+      quietSlackMs: () => 10_000,
       step: () => 0,
       groups: () => [{ tenant: 't', group: 'web' }],
       operatorLog: log,
-      graceSince: () => START,
     };
     checker = new Invariants(view);
     checker.onConfigApplied();
@@ -321,7 +363,7 @@ describe('the disruption invariants (7 to 11)', () => {
   });
 
   it('exempts forced operator drains and cancelled operator rotations', () => {
-    loader.update(web([{ max: 1, reasons: ['operator'] }]));
+    config = withBudgets([{ index: 0, max: { count: 1 }, reasons: ['operator'], window: null }]);
     checker.onConfigApplied();
     for (const id of ['i-1', 'i-2', 'i-3']) running(id);
     log.request('i-1', true);
@@ -349,12 +391,12 @@ describe('the disruption invariants (7 to 11)', () => {
   });
 
   it('does not hold disruptions begun before a budget came into force against it', () => {
-    loader.update(web([]));
+    config = withBudgets([]);
     checker.onConfigApplied();
     for (const id of ['i-1', 'i-2', 'i-3']) running(id);
     rotate('r-1', 'i-1', 'drift');
     rotate('r-2', 'i-2', 'drift');
-    loader.update(web(BUDGETS));
+    config = withBudgets(BUDGETS);
     checker.onConfigApplied();
     checker.checkStep();
     expect(invariants()).toEqual([]);

@@ -424,6 +424,29 @@ describe('a plan that forgets vanished instances plans again (a health brake the
   });
 });
 
+describe('a create retried after a template change rotates the instance an earlier attempt made with the old template', () => {
+  it('records the template a retried create cannot vouch for as the one it was recorded with, so drift replaces the instance', async () => {
+    const config = (image: string) => ({
+      ...configWith({ default: { web: { size: 1, template: 'web', maxSurge: 1, drainTimeout: '0s' } } }, {}, { provider: { kind: 'sim', callTimeout: '20s' } }),
+      templates: { web: { image } },
+    });
+    h = new Harness({ config: config('web:1') });
+    h.provider.slowNext('create', 1, 90_000); // times out at 20 s; the instance exists, made with web:1
+    await h.reconciler.start();
+    await h.run(25_000, 1_000);
+    const [first] = h.byStatus('creating');
+    expect(first).toBeDefined();
+    const madeWith = h.provider.find(first!.id)?.tags[TAG.templateHash];
+    // The template changes before the retry, which returns the web:1 instance.
+    h.loader.update(config('web:2'));
+    await h.runHealthy(15 * MIN, 10_000);
+    const running = h.byStatus('running');
+    // Before the fix the retry recorded web:2 for the web:1 instance, and it was never rotated.
+    expect(running.map((i) => h!.provider.find(i.id)?.tags[TAG.templateHash])).not.toContain(madeWith);
+    expect(h.db.getInstance(first!.id)?.status).toBe('deleted');
+  });
+});
+
 describe('seeds that found bugs keep every invariant (each failed with its fix undone)', () => {
   const SEEDS: Array<{ seed: number; bug: string; keep?: number[] }> = [
     { seed: 55, bug: 'a create that timed out and was then given up or cancelled leaked; the group was created past size + maxSurge (invariant 1)' },
@@ -450,6 +473,8 @@ describe('seeds that found bugs keep every invariant (each failed with its fix u
     { seed: 20637, bug: 'a leadership win took tags cleared by an earlier cancel as cancelling a later health drain, whose own tag write had not landed (invariant 3)' },
     { seed: 6868, bug: 'the simulator took an operator drain that waited for a protection past convergence for a replacement storm (its own bug; invariant 6)' },
     { seed: 7492, bug: 'a health brake tripped by an instance the same plan forgot held a stopped instance for good (invariant 6)' },
+    { seed: 954, bug: 'the simulator took a leadership win as the last start of the health grace, but a failed provider sync is retried for the win and begins the grace again (its own bug; invariant 8)', keep: [9, 33, 36, 37, 40] },
+    { seed: 211, bug: 'a create retried after a template change recorded the new template for the instance its timed-out first attempt had made with the old one: never rotated (invariant 6)' },
   ];
   for (const { seed, bug, keep } of SEEDS) {
     it(`seed ${seed}: ${bug}`, async () => {
