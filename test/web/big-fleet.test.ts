@@ -3,17 +3,17 @@
  * instance table must paint its first row within 1 s of navigation start in headless Chromium,
  * keep only a bounded number of rows in the DOM, and scroll without long frames.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { TestServer } from '../helpers/server-harness.js';
-import { BrowserSession, chromiumOrSkip, requireWebBuild } from './browser.js';
+import { BrowserSession, describeWithChromium, findChromium, requireWebBuild } from './browser.js';
 
-const CHROMIUM = chromiumOrSkip();
+const CHROMIUM = findChromium();
 const SIZE = 10_000;
 
 let browser: BrowserSession | undefined;
 let t: TestServer | undefined;
 
-describe.skipIf(!CHROMIUM)('web dashboard with 10,000 instances in one group', { timeout: 90_000 }, () => {
+describeWithChromium('web dashboard with 10,000 instances in one group', { timeout: 90_000 }, () => {
   beforeAll(async () => {
     requireWebBuild();
     // Health reports stay valid for the whole test: no instance is judged silent and replaced.
