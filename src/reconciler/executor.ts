@@ -10,6 +10,8 @@ import { keys } from '../state/index.js';
 import type { InstanceRecord } from '../store/index.js';
 import { withTimeout } from '../util/timeout.js';
 import { backoffDelay } from './backoff.js';
+import { timedCall } from './calls.js';
+import { HoldKey } from './keys.js';
 import type { Context } from './context.js';
 import { EventType, describeEvent, groupKeyOf, type ReconcileEvent } from './events.js';
 import type { Plan, PlanAction } from './plan.js';
@@ -238,29 +240,19 @@ export class Executor {
         if (waiting > 0) this.createsWaiting.set(groupKey, waiting);
         else this.createsWaiting.delete(groupKey);
         if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(action);
-        const started = ctx.clock.nowMs();
-        try {
-          const response = await withTimeout(
-            ctx.clock,
-            ctx.callTimeoutMs(),
-            action,
-            ctx.instanceManager.createInstance({
-              instanceId: record.id,
-              tenant: record.tenant,
-              group: record.group,
-              templateName: settings.templateName,
-              template: settings.template,
-              templateHash: settings.templateHash,
-              reason: record.createReason,
-              createdAt: record.createdAt,
-            }),
-          );
-          ctx.observer.providerCall?.('create', ctx.clock.nowMs() - started, null);
-          return { response, templateHash: firstAttempt ? settings.templateHash : null };
-        } catch (err) {
-          ctx.observer.providerCall?.('create', ctx.clock.nowMs() - started, err);
-          throw err;
-        }
+        const response = await timedCall(ctx, 'create', ctx.callTimeoutMs(), action, () =>
+          ctx.instanceManager.createInstance({
+            instanceId: record.id,
+            tenant: record.tenant,
+            group: record.group,
+            templateName: settings.templateName,
+            template: settings.template,
+            templateHash: settings.templateHash,
+            reason: record.createReason,
+            createdAt: record.createdAt,
+          }),
+        );
+        return { response, templateHash: firstAttempt ? settings.templateHash : null };
       })
       .then(
         ({ response, templateHash }) => this.onCreated(record, response.providerId, templateHash),
@@ -348,7 +340,7 @@ export class Executor {
         if (settings) {
           // A permanent refusal holds creates until the group changes; running out of retries
           // holds them for a pause (a long outage must not leave the group short for good).
-          const key = isRetryable(err) ? `${RETRY_HOLD_PREFIX}${holdKey(settings.size, settings.templateHash)}` : holdKey(settings.size, settings.templateHash);
+          const key = isRetryable(err) ? HoldKey.afterRetries(settings.size, settings.templateHash) : HoldKey.permanent(settings.size, settings.templateHash);
           ctx.store.setCreateHold(record.tenant, record.group, { key, reason: `${message} (${why})`, at: now });
         }
       });
@@ -379,14 +371,7 @@ export class Executor {
     ctx.gate
       .run('delete', priority, async () => {
         if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(action);
-        const started = ctx.clock.nowMs();
-        try {
-          await withTimeout(ctx.clock, ctx.callTimeoutMs(), action, this.deleteAtProvider(instanceId, action));
-          ctx.observer.providerCall?.('delete', ctx.clock.nowMs() - started, null);
-        } catch (err) {
-          ctx.observer.providerCall?.('delete', ctx.clock.nowMs() - started, err);
-          throw err;
-        }
+        await timedCall(ctx, 'delete', ctx.callTimeoutMs(), action, () => this.deleteAtProvider(instanceId, action));
       })
       .then(
         () => this.onDeleted(instanceId, tenant, group),
@@ -511,14 +496,6 @@ export function writeDrainTags(ctx: Context, record: InstanceRecord, tags: Recor
         return 'failed';
       },
     );
-}
-
-/** Marks a hold set because retries ran out (it ends after a pause); other holds end only on a change. */
-export const RETRY_HOLD_PREFIX = 'retry:';
-
-/** Creates held after a permanent failure stay held while the group's size and template are unchanged. */
-export function holdKey(size: number, templateHash: string): string {
-  return `${size}|${templateHash}`;
 }
 
 /** A CheckInstance event for an instance. */

@@ -19,7 +19,7 @@
  */
 import { TAG, type ProviderInstance } from '../providers/index.js';
 import type { InstanceRef } from '../store/index.js';
-import { withTimeout } from '../util/timeout.js';
+import { timedCall } from './calls.js';
 import type { Context } from './context.js';
 import { Priority } from '../queue/priority.js';
 import { groupKeyOf } from './events.js';
@@ -54,17 +54,9 @@ function drainFromTags(tags: Record<string, string>): TaggedDrain {
 }
 
 export async function syncWithProvider(ctx: Context, shardId: string, options: { fromTags?: boolean } = {}): Promise<SyncResult> {
-  const started = ctx.clock.nowMs();
-  let listed: ProviderInstance[];
-  try {
-    listed = await ctx.gate.run('read', Priority.high, () =>
-      withTimeout(ctx.clock, ctx.callTimeoutMs(), 'listing provider instances', ctx.provider.list({ [TAG.shard]: shardId })),
-    );
-    ctx.observer.providerCall?.('list', ctx.clock.nowMs() - started, null);
-  } catch (err) {
-    ctx.observer.providerCall?.('list', ctx.clock.nowMs() - started, err);
-    throw err;
-  }
+  const listed: ProviderInstance[] = await ctx.gate.run('read', Priority.high, () =>
+    timedCall(ctx, 'list', ctx.callTimeoutMs(), 'listing provider instances', () => ctx.provider.list({ [TAG.shard]: shardId })),
+  );
   if (ctx.halted()) return { touched: new Set(), listed: listed.length, adopted: 0, confirmed: 0, vanished: 0, leaks: 0 };
 
   const now = ctx.clock.now();

@@ -10,9 +10,9 @@ import { CronWindow } from '../../src/config/cron.js';
 import { DefaultInstanceManager } from '../../src/instances/index.js';
 import { Priority } from '../../src/queue/priority.js';
 import { BudgetTracker } from '../../src/reconciler/disruption.js';
-import { Reconciler } from '../../src/reconciler/index.js';
 import * as planModule from '../../src/reconciler/plan.js';
 import type { Plan, PlanAction, PlanInput } from '../../src/reconciler/plan.js';
+import { PlanInputs } from '../../src/reconciler/plan-inputs.js';
 import { runSeed } from '../../sim/run.js';
 import { SIM_START, type Scenario } from '../../sim/scenario.js';
 import { runScenario } from '../../sim/world.js';
@@ -83,10 +83,8 @@ describe('the simulator catches the reconciler’s own disruption checks broken'
   });
 
   it('reports invariant 9 when the plan is not told about protections', async () => {
-    type Inputs = (instances: unknown) => Pick<PlanInput, 'protectedUntil' | 'rotationHolds' | 'drainRequests'>;
-    const proto = Reconciler.prototype as unknown as { operatorInputs: Inputs };
-    const original = proto.operatorInputs;
-    vi.spyOn(proto, 'operatorInputs').mockImplementation(function (this: unknown, instances: unknown) {
+    const original = PlanInputs.prototype.operatorInputs;
+    vi.spyOn(PlanInputs.prototype, 'operatorInputs').mockImplementation(function (this: PlanInputs, instances) {
       return { ...original.call(this, instances), protectedUntil: new Map<string, number>() };
     });
     const found = await firstViolation();
