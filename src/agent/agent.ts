@@ -52,6 +52,7 @@
  *   (the CLI calls `stop()` on SIGTERM/SIGINT).
  * - Every child process carries DROVER_INSTANCE_ID. All time comes from the injected clock.
  */
+import { backoffDelayMs } from '../util/backoff.js';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
@@ -446,8 +447,7 @@ class AgentRunner implements Agent {
     this.serverIndex = hinted >= 0 ? hinted : (this.serverIndex + 1) % this.config.servers.length;
     const initial = this.options.reconnectInitialMs ?? 250;
     const max = Math.min(this.options.reconnectMaxMs ?? 10_000, unavailable ? 1_000 : Number.POSITIVE_INFINITY);
-    const base = Math.min(max, initial * 2 ** Math.min(this.failures, 30));
-    const delayMs = Math.round(base * (0.5 + 0.5 * this.random()));
+    const delayMs = backoffDelayMs({ initialMs: initial, maxMs: max, jitter: 0.5, mode: 'below' }, this.failures, this.random);
     this.failures++;
     this.log.debug({ delayMs, attempt: this.failures }, 'reconnecting after backoff');
     this.reconnectTimer = this.clock.schedule(this.clock.nowMs() + delayMs, () => {

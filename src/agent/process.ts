@@ -7,6 +7,7 @@
  * child carries the agent's environment plus what the caller adds (DROVER_INSTANCE_ID at least),
  * which is how the local provider finds processes that left the agent's group.
  */
+import { backoffDelayMs } from '../util/backoff.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Clock, TimerHandle } from '../clock/index.js';
 import { errorMessage } from '../errors/index.js';
@@ -167,8 +168,7 @@ export class Supervisor {
       this.current = undefined;
       if (this.stopped) return;
       if (clock.nowMs() - startedAt >= this.options.stableAfterMs) this.quickExits = 0;
-      const base = Math.min(this.options.restartMaxMs, this.options.restartInitialMs * 2 ** this.quickExits);
-      const delayMs = Math.round(base * (0.5 + 0.5 * this.options.random()));
+      const delayMs = backoffDelayMs({ initialMs: this.options.restartInitialMs, maxMs: this.options.restartMaxMs, jitter: 0.5, mode: 'below' }, this.quickExits, this.options.random);
       this.quickExits = Math.min(this.quickExits + 1, 30);
       logger.warn({ result: describeResult(result), code: result.code, signal: result.signal, delayMs }, 'workload exited; restarting');
       this.restartTimer = clock.schedule(clock.nowMs() + delayMs, () => {
