@@ -60,7 +60,7 @@ import { WebSocket } from 'ws';
 import { SystemClock, type Clock, type TimerHandle } from '../clock/index.js';
 import { formatDuration } from '../config/duration.js';
 import { errorMessage } from '../errors/index.js';
-import type { Logger } from '../reconciler/index.js';
+import type { Logger } from '../logging/index.js';
 import type { AgentConfig } from './config.js';
 import { describeResult, runCommand, Supervisor, type RunningCommand } from './process.js';
 import { AGENT_PATH, CLOSE, INSTANCE_HEADER, parseServerMessage, type AgentMessage, type ServerMessage } from './protocol.js';

@@ -11,7 +11,7 @@ import { backoffDelayMs } from '../util/backoff.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Clock, TimerHandle } from '../clock/index.js';
 import { errorMessage } from '../errors/index.js';
-import type { Logger } from '../reconciler/index.js';
+import type { Logger } from '../logging/index.js';
 
 export interface CommandResult {
   /** Exit code; null when killed by a signal or never started. */

@@ -38,11 +38,4 @@ export interface ReconcilerStore {
   setBrakeSince(tenant: string, group: string, since: Date | null): void;
 }
 
-/** pino-compatible logger: structured fields first, a constant message second. */
-export interface Logger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-  child?(bindings: Record<string, unknown>): Logger;
-}
+export type { Logger } from '../logging/index.js';

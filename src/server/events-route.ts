@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Clock, TimerHandle } from '../clock/index.js';
 import { DroverError } from '../errors/index.js';
 import type { LeaderElector } from '../leader/index.js';
-import type { Logger } from '../reconciler/index.js';
+import type { Logger } from '../logging/index.js';
 import type { LocalDb } from '../store/index.js';
 import { ANONYMOUS_ADMIN, seesTenant, tenantOfGroupKey, type Principal } from './auth.js';
 import type { BusEvent, EventBus } from './event-bus.js';

@@ -16,7 +16,7 @@ import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Clock } from '../clock/index.js';
 import { DroverError, InvalidRequestError, NotLeaderError, errorMessage } from '../errors/index.js';
 import type { Fence } from '../leader/index.js';
-import type { Logger } from '../reconciler/ports.js';
+import type { Logger } from '../logging/index.js';
 import { CachedOperatorState, checkOperatorValue } from './operator-state.js';
 
 export interface EtcdOperatorStateOptions {

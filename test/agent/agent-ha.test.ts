@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { runAgent, type Agent } from '../../src/agent/agent.js';
 import { ManualClock } from '../../src/clock/index.js';
-import type { Logger } from '../../src/reconciler/index.js';
+import type { Logger } from '../../src/logging/index.js';
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 

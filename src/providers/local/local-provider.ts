@@ -47,7 +47,7 @@ import type { Clock, TimerHandle } from '../../clock/index.js';
 import type { TemplateSpec } from '../../config/index.js';
 import { agentConfigSchema, type AgentConfig } from '../../agent/config.js';
 import { DroverError, InstanceNotFoundError, InvalidRequestError, NotLeaderError, PermanentError, doing, errorMessage } from '../../errors/index.js';
-import type { Logger } from '../../reconciler/index.js';
+import type { Logger } from '../../logging/index.js';
 import type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../types.js';
 import { hasErrorCode, readJsonFile, writeFileAtomic } from './files.js';
 import {
