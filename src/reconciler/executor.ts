@@ -95,37 +95,23 @@ export class Executor {
     switch (action.kind) {
       case 'forget': {
         const before = ctx.store.getInstance(action.instanceId);
-        ctx.store.transaction(() => {
-          ctx.store.updateInstance(action.instanceId, {
-            status: 'deleted',
-            deletedAt: now,
-            deleteReason: before?.status === 'deleting' ? (before.deleteReason ?? 'vanished') : 'vanished',
-          });
-          ctx.store.appendAudit({ ...audit, instanceId: action.instanceId, action: 'vanished', reason: action.reason, detail: action.message });
-        });
+        ctx.store.transition(
+          action.instanceId,
+          'deleted',
+          { deletedAt: now, deleteReason: before?.status === 'deleting' ? (before.deleteReason ?? 'vanished') : 'vanished' },
+          { ...audit, action: 'vanished', reason: action.reason, detail: action.message },
+        );
         ctx.log.info({ tenant, group, instanceId: action.instanceId }, 'instance gone at the provider');
         return;
       }
       case 'cancelCreate':
         // An earlier attempt (one that failed or timed out, or one sent before a restart) may have
         // created the instance: it is looked up by its tag and deleted, not just forgotten.
-        ctx.store.transaction(() => {
-          ctx.store.updateInstance(action.instanceId, { status: 'deleting', deleteReason: 'cancelled', attempts: 0, nextAttemptAt: null, lastError: null });
-          ctx.store.appendAudit({ ...audit, instanceId: action.instanceId, action: 'cancel', reason: action.reason, detail: action.message });
-        });
+        ctx.store.transition(action.instanceId, 'deleting', { deleteReason: 'cancelled', attempts: 0, nextAttemptAt: null, lastError: null }, { ...audit, action: 'cancel', reason: action.reason, detail: action.message });
         this.dispatchDelete(action.instanceId, tenant, group, Priority.normal);
         return;
       case 'delete': {
-        ctx.store.transaction(() => {
-          ctx.store.updateInstance(action.instanceId, {
-            status: 'deleting',
-            deleteReason: action.reason,
-            attempts: 0,
-            nextAttemptAt: null,
-            lastError: null,
-          });
-          ctx.store.appendAudit({ ...audit, instanceId: action.instanceId, action: 'delete', reason: action.reason, detail: action.message });
-        });
+        ctx.store.transition(action.instanceId, 'deleting', { deleteReason: action.reason, attempts: 0, nextAttemptAt: null, lastError: null }, { ...audit, action: 'delete', reason: action.reason, detail: action.message });
         ctx.log.info({ tenant, group, instanceId: action.instanceId, reason: action.reason }, 'instance delete started');
         this.dispatchDelete(action.instanceId, tenant, group, action.priority);
         return;
@@ -134,24 +120,12 @@ export class Executor {
         this.dispatchDelete(action.instanceId, tenant, group, Priority.normal);
         return;
       case 'drain': {
-        const record = ctx.store.transaction(() => {
-          const updated = ctx.store.updateInstance(action.instanceId, {
-            status: 'draining',
-            drainStartedAt: now,
-            drainDeadline: action.deadline,
-            drainReason: action.reason,
-            drainAckedAt: null,
-            ...(action.reason === 'unhealthy' ? { unhealthyAt: action.unhealthyAt ?? now } : {}),
-          });
-          ctx.store.appendAudit({
-            ...audit,
-            instanceId: action.instanceId,
-            action: 'drain',
-            reason: action.reason,
-            detail: `${action.message}; deadline ${action.deadline.toISOString()}`,
-          });
-          return updated;
-        });
+        const record = ctx.store.transition(
+          action.instanceId,
+          'draining',
+          { drainStartedAt: now, drainDeadline: action.deadline, drainReason: action.reason, drainAckedAt: null, ...(action.reason === 'unhealthy' ? { unhealthyAt: action.unhealthyAt ?? now } : {}) },
+          { ...audit, action: 'drain', reason: action.reason, detail: `${action.message}; deadline ${action.deadline.toISOString()}` },
+        );
         ctx.observer.drainStarted?.(action.reason);
         if (action.reason === 'operator') this.dropOperatorState(action.instanceId, [keys.drainRequest(action.instanceId)]);
         ctx.log.info({ tenant, group, instanceId: action.instanceId, reason: action.reason, deadline: action.deadline }, 'instance drain started');
@@ -282,26 +256,19 @@ export class Executor {
     const audit = { tenant: record.tenant, group: record.group, at: now, instanceId: record.id, epoch: ctx.epoch() };
     if (!current || current.status === 'deleted') {
       // Cancelled while the call was out: the instance exists now, so it must go.
-      ctx.store.transaction(() => {
-        ctx.store.updateInstance(record.id, { status: 'deleting', providerId, deleteReason: 'cancelled', attempts: 0, nextAttemptAt: null, deletedAt: null });
-        ctx.store.appendAudit({ ...audit, action: 'delete', reason: 'cancelled', detail: `created as ${providerId} after its create was cancelled` });
-      });
+      if (current) {
+        ctx.store.transition(record.id, 'deleting', { providerId, deleteReason: 'cancelled', attempts: 0, nextAttemptAt: null, deletedAt: null }, { ...audit, action: 'delete', reason: 'cancelled', detail: `created as ${providerId} after its create was cancelled` });
+      }
       ctx.markDirty(record.tenant, record.group, 'created', Priority.high);
       return;
     }
     if (current.status === 'creating') {
-      ctx.store.transaction(() => {
-        ctx.store.updateInstance(record.id, {
-          status: 'running',
-          providerId,
-          confirmedAt: now,
-          ...(templateHash === null ? {} : { templateHash }),
-          attempts: 0,
-          nextAttemptAt: null,
-          lastError: null,
-        });
-        ctx.store.appendAudit({ ...audit, action: 'created', reason: record.createReason, detail: `provider id ${providerId}` });
-      });
+      ctx.store.transition(
+        record.id,
+        'running',
+        { providerId, confirmedAt: now, ...(templateHash === null ? {} : { templateHash }), attempts: 0, nextAttemptAt: null, lastError: null },
+        { ...audit, action: 'created', reason: record.createReason, detail: `provider id ${providerId}` },
+      );
     }
     // A confirmed create changes no decision while the group has others in flight; the last
     // one's completion replans (startup deadlines, surplus creates waiting for an answer).
@@ -330,13 +297,9 @@ export class Executor {
       const mayExist = current.attempts > 0 || isRetryable(err) || !this.recordedHere.has(record.id);
       this.recordedHere.delete(record.id);
       ctx.store.transaction(() => {
-        ctx.store.updateInstance(
-          record.id,
-          mayExist
-            ? { status: 'deleting', deleteReason: 'createFailed', attempts: 0, nextAttemptAt: null, lastError: message }
-            : { status: 'deleted', deletedAt: now, deleteReason: 'createFailed', attempts, lastError: message },
-        );
-        ctx.store.appendAudit({ ...audit, action: 'createFailed', reason: record.createReason, detail: `${message} (${why})` });
+        const failed = { ...audit, action: 'createFailed' as const, reason: record.createReason, detail: `${message} (${why})` };
+        if (mayExist) ctx.store.transition(record.id, 'deleting', { deleteReason: 'createFailed', attempts: 0, nextAttemptAt: null, lastError: message }, failed);
+        else ctx.store.transition(record.id, 'deleted', { deletedAt: now, deleteReason: 'createFailed', attempts, lastError: message }, failed);
         if (settings) {
           // A permanent refusal holds creates until the group changes; running out of retries
           // holds them for a pause (a long outage must not leave the group short for good).
@@ -387,19 +350,12 @@ export class Executor {
     const now = ctx.clock.now();
     const current = ctx.store.getInstance(instanceId);
     if (!current || current.status === 'deleted') return;
-    ctx.store.transaction(() => {
-      ctx.store.updateInstance(instanceId, { status: 'deleted', deletedAt: now, attempts: 0, nextAttemptAt: null });
-      ctx.store.appendAudit({
-        tenant,
-        group,
-        at: now,
-        instanceId,
-        action: 'deleted',
-        reason: current.deleteReason ?? 'delete',
-        epoch: ctx.epoch(),
-        detail: current.providerId ? `provider id ${current.providerId}` : null,
-      });
-    });
+    ctx.store.transition(
+      instanceId,
+      'deleted',
+      { deletedAt: now, attempts: 0, nextAttemptAt: null },
+      { tenant, group, at: now, action: 'deleted', reason: current.deleteReason ?? 'delete', epoch: ctx.epoch(), detail: current.providerId ? `provider id ${current.providerId}` : null },
+    );
     ctx.observer.instanceDeleted?.(current.deleteReason ?? 'delete');
     this.dropOperatorState(instanceId, [keys.protection(instanceId), keys.hold(instanceId), keys.drainRequest(instanceId)]);
     ctx.log.info({ tenant, group, instanceId, reason: current.deleteReason }, 'instance deleted');

@@ -9,6 +9,7 @@ import type {
   InstancePatch,
   InstanceRecord,
   InstanceRef,
+  InstanceStatus,
   NewAuditEntry,
   NewInstance,
   StoreChange,
@@ -26,6 +27,9 @@ export interface ReconcilerStore {
   /** Every instance not deleted, only the fields provider sync needs (a narrow full read). */
   liveInstanceRefs(): InstanceRef[];
   groupsWithLiveInstances(): Array<{ tenant: string; group: string }>;
+  /** The only writer of a status: a move its lifecycle allows, with its audit entry, in one transaction. */
+  transition(id: string, to: InstanceStatus, patch: InstancePatch, audit: Omit<NewAuditEntry, 'instanceId'>): InstanceRecord;
+  /** Changes fields other than the status. */
   updateInstance(id: string, patch: InstancePatch): InstanceRecord | null;
   appendAudit(entry: NewAuditEntry): AuditEntry;
   setTimer(key: string, dueAt: number, event: string): void;

@@ -13,6 +13,7 @@ import { BudgetTracker } from '../../src/reconciler/disruption.js';
 import * as planModule from '../../src/reconciler/plan.js';
 import type { Plan, PlanAction, PlanInput } from '../../src/reconciler/plan.js';
 import { PlanInputs } from '../../src/reconciler/plan-inputs.js';
+import { LocalDb } from '../../src/store/local-db.js';
 import { runSeed } from '../../sim/run.js';
 import { SIM_START, type Scenario } from '../../sim/scenario.js';
 import { runScenario } from '../../sim/world.js';
@@ -202,7 +203,17 @@ describe('the simulator catches a reconciler that breaks each invariant (planted
     expect(result.violations[0]?.message).toMatch(/past drain start \+ maxDrainTimeout/);
   });
 
-  it('reports the lifecycle check when a plan drains an instance twice', async () => {
+  it('reports the lifecycle check when a plan drains an instance twice and the store lets it (its transition guard undone)', async () => {
+    // LocalDb.transition refuses draining -> draining itself; with the guard undone, the checker
+    // must still see the second drain on its own.
+    type Writable = { writeFields(id: string, patch: Record<string, unknown>): void };
+    vi.spyOn(LocalDb.prototype, 'transition').mockImplementation(function (this: LocalDb, id, to, patch, audit) {
+      return this.transaction(() => {
+        (this as unknown as Writable).writeFields(id, { ...patch, status: to });
+        this.appendAudit({ ...audit, instanceId: id });
+        return this.getInstance(id)!;
+      });
+    });
     plantInPlan((plan) => ({ ...plan, actions: plan.actions.flatMap((a): PlanAction[] => (a.kind === 'drain' ? [a, a] : [a])) }));
     const found = await firstViolation();
     expect(found.invariant).toBe('lifecycle');
