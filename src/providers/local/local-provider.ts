@@ -4,17 +4,8 @@
  * process group, with the workload the agent supervises under it. It outlives the server that
  * created it, and a restarted server adopts it again from the state folder.
  *
- * State, one folder per instance: `<stateDir>/<instanceId>/`
- * - `meta.json`   providerId, idempotencyKey, tags, template, createdAt; once started pid, pgid,
- *                 startedAt and the process start time (/proc/<pid>/stat field 22), which guards
- *                 against pid reuse; `deadSince` once the process was seen gone.
- * - `agent.json`  the agent's config (src/agent/config.ts), mode 0600: it holds the credential.
- * - `agent.log`   stdout and stderr of the agent and its workload (appended to).
- * - `agent.pid`   written by the agent at start.
- * - `notice.json` a termination notice `{ "terminateAt": ISO }` (see `writeNotice`).
- * - `agent.sock`  the agent's self-service socket (`drover self ...`), created by the agent.
- *
- * The folder is mode 0700 and every file the provider writes in it 0600.
+ * State: one folder per instance under `stateDir`, described in instance-store.ts; the agent's
+ * config in it is built in agent-config.ts, and termination notices are notice.ts.
  *
  * The provider id is the folder name, which is the idempotency key (the Drover instance id).
  * The agent (and so its workload) does not get the server's environment: only the variables of
@@ -41,16 +32,16 @@
  *   the sweep, runs only while `mayMutate()` says so (the shard leader); otherwise NotLeaderError.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, openSync } from 'node:fs';
 import type { Clock, TimerHandle } from '../../clock/index.js';
-import type { TemplateSpec } from '../../config/index.js';
-import { agentConfigSchema, type AgentConfig } from '../../agent/config.js';
-import { DroverError, InstanceNotFoundError, InvalidRequestError, NotLeaderError, PermanentError, doing, errorMessage } from '../../errors/index.js';
+import { DroverError, InstanceNotFoundError, NotLeaderError, PermanentError, doing, errorMessage } from '../../errors/index.js';
 import type { Logger } from '../../logging/index.js';
 import type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../types.js';
 import { INSTANCE_ENV, instanceEnv, templateEnv, type InstanceEnvSpec } from './environment.js';
-import { hasErrorCode, readJsonFile, writeFileAtomic } from './files.js';
+import { buildAgentConfig } from './agent-config.js';
+import { hasErrorCode } from './files.js';
+import { InstanceStore, readPidFile, type InstanceMeta, type LocalInstancePaths } from './instance-store.js';
+import { readNotice } from './notice.js';
 import {
   groupMembers,
   hasProcFs,
@@ -88,83 +79,19 @@ export interface LocalProviderOptions {
   mayMutate?: () => boolean;
 }
 
-/** Paths of one instance's state. */
-export interface LocalInstancePaths {
-  dir: string;
-  meta: string;
-  agentConfig: string;
-  log: string;
-  notice: string;
-  pidFile: string;
-}
-
-interface InstanceMeta {
-  providerId: string;
-  idempotencyKey: string;
-  tags: Record<string, string>;
-  template: TemplateSpec;
-  createdAt: string;
-  startedAt?: string;
-  pid?: number;
-  /** Process group of the instance (the agent's session); equals `pid` when the provider spawned it. */
-  pgid?: number;
-  /** /proc/<pid>/stat field 22 of `pid`; absent when the process had already exited when read. */
-  startTime?: string;
-  deadSince?: string;
-}
-
 interface LiveProcess {
   pid: number;
   pgid: number;
   stat: ProcStat;
 }
 
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const POLL_MS = 50;
 /** How long to wait for processes to vanish after SIGKILL before reporting a (retryable) failure. */
 const AFTER_KILL_WAIT_MS = 5_000;
 const noopLogger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
-/** The files of instance `instanceId` under `stateDir`. Throws InvalidRequestError for an unsafe id. */
-export function localInstancePaths(stateDir: string, instanceId: string): LocalInstancePaths {
-  if (!ID_PATTERN.test(instanceId)) throw new InvalidRequestError(`local instance id ${JSON.stringify(instanceId)}: must match ${String(ID_PATTERN)}`);
-  const dir = join(stateDir, instanceId);
-  return {
-    dir,
-    meta: join(dir, 'meta.json'),
-    agentConfig: join(dir, 'agent.json'),
-    log: join(dir, 'agent.log'),
-    notice: join(dir, 'notice.json'),
-    pidFile: join(dir, 'agent.pid'),
-  };
-}
-
-/**
- * Publishes a termination notice for a local instance, as a cloud does in instance metadata:
- * `<dir>/notice.json` = `{ "terminateAt": ISO }`. The instance's agent forwards it to the server,
- * and a started LocalProvider deletes the instance once `terminateAt` has passed.
- * Throws InstanceNotFoundError when the instance has no folder.
- */
-export function writeNotice(stateDir: string, instanceId: string, terminateAt: Date): void {
-  if (Number.isNaN(terminateAt.getTime())) throw new InvalidRequestError('termination notice: invalid time');
-  const paths = localInstancePaths(stateDir, instanceId);
-  if (!existsSync(paths.meta)) throw new InstanceNotFoundError(instanceId);
-  writeFileAtomic(paths.notice, `${JSON.stringify({ terminateAt: terminateAt.toISOString() })}\n`, 0o600);
-}
-
-/** The termination time in `<dir>/notice.json`, or null when there is no valid notice. */
-export function readNotice(stateDir: string, instanceId: string): Date | null {
-  const raw = readJsonFile(localInstancePaths(stateDir, instanceId).notice);
-  if (!raw || typeof raw !== 'object') return null;
-  const at = (raw as Record<string, unknown>).terminateAt;
-  if (typeof at !== 'string') return null;
-  const ms = Date.parse(at);
-  return Number.isNaN(ms) ? null : new Date(ms);
-}
-
 export class LocalProvider implements Provider {
   readonly kind = 'local';
-  private readonly stateDir: string;
   private readonly agentCommand: readonly string[];
   private readonly killGraceMs: number;
   private readonly clock: Clock;
@@ -175,6 +102,7 @@ export class LocalProvider implements Provider {
   private readonly locks = new Map<string, Promise<void>>();
   private readonly ownPgrp: number;
   private readonly mayMutate: () => boolean;
+  private readonly store: InstanceStore;
   private sweepTimer: TimerHandle | undefined;
   private sweeping: Promise<void> | undefined;
   private running = false;
@@ -182,7 +110,6 @@ export class LocalProvider implements Provider {
   constructor(options: LocalProviderOptions) {
     if (!hasProcFs()) throw new Error('local provider: needs /proc (Linux)');
     if (options.agentCommand.length === 0 || !options.agentCommand[0]) throw new Error('local provider: agentCommand must not be empty');
-    this.stateDir = options.stateDir;
     this.agentCommand = [...options.agentCommand];
     this.killGraceMs = options.killGracePeriodMs ?? 10_000;
     this.clock = options.clock;
@@ -191,7 +118,8 @@ export class LocalProvider implements Provider {
     this.deadRetentionMs = options.deadRetentionMs ?? 10 * 60_000;
     this.ownPgrp = readProcStat(process.pid)?.pgrp ?? -1;
     this.mayMutate = options.mayMutate ?? (() => true);
-    mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    this.store = new InstanceStore(options.stateDir, this.clock);
+    this.store.ensureStateDir();
   }
 
   // ---- lifecycle ---------------------------------------------------------------------------
@@ -214,31 +142,23 @@ export class LocalProvider implements Provider {
   // ---- the Provider API --------------------------------------------------------------------
 
   async create(req: ProviderCreateRequest): Promise<ProviderInstance> {
-    const paths = localInstancePaths(this.stateDir, req.idempotencyKey);
+    const paths = this.store.paths(req.idempotencyKey);
     const id = req.idempotencyKey;
     const agentConfig = buildAgentConfig(req, paths);
     const envSpec = templateEnv(req.template, id);
     return this.locked(id, async () => {
       this.fence(`local provider create ${id}`);
-      mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
-      let fresh = true;
-      try {
-        mkdirSync(paths.dir, { mode: 0o700 });
-      } catch (err) {
-        if (!hasErrorCode(err, 'EEXIST')) throw new DroverError(doing(`local provider create ${id}`, err), { code: 'provider', retryable: true, cause: err });
-        fresh = false;
-      }
-      // Exactly 0700 whatever the umask, and for a folder an older version left more open.
-      chmodSync(paths.dir, 0o700);
+      this.store.ensureStateDir();
+      const fresh = this.store.makeFolder(id, paths);
       if (!fresh) {
-        const meta = this.readMeta(paths);
+        const meta = this.store.readMeta(paths);
         if (meta) {
           const live = this.findProcess(paths, meta);
           if (live) {
             this.log.debug({ providerId: id, pid: live.pid }, 'local instance already exists');
             return { providerId: id, status: statusOf(live.stat), tags: { ...meta.tags } };
           }
-          if (this.wasStarted(paths, meta)) {
+          if (this.store.wasStarted(paths, meta)) {
             this.log.info({ providerId: id }, 'local instance already created and no longer running');
             return { providerId: id, status: 'terminated', tags: { ...meta.tags } };
           }
@@ -250,10 +170,10 @@ export class LocalProvider implements Provider {
         idempotencyKey: id,
         tags: { ...req.tags },
         template: req.template,
-        createdAt: (fresh ? undefined : this.readMeta(paths)?.createdAt) ?? this.clock.now().toISOString(),
+        createdAt: (fresh ? undefined : this.store.readMeta(paths)?.createdAt) ?? this.clock.now().toISOString(),
       };
-      writeFileAtomic(paths.agentConfig, `${JSON.stringify(agentConfig, null, 2)}\n`, 0o600);
-      this.writeMeta(paths, meta);
+      this.store.writeAgentConfig(paths, agentConfig);
+      this.store.writeMeta(paths, meta);
       this.fence(`local provider create ${id}`);
       const pid = await this.spawnAgent(id, paths, envSpec);
       const stat = readProcStat(pid);
@@ -264,25 +184,25 @@ export class LocalProvider implements Provider {
         pgid: pid, // detached: the agent leads its own session and process group
         ...(stat && !isExited(stat) ? { startTime: stat.startTime } : {}),
       };
-      this.writeMeta(paths, started);
+      this.store.writeMeta(paths, started);
       this.log.info({ providerId: id, pid }, 'local instance started');
       return { providerId: id, status: stat && !isExited(stat) ? statusOf(stat) : 'terminated', tags: { ...meta.tags } };
     });
   }
 
   async delete(providerId: string): Promise<void> {
-    const paths = this.pathsOrNotFound(providerId);
+    const paths = this.store.pathsOrNotFound(providerId);
     await this.locked(providerId, async () => {
       this.fence(`local provider delete ${providerId}`);
-      const meta = this.readMeta(paths);
+      const meta = this.store.readMeta(paths);
       if (!meta) {
-        if (existsSync(paths.dir)) rmSync(paths.dir, { recursive: true, force: true });
+        this.store.removeFolder(paths);
         throw new InstanceNotFoundError(providerId);
       }
       const live = this.findProcess(paths, meta);
       if (!live) {
         await this.killStragglers(providerId, meta.pgid);
-        rmSync(paths.dir, { recursive: true, force: true });
+        this.store.removeFolder(paths);
         this.log.info({ providerId }, 'removed folder of a local instance that was already gone');
         throw new InstanceNotFoundError(providerId);
       }
@@ -299,18 +219,18 @@ export class LocalProvider implements Provider {
       }
       if (!gone) throw new DroverError(`local provider delete ${providerId}: processes of group ${live.pgid} survived SIGKILL`, { code: 'provider', retryable: true });
       await this.killStragglers(providerId, undefined);
-      rmSync(paths.dir, { recursive: true, force: true });
+      this.store.removeFolder(paths);
       this.log.info({ providerId }, 'local instance deleted');
     });
   }
 
   async status(providerId: string): Promise<ProviderStatus> {
-    const paths = this.pathsOrNotFound(providerId);
-    const meta = this.readMeta(paths);
+    const paths = this.store.pathsOrNotFound(providerId);
+    const meta = this.store.readMeta(paths);
     if (!meta) throw new InstanceNotFoundError(providerId);
     const live = this.findProcess(paths, meta);
     if (!live) {
-      this.markDead(paths);
+      this.store.markDead(paths);
       throw new InstanceNotFoundError(providerId);
     }
     return statusOf(live.stat);
@@ -327,12 +247,12 @@ export class LocalProvider implements Provider {
 
   /** Merges `tags` into the instance's tags. InstanceNotFoundError when it is gone. */
   async setTags(providerId: string, tags: Record<string, string>): Promise<void> {
-    const paths = this.pathsOrNotFound(providerId);
+    const paths = this.store.pathsOrNotFound(providerId);
     // Read-modify-write with no await in between: atomic with respect to this process.
-    const meta = this.readMeta(paths);
+    const meta = this.store.readMeta(paths);
     if (!meta || !this.findProcess(paths, meta)) throw new InstanceNotFoundError(providerId);
     this.fence(`local provider setTags ${providerId}`);
-    this.writeMeta(paths, { ...meta, tags: { ...meta.tags, ...tags } });
+    this.store.writeMeta(paths, { ...meta, tags: { ...meta.tags, ...tags } });
   }
 
   // ---- the sweep ---------------------------------------------------------------------------
@@ -342,7 +262,7 @@ export class LocalProvider implements Provider {
     if (!this.mayMutate()) return; // a replica that does not lead leaves the instances alone
     const nowMs = this.clock.nowMs();
     for await (const { id } of this.liveInstances()) {
-      const notice = readNotice(this.stateDir, id);
+      const notice = readNotice(this.store.stateDir, id);
       if (!notice || notice.getTime() > nowMs) continue;
       this.log.info({ providerId: id, terminateAt: notice.toISOString() }, 'termination notice due; deleting local instance');
       try {
@@ -355,9 +275,9 @@ export class LocalProvider implements Provider {
 
   /** The instances whose process lives; the folders of dead ones are collected on the way. */
   private async *liveInstances(): AsyncGenerator<{ id: string; meta: InstanceMeta; live: LiveProcess }> {
-    for (const id of this.instanceIds()) {
-      const paths = localInstancePaths(this.stateDir, id);
-      const meta = this.readMeta(paths);
+    for (const id of this.store.instanceIds()) {
+      const paths = this.store.paths(id);
+      const meta = this.store.readMeta(paths);
       if (!meta) continue;
       const live = this.findProcess(paths, meta);
       if (live) yield { id, meta, live };
@@ -410,19 +330,8 @@ export class LocalProvider implements Provider {
     if (!stat || stat.pgrp === this.ownPgrp) return null;
     const leader = readProcStat(stat.pgrp);
     const chosen = leader && !isExited(leader) && processHasEnv(leader.pid, INSTANCE_ENV, meta.providerId) ? leader : stat;
-    // Re-read and update meta synchronously so a concurrent tag write is not lost.
-    const current = this.readMeta(paths);
-    if (current && current.pid === undefined) {
-      const { deadSince: _dead, ...rest } = current;
-      this.writeMeta(paths, { ...rest, pid: chosen.pid, pgid: chosen.pgrp, startTime: chosen.startTime, startedAt: rest.startedAt ?? this.clock.now().toISOString() });
-      this.log.info({ providerId: meta.providerId, pid: chosen.pid }, 'adopted local instance process');
-    }
+    if (this.store.recordAdoptedProcess(paths, chosen)) this.log.info({ providerId: meta.providerId, pid: chosen.pid }, 'adopted local instance process');
     return { pid: chosen.pid, pgid: chosen.pgrp, stat: chosen };
-  }
-
-  /** Whether the instance was ever started: a pid was recorded, or the agent wrote its pid file. */
-  private wasStarted(paths: LocalInstancePaths, meta: InstanceMeta): boolean {
-    return meta.pid !== undefined || existsSync(paths.pidFile);
   }
 
   private async spawnAgent(id: string, paths: LocalInstancePaths, envSpec: InstanceEnvSpec): Promise<number> {
@@ -497,58 +406,17 @@ export class LocalProvider implements Provider {
     }
   }
 
-  // ---- state files -------------------------------------------------------------------------
-
-  private pathsOrNotFound(providerId: string): LocalInstancePaths {
-    try {
-      return localInstancePaths(this.stateDir, providerId);
-    } catch {
-      throw new InstanceNotFoundError(providerId);
-    }
-  }
-
-  private instanceIds(): string[] {
-    let entries;
-    try {
-      entries = readdirSync(this.stateDir, { withFileTypes: true });
-    } catch {
-      return [];
-    }
-    return entries.filter((e) => e.isDirectory() && ID_PATTERN.test(e.name)).map((e) => e.name);
-  }
-
-  private readMeta(paths: LocalInstancePaths): InstanceMeta | null {
-    const raw = readJsonFile(paths.meta);
-    if (!raw || typeof raw !== 'object') return null;
-    const m = raw as Partial<InstanceMeta>;
-    if (typeof m.providerId !== 'string' || typeof m.idempotencyKey !== 'string' || typeof m.createdAt !== 'string' || !m.tags || typeof m.tags !== 'object') return null;
-    return m as InstanceMeta;
-  }
-
-  private writeMeta(paths: LocalInstancePaths, meta: InstanceMeta): void {
-    writeFileAtomic(paths.meta, `${JSON.stringify(meta, null, 2)}\n`, 0o600);
-  }
-
-  /** Records the first time the instance was seen without a live process. */
-  private markDead(paths: LocalInstancePaths): InstanceMeta | null {
-    const meta = this.readMeta(paths);
-    if (!meta || meta.deadSince) return meta;
-    const marked = { ...meta, deadSince: this.clock.now().toISOString() };
-    this.writeMeta(paths, marked);
-    return marked;
-  }
-
   /** Marks a dead instance; removes its folder (and any leftover process) once retention has passed. */
   private async collectDead(id: string, paths: LocalInstancePaths, meta: InstanceMeta): Promise<void> {
-    const marked = this.markDead(paths) ?? meta;
+    const marked = this.store.markDead(paths) ?? meta;
     const since = marked.deadSince ? Date.parse(marked.deadSince) : NaN;
     if (Number.isNaN(since) || this.clock.nowMs() - since < this.deadRetentionMs) return;
     if (this.locks.has(id)) return; // a create or delete is working on it
     await this.locked(id, async () => {
-      const again = this.readMeta(paths);
+      const again = this.store.readMeta(paths);
       if (!again || this.findProcess(paths, again)) return;
       await this.killStragglers(id, again.pgid);
-      rmSync(paths.dir, { recursive: true, force: true });
+      this.store.removeFolder(paths);
       this.log.info({ providerId: id }, 'removed folder of a dead local instance');
     });
   }
@@ -573,62 +441,4 @@ export class LocalProvider implements Provider {
 
 function statusOf(stat: ProcStat): ProviderStatus {
   return isStoppedState(stat) ? 'stopped' : 'running';
-}
-
-function readPidFile(path: string): number | null {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    return null;
-  }
-  const pid = Number(text.trim());
-  return Number.isInteger(pid) && pid > 1 ? pid : null;
-}
-
-/** A template field that must be a non-empty array of non-empty strings when present. */
-function commandField(template: TemplateSpec, field: string, id: string): string[] | undefined {
-  const value = template[field];
-  if (value === undefined) return undefined;
-  if (!Array.isArray(value) || value.length === 0 || !value.every((v): v is string => typeof v === 'string' && v.length > 0)) {
-    throw new InvalidRequestError(`local provider create ${id}: template.${field} must be a non-empty array of strings`);
-  }
-  return [...value];
-}
-
-/** The agent config for a create request. Throws InvalidRequestError for bad user data or template fields. */
-function buildAgentConfig(req: ProviderCreateRequest, paths: LocalInstancePaths): AgentConfig {
-  const id = req.idempotencyKey;
-  const servers = (req.userData?.DROVER_SERVER ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
-  const credential = req.userData?.DROVER_AGENT_CREDENTIAL;
-  if (servers.length === 0) throw new InvalidRequestError(`local provider create ${id}: userData.DROVER_SERVER is required`);
-  if (!credential) throw new InvalidRequestError(`local provider create ${id}: userData.DROVER_AGENT_CREDENTIAL is required`);
-  const command = commandField(req.template, 'command', id);
-  const drainCommand = commandField(req.template, 'drainCommand', id);
-  const healthCommand = commandField(req.template, 'healthCommand', id);
-  const interval = req.template.healthCheckIntervalMs;
-  const candidate = {
-    instanceId: id,
-    servers,
-    credential,
-    ...(command ? { command } : {}),
-    ...(drainCommand ? { drainCommand } : {}),
-    ...(healthCommand ? { healthCommand } : {}),
-    noticeFile: paths.notice,
-    pidFile: paths.pidFile,
-    selfSocket: join(paths.dir, 'agent.sock'),
-    ...(interval !== undefined ? { healthCheckIntervalMs: interval } : {}),
-    // h-tls: the CA to verify the servers against (PEM), and the client certificate files for mutual TLS.
-    ...(req.userData?.DROVER_SERVER_CA ? { serverCa: req.userData.DROVER_SERVER_CA } : {}),
-    ...(req.userData?.DROVER_AGENT_CERT && req.userData.DROVER_AGENT_KEY ? { clientCert: req.userData.DROVER_AGENT_CERT, clientKey: req.userData.DROVER_AGENT_KEY } : {}),
-  };
-  const parsed = agentConfigSchema.safeParse(candidate);
-  if (!parsed.success) {
-    // Never echo the credential: report paths and messages only.
-    throw new InvalidRequestError(`local provider create ${id}: invalid agent config: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  }
-  return parsed.data;
 }
