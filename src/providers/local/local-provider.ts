@@ -9,10 +9,12 @@
  * - agent-config.ts     the agent's config, from the request's user data and the template.
  * - environment.ts      the environment instances get: an allow-list, plus template passEnv/env.
  * - process-control.ts  spawning the agent, finding an instance's process, stopping its group.
- * - notice.ts           termination notice files.
+ * - notice.ts           termination notices and the sweep that honours them.
  * - keyed-lock.ts       per-instance serialisation of create, delete and dead-folder collection.
  *
  * The provider id is the folder name, which is the idempotency key (the Drover instance id).
+ * An instance's server addresses and credential reach its agent in `agent.json`, not in the
+ * environment, which is an allow-list (see environment.ts).
  * Every process of an instance carries `DROVER_INSTANCE_ID=<id>` in its environment; this is how
  * a process is recognised as the instance's when its pid was never recorded (the server died
  * between spawn and writing meta.json) and how processes that left the group are found at delete.
@@ -32,15 +34,15 @@
  * - Several servers may share one state folder (HA replicas on one machine): each mutation, and
  *   the sweep, runs only while `mayMutate()` says so (the shard leader); otherwise NotLeaderError.
  */
-import type { Clock, TimerHandle } from '../../clock/index.js';
-import { DroverError, InstanceNotFoundError, NotLeaderError, errorMessage } from '../../errors/index.js';
+import type { Clock } from '../../clock/index.js';
+import { DroverError, InstanceNotFoundError, NotLeaderError } from '../../errors/index.js';
 import type { Logger } from '../../logging/index.js';
 import type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../types.js';
 import { buildAgentConfig } from './agent-config.js';
 import { templateEnv, type InstanceEnvSpec } from './environment.js';
 import { InstanceStore, type InstanceMeta, type LocalInstancePaths } from './instance-store.js';
 import { KeyedLock } from './keyed-lock.js';
-import { readNotice } from './notice.js';
+import { NoticeSweep } from './notice.js';
 import { hasProcFs, isExited, isStoppedState, readProcStat, type ProcStat } from './proc.js';
 import { InstanceProcesses, type LiveProcess } from './process-control.js';
 
@@ -82,10 +84,7 @@ export class LocalProvider implements Provider {
   private readonly processes: InstanceProcesses;
   /** Serialises create, delete and dead-folder collection of the same instance. */
   private readonly locks = new KeyedLock();
-  private readonly sweepMs: number;
-  private sweepTimer: TimerHandle | undefined;
-  private sweeping: Promise<void> | undefined;
-  private running = false;
+  private readonly noticeSweep: NoticeSweep;
 
   constructor(options: LocalProviderOptions) {
     if (!hasProcFs()) throw new Error('local provider: needs /proc (Linux)');
@@ -99,7 +98,15 @@ export class LocalProvider implements Provider {
     this.mayMutate = options.mayMutate ?? (() => true);
     this.store = new InstanceStore(options.stateDir, this.clock);
     this.processes = new InstanceProcesses(this.clock, this.log);
-    this.sweepMs = options.noticeSweepMs ?? 1_000;
+    this.noticeSweep = new NoticeSweep({
+      stateDir: options.stateDir,
+      clock: this.clock,
+      log: this.log,
+      periodMs: options.noticeSweepMs ?? 1_000,
+      mayMutate: () => this.mayMutate(),
+      liveInstances: () => this.liveInstances(),
+      deleteInstance: (id) => this.delete(id),
+    });
     this.store.ensureStateDir();
   }
 
@@ -107,45 +114,17 @@ export class LocalProvider implements Provider {
 
   /** Starts the periodic sweep (termination notices, removal of expired dead folders). */
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.scheduleSweep();
+    this.noticeSweep.start();
   }
 
   /** Stops the sweep and waits for a sweep in progress. Instances keep running. */
   async close(): Promise<void> {
-    this.running = false;
-    this.sweepTimer?.cancel();
-    this.sweepTimer = undefined;
-    await this.sweeping;
+    await this.noticeSweep.close();
   }
 
   /** One pass of the sweep: deletes instances whose termination notice is due, collects dead folders. */
   async sweep(): Promise<void> {
-    if (!this.mayMutate()) return; // a replica that does not lead leaves the instances alone
-    const nowMs = this.clock.nowMs();
-    for await (const { id } of this.liveInstances()) {
-      const notice = readNotice(this.store.stateDir, id);
-      if (!notice || notice.getTime() > nowMs) continue;
-      this.log.info({ providerId: id, terminateAt: notice.toISOString() }, 'termination notice due; deleting local instance');
-      try {
-        await this.delete(id);
-      } catch (err) {
-        if (!(err instanceof InstanceNotFoundError)) this.log.error({ providerId: id, err: errorMessage(err) }, 'deleting a local instance at its notice time failed');
-      }
-    }
-  }
-
-  private scheduleSweep(): void {
-    if (!this.running) return;
-    this.sweepTimer = this.clock.schedule(this.clock.nowMs() + this.sweepMs, () => {
-      this.sweeping = this.sweep()
-        .catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'local provider sweep failed'))
-        .finally(() => {
-          this.sweeping = undefined;
-          this.scheduleSweep();
-        });
-    });
+    await this.noticeSweep.runOnce();
   }
 
   // ---- the Provider API --------------------------------------------------------------------
