@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import type { AgentConfig } from '../../agent/config.js';
 import type { Clock } from '../../clock/index.js';
 import type { TemplateSpec } from '../../config/index.js';
-import { DroverError, InstanceNotFoundError, InvalidRequestError, doing } from '../../errors/index.js';
+import { doing, InstanceNotFoundError, InvalidRequestError, ProviderError } from '../../errors/index.js';
 import { hasErrorCode, readJsonFile, writeFileAtomic } from './files.js';
 import type { ProcStat } from './proc.js';
 
@@ -124,7 +124,7 @@ export class InstanceStore {
     try {
       mkdirSync(paths.dir, { mode: 0o700 });
     } catch (err) {
-      if (!hasErrorCode(err, 'EEXIST')) throw new DroverError(doing(`local provider create ${id}`, err), { code: 'provider', retryable: true, cause: err });
+      if (!hasErrorCode(err, 'EEXIST')) throw new ProviderError(doing(`local provider create ${id}`, err), { retryable: true, cause: err });
       fresh = false;
     }
     chmodSync(paths.dir, 0o700);

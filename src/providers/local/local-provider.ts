@@ -35,7 +35,7 @@
  *   the sweep, runs only while `mayMutate()` says so (the shard leader); otherwise NotLeaderError.
  */
 import type { Clock } from '../../clock/index.js';
-import { DroverError, InstanceNotFoundError, NotLeaderError } from '../../errors/index.js';
+import { InstanceNotFoundError, NotLeaderError, ProviderError } from '../../errors/index.js';
 import type { Logger } from '../../logging/index.js';
 import type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../types.js';
 import { buildAgentConfig } from './agent-config.js';
@@ -175,7 +175,7 @@ export class LocalProvider implements Provider {
       }
       this.log.info({ providerId, pid: live.pid, pgid: live.pgid }, 'deleting local instance');
       const gone = await this.processes.stopGroup(providerId, live.pgid, this.killGraceMs, () => this.fence(`local provider delete ${providerId}`));
-      if (!gone) throw new DroverError(`local provider delete ${providerId}: processes of group ${live.pgid} survived SIGKILL`, { code: 'provider', retryable: true });
+      if (!gone) throw new ProviderError(`local provider delete ${providerId}: processes of group ${live.pgid} survived SIGKILL`);
       await this.processes.killStragglers(providerId, undefined);
       this.store.removeFolder(paths);
       this.log.info({ providerId }, 'local instance deleted');

@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import type { Clock } from '../../clock/index.js';
-import { DroverError, PermanentError, doing } from '../../errors/index.js';
+import { doing, PermanentError, ProviderError } from '../../errors/index.js';
 import type { Logger } from '../../logging/index.js';
 import { INSTANCE_ENV, instanceEnv, type InstanceEnvSpec } from './environment.js';
 import { hasErrorCode } from './files.js';
@@ -68,8 +68,8 @@ export class InstanceProcesses {
     if (pid === undefined) {
       const err = await new Promise<unknown>((resolve) => child.once('error', resolve));
       const msg = doing(`local provider create ${id}: starting ${command}`, err);
-      if (hasErrorCode(err, 'ENOENT') || hasErrorCode(err, 'EACCES')) throw new PermanentError(new DroverError(msg, { code: 'provider', retryable: false, cause: err }));
-      throw new DroverError(msg, { code: 'provider', retryable: true, cause: err });
+      if (hasErrorCode(err, 'ENOENT') || hasErrorCode(err, 'EACCES')) throw new PermanentError(new ProviderError(msg, { retryable: false, cause: err }));
+      throw new ProviderError(msg, { retryable: true, cause: err });
     }
     child.on('error', (err) => this.log.warn({ providerId: id, err: err.message }, 'local instance process error'));
     child.unref();
