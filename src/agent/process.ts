@@ -48,6 +48,9 @@ export interface RunCommandOptions {
 
 const STDERR_TAIL = 1024;
 
+/** How the agent's parts start a one-shot command (`runCommand`; tests may pass a stand-in). */
+export type CommandRunner = (argv: readonly string[], options: RunCommandOptions) => RunningCommand;
+
 /** Starts `argv` and reports how it ended. */
 export function runCommand(argv: readonly string[], options: RunCommandOptions): RunningCommand {
   const [file, ...args] = argv;
