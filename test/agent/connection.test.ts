@@ -44,13 +44,16 @@ class Recorder extends EventEmitter implements ConnectionEvents {
 }
 
 /** Counts the connections the agent opens (synchronously, unlike what the server sees). */
-class CountingWebSocket extends WebSocket {
-  static made = 0;
-  constructor(...args: ConstructorParameters<typeof WebSocket>) {
-    super(...args);
-    CountingWebSocket.made++;
-  }
-}
+/** `ws`'s WebSocket, counting the connections made (the agent's only way to open one). */
+const CountingWebSocket = Object.assign(
+  class extends WebSocket {
+    constructor(...args: ConstructorParameters<typeof WebSocket>) {
+      super(...args);
+      CountingWebSocket.made++;
+    }
+  } as typeof WebSocket,
+  { made: 0 },
+);
 
 let server: TestServer;
 let serverUrl: string;
