@@ -82,7 +82,7 @@ export function defaultAgentCommand(): string[] {
 type ManagedProvider = Provider & { start?(): void; close?(): Promise<void> | void };
 
 async function providerFor(config: DroverConfig, dataDir: string, clock: Clock, logger: PinoLogger, agentCommand: string[], mayMutate: () => boolean): Promise<ManagedProvider> {
-  const p = config.provider ?? { kind: 'local' as const, maxCallsPerSecond: 0, maxConcurrentCalls: 64, callTimeout: 60_000, killGracePeriod: 10_000, createLatency: 0, deleteLatency: 0 };
+  const p = config.provider;
   if (p.kind === 'sim') {
     return new SimProvider({ clock, createLatencyMs: p.createLatency, deleteLatencyMs: p.deleteLatency, maxCallsPerSecond: p.maxCallsPerSecond });
   }

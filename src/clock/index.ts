@@ -1,2 +1,3 @@
 export { ManualClock, SystemClock } from './clock.js';
 export type { Clock, TimerHandle } from './clock.js';
+export * from './turn.js';

@@ -5,30 +5,33 @@
  */
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { SystemClock, type Clock, type TimerHandle } from '../clock/index.js';
+import { nextTurn, SystemClock, type Clock } from '../clock/index.js';
 import { configuredGroups, groupSettings, type ConfigLoader, type DroverConfig, type GroupSettings } from '../config/index.js';
-import { PermanentError, errorMessage, isRetryable } from '../errors/index.js';
+import { errorMessage } from '../errors/index.js';
 import type { InstanceManager } from '../instances/index.js';
+import type { Logger } from '../logging/index.js';
 import type { Provider } from '../providers/index.js';
 import { CallGate } from '../queue/call-gate.js';
 import { Priority } from '../queue/priority.js';
 import { KeyedWorkQueue, type QueueObserver } from '../queue/work-queue.js';
+import { LocalOperatorState, keys, type OperatorState, type SizeOverride } from '../state/index.js';
 import type { LocalDb } from '../store/index.js';
 import { randomHex } from '../util/random.js';
-import { backoffDelay } from './backoff.js';
 import type { Context, ReconcilerObserver } from './context.js';
 import { EVENT_TYPES, EventType, describeEvent, eventPriority, groupKeyOf, splitGroupKey, type GroupEvent, type QueuedEvent, type ReconcileEvent } from './events.js';
 import { Executor, checkEvent } from './executor.js';
+import { BlockHistory } from './explain.js';
 import { FactRecorder } from './facts.js';
+import { handleFailure } from './failures.js';
+import { FirstHealthReplans } from './first-health.js';
 import { trackBrake, trackRemoval } from './group-facts.js';
+import { initialReconcile, knownGroups } from './initial-reconcile.js';
+import { RecentEvents, describeEventSafe, mergeEvents, routeEvent } from './intake.js';
 import { TimerKey } from './keys.js';
-import type { Block, Plan } from './plan.js';
+import { OperatorActions } from './operator-actions.js';
+import type { Plan } from './plan.js';
 import { PlanInputs } from './plan-inputs.js';
 import type { ReconcilerStore } from './ports.js';
-import type { Logger } from '../logging/index.js';
-import { LocalOperatorState, keys, type OperatorState, type SizeOverride } from '../state/index.js';
-import { OperatorActions } from './operator-actions.js';
-import { syncWithProvider } from './sync.js';
 import { DurableTimers } from './timers.js';
 
 export interface ReconcilerOptions {
@@ -72,30 +75,6 @@ export interface ReconcilerOptions {
 
 const REQUIRED: ReadonlyArray<keyof ReconcilerOptions> = ['instanceManager', 'configLoader', 'localDb', 'provider', 'notifyDrain', 'isLeader'];
 
-/** Key for duplicate suppression: (type, tenant, group, instance). */
-function duplicateKey(e: ReconcileEvent): string {
-  return `${e.type}|${e.tenant ?? ''}|${e.groupKey ?? ''}|${e.instanceId ?? ''}`;
-}
-
-/** Merges an event into a queued one with the same coalescing key. */
-function mergeEvents<E extends QueuedEvent>(queued: E, incoming: E): E {
-  const merged: E = { ...queued, attempt: Math.max(queued.attempt ?? 0, incoming.attempt ?? 0) };
-  if (queued.type === EventType.TerminationNotice) {
-    // The earliest termination time wins.
-    const a = queued.timestamp?.getTime() ?? Number.POSITIVE_INFINITY;
-    const b = incoming.timestamp?.getTime() ?? Number.POSITIVE_INFINITY;
-    if (b < a) merged.timestamp = incoming.timestamp;
-  } else if (queued.type === EventType.GroupChanged) {
-    // Keep every reason the group was looked at, for the audit ("config+healthy").
-    const causes = new Set([...(queued.cause ?? '').split('+'), ...(incoming.cause ?? '').split('+')].filter((c) => c !== ''));
-    if (causes.size > 0) merged.cause = [...causes].slice(0, 6).join('+');
-  } else if (incoming.cause === 'disconnect' || queued.cause === undefined) {
-    merged.cause = incoming.cause;
-    merged.timestamp = incoming.timestamp ?? queued.timestamp;
-  }
-  return merged;
-}
-
 export class Reconciler {
   private readonly opts: ReconcilerOptions;
   private readonly clock: Clock;
@@ -114,13 +93,11 @@ export class Reconciler {
   private readonly inputs: PlanInputs;
   private readonly ctx: Context;
   private readonly inFlight = new Map<string, 'create' | 'delete'>();
-  private readonly lastProcessed = new Map<string, number>();
+  private readonly recent: RecentEvents;
   private readonly lastPlans = new Map<string, Plan>();
-  /** Per group: since when (ms) each block of its applied plans has stood. */
-  private readonly blockSince = new Map<string, Map<string, number>>();
+  private readonly blocks = new BlockHistory();
   private readonly unsubscribe: Array<() => void> = [];
-  /** Per group: the window in which further first health reports wait (firstHealthReplanIntervalMs). */
-  private readonly firstHealthWindows = new Map<string, { timer: TimerHandle; more: boolean }>();
+  private readonly firstHealth: FirstHealthReplans;
   private observingSince: number;
   private state: 'new' | 'running' | 'stopped' = 'new';
   private halted = false;
@@ -144,10 +121,13 @@ export class Reconciler {
     const config = options.configLoader.getCurrent();
     this.gate = new CallGate({
       clock: this.clock,
-      maxCallsPerSecond: config.provider?.maxCallsPerSecond ?? 0,
-      maxConcurrent: config.provider?.maxConcurrentCalls ?? 64,
+      maxCallsPerSecond: config.provider.maxCallsPerSecond,
+      maxConcurrent: config.provider.maxConcurrentCalls,
       createGapMs: options.createRateLimitMs ?? config.shard.createRateLimit,
     });
+    const healthWindow = (): number => 2 * this.opts.configLoader.getCurrent().shard.healthCheckInterval;
+    this.recent = new RecentEvents(this.clock, healthWindow);
+    this.firstHealth = new FirstHealthReplans(this.clock, options.firstHealthReplanIntervalMs ?? 0, (tenant, group) => this.markDirty(tenant, group, 'healthy', Priority.normal));
     this.timers = new DurableTimers(this.store, this.clock, (event) => this.enqueue({ ...event, preventDuplicate: false }));
     this.queue = new KeyedWorkQueue<QueuedEvent>({
       concurrency: config.shard.workers,
@@ -179,7 +159,7 @@ export class Reconciler {
       settings: (tenant, group) => this.effectiveSettings(this.opts.configLoader.getCurrent(), tenant, group),
       operatorState: () => this.operatorState,
       newInstanceId: () => `i-${random ? randomHex(random, 16) : randomBytes(8).toString('hex')}`,
-      callTimeoutMs: () => this.opts.configLoader.getCurrent().provider?.callTimeout ?? 60_000,
+      callTimeoutMs: () => this.opts.configLoader.getCurrent().provider.callTimeout,
       maxAttempts: () => this.opts.configLoader.getCurrent().shard.maxAttempts,
     };
     this.executor = new Executor(this.ctx);
@@ -216,7 +196,7 @@ export class Reconciler {
     this.unsubscribe.push(this.opts.configLoader.onChange((next, prev) => this.onConfigChange(next, prev)));
     this.unsubscribe.push(
       this.store.subscribe((change) => {
-        if (change.kind === 'firstHealth') this.onFirstHealth(change.tenant, change.group);
+        if (change.kind === 'firstHealth') this.firstHealth.onFirstHealth(change.tenant, change.group);
       }),
     );
     this.log.info({ restoredTimers: restored }, 'reconciler started');
@@ -232,8 +212,7 @@ export class Reconciler {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
     for (const off of this.unsubscribe.splice(0)) off();
-    for (const w of this.firstHealthWindows.values()) w.timer.cancel();
-    this.firstHealthWindows.clear();
+    this.firstHealth.stop();
     this.timers.stop();
     this.queue.pause();
     this.queue.clear();
@@ -268,7 +247,7 @@ export class Reconciler {
       await this.queue.idle();
       await this.gate.idle();
       if (this.queue.isIdle() && this.gate.isIdle() && !this.timers.hasDue()) return;
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await nextTurn();
     }
   }
 
@@ -281,7 +260,7 @@ export class Reconciler {
     for (;;) {
       await this.queue.idle();
       if (this.queue.isIdle() && !this.timers.hasDue() && !this.gate.hasDueWork()) return;
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await nextTurn();
     }
   }
 
@@ -297,45 +276,18 @@ export class Reconciler {
   /** Plans of every known group (configured or with live instances), no side effects. */
   planAll(): Plan[] {
     const config = this.opts.configLoader.getCurrent();
-    return this.knownGroups(config).map(({ tenant, group }) => this.explain(this.inputs.computePlan(config, tenant, group)));
+    return knownGroups(this.store, config).map(({ tenant, group }) => this.explain(this.inputs.computePlan(config, tenant, group)));
   }
 
-  /**
-   * Adds what the pure plan cannot know: leadership, creates waiting for the rate limit, and
-   * since when each block has stood (from the plans applied so far).
-   */
+  /** The plan with what only the running reconciler knows (explain.ts). */
   private explain(plan: Plan): Plan {
     const key = groupKeyOf(plan.tenant, plan.group);
-    const blocked = [...plan.blocked];
-    if (!this.isLeaderNow()) blocked.unshift({ code: 'NotLeader', message: 'this server is not the shard leader: it plans, the leader acts' });
-    const waiting = this.executor.waitingCreates(key);
-    if (waiting > 0) {
-      const next = this.gate.nextCreateAt();
-      blocked.push({
-        code: 'RateLimited',
-        message: `${waiting} create(s) wait for the provider's rate limit${next !== null && next > this.clock.nowMs() ? ` (next create slot ${new Date(next).toISOString()})` : ''}`,
-      });
-    }
-    const since = this.blockSince.get(key);
-    return {
-      ...plan,
-      blocked: blocked.map((b) => {
-        const at = since?.get(blockKey(b));
-        return at !== undefined && b.since === undefined ? { ...b, since: new Date(at) } : b;
-      }),
-    };
-  }
-
-  /** Remembers when each block of an applied plan first appeared. */
-  private trackBlocks(key: string, plan: Plan): void {
-    const previous = this.blockSince.get(key);
-    const next = new Map<string, number>();
-    for (const b of plan.blocked) {
-      const k = blockKey(b);
-      next.set(k, previous?.get(k) ?? this.clock.nowMs());
-    }
-    if (next.size > 0) this.blockSince.set(key, next);
-    else this.blockSince.delete(key);
+    return this.blocks.explain(key, plan, {
+      leader: this.isLeaderNow(),
+      waitingCreates: this.executor.waitingCreates(key),
+      nextCreateAt: this.gate.nextCreateAt(),
+      nowMs: this.clock.nowMs(),
+    });
   }
 
   /** The last plan applied for a group (for "why blocked"), if any. */
@@ -387,73 +339,24 @@ export class Reconciler {
       this.queue.addBarrier('initial', { ...event, type: EventType.InitialReconcile });
       return;
     }
-    let tenant = event.tenant;
-    let group = event.groupKey;
-    if ((tenant === undefined || group === undefined) && event.instanceId) {
-      const record = this.store.getInstance(event.instanceId);
-      if (record) {
-        tenant ??= record.tenant;
-        group ??= record.group;
-      }
-    }
-    if (tenant === undefined || group === undefined) {
-      this.log.warn({ event: describeEvent(event), instanceId: event.instanceId }, 'event names no known group; ignored');
-      this.safeNotifyError('', event.instanceId ?? '', `${describeEvent(event)}: event names no tenant and group, and its instance is unknown`);
+    const routing = routeEvent(event, this.store);
+    if (!routing.ok) {
+      this.log.warn({ event: describeEvent(event), instanceId: event.instanceId, problem: routing.problem }, 'event refused at intake');
+      this.safeNotifyError(routing.group, routing.instanceId, routing.problem);
       return;
     }
-    const full = routed(event, tenant, group);
-    if (full === null) {
-      this.safeNotifyError(groupKeyOf(tenant, group), '', `${describeEvent(event)}: event needs an instanceId`);
+    const full = routing.event;
+    if (full.preventDuplicate && this.recent.seenRecently(full)) {
+      this.log.debug({ event: describeEvent(full), tenant: full.tenant, group: full.groupKey, instanceId: full.instanceId }, 'duplicate event skipped');
       return;
-    }
-    if (full.preventDuplicate) {
-      const last = this.lastProcessed.get(duplicateKey(full));
-      const window = 2 * this.opts.configLoader.getCurrent().shard.healthCheckInterval;
-      if (last !== undefined && this.clock.nowMs() - last < window) {
-        this.log.debug({ event: describeEvent(full), tenant, group, instanceId: full.instanceId }, 'duplicate event skipped');
-        return;
-      }
     }
     const coalesce = full.type === EventType.GroupChanged ? 'group' : `${full.type}|${full.instanceId}`;
-    this.queue.add(groupKeyOf(tenant, group), coalesce, full, eventPriority(full));
-  }
-
-  /** An instance reported health for the first time: replan its group, at most once per window. */
-  private onFirstHealth(tenant: string, group: string): void {
-    const intervalMs = this.opts.firstHealthReplanIntervalMs ?? 0;
-    if (intervalMs <= 0) {
-      this.markDirty(tenant, group, 'healthy', Priority.normal);
-      return;
-    }
-    const key = groupKeyOf(tenant, group);
-    const open = this.firstHealthWindows.get(key);
-    if (open) {
-      open.more = true;
-      return;
-    }
-    this.markDirty(tenant, group, 'healthy', Priority.normal);
-    const window = {
-      more: false,
-      timer: this.clock.schedule(this.clock.nowMs() + intervalMs, () => {
-        this.firstHealthWindows.delete(key);
-        if (window.more) this.onFirstHealth(tenant, group);
-      }),
-    };
-    this.firstHealthWindows.set(key, window);
+    this.queue.add(groupKeyOf(full.tenant, full.groupKey), coalesce, full, eventPriority(full));
   }
 
   private markDirty(tenant: string, group: string, cause: string, priority: Priority): void {
     if (this.state === 'stopped') return;
     this.queue.add(groupKeyOf(tenant, group), 'group', { type: EventType.GroupChanged, tenant, groupKey: group, cause }, priority);
-  }
-
-  private markProcessed(event: ReconcileEvent): void {
-    const now = this.clock.nowMs();
-    this.lastProcessed.set(duplicateKey(event), now);
-    if (this.lastProcessed.size > 50_000) {
-      const window = 2 * this.opts.configLoader.getCurrent().shard.healthCheckInterval;
-      for (const [key, at] of this.lastProcessed) if (now - at >= window) this.lastProcessed.delete(key);
-    }
   }
 
   // ---- handlers ------------------------------------------------------------------------------
@@ -466,11 +369,11 @@ export class Reconciler {
     const events = queued.filter((e): e is GroupEvent => e.type !== EventType.InitialReconcile);
     events.sort((a, b) => eventPriority(a) - eventPriority(b));
     for (const event of events) {
-      this.markProcessed(event);
+      this.recent.processed(event);
       try {
         await this.facts.record(event);
       } catch (err) {
-        this.handleFailure(tenant, group, event, err);
+        handleFailure(this.ctx, tenant, group, event, err);
       }
       if (this.halted) return;
     }
@@ -486,7 +389,7 @@ export class Reconciler {
       trackBrake(this.ctx, plan, events);
       this.executor.apply(plan, events);
       this.lastPlans.set(key, plan);
-      this.trackBlocks(key, plan);
+      this.blocks.track(key, plan, this.clock.nowMs());
       if (plan.wakeAt) this.timers.set(TimerKey.wake(key), plan.wakeAt.getTime(), { type: EventType.GroupChanged, tenant, groupKey: group, cause: 'timer' });
       else this.timers.clear(TimerKey.wake(key));
       // Forgetting vanished instances changes what the next plan counts (the health brake counts
@@ -497,7 +400,7 @@ export class Reconciler {
     } catch (err) {
       this.opts.observer?.reconciled?.('error', this.clock.nowMs() - started);
       const attempt = Math.max(0, ...events.map((e) => e.attempt ?? 0));
-      this.handleFailure(tenant, group, { type: EventType.GroupChanged, tenant, groupKey: group, cause: 'retry', attempt }, err);
+      handleFailure(this.ctx, tenant, group, { type: EventType.GroupChanged, tenant, groupKey: group, cause: 'retry', attempt }, err);
     }
   }
 
@@ -507,84 +410,17 @@ export class Reconciler {
       this.log.info({}, 'not the leader; initial reconcile skipped');
       return;
     }
-    const config = this.opts.configLoader.getCurrent();
-    const periodicOnly = events.every((e) => e.cause === 'resync');
-    if (!periodicOnly) {
-      // A fresh start or leadership win: try again what was given up.
-      this.store.clearCreateHolds();
-      for (const row of this.store.listInstances({ status: 'deleting' })) {
-        if (row.attempts >= config.shard.maxAttempts) this.store.updateInstance(row.id, { attempts: 0, nextAttemptAt: null });
-      }
-    }
-    if (events.some((e) => e.cause === 'leader')) {
-      // A leadership win: agents connected to the previous leader get one full health threshold
-      // to reconnect here before their silence counts.
+    await initialReconcile(this.ctx, events, () => {
       this.observingSince = this.clock.nowMs();
-    }
-    const started = this.clock.nowMs();
-    let touched: Set<string> | null = null;
-    try {
-      // A start or a win takes drains from the provider's tags (rows may be stale from an earlier term).
-      const result = await syncWithProvider(this.ctx, config.shard.id, { fromTags: !periodicOnly });
-      touched = result.touched;
-      const { touched: _groups, ...figures } = result;
-      this.log.info({ ...figures, ms: this.clock.nowMs() - started }, 'provider sync done');
-    } catch (err) {
-      const attempt = Math.max(0, ...events.map((e) => e.attempt ?? 0));
-      this.handleFailure('', '', { type: EventType.InitialReconcile, cause: events[0]?.cause ?? 'start', attempt }, err);
-    }
-    if (this.halted) return;
-    // A start or leadership win looks at every group; a periodic resync only at what it changed
-    // (everything else is already driven by each group's own timers).
-    for (const { tenant, group } of this.knownGroups(config)) {
-      if (periodicOnly && touched && !touched.has(groupKeyOf(tenant, group))) continue;
-      this.markDirty(tenant, group, periodicOnly ? 'resync' : 'initial', Priority.bulk);
-    }
-    if (config.shard.resyncInterval > 0) {
-      this.timers.set(TimerKey.resync, this.clock.nowMs() + config.shard.resyncInterval, { type: EventType.InitialReconcile, cause: 'resync' });
-    }
-  }
-
-  private knownGroups(config: DroverConfig): Array<{ tenant: string; group: string }> {
-    const seen = new Set<string>();
-    const out: Array<{ tenant: string; group: string }> = [];
-    for (const g of [...configuredGroups(config), ...this.store.groupsWithLiveInstances()]) {
-      const key = groupKeyOf(g.tenant, g.group);
-      if (seen.has(key)) continue;
-      seen.add(key);
-      out.push(g);
-    }
-    return out;
-  }
-
-  /** Reports a failed handler and schedules its retry (backoff with jitter) unless it is permanent or out of attempts. */
-  private handleFailure(tenant: string, group: string, event: ReconcileEvent, err: unknown): void {
-    const key = tenant ? groupKeyOf(tenant, group) : '';
-    const message = errorMessage(err);
-    const attempt = (event.attempt ?? 0) + 1;
-    const maxAttempts = this.opts.configLoader.getCurrent().shard.maxAttempts;
-    const retryable = isRetryable(err) && !(err instanceof PermanentError);
-    this.log.warn({ group: key, instanceId: event.instanceId, event: describeEvent(event), err: message, attempt, retryable }, 'event handling failed');
-    if (!retryable) {
-      this.safeNotifyError(key, event.instanceId ?? '', `${describeEvent(event)}: ${message} (permanent, not retried)`);
-      return;
-    }
-    if (attempt >= maxAttempts) {
-      this.safeNotifyError(key, event.instanceId ?? '', `${describeEvent(event)}: ${message} (gave up after ${attempt} attempts)`);
-      return;
-    }
-    this.safeNotifyError(key, event.instanceId ?? '', `${describeEvent(event)}: ${message}`);
-    this.opts.observer?.retried?.();
-    const due = this.clock.nowMs() + backoffDelay(attempt, this.random);
-    this.timers.set(TimerKey.retry(event.type, key, event.instanceId), due, { ...event, attempt, preventDuplicate: false });
+    });
   }
 
   // ---- collaborators -------------------------------------------------------------------------
 
   private onConfigChange(next: DroverConfig, prev: DroverConfig): void {
     this.gate.configure({
-      maxCallsPerSecond: next.provider?.maxCallsPerSecond ?? 0,
-      maxConcurrent: next.provider?.maxConcurrentCalls ?? 64,
+      maxCallsPerSecond: next.provider.maxCallsPerSecond,
+      maxConcurrent: next.provider.maxConcurrentCalls,
       createGapMs: this.opts.createRateLimitMs ?? next.shard.createRateLimit,
     });
     const shardChanged = JSON.stringify(next.shard) !== JSON.stringify(prev.shard);
@@ -626,23 +462,4 @@ export class Reconciler {
       this.log.warn({ instanceId, group, err: errorMessage(err) }, 'notifyError threw');
     }
   }
-}
-
-function blockKey(b: Block): string {
-  return `${b.code}|${b.instanceId ?? ''}`;
-}
-
-function describeEventSafe(event: unknown): string {
-  try {
-    return JSON.stringify(event);
-  } catch {
-    return String(event);
-  }
-}
-
-/** The event as intake completes it (tenant and group known), or null when it lacks its instance. */
-function routed(event: ReconcileEvent, tenant: string, groupKey: string): GroupEvent | null {
-  if (event.type === EventType.GroupChanged) return { ...event, type: event.type, tenant, groupKey };
-  if (event.type === EventType.InitialReconcile || !event.instanceId) return null;
-  return { ...event, type: event.type, tenant, groupKey, instanceId: event.instanceId };
 }

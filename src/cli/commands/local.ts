@@ -10,7 +10,7 @@ export async function localNotice(instanceId: string, opts: { in: string; stateD
   let stateDir = opts.stateDir;
   if (!stateDir && opts.config) {
     const { config } = readConfigFile(opts.config);
-    stateDir = config.provider?.stateDir ?? join(config.server?.dataDir ?? './.drover', 'local');
+    stateDir = config.provider.stateDir ?? join(config.server.dataDir, 'local');
   }
   stateDir = resolve(stateDir ?? './.drover/local');
   const terminateAt = new Date(Date.now() + inMs);
