@@ -285,8 +285,10 @@ export function planGroup(input: PlanInput): Plan {
         actions.push({ kind: 'delete', instanceId: inst.id, reason: 'expiryForced', priority: Priority.urgent, message: `older than forcedAge (${settings?.forcedAgeMs ?? 0} ms); the provider reports it ${observed}` });
       } else {
         wakeAt(forcedAt);
-        // Judged when first seen so (recorded as unhealthyAt), whatever re-polls saw since.
-        healthActions.push({ inst, reason: 'terminated', judgedAt: ms(inst.unhealthyAt) ?? checkedAtMs ?? now, apply: deleteTerminated });
+        // Judged when first seen so (recorded as unhealthyAt), whatever re-polls saw since; not by a
+        // judgement it reported after (it came back, then stopped again: judged anew, as seen now).
+        const judgedAt = inst.unhealthyAt && !(healthAtMs !== null && healthAtMs > inst.unhealthyAt.getTime()) ? inst.unhealthyAt.getTime() : null;
+        healthActions.push({ inst, reason: 'terminated', judgedAt: judgedAt ?? checkedAtMs ?? now, apply: deleteTerminated });
       }
       continue;
     }

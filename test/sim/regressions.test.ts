@@ -447,6 +447,31 @@ describe('a create retried after a template change rotates the instance an earli
   });
 });
 
+describe('an instance that came back and stops again is judged anew: the settle delay runs from its new stop (a re-frozen instance was replaced at once)', () => {
+  const NOW = Date.UTC(2026, 0, 1, 1);
+  const brake: DisruptionSettings = { ...NO_DISRUPTION_LIMITS, maxUnhealthy: { count: 1 }, healthSettleMs: 3 * MIN, unhealthyWindowMs: 9 * MIN };
+  // Stopped at 0:09 (judged then), back and reporting until 0:59, stopped again: seen so just now.
+  const refrozen = instanceRecord('i-refrozen', NOW, {
+    unhealthyAt: new Date(NOW - 51 * MIN),
+    healthAt: new Date(NOW - 60_000),
+    providerStatus: 'stopped',
+    providerCheckedAt: new Date(NOW),
+  });
+  const input = (instances: InstanceRecord[]): PlanInput => planInput(groupSettings({ size: 3, disruption: brake }), instances, NOW);
+
+  it('holds the replacement for healthSettle from the new stop, not from the judgement it reported after', () => {
+    const plan = planGroup(input([refrozen, instanceRecord('i-2', NOW), instanceRecord('i-3', NOW)]));
+    expect(plan.actions.filter((a) => a.kind === 'delete' || a.kind === 'drain')).toEqual([]);
+    expect(plan.blocked).toContainEqual(expect.objectContaining({ code: 'HealthSettling', instanceId: 'i-refrozen', until: new Date(NOW + 3 * MIN) }));
+  });
+
+  it('still times a stop it has not reported since from when it was first seen', () => {
+    const stopped = { ...refrozen, healthAt: new Date(NOW - 52 * MIN) };
+    const plan = planGroup(input([stopped, instanceRecord('i-2', NOW), instanceRecord('i-3', NOW)]));
+    expect(plan.actions).toContainEqual(expect.objectContaining({ kind: 'delete', instanceId: 'i-refrozen', reason: 'terminated' }));
+  });
+});
+
 describe('seeds that found bugs keep every invariant (each failed with its fix undone)', () => {
   const SEEDS: Array<{ seed: number; bug: string; keep?: number[] }> = [
     { seed: 55, bug: 'a create that timed out and was then given up or cancelled leaked; the group was created past size + maxSurge (invariant 1)' },
