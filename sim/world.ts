@@ -20,7 +20,7 @@ import { LocalOperatorState, keys, type OperatorState } from '../src/state/index
 import { openLocalDb, type AuditEntry, type InstanceRecord, type LocalDb } from '../src/store/index.js';
 import { seededRandom } from '../src/util/random.js';
 import { ConfigModel, type ModelConfig, type RenderOptions } from './config-model.js';
-import { CallLog, Disturbances, Invariants, OperatorLog, resolveMax, type Violation } from './invariants.js';
+import { CallLog, Disturbances, Failures, Invariants, OperatorLog, judged, resolveMax, resolveQuantity, type Violation } from './invariants.js';
 import { hash32, unit } from './rng.js';
 import { ALL_REASONS, HOUR, MIN, SEC, SIM_START, describeAction, type Action, type BudgetDraw, type FleetSpec, type Scenario, type VoluntaryReasonDraw } from './scenario.js';
 import { TAGS, isRotation } from './vocabulary.js';
@@ -100,6 +100,8 @@ interface Agent {
   providerId: string;
   booted: boolean;
   silentUntil: number;
+  /** Frozen (its instance stopped with it) until then: no reports, no acks; null while not frozen. */
+  frozenUntil: number | null;
   drains: number;
 }
 
@@ -279,6 +281,8 @@ export class World {
   private readonly operatorLog = new OperatorLog();
   /** Provider calls as they happened (which went slow, failed or were throttled). */
   private readonly calls = new CallLog();
+  /** The correlated failures (freezes, partitions) the world made, for invariant 12. */
+  private readonly failures = new Failures();
   /** The health brake was lifted by the operator during convergence (see converge). */
   private brakeLiftedAt: number | null = null;
   private reconciler: Reconciler | null = null;
@@ -391,6 +395,7 @@ export class World {
       groups: () => this.fleet.groups,
       operatorLog: this.operatorLog,
       calls: this.calls,
+      failures: this.failures,
     });
     this.checker.onConfigApplied();
   }
@@ -698,6 +703,7 @@ export class World {
       providerId,
       booted: false,
       silentUntil: this.options.plant === 'silence' && !this.faultsOn ? Number.POSITIVE_INFINITY : 0,
+      frozenUntil: null,
       drains: 0,
     };
     this.agents.set(instanceId, agent);
@@ -712,18 +718,25 @@ export class World {
   private killByProvider(providerId: string): void {
     for (const agent of this.agents.values()) {
       if (agent.providerId === providerId) {
-        this.agents.delete(agent.id);
+        this.kill(agent.id);
         return;
       }
     }
   }
 
+  /** The instance is gone or dead: its agent with it, and any correlated failure it was in ends for it. */
   private kill(instanceId: string): void {
     this.agents.delete(instanceId);
+    this.failures.end(instanceId, this.clock.nowMs());
+  }
+
+  /** The agent reports (up, not silent, not frozen). */
+  private speaks(agent: Agent, now: number): boolean {
+    return agent.booted && now >= agent.silentUntil && agent.frozenUntil === null;
   }
 
   private report(agent: Agent): void {
-    if (!this.db || !agent.booted || this.clock.nowMs() < agent.silentUntil) return;
+    if (!this.db || !this.speaks(agent, this.clock.nowMs())) return;
     this.db.recordHealth(agent.id, this.clock.now());
   }
 
@@ -733,7 +746,7 @@ export class World {
       const now = this.clock.nowMs();
       const at = this.clock.now();
       const reports: Array<{ instanceId: string; at: Date }> = [];
-      for (const agent of this.agents.values()) if (agent.booted && now >= agent.silentUntil) reports.push({ instanceId: agent.id, at });
+      for (const agent of this.agents.values()) if (this.speaks(agent, now)) reports.push({ instanceId: agent.id, at });
       if (this.db && reports.length > 0) this.db.recordHealthBatch(reports);
       this.scheduleHealthRound();
     });
@@ -758,7 +771,7 @@ export class World {
     const ack = (at: number): void => {
       this.clock.schedule(at, () => {
         const a = this.agents.get(instanceId);
-        if (!a || this.clock.nowMs() < a.silentUntil) return; // a dead or hung agent cannot ack
+        if (!a || this.clock.nowMs() < a.silentUntil || a.frozenUntil !== null) return; // a dead, hung or frozen agent cannot ack
         this.send({ type: EventType.DrainAcked, tenant: group.slice(0, slash), groupKey: group.slice(slash + 1), instanceId, cause: 'agent' });
       });
     };
@@ -814,6 +827,8 @@ export class World {
         return this.protectAction(action);
       case 'partition':
         return this.partition(action);
+      case 'freeze':
+        return this.freeze(action);
       case 'scale': {
         const g = this.model.group(action.group);
         if (!g) return 'no group';
@@ -1033,15 +1048,92 @@ export class World {
     if (!spec) return 'no group';
     const now = this.clock.nowMs();
     const mine = [...this.agents.values()].filter((a) => a.tenant === spec.tenant && a.group === spec.group).sort((a, b) => (a.id < b.id ? -1 : 1));
-    const n = Math.ceil(action.fraction * mine.length);
+    // With a brake and `over`: at least maxUnhealthy + over agents (a partition that trips it).
+    const max = this.maxUnhealthyOf(spec.tenant, spec.group);
+    const n = Math.min(mine.length, Math.max(Math.ceil(action.fraction * mine.length), max !== null && action.over !== undefined ? max + action.over : 0));
     const silenced = mine.slice(0, n);
+    const until = action.durationMs === null ? Number.POSITIVE_INFINITY : now + action.durationMs;
+    // Recorded before the agents go silent: whether each served is judged on the world as it stood.
+    this.checker.onCorrelatedFailure(
+      'partition',
+      spec.tenant,
+      spec.group,
+      silenced.map((a) => ({ id: a.id, up: this.speaks(a, now), until })),
+    );
     for (const agent of silenced) {
-      agent.silentUntil = Math.max(agent.silentUntil, action.durationMs === null ? Number.POSITIVE_INFINITY : now + action.durationMs);
+      agent.silentUntil = Math.max(agent.silentUntil, until);
       if (action.announce) {
         this.send({ type: EventType.CheckInstance, tenant: agent.tenant, groupKey: agent.group, instanceId: agent.id, cause: 'disconnect', timestamp: new Date(now), preventDuplicate: true });
       }
     }
     return `${silenced.length} of ${mine.length} agents`;
+  }
+
+  /** maxUnhealthy of a configured group, resolved against its size in force (null: no brake). */
+  private maxUnhealthyOf(tenant: string, group: string): number | null {
+    const settings = this.inForce.group(tenant, group);
+    return settings?.maxUnhealthy ? resolveQuantity(settings.maxUnhealthy, settings.size) : null;
+  }
+
+  /**
+   * A correlated failure: k of a group's live instances stop in one instant (the provider says
+   * `stopped`, their agents neither report nor acknowledge), disconnects reported or not, and
+   * come back together (the provider says `running` again; the agents report from the next
+   * health round) after the step's duration, or when the faults stop. Frozen for good (no
+   * duration), they stay stopped, as a crash leaves an instance.
+   */
+  private freeze(action: Extract<Action, { kind: 'freeze' }>): string {
+    const spec = this.fleet.groups[action.group];
+    if (!spec) return 'no group';
+    const now = this.clock.nowMs();
+    const live = this.sim
+      .instances()
+      .filter((i) => i.tags[TAGS.tenant] === spec.tenant && i.tags[TAGS.group] === spec.group && (i.status === 'running' || i.status === 'pending'))
+      .sort((a, b) => (a.providerId < b.providerId ? -1 : 1));
+    if (live.length === 0) return 'no target';
+    const max = this.maxUnhealthyOf(spec.tenant, spec.group);
+    const k = Math.min(live.length, Math.max(1, max === null ? Math.ceil(action.fraction * live.length) : max + action.over));
+    const first = Math.floor(action.pick * live.length);
+    const chosen = Array.from({ length: k }, (_, j) => live[(first + j) % live.length]).filter((i): i is SimInstance => i !== undefined);
+    const until = action.durationMs === null ? Number.POSITIVE_INFINITY : now + action.durationMs;
+    this.checker.onCorrelatedFailure(
+      'freeze',
+      spec.tenant,
+      spec.group,
+      chosen.map((i) => {
+        const agent = this.agents.get(i.idempotencyKey);
+        return { id: i.idempotencyKey, up: agent !== undefined && this.speaks(agent, now), until };
+      }),
+    );
+    const frozen: Agent[] = [];
+    for (const inst of chosen) {
+      this.sim.setStatus(inst.providerId, 'stopped');
+      const agent = this.agents.get(inst.idempotencyKey);
+      if (agent) {
+        agent.frozenUntil = until;
+        frozen.push(agent);
+      }
+      if (action.announce) {
+        this.send({ type: EventType.CheckInstance, tenant: spec.tenant, groupKey: spec.group, instanceId: inst.idempotencyKey, cause: 'disconnect', timestamp: new Date(now), preventDuplicate: true });
+      }
+    }
+    if (Number.isFinite(until)) this.clock.schedule(until, () => this.thaw(frozen, until));
+    return `${k} of ${live.length}${max === null ? '' : ` (maxUnhealthy ${max})`}: ${chosen.map((i) => shortId(i.idempotencyKey)).join(' ')}`;
+  }
+
+  /** Frozen agents (and their instances) come back, unless something else happened to them meanwhile. */
+  private thaw(agents: readonly Agent[], until: number): void {
+    const now = this.clock.nowMs();
+    for (const agent of agents) {
+      if (this.agents.get(agent.id) !== agent || agent.frozenUntil !== until) continue;
+      agent.frozenUntil = null;
+      if (this.sim.find(agent.providerId)?.status === 'stopped') {
+        this.sim.setStatus(agent.providerId, 'running');
+        this.failures.resume(agent.id, now);
+      } else {
+        this.failures.end(agent.id, now);
+      }
+    }
   }
 
   private operatorAck(action: Extract<Action, { kind: 'ack' }>): string {
@@ -1225,7 +1317,7 @@ export class World {
         const name = `${tenant}/${group} ${shortId(i.id)}`;
         if (i.status !== 'running') return `${name} is ${i.status}`;
         if (!i.healthAt || now - i.healthAt.getTime() > staleMs) return `${name} has no fresh health report`;
-        if (i.unhealthyAt || i.noticeDeadline) return `${name} is judged unhealthy or noticed`;
+        if (judged(i) || i.noticeDeadline) return `${name} is judged unhealthy or noticed`;
         if (i.providerStatus !== null && i.providerStatus !== 'running' && i.providerStatus !== 'pending') return `${name} was seen ${i.providerStatus}`;
         // What the instance runs at the provider, not what the store says it runs.
         const image = this.images.get(i.id);
@@ -1252,7 +1344,12 @@ export class World {
     this.faultsOn = false;
     this.sim.clearFaults();
     this.rateLimit.lift();
-    for (const agent of this.agents.values()) agent.silentUntil = this.options.plant === 'silence' ? Number.POSITIVE_INFINITY : 0;
+    for (const agent of this.agents.values()) {
+      agent.silentUntil = this.options.plant === 'silence' ? Number.POSITIVE_INFINITY : 0;
+      // Freezes with a duration end with the faults; those for good stay stopped (as crashes do).
+      if (agent.frozenUntil !== null && Number.isFinite(agent.frozenUntil)) this.thaw([agent], agent.frozenUntil);
+      else if (agent.frozenUntil === null) this.failures.end(agent.id, this.clock.nowMs());
+    }
     // Calls already out (slow ones) end, or time out, before the fleet is judged.
     const settledBy = this.clock.nowMs() + this.fleet.provider.callTimeoutMs + MAX_SLOW_MS;
     while (this.hooks.inFlight > 0 && this.clock.nowMs() < settledBy) {
