@@ -7,10 +7,11 @@
  * child carries the agent's environment plus what the caller adds (DROVER_INSTANCE_ID at least),
  * which is how the local provider finds processes that left the agent's group.
  */
+import { backoffDelayMs } from '../util/backoff.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Clock, TimerHandle } from '../clock/index.js';
 import { errorMessage } from '../errors/index.js';
-import type { Logger } from '../reconciler/index.js';
+import type { Logger } from '../logging/index.js';
 
 export interface CommandResult {
   /** Exit code; null when killed by a signal or never started. */
@@ -46,6 +47,9 @@ export interface RunCommandOptions {
 }
 
 const STDERR_TAIL = 1024;
+
+/** How the agent's parts start a one-shot command (`runCommand`; tests may pass a stand-in). */
+export type CommandRunner = (argv: readonly string[], options: RunCommandOptions) => RunningCommand;
 
 /** Starts `argv` and reports how it ended. */
 export function runCommand(argv: readonly string[], options: RunCommandOptions): RunningCommand {
@@ -167,8 +171,7 @@ export class Supervisor {
       this.current = undefined;
       if (this.stopped) return;
       if (clock.nowMs() - startedAt >= this.options.stableAfterMs) this.quickExits = 0;
-      const base = Math.min(this.options.restartMaxMs, this.options.restartInitialMs * 2 ** this.quickExits);
-      const delayMs = Math.round(base * (0.5 + 0.5 * this.options.random()));
+      const delayMs = backoffDelayMs({ initialMs: this.options.restartInitialMs, maxMs: this.options.restartMaxMs, jitter: 0.5, mode: 'below' }, this.quickExits, this.options.random);
       this.quickExits = Math.min(this.quickExits + 1, 30);
       logger.warn({ result: describeResult(result), code: result.code, signal: result.signal, delayMs }, 'workload exited; restarting');
       this.restartTimer = clock.schedule(clock.nowMs() + delayMs, () => {

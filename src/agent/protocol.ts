@@ -38,6 +38,15 @@ export type ServerMessage =
   | { type: 'result'; requestId: string; ok: boolean; message: string; drainDeadline?: string; protectedUntil?: string | null }
   | { type: 'error'; message: string };
 
+/** The server's answer to a forwarded request (protect, unprotect, extend). */
+export type ServerResult = Extract<ServerMessage, { type: 'result' }>;
+
+/** Epoch ms of an ISO time as the protocol carries it, or undefined when it does not parse. */
+export function isoToMs(iso: string): number | undefined {
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
 /** WebSocket close codes used by the server. */
 export const CLOSE = {
   normal: 1000,

@@ -23,7 +23,7 @@ import { chmodSync, lstatSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { parseDuration } from '../config/duration.js';
 import { errorMessage } from '../errors/index.js';
-import type { Logger } from '../reconciler/index.js';
+import type { Logger } from '../logging/index.js';
 
 export type SelfRequest = { op: 'protect'; forMs: number } | { op: 'unprotect' } | { op: 'extend'; byMs: number } | { op: 'status' };
 

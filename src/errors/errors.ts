@@ -116,6 +116,27 @@ export class ConflictError extends DroverError {
   }
 }
 
+/** A provider call failed (the cloud's API, a local process). Retryable unless said otherwise. */
+export class ProviderError extends DroverError {
+  constructor(message: string, options: { retryable: boolean; cause?: unknown } = { retryable: true }) {
+    super(message, { code: 'provider', retryable: options.retryable, cause: options.cause });
+  }
+}
+
+/** Something is busy or not there yet (a stream full of clients, a server starting). Retryable. */
+export class UnavailableError extends DroverError {
+  constructor(message: string) {
+    super(message, { code: 'unavailable', retryable: true });
+  }
+}
+
+/** Drover has no such instance (as opposed to InstanceNotFoundError: the provider has none). */
+export class InstanceUnknownError extends DroverError {
+  constructor(instanceId: string) {
+    super(`instance ${instanceId} not found`, { code: 'not_found', retryable: false });
+  }
+}
+
 /** A request names a group, instance or page that does not exist (or that its caller may not see). */
 export class NotFoundError extends DroverError {
   constructor(message: string) {

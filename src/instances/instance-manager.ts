@@ -5,7 +5,7 @@
  */
 import type { Clock } from '../clock/index.js';
 import type { ConfigLoader, TemplateSpec } from '../config/index.js';
-import { InstanceNotFoundError, NotLeaderError, doing, DroverError, isRetryable, PermanentError } from '../errors/index.js';
+import { doing, InstanceNotFoundError, isRetryable, NotLeaderError, PermanentError, ProviderError } from '../errors/index.js';
 import { TAG, type Provider, type ProviderStatus } from '../providers/index.js';
 import type { LocalDb } from '../store/index.js';
 
@@ -60,7 +60,7 @@ export function instanceTags(shard: string, req: CreateInstanceRequest): Record<
 function wrapProviderError(action: string, err: unknown): Error {
   if (err instanceof InstanceNotFoundError || err instanceof NotLeaderError) return err;
   if (err instanceof PermanentError) return new PermanentError(new Error(doing(action, err.cause)));
-  return new DroverError(doing(action, err), { code: 'provider', retryable: isRetryable(err), cause: err });
+  return new ProviderError(doing(action, err), { retryable: isRetryable(err), cause: err });
 }
 
 export class DefaultInstanceManager implements InstanceManager {

@@ -28,7 +28,7 @@ import { z } from 'zod';
 import type { Clock, TimerHandle } from '../clock/index.js';
 import { errorMessage } from '../errors/index.js';
 import { parseCertificates, readSettingFile } from '../util/pem.js';
-import type { Logger } from '../reconciler/ports.js';
+import type { Logger } from '../logging/index.js';
 import type { LeaderElector } from './elector.js';
 
 export interface EtcdElectorOptions {

@@ -6,7 +6,7 @@
  */
 import { NotLeaderError } from '../errors/index.js';
 import type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../providers/index.js';
-import type { Logger } from '../reconciler/ports.js';
+import type { Logger } from '../logging/index.js';
 
 export interface ProviderGuard {
   isLeader(): boolean;

@@ -9,7 +9,8 @@ import type { Provider } from '../providers/index.js';
 import type { CallGate } from '../queue/call-gate.js';
 import type { Priority } from '../queue/priority.js';
 import type { OperatorState } from '../state/index.js';
-import type { ReconcilerStore, Logger } from './ports.js';
+import type { ReconcilerStore } from './ports.js';
+import type { Logger } from '../logging/index.js';
 import type { DurableTimers } from './timers.js';
 
 export interface ReconcilerObserver {

@@ -40,6 +40,24 @@ export interface ReconcileEvent {
   attempt?: number;
 }
 
+/** An event after intake: the group it concerns is known. */
+type Routed<T extends EventType> = Omit<ReconcileEvent, 'type' | 'tenant' | 'groupKey'> & { type: T; tenant: string; groupKey: string };
+
+/** An event about one instance of a known group (intake refuses one without `instanceId`). */
+export type InstanceEvent =
+  | (Routed<typeof EventType.CheckInstance> & { instanceId: string })
+  | (Routed<typeof EventType.InstanceDeleted> & { instanceId: string })
+  | (Routed<typeof EventType.DrainAcked> & { instanceId: string })
+  | (Routed<typeof EventType.TerminationNotice> & { instanceId: string });
+
+/** What a group's queue holds: the events about it, as intake completed them. */
+export type GroupEvent = Routed<typeof EventType.GroupChanged> | InstanceEvent;
+
+/** The shard-wide event (the queue's barrier). */
+export type InitialReconcileEvent = Omit<ReconcileEvent, 'type'> & { type: typeof EventType.InitialReconcile };
+
+export type QueuedEvent = GroupEvent | InitialReconcileEvent;
+
 /** Queue priority of an event: urgent facts first, the full resync last. */
 export function eventPriority(event: ReconcileEvent): Priority {
   switch (event.type) {

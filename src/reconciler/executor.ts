@@ -10,6 +10,8 @@ import { keys } from '../state/index.js';
 import type { InstanceRecord } from '../store/index.js';
 import { withTimeout } from '../util/timeout.js';
 import { backoffDelay } from './backoff.js';
+import { timedCall } from './calls.js';
+import { HoldKey } from './keys.js';
 import type { Context } from './context.js';
 import { EventType, describeEvent, groupKeyOf, type ReconcileEvent } from './events.js';
 import type { Plan, PlanAction } from './plan.js';
@@ -93,37 +95,23 @@ export class Executor {
     switch (action.kind) {
       case 'forget': {
         const before = ctx.store.getInstance(action.instanceId);
-        ctx.store.transaction(() => {
-          ctx.store.updateInstance(action.instanceId, {
-            status: 'deleted',
-            deletedAt: now,
-            deleteReason: before?.status === 'deleting' ? (before.deleteReason ?? 'vanished') : 'vanished',
-          });
-          ctx.store.appendAudit({ ...audit, instanceId: action.instanceId, action: 'vanished', reason: action.reason, detail: action.message });
-        });
+        ctx.store.transition(
+          action.instanceId,
+          'deleted',
+          { deletedAt: now, deleteReason: before?.status === 'deleting' ? (before.deleteReason ?? 'vanished') : 'vanished' },
+          { ...audit, action: 'vanished', reason: action.reason, detail: action.message },
+        );
         ctx.log.info({ tenant, group, instanceId: action.instanceId }, 'instance gone at the provider');
         return;
       }
       case 'cancelCreate':
         // An earlier attempt (one that failed or timed out, or one sent before a restart) may have
         // created the instance: it is looked up by its tag and deleted, not just forgotten.
-        ctx.store.transaction(() => {
-          ctx.store.updateInstance(action.instanceId, { status: 'deleting', deleteReason: 'cancelled', attempts: 0, nextAttemptAt: null, lastError: null });
-          ctx.store.appendAudit({ ...audit, instanceId: action.instanceId, action: 'cancel', reason: action.reason, detail: action.message });
-        });
+        ctx.store.transition(action.instanceId, 'deleting', { deleteReason: 'cancelled', attempts: 0, nextAttemptAt: null, lastError: null }, { ...audit, action: 'cancel', reason: action.reason, detail: action.message });
         this.dispatchDelete(action.instanceId, tenant, group, Priority.normal);
         return;
       case 'delete': {
-        ctx.store.transaction(() => {
-          ctx.store.updateInstance(action.instanceId, {
-            status: 'deleting',
-            deleteReason: action.reason,
-            attempts: 0,
-            nextAttemptAt: null,
-            lastError: null,
-          });
-          ctx.store.appendAudit({ ...audit, instanceId: action.instanceId, action: 'delete', reason: action.reason, detail: action.message });
-        });
+        ctx.store.transition(action.instanceId, 'deleting', { deleteReason: action.reason, attempts: 0, nextAttemptAt: null, lastError: null }, { ...audit, action: 'delete', reason: action.reason, detail: action.message });
         ctx.log.info({ tenant, group, instanceId: action.instanceId, reason: action.reason }, 'instance delete started');
         this.dispatchDelete(action.instanceId, tenant, group, action.priority);
         return;
@@ -132,24 +120,12 @@ export class Executor {
         this.dispatchDelete(action.instanceId, tenant, group, Priority.normal);
         return;
       case 'drain': {
-        const record = ctx.store.transaction(() => {
-          const updated = ctx.store.updateInstance(action.instanceId, {
-            status: 'draining',
-            drainStartedAt: now,
-            drainDeadline: action.deadline,
-            drainReason: action.reason,
-            drainAckedAt: null,
-            ...(action.reason === 'unhealthy' ? { unhealthyAt: action.unhealthyAt ?? now } : {}),
-          });
-          ctx.store.appendAudit({
-            ...audit,
-            instanceId: action.instanceId,
-            action: 'drain',
-            reason: action.reason,
-            detail: `${action.message}; deadline ${action.deadline.toISOString()}`,
-          });
-          return updated;
-        });
+        const record = ctx.store.transition(
+          action.instanceId,
+          'draining',
+          { drainStartedAt: now, drainDeadline: action.deadline, drainReason: action.reason, drainAckedAt: null, ...(action.reason === 'unhealthy' ? { unhealthyAt: action.unhealthyAt ?? now } : {}) },
+          { ...audit, action: 'drain', reason: action.reason, detail: `${action.message}; deadline ${action.deadline.toISOString()}` },
+        );
         ctx.observer.drainStarted?.(action.reason);
         if (action.reason === 'operator') this.dropOperatorState(action.instanceId, [keys.drainRequest(action.instanceId)]);
         ctx.log.info({ tenant, group, instanceId: action.instanceId, reason: action.reason, deadline: action.deadline }, 'instance drain started');
@@ -238,29 +214,19 @@ export class Executor {
         if (waiting > 0) this.createsWaiting.set(groupKey, waiting);
         else this.createsWaiting.delete(groupKey);
         if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(action);
-        const started = ctx.clock.nowMs();
-        try {
-          const response = await withTimeout(
-            ctx.clock,
-            ctx.callTimeoutMs(),
-            action,
-            ctx.instanceManager.createInstance({
-              instanceId: record.id,
-              tenant: record.tenant,
-              group: record.group,
-              templateName: settings.templateName,
-              template: settings.template,
-              templateHash: settings.templateHash,
-              reason: record.createReason,
-              createdAt: record.createdAt,
-            }),
-          );
-          ctx.observer.providerCall?.('create', ctx.clock.nowMs() - started, null);
-          return { response, templateHash: firstAttempt ? settings.templateHash : null };
-        } catch (err) {
-          ctx.observer.providerCall?.('create', ctx.clock.nowMs() - started, err);
-          throw err;
-        }
+        const response = await timedCall(ctx, 'create', ctx.callTimeoutMs(), action, () =>
+          ctx.instanceManager.createInstance({
+            instanceId: record.id,
+            tenant: record.tenant,
+            group: record.group,
+            templateName: settings.templateName,
+            template: settings.template,
+            templateHash: settings.templateHash,
+            reason: record.createReason,
+            createdAt: record.createdAt,
+          }),
+        );
+        return { response, templateHash: firstAttempt ? settings.templateHash : null };
       })
       .then(
         ({ response, templateHash }) => this.onCreated(record, response.providerId, templateHash),
@@ -290,26 +256,19 @@ export class Executor {
     const audit = { tenant: record.tenant, group: record.group, at: now, instanceId: record.id, epoch: ctx.epoch() };
     if (!current || current.status === 'deleted') {
       // Cancelled while the call was out: the instance exists now, so it must go.
-      ctx.store.transaction(() => {
-        ctx.store.updateInstance(record.id, { status: 'deleting', providerId, deleteReason: 'cancelled', attempts: 0, nextAttemptAt: null, deletedAt: null });
-        ctx.store.appendAudit({ ...audit, action: 'delete', reason: 'cancelled', detail: `created as ${providerId} after its create was cancelled` });
-      });
+      if (current) {
+        ctx.store.transition(record.id, 'deleting', { providerId, deleteReason: 'cancelled', attempts: 0, nextAttemptAt: null, deletedAt: null }, { ...audit, action: 'delete', reason: 'cancelled', detail: `created as ${providerId} after its create was cancelled` });
+      }
       ctx.markDirty(record.tenant, record.group, 'created', Priority.high);
       return;
     }
     if (current.status === 'creating') {
-      ctx.store.transaction(() => {
-        ctx.store.updateInstance(record.id, {
-          status: 'running',
-          providerId,
-          confirmedAt: now,
-          ...(templateHash === null ? {} : { templateHash }),
-          attempts: 0,
-          nextAttemptAt: null,
-          lastError: null,
-        });
-        ctx.store.appendAudit({ ...audit, action: 'created', reason: record.createReason, detail: `provider id ${providerId}` });
-      });
+      ctx.store.transition(
+        record.id,
+        'running',
+        { providerId, confirmedAt: now, ...(templateHash === null ? {} : { templateHash }), attempts: 0, nextAttemptAt: null, lastError: null },
+        { ...audit, action: 'created', reason: record.createReason, detail: `provider id ${providerId}` },
+      );
     }
     // A confirmed create changes no decision while the group has others in flight; the last
     // one's completion replans (startup deadlines, surplus creates waiting for an answer).
@@ -338,17 +297,13 @@ export class Executor {
       const mayExist = current.attempts > 0 || isRetryable(err) || !this.recordedHere.has(record.id);
       this.recordedHere.delete(record.id);
       ctx.store.transaction(() => {
-        ctx.store.updateInstance(
-          record.id,
-          mayExist
-            ? { status: 'deleting', deleteReason: 'createFailed', attempts: 0, nextAttemptAt: null, lastError: message }
-            : { status: 'deleted', deletedAt: now, deleteReason: 'createFailed', attempts, lastError: message },
-        );
-        ctx.store.appendAudit({ ...audit, action: 'createFailed', reason: record.createReason, detail: `${message} (${why})` });
+        const failed = { ...audit, action: 'createFailed' as const, reason: record.createReason, detail: `${message} (${why})` };
+        if (mayExist) ctx.store.transition(record.id, 'deleting', { deleteReason: 'createFailed', attempts: 0, nextAttemptAt: null, lastError: message }, failed);
+        else ctx.store.transition(record.id, 'deleted', { deletedAt: now, deleteReason: 'createFailed', attempts, lastError: message }, failed);
         if (settings) {
           // A permanent refusal holds creates until the group changes; running out of retries
           // holds them for a pause (a long outage must not leave the group short for good).
-          const key = isRetryable(err) ? `${RETRY_HOLD_PREFIX}${holdKey(settings.size, settings.templateHash)}` : holdKey(settings.size, settings.templateHash);
+          const key = isRetryable(err) ? HoldKey.afterRetries(settings.size, settings.templateHash) : HoldKey.permanent(settings.size, settings.templateHash);
           ctx.store.setCreateHold(record.tenant, record.group, { key, reason: `${message} (${why})`, at: now });
         }
       });
@@ -379,14 +334,7 @@ export class Executor {
     ctx.gate
       .run('delete', priority, async () => {
         if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(action);
-        const started = ctx.clock.nowMs();
-        try {
-          await withTimeout(ctx.clock, ctx.callTimeoutMs(), action, this.deleteAtProvider(instanceId, action));
-          ctx.observer.providerCall?.('delete', ctx.clock.nowMs() - started, null);
-        } catch (err) {
-          ctx.observer.providerCall?.('delete', ctx.clock.nowMs() - started, err);
-          throw err;
-        }
+        await timedCall(ctx, 'delete', ctx.callTimeoutMs(), action, () => this.deleteAtProvider(instanceId, action));
       })
       .then(
         () => this.onDeleted(instanceId, tenant, group),
@@ -402,19 +350,12 @@ export class Executor {
     const now = ctx.clock.now();
     const current = ctx.store.getInstance(instanceId);
     if (!current || current.status === 'deleted') return;
-    ctx.store.transaction(() => {
-      ctx.store.updateInstance(instanceId, { status: 'deleted', deletedAt: now, attempts: 0, nextAttemptAt: null });
-      ctx.store.appendAudit({
-        tenant,
-        group,
-        at: now,
-        instanceId,
-        action: 'deleted',
-        reason: current.deleteReason ?? 'delete',
-        epoch: ctx.epoch(),
-        detail: current.providerId ? `provider id ${current.providerId}` : null,
-      });
-    });
+    ctx.store.transition(
+      instanceId,
+      'deleted',
+      { deletedAt: now, attempts: 0, nextAttemptAt: null },
+      { tenant, group, at: now, action: 'deleted', reason: current.deleteReason ?? 'delete', epoch: ctx.epoch(), detail: current.providerId ? `provider id ${current.providerId}` : null },
+    );
     ctx.observer.instanceDeleted?.(current.deleteReason ?? 'delete');
     this.dropOperatorState(instanceId, [keys.protection(instanceId), keys.hold(instanceId), keys.drainRequest(instanceId)]);
     ctx.log.info({ tenant, group, instanceId, reason: current.deleteReason }, 'instance deleted');
@@ -511,14 +452,6 @@ export function writeDrainTags(ctx: Context, record: InstanceRecord, tags: Recor
         return 'failed';
       },
     );
-}
-
-/** Marks a hold set because retries ran out (it ends after a pause); other holds end only on a change. */
-export const RETRY_HOLD_PREFIX = 'retry:';
-
-/** Creates held after a permanent failure stay held while the group's size and template are unchanged. */
-export function holdKey(size: number, templateHash: string): string {
-  return `${size}|${templateHash}`;
 }
 
 /** A CheckInstance event for an instance. */

@@ -6,22 +6,17 @@
  * it; the message says why), NotLeaderError (only the leader acts), and a not-found error.
  */
 import { maxDrainTimeoutOf } from '../config/index.js';
-import { ConflictError, DroverError, InvalidRequestError, NotLeaderError } from '../errors/index.js';
+import { ConflictError, InstanceUnknownError, InvalidRequestError, NotLeaderError } from '../errors/index.js';
 import { TAG } from '../providers/index.js';
 import { Priority } from '../queue/priority.js';
 import { keys, type DrainRequest, type Protection, type RotationHold } from '../state/index.js';
-import type { InstanceRecord } from '../store/index.js';
+import type { AuditAction, InstanceRecord, NewAuditEntry } from '../store/index.js';
 import type { Context } from './context.js';
 import { writeDrainTags } from './executor.js';
 import type { Plan } from './plan.js';
 import { ROTATION_REASONS } from './reasons.js';
 
-/** The instance does not exist (HTTP 404). */
-export class InstanceUnknownError extends DroverError {
-  constructor(instanceId: string) {
-    super(`instance ${instanceId} not found`, { code: 'not_found', retryable: false });
-  }
-}
+export { InstanceUnknownError };
 
 /** Longest protection one request may give. */
 export const MAX_PROTECTION_MS = 30 * 86_400_000;
@@ -52,8 +47,12 @@ export class OperatorActions {
     return record;
   }
 
-  private audit(record: InstanceRecord, action: Parameters<Context['store']['appendAudit']>[0]['action'], reason: string, actor: string, detail: string): void {
-    this.ctx.store.appendAudit({ tenant: record.tenant, group: record.group, at: this.ctx.clock.now(), instanceId: record.id, action, reason, actor, detail, epoch: this.ctx.epoch() });
+  private auditEntry(record: InstanceRecord, action: AuditAction, reason: string, actor: string, detail: string): Omit<NewAuditEntry, 'instanceId'> {
+    return { tenant: record.tenant, group: record.group, at: this.ctx.clock.now(), action, reason, actor, detail, epoch: this.ctx.epoch() };
+  }
+
+  private audit(record: InstanceRecord, action: AuditAction, reason: string, actor: string, detail: string): void {
+    this.ctx.store.appendAudit({ ...this.auditEntry(record, action, reason, actor, detail), instanceId: record.id });
   }
 
   /** Protection in force for an instance, if any. */
@@ -144,12 +143,12 @@ export class OperatorActions {
     const reason = record.drainReason ?? (request ? 'operator' : 'rotation');
     await state.set(keys.hold(instanceId), { until: heldUntil.toISOString(), reason, by: actor } satisfies RotationHold);
     await state.set(keys.drainRequest(instanceId), null);
-    this.ctx.store.transaction(() => {
-      if (record.status === 'draining') {
-        this.ctx.store.updateInstance(instanceId, { status: 'running', drainStartedAt: null, drainDeadline: null, drainReason: null, drainAckedAt: null });
-      }
-      this.audit(record, 'drainCancelled', reason, actor, `back in service; not picked again for this rotation until ${heldUntil.toISOString()}`);
-    });
+    const detail = `back in service; not picked again for this rotation until ${heldUntil.toISOString()}`;
+    if (record.status === 'draining') {
+      this.ctx.store.transition(instanceId, 'running', { drainStartedAt: null, drainDeadline: null, drainReason: null, drainAckedAt: null }, this.auditEntry(record, 'drainCancelled', reason, actor, detail));
+    } else {
+      this.audit(record, 'drainCancelled', reason, actor, detail);
+    }
     if (record.status === 'draining') {
       void writeDrainTags(this.ctx, record, { [TAG.drainStartedAt]: '', [TAG.drainDeadline]: '', [TAG.drainReason]: '', [TAG.drainCancelledAt]: new Date(now).toISOString() });
       this.deps.notifyDrainCancelled?.(instanceId);

@@ -9,6 +9,7 @@ import type {
   InstancePatch,
   InstanceRecord,
   InstanceRef,
+  InstanceStatus,
   NewAuditEntry,
   NewInstance,
   StoreChange,
@@ -26,6 +27,9 @@ export interface ReconcilerStore {
   /** Every instance not deleted, only the fields provider sync needs (a narrow full read). */
   liveInstanceRefs(): InstanceRef[];
   groupsWithLiveInstances(): Array<{ tenant: string; group: string }>;
+  /** The only writer of a status: a move its lifecycle allows, with its audit entry, in one transaction. */
+  transition(id: string, to: InstanceStatus, patch: InstancePatch, audit: Omit<NewAuditEntry, 'instanceId'>): InstanceRecord;
+  /** Changes fields other than the status. */
   updateInstance(id: string, patch: InstancePatch): InstanceRecord | null;
   appendAudit(entry: NewAuditEntry): AuditEntry;
   setTimer(key: string, dueAt: number, event: string): void;
@@ -38,11 +42,4 @@ export interface ReconcilerStore {
   setBrakeSince(tenant: string, group: string, since: Date | null): void;
 }
 
-/** pino-compatible logger: structured fields first, a constant message second. */
-export interface Logger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-  child?(bindings: Record<string, unknown>): Logger;
-}
+export type { Logger } from '../logging/index.js';

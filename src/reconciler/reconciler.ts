@@ -7,22 +7,26 @@ import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { SystemClock, type Clock, type TimerHandle } from '../clock/index.js';
 import { configuredGroups, groupSettings, type ConfigLoader, type DroverConfig, type GroupSettings } from '../config/index.js';
-import { InstanceNotFoundError, PermanentError, errorMessage, isRetryable } from '../errors/index.js';
+import { PermanentError, errorMessage, isRetryable } from '../errors/index.js';
 import type { InstanceManager } from '../instances/index.js';
-import { isTerminalStatus, type Provider, type ProviderStatus } from '../providers/index.js';
+import type { Provider } from '../providers/index.js';
 import { CallGate } from '../queue/call-gate.js';
 import { Priority } from '../queue/priority.js';
 import { KeyedWorkQueue, type QueueObserver } from '../queue/work-queue.js';
-import type { GroupState, InstanceRecord, LocalDb } from '../store/index.js';
+import type { LocalDb } from '../store/index.js';
 import { randomHex } from '../util/random.js';
-import { withTimeout } from '../util/timeout.js';
-import { backoffDelay, DISCONNECT_POLL_DELAYS_MS } from './backoff.js';
+import { backoffDelay } from './backoff.js';
 import type { Context, ReconcilerObserver } from './context.js';
-import { EVENT_TYPES, EventType, describeEvent, eventPriority, groupKeyOf, splitGroupKey, type ReconcileEvent } from './events.js';
-import { Executor, RETRY_HOLD_PREFIX, checkEvent, holdKey } from './executor.js';
-import { planGroup, type Block, type Plan, type PlanInput } from './plan.js';
-import type { Logger, ReconcilerStore } from './ports.js';
-import { LocalOperatorState, keys, type DrainRequest, type OperatorState, type Protection, type RotationHold, type SizeOverride } from '../state/index.js';
+import { EVENT_TYPES, EventType, describeEvent, eventPriority, groupKeyOf, splitGroupKey, type GroupEvent, type QueuedEvent, type ReconcileEvent } from './events.js';
+import { Executor, checkEvent } from './executor.js';
+import { FactRecorder } from './facts.js';
+import { trackBrake, trackRemoval } from './group-facts.js';
+import { TimerKey } from './keys.js';
+import type { Block, Plan } from './plan.js';
+import { PlanInputs } from './plan-inputs.js';
+import type { ReconcilerStore } from './ports.js';
+import type { Logger } from '../logging/index.js';
+import { LocalOperatorState, keys, type OperatorState, type SizeOverride } from '../state/index.js';
 import { OperatorActions } from './operator-actions.js';
 import { syncWithProvider } from './sync.js';
 import { DurableTimers } from './timers.js';
@@ -66,9 +70,6 @@ export interface ReconcilerOptions {
   firstHealthReplanIntervalMs?: number;
 }
 
-/** How far back deleted instances are looked at to say what a new instance replaces. */
-const DEPARTED_WINDOW_MS = 60 * 60_000;
-
 const REQUIRED: ReadonlyArray<keyof ReconcilerOptions> = ['instanceManager', 'configLoader', 'localDb', 'provider', 'notifyDrain', 'isLeader'];
 
 /** Key for duplicate suppression: (type, tenant, group, instance). */
@@ -77,8 +78,8 @@ function duplicateKey(e: ReconcileEvent): string {
 }
 
 /** Merges an event into a queued one with the same coalescing key. */
-function mergeEvents(queued: ReconcileEvent, incoming: ReconcileEvent): ReconcileEvent {
-  const merged: ReconcileEvent = { ...queued, attempt: Math.max(queued.attempt ?? 0, incoming.attempt ?? 0) };
+function mergeEvents<E extends QueuedEvent>(queued: E, incoming: E): E {
+  const merged: E = { ...queued, attempt: Math.max(queued.attempt ?? 0, incoming.attempt ?? 0) };
   if (queued.type === EventType.TerminationNotice) {
     // The earliest termination time wins.
     const a = queued.timestamp?.getTime() ?? Number.POSITIVE_INFINITY;
@@ -105,10 +106,12 @@ export class Reconciler {
   /** Operator and workload actions on instances: drain, extend, cancel, force, protect. */
   readonly operator: OperatorActions;
   private readonly random: () => number;
-  private readonly queue: KeyedWorkQueue<ReconcileEvent>;
+  private readonly queue: KeyedWorkQueue<QueuedEvent>;
   private readonly gate: CallGate;
   private readonly timers: DurableTimers;
   private readonly executor: Executor;
+  private readonly facts: FactRecorder;
+  private readonly inputs: PlanInputs;
   private readonly ctx: Context;
   private readonly inFlight = new Map<string, 'create' | 'delete'>();
   private readonly lastProcessed = new Map<string, number>();
@@ -146,7 +149,7 @@ export class Reconciler {
       createGapMs: options.createRateLimitMs ?? config.shard.createRateLimit,
     });
     this.timers = new DurableTimers(this.store, this.clock, (event) => this.enqueue({ ...event, preventDuplicate: false }));
-    this.queue = new KeyedWorkQueue<ReconcileEvent>({
+    this.queue = new KeyedWorkQueue<QueuedEvent>({
       concurrency: config.shard.workers,
       handler: (key, events) => this.handleGroup(key, events),
       barrierHandler: (events) => this.handleInitialReconcile(events),
@@ -180,6 +183,12 @@ export class Reconciler {
       maxAttempts: () => this.opts.configLoader.getCurrent().shard.maxAttempts,
     };
     this.executor = new Executor(this.ctx);
+    this.facts = new FactRecorder(this.ctx, options.statusTimeoutMs ?? 5_000);
+    this.inputs = new PlanInputs({
+      ctx: this.ctx,
+      effectiveSettings: (config, tenant, group) => this.effectiveSettings(config, tenant, group),
+      observingSince: () => this.observingSince,
+    });
     this.operator = new OperatorActions({
       ctx: this.ctx,
       plan: (tenant, group) => this.plan(tenant, group),
@@ -188,7 +197,7 @@ export class Reconciler {
     this.executor.enqueueCheck = (tenant, group, instanceId, cause) => {
       // A check that failed is retried by its own timer, with backoff. Asking again at once would
       // spin: the plan keeps wanting the check until one succeeds (a throttled or failing provider).
-      if (this.timers.has(`retry:${EventType.CheckInstance}:${groupKeyOf(tenant, group)}:${instanceId}`)) return;
+      if (this.timers.has(TimerKey.retry(EventType.CheckInstance, groupKeyOf(tenant, group), instanceId))) return;
       this.enqueue(checkEvent(tenant, group, instanceId, cause));
     };
   }
@@ -282,13 +291,13 @@ export class Reconciler {
    */
   plan(tenant: string, groupKey: string, options: { size?: number } = {}): Plan {
     const config = this.opts.configLoader.getCurrent();
-    return this.explain(this.computePlan(config, tenant, groupKey, options.size));
+    return this.explain(this.inputs.computePlan(config, tenant, groupKey, options.size));
   }
 
   /** Plans of every known group (configured or with live instances), no side effects. */
   planAll(): Plan[] {
     const config = this.opts.configLoader.getCurrent();
-    return this.knownGroups(config).map(({ tenant, group }) => this.explain(this.computePlan(config, tenant, group)));
+    return this.knownGroups(config).map(({ tenant, group }) => this.explain(this.inputs.computePlan(config, tenant, group)));
   }
 
   /**
@@ -375,7 +384,7 @@ export class Reconciler {
       return;
     }
     if (event.type === EventType.InitialReconcile) {
-      this.queue.addBarrier('initial', event);
+      this.queue.addBarrier('initial', { ...event, type: EventType.InitialReconcile });
       return;
     }
     let tenant = event.tenant;
@@ -392,11 +401,11 @@ export class Reconciler {
       this.safeNotifyError('', event.instanceId ?? '', `${describeEvent(event)}: event names no tenant and group, and its instance is unknown`);
       return;
     }
-    if (event.type !== EventType.GroupChanged && !event.instanceId) {
+    const full = routed(event, tenant, group);
+    if (full === null) {
       this.safeNotifyError(groupKeyOf(tenant, group), '', `${describeEvent(event)}: event needs an instanceId`);
       return;
     }
-    const full: ReconcileEvent = { ...event, tenant, groupKey: group };
     if (full.preventDuplicate) {
       const last = this.lastProcessed.get(duplicateKey(full));
       const window = 2 * this.opts.configLoader.getCurrent().shard.healthCheckInterval;
@@ -405,7 +414,7 @@ export class Reconciler {
         return;
       }
     }
-    const coalesce = full.type === EventType.GroupChanged ? 'group' : `${full.type}|${full.instanceId ?? ''}`;
+    const coalesce = full.type === EventType.GroupChanged ? 'group' : `${full.type}|${full.instanceId}`;
     this.queue.add(groupKeyOf(tenant, group), coalesce, full, eventPriority(full));
   }
 
@@ -449,15 +458,17 @@ export class Reconciler {
 
   // ---- handlers ------------------------------------------------------------------------------
 
-  private async handleGroup(key: string, events: ReconcileEvent[]): Promise<void> {
+  private async handleGroup(key: string, queued: QueuedEvent[]): Promise<void> {
     if (this.halted) return;
     const started = this.clock.nowMs();
     const { tenant, group } = splitGroupKey(key);
+    // A group's queue holds only its own events (intake routes them); the barrier has its own handler.
+    const events = queued.filter((e): e is GroupEvent => e.type !== EventType.InitialReconcile);
     events.sort((a, b) => eventPriority(a) - eventPriority(b));
     for (const event of events) {
       this.markProcessed(event);
       try {
-        await this.applyFact(tenant, group, event);
+        await this.facts.record(event);
       } catch (err) {
         this.handleFailure(tenant, group, event, err);
       }
@@ -470,14 +481,14 @@ export class Reconciler {
     }
     try {
       const config = this.opts.configLoader.getCurrent();
-      this.trackRemoval(config, tenant, group, events);
-      const plan = this.computePlan(config, tenant, group);
-      this.trackBrake(plan, events);
+      trackRemoval(this.ctx, config, tenant, group, events);
+      const plan = this.inputs.computePlan(config, tenant, group);
+      trackBrake(this.ctx, plan, events);
       this.executor.apply(plan, events);
       this.lastPlans.set(key, plan);
       this.trackBlocks(key, plan);
-      if (plan.wakeAt) this.timers.set(`wake:${key}`, plan.wakeAt.getTime(), { type: EventType.GroupChanged, tenant, groupKey: group, cause: 'timer' });
-      else this.timers.clear(`wake:${key}`);
+      if (plan.wakeAt) this.timers.set(TimerKey.wake(key), plan.wakeAt.getTime(), { type: EventType.GroupChanged, tenant, groupKey: group, cause: 'timer' });
+      else this.timers.clear(TimerKey.wake(key));
       // Forgetting vanished instances changes what the next plan counts (the health brake counts
       // them as unhealthy in the plan that forgets them): plan again, or a brake they tripped would
       // hold until something else happened in the group.
@@ -488,263 +499,6 @@ export class Reconciler {
       const attempt = Math.max(0, ...events.map((e) => e.attempt ?? 0));
       this.handleFailure(tenant, group, { type: EventType.GroupChanged, tenant, groupKey: group, cause: 'retry', attempt }, err);
     }
-  }
-
-  /**
-   * A group gone from the config is removed only after groupRemovalGrace: records since when it
-   * has been gone (once), and forgets that when the config brings it back or nothing is left.
-   */
-  private trackRemoval(config: DroverConfig, tenant: string, group: string, events: readonly ReconcileEvent[]): void {
-    const configured = groupSettings(config, tenant, group) !== null;
-    const since = this.store.getGroupState(tenant, group)?.removalSince ?? null;
-    const now = this.clock.now();
-    const event = events.length > 0 ? describeEvent(events[0] as ReconcileEvent) : null;
-    if (configured && since !== null) {
-      this.store.transaction(() => {
-        this.store.setRemovalSince(tenant, group, null);
-        this.store.appendAudit({ tenant, group, at: now, instanceId: null, action: 'removalCancelled', reason: 'config', event, detail: `back in the config ${Math.round((now.getTime() - since.getTime()) / 1000)}s after it left; nothing was removed`, epoch: this.ctx.epoch() });
-      });
-      this.log.info({ tenant, group }, 'group back in the config; its removal is cancelled');
-    } else if (!configured && since === null) {
-      if (this.store.liveInstances(tenant, group).length === 0) return;
-      const grace = config.shard.groupRemovalGrace;
-      this.store.transaction(() => {
-        this.store.setRemovalSince(tenant, group, now);
-        this.store.appendAudit({ tenant, group, at: now, instanceId: null, action: 'removalPending', reason: 'groupRemoved', event, detail: `no longer in the config; its instances are removed at ${new Date(now.getTime() + grace).toISOString()} unless it comes back first`, epoch: this.ctx.epoch() });
-      });
-      this.log.warn({ tenant, group, graceMs: grace }, 'group no longer in the config; removal pending');
-    } else if (!configured && this.store.liveInstances(tenant, group).length === 0) {
-      this.store.setRemovalSince(tenant, group, null);
-    }
-  }
-
-  /** Audits (and keeps, for since when) the moments a group's health brake trips and releases. */
-  private trackBrake(plan: Plan, events: readonly ReconcileEvent[]): void {
-    const { tenant, group } = plan;
-    const since = this.store.getGroupState(tenant, group)?.brakeSince ?? null;
-    const on = plan.summary.disruption.shortCircuited;
-    if (on === (since !== null)) return;
-    const now = this.clock.now();
-    const event = events.length > 0 ? describeEvent(events[0] as ReconcileEvent) : null;
-    const { brakeCount, maxUnhealthy } = plan.summary.disruption;
-    const block = plan.blocked.find((b) => b.code === 'ShortCircuit');
-    this.store.transaction(() => {
-      this.store.setBrakeSince(tenant, group, on ? now : null);
-      this.store.appendAudit({
-        tenant,
-        group,
-        at: now,
-        instanceId: null,
-        action: on ? 'brakeTripped' : 'brakeReleased',
-        reason: 'maxUnhealthy',
-        event,
-        detail: on
-          ? `${brakeCount} unhealthy or recently replaced for health, more than maxUnhealthy ${maxUnhealthy ?? '?'}: ${block?.message ?? ''}`
-          : `${brakeCount} unhealthy or recently replaced for health, within maxUnhealthy ${maxUnhealthy ?? 'none'}; held ${Math.round((now.getTime() - (since?.getTime() ?? now.getTime())) / 1000)}s`,
-        epoch: this.ctx.epoch(),
-      });
-    });
-    if (on) this.log.warn({ tenant, group, count: brakeCount, maxUnhealthy }, 'health brake tripped');
-    else this.log.info({ tenant, group, count: brakeCount, maxUnhealthy }, 'health brake released');
-  }
-
-  private computePlan(config: DroverConfig, tenant: string, group: string, sizeOverride?: number): Plan {
-    const effective = this.effectiveSettings(config, tenant, group);
-    const settings = effective && sizeOverride !== undefined ? { ...effective, size: sizeOverride } : effective;
-    const state = this.store.getGroupState(tenant, group);
-    // Not yet recorded (a dry run before the group's first reconcile): the grace starts now.
-    const removalPendingUntil = settings === null ? (state?.removalSince?.getTime() ?? this.clock.nowMs()) + config.shard.groupRemovalGrace : null;
-    const hold = settings ? this.activeHold(state, holdKey(settings.size, settings.templateHash), config) : null;
-    const instances = this.store.liveInstances(tenant, group);
-    return planGroup({
-      tenant,
-      group,
-      settings,
-      shard: {
-        healthCheckIntervalMs: config.shard.healthCheckInterval,
-        missedHealthThreshold: config.shard.missedHealthThreshold,
-        defaultDrainTimeoutMs: config.shard.defaultDrainTimeout,
-      },
-      instances,
-      // Recent departures: what new instances replace, and what the health brake still counts.
-      departed: this.store.departedInstances(tenant, group, new Date(this.clock.nowMs() - Math.max(DEPARTED_WINDOW_MS, 3 * (settings?.disruption.unhealthyWindowMs ?? 0)))),
-      inFlight: this.inFlight,
-      now: this.clock.nowMs(),
-      observingSince: this.observingSince,
-      createHold: hold?.reason ?? null,
-      createHoldUntil: hold?.until ?? null,
-      maxAttempts: config.shard.maxAttempts,
-      removalPendingUntil,
-      ...this.operatorInputs(instances),
-    });
-  }
-
-  /**
-   * The create hold in force for a group, if its key still matches the group's size and template.
-   * A hold set because retries ran out lasts one resync interval (10 min when resync is off).
-   */
-  private activeHold(state: GroupState | null, key: string, config: DroverConfig): { reason: string; until: number | null } | null {
-    if (!state?.holdKey) return null;
-    const reason = state.holdReason ?? 'provider error';
-    if (state.holdKey === key) return { reason, until: null };
-    if (state.holdKey === `${RETRY_HOLD_PREFIX}${key}` && state.holdAt) {
-      const until = state.holdAt.getTime() + (config.shard.resyncInterval || 600_000);
-      return until > this.clock.nowMs() ? { reason, until } : null;
-    }
-    return null;
-  }
-
-  /** Protection, held rotations and operator drain requests of these instances, from OperatorState. */
-  private operatorInputs(instances: readonly InstanceRecord[]): Pick<PlanInput, 'protectedUntil' | 'rotationHolds' | 'drainRequests'> {
-    const protectedUntil = new Map<string, number>();
-    const rotationHolds = new Map<string, number>();
-    const drainRequests = new Map<string, { force: boolean }>();
-    const state = this.operatorState;
-    for (const i of instances) {
-      const protection = state.get<Protection>(keys.protection(i.id));
-      if (protection) protectedUntil.set(i.id, Date.parse(protection.until));
-      const hold = state.get<RotationHold>(keys.hold(i.id));
-      if (hold) rotationHolds.set(i.id, Date.parse(hold.until));
-      const request = state.get<DrainRequest>(keys.drainRequest(i.id));
-      if (request) drainRequests.set(i.id, { force: request.force });
-    }
-    return { protectedUntil, rotationHolds, drainRequests };
-  }
-
-  /** Records what an event says happened. Provider reads happen here (CheckInstance). */
-  private async applyFact(tenant: string, group: string, event: ReconcileEvent): Promise<void> {
-    switch (event.type) {
-      case EventType.GroupChanged:
-        return;
-      case EventType.CheckInstance:
-        return this.checkInstance(tenant, group, event);
-      case EventType.InstanceDeleted:
-        return this.instanceDeleted(event);
-      case EventType.DrainAcked:
-        return this.drainAcked(tenant, group, event);
-      case EventType.TerminationNotice:
-        return this.terminationNotice(tenant, group, event);
-      case EventType.InitialReconcile:
-        return;
-    }
-  }
-
-  private async checkInstance(tenant: string, group: string, event: ReconcileEvent): Promise<void> {
-    const id = event.instanceId ?? '';
-    const record = this.store.getInstance(id);
-    if (!record || record.status === 'deleted' || record.tenant !== tenant || record.group !== group) return;
-    if (!record.providerId) return; // Not created yet: nothing to ask.
-    if (!this.isLeaderNow()) return;
-    const disconnectedAt = event.cause === 'disconnect' ? (event.timestamp?.getTime() ?? this.clock.nowMs()) : null;
-    if (disconnectedAt !== null && (event.attempt ?? 0) > 0 && record.healthAt && record.healthAt.getTime() > disconnectedAt) {
-      this.timers.clear(`poll:${groupKeyOf(tenant, group)}:${id}`);
-      return; // It reported after the disconnect: polling stops.
-    }
-    const statusTimeout = this.opts.statusTimeoutMs ?? 5_000;
-    const started = this.clock.nowMs();
-    let status: ProviderStatus | 'notFound';
-    try {
-      status = await this.gate.run('read', Priority.urgent, () =>
-        withTimeout(this.clock, statusTimeout, `checking instance ${id}`, this.opts.provider.status(record.providerId ?? '')),
-      );
-      this.opts.observer?.providerCall?.('status', this.clock.nowMs() - started, null);
-    } catch (err) {
-      if (!(err instanceof InstanceNotFoundError)) {
-        this.opts.observer?.providerCall?.('status', this.clock.nowMs() - started, err);
-        throw err;
-      }
-      this.opts.observer?.providerCall?.('status', this.clock.nowMs() - started, null);
-      status = 'notFound';
-    }
-    if (this.halted) return;
-    const alive = status === 'running' || status === 'pending';
-    const judged = record.status === 'running' && status !== 'notFound' && isTerminalStatus(status);
-    this.store.updateInstance(id, {
-      providerStatus: status,
-      providerCheckedAt: this.clock.now(),
-      // When a running instance was first seen stopped (or otherwise terminal): the health brake's
-      // settle delay runs from there, not from the latest re-poll. Seen alive again: forgotten.
-      ...(judged && record.unhealthyAt === null ? { unhealthyAt: this.clock.now() } : {}),
-      ...(alive && record.status === 'running' && record.unhealthyAt !== null ? { unhealthyAt: null } : {}),
-    });
-    this.log.debug({ tenant, group, instanceId: id, status, cause: event.cause }, 'instance checked');
-    const pollKey = `poll:${groupKeyOf(tenant, group)}:${id}`;
-    if (disconnectedAt !== null && alive) {
-      const attempt = event.attempt ?? 0;
-      const fresh = this.store.getInstance(id);
-      const reportedSince = fresh?.healthAt && fresh.healthAt.getTime() > disconnectedAt;
-      const delay = DISCONNECT_POLL_DELAYS_MS[attempt];
-      if (!reportedSince && delay !== undefined) {
-        this.timers.set(pollKey, this.clock.nowMs() + delay, {
-          type: EventType.CheckInstance,
-          tenant,
-          groupKey: group,
-          instanceId: id,
-          cause: 'disconnect',
-          timestamp: new Date(disconnectedAt),
-          attempt: attempt + 1,
-        });
-      } else {
-        this.timers.clear(pollKey);
-      }
-    } else {
-      this.timers.clear(pollKey);
-    }
-  }
-
-  private async instanceDeleted(event: ReconcileEvent): Promise<void> {
-    const record = this.store.getInstance(event.instanceId ?? '');
-    if (!record || record.status === 'deleted') return;
-    this.store.updateInstance(record.id, { providerStatus: 'notFound', providerCheckedAt: this.clock.now() });
-  }
-
-  private async drainAcked(tenant: string, group: string, event: ReconcileEvent): Promise<void> {
-    const id = event.instanceId ?? '';
-    const record = this.store.getInstance(id);
-    const now = this.clock.now();
-    const actor = event.cause ?? 'reconciler';
-    if (!record || record.status !== 'draining' || record.tenant !== tenant || record.group !== group) {
-      const state = record ? record.status : 'unknown';
-      const message = `drain ack for instance ${id}, which is not draining (${state}); nothing deleted`;
-      this.store.appendAudit({ tenant, group, at: now, instanceId: id || null, action: 'ackIgnored', reason: 'notDraining', event: describeEvent(event), actor, detail: message, epoch: this.ctx.epoch() });
-      this.log.warn({ tenant, group, instanceId: id, status: state }, 'drain ack for an instance that is not draining');
-      this.safeNotifyError(groupKeyOf(tenant, group), id, message);
-      return;
-    }
-    if (record.drainAckedAt) return; // A repeated ack changes nothing.
-    this.store.transaction(() => {
-      this.store.updateInstance(id, { drainAckedAt: now });
-      this.store.appendAudit({ tenant, group, at: now, instanceId: id, action: 'drainAcked', reason: record.drainReason ?? 'drain', event: describeEvent(event), actor, epoch: this.ctx.epoch() });
-    });
-  }
-
-  private async terminationNotice(tenant: string, group: string, event: ReconcileEvent): Promise<void> {
-    const id = event.instanceId ?? '';
-    const record = this.store.getInstance(id);
-    if (!record || record.status === 'deleted' || record.status === 'deleting' || record.tenant !== tenant || record.group !== group) return;
-    if (record.noticeDeadline) return; // Repeated notices do nothing more.
-    const now = this.clock.now();
-    const window = this.opts.configLoader.getCurrent().shard.defaultNoticeWindow;
-    const deadline = event.timestamp ?? new Date(now.getTime() + window);
-    this.store.transaction(() => {
-      const patch: Parameters<ReconcilerStore['updateInstance']>[1] = { noticeAt: now, noticeDeadline: deadline };
-      if (record.status === 'draining' && record.drainDeadline && record.drainDeadline.getTime() > deadline.getTime()) {
-        patch.drainDeadline = deadline; // A drain in progress must end before the provider terminates it.
-      }
-      this.store.updateInstance(id, patch);
-      this.store.appendAudit({
-        tenant,
-        group,
-        at: now,
-        instanceId: id,
-        action: 'notice',
-        reason: 'terminationNotice',
-        event: describeEvent(event),
-        detail: `the provider terminates it at ${deadline.toISOString()}`,
-        epoch: this.ctx.epoch(),
-      });
-    });
-    this.log.info({ tenant, group, instanceId: id, deadline }, 'termination notice recorded');
   }
 
   private async handleInitialReconcile(events: ReconcileEvent[]): Promise<void> {
@@ -787,7 +541,7 @@ export class Reconciler {
       this.markDirty(tenant, group, periodicOnly ? 'resync' : 'initial', Priority.bulk);
     }
     if (config.shard.resyncInterval > 0) {
-      this.timers.set('resync', this.clock.nowMs() + config.shard.resyncInterval, { type: EventType.InitialReconcile, cause: 'resync' });
+      this.timers.set(TimerKey.resync, this.clock.nowMs() + config.shard.resyncInterval, { type: EventType.InitialReconcile, cause: 'resync' });
     }
   }
 
@@ -822,7 +576,7 @@ export class Reconciler {
     this.safeNotifyError(key, event.instanceId ?? '', `${describeEvent(event)}: ${message}`);
     this.opts.observer?.retried?.();
     const due = this.clock.nowMs() + backoffDelay(attempt, this.random);
-    this.timers.set(`retry:${event.type}:${key}:${event.instanceId ?? ''}`, due, { ...event, attempt, preventDuplicate: false });
+    this.timers.set(TimerKey.retry(event.type, key, event.instanceId), due, { ...event, attempt, preventDuplicate: false });
   }
 
   // ---- collaborators -------------------------------------------------------------------------
@@ -884,4 +638,11 @@ function describeEventSafe(event: unknown): string {
   } catch {
     return String(event);
   }
+}
+
+/** The event as intake completes it (tenant and group known), or null when it lacks its instance. */
+function routed(event: ReconcileEvent, tenant: string, groupKey: string): GroupEvent | null {
+  if (event.type === EventType.GroupChanged) return { ...event, type: event.type, tenant, groupKey };
+  if (event.type === EventType.InitialReconcile || !event.instanceId) return null;
+  return { ...event, type: event.type, tenant, groupKey, instanceId: event.instanceId };
 }

@@ -18,8 +18,8 @@
  * which are written after it.
  */
 import { TAG, type ProviderInstance } from '../providers/index.js';
-import type { InstanceRef } from '../store/index.js';
-import { withTimeout } from '../util/timeout.js';
+import type { InstanceRef, InstanceStatus, NewAuditEntry } from '../store/index.js';
+import { timedCall } from './calls.js';
 import type { Context } from './context.js';
 import { Priority } from '../queue/priority.js';
 import { groupKeyOf } from './events.js';
@@ -54,17 +54,9 @@ function drainFromTags(tags: Record<string, string>): TaggedDrain {
 }
 
 export async function syncWithProvider(ctx: Context, shardId: string, options: { fromTags?: boolean } = {}): Promise<SyncResult> {
-  const started = ctx.clock.nowMs();
-  let listed: ProviderInstance[];
-  try {
-    listed = await ctx.gate.run('read', Priority.high, () =>
-      withTimeout(ctx.clock, ctx.callTimeoutMs(), 'listing provider instances', ctx.provider.list({ [TAG.shard]: shardId })),
-    );
-    ctx.observer.providerCall?.('list', ctx.clock.nowMs() - started, null);
-  } catch (err) {
-    ctx.observer.providerCall?.('list', ctx.clock.nowMs() - started, err);
-    throw err;
-  }
+  const listed: ProviderInstance[] = await ctx.gate.run('read', Priority.high, () =>
+    timedCall(ctx, 'list', ctx.callTimeoutMs(), 'listing provider instances', () => ctx.provider.list({ [TAG.shard]: shardId })),
+  );
   if (ctx.halted()) return { touched: new Set(), listed: listed.length, adopted: 0, confirmed: 0, vanished: 0, leaks: 0 };
 
   const now = ctx.clock.now();
@@ -104,70 +96,92 @@ export async function syncWithProvider(ctx: Context, shardId: string, options: {
   return result;
 }
 
+type Fields = Parameters<Context['store']['updateInstance']>[1];
+type Move = { to: InstanceStatus; fields: Fields; audit: Omit<NewAuditEntry, 'instanceId'> };
+
 function reconcileFound(ctx: Context, row: InstanceRef, found: ProviderInstance, now: Date, epoch: number | null, result: SyncResult, fromTags: boolean): void {
-  const patch: Parameters<Context['store']['updateInstance']>[1] = {};
+  const fields: Fields = {};
+  const moves: Move[] = [];
+  const audit = { tenant: row.tenant, group: row.group, at: now, epoch };
   if (row.status === 'creating') {
     const createReason = ctx.store.getInstance(row.id)?.createReason ?? 'scaleUp';
-    patch.status = 'running';
-    patch.providerId = found.providerId;
-    patch.confirmedAt = now;
-    patch.attempts = 0;
-    patch.nextAttemptAt = null;
-    patch.lastError = null;
     result.confirmed++;
-    ctx.store.appendAudit({
-      tenant: row.tenant,
-      group: row.group,
-      at: now,
-      instanceId: row.id,
-      action: 'adopt',
-      reason: createReason,
-      detail: `recorded create found at the provider as ${found.providerId}`,
-      epoch,
+    moves.push({
+      to: 'running',
+      fields: { providerId: found.providerId, confirmedAt: now, attempts: 0, nextAttemptAt: null, lastError: null },
+      audit: { ...audit, action: 'adopt', reason: createReason, detail: `recorded create found at the provider as ${found.providerId}` },
     });
   } else if (!row.providerId) {
-    patch.providerId = found.providerId;
+    fields.providerId = found.providerId;
   }
   // Record what the provider says only when it matters: terminal, or changed from a terminal one.
   const terminalNow = found.status !== 'running' && found.status !== 'pending';
   const terminalBefore = row.providerStatus !== null && row.providerStatus !== 'running' && row.providerStatus !== 'pending';
-  if (terminalNow || terminalBefore) {
-    if (row.providerStatus !== found.status) {
-      patch.providerStatus = found.status;
-      patch.providerCheckedAt = now;
-    }
+  if ((terminalNow || terminalBefore) && row.providerStatus !== found.status) {
+    fields.providerStatus = found.status;
+    fields.providerCheckedAt = now;
   }
-  if (fromTags) Object.assign(patch, drainPatch(ctx, row, (patch.status ?? row.status) === 'running', drainFromTags(found.tags), now, epoch));
-  if (Object.keys(patch).length > 0) {
-    ctx.store.updateInstance(row.id, patch);
-    result.touched.add(groupKeyOf(row.tenant, row.group));
+  if (fromTags) {
+    const running = (moves.at(-1)?.to ?? row.status) === 'running';
+    const drain = drainFromTagsFor(ctx, row, running, drainFromTags(found.tags), now, epoch);
+    Object.assign(fields, drain.fields);
+    if (drain.move) moves.push(drain.move);
+    else if (drain.audit) ctx.store.appendAudit({ ...drain.audit, instanceId: row.id });
   }
+  if (Object.keys(fields).length === 0 && moves.length === 0) return;
+  if (Object.keys(fields).length > 0) ctx.store.updateInstance(row.id, fields);
+  for (const move of moves) ctx.store.transition(row.id, move.to, move.fields, move.audit);
+  result.touched.add(groupKeyOf(row.tenant, row.group));
 }
 
-/** What the provider's drain tags change in a known row (see the header), with its audit entry. */
-function drainPatch(ctx: Context, row: InstanceRef, running: boolean, tagged: TaggedDrain, now: Date, epoch: number | null): Parameters<Context['store']['updateInstance']>[1] {
-  if (tagged === null || (!running && row.status !== 'draining')) return {};
-  const audit = { tenant: row.tenant, group: row.group, at: now, instanceId: row.id, epoch };
+/**
+ * What the provider's drain tags change in a known row (see the header): fields, a status move
+ * with its audit entry, or an audit entry for fields alone (a deadline taken from the tags).
+ */
+function drainFromTagsFor(
+  ctx: Context,
+  row: InstanceRef,
+  running: boolean,
+  tagged: TaggedDrain,
+  now: Date,
+  epoch: number | null,
+): { fields: Fields; move?: Move; audit?: Omit<NewAuditEntry, 'instanceId'> } {
+  if (tagged === null || (!running && row.status !== 'draining')) return { fields: {} };
+  const audit = { tenant: row.tenant, group: row.group, at: now, epoch };
   if (tagged.kind === 'cleared') {
-    if (row.status !== 'draining') return {};
+    if (row.status !== 'draining') return { fields: {} };
     // Only a drain begun before the cancel the tags record is taken back: a later one (a health
     // replacement, or a drain whose own tag write was lost or is still out) stands.
     const startedAt = ctx.store.getInstance(row.id)?.drainStartedAt?.getTime() ?? null;
-    if (startedAt !== null && tagged.cancelledAt !== null && startedAt > tagged.cancelledAt.getTime()) return {};
-    ctx.store.appendAudit({ ...audit, action: 'drainCancelled', reason: 'providerTags', detail: 'the provider\'s tags say its drain was cancelled; back in service' });
-    return { status: 'running', drainStartedAt: null, drainDeadline: null, drainReason: null, drainAckedAt: null };
+    if (startedAt !== null && tagged.cancelledAt !== null && startedAt > tagged.cancelledAt.getTime()) return { fields: {} };
+    return {
+      fields: {},
+      move: {
+        to: 'running',
+        fields: { drainStartedAt: null, drainDeadline: null, drainReason: null, drainAckedAt: null },
+        audit: { ...audit, action: 'drainCancelled', reason: 'providerTags', detail: "the provider's tags say its drain was cancelled; back in service" },
+      },
+    };
   }
   if (row.status === 'draining') {
     const current = ctx.store.getInstance(row.id);
     // A termination notice shortens a drain in the row only: no deadline from the tags outlives it.
     const notice = current?.noticeDeadline?.getTime() ?? Number.POSITIVE_INFINITY;
     const deadline = notice < tagged.deadline.getTime() ? new Date(notice) : tagged.deadline;
-    if (current?.drainDeadline?.getTime() === deadline.getTime() && current.drainReason === tagged.reason) return {};
-    ctx.store.appendAudit({ ...audit, action: 'drainExtended', reason: tagged.reason, detail: `deadline from the provider's tags: ${deadline.toISOString()}` });
-    return { drainStartedAt: tagged.startedAt, drainDeadline: deadline, drainReason: tagged.reason };
+    if (current?.drainDeadline?.getTime() === deadline.getTime() && current.drainReason === tagged.reason) return { fields: {} };
+    return {
+      fields: { drainStartedAt: tagged.startedAt, drainDeadline: deadline, drainReason: tagged.reason },
+      audit: { ...audit, action: 'drainExtended', reason: tagged.reason, detail: `deadline from the provider's tags: ${deadline.toISOString()}` },
+    };
   }
-  ctx.store.appendAudit({ ...audit, action: 'drain', reason: tagged.reason, detail: `resumed from the provider's tags: started ${tagged.startedAt.toISOString()}, deadline ${tagged.deadline.toISOString()}` });
-  return { status: 'draining', drainStartedAt: tagged.startedAt, drainDeadline: tagged.deadline, drainReason: tagged.reason, drainAckedAt: null };
+  return {
+    fields: {},
+    move: {
+      to: 'draining',
+      fields: { drainStartedAt: tagged.startedAt, drainDeadline: tagged.deadline, drainReason: tagged.reason, drainAckedAt: null },
+      audit: { ...audit, action: 'drain', reason: tagged.reason, detail: `resumed from the provider's tags: started ${tagged.startedAt.toISOString()}, deadline ${tagged.deadline.toISOString()}` },
+    },
+  };
 }
 
 function adoptUnknown(ctx: Context, p: ProviderInstance, now: Date, epoch: number | null, result: SyncResult): void {
@@ -177,25 +191,12 @@ function adoptUnknown(ctx: Context, p: ProviderInstance, now: Date, epoch: numbe
   const existing = id ? ctx.store.getInstance(id) : null;
   if (existing) {
     // The store deleted it (cancelled, failed, or deleted while a call was out): a leak.
-    ctx.store.updateInstance(existing.id, {
-      status: 'deleting',
-      providerId: p.providerId,
-      deleteReason: 'leak',
-      deletedAt: null,
-      attempts: 0,
-      nextAttemptAt: null,
-      lastError: null,
-    });
-    ctx.store.appendAudit({
-      tenant: existing.tenant,
-      group: existing.group,
-      at: now,
-      instanceId: existing.id,
-      action: 'leak',
-      reason: 'leak',
-      detail: `provider still has ${p.providerId} (${p.status}); deleting it`,
-      epoch,
-    });
+    ctx.store.transition(
+      existing.id,
+      'deleting',
+      { providerId: p.providerId, deleteReason: 'leak', deletedAt: null, attempts: 0, nextAttemptAt: null, lastError: null },
+      { tenant: existing.tenant, group: existing.group, at: now, action: 'leak', reason: 'leak', detail: `provider still has ${p.providerId} (${p.status}); deleting it`, epoch },
+    );
     result.leaks++;
     result.touched.add(groupKeyOf(existing.tenant, existing.group));
     return;

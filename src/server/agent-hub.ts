@@ -20,7 +20,8 @@ import type { Clock, TimerHandle } from '../clock/index.js';
 import { AGENT_PING_MISSES } from '../config/index.js';
 import type { AgentCredentials } from '../agent/credentials.js';
 import { AGENT_PATH, CLOSE, INSTANCE_HEADER, parseAgentMessage, type AgentMessage, type ServerMessage } from '../agent/protocol.js';
-import { EventType, type Logger, type ReconcileEvent } from '../reconciler/index.js';
+import { EventType, type ReconcileEvent } from '../reconciler/index.js';
+import type { Logger } from '../logging/index.js';
 import type { LocalDb } from '../store/index.js';
 import { TokenBucket } from '../util/token-bucket.js';
 

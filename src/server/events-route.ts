@@ -9,9 +9,9 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Clock, TimerHandle } from '../clock/index.js';
-import { DroverError } from '../errors/index.js';
+import { UnavailableError } from '../errors/index.js';
 import type { LeaderElector } from '../leader/index.js';
-import type { Logger } from '../reconciler/index.js';
+import type { Logger } from '../logging/index.js';
 import type { LocalDb } from '../store/index.js';
 import { ANONYMOUS_ADMIN, seesTenant, tenantOfGroupKey, type Principal } from './auth.js';
 import type { BusEvent, EventBus } from './event-bus.js';
@@ -30,11 +30,6 @@ export interface EventStreamDeps {
   maxEventSubscribers: number;
 }
 
-class TooManySubscribersError extends DroverError {
-  constructor(max: number) {
-    super(`the event stream has ${max} clients already (server.maxEventSubscribers); retry later`, { code: 'unavailable', retryable: true });
-  }
-}
 
 /** The event as this caller may see it, or null when it concerns another tenant. */
 export function visibleEvent(event: BusEvent, principal: Principal): BusEvent | null {
@@ -59,7 +54,7 @@ export function registerEventStream(app: FastifyInstance, deps: EventStreamDeps)
   const { clock, db, bus } = deps;
   let open = 0;
   app.get('/v1/events', { config: { access: 'viewer' } }, (req, reply) => {
-    if (open >= deps.maxEventSubscribers) throw new TooManySubscribersError(deps.maxEventSubscribers);
+    if (open >= deps.maxEventSubscribers) throw new UnavailableError(`the event stream has ${deps.maxEventSubscribers} clients already (server.maxEventSubscribers); retry later`);
     const principal = req.principal ?? ANONYMOUS_ADMIN;
     const tenants = principal.tenants ? [...principal.tenants] : undefined;
     reply.hijack();

@@ -24,7 +24,7 @@ import { Server as TlsServer, createSecureContext, type SecureContextOptions } f
 import type { Clock, TimerHandle } from '../clock/index.js';
 import type { DroverConfig } from '../config/index.js';
 import { doing, errorMessage } from '../errors/index.js';
-import type { Logger } from '../reconciler/index.js';
+import type { Logger } from '../logging/index.js';
 import { parseCertificates, readSettingFile } from '../util/pem.js';
 
 export type ServerTlsConfig = NonNullable<DroverConfig['server']['tls']>;

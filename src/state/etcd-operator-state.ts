@@ -14,9 +14,9 @@
  */
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Clock } from '../clock/index.js';
-import { DroverError, InvalidRequestError, NotLeaderError, errorMessage } from '../errors/index.js';
+import { InvalidRequestError, NotLeaderError, errorMessage, UnavailableError } from '../errors/index.js';
 import type { Fence } from '../leader/index.js';
-import type { Logger } from '../reconciler/ports.js';
+import type { Logger } from '../logging/index.js';
 import { CachedOperatorState, checkOperatorValue } from './operator-state.js';
 
 export interface EtcdOperatorStateOptions {
@@ -110,7 +110,7 @@ export class EtcdOperatorState extends CachedOperatorState {
         succeeded = res.succeeded;
         break;
       } catch (err) {
-        if (clock.nowMs() + 100 >= budgetEnds) throw new DroverError(`${action}: ${errorMessage(err)} (after ${attempt} attempts)`, { code: 'unavailable', retryable: true, cause: err });
+        if (clock.nowMs() + 100 >= budgetEnds) throw new UnavailableError(`${action}: ${errorMessage(err)} (after ${attempt} attempts)`);
         this.log.debug({ key, attempt, err: errorMessage(err) }, 'operator state write failed; retrying');
         await clock.sleep(50);
       }

@@ -5,7 +5,8 @@
  */
 import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
-import { InvalidRequestError } from '../errors/index.js';
+import { InvalidRequestError, NotFoundError } from '../errors/index.js';
+import { IllegalTransitionError, moveAllowed } from './lifecycle.js';
 import { dirname } from 'node:path';
 import { MIGRATIONS } from './migrations.js';
 import type {
@@ -146,7 +147,7 @@ function rowToAudit(row: Row): AuditEntry {
 }
 
 export type NewInstance = Pick<InstanceRecord, 'id' | 'tenant' | 'group' | 'templateName' | 'templateHash' | 'createReason' | 'createdAt'> &
-  Partial<InstancePatch>;
+  Partial<InstancePatch> & { status?: InstanceStatus };
 
 export class LocalDb {
   readonly path: string;
@@ -360,8 +361,32 @@ export class LocalDb {
   }
 
   /** Changes the given fields of an instance. Returns the updated record, or null if unknown. */
+  /**
+   * Moves an instance to another status (checked against its lifecycle, lifecycle.ts), with the
+   * patch and the audit entry of the move, in one transaction: the row and its audit land
+   * together or not at all. The only writer of a status. Throws IllegalTransitionError for a move
+   * the lifecycle does not allow (nothing is written), and NotFoundError for an unknown instance.
+   */
+  transition(id: string, to: InstanceStatus, patch: InstancePatch, audit: Omit<NewAuditEntry, 'instanceId'>): InstanceRecord {
+    return this.transaction(() => {
+      const current = this.getInstance(id);
+      if (!current) throw new NotFoundError(`moving instance ${id} to ${to}: no such instance`);
+      if (!moveAllowed(current.status, to, audit.action)) throw new IllegalTransitionError(id, current.status, to, audit.action);
+      this.writeFields(id, { ...patch, status: to });
+      this.appendAudit({ ...audit, instanceId: id });
+      return this.getInstance(id) as InstanceRecord;
+    });
+  }
+
+  /** Changes fields of an instance other than its status. Returns the updated record, or null if unknown. */
   updateInstance(id: string, patch: InstancePatch): InstanceRecord | null {
-    const fields = (Object.keys(patch) as Array<keyof InstancePatch>).filter((f) => patch[f] !== undefined);
+    if ('status' in patch) throw new TypeError(`updating instance ${id}: a status changes only through transition()`);
+    this.writeFields(id, patch);
+    return this.getInstance(id);
+  }
+
+  private writeFields(id: string, patch: InstancePatch & { status?: InstanceStatus }): void {
+    const fields = (Object.keys(patch) as Array<keyof typeof patch>).filter((f) => patch[f] !== undefined);
     if (fields.length > 0) {
       const key = `update:${fields.join(',')}`;
       let statement = this.patchStatements.get(key);
@@ -371,7 +396,6 @@ export class LocalDb {
       }
       statement.run(...fields.map((f) => toColumnValue(f, patch[f])), id);
     }
-    return this.getInstance(id);
   }
 
   /**

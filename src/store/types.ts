@@ -68,8 +68,8 @@ export interface InstanceFilter {
 /** What provider sync needs of an instance: a narrow read, for passes over every row. */
 export type InstanceRef = Pick<InstanceRecord, 'id' | 'tenant' | 'group' | 'providerId' | 'status' | 'providerStatus'>;
 
-/** Fields that can be changed after insert. */
-export type InstancePatch = Partial<Omit<InstanceRecord, 'id' | 'tenant' | 'group'>>;
+/** Fields that can be changed after insert (the status only through `transition`). */
+export type InstancePatch = Partial<Omit<InstanceRecord, 'id' | 'tenant' | 'group' | 'status'>>;
 
 export type AuditAction =
   | 'create'

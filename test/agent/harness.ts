@@ -10,7 +10,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Agent } from '../../src/agent/agent.js';
 import { parseAgentMessage, type AgentMessage, type ServerMessage } from '../../src/agent/protocol.js';
 import { processesWithEnv } from '../../src/providers/local/proc.js';
-import type { Logger } from '../../src/reconciler/index.js';
+import type { Logger } from '../../src/logging/index.js';
 
 export const INSTANCE = `i-agenttest-${process.pid}`;
 export const CREDENTIAL = 'cred-123';

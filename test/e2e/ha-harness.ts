@@ -54,6 +54,9 @@ export class Replica {
   }
 }
 
+/** The local provider's SIGTERM → SIGKILL grace in the replicas' config: a delete may take that long. */
+export const HA_KILL_GRACE_MS = 2_000;
+
 export interface HaOptions {
   replicas?: number;
   ttl?: string;
@@ -107,7 +110,7 @@ export class HaCluster {
     for (const r of this.replicas) {
       const config = {
         server: { listen: `127.0.0.1:${r.port}`, dataDir: r.dataDir, advertise: r.url, replicas: all },
-        provider: { kind: 'local', stateDir: this.stateDir, killGracePeriod: '2s' },
+        provider: { kind: 'local', stateDir: this.stateDir, killGracePeriod: `${HA_KILL_GRACE_MS}ms` },
         leader: { kind: 'etcd', endpoints: this.etcd.endpoints, ttl: this.options.ttl ?? '2s' },
         shard: { id: 'ha', healthCheckInterval: '1s', missedHealthThreshold: 5, startupTimeout: '30s', defaultDrainTimeout: '5s', ...this.options.shard },
         templates: findableTemplates(this.options.templates ?? { web: { command: ['sleep', '100000'] } }),

@@ -3,18 +3,30 @@
  * one shard (lease TTL 2 s), sharing one local-provider "cloud". Instances are real processes.
  *
  * - kill -9 of the leader, 10 times, during scale-ups and drains: a new leader acts within
- *   TTL + 2 s each time; live instances stay within [size, size + maxSurge]; no instance runs
- *   twice; every drain ends by its original deadline (plus the failover allowance when no
- *   leader was there at the deadline);
+ *   TTL + 3 renewal intervals each time (FAILOVER_BOUND_MS); live instances stay within
+ *   [size, size + maxSurge]; no instance runs twice; every drain ends by its original deadline
+ *   (plus the failover allowance when no leader was there at the deadline);
  * - SIGSTOP of the leader past its TTL, then SIGCONT: it makes no provider call after waking;
  * - kill of one etcd member: the leader stays, work goes on.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeWithEtcd } from '../helpers/etcd-cluster.js';
-import { HaCluster, sleep, type HaOptions, type LogLine } from './ha-harness.js';
+import { HA_KILL_GRACE_MS, HaCluster, sleep, type HaOptions, type LogLine } from './ha-harness.js';
 import { requireBuild } from './process-harness.js';
 
 const TTL_MS = 2_000;
+/** The replicas' EtcdElector renews its lease, and a follower campaigns, every TTL / 3. */
+const RENEWAL_MS = Math.round(TTL_MS / 3);
+/**
+ * kill -9 of the leader → the new leader's first provider call. The lease outlives the kill by
+ * at most a TTL (its last renewal was sent before); a follower campaigns when its watch sees the
+ * key go, or at its next renewal at the latest (one interval); then one interval for etcd's
+ * periodic sweep of expired leases and one for the winner's InitialReconcile to list the
+ * provider. The figures measured are printed (README: "Failover time").
+ */
+const FAILOVER_BOUND_MS = TTL_MS + 3 * RENEWAL_MS;
+/** How often the sampler looks at the cloud. */
+const SAMPLE_MS = 100;
 const MAX_SURGE = 1;
 const DRAIN_MS = 4_000;
 /** Lines that are provider mutations (FencedProvider) or the local provider acting on instances. */
@@ -34,7 +46,7 @@ function web(n: number): HaOptions['groups'] {
   return { default: { web: { size: n, template: 'web', maxSurge: MAX_SURGE, drainTimeout: `${DRAIN_MS / 1_000}s` } } };
 }
 
-/** Samples the cloud every 100 ms: the surge bounds, one agent per instance, drain deadlines. */
+/** Samples the cloud every SAMPLE_MS: the surge bounds, one agent per instance, drain deadlines. */
 function startSampler(): void {
   sampling = true;
   sampler = (async () => {
@@ -55,7 +67,7 @@ function startSampler(): void {
         else if (seen.deadline !== deadline) violations.push(`drain of ${i.id} moved from ${new Date(seen.deadline).toISOString()} to ${i.drainDeadline}`);
       }
       for (const id of drainDeadlines.keys()) if (!liveIds.has(id) && !drainEnded.has(id)) drainEnded.set(id, now);
-      await sleep(100);
+      await sleep(SAMPLE_MS);
     }
   })();
 }
@@ -117,7 +129,7 @@ describeWithEtcd(
       await ha?.cleanup();
     });
 
-    it('kill -9 of the leader 10 times during scale-ups and drains: a new leader acts within TTL + 2 s, bounds hold, drains keep their deadlines', async () => {
+    it('kill -9 of the leader 10 times during scale-ups and drains: a new leader acts within TTL + 3 renewal intervals, bounds hold, drains keep their deadlines', async () => {
       const sizes = [5, 2, 6, 3, 5, 1, 4, 2, 5, 3];
       const failovers: number[] = [];
       for (const [round, target] of sizes.entries()) {
@@ -136,35 +148,37 @@ describeWithEtcd(
         }
         const killedAt = Date.now();
         await ha.kill9(leader);
-        const next = await ha.waitLeader(TTL_MS + 5_000, leader);
+        // Waits a while past the bound, so that a late failover shows how late.
+        const next = await ha.waitLeader(2 * FAILOVER_BOUND_MS, leader);
         // The new leader's first provider call as leader: the sync of its InitialReconcile.
         let acted: LogLine | undefined;
-        while (!acted && Date.now() - killedAt < TTL_MS + 8_000) {
+        while (!acted && Date.now() - killedAt < 2 * FAILOVER_BOUND_MS) {
           acted = firstLine(ha.replica(next).lines(), killedAt, (l) => l.msg === 'provider sync done' || l.msg === 'provider mutation');
           if (!acted) await sleep(20);
         }
         expect(acted, `round ${round}: replica ${next} never acted`).toBeDefined();
         const failoverMs = acted!.time - killedAt;
         failovers.push(failoverMs);
-        expect(failoverMs, `round ${round}: failover`).toBeLessThanOrEqual(TTL_MS + 2_000);
+        expect(failoverMs, `round ${round}: failover`).toBeLessThanOrEqual(FAILOVER_BOUND_MS);
         await ha.start(leader); // back as a follower
         await converged();
       }
       const sorted = [...failovers].sort((a, b) => a - b);
       const median = (sorted[4]! + sorted[5]!) / 2;
-      process.stdout.write(`\nHA failover (kill -9 -> new leader's first provider call), 10 kills: median ${median} ms, max ${sorted[9]} ms; all: ${failovers.join(', ')} ms\n`);
+      process.stdout.write(`\nHA failover (kill -9 -> new leader's first provider call), 10 kills: median ${median} ms, max ${sorted[9]} ms (bound ${FAILOVER_BOUND_MS} ms); all: ${failovers.join(', ')} ms\n`);
       expect(violations).toEqual([]);
       // Every drain ended by its original deadline; when no leader was there at the deadline,
-      // within the failover allowance (TTL + 2 s) plus the delete itself.
+      // within the failover bound; plus the delete itself (up to the kill grace) and one sample.
+      const lateBound = FAILOVER_BOUND_MS + HA_KILL_GRACE_MS + SAMPLE_MS;
       expect(drainDeadlines.size).toBeGreaterThan(0);
       const lateness: number[] = [];
       for (const [id, { deadline }] of drainDeadlines) {
         const ended = drainEnded.get(id);
         expect(ended, `drain of ${id} ended`).toBeDefined();
         lateness.push(ended! - deadline);
-        expect(ended! - deadline, `drain of ${id} ended late`).toBeLessThanOrEqual(TTL_MS + 2_000 + 2_500);
+        expect(ended! - deadline, `drain of ${id} ended late`).toBeLessThanOrEqual(lateBound);
       }
-      process.stdout.write(`HA drains: ${lateness.length} drains, each ended between ${Math.min(...lateness)} and ${Math.max(...lateness)} ms after its original deadline (sampled every 100 ms)\n`);
+      process.stdout.write(`HA drains: ${lateness.length} drains, each ended between ${Math.min(...lateness)} and ${Math.max(...lateness)} ms after its original deadline (sampled every ${SAMPLE_MS} ms; bound ${lateBound} ms)\n`);
     });
 
     it('SIGSTOP of the leader past its TTL, then SIGCONT: it makes no provider call after waking', async () => {

@@ -67,6 +67,10 @@ export interface InstanceRow {
   connected: boolean;
 }
 
+/** The servers' health interval and missed-report threshold here: tests derive their waits and bounds from them. */
+export const E2E_HEALTH_INTERVAL_MS = 1_000;
+export const E2E_MISSED_HEALTH_THRESHOLD = 3;
+
 export class ProcessServer {
   readonly dir: string;
   readonly configPath: string;
@@ -91,7 +95,7 @@ export class ProcessServer {
     this.config = {
       server: { listen: `127.0.0.1:${this.port}`, dataDir: join(this.dir, 'data'), ...(extra.token ? { token: extra.token } : {}) },
       provider: { kind: 'local', killGracePeriod: '2s' },
-      shard: { id: 'e2e', healthCheckInterval: '1s', missedHealthThreshold: 3, startupTimeout: '30s', defaultDrainTimeout: '10s', ...extra.shard },
+      shard: { id: 'e2e', healthCheckInterval: `${E2E_HEALTH_INTERVAL_MS}ms`, missedHealthThreshold: E2E_MISSED_HEALTH_THRESHOLD, startupTimeout: '30s', defaultDrainTimeout: '10s', ...extra.shard },
       templates: findableTemplates(
         extra.templates ?? {
           web: { command: ['node', '-e', 'setInterval(() => {}, 1 << 30)'] },

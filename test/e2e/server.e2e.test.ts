@@ -102,20 +102,28 @@ describe('drover server with the local provider', { timeout: 120_000 }, () => {
     await waitFor('group at 1', () => s!.group('default', 'web'), atSize(1), 15_000);
   });
 
-  it('starts a replacement within a second of a termination notice and drains the old instance', async () => {
+  it('starts a replacement on a termination notice, in service before the notice\'s time, and drains the old instance', async () => {
+    const NOTICE_MS = 20_000;
     s = await startWeb(2, {}, { drainTimeout: '1m' });
     const [doomed] = await s.instances();
-    const notice = s.cli(['local', 'notice', doomed!.id, '--in', '20s', '--state-dir', s.stateDir]);
+    const notice = s.cli(['local', 'notice', doomed!.id, '--in', `${NOTICE_MS / 1_000}s`, '--state-dir', s.stateDir]);
     expect(notice.status, notice.stderr).toBe(0);
+    // No later than this the provider takes the instance away (the notice counts from the command).
+    const terminateBy = Date.now() + NOTICE_MS;
     const replacement = await waitFor('replacement recorded', async () => (await s!.instances()).find((i) => i.replaces === doomed!.id), (r) => r !== undefined, 10_000);
-    const audit = (await s.api<Array<{ instanceId: string; action: string; at: string }>>('GET', `/v1/audit?group=default/web`)).body;
-    const noticedAt = Date.parse(audit.find((a) => a.instanceId === doomed!.id && a.action === 'notice')!.at);
-    const createdAt = Date.parse(audit.find((a) => a.instanceId === replacement!.id && a.action === 'create')!.at);
-    expect(createdAt - noticedAt).toBeLessThan(1_000);
+    const audit = (await s.api<Array<{ instanceId: string; action: string; event: string | null; at: string }>>('GET', `/v1/audit?group=default/web`)).body;
+    const noticed = audit.find((a) => a.instanceId === doomed!.id && a.action === 'notice')!;
+    const created = audit.find((a) => a.instanceId === replacement!.id && a.action === 'create')!;
+    // The notice itself led to the create: it did not wait for a later pass over the group
+    // (a health judgment, the instance gone at the provider, a periodic resync).
+    expect(created.event).toMatch(/^TerminationNotice\b/);
+    console.log(`[notice] replacement created ${Date.parse(created.at) - Date.parse(noticed.at)} ms after the notice was recorded`);
     const old = (await s.api<InstanceRow>('GET', `/v1/instances/${doomed!.id}`)).body;
     expect(old.status).toBe('draining');
     expect(old.drainReason).toBe('terminationNotice');
-    await waitFor('group in service with the replacement', () => s!.group('default', 'web'), (g) => g !== undefined && g.inService === 2, 30_000);
+    // The point of starting it at once: the group keeps its capacity through the termination.
+    await waitFor('the replacement in service before the notice\'s time', () => s!.group('default', 'web'), (g) => g !== undefined && g.inService === 2, Math.max(0, terminateBy - Date.now()));
+    expect((await s.api<InstanceRow>('GET', `/v1/instances/${replacement!.id}`)).body.healthAt).not.toBeNull();
   });
 
   it('follows edits of the config file, and keeps the previous config when the file is invalid', async () => {

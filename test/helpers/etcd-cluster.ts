@@ -8,42 +8,24 @@
  * present a certificate from the CA with `clientCertAuth`); the helper's own health checks verify
  * the members against that CA. Peers still talk plain http among themselves (loopback).
  *
- * Without etcd, `describeWithEtcd` skips its tests loudly; with CI=true it fails instead.
+ * Without etcd, `describeWithEtcd` skips its tests with a warning, or fails them with
+ * DROVER_REQUIRE_TOOLS=1 (test/helpers/tools.ts).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'vitest';
 import { freePort } from '../e2e/process-harness.js';
+import { describeWithTool, ETCD_TOOL, findTool, type SuiteArgs } from './tools.js';
 
 /** Path of the etcd binary, or null when there is none. */
-export function findEtcd(): string | null {
-  const res = spawnSync('sh', ['-c', 'command -v etcd'], { encoding: 'utf8' });
-  const path = res.stdout.trim();
-  return res.status === 0 && path ? path : null;
-}
+export const ETCD = findTool(ETCD_TOOL);
 
-export const ETCD = findEtcd();
-
-/** `describe` that needs etcd: skipped loudly without it, failed in CI (CI=true). */
-export function describeWithEtcd(name: string, fn: () => void, options: { timeout?: number } = {}): void {
-  if (ETCD) {
-    describe(name, options, fn);
-    return;
-  }
-  if (process.env.CI === 'true') {
-    describe(name, () => {
-      it('needs etcd on the PATH', () => {
-        throw new Error('etcd is not on the PATH: .ci/run installs Debian\'s etcd-server; without it the HA tests cannot run');
-      });
-    });
-    return;
-  }
-  process.stderr.write(`\n*** SKIPPED "${name}": etcd is not on the PATH (apt-get install etcd-server). These tests fail in CI without it. ***\n\n`);
-  describe.skip(name, fn);
+/** `describe` that needs etcd: run; failed with DROVER_REQUIRE_TOOLS=1 when etcd is missing; else skipped with a warning. */
+export function describeWithEtcd(name: string, ...args: SuiteArgs): void {
+  describeWithTool(ETCD_TOOL, name, ...args);
 }
 
 export { freePort };

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { EventType, TAG, openLocalDb } from '../../src/index.js';
 import { Harness, configWith } from '../helpers/harness.js';
+import { setRow } from '../helpers/store-fixtures.js';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -84,7 +85,7 @@ describe('durability', () => {
     h.reportHealthy();
     const [leaked] = h.byStatus('running');
     // The store thinks it is gone (for example, a delete whose answer was lost).
-    h.db.updateInstance(leaked!.id, { status: 'deleted', deletedAt: h.clock.now(), deleteReason: 'drainAcked' });
+    setRow(h.db, leaked!.id, { status: 'deleted', deletedAt: h.clock.now(), deleteReason: 'drainAcked' });
     h.reconciler.enqueue({ type: EventType.InitialReconcile });
     await h.settle();
     expect(h.provider.find(leaked!.id)).toBeUndefined();

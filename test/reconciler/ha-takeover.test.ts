@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventType, TAG } from '../../src/index.js';
 import { Harness, configWith } from '../helpers/harness.js';
+import { setRow } from '../helpers/store-fixtures.js';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -74,7 +75,7 @@ describe('taking over from another leader', () => {
     expect(h.byStatus('running')).toHaveLength(2);
     // A drain without tags (this replica's own, whose tag write was lost) goes on.
     const [own] = h.byStatus('running').filter((i) => i.id !== cancelled!.id);
-    h.db.updateInstance(own!.id, { status: 'draining', drainStartedAt: h.clock.now(), drainDeadline: new Date(h.clock.nowMs() + 5 * MIN), drainReason: 'scaleDown' });
+    setRow(h.db, own!.id, { status: 'draining', drainStartedAt: h.clock.now(), drainDeadline: new Date(h.clock.nowMs() + 5 * MIN), drainReason: 'scaleDown' });
     h.leader = false;
     await win(h);
     expect(h.db.getInstance(own!.id)?.status).toBe('draining');
@@ -88,7 +89,7 @@ describe('taking over from another leader', () => {
     // was drained again, for health, and that drain's tag write has not reached the provider.
     const cancelledAt = new Date(h.clock.nowMs() - MIN);
     await h.provider.setTags(providerIdOf(h, inst!.id), { [TAG.drainStartedAt]: '', [TAG.drainDeadline]: '', [TAG.drainReason]: '', [TAG.drainCancelledAt]: cancelledAt.toISOString() });
-    h.db.updateInstance(inst!.id, { status: 'draining', drainStartedAt: h.clock.now(), drainDeadline: new Date(h.clock.nowMs() + 10 * MIN), drainReason: 'unhealthy' });
+    setRow(h.db, inst!.id, { status: 'draining', drainStartedAt: h.clock.now(), drainDeadline: new Date(h.clock.nowMs() + 10 * MIN), drainReason: 'unhealthy' });
     h.leader = false;
     await win(h);
     expect(h.db.getInstance(inst!.id)).toMatchObject({ status: 'draining', drainReason: 'unhealthy' });

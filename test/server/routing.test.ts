@@ -8,7 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { ApiClient } from '../../src/cli/client.js';
 import type { LeaderElector } from '../../src/leader/index.js';
-import { FakeAgent, TestServer } from '../helpers/server-harness.js';
+import { ManualClock } from '../../src/clock/index.js';
+import { FakeAgent, TestServer, type TestServerOptions } from '../helpers/server-harness.js';
 
 /** An elector a test drives. */
 class ManualElector implements LeaderElector {
@@ -45,14 +46,24 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await s.close();
 });
 
-async function pair(token?: string, leaderSection?: Record<string, unknown>): Promise<{ leader: TestServer; follower: TestServer; followerElector: ManualElector }> {
-  const leader = await new TestServer({ ...(token ? { token } : {}), ...(leaderSection ? { leader: leaderSection } : {}), elector: new ManualElector(true) }).start();
+async function pair(
+  token?: string,
+  leaderSection?: Record<string, unknown>,
+  leaderOptions: Pick<TestServerOptions, 'clock' | 'shard'> = {},
+): Promise<{ leader: TestServer; follower: TestServer; followerElector: ManualElector }> {
+  const leader = await new TestServer({ ...(token ? { token } : {}), ...(leaderSection ? { leader: leaderSection } : {}), ...leaderOptions, elector: new ManualElector(true) }).start();
   servers.push(leader);
   const followerElector = new ManualElector(false, leader.url);
   const follower = await new TestServer({ ...(token ? { token } : {}), elector: followerElector }).start();
   servers.push(follower);
   await leader.settle();
   return { leader, follower, followerElector };
+}
+
+/** Agent connections the server holds (its gauge; the hub updates it as it closes them). */
+async function agentConnections(server: TestServer): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  return Number(/^drover_agent_connections (\d+)$/m.exec(text)?.[1]);
 }
 
 /** The HTTP status and headers with which `url` refuses an agent's upgrade. */
@@ -107,23 +118,33 @@ describe('leader routing', () => {
   });
 
   it('refuses agents on a follower with 503 and the leader\'s address; a leader closes its agents once leadership is lost for a TTL, not on a brief lapse', async () => {
-    const { leader, follower } = await pair(undefined, { ttl: '1s' });
+    // The leader's time is a ManualClock: "lost for a TTL" is measured on the clock the server
+    // schedules with, so a loaded machine cannot stretch a brief lapse into a TTL. Its health
+    // interval is an hour so that no ping falls due while the test moves the clock (a pong
+    // cannot arrive between two timers fired in one move, and two missed pongs end a connection).
+    const TTL_MS = 1_000;
+    const clock = new ManualClock(new Date());
+    const { leader, follower } = await pair(undefined, { ttl: `${TTL_MS / 1_000}s` }, { clock, shard: { healthCheckInterval: '1h' } });
     expect(await agentRefusal(follower.url)).toEqual({ status: 503, leader: leader.url });
     const [inst] = leader.server.db.listInstances();
     const agent = await FakeAgent.connect(leader.url, inst!.id, leader.credential(inst!.id));
     await agent.next((m) => m.type === 'welcome');
-    let closedAt = 0;
-    void agent.closed.then(() => (closedAt = Date.now()));
+    expect(await agentConnections(leader)).toBe(1);
     const elector = leader.server.elector as ManualElector;
-    elector.set(false); // a lapse: renewed again shortly
-    await new Promise((r) => setTimeout(r, 200));
-    elector.set(true);
-    await new Promise((r) => setTimeout(r, 1_300));
-    expect(closedAt).toBe(0);
-    const lostAt = Date.now();
+    // A lapse of half a TTL, renewed in time: the connection stays.
     elector.set(false);
+    await clock.advance(TTL_MS / 2);
+    elector.set(true);
+    await clock.advance(TTL_MS / 4);
+    expect(await agentConnections(leader)).toBe(1);
+    // Lost for good, before the lapse's TTL would have ended: kept a whole TTL from this loss
+    // (the lease may still be ours at etcd until then; the lapse's TTL ends on the way), closed then.
+    elector.set(false);
+    await clock.advance(TTL_MS - 1);
+    expect(await agentConnections(leader)).toBe(1);
+    await clock.advance(1);
+    expect(await agentConnections(leader)).toBe(0);
     expect((await agent.closed).code).toBe(4503);
-    expect(closedAt - lostAt).toBeGreaterThanOrEqual(950);
     // It did not count as a disconnect: no check of the instance follows.
     expect(leader.server.reconciler.stats().queueDepth).toBe(0);
   });

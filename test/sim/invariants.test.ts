@@ -9,6 +9,7 @@ import { openLocalDb, type InstanceRecord, type LocalDb } from '../../src/store/
 import { modelConfig, type ModelBudget, type ModelConfig, type ModelGroup } from '../../sim/config-model.js';
 import { CallLog, Disturbances, Failures, Invariants, OperatorLog, type WorldView } from '../../sim/invariants.js';
 import type { ShardSpec } from '../../sim/scenario.js';
+import { setRow } from '../helpers/store-fixtures.js';
 
 const START = Date.UTC(2026, 0, 1);
 const MIN = 60_000;
@@ -184,9 +185,9 @@ describe('Invariants', () => {
     record('i-old', { status: 'running', healthAt: clock.now() });
     record('i-new', { status: 'running', replaces: 'i-old', createReason: 'drift' });
     const drain = (): void => {
-      db.updateInstance('i-old', { status: 'draining', drainReason: 'drift', drainDeadline: new Date(clock.nowMs() + 5 * MIN) });
+      setRow(db, 'i-old', { status: 'draining', drainReason: 'drift', drainDeadline: new Date(clock.nowMs() + 5 * MIN) });
       db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-old', action: 'drain', reason: 'drift' });
-      db.updateInstance('i-old', { status: 'running' });
+      setRow(db, 'i-old', { status: 'running' });
     };
     drain();
     expect(checker.violations.map((v) => v.invariant)).toEqual(['2']);
@@ -202,7 +203,7 @@ describe('Invariants', () => {
 
   it('flags a drain cut short, and one still running long past its deadline (invariant 3)', async () => {
     record('i-1', { status: 'running', healthAt: clock.now() });
-    db.updateInstance('i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + 5 * MIN) });
+    setRow(db, 'i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + 5 * MIN) });
     db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-1', action: 'drain', reason: 'scaleDown' });
     checker.checkStep();
     expect(invariants()).toEqual([]);
@@ -211,9 +212,9 @@ describe('Invariants', () => {
     expect(invariants()).toEqual(['3']);
     // Deleted "for its deadline" one minute early.
     record('i-2', { status: 'running' });
-    db.updateInstance('i-2', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(clock.nowMs() + MIN) });
+    setRow(db, 'i-2', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(clock.nowMs() + MIN) });
     db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-2', action: 'drain', reason: 'scaleDown' });
-    db.updateInstance('i-2', { status: 'deleting', deleteReason: 'drainDeadline' });
+    setRow(db, 'i-2', { status: 'deleting', deleteReason: 'drainDeadline' });
     db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-2', action: 'delete', reason: 'drainDeadline' });
     expect(checker.violations.at(-1)?.message).toMatch(/i-2 deleted for its drain deadline 60s early/);
   });
@@ -225,16 +226,16 @@ describe('Invariants', () => {
       if (change.kind === 'audit') checker.onAudit(change.entry);
     });
     record('i-1', { status: 'running', healthAt: clock.now() });
-    db.updateInstance('i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + 5 * MIN) });
+    setRow(db, 'i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + 5 * MIN) });
     // A list that took 30 s instead of its configured 1 s, ending 5 s before the deadline.
     const slow = calls.begin(START + 5 * MIN - 35_000, 1_000);
     calls.end(slow, START + 5 * MIN - 5_000, true);
     await clock.advance(5 * MIN + 5_000);
     checker.checkStep();
     expect(checker.violations).toEqual([]); // within the full slack (10 s): the trouble may have held it
-    db.updateInstance('i-1', { status: 'deleting', deleteReason: 'drainDeadline' });
+    setRow(db, 'i-1', { status: 'deleting', deleteReason: 'drainDeadline' });
     record('i-2', { status: 'running', healthAt: clock.now() });
-    db.updateInstance('i-2', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(clock.nowMs() + 5 * MIN) });
+    setRow(db, 'i-2', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(clock.nowMs() + 5 * MIN) });
     const quick = calls.begin(clock.nowMs(), 1_000);
     calls.end(quick, clock.nowMs() + 1_000, true); // as configured: no trouble
     await clock.advance(5 * MIN + 3_000);
@@ -244,7 +245,7 @@ describe('Invariants', () => {
 
   it('does not hold a deadline that fell while the reconciler could not act against it', async () => {
     record('i-1', { status: 'running' });
-    db.updateInstance('i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + MIN) });
+    setRow(db, 'i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + MIN) });
     disturbances.begin(START + 30_000);
     await clock.advance(30 * MIN);
     checker.checkStep();
@@ -272,16 +273,16 @@ describe('Invariants', () => {
   it('flags an instance the store forgets while the provider still holds it (invariant 5)', async () => {
     await provider.create({ idempotencyKey: 'i-1', tags: { [TAG.tenant]: 't', [TAG.group]: 'web', [TAG.instanceId]: 'i-1' }, template: {} });
     record('i-1', { status: 'running' });
-    db.updateInstance('i-1', { status: 'deleted', deleteReason: 'vanished' });
+    setRow(db, 'i-1', { status: 'deleted', deleteReason: 'vanished' });
     db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-1', action: 'vanished', reason: 'vanished' });
     expect(invariants()).toEqual(['5']);
   });
 
   it('flags an instance moving backwards in its lifecycle', () => {
     record('i-1', { status: 'running' });
-    db.updateInstance('i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + MIN) });
+    setRow(db, 'i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + MIN) });
     db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-1', action: 'drain', reason: 'scaleDown' });
-    db.updateInstance('i-1', { status: 'running' });
+    setRow(db, 'i-1', { status: 'running' });
     db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: 'i-1', action: 'created', reason: 'scaleUp' });
     expect(checker.violations.map((v) => v.message)).toEqual(['i-1 went from draining to running (created scaleUp)']);
   });
@@ -338,7 +339,7 @@ describe('the disruption invariants (7 to 11)', () => {
 
   const running = (id: string, over: Partial<InstanceRecord> = {}): void => {
     db.insertInstance({ id, tenant: 't', group: 'web', templateName: 'a', templateHash: 'old', createReason: 'scaleUp', createdAt: clock.now() });
-    db.updateInstance(id, { status: 'running', healthAt: clock.now(), confirmedAt: clock.now(), ...over });
+    setRow(db, id, { status: 'running', healthAt: clock.now(), confirmedAt: clock.now(), ...over });
     db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'adopt', reason: 'scaleUp' });
   };
   const rotate = (id: string, target: string, reason: string): void => {
@@ -346,7 +347,7 @@ describe('the disruption invariants (7 to 11)', () => {
     db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'create', reason });
   };
   const drain = (id: string, reason: string, deadlineMs = 5 * MIN): void => {
-    db.updateInstance(id, { status: 'draining', drainReason: reason, drainStartedAt: clock.now(), drainDeadline: new Date(clock.nowMs() + deadlineMs) });
+    setRow(db, id, { status: 'draining', drainReason: reason, drainStartedAt: clock.now(), drainDeadline: new Date(clock.nowMs() + deadlineMs) });
     db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'drain', reason });
   };
   const invariants = (): string[] => checker.violations.map((v) => v.invariant);
@@ -355,7 +356,7 @@ describe('the disruption invariants (7 to 11)', () => {
     for (const id of ['i-1', 'i-2', 'i-3']) running(id);
     rotate('r-1', 'i-1', 'drift');
     expect(invariants()).toEqual([]);
-    db.updateInstance('r-1', { status: 'running', healthAt: clock.now() });
+    setRow(db, 'r-1', { status: 'running', healthAt: clock.now() });
     drain('i-1', 'drift'); // the rotation completes: the same disruption, not a second one
     expect(invariants()).toEqual([]);
     drain('i-2', 'scaleDown'); // not a reason of the drift budget
@@ -378,7 +379,7 @@ describe('the disruption invariants (7 to 11)', () => {
     rotate('r-3', 'i-3', 'operator');
     checker.checkStep();
     expect(invariants()).toEqual([]);
-    db.updateInstance('r-1', { status: 'running', healthAt: clock.now() });
+    setRow(db, 'r-1', { status: 'running', healthAt: clock.now() });
     drain('i-1', 'operator');
     expect(invariants()).toEqual([]);
   });
@@ -435,7 +436,7 @@ describe('the disruption invariants (7 to 11)', () => {
     running('i-2');
     running('i-3', { providerStatus: 'stopped' });
     const deleteTerminated = (id: string): void => {
-      db.updateInstance(id, { status: 'deleting', deleteReason: 'terminated' });
+      setRow(db, id, { status: 'deleting', deleteReason: 'terminated' });
       db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'delete', reason: 'terminated' });
     };
     checker.onPlanInput('t', 'web', db.liveInstances('t', 'web'));
@@ -455,7 +456,7 @@ describe('the disruption invariants (7 to 11)', () => {
     const deleteTerminated = (id: string): void => {
       db.updateInstance(id, { providerStatus: 'stopped', providerCheckedAt: clock.now() });
       checker.onPlanInput('t', 'web', db.liveInstances('t', 'web'));
-      db.updateInstance(id, { status: 'deleting', deleteReason: 'terminated' });
+      setRow(db, id, { status: 'deleting', deleteReason: 'terminated' });
       db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'delete', reason: 'terminated' });
     };
     const frozen = checker.onCorrelatedFailure('freeze', 't', 'web', [
@@ -467,7 +468,7 @@ describe('the disruption invariants (7 to 11)', () => {
     deleteTerminated('i-1'); // seen stopped, replaced at once: 2 min after it failed
     expect(invariants()).toEqual(['12']);
     expect(checker.violations[0]?.message).toMatch(/i-1\w* 120s after it failed with 1 other\(s\) \(freeze of 2 at .*\), before healthSettle \(180s\)/);
-    db.updateInstance('i-1', { status: 'deleted', deletedAt: clock.now() });
+    setRow(db, 'i-1', { status: 'deleted', deletedAt: clock.now() });
     await clock.advance(2 * MIN);
     db.updateInstance('i-3', { healthAt: clock.now() });
     deleteTerminated('i-2'); // past its settle, but the one replaced 2 min ago still counts
@@ -483,7 +484,7 @@ describe('the disruption invariants (7 to 11)', () => {
     const deleteTerminated = (id: string): void => {
       db.updateInstance(id, { providerStatus: 'stopped', providerCheckedAt: clock.now() });
       checker.onPlanInput('t', 'web', db.liveInstances('t', 'web'));
-      db.updateInstance(id, { status: 'deleting', deleteReason: 'terminated' });
+      setRow(db, id, { status: 'deleting', deleteReason: 'terminated' });
       db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'delete', reason: 'terminated' });
     };
     const frozen = checker.onCorrelatedFailure('freeze', 't', 'web', [
@@ -492,7 +493,7 @@ describe('the disruption invariants (7 to 11)', () => {
     ]);
     expect([...(frozen?.members.values() ?? [])].map((m) => m.clean)).toEqual([false, true]);
     deleteTerminated('i-1');
-    db.updateInstance('i-1', { status: 'deleted', deletedAt: clock.now() });
+    setRow(db, 'i-1', { status: 'deleted', deletedAt: clock.now() });
     await clock.advance(10 * MIN);
     db.updateInstance('i-3', { healthAt: clock.now() });
     deleteTerminated('i-2'); // i-1 left 10 min ago: past the window, it counts no more

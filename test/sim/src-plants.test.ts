@@ -10,9 +10,10 @@ import { CronWindow } from '../../src/config/cron.js';
 import { DefaultInstanceManager } from '../../src/instances/index.js';
 import { Priority } from '../../src/queue/priority.js';
 import { BudgetTracker } from '../../src/reconciler/disruption.js';
-import { Reconciler } from '../../src/reconciler/index.js';
 import * as planModule from '../../src/reconciler/plan.js';
 import type { Plan, PlanAction, PlanInput } from '../../src/reconciler/plan.js';
+import { PlanInputs } from '../../src/reconciler/plan-inputs.js';
+import { LocalDb } from '../../src/store/local-db.js';
 import { runSeed } from '../../sim/run.js';
 import { SIM_START, type Scenario } from '../../sim/scenario.js';
 import { runScenario } from '../../sim/world.js';
@@ -115,10 +116,8 @@ describe('the simulator catches the reconciler’s own disruption checks broken'
   });
 
   it('reports invariant 9 when the plan is not told about protections', async () => {
-    type Inputs = (instances: unknown) => Pick<PlanInput, 'protectedUntil' | 'rotationHolds' | 'drainRequests'>;
-    const proto = Reconciler.prototype as unknown as { operatorInputs: Inputs };
-    const original = proto.operatorInputs;
-    vi.spyOn(proto, 'operatorInputs').mockImplementation(function (this: unknown, instances: unknown) {
+    const original = PlanInputs.prototype.operatorInputs;
+    vi.spyOn(PlanInputs.prototype, 'operatorInputs').mockImplementation(function (this: PlanInputs, instances) {
       return { ...original.call(this, instances), protectedUntil: new Map<string, number>() };
     });
     const found = await firstViolation();
@@ -259,7 +258,17 @@ describe('the simulator catches a reconciler that breaks each invariant (planted
     expect(result.violations[0]?.message).toMatch(/delete \(terminated\) of i-\w+ \(freeze of 2 at .*\) while 1 were unhealthy and 1 of its failure replaced for health within unhealthyWindow \(270s\), more than maxUnhealthy 1/);
   });
 
-  it('reports the lifecycle check when a plan drains an instance twice', async () => {
+  it('reports the lifecycle check when a plan drains an instance twice and the store lets it (its transition guard undone)', async () => {
+    // LocalDb.transition refuses draining -> draining itself; with the guard undone, the checker
+    // must still see the second drain on its own.
+    type Writable = { writeFields(id: string, patch: Record<string, unknown>): void };
+    vi.spyOn(LocalDb.prototype, 'transition').mockImplementation(function (this: LocalDb, id, to, patch, audit) {
+      return this.transaction(() => {
+        (this as unknown as Writable).writeFields(id, { ...patch, status: to });
+        this.appendAudit({ ...audit, instanceId: id });
+        return this.getInstance(id)!;
+      });
+    });
     plantInPlan((plan) => ({ ...plan, actions: plan.actions.flatMap((a): PlanAction[] => (a.kind === 'drain' ? [a, a] : [a])) }));
     const found = await firstViolation();
     expect(found.invariant).toBe('lifecycle');

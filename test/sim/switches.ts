@@ -80,7 +80,8 @@ export const SWITCHES = {
       const { ctx } = this as unknown as ExecutorInside;
       const r = ctx.store.getInstance(id);
       if (r?.status === 'deleting' && r.providerId === null && (r.deleteReason === 'cancelled' || r.deleteReason === 'createFailed')) {
-        ctx.store.updateInstance(id, { status: 'deleted', deletedAt: ctx.clock.now() });
+        // (Through the store's one status writer: deleting -> deleted is a move it allows.)
+        ctx.store.transition(id, 'deleted', { deletedAt: ctx.clock.now() }, { tenant, group, at: ctx.clock.now(), action: 'deleted', reason: r.deleteReason, detail: 'switch: forgotten without a delete by its tag' });
         return;
       }
       dispatch.call(this, id, tenant, group, priority);

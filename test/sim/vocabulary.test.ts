@@ -144,7 +144,8 @@ describe('the reasons the reconciler declares, and the checker’s reading of th
   });
 
   it('finds every string the reconciler’s code uses as a reason among the declared ones', () => {
-    const files = readdirSync(RECONCILER_DIR)
+    // Every module of the reconciler, its subfolders (the planner's phases) included.
+    const files = (readdirSync(RECONCILER_DIR, { recursive: true }) as string[])
       .filter((f) => f.endsWith('.ts') && f !== 'reasons.ts')
       .map((f) => join(RECONCILER_DIR, f));
     const found = files.flatMap(reasonLiterals);

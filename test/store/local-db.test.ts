@@ -3,9 +3,11 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { IllegalTransitionError, STATUS_MOVES, moveAllowed } from '../../src/store/lifecycle.js';
 import { instanceCursor, openLocalDb, type LocalDb, type NewInstance } from '../../src/store/local-db.js';
+import { setRow } from '../helpers/store-fixtures.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
-import type { InstanceRecord, StoreChange } from '../../src/store/types.js';
+import type { InstanceRecord, InstanceStatus, StoreChange } from '../../src/store/types.js';
 
 const T0 = Date.UTC(2030, 0, 1);
 const at = (offsetMs: number): Date => new Date(T0 + offsetMs);
@@ -197,7 +199,37 @@ describe('LocalDb', () => {
     it('returns null for an unknown instance', () => {
       const db = open();
       expect(db.getInstance('nope')).toBeNull();
-      expect(db.updateInstance('nope', { status: 'running' })).toBeNull();
+      expect(db.updateInstance('nope', { attempts: 1 })).toBeNull();
+    });
+
+    it('moves a status only as its lifecycle allows, writing the row and its audit entry together', () => {
+      const db = open();
+      db.insertInstance(newInstance('i-1'));
+      const audit = { tenant: 'default', group: 'web', at: at(5), reason: 'scaleUp' };
+      const running = db.transition('i-1', 'running', { providerId: 'p-1' }, { ...audit, action: 'created' });
+      expect(running).toMatchObject({ status: 'running', providerId: 'p-1' });
+      expect(db.listAudit({ instanceId: 'i-1' }).map((e) => e.action)).toEqual(['created']);
+      // Not a move of the lifecycle, or not with that audit action: refused, nothing written.
+      expect(() => db.transition('i-1', 'creating', {}, { ...audit, action: 'create' })).toThrow(IllegalTransitionError);
+      expect(() => db.transition('i-1', 'deleted', { deletedAt: at(6) }, { ...audit, action: 'deleted' })).toThrow(/from running to deleted \(deleted\): not a move its lifecycle allows/);
+      expect(db.getInstance('i-1')).toMatchObject({ status: 'running', deletedAt: null });
+      expect(db.listAudit({ instanceId: 'i-1' })).toHaveLength(1);
+      expect(() => db.transition('nope', 'running', {}, { ...audit, action: 'created' })).toThrow(/no such instance/);
+      expect(() => db.updateInstance('i-1', { status: 'deleted' } as never)).toThrow(/only through transition/);
+    });
+
+    it('allows each move the table names, and only with the audit actions it names', () => {
+      for (const [from, moves] of Object.entries(STATUS_MOVES)) {
+        for (const [to, actions] of Object.entries(moves)) {
+          for (const action of actions) {
+            const db = open();
+            db.insertInstance(newInstance('i-1'));
+            setRow(db, 'i-1', { status: from as InstanceStatus });
+            expect(db.transition('i-1', to as InstanceStatus, {}, { tenant: 'default', group: 'web', at: at(1), action, reason: 'x' }).status).toBe(to);
+            expect(moveAllowed(from as InstanceStatus, to as InstanceStatus, 'protect')).toBe(false);
+          }
+        }
+      }
     });
 
     it('refuses a second instance with the same id', () => {
@@ -209,8 +241,8 @@ describe('LocalDb', () => {
     it('updates only the fields in the patch and returns the updated record', () => {
       const db = open();
       db.insertInstance(newInstance('i-1'));
-      const updated = db.updateInstance('i-1', { status: 'running', providerId: 'p-1', confirmedAt: at(50), attempts: 2 });
-      expect(updated).toMatchObject({ status: 'running', providerId: 'p-1', attempts: 2, createReason: 'scaleUp', templateHash: 'abc123' });
+      const updated = db.updateInstance('i-1', { providerId: 'p-1', confirmedAt: at(50), attempts: 2 });
+      expect(updated).toMatchObject({ status: 'creating', providerId: 'p-1', attempts: 2, createReason: 'scaleUp', templateHash: 'abc123' });
       expect(updated?.confirmedAt?.getTime()).toBe(T0 + 50);
       expect(db.getInstance('i-1')).toEqual(updated);
     });
@@ -218,9 +250,9 @@ describe('LocalDb', () => {
     it('applies every field of a full patch', () => {
       const db = open();
       db.insertInstance(newInstance('i-1'));
-      const { id: _id, tenant: _tenant, group: _group, ...patch } = fullRecord('i-1');
+      const { id: _id, tenant: _tenant, group: _group, status: _status, ...patch } = fullRecord('i-1');
       const updated = db.updateInstance('i-1', patch);
-      expect(updated).toEqual({ ...fullRecord('i-1'), tenant: 'default', group: 'web' });
+      expect(updated).toEqual({ ...fullRecord('i-1'), tenant: 'default', group: 'web', status: 'creating' });
     });
 
     it('clears a field patched to null and leaves one patched to undefined alone', () => {
@@ -289,7 +321,8 @@ describe('LocalDb', () => {
       const db = open();
       db.insertInstance(newInstance('i-1'));
       expect(db.liveInstances('default', 'web')).toHaveLength(1);
-      db.updateInstance('i-1', { status: 'deleted', deletedAt: at(10) });
+      db.transition('i-1', 'deleting', {}, { tenant: 'default', group: 'web', at: at(9), action: 'cancel', reason: 'scaleDown' });
+      db.transition('i-1', 'deleted', { deletedAt: at(10) }, { tenant: 'default', group: 'web', at: at(10), action: 'deleted', reason: 'scaleDown' });
       expect(db.liveInstances('default', 'web')).toEqual([]);
       expect(db.groupsWithLiveInstances()).toEqual([]);
     });

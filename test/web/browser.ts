@@ -1,43 +1,32 @@
 /**
  * Headless Chromium for the dashboard's browser tests: Debian's `chromium` driven by
  * playwright-core (no browser download). Without chromium the tests are skipped with a loud
- * warning locally, and fail when CI=true (.ci/run installs it).
+ * warning, or fail with DROVER_REQUIRE_TOOLS=1 (.ci/run sets it and installs chromium).
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import type { TestServer } from '../helpers/server-harness.js';
+import { CHROMIUM_TOOL, describeWithTool, findTool, type SuiteArgs } from '../helpers/tools.js';
 
 export const WEB_INDEX = resolve('dist/web/index.html');
 
 /** Flags that keep Chromium off the network: without them it tries services this machine cannot reach. */
 export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
 
+/** The chromium to drive, or null when this machine has none (see CHROMIUM_TOOL). */
 export function findChromium(): string | null {
-  const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter((p): p is string => !!p);
-  for (const path of candidates) if (existsSync(path)) return path;
-  try {
-    const found = execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], { encoding: 'utf8' }).trim();
-    return found || null;
-  } catch {
-    return null;
-  }
+  return findTool(CHROMIUM_TOOL);
 }
 
 /**
- * The chromium to use, or null to skip. Throws under CI=true when there is none: CI must run
- * the browser tests.
+ * `describe` for browser tests: run with chromium; without it, failed when
+ * DROVER_REQUIRE_TOOLS=1, else skipped with a warning (test/helpers/tools.ts).
  */
-export function chromiumOrSkip(): string | null {
-  const path = findChromium();
-  if (path) return path;
-  const message = 'chromium not found (apt-get install chromium, or set CHROMIUM_PATH): the dashboard browser tests cannot run';
-  if (process.env.CI === 'true') throw new Error(`${message}. CI=true: failing.`);
-  console.warn(`\n${'!'.repeat(100)}\n!!! SKIPPING the dashboard browser tests: ${message}.\n${'!'.repeat(100)}\n`);
-  return null;
+export function describeWithChromium(title: string, ...args: SuiteArgs): void {
+  describeWithTool(CHROMIUM_TOOL, title, ...args);
 }
 
 export function requireWebBuild(): void {

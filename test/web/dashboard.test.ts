@@ -4,14 +4,14 @@
  * extended and protected from the page, live banners for leadership and lost connections, a
  * stream reset after too much was missed, and a group about to be removed.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { stringify } from 'yaml';
 import type { InstanceView } from '../../src/server/views.js';
 import { TestServer } from '../helpers/server-harness.js';
-import { BrowserSession, chromiumOrSkip, CuttableProxy, groupCell, reportHealth, requireWebBuild, signIn } from './browser.js';
+import { BrowserSession, describeWithChromium, findChromium, CuttableProxy, groupCell, reportHealth, requireWebBuild, signIn } from './browser.js';
 
-const CHROMIUM = chromiumOrSkip();
+const CHROMIUM = findChromium();
 
 let browser: BrowserSession | undefined;
 let t: TestServer | undefined;
@@ -50,7 +50,7 @@ async function open(path: string, token?: string): Promise<{ page: Page; errors:
   return { page, errors };
 }
 
-describe.skipIf(!CHROMIUM)('web dashboard (sim provider)', { timeout: 60_000 }, () => {
+describeWithChromium('web dashboard (sim provider)', { timeout: 60_000 }, () => {
   it('asks for the token in a form, refuses a wrong one, and keeps the token for the session only, never in a URL', async () => {
     t = await startServer({ token: 'sekret-token-0123' });
     const { page, errors } = await browser!.page();

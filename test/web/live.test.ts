@@ -4,12 +4,12 @@
  * with kill -9 disappears and its replacement appears without a reload; a scale-up made from the
  * page converges as the new agents report healthy.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { ProcessServer, requireBuild, waitFor, type InstanceRow } from '../e2e/process-harness.js';
-import { BrowserSession, chromiumOrSkip, groupCell, requireWebBuild, signIn } from './browser.js';
+import { BrowserSession, describeWithChromium, findChromium, groupCell, requireWebBuild, signIn } from './browser.js';
 
-const CHROMIUM = chromiumOrSkip();
+const CHROMIUM = findChromium();
 const TOKEN = 'live-test-token-0123'; // the server refuses tokens under 16 characters
 
 let browser: BrowserSession | undefined;
@@ -25,7 +25,7 @@ async function authed<T>(path: string): Promise<T> {
   return (await res.json()) as T;
 }
 
-describe.skipIf(!CHROMIUM)('web dashboard (local provider, real processes)', { timeout: 60_000 }, () => {
+describeWithChromium('web dashboard (local provider, real processes)', { timeout: 60_000 }, () => {
   beforeAll(async () => {
     requireBuild();
     requireWebBuild();

@@ -5,13 +5,13 @@
  * shows the server's refusal when the role changed after the page asked.
  */
 import { createHash } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import type { InstanceView } from '../../src/server/views.js';
 import { TestServer } from '../helpers/server-harness.js';
-import { BrowserSession, chromiumOrSkip, groupCell, reportHealth, requireWebBuild, signIn } from './browser.js';
+import { BrowserSession, describeWithChromium, findChromium, groupCell, reportHealth, requireWebBuild, signIn } from './browser.js';
 
-const CHROMIUM = chromiumOrSkip();
+const CHROMIUM = findChromium();
 
 const ADMIN = 'admin-token-0123456789';
 const VIEWER = 'viewer-token-0123456789';
@@ -76,7 +76,7 @@ async function actionNames(page: Page): Promise<string[]> {
   return names;
 }
 
-describe.skipIf(!CHROMIUM)('web dashboard with scoped tokens (sim provider)', { timeout: 60_000 }, () => {
+describeWithChromium('web dashboard with scoped tokens (sim provider)', { timeout: 60_000 }, () => {
   it('shows a viewer who it is and no action on the fleet, group and instance pages, where an admin has them all', async () => {
     t = await startServer();
     // One drain in progress (10 minutes), so the drain actions have an instance to act on.

@@ -4,9 +4,13 @@
  * state the page shows; they say what changed, and the views that show it refetch (debounced,
  * one request in flight per view). There is no polling loop.
  */
+import { backoffDelayMs, type BackoffPolicy } from '../../src/util/backoff.js';
 import { authHeaders, get, notifyUnauthorized } from './api.js';
 import { SseParser, type SseMessage } from './sse-parser.js';
 import type { Healthz, ServerError } from './types.js';
+
+/** Stream reconnects: 1 s doubling to 30 s, each drawn from the upper half (many tabs spread out). */
+const RECONNECT_BACKOFF: BackoffPolicy = { initialMs: 1_000, maxMs: 30_000, jitter: 0.5, mode: 'below' };
 
 export type StreamState = 'connecting' | 'live' | 'lost' | 'closed';
 export type StartOutcome = 'ok' | 'refused' | 'unreachable';
@@ -175,8 +179,7 @@ export class Live {
         this.readyResolve('unreachable');
         this.fresh = false;
         attempt++;
-        const base = Math.min(30_000, 1000 * 2 ** Math.min(attempt - 1, 5));
-        const delay = Math.max(retryHintMs ?? 0, Math.round(base * (0.5 + Math.random() * 0.5)));
+        const delay = Math.max(retryHintMs ?? 0, backoffDelayMs(RECONNECT_BACKOFF, attempt - 1, Math.random));
         const reason = err instanceof DOMException && err.name === 'AbortError' ? 'no data from the server for 45 s' : err instanceof Error ? err.message : String(err);
         this.set({ stream: 'lost', streamError: reason === 'Failed to fetch' || reason.includes('network') ? 'the server cannot be reached' : reason, retryAt: Date.now() + delay });
         await new Promise<void>((resolve) => {

@@ -1,6 +1,6 @@
 import { runAgent } from '../../agent/agent.js';
 import { readAgentConfig } from '../../agent/config.js';
-import { createLogger } from '../../app/logger.js';
+import { createLogger } from '../../logging/index.js';
 import { CliError, EXIT } from '../client.js';
 
 /**

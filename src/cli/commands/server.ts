@@ -1,5 +1,5 @@
 import { startDroverServer } from '../../app/drover-server.js';
-import { createLogger } from '../../app/logger.js';
+import { createLogger } from '../../logging/index.js';
 import { ConfigError } from '../../config/index.js';
 import { CliError, EXIT } from '../client.js';
 

@@ -1,2 +1,7 @@
-export { INHERITED_ENV, INSTANCE_ENV, LocalProvider, WITHHELD_ENV, instanceEnv, localInstancePaths, readNotice, writeNotice } from './local-provider.js';
-export type { InstanceEnvSpec, LocalInstancePaths, LocalProviderOptions } from './local-provider.js';
+export { INHERITED_ENV, INSTANCE_ENV, WITHHELD_ENV, instanceEnv } from './environment.js';
+export type { InstanceEnvSpec } from './environment.js';
+export { localInstancePaths } from './instance-store.js';
+export type { LocalInstancePaths } from './instance-store.js';
+export { LocalProvider } from './local-provider.js';
+export type { LocalProviderOptions } from './local-provider.js';
+export { readNotice, writeNotice } from './notice.js';

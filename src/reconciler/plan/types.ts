@@ -1,0 +1,133 @@
+/**
+ * The plan's vocabulary: what a plan is (actions, blocks, a wake-up time, a summary), what it is
+ * planned from (PlanInput), and what each phase of the planner returns (PhaseResult).
+ */
+import type { GroupSettings, VoluntaryReason } from '../../config/index.js';
+import type { Priority } from '../../queue/priority.js';
+import type { InstanceRecord } from '../../store/types.js';
+import type { ReasonBudget } from '../disruption.js';
+import type { DrainReason } from '../reasons.js';
+
+export type PlanAction =
+  | { kind: 'create'; reason: string; replaces: string | null; priority: Priority; message: string }
+  | { kind: 'dispatchCreate'; instanceId: string; priority: Priority; message: string }
+  | { kind: 'cancelCreate'; instanceId: string; reason: string; message: string }
+  | { kind: 'drain'; instanceId: string; reason: DrainReason; deadline: Date; unhealthyAt: Date | null; message: string }
+  | { kind: 'delete'; instanceId: string; reason: string; priority: Priority; message: string }
+  | { kind: 'dispatchDelete'; instanceId: string; message: string }
+  | { kind: 'forget'; instanceId: string; reason: string; message: string }
+  | { kind: 'check'; instanceId: string; cause: string; message: string };
+
+export type BlockCode =
+  | 'NotLeader'
+  | 'SurgeCap'
+  | 'RateLimited'
+  | 'WaitingForHealthy'
+  | 'DrainInProgress'
+  | 'ProviderErrors'
+  | 'BudgetExhausted'
+  | 'ShortCircuit'
+  | 'Protected'
+  | 'RotationHeld'
+  | 'RemovalPending'
+  | 'HealthSettling';
+
+export interface Block {
+  code: BlockCode;
+  message: string;
+  instanceId?: string;
+  /** The instances a block is about, when several (the brake's unhealthy ones). */
+  instanceIds?: string[];
+  since?: Date;
+  until?: Date;
+}
+
+export interface GroupSummary {
+  size: number;
+  /** Instances at the provider or about to be (not deleted). */
+  live: number;
+  /** Running, reported healthy, not leaving. */
+  inService: number;
+  /** Being created or booting (never reported healthy), not leaving. */
+  pending: number;
+  draining: number;
+  /** Judged or observed unhealthy (dead, silent, stopped), not yet deleted. */
+  unhealthy: number;
+  /** The surge cap: size + maxSurge. */
+  maxLive: number;
+  /** Disruption controls in force: budgets per voluntary reason and the health brake. */
+  disruption: {
+    budgets: Record<VoluntaryReason, ReasonBudget>;
+    shortCircuited: boolean;
+    maxUnhealthy: number | null;
+    /** What the brake counts: unhealthy instances, and those recently replaced for health (unhealthyWindow). */
+    brakeCount: number;
+  };
+}
+
+export interface Plan {
+  tenant: string;
+  group: string;
+  configured: boolean;
+  actions: PlanAction[];
+  blocked: Block[];
+  /** When the plan's answer changes by the passage of time alone (a deadline, an age), if ever. */
+  wakeAt: Date | null;
+  summary: GroupSummary;
+}
+
+export interface ShardHealthSettings {
+  healthCheckIntervalMs: number;
+  missedHealthThreshold: number;
+  defaultDrainTimeoutMs: number;
+}
+
+export interface PlanInput {
+  tenant: string;
+  group: string;
+  /** The group's effective settings, or null when it is no longer configured (drain it to zero). */
+  settings: GroupSettings | null;
+  shard: ShardHealthSettings;
+  /** The group's instances that are not deleted. */
+  instances: readonly InstanceRecord[];
+  /** Instances of the group deleted recently (to say what a new instance replaces). */
+  departed?: readonly InstanceRecord[];
+  /** Instances with a provider call in flight in this process (not to be dispatched again). */
+  inFlight: { has(instanceId: string): boolean };
+  now: number;
+  /**
+   * Since when health reports have been received. Silence before it is not held against an
+   * instance: after a restart every agent gets one full health threshold to report.
+   */
+  observingSince: number;
+  /** When set, creates are held for this reason (a permanent provider error). */
+  createHold: string | null;
+  /** When a hold ends by itself (a pause after retries ran out); null = on a change only. */
+  createHoldUntil?: number | null;
+  /** Provider attempts after which a step is given up. */
+  maxAttempts: number;
+  /** Instances protected from voluntary disruption, until the given epoch ms. */
+  protectedUntil?: ReadonlyMap<string, number>;
+  /** Instances whose rotation or operator drain was cancelled: not picked again until the given epoch ms. */
+  rotationHolds?: ReadonlyMap<string, number>;
+  /** Operator drain requests (replacement first); `force` ignores the budget. */
+  drainRequests?: ReadonlyMap<string, { force: boolean }>;
+  /**
+   * For a group no longer configured: until when its removal waits (groupRemovalGrace). Until
+   * then nothing new is done to it — no drain, no replacement — only work already under way
+   * finishes; a config that brings the group back meanwhile loses nothing.
+   */
+  removalPendingUntil?: number | null;
+}
+
+/**
+ * What each phase of the planner returns: its actions and blocks, the earliest time its answer
+ * changes by the passage of time alone, and the instances it takes out of service (with why).
+ * Phases return values; none changes another's state.
+ */
+export interface PhaseResult {
+  actions: PlanAction[];
+  blocked: Block[];
+  wakeAt: number | null;
+  leaving: ReadonlyMap<string, string>;
+}
