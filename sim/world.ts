@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { ManualClock } from '../src/clock/index.js';
 import { ConfigLoader } from '../src/config/index.js';
 import { DefaultInstanceManager } from '../src/instances/index.js';
-import { ThrottledError } from '../src/errors/index.js';
 import type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../src/providers/index.js';
 import { SimProvider, type SimInstance } from '../src/providers/sim/index.js';
 import { EventType, Reconciler, type ReconcileEvent } from '../src/reconciler/index.js';
@@ -145,13 +144,11 @@ async function turns(n: number): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
-/** What every generation's provider view shares: the mutation check, throttling, calls in flight. */
+/** What every generation's provider view shares: the mutation check, calls in flight, the call log. */
 interface ProviderHooks {
   onMutation(generation: number, op: 'create' | 'delete' | 'setTags', target: string): void;
   /** A create call has been made (and, if the provider made an instance for it, the instance exists). */
   onCreateCalled(req: ProviderCreateRequest): void;
-  /** Throws ThrottledError when the provider's rate limit is exceeded (a fault, lifted when the faults stop). */
-  admit(op: string): void;
   inFlight: number;
   /** Every call, and which were in trouble (slow, failed, throttled). */
   readonly calls: CallLog;
@@ -176,7 +173,6 @@ class WatchedProvider implements Provider {
     const id = this.hooks.calls.begin(this.hooks.now(), this.hooks.latency(op));
     let ok = false;
     try {
-      this.hooks.admit(op);
       this.hooks.inFlight++;
       try {
         const result = await fn();
@@ -230,34 +226,6 @@ class WatchedProvider implements Provider {
   }
 }
 
-/** The cloud's API rate limit (token bucket), on the simulated clock. */
-class RateLimit {
-  private tokens: number;
-  private last: number;
-  private readonly burst: number;
-
-  constructor(
-    private rate: number,
-    now: number,
-  ) {
-    this.burst = Math.max(2, Math.ceil(rate / 20));
-    this.tokens = this.burst;
-    this.last = now;
-  }
-
-  lift(): void {
-    this.rate = 0;
-  }
-
-  admit(op: string, now: number): void {
-    if (this.rate <= 0) return;
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.rate) / 1000);
-    this.last = now;
-    if (this.tokens < 1) throw new ThrottledError(`sim provider ${op}`);
-    this.tokens -= 1;
-  }
-}
-
 export class World {
   private readonly fleet: FleetSpec;
   private readonly seed: number;
@@ -297,7 +265,6 @@ export class World {
   private winLists: Array<{ start: number; ok: boolean }> = [];
   private leader = true;
   private readonly disturbances = new Disturbances();
-  private readonly rateLimit: RateLimit;
   private readonly hooks: ProviderHooks;
   readonly checker: Invariants;
   private readonly agents = new Map<string, Agent>();
@@ -337,8 +304,10 @@ export class World {
       seed: this.seed,
       createLatencyMs: provider.createLatencyMs,
       deleteLatencyMs: provider.deleteLatencyMs,
+      // The cloud's API rate limit: the provider's own token bucket, on the simulated clock (a
+      // fault, lifted when the faults stop). A throttled call reaches onCall as 'throttled'.
+      maxCallsPerSecond: provider.simMaxCallsPerSecond,
     });
-    this.rateLimit = new RateLimit(provider.simMaxCallsPerSecond, this.start);
     this.hooks = {
       onMutation: (gen, op, target) => this.guard(() => this.checker.onMutation(gen, op, target)),
       onCreateCalled: (req) => {
@@ -347,14 +316,6 @@ export class World {
         if (this.images.has(req.idempotencyKey) || !this.sim.find(req.idempotencyKey)) return;
         const image = req.template.image;
         this.images.set(req.idempotencyKey, typeof image === 'string' ? image : JSON.stringify(req.template));
-      },
-      admit: (op) => {
-        try {
-          this.rateLimit.admit(op, this.clock.nowMs());
-        } catch (err) {
-          this.stats.providerErrors++;
-          throw err;
-        }
       },
       inFlight: 0,
       calls: this.calls,
@@ -1344,7 +1305,7 @@ export class World {
     // and leadership is (re)won, which runs InitialReconcile as an elector would.
     this.faultsOn = false;
     this.sim.clearFaults();
-    this.rateLimit.lift();
+    this.sim.setRate(0);
     for (const agent of this.agents.values()) {
       agent.silentUntil = this.options.plant === 'silence' ? Number.POSITIVE_INFINITY : 0;
       // Freezes with a duration end with the faults; those for good stay stopped (as crashes do).
