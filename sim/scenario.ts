@@ -86,7 +86,8 @@ export interface FleetSpec {
   startMs: number;
 }
 
-export type SimOp = 'create' | 'delete' | 'status' | 'list';
+/** Provider operations a fault may hit. Random schedules draw all but `setTags` (hand-written ones use it). */
+export type SimOp = 'create' | 'delete' | 'status' | 'list' | 'setTags';
 export type InstanceFault = 'crash' | 'stop' | 'vanish' | 'silence' | 'disconnect' | 'notice';
 export type AckTarget = 'draining' | 'running' | 'otherGroup' | 'unknown' | 'deleted' | 'noGroup';
 export type OperatorOp = 'drain' | 'drainForce' | 'cancel' | 'extend' | 'force';
