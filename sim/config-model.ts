@@ -69,6 +69,14 @@ export interface ModelGroup {
   maxUnhealthy: QuantityDraw | null;
   maxDrainTimeoutMs: number | null;
   cancelHoldMs: number;
+  /**
+   * The brake's timing (README.md, "The health brake"; the model renders neither, so both are
+   * the defaults): a failure is acted on only `healthSettle` after it was judged (3 × the health
+   * interval: one interval plus the agent endpoint's ping timeout), and an instance replaced for
+   * health counts at least `unhealthyWindow` after it left (3 × interval × threshold).
+   */
+  healthSettleMs: number;
+  unhealthyWindowMs: number;
 }
 
 /** The config in force, as the checker knows it: the shard, and every configured group. */
@@ -151,6 +159,8 @@ export class ConfigModel {
         maxUnhealthy: this.brakeLifted ? null : spec.maxUnhealthy,
         maxDrainTimeoutMs: spec.maxDrainTimeoutMs,
         cancelHoldMs: spec.cancelHoldMs,
+        healthSettleMs: 3 * shard.healthCheckIntervalMs,
+        unhealthyWindowMs: 3 * shard.healthCheckIntervalMs * shard.missedHealthThreshold,
       });
     }
     return modelConfig(shard, groups);

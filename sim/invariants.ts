@@ -16,7 +16,7 @@ import type { QuantityDraw } from './scenario.js';
 import { TAGS, classOf, isHealthLoss, isRotation, isTerminal, isVoluntary } from './vocabulary.js';
 import { windowAt } from './windows.js';
 
-export type InvariantId = '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9' | '10' | '11' | 'lifecycle' | 'config' | 'error';
+export type InvariantId = '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9' | '10' | '11' | '12' | 'lifecycle' | 'config' | 'error';
 
 export const INVARIANT_NAMES: Record<InvariantId, string> = {
   '1': 'invariant 1: our creates never take a group above size + maxSurge',
@@ -30,6 +30,7 @@ export const INVARIANT_NAMES: Record<InvariantId, string> = {
   '9': 'invariant 9: a protected instance is never voluntarily disrupted',
   '10': 'invariant 10: no extension takes a drain past drainStartedAt + maxDrainTimeout (or past forcedAge + drainTimeout)',
   '11': 'invariant 11: a zero-budget window holds every expiry and drift rotation',
+  '12': 'invariant 12: a correlated failure is counted together: none of it is replaced before healthSettle, nor past maxUnhealthy with its replaced ones counted',
   lifecycle: 'lifecycle: an instance only moves forward (creating, running, draining, deleting, deleted)',
   config: 'config: an invalid config is rejected and the one in force stays',
   error: 'error: no unexpected error escapes the reconciler',
@@ -216,6 +217,71 @@ export class OperatorLog {
   }
 }
 
+/** One instance of a correlated failure: whether it served when it failed, and until when it stays failed. */
+export interface FailedMember {
+  id: string;
+  /** It served when it failed (the world's agent was up, the store had it running, fresh, not judged): its failure began then. */
+  clean: boolean;
+  until: number;
+}
+
+/** Instances that failed in one instant (a freeze, a partition), as the world made them fail. */
+export interface FailureBatch {
+  kind: 'freeze' | 'partition';
+  tenant: string;
+  group: string;
+  at: number;
+  members: Map<string, FailedMember>;
+}
+
+/**
+ * The correlated failures the world made (its own record: which instances, when, until when),
+ * for invariant 12.
+ */
+export class Failures {
+  private readonly byInstance = new Map<string, FailureBatch[]>();
+  /** When each frozen instance last came back (running at the provider again). */
+  private readonly resumed = new Map<string, number>();
+
+  /** A frozen instance came back: the provider says running again (its agent reports from its next round). */
+  resume(id: string, at: number): void {
+    this.resumed.set(id, at);
+    this.end(id, at);
+  }
+
+  /** When the instance last came back from a freeze (undefined: never frozen, or never back). */
+  resumedAt(id: string): number | undefined {
+    return this.resumed.get(id);
+  }
+
+  add(batch: FailureBatch): void {
+    for (const id of batch.members.keys()) {
+      const list = this.byInstance.get(id) ?? [];
+      list.push(batch);
+      this.byInstance.set(id, list);
+    }
+  }
+
+  /** The instance's failure (in every batch it is in) ended at `at`: it came back, or died otherwise. */
+  end(id: string, at: number): void {
+    for (const batch of this.byInstance.get(id) ?? []) {
+      const m = batch.members.get(id);
+      if (m && m.until > at) m.until = Math.max(batch.at, at);
+    }
+  }
+
+  /** The latest batch the instance is failed in at `t`, with its membership (null: none). */
+  failedAt(id: string, t: number): { batch: FailureBatch; member: FailedMember } | null {
+    const list = this.byInstance.get(id) ?? [];
+    for (let i = list.length - 1; i >= 0; i--) {
+      const batch = list[i];
+      const member = batch?.members.get(id);
+      if (batch && member && batch.at <= t && t < member.until) return { batch, member };
+    }
+    return null;
+  }
+}
+
 /**
  * A count, or a percentage of `size` rounded up (README.md, "Controlling disruption": maxUnhealthy
  * and budgets). The checker's own arithmetic.
@@ -242,7 +308,15 @@ interface Disruption {
 /** A replacement that may take over: running, not judged unhealthy, and reported within the staleness window. */
 function replacementReady(r: InstanceRecord, config: ModelConfig, now: number): boolean {
   const stale = staleAfter(config);
-  return r.status === 'running' && r.healthAt !== null && r.unhealthyAt === null && r.healthAt.getTime() + stale > now;
+  return r.status === 'running' && r.healthAt !== null && !judged(r) && r.healthAt.getTime() + stale > now;
+}
+
+/**
+ * Judged unhealthy and not heard from since (README.md: an instance that reports again has
+ * recovered; a judgement it reported after is over, though the store keeps its time).
+ */
+export function judged(r: Pick<InstanceRecord, 'unhealthyAt' | 'healthAt'>): boolean {
+  return r.unhealthyAt !== null && !(r.healthAt !== null && r.healthAt.getTime() > r.unhealthyAt.getTime());
 }
 
 /** How long an instance may go without reporting health (healthCheckInterval × missedHealthThreshold). */
@@ -282,6 +356,8 @@ export interface WorldView {
   readonly operatorLog?: OperatorLog;
   /** Provider calls, and which were in trouble. */
   readonly calls?: CallLog;
+  /** The correlated failures the world made (invariant 12). */
+  readonly failures?: Failures;
 }
 
 interface DrainNotice {
@@ -324,7 +400,7 @@ export function unhealthyInstances(records: readonly InstanceRecord[], settings:
       if (i.status === 'draining') return i.drainReason === 'unhealthy' ? 'draining (unhealthy)' : null;
       if (i.noticeDeadline) return null;
       if (settings.forcedAgeMs > 0 && i.createdAt.getTime() + settings.forcedAgeMs <= now) return null;
-      if (i.unhealthyAt && !(i.healthAt !== null && i.healthAt.getTime() > i.unhealthyAt.getTime())) return 'judged unhealthy';
+      if (judged(i)) return 'judged unhealthy';
       if (i.healthAt === null) {
         const startedAt = i.confirmedAt?.getTime() ?? i.createdAt.getTime();
         const deadline = startedAt < graceSince ? Math.max(startedAt + settings.startupTimeoutMs, graceSince + staleMs) : startedAt + settings.startupTimeoutMs;
@@ -360,6 +436,10 @@ export class Invariants {
   private readonly planInputs = new Map<string, { at: number; records: readonly InstanceRecord[]; instants: Disruption[] }>();
   /** How many health actions invariant 8 judged (on a plan's input, with a brake configured). */
   brakeChecks = 0;
+  /** How many health actions on an instance of a correlated failure invariant 12 judged. */
+  correlatedChecks = 0;
+  /** When each instance was last replaced for health (a health action, as invariants 8 and 12 see them). */
+  private readonly healthActed = new Map<string, number>();
 
   constructor(private readonly w: WorldView) {}
 
@@ -415,6 +495,37 @@ export class Invariants {
    */
   onPlanInput(tenant: string, group: string, records: readonly InstanceRecord[]): void {
     this.planInputs.set(`${tenant}/${group}`, { at: this.w.now(), records, instants: [] });
+  }
+
+  /**
+   * The world made instances fail together: `ids` (each with whether its agent was up, by the
+   * world), failed until `until`. A member served when it failed if, besides, the store had it
+   * running, reported within the staleness window, not judged unhealthy since its last report,
+   * not stopped at the provider since it, not noticed (README.md's meaning of unhealthy, the
+   * checker's own reading): its failure, for the reconciler, began then.
+   */
+  onCorrelatedFailure(kind: FailureBatch['kind'], tenant: string, group: string, members: ReadonlyArray<{ id: string; up: boolean; until: number }>): FailureBatch | null {
+    const db = this.w.db();
+    const failures = this.w.failures;
+    if (!db || !failures || members.length === 0) return null;
+    const now = this.w.now();
+    const stale = staleAfter(this.w.config());
+    const batch: FailureBatch = { kind, tenant, group, at: now, members: new Map() };
+    for (const m of members) {
+      const r = db.getInstance(m.id);
+      const health = r?.healthAt?.getTime() ?? null;
+      const serving =
+        r !== null &&
+        r.status === 'running' &&
+        health !== null &&
+        health + stale > now &&
+        !judged(r) &&
+        !(r.providerStatus !== null && isTerminal(r.providerStatus) && !(r.providerCheckedAt !== null && health > r.providerCheckedAt.getTime())) &&
+        r.noticeDeadline === null;
+      batch.members.set(m.id, { id: m.id, clean: m.up && serving, until: m.until });
+    }
+    failures.add(batch);
+    return batch;
   }
 
   /**
@@ -505,7 +616,7 @@ export class Invariants {
         this.checkTimely(record, prev);
         if (prev !== 'draining' && isVoluntary(entry.reason)) this.instantDelete(record, entry.reason, point);
         // A health action on a serving instance (a draining one stopped at the provider is leaving anyway).
-        if (prev !== 'draining' && classOf(entry.reason).healthAction) this.checkBrake(record, `delete (${entry.reason})`);
+        if (prev !== 'draining' && classOf(entry.reason).healthAction) this.healthAction(record, `delete (${entry.reason})`);
         break;
       case 'vanished':
       case 'deleted': {
@@ -539,7 +650,7 @@ export class Invariants {
       this.checkProtected(record.id, `${what} for ${reason}`);
       this.checkBudgets(record.tenant, record.group, `${short(record.id)} ${what} for ${reason}`);
     }
-    if (classOf(reason).healthAction && what === 'drained') this.checkBrake(record, `drain (${reason})`);
+    if (classOf(reason).healthAction && what === 'drained') this.healthAction(record, `drain (${reason})`);
   }
 
   /**
@@ -639,6 +750,66 @@ export class Invariants {
       this.report(
         zeroWindow ? '11' : '7',
         `${tenant}/${group}: ${trigger}: ${counted.length} disrupted under budgets[${b.index}] (max ${'count' in b.max ? b.max.count : `${b.max.percent}%`} = ${max} of size ${settings.size}, ${b.reasons.join(',')}${window}; in force since ${Number.isFinite(from.at) ? new Date(from.at).toISOString() : 'the start'}): ${list}`,
+      );
+    }
+  }
+
+  /** A health action (a decision about a serving instance): invariants 8 and 12, then remembered. */
+  private healthAction(record: InstanceRecord, what: string): void {
+    this.checkBrake(record, what);
+    this.checkCorrelated(record, what);
+    this.healthActed.set(record.id, this.w.now());
+  }
+
+  /**
+   * Invariant 12: the brake's purpose, for instances that fail together (a freeze or a partition,
+   * the world's own record). README.md: with maxUnhealthy set, an instance judged unhealthy is
+   * acted on only healthSettle after it was judged, and the brake counts those recently replaced
+   * for health (at least unhealthyWindow after they left). So, for a health action on an
+   * instance X while its correlated failure lasts:
+   * - settle: if X was serving when it failed (at T), it was judged at T or later, so the action
+   *   comes at T + healthSettle or later. Failures of one instant are all counted by then (a
+   *   silent instance counts once its last report, at or before T, is the staleness threshold old,
+   *   and the threshold is at most healthSettle), so more than maxUnhealthy of them are held;
+   * - count: the instances the checker counts unhealthy in the plan's input (as invariant 8), plus
+   *   those of X's failure already replaced for health, since T and less than unhealthyWindow ago,
+   *   and no longer live, must not exceed maxUnhealthy: a brake that forgets the ones it replaced
+   *   would replace a correlated failure bit by bit.
+   * Together: a correlated failure of more than maxUnhealthy serving instances has none of them
+   * replaced while it lasts (unless its count falls for another reason: one scaled down, noticed,
+   * past forced expiry), and never more than maxUnhealthy of them within the window.
+   */
+  private checkCorrelated(record: InstanceRecord, what: string): void {
+    const now = this.w.now();
+    const failed = this.w.failures?.failedAt(record.id, now);
+    if (!failed) return;
+    const config = this.w.config();
+    const settings = settingsOf(config, record.tenant, record.group);
+    const brake = settings?.maxUnhealthy ?? null;
+    if (!settings || brake === null) return;
+    this.correlatedChecks++;
+    const { batch, member } = failed;
+    const others = batch.members.size - 1;
+    const desc = `${batch.kind} of ${batch.members.size} at ${new Date(batch.at).toISOString()}`;
+    if (member.clean && now < batch.at + settings.healthSettleMs) {
+      this.report(
+        '12',
+        `${record.tenant}/${record.group}: ${what} of ${record.id} ${Math.round((now - batch.at) / 1000)}s after it failed with ${others} other(s) (${desc}), before healthSettle (${settings.healthSettleMs / 1000}s) from its failure`,
+      );
+    }
+    const input = this.planInputs.get(`${record.tenant}/${record.group}`);
+    if (!input || input.at !== now) return;
+    const max = resolveQuantity(brake, settings.size);
+    const unhealthy = unhealthyInstances(input.records, settings, config, now, this.w.graceSince());
+    const live = new Set(input.records.map((r) => r.id));
+    const replaced = [...batch.members.keys()].filter((id) => {
+      const at = this.healthActed.get(id);
+      return at !== undefined && at >= batch.at && at + settings.unhealthyWindowMs > now && !live.has(id);
+    });
+    if (unhealthy.length + replaced.length > max) {
+      this.report(
+        '12',
+        `${record.tenant}/${record.group}: ${what} of ${record.id} (${desc}) while ${unhealthy.length} were unhealthy and ${replaced.length} of its failure replaced for health within unhealthyWindow (${settings.unhealthyWindowMs / 1000}s), more than maxUnhealthy ${max}: ${[...unhealthy, ...replaced.map((id) => `${short(id)} replaced`)].join(', ')}`,
       );
     }
   }
@@ -748,7 +919,11 @@ export class Invariants {
       }
       case 'terminated': {
         const held = this.w.provider.find(record.id);
-        if (held && !isTerminal(held.status)) this.report('3', `${record.id}'s drain cut short as terminated, but the provider says ${held.status}`);
+        // Back from a freeze without a report since: the provider said stopped when last asked, and
+        // nothing has told the reconciler otherwise (README.md: a report after it is what recovers).
+        const resumed = this.w.failures?.resumedAt(record.id);
+        const unheardSince = resumed !== undefined && (record.healthAt === null || record.healthAt.getTime() < resumed);
+        if (held && !isTerminal(held.status) && !unheardSince) this.report('3', `${record.id}'s drain cut short as terminated, but the provider says ${held.status}`);
         return;
       }
       default:

@@ -86,7 +86,8 @@ export interface FleetSpec {
   startMs: number;
 }
 
-export type SimOp = 'create' | 'delete' | 'status' | 'list';
+/** Provider operations a fault may hit. Random schedules draw all but `setTags` (hand-written ones use it). */
+export type SimOp = 'create' | 'delete' | 'status' | 'list' | 'setTags';
 export type InstanceFault = 'crash' | 'stop' | 'vanish' | 'silence' | 'disconnect' | 'notice';
 export type AckTarget = 'draining' | 'running' | 'otherGroup' | 'unknown' | 'deleted' | 'noGroup';
 export type OperatorOp = 'drain' | 'drainForce' | 'cancel' | 'extend' | 'force';
@@ -103,7 +104,23 @@ export type Action =
   | { kind: 'operator'; op: OperatorOp; group: number; pick: number; byMs: number }
   | { kind: 'protect'; group: number; pick: number; durationMs: number; target: ProtectTarget }
   | { kind: 'unprotect'; group: number; pick: number }
-  | { kind: 'partition'; group: number; fraction: number; announce: boolean; durationMs: number | null }
+  | {
+      kind: 'partition';
+      group: number;
+      fraction: number;
+      announce: boolean;
+      durationMs: number | null;
+      /** With a brake: silence at least maxUnhealthy + `over` agents (a partition that trips it). */
+      over?: number;
+    }
+  /**
+   * A correlated failure: k live instances of a group stop in one instant, as a stopped VM or a
+   * SIGSTOPped process does (the provider reports them `stopped`, their agents go silent), and
+   * come back together after `durationMs` (null: not before the faults stop, when they are
+   * left stopped, as a crash leaves an instance). With a brake, k = maxUnhealthy + `over`
+   * (resolved when the step runs; at least 1); without one, `fraction` of the live instances.
+   */
+  | { kind: 'freeze'; group: number; over: number; fraction: number; pick: number; announce: boolean; durationMs: number | null }
   | { kind: 'scale'; group: number; size: number }
   | { kind: 'templateChange'; template: number }
   | { kind: 'switchTemplate'; group: number; template: number }
@@ -294,6 +311,28 @@ function drawExtra(d: Rng, fleet: FleetSpec, base: Action): Action {
   }
 }
 
+/**
+ * Correlated failures, from a third stream (seeded by the seed, a fixed number of draws a step),
+ * so that the fleets and schedules the seeds had before stay as they were except where these
+ * take a step's place: a wait that drawExtra left a wait becomes a freeze (30%), and a partition
+ * in a group with a brake sometimes silences more agents than maxUnhealthy (40%).
+ */
+function drawCorrelated(c: Rng, fleet: FleetSpec, base: Action): Action {
+  const freeze = c.chance(0.3);
+  const braked = fleet.groups.map((g, i) => (g.maxUnhealthy ? i : -1)).filter((i) => i >= 0);
+  const anyGroup = c.int(0, fleet.groups.length - 1);
+  const group = braked.length > 0 && c.chance(0.8) ? c.pick(braked) : anyGroup;
+  const over = c.pick([-1, 0, 1, 1, 2, 3]);
+  const fraction = c.pick([0.25, 0.5, 0.75, 1]);
+  const pick = c.next();
+  const announce = c.chance(0.5);
+  const durationMs = c.chance(0.15) ? null : c.pick([1 * MIN, 3 * MIN, 5 * MIN, 10 * MIN, 20 * MIN]);
+  const partitionOver = c.chance(0.4) ? c.pick([1, 2]) : null;
+  if (base.kind === 'wait' && freeze) return { kind: 'freeze', group, over, fraction, pick, announce, durationMs };
+  if (base.kind === 'partition' && partitionOver !== null && fleet.groups[base.group]?.maxUnhealthy) return { ...base, over: partitionOver };
+  return base;
+}
+
 function generateDt(rng: Rng): number {
   const band = rng.weighted({ short: 60, medium: 32, long: 8 });
   if (band === 'short') return rng.int(1, 30) * SEC;
@@ -375,11 +414,12 @@ export function generateScenario(seed: number, options: GenerateOptions = {}): S
   const fleet = generateFleet(rng);
   const extra = new Rng(hash32(seed, 'disruption'));
   drawDisruption(extra, fleet);
+  const correlated = new Rng(hash32(seed, 'correlated'));
   const count = options.steps ?? DEFAULT_STEPS;
   const steps: Step[] = [];
   for (let i = 0; i < count; i++) {
     const dtMs = generateDt(rng);
-    steps.push({ dtMs, action: drawExtra(extra, fleet, generateAction(rng, fleet)) });
+    steps.push({ dtMs, action: drawCorrelated(correlated, fleet, drawExtra(extra, fleet, generateAction(rng, fleet))) });
   }
   return { seed, fleet, steps };
 }
@@ -408,7 +448,9 @@ export function describeAction(action: Action, fleet: FleetSpec): string {
     case 'unprotect':
       return `operator: unprotect an instance of ${g(action.group)}`;
     case 'partition':
-      return `partition: ${Math.round(action.fraction * 100)}% of ${g(action.group)}'s agents silent${action.durationMs === null ? '' : ` for ${action.durationMs / SEC}s`}${action.announce ? ', disconnects reported' : ''}`;
+      return `partition: ${Math.round(action.fraction * 100)}% of ${g(action.group)}'s agents${action.over === undefined ? '' : ` (at least maxUnhealthy + ${action.over})`} silent${action.durationMs === null ? '' : ` for ${action.durationMs / SEC}s`}${action.announce ? ', disconnects reported' : ''}`;
+    case 'freeze':
+      return `freeze: maxUnhealthy ${action.over >= 0 ? '+' : '-'} ${Math.abs(action.over)} (or ${Math.round(action.fraction * 100)}%) of ${g(action.group)}'s instances stop at once${action.durationMs === null ? '' : `, back after ${action.durationMs / SEC}s`}${action.announce ? ', disconnects reported' : ''}`;
     case 'scale':
       return `config: ${g(action.group)} size ${action.size}`;
     case 'templateChange':

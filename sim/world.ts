@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { ManualClock } from '../src/clock/index.js';
 import { ConfigLoader } from '../src/config/index.js';
 import { DefaultInstanceManager } from '../src/instances/index.js';
-import { ThrottledError } from '../src/errors/index.js';
 import type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../src/providers/index.js';
 import { SimProvider, type SimInstance } from '../src/providers/sim/index.js';
 import { EventType, Reconciler, type ReconcileEvent } from '../src/reconciler/index.js';
@@ -21,7 +20,7 @@ import { LocalOperatorState, keys, type OperatorState } from '../src/state/index
 import { openLocalDb, type AuditEntry, type InstanceRecord, type LocalDb } from '../src/store/index.js';
 import { seededRandom } from '../src/util/random.js';
 import { ConfigModel, type ModelConfig, type RenderOptions } from './config-model.js';
-import { CallLog, Disturbances, Invariants, OperatorLog, resolveMax, type Violation } from './invariants.js';
+import { CallLog, Disturbances, Failures, Invariants, OperatorLog, judged, resolveMax, resolveQuantity, type Violation } from './invariants.js';
 import { hash32, unit } from './rng.js';
 import { ALL_REASONS, HOUR, MIN, SEC, SIM_START, describeAction, type Action, type BudgetDraw, type FleetSpec, type Scenario, type VoluntaryReasonDraw } from './scenario.js';
 import { TAGS, isRotation } from './vocabulary.js';
@@ -101,6 +100,8 @@ interface Agent {
   providerId: string;
   booted: boolean;
   silentUntil: number;
+  /** Frozen (its instance stopped with it) until then: no reports, no acks; null while not frozen. */
+  frozenUntil: number | null;
   drains: number;
 }
 
@@ -143,13 +144,11 @@ async function turns(n: number): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
-/** What every generation's provider view shares: the mutation check, throttling, calls in flight. */
+/** What every generation's provider view shares: the mutation check, calls in flight, the call log. */
 interface ProviderHooks {
   onMutation(generation: number, op: 'create' | 'delete' | 'setTags', target: string): void;
   /** A create call has been made (and, if the provider made an instance for it, the instance exists). */
   onCreateCalled(req: ProviderCreateRequest): void;
-  /** Throws ThrottledError when the provider's rate limit is exceeded (a fault, lifted when the faults stop). */
-  admit(op: string): void;
   inFlight: number;
   /** Every call, and which were in trouble (slow, failed, throttled). */
   readonly calls: CallLog;
@@ -174,7 +173,6 @@ class WatchedProvider implements Provider {
     const id = this.hooks.calls.begin(this.hooks.now(), this.hooks.latency(op));
     let ok = false;
     try {
-      this.hooks.admit(op);
       this.hooks.inFlight++;
       try {
         const result = await fn();
@@ -228,34 +226,6 @@ class WatchedProvider implements Provider {
   }
 }
 
-/** The cloud's API rate limit (token bucket), on the simulated clock. */
-class RateLimit {
-  private tokens: number;
-  private last: number;
-  private readonly burst: number;
-
-  constructor(
-    private rate: number,
-    now: number,
-  ) {
-    this.burst = Math.max(2, Math.ceil(rate / 20));
-    this.tokens = this.burst;
-    this.last = now;
-  }
-
-  lift(): void {
-    this.rate = 0;
-  }
-
-  admit(op: string, now: number): void {
-    if (this.rate <= 0) return;
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.rate) / 1000);
-    this.last = now;
-    if (this.tokens < 1) throw new ThrottledError(`sim provider ${op}`);
-    this.tokens -= 1;
-  }
-}
-
 export class World {
   private readonly fleet: FleetSpec;
   private readonly seed: number;
@@ -280,6 +250,8 @@ export class World {
   private readonly operatorLog = new OperatorLog();
   /** Provider calls as they happened (which went slow, failed or were throttled). */
   private readonly calls = new CallLog();
+  /** The correlated failures (freezes, partitions) the world made, for invariant 12. */
+  private readonly failures = new Failures();
   /** The health brake was lifted by the operator during convergence (see converge). */
   private brakeLiftedAt: number | null = null;
   private reconciler: Reconciler | null = null;
@@ -293,7 +265,6 @@ export class World {
   private winLists: Array<{ start: number; ok: boolean }> = [];
   private leader = true;
   private readonly disturbances = new Disturbances();
-  private readonly rateLimit: RateLimit;
   private readonly hooks: ProviderHooks;
   readonly checker: Invariants;
   private readonly agents = new Map<string, Agent>();
@@ -333,8 +304,10 @@ export class World {
       seed: this.seed,
       createLatencyMs: provider.createLatencyMs,
       deleteLatencyMs: provider.deleteLatencyMs,
+      // The cloud's API rate limit: the provider's own token bucket, on the simulated clock (a
+      // fault, lifted when the faults stop). A throttled call reaches onCall as 'throttled'.
+      maxCallsPerSecond: provider.simMaxCallsPerSecond,
     });
-    this.rateLimit = new RateLimit(provider.simMaxCallsPerSecond, this.start);
     this.hooks = {
       onMutation: (gen, op, target) => this.guard(() => this.checker.onMutation(gen, op, target)),
       onCreateCalled: (req) => {
@@ -343,14 +316,6 @@ export class World {
         if (this.images.has(req.idempotencyKey) || !this.sim.find(req.idempotencyKey)) return;
         const image = req.template.image;
         this.images.set(req.idempotencyKey, typeof image === 'string' ? image : JSON.stringify(req.template));
-      },
-      admit: (op) => {
-        try {
-          this.rateLimit.admit(op, this.clock.nowMs());
-        } catch (err) {
-          this.stats.providerErrors++;
-          throw err;
-        }
       },
       inFlight: 0,
       calls: this.calls,
@@ -392,6 +357,7 @@ export class World {
       groups: () => this.fleet.groups,
       operatorLog: this.operatorLog,
       calls: this.calls,
+      failures: this.failures,
     });
     this.checker.onConfigApplied();
   }
@@ -699,6 +665,7 @@ export class World {
       providerId,
       booted: false,
       silentUntil: this.options.plant === 'silence' && !this.faultsOn ? Number.POSITIVE_INFINITY : 0,
+      frozenUntil: null,
       drains: 0,
     };
     this.agents.set(instanceId, agent);
@@ -713,18 +680,25 @@ export class World {
   private killByProvider(providerId: string): void {
     for (const agent of this.agents.values()) {
       if (agent.providerId === providerId) {
-        this.agents.delete(agent.id);
+        this.kill(agent.id);
         return;
       }
     }
   }
 
+  /** The instance is gone or dead: its agent with it, and any correlated failure it was in ends for it. */
   private kill(instanceId: string): void {
     this.agents.delete(instanceId);
+    this.failures.end(instanceId, this.clock.nowMs());
+  }
+
+  /** The agent reports (up, not silent, not frozen). */
+  private speaks(agent: Agent, now: number): boolean {
+    return agent.booted && now >= agent.silentUntil && agent.frozenUntil === null;
   }
 
   private report(agent: Agent): void {
-    if (!this.db || !agent.booted || this.clock.nowMs() < agent.silentUntil) return;
+    if (!this.db || !this.speaks(agent, this.clock.nowMs())) return;
     this.db.recordHealth(agent.id, this.clock.now());
   }
 
@@ -734,7 +708,7 @@ export class World {
       const now = this.clock.nowMs();
       const at = this.clock.now();
       const reports: Array<{ instanceId: string; at: Date }> = [];
-      for (const agent of this.agents.values()) if (agent.booted && now >= agent.silentUntil) reports.push({ instanceId: agent.id, at });
+      for (const agent of this.agents.values()) if (this.speaks(agent, now)) reports.push({ instanceId: agent.id, at });
       if (this.db && reports.length > 0) this.db.recordHealthBatch(reports);
       this.scheduleHealthRound();
     });
@@ -759,7 +733,7 @@ export class World {
     const ack = (at: number): void => {
       this.clock.schedule(at, () => {
         const a = this.agents.get(instanceId);
-        if (!a || this.clock.nowMs() < a.silentUntil) return; // a dead or hung agent cannot ack
+        if (!a || this.clock.nowMs() < a.silentUntil || a.frozenUntil !== null) return; // a dead, hung or frozen agent cannot ack
         this.send({ type: EventType.DrainAcked, tenant: group.slice(0, slash), groupKey: group.slice(slash + 1), instanceId, cause: 'agent' });
       });
     };
@@ -815,6 +789,8 @@ export class World {
         return this.protectAction(action);
       case 'partition':
         return this.partition(action);
+      case 'freeze':
+        return this.freeze(action);
       case 'scale': {
         const g = this.model.group(action.group);
         if (!g) return 'no group';
@@ -1034,15 +1010,92 @@ export class World {
     if (!spec) return 'no group';
     const now = this.clock.nowMs();
     const mine = [...this.agents.values()].filter((a) => a.tenant === spec.tenant && a.group === spec.group).sort((a, b) => (a.id < b.id ? -1 : 1));
-    const n = Math.ceil(action.fraction * mine.length);
+    // With a brake and `over`: at least maxUnhealthy + over agents (a partition that trips it).
+    const max = this.maxUnhealthyOf(spec.tenant, spec.group);
+    const n = Math.min(mine.length, Math.max(Math.ceil(action.fraction * mine.length), max !== null && action.over !== undefined ? max + action.over : 0));
     const silenced = mine.slice(0, n);
+    const until = action.durationMs === null ? Number.POSITIVE_INFINITY : now + action.durationMs;
+    // Recorded before the agents go silent: whether each served is judged on the world as it stood.
+    this.checker.onCorrelatedFailure(
+      'partition',
+      spec.tenant,
+      spec.group,
+      silenced.map((a) => ({ id: a.id, up: this.speaks(a, now), until })),
+    );
     for (const agent of silenced) {
-      agent.silentUntil = Math.max(agent.silentUntil, action.durationMs === null ? Number.POSITIVE_INFINITY : now + action.durationMs);
+      agent.silentUntil = Math.max(agent.silentUntil, until);
       if (action.announce) {
         this.send({ type: EventType.CheckInstance, tenant: agent.tenant, groupKey: agent.group, instanceId: agent.id, cause: 'disconnect', timestamp: new Date(now), preventDuplicate: true });
       }
     }
     return `${silenced.length} of ${mine.length} agents`;
+  }
+
+  /** maxUnhealthy of a configured group, resolved against its size in force (null: no brake). */
+  private maxUnhealthyOf(tenant: string, group: string): number | null {
+    const settings = this.inForce.group(tenant, group);
+    return settings?.maxUnhealthy ? resolveQuantity(settings.maxUnhealthy, settings.size) : null;
+  }
+
+  /**
+   * A correlated failure: k of a group's live instances stop in one instant (the provider says
+   * `stopped`, their agents neither report nor acknowledge), disconnects reported or not, and
+   * come back together (the provider says `running` again; the agents report from the next
+   * health round) after the step's duration, or when the faults stop. Frozen for good (no
+   * duration), they stay stopped, as a crash leaves an instance.
+   */
+  private freeze(action: Extract<Action, { kind: 'freeze' }>): string {
+    const spec = this.fleet.groups[action.group];
+    if (!spec) return 'no group';
+    const now = this.clock.nowMs();
+    const live = this.sim
+      .instances()
+      .filter((i) => i.tags[TAGS.tenant] === spec.tenant && i.tags[TAGS.group] === spec.group && (i.status === 'running' || i.status === 'pending'))
+      .sort((a, b) => (a.providerId < b.providerId ? -1 : 1));
+    if (live.length === 0) return 'no target';
+    const max = this.maxUnhealthyOf(spec.tenant, spec.group);
+    const k = Math.min(live.length, Math.max(1, max === null ? Math.ceil(action.fraction * live.length) : max + action.over));
+    const first = Math.floor(action.pick * live.length);
+    const chosen = Array.from({ length: k }, (_, j) => live[(first + j) % live.length]).filter((i): i is SimInstance => i !== undefined);
+    const until = action.durationMs === null ? Number.POSITIVE_INFINITY : now + action.durationMs;
+    this.checker.onCorrelatedFailure(
+      'freeze',
+      spec.tenant,
+      spec.group,
+      chosen.map((i) => {
+        const agent = this.agents.get(i.idempotencyKey);
+        return { id: i.idempotencyKey, up: agent !== undefined && this.speaks(agent, now), until };
+      }),
+    );
+    const frozen: Agent[] = [];
+    for (const inst of chosen) {
+      this.sim.setStatus(inst.providerId, 'stopped');
+      const agent = this.agents.get(inst.idempotencyKey);
+      if (agent) {
+        agent.frozenUntil = until;
+        frozen.push(agent);
+      }
+      if (action.announce) {
+        this.send({ type: EventType.CheckInstance, tenant: spec.tenant, groupKey: spec.group, instanceId: inst.idempotencyKey, cause: 'disconnect', timestamp: new Date(now), preventDuplicate: true });
+      }
+    }
+    if (Number.isFinite(until)) this.clock.schedule(until, () => this.thaw(frozen, until));
+    return `${k} of ${live.length}${max === null ? '' : ` (maxUnhealthy ${max})`}: ${chosen.map((i) => shortId(i.idempotencyKey)).join(' ')}`;
+  }
+
+  /** Frozen agents (and their instances) come back, unless something else happened to them meanwhile. */
+  private thaw(agents: readonly Agent[], until: number): void {
+    const now = this.clock.nowMs();
+    for (const agent of agents) {
+      if (this.agents.get(agent.id) !== agent || agent.frozenUntil !== until) continue;
+      agent.frozenUntil = null;
+      if (this.sim.find(agent.providerId)?.status === 'stopped') {
+        this.sim.setStatus(agent.providerId, 'running');
+        this.failures.resume(agent.id, now);
+      } else {
+        this.failures.end(agent.id, now);
+      }
+    }
   }
 
   private operatorAck(action: Extract<Action, { kind: 'ack' }>): string {
@@ -1226,7 +1279,7 @@ export class World {
         const name = `${tenant}/${group} ${shortId(i.id)}`;
         if (i.status !== 'running') return `${name} is ${i.status}`;
         if (!i.healthAt || now - i.healthAt.getTime() > staleMs) return `${name} has no fresh health report`;
-        if (i.unhealthyAt || i.noticeDeadline) return `${name} is judged unhealthy or noticed`;
+        if (judged(i) || i.noticeDeadline) return `${name} is judged unhealthy or noticed`;
         if (i.providerStatus !== null && i.providerStatus !== 'running' && i.providerStatus !== 'pending') return `${name} was seen ${i.providerStatus}`;
         // What the instance runs at the provider, not what the store says it runs.
         const image = this.images.get(i.id);
@@ -1252,8 +1305,13 @@ export class World {
     // and leadership is (re)won, which runs InitialReconcile as an elector would.
     this.faultsOn = false;
     this.sim.clearFaults();
-    this.rateLimit.lift();
-    for (const agent of this.agents.values()) agent.silentUntil = this.options.plant === 'silence' ? Number.POSITIVE_INFINITY : 0;
+    this.sim.setRate(0);
+    for (const agent of this.agents.values()) {
+      agent.silentUntil = this.options.plant === 'silence' ? Number.POSITIVE_INFINITY : 0;
+      // Freezes with a duration end with the faults; those for good stay stopped (as crashes do).
+      if (agent.frozenUntil !== null && Number.isFinite(agent.frozenUntil)) this.thaw([agent], agent.frozenUntil);
+      else if (agent.frozenUntil === null) this.failures.end(agent.id, this.clock.nowMs());
+    }
     // Calls already out (slow ones) end, or time out, before the fleet is judged.
     const settledBy = this.clock.nowMs() + this.fleet.provider.callTimeoutMs + MAX_SLOW_MS;
     while (this.hooks.inFlight > 0 && this.clock.nowMs() < settledBy) {

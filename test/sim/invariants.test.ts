@@ -7,7 +7,7 @@ import { TAG } from '../../src/providers/index.js';
 import { SimProvider } from '../../src/providers/sim/index.js';
 import { openLocalDb, type InstanceRecord, type LocalDb } from '../../src/store/index.js';
 import { modelConfig, type ModelBudget, type ModelConfig, type ModelGroup } from '../../sim/config-model.js';
-import { CallLog, Disturbances, Invariants, OperatorLog, type WorldView } from '../../sim/invariants.js';
+import { CallLog, Disturbances, Failures, Invariants, OperatorLog, type WorldView } from '../../sim/invariants.js';
 import type { ShardSpec } from '../../sim/scenario.js';
 import { setRow } from '../helpers/store-fixtures.js';
 
@@ -43,6 +43,8 @@ function web(over: Partial<ModelGroup> = {}): ModelConfig {
     maxUnhealthy: null,
     maxDrainTimeoutMs: null,
     cancelHoldMs: 60 * MIN,
+    healthSettleMs: 3 * MIN,
+    unhealthyWindowMs: 9 * MIN,
     ...over,
   };
   return modelConfig(SHARD, [group]);
@@ -321,6 +323,7 @@ describe('the disruption invariants (7 to 11)', () => {
       step: () => 0,
       groups: () => [{ tenant: 't', group: 'web' }],
       operatorLog: log,
+      failures: new Failures(),
     };
     checker = new Invariants(view);
     checker.onConfigApplied();
@@ -443,6 +446,59 @@ describe('the disruption invariants (7 to 11)', () => {
     db.updateInstance('i-3', { providerStatus: 'running' });
     checker.onPlanInput('t', 'web', db.liveInstances('t', 'web'));
     expect(checker.brakeChecks).toBe(1);
+  });
+
+  it('holds a correlated failure together: no member that served is acted on before healthSettle, and those it replaced count for unhealthyWindow (invariant 12)', async () => {
+    // maxUnhealthy 1; health every 60 s, 3 missed: healthSettle 3 min, unhealthyWindow 9 min.
+    running('i-1');
+    running('i-2');
+    running('i-3');
+    const deleteTerminated = (id: string): void => {
+      db.updateInstance(id, { providerStatus: 'stopped', providerCheckedAt: clock.now() });
+      checker.onPlanInput('t', 'web', db.liveInstances('t', 'web'));
+      setRow(db, id, { status: 'deleting', deleteReason: 'terminated' });
+      db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'delete', reason: 'terminated' });
+    };
+    const frozen = checker.onCorrelatedFailure('freeze', 't', 'web', [
+      { id: 'i-1', up: true, until: Number.POSITIVE_INFINITY },
+      { id: 'i-2', up: true, until: Number.POSITIVE_INFINITY },
+    ]);
+    expect([...(frozen?.members.values() ?? [])].map((m) => m.clean)).toEqual([true, true]);
+    await clock.advance(2 * MIN);
+    deleteTerminated('i-1'); // seen stopped, replaced at once: 2 min after it failed
+    expect(invariants()).toEqual(['12']);
+    expect(checker.violations[0]?.message).toMatch(/i-1\w* 120s after it failed with 1 other\(s\) \(freeze of 2 at .*\), before healthSettle \(180s\)/);
+    setRow(db, 'i-1', { status: 'deleted', deletedAt: clock.now() });
+    await clock.advance(2 * MIN);
+    db.updateInstance('i-3', { healthAt: clock.now() });
+    deleteTerminated('i-2'); // past its settle, but the one replaced 2 min ago still counts
+    expect(invariants()).toEqual(['12', '12']);
+    expect(checker.violations[1]?.message).toMatch(/while 1 were unhealthy and 1 of its failure replaced for health within unhealthyWindow \(540s\), more than maxUnhealthy 1: i-2\w* stopped, i-1\w* replaced/);
+    expect(checker.correlatedChecks).toBe(2);
+  });
+
+  it('does not hold to healthSettle a member of a correlated failure that had already failed, nor count a replaced one past unhealthyWindow (invariant 12)', async () => {
+    running('i-1', { healthAt: new Date(START - 10 * MIN) }); // silent for 10 min: judged before the freeze
+    running('i-2');
+    running('i-3');
+    const deleteTerminated = (id: string): void => {
+      db.updateInstance(id, { providerStatus: 'stopped', providerCheckedAt: clock.now() });
+      checker.onPlanInput('t', 'web', db.liveInstances('t', 'web'));
+      setRow(db, id, { status: 'deleting', deleteReason: 'terminated' });
+      db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'delete', reason: 'terminated' });
+    };
+    const frozen = checker.onCorrelatedFailure('freeze', 't', 'web', [
+      { id: 'i-1', up: true, until: Number.POSITIVE_INFINITY },
+      { id: 'i-2', up: true, until: Number.POSITIVE_INFINITY },
+    ]);
+    expect([...(frozen?.members.values() ?? [])].map((m) => m.clean)).toEqual([false, true]);
+    deleteTerminated('i-1');
+    setRow(db, 'i-1', { status: 'deleted', deletedAt: clock.now() });
+    await clock.advance(10 * MIN);
+    db.updateInstance('i-3', { healthAt: clock.now() });
+    deleteTerminated('i-2'); // i-1 left 10 min ago: past the window, it counts no more
+    expect(invariants()).toEqual([]);
+    expect(checker.correlatedChecks).toBe(2);
   });
 
   it('flags an extension past drainStartedAt + maxDrainTimeout, not a first deadline beyond it (invariant 10)', async () => {

@@ -55,6 +55,38 @@ const EXTENSION: Scenario = {
   ],
 };
 
+/**
+ * Two instances, maxUnhealthy 1, health every 30 s, 3 missed (stale after 90 s; healthSettle 90 s,
+ * unhealthyWindow 270 s by default). One agent goes silent at 3:00 (stale at 4:30, acted on at
+ * 6:00); at 5:50 both instances stop together. At 6:00 the silent one is replaced (the other has
+ * not missed its reports yet: one counts); the other is judged at 7:00 and, with the replaced one
+ * still counted, holds the brake. A brake that forgets its departures replaces it at 8:30.
+ */
+const CORRELATED: Scenario = {
+  seed: 1,
+  fleet: {
+    ...EXTENSION.fleet,
+    shard: { ...EXTENSION.fleet.shard, healthCheckIntervalMs: 30_000, missedHealthThreshold: 3 },
+    groups: [{ ...EXTENSION.fleet.groups[0]!, size: 2, drainTimeoutMs: 0, maxDrainTimeoutMs: null, maxUnhealthy: { count: 1 } }],
+    bootMaxMs: 20_000,
+  },
+  steps: [
+    { dtMs: 3 * MIN, action: { kind: 'instance', fault: 'silence', group: 0, pick: 0, announce: false, durationMs: null } },
+    { dtMs: 2 * MIN + 50_000, action: { kind: 'freeze', group: 0, over: 1, fraction: 1, pick: 0, announce: false, durationMs: 20 * MIN } },
+    { dtMs: 4 * MIN + 10_000, action: { kind: 'wait' } },
+    { dtMs: 10 * MIN, action: { kind: 'wait' } },
+  ],
+};
+
+/** The brake's timing planted away: `disruption.healthSettleMs` and/or `unhealthyWindowMs` 0 in every group's settings. */
+function plantBrakeTiming(over: { healthSettleMs?: 0; unhealthyWindowMs?: 0 }): void {
+  const original = configModule.groupSettings;
+  vi.spyOn(configModule, 'groupSettings').mockImplementation((config, tenant, group) => {
+    const settings = original(config, tenant, group);
+    return settings && { ...settings, disruption: { ...settings.disruption, ...over } };
+  });
+}
+
 afterEach(() => {
   vi.restoreAllMocks();
 });
@@ -201,6 +233,29 @@ describe('the simulator catches a reconciler that breaks each invariant (planted
     const result = await runScenario(EXTENSION);
     expect(result.violations[0]?.invariant).toBe('10');
     expect(result.violations[0]?.message).toMatch(/past drain start \+ maxDrainTimeout/);
+  });
+
+  it('reports invariant 12 when the brake neither waits healthSettle nor counts the instances it replaced (a correlated failure replaced bit by bit)', async () => {
+    plantBrakeTiming({ healthSettleMs: 0, unhealthyWindowMs: 0 });
+    const found = await firstViolation(20);
+    expect(found.invariant).toBe('12');
+    expect(found.report).toMatch(/after it failed with \d+ other\(s\) \((freeze|partition) of \d+ at .*\), before healthSettle|replaced for health within unhealthyWindow/);
+  });
+
+  it('reports invariant 12 when the brake forgets the instances it replaced for health (unhealthyWindow 0), in a hand-written schedule', async () => {
+    // Unbroken: the silent one is replaced, then the brake trips on the other and holds it (until
+    // 10:00 at least: the window runs 270 s from the replaced one's departure and its
+    // replacement's first report; after that the brake releases, by design).
+    const held = await runScenario(CORRELATED);
+    expect(held.violations).toEqual([]);
+    const untilTen = held.trace[3] ?? '';
+    expect(untilTen).toMatch(/^#2 0:10:00 wait => delete web\/i-\w+ unhealthy, .*brakeTripped web\/- maxUnhealthy/);
+    expect(untilTen).not.toMatch(/delete web\/i-\w+ terminated/);
+    expect(held.trace[4]).toMatch(/brakeReleased web\/- maxUnhealthy, delete web\/i-\w+ terminated/);
+    plantBrakeTiming({ unhealthyWindowMs: 0 });
+    const result = await runScenario(CORRELATED);
+    expect(result.violations[0]?.invariant).toBe('12');
+    expect(result.violations[0]?.message).toMatch(/delete \(terminated\) of i-\w+ \(freeze of 2 at .*\) while 1 were unhealthy and 1 of its failure replaced for health within unhealthyWindow \(270s\), more than maxUnhealthy 1/);
   });
 
   it('reports the lifecycle check when a plan drains an instance twice and the store lets it (its transition guard undone)', async () => {

@@ -50,6 +50,11 @@ interface PlannedFault {
   delayMs: number;
 }
 
+/** A twentieth of a second's worth of calls, at least 2. */
+function defaultBurst(callsPerSecond: number): number {
+  return Math.max(2, Math.ceil(callsPerSecond / 20));
+}
+
 class SimApiError extends DroverError {
   constructor(op: string) {
     super(`sim provider ${op}: injected failure`, { code: 'provider', retryable: true });
@@ -70,7 +75,7 @@ export class SimProvider implements Provider {
   private lastRefill: number;
   private latency: Record<'create' | 'delete' | 'status' | 'list', number>;
   private rate: number;
-  private readonly burst: number;
+  private burst: number;
   /** Counts of calls by operation and outcome. */
   readonly stats = { create: 0, delete: 0, status: 0, list: 0, setTags: 0, throttled: 0, failed: 0 };
 
@@ -83,7 +88,7 @@ export class SimProvider implements Provider {
       list: options.listLatencyMs ?? 0,
     };
     this.rate = options.maxCallsPerSecond ?? 0;
-    this.burst = options.burst ?? Math.max(2, Math.ceil(this.rate / 20));
+    this.burst = options.burst ?? defaultBurst(this.rate);
     this.tokens = this.burst;
     this.lastRefill = this.clock.nowMs();
     this.idPrefix = `sim-${((options.seed ?? 0) >>> 0).toString(36)}-`;
@@ -227,6 +232,23 @@ export class SimProvider implements Provider {
     this.latency = { ...this.latency, ...latency };
   }
 
+  /**
+   * Changes the API rate limit from now on (0 = unlimited), as a cloud's quota is raised, cut or
+   * lifted while callers run. Tokens earned before now are earned at the old rate; the bucket
+   * keeps what it holds (capped at the new burst, which defaults as in the constructor), or starts
+   * full when there was no limit before.
+   */
+  setRate(callsPerSecond: number, burst?: number): void {
+    if (!(callsPerSecond >= 0) || (burst !== undefined && !(burst >= 1))) throw new RangeError(`sim provider rate ${callsPerSecond}/s, burst ${burst ?? 'default'}: a rate >= 0 and a burst >= 1`);
+    const now = this.clock.nowMs();
+    const limited = this.rate > 0;
+    if (limited) this.refill(now);
+    this.rate = callsPerSecond;
+    this.burst = burst ?? defaultBurst(callsPerSecond);
+    this.tokens = limited ? Math.min(this.burst, this.tokens) : this.burst;
+    this.lastRefill = now;
+  }
+
   /** Observes every call as it completes (benchmarks time calls with it). */
   onCall(listener: (call: SimCall) => void): () => void {
     this.callListeners.add(listener);
@@ -259,9 +281,7 @@ export class SimProvider implements Provider {
       this.stats[op]++;
       return;
     }
-    const now = this.clock.nowMs();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.lastRefill) * this.rate) / 1000);
-    this.lastRefill = now;
+    this.refill(this.clock.nowMs());
     if (this.tokens < 1) {
       this.stats.throttled++;
       this.record({ ...call, outcome: 'throttled' });
@@ -269,6 +289,12 @@ export class SimProvider implements Provider {
     }
     this.tokens -= 1;
     this.stats[op]++;
+  }
+
+  /** Adds the tokens earned at the current rate since the last refill. */
+  private refill(now: number): void {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.lastRefill) * this.rate) / 1000);
+    this.lastRefill = now;
   }
 
   private takeFault(op: SimOperation): PlannedFault | undefined {

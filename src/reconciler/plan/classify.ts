@@ -106,8 +106,7 @@ export function classify(frame: PlanFrame): Classified {
         out.actions.push({ kind: 'delete', instanceId: inst.id, reason: 'expiryForced', priority: Priority.urgent, message: `older than forcedAge (${forcedAgeMs} ms); the provider reports it ${observed}` });
       } else {
         out.wakeAt(forcedAt);
-        // Judged when first seen so (recorded as unhealthyAt), whatever re-polls saw since.
-        candidate(inst, 'terminated', ms(inst.unhealthyAt) ?? checkedAtMs ?? now, { action: deleteTerminated, wakeAt: null });
+        candidate(inst, 'terminated', stoppedJudgedAt(inst, now), { action: deleteTerminated, wakeAt: null });
       }
       continue;
     }
@@ -130,6 +129,20 @@ export function classify(frame: PlanFrame): Classified {
     classifyRunning(frame, inst, out, { unwell, unhealthyIds, candidate });
   }
   return { ...out.result(), forgotten, unwell, unhealthyIds, drainingCount, candidates };
+}
+
+/**
+ * When a stopped (or otherwise terminal) instance was judged unhealthy: when it was first seen so
+ * (recorded as unhealthyAt), whatever re-polls saw since — but not by a judgement it reported
+ * after. One that came back, reported, then stopped again is judged anew, from when it was seen
+ * stopped: timed from its first stop, it would be past the brake's settle delay at once and
+ * replaced before the failures that came with it are counted (sim seeds 16, 175).
+ */
+export function stoppedJudgedAt(inst: InstanceRecord, now: number): number {
+  const judgedAt = ms(inst.unhealthyAt);
+  const healthAt = ms(inst.healthAt);
+  if (judgedAt !== null && !(healthAt !== null && healthAt > judgedAt)) return judgedAt;
+  return ms(inst.providerCheckedAt) ?? now;
 }
 
 /** A running instance: a termination notice, forced expiry, or its health. */

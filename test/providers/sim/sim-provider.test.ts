@@ -214,6 +214,67 @@ describe('SimProvider', () => {
     });
   });
 
+  describe('setRate', () => {
+    /** How many of `n` calls made at once are admitted. */
+    async function admitted(sim: SimProvider, n: number): Promise<number> {
+      let ok = 0;
+      for (let i = 0; i < n; i++) {
+        const err = await sim.list({}).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        if (err === null) ok++;
+        else expect(err).toBeInstanceOf(ThrottledError);
+      }
+      return ok;
+    }
+
+    it('limits an unlimited provider from now, its bucket full', async () => {
+      const { clock, sim } = setup();
+      expect(await admitted(sim, 50)).toBe(50);
+      await clock.advance(10_000); // time without a limit earns nothing
+      sim.setRate(10, 3);
+      expect(await admitted(sim, 10)).toBe(3);
+      await clock.advance(100);
+      expect(await admitted(sim, 10)).toBe(1);
+    });
+
+    it('lifts the limit with 0', async () => {
+      const { sim } = setup({ maxCallsPerSecond: 1, burst: 2 });
+      expect(await admitted(sim, 5)).toBe(2);
+      sim.setRate(0);
+      expect(await admitted(sim, 100)).toBe(100);
+      expect(sim.stats.throttled).toBe(3);
+    });
+
+    it('earns tokens at the old rate until the change and at the new one after it (not retroactively)', async () => {
+      const { clock, sim } = setup({ maxCallsPerSecond: 1, burst: 2 });
+      expect(await admitted(sim, 2)).toBe(2);
+      await clock.advance(500); // half a token at 1/s
+      sim.setRate(10, 2);
+      // At 10/s over those 500 ms the bucket would be full: it holds half a token.
+      expect(await admitted(sim, 1)).toBe(0);
+      await clock.advance(50); // another half at 10/s
+      expect(await admitted(sim, 2)).toBe(1);
+    });
+
+    it('caps what the bucket holds at a smaller burst, and defaults the burst as the constructor does', async () => {
+      const { clock, sim } = setup({ maxCallsPerSecond: 10, burst: 5 });
+      sim.setRate(10, 2);
+      expect(await admitted(sim, 5)).toBe(2);
+      sim.setRate(100); // burst: 100 / 20 = 5
+      await clock.advance(1_000);
+      expect(await admitted(sim, 10)).toBe(5);
+    });
+
+    it('refuses a negative rate and a burst below one call', () => {
+      const { sim } = setup();
+      expect(() => sim.setRate(-1)).toThrow(RangeError);
+      expect(() => sim.setRate(Number.NaN)).toThrow(RangeError);
+      expect(() => sim.setRate(5, 0.5)).toThrow(RangeError);
+    });
+  });
+
   describe('injected failures', () => {
     it('fails the next n creates with a retryable error, then creates again', async () => {
       const { sim } = setup();
