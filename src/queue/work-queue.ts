@@ -193,6 +193,9 @@ export class KeyedWorkQueue<T> {
   private schedulePump(): void {
     if (this.pumpScheduled) return;
     this.pumpScheduled = true;
+    // Not a timer: the pump waits for the next turn of the event loop, so that items added in one
+    // I/O batch coalesce (see the contract above). No time passes, on any clock.
+    // eslint-disable-next-line no-restricted-syntax
     setImmediate(() => {
       this.pumpScheduled = false;
       this.pump();
