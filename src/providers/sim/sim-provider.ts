@@ -7,7 +7,7 @@
  * (`provider.kind: sim`).
  */
 import type { Clock } from '../../clock/index.js';
-import { DroverError, InstanceNotFoundError, PermanentError, ThrottledError } from '../../errors/index.js';
+import { InstanceNotFoundError, PermanentError, ProviderError, ThrottledError } from '../../errors/index.js';
 import { TAG, type Provider, type ProviderCreateRequest, type ProviderInstance, type ProviderStatus } from '../types.js';
 
 export type SimOperation = 'create' | 'delete' | 'status' | 'list' | 'setTags';
@@ -48,12 +48,6 @@ interface PlannedFault {
   kind: 'fail' | 'slow';
   permanent: boolean;
   delayMs: number;
-}
-
-class SimApiError extends DroverError {
-  constructor(op: string) {
-    super(`sim provider ${op}: injected failure`, { code: 'provider', retryable: true });
-  }
 }
 
 export class SimProvider implements Provider {
@@ -284,7 +278,7 @@ export class SimProvider implements Provider {
   private fail(op: SimOperation, fault: PlannedFault, ids: { providerId?: string; idempotencyKey?: string }): never {
     this.stats.failed++;
     this.record({ op, outcome: 'error', ...ids });
-    const error = new SimApiError(op);
+    const error = new ProviderError(`sim provider ${op}: injected failure`, { retryable: true });
     throw fault.permanent ? new PermanentError(error) : error;
   }
 
