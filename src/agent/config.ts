@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { errorMessage } from '../errors/index.js';
+import { ConfigError, errorMessage } from '../errors/index.js';
 import { parseCertificates } from '../util/pem.js';
 
 const command = z.array(z.string().min(1)).min(1);
@@ -58,11 +58,21 @@ export const agentConfigSchema = z.strictObject({
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;
 
+/** Reads and validates the agent's config file. Throws a ConfigError naming every problem. */
 export function readAgentConfig(path: string): AgentConfig {
-  const raw: unknown = JSON.parse(readFileSync(path, 'utf8'));
+  const source = `agent config ${path}`;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ConfigError([{ path: '', message: `reading ${path}: ${errorMessage(err)}` }], source, err);
+  }
   const parsed = agentConfigSchema.safeParse(raw);
   if (!parsed.success) {
-    throw new Error(`reading agent config ${path}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    throw new ConfigError(
+      parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })),
+      source,
+    );
   }
   return parsed.data;
 }

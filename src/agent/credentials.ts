@@ -8,13 +8,14 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { SettingError } from '../errors/index.js';
 
 export class AgentCredentials {
   private readonly secret: Buffer;
 
   constructor(secret: string | Buffer) {
     this.secret = typeof secret === 'string' ? Buffer.from(secret, 'utf8') : secret;
-    if (this.secret.length < 16) throw new Error('agent secret: must be at least 16 bytes');
+    if (this.secret.length < 16) throw new SettingError('reading the agent secret (DROVER_AGENT_SECRET, or agent-secret in server.dataDir): it must be at least 16 bytes');
   }
 
   /** Loads the secret from `path`, creating a random one (mode 0600) if the file is absent. */

@@ -12,7 +12,7 @@ import type { Logger as PinoLogger } from 'pino';
 import { AgentCredentials } from '../agent/credentials.js';
 import { SystemClock, type Clock, type TimerHandle } from '../clock/index.js';
 import { ConfigError, ConfigLoader, configuredGroups, type DroverConfig } from '../config/index.js';
-import { errorMessage } from '../errors/index.js';
+import { UnavailableError, doing, errorMessage } from '../errors/index.js';
 import { DefaultInstanceManager } from '../instances/index.js';
 import { EtcdElector, FencedProvider, SingleNodeElector, connectEtcd, type LeaderElector } from '../leader/index.js';
 import { DroverMetrics } from '../metrics/index.js';
@@ -323,7 +323,8 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     etcd?.close();
     db.close();
     configLoader.close();
-    throw new Error(`starting the admin API on ${server.listen}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    // Most often the address is in use or not this machine's: the cause says which.
+    throw new UnavailableError(doing(`starting the admin API on ${server.listen}`, err), err);
   }
   if (!tokens.enabled) logger.warn({ listen: server.listen }, 'no API token configured: anyone who can reach the listen address can use the API');
 

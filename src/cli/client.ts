@@ -331,6 +331,8 @@ export class ApiClient {
           resolve(res);
         },
       );
+      // A socket-level error in Node's own shape (code ETIMEDOUT), not a CliError: it goes through
+      // req's 'error' handler below, which turns it into NotConnected or a CliError by phase.
       const timer = setTimeout(() => req.destroy(Object.assign(new Error(`timed out after ${CONNECT_TIMEOUT_MS / 1000}s`), { code: 'ETIMEDOUT' })), CONNECT_TIMEOUT_MS);
       req.on('socket', (socket) => {
         const connected = (): void => {
@@ -386,13 +388,7 @@ function loadTls(options: ClientOptions): TlsMaterial {
   }
   // Checked now, so a wrong file is named as such rather than failing later as a refused server
   // (Node silently ignores a CA file with no certificate in it).
-  if (tls.ca) {
-    try {
-      checkCertificates(tls.ca);
-    } catch (err) {
-      throw new CliError(`--ca: ${caPath ?? ''}: not a PEM certificate: ${describeError(err)}`, EXIT.usage);
-    }
-  }
+  if (tls.ca) checkCertificates(`--ca: ${caPath ?? ''}`, tls.ca);
   try {
     if (tls.cert) createSecureContext({ cert: tls.cert, key: tls.key });
   } catch (err) {
@@ -401,11 +397,17 @@ function loadTls(options: ClientOptions): TlsMaterial {
   return tls;
 }
 
-/** Throws unless `pem` holds at least one certificate and every one of them parses. */
-function checkCertificates(pem: Buffer): void {
+/** Throws a usage CliError (`what`: the flag and file) unless `pem` holds at least one certificate and every one of them parses. */
+function checkCertificates(what: string, pem: Buffer): void {
   const blocks = pem.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw new Error('no "BEGIN CERTIFICATE" block in it');
-  for (const block of blocks) new X509Certificate(block);
+  if (blocks.length === 0) throw new CliError(`${what}: not a PEM certificate: no "BEGIN CERTIFICATE" block in it`, EXIT.usage);
+  for (const block of blocks) {
+    try {
+      new X509Certificate(block);
+    } catch (err) {
+      throw new CliError(`${what}: not a PEM certificate: ${describeError(err)}`, EXIT.usage);
+    }
+  }
 }
 
 async function readBody(res: IncomingMessage, what: string): Promise<string> {

@@ -1,11 +1,12 @@
 /** Output helpers: aligned tables, relative ages, JSON. */
+import { CliError, EXIT } from './client.js';
 
 export type OutputFormat = 'table' | 'json' | 'wide';
 
 export function parseOutput(value: string | undefined): OutputFormat {
   if (value === undefined || value === 'table') return 'table';
   if (value === 'json' || value === 'wide') return value;
-  throw new Error(`-o: unknown output format "${value}" (table, wide or json)`);
+  throw new CliError(`-o: unknown output format "${value}" (table, wide or json)`, EXIT.usage);
 }
 
 /** Renders rows as a table with upper-case headers, columns separated by 3 spaces (kubectl style). */

@@ -3,7 +3,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
-import { DroverError } from '../errors/index.js';
+import { ConfigError, type ConfigIssue } from '../errors/index.js';
 import { parseDuration } from './duration.js';
 import { AGENT_PING_MISSES, configSchema, type ParsedConfig, type Quantity, type VoluntaryReason } from './schema.js';
 
@@ -11,22 +11,8 @@ export type DroverConfig = ParsedConfig;
 export type ShardConfig = ParsedConfig['shard'];
 export type TemplateSpec = Record<string, unknown>;
 
-/** One problem in a config: where it is and what is wrong. */
-export interface ConfigIssue {
-  path: string;
-  message: string;
-}
-
-/** A config that cannot be used. `issues` lists every problem found, each with its path. */
-export class ConfigError extends DroverError {
-  readonly issues: readonly ConfigIssue[];
-
-  constructor(issues: readonly ConfigIssue[], source = 'config') {
-    const lines = issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message));
-    super(`invalid ${source}: ${lines.join('; ')}`, { code: 'config', retryable: false });
-    this.issues = issues;
-  }
-}
+// ConfigError lives in the error catalogue (src/errors); re-exported here, where it was first.
+export { ConfigError, type ConfigIssue };
 
 /** Formats a zod path as config users write it: `groups.default.web.budgets[1].schedule`. */
 export function formatPath(path: readonly PropertyKey[]): string {

@@ -1,21 +1,56 @@
 /**
  * The error catalogue. Every error Drover raises on purpose is a DroverError with a code and a
- * `retryable` flag; messages read "doing X: cause".
+ * `retryable` flag; messages read "doing X: cause". docs/errors.md lists every code and class
+ * (test/errors/catalogue-doc.test.ts keeps the two in step).
+ *
+ * DroverError subclasses outside this file: IllegalTransitionError (src/store/lifecycle.ts).
  */
-export type ErrorCode =
-  | 'config'
-  | 'invalid'
-  | 'not_found'
-  | 'conflict'
-  | 'timeout'
-  | 'throttled'
-  | 'not_leader'
-  | 'provider'
-  | 'permanent'
-  | 'unavailable'
-  | 'unauthenticated'
-  | 'forbidden'
-  | 'misdirected';
+
+/** Every error code, in the order docs/errors.md lists them. */
+export const ERROR_CODES = [
+  'config',
+  'invalid',
+  'not_found',
+  'conflict',
+  'timeout',
+  'throttled',
+  'not_leader',
+  'provider',
+  'permanent',
+  'unavailable',
+  'unauthenticated',
+  'forbidden',
+  'misdirected',
+  'internal',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/**
+ * The HTTP status the admin API answers an error of each code with. An answer with status
+ * HIDDEN_STATUS (500) never carries the error's message: it says only which request to look
+ * for in the server's log (the message may name files, hosts or internals). Every other status
+ * is a deliberate refusal and carries the message.
+ */
+export const HTTP_STATUS: { readonly [C in ErrorCode]: number } = {
+  config: 400,
+  invalid: 400,
+  not_found: 404,
+  conflict: 409,
+  timeout: 500,
+  throttled: 500,
+  not_leader: 503,
+  provider: 500,
+  permanent: 500,
+  unavailable: 503,
+  unauthenticated: 401,
+  forbidden: 403,
+  misdirected: 421,
+  internal: 500,
+};
+
+/** The status whose answers never echo the error's message. */
+export const HIDDEN_STATUS = 500;
 
 export interface DroverErrorOptions {
   code: ErrorCode;
@@ -71,6 +106,52 @@ export function newPermanentError(err: unknown): PermanentError {
   return err instanceof PermanentError ? err : new PermanentError(err);
 }
 
+/** One problem in a config: where it is (a dotted path, '' for the whole document) and what is wrong. */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+}
+
+/**
+ * A config document that cannot be used (the server's YAML, the API tokens, the agent's
+ * config). `issues` lists every problem found, each with its path; the message joins them:
+ * "invalid config: groups.default.web.size: must be >= 0". Not retryable: the same document
+ * gives the same answer.
+ */
+export class ConfigError extends DroverError {
+  readonly issues: readonly ConfigIssue[];
+
+  constructor(issues: readonly ConfigIssue[], source = 'config', cause?: unknown) {
+    const lines = issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message));
+    super(`invalid ${source}: ${lines.join('; ')}`, { code: 'config', retryable: false, cause });
+    this.issues = issues;
+  }
+}
+
+/**
+ * A setting whose value cannot be used as given, found when it is put to use (at start, or when
+ * the files it names are re-read): a file it names is missing, unreadable or does not hold what
+ * it should, settings that go together do not, or the machine lacks what it needs. The message
+ * names the setting: "reading server.tls.cert /etc/drover/tls.crt: ENOENT: ...". Not
+ * retryable: the setting or the file must be fixed.
+ */
+export class SettingError extends DroverError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 'config', retryable: false, cause });
+  }
+}
+
+/**
+ * Drover broke one of its own rules: a caller used an object against its contract (started it
+ * twice, passed an option out of range). A bug, never retried; the API answers it 500 without
+ * the message.
+ */
+export class InternalError extends DroverError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 'internal', retryable: false, cause });
+  }
+}
+
 /** The provider has no such instance. Not retryable: asking again gives the same answer. */
 export class InstanceNotFoundError extends DroverError {
   readonly providerId: string;
@@ -109,7 +190,10 @@ export class InvalidRequestError extends DroverError {
   }
 }
 
-/** A request that conflicts with the current state (e.g. acknowledging a drain that is not running). */
+/**
+ * An action the current state of its object does not allow (acknowledging a drain that is not
+ * running, loading from a store that was closed). Not retryable as it is: the state must change first.
+ */
 export class ConflictError extends DroverError {
   constructor(message: string) {
     super(message, { code: 'conflict', retryable: false });
@@ -123,10 +207,13 @@ export class ProviderError extends DroverError {
   }
 }
 
-/** Something is busy or not there yet (a stream full of clients, a server starting). Retryable. */
+/**
+ * Something is busy or not there yet (a stream full of clients, a server starting, an address
+ * in use, an etcd stream that ended). Retryable.
+ */
 export class UnavailableError extends DroverError {
-  constructor(message: string) {
-    super(message, { code: 'unavailable', retryable: true });
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 'unavailable', retryable: true, cause });
   }
 }
 

@@ -59,7 +59,7 @@ export function instanceTags(shard: string, req: CreateInstanceRequest): Record<
 /** Re-labels a provider error with what was being done, keeping its retryability (a fencing refusal stays as it is). */
 function wrapProviderError(action: string, err: unknown): Error {
   if (err instanceof InstanceNotFoundError || err instanceof NotLeaderError) return err;
-  if (err instanceof PermanentError) return new PermanentError(new Error(doing(action, err.cause)));
+  if (err instanceof PermanentError) return new PermanentError(new ProviderError(doing(action, err.cause), { retryable: false, cause: err.cause }));
   return new ProviderError(doing(action, err), { retryable: isRetryable(err), cause: err });
 }
 

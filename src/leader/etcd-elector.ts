@@ -26,7 +26,7 @@ import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, ret
 import { Etcd3, isRecoverableError, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
 import { z } from 'zod';
 import type { Clock, TimerHandle } from '../clock/index.js';
-import { errorMessage } from '../errors/index.js';
+import { InternalError, SettingError, UnavailableError, errorMessage } from '../errors/index.js';
 import { parseCertificates, readSettingFile } from '../util/pem.js';
 import type { Logger } from '../logging/index.js';
 import type { LeaderElector } from './elector.js';
@@ -91,15 +91,15 @@ export interface EtcdSecurity {
   auth?: { username: string; passwordFile: string } | undefined;
 }
 
-/** etcd3's `credentials` and `auth` options for `security`; throws an Error naming the setting and file at fault. */
+/** etcd3's `credentials` and `auth` options for `security`; throws a SettingError naming the setting and file at fault. */
 export function etcdSecurityOptions(endpoints: readonly string[], security: EtcdSecurity): Pick<IOptions, 'credentials' | 'auth'> {
   const options: Pick<IOptions, 'credentials' | 'auth'> = {};
   const { tls, auth } = security;
   if (tls) {
     // etcd3 would speak TLS to an http:// endpoint given credentials: say what is meant instead.
     const plain = endpoints.find((e) => !e.startsWith('https://'));
-    if (plain !== undefined) throw new Error(`connecting to etcd: leader.tls is set but endpoint ${plain} is not https://`);
-    if ((tls.cert === undefined) !== (tls.key === undefined)) throw new Error('connecting to etcd: leader.tls.cert and leader.tls.key go together');
+    if (plain !== undefined) throw new SettingError(`connecting to etcd: leader.tls is set but endpoint ${plain} is not https://`);
+    if ((tls.cert === undefined) !== (tls.key === undefined)) throw new SettingError('connecting to etcd: leader.tls.cert and leader.tls.key go together');
     const rootCertificate = readSettingFile('leader.tls.ca', tls.ca);
     parseCertificates('leader.tls.ca', tls.ca, rootCertificate);
     options.credentials = { rootCertificate };
@@ -112,7 +112,7 @@ export function etcdSecurityOptions(endpoints: readonly string[], security: Etcd
   }
   if (auth) {
     const password = readSettingFile('leader.auth.passwordFile', auth.passwordFile).toString('utf8').trim();
-    if (password.length === 0) throw new Error(`reading leader.auth.passwordFile ${auth.passwordFile}: the file is empty`);
+    if (password.length === 0) throw new SettingError(`reading leader.auth.passwordFile ${auth.passwordFile}: the file is empty`);
     options.auth = { username: auth.username, password };
   }
   return options;
@@ -127,7 +127,7 @@ export function etcdSecurityOptions(endpoints: readonly string[], security: Etcd
  */
 export function connectEtcd(endpoints: readonly string[], security: EtcdSecurity = {}): Etcd3 {
   const hosts = endpoints.map((e) => e.trim()).filter((e) => e.length > 0);
-  if (hosts.length === 0) throw new Error('connecting to etcd: no endpoints');
+  if (hosts.length === 0) throw new SettingError('connecting to etcd: leader.endpoints lists no endpoint');
   return new Etcd3({
     hosts,
     ...etcdSecurityOptions(hosts, security),
@@ -170,14 +170,15 @@ export class EtcdElector implements LeaderElector {
   private failures = 0;
 
   constructor(private readonly options: EtcdElectorOptions) {
-    if (!(options.ttlMs > 0)) throw new RangeError('EtcdElector: ttlMs must be > 0');
+    // leader.ttl is a positive duration by the config's schema: these catch a caller's bug.
+    if (!(options.ttlMs > 0)) throw new InternalError(`creating the etcd elector: ttlMs must be > 0 (got ${options.ttlMs})`);
     this.client = options.client;
     this.clock = options.clock;
     this.log = options.logger ?? noopLogger;
     this.ttlSeconds = Math.max(1, Math.ceil(options.ttlMs / 1_000));
     this.ttlMs = this.ttlSeconds * 1_000;
     this.marginMs = options.marginMs ?? Math.max(200, Math.round(this.ttlMs / 5));
-    if (this.marginMs >= this.ttlMs) throw new RangeError('EtcdElector: marginMs must be below the TTL');
+    if (this.marginMs >= this.ttlMs) throw new InternalError(`creating the etcd elector: marginMs ${this.marginMs} must be below the TTL ${this.ttlMs}`);
     this.id = options.id ?? `${randomBytes(6).toString('hex')}`;
     this.leaderKey = leaderKeyOf(options.shardId, options.prefix);
   }
@@ -394,8 +395,10 @@ export class EtcdElector implements LeaderElector {
         }
       };
       stream.on('data', (res: { TTL: string }) => finish(() => resolve(Number(res.TTL))));
+      // etcd's stream may emit a non-Error: made an Error for its message and stack; it stays a
+      // plain Error, as the errors etcd3 raises, which the renewal logic classifies itself.
       stream.on('error', (err: unknown) => finish(() => reject(err instanceof Error ? err : new Error(errorMessage(err)))));
-      stream.on('end', () => finish(() => reject(new Error('keepalive stream ended without an answer'))));
+      stream.on('end', () => finish(() => reject(new UnavailableError('renewing the leader lease: the keepalive stream ended without an answer'))));
       stream.write({ ID: lease });
     });
   }

@@ -91,6 +91,9 @@ export class CallGate {
           try {
             result = fn();
           } catch (err) {
+            // Not Drover's error but whatever the call threw, made an Error so it has a message and a
+            // stack. It stays a plain Error: it has no catalogue code, and isRetryable treats it as any
+            // error of unknown origin (transient); a DroverError would claim a code nobody chose.
             result = Promise.reject(err instanceof Error ? err : new Error(String(err)));
           }
           result.then(resolve, reject).finally(() => {

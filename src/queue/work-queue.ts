@@ -295,6 +295,9 @@ export class KeyedWorkQueue<T> {
     try {
       return fn();
     } catch (err) {
+      // Not Drover's error but whatever the handler threw, made an Error so it has a message and a
+      // stack. It stays a plain Error: it has no catalogue code, and isRetryable treats it as any
+      // error of unknown origin (transient); a DroverError would claim a code nobody chose.
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
   }

@@ -14,7 +14,7 @@ import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyHttpsOptions, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { Clock } from '../clock/index.js';
 import type { ConfigLoader } from '../config/index.js';
-import { DroverError, ForbiddenError, InvalidRequestError, MisdirectedRequestError, UnauthenticatedError, type ErrorCode } from '../errors/index.js';
+import { DroverError, ForbiddenError, HIDDEN_STATUS, HTTP_STATUS, InvalidRequestError, MisdirectedRequestError, UnauthenticatedError } from '../errors/index.js';
 import type { LeaderElector } from '../leader/index.js';
 import type { DroverMetrics } from '../metrics/index.js';
 import type { Reconciler } from '../reconciler/index.js';
@@ -53,19 +53,6 @@ export interface HttpDeps {
   https?: HttpsServerOptions | null;
   version: string;
 }
-
-/** HTTP status for each error code of the catalogue. */
-const STATUS_OF: Partial<Record<ErrorCode, number>> = {
-  invalid: 400,
-  config: 400,
-  unauthenticated: 401,
-  forbidden: 403,
-  not_found: 404,
-  conflict: 409,
-  misdirected: 421,
-  not_leader: 503,
-  unavailable: 503,
-};
 
 /** Marks a raw request whose target could not be made canonical (answered 400). */
 const BAD_TARGET = Symbol('drover.badTarget');
@@ -140,15 +127,17 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
+    // The catalogue's table (src/errors) gives a DroverError its status; fastify's own 4xx
+    // (a body that is not JSON, too large) keep theirs; anything else is a 500.
     const status =
       err instanceof DroverError
-        ? (STATUS_OF[err.code] ?? 500)
+        ? HTTP_STATUS[err.code]
         : typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500
           ? err.statusCode
-          : 500;
-    if (status >= 500 && !(err instanceof DroverError && STATUS_OF[err.code] !== undefined)) {
+          : HIDDEN_STATUS;
+    if (status === HIDDEN_STATUS) {
       // An error nobody meant to show: the detail goes to the log only (it may name files, hosts
-      // or internals). Deliberate refusals (not the leader, too many clients) keep their words.
+      // or internals). Deliberate refusals (not the leader, too many clients: 503) keep their words.
       logger.error({ method: req.method, url: req.url, requestId: req.id, err: err.message, stack: err.stack }, 'request failed');
       void reply.code(status).send({ error: `internal error (request ${req.id}); the details are in the server's log` });
       return;

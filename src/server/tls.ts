@@ -23,7 +23,7 @@ import { dirname, resolve } from 'node:path';
 import { Server as TlsServer, createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Clock, TimerHandle } from '../clock/index.js';
 import type { DroverConfig } from '../config/index.js';
-import { doing, errorMessage } from '../errors/index.js';
+import { InternalError, SettingError, doing, errorMessage } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { parseCertificates, readSettingFile } from '../util/pem.js';
 
@@ -51,7 +51,7 @@ function parseKey(setting: string, path: string, pem: Buffer): KeyObject {
     return createPrivateKey(pem);
   } catch (err) {
     // An encrypted key lands here too: Drover has no passphrase to give.
-    throw new Error(doing(`reading ${setting} ${path}`, err), { cause: err });
+    throw new SettingError(doing(`reading ${setting} ${path}`, err), err);
   }
 }
 
@@ -59,12 +59,12 @@ function parseKey(setting: string, path: string, pem: Buffer): KeyObject {
 function checkPair(certSetting: string, certPath: string, cert: Buffer, keySetting: string, keyPath: string, key: Buffer): X509Certificate {
   const [leaf] = parseCertificates(certSetting, certPath, cert);
   if (!leaf.checkPrivateKey(parseKey(keySetting, keyPath, key))) {
-    throw new Error(`checking ${keySetting} ${keyPath}: it is not the private key of the certificate in ${certSetting} ${certPath}`);
+    throw new SettingError(`checking ${keySetting} ${keyPath}: it is not the private key of the certificate in ${certSetting} ${certPath}`);
   }
   return leaf;
 }
 
-/** Reads and checks every file of `server.tls`. Throws an Error naming the setting and file at fault. */
+/** Reads and checks every file of `server.tls`. Throws a SettingError naming the setting and file at fault. */
 export function readServerTls(config: ServerTlsConfig): ServerTlsMaterial {
   const cert = readSettingFile('server.tls.cert', config.cert);
   const key = readSettingFile('server.tls.key', config.key);
@@ -88,7 +88,7 @@ export function readServerTls(config: ServerTlsConfig): ServerTlsMaterial {
     // unsupported key type, a chain OpenSSL refuses).
     createSecureContext(secureContextOptions(material));
   } catch (err) {
-    throw new Error(doing(`loading server.tls.cert ${config.cert} and server.tls.key ${config.key}`, err), { cause: err });
+    throw new SettingError(doing(`loading server.tls.cert ${config.cert} and server.tls.key ${config.key}`, err), err);
   }
   return material;
 }
@@ -145,7 +145,7 @@ export class ServerTls {
     }
   }
 
-  /** Reads and checks the files of `config`; throws an Error naming the setting and file at fault. */
+  /** Reads and checks the files of `config`; throws a SettingError naming the setting and file at fault. */
   static load(config: ServerTlsConfig, options: ServerTlsOptions): ServerTls {
     return new ServerTls(config, options);
   }
@@ -178,7 +178,8 @@ export class ServerTls {
 
   /** Starts applying changed files to `server` (the listening HTTPS server). */
   watch(server: NetServer): void {
-    if (!(server instanceof TlsServer)) throw new Error('watching server.tls: the admin API server does not serve TLS');
+    // Only the server built from httpsOptions() may be passed: anything else is a caller's bug.
+    if (!(server instanceof TlsServer)) throw new InternalError('watching server.tls: the admin API server does not serve TLS');
     this.server = server;
     const files = [this.config.cert, this.config.key, this.config.clientCa, this.config.ca, this.config.agentCert, this.config.agentKey].filter((f): f is string => f !== undefined);
     for (const dir of new Set(files.map((f) => dirname(resolve(f))))) {

@@ -14,7 +14,7 @@
  */
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Clock } from '../clock/index.js';
-import { InvalidRequestError, NotLeaderError, errorMessage, UnavailableError } from '../errors/index.js';
+import { ConflictError, InvalidRequestError, NotLeaderError, errorMessage, UnavailableError } from '../errors/index.js';
 import type { Fence } from '../leader/index.js';
 import type { Logger } from '../logging/index.js';
 import { CachedOperatorState, checkOperatorValue } from './operator-state.js';
@@ -63,7 +63,7 @@ export class EtcdOperatorState extends CachedOperatorState {
   async start(): Promise<void> {
     let attempt = 0;
     for (;;) {
-      if (this.closed) throw new Error('loading operator state from etcd: closed');
+      if (this.closed) throw new ConflictError('loading operator state from etcd: the store was closed');
       try {
         await this.load();
         return;

@@ -25,6 +25,9 @@ export function withTimeout<T>(clock: Clock, ms: number, action: string, work: P
         if (settled) return;
         settled = true;
         timer.cancel();
+        // Not Drover's error but whatever the promise threw, made an Error so it has a message and a
+        // stack. It stays a plain Error: it has no catalogue code, and isRetryable treats it as any
+        // error of unknown origin (transient); a DroverError would claim a code nobody chose.
         reject(err instanceof Error ? err : new Error(String(err)));
       },
     );

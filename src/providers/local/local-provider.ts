@@ -35,7 +35,7 @@
  *   the sweep, runs only while `mayMutate()` says so (the shard leader); otherwise NotLeaderError.
  */
 import type { Clock } from '../../clock/index.js';
-import { InstanceNotFoundError, NotLeaderError, ProviderError } from '../../errors/index.js';
+import { InstanceNotFoundError, NotLeaderError, ProviderError, SettingError } from '../../errors/index.js';
 import type { Logger } from '../../logging/index.js';
 import type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../types.js';
 import { buildAgentConfig } from './agent-config.js';
@@ -87,9 +87,9 @@ export class LocalProvider implements Provider {
   private readonly noticeSweep: NoticeSweep;
 
   constructor(options: LocalProviderOptions) {
-    if (!hasProcFs()) throw new Error('local provider: needs /proc (Linux)');
+    if (!hasProcFs()) throw new SettingError('starting the local provider: it needs /proc (Linux)');
     const [command, ...args] = options.agentCommand;
-    if (!command) throw new Error('local provider: agentCommand must not be empty');
+    if (!command) throw new SettingError('starting the local provider: agentCommand must not be empty');
     this.agentCommand = [command, ...args];
     this.killGraceMs = options.killGracePeriodMs ?? 10_000;
     this.clock = options.clock;

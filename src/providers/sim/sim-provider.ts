@@ -7,7 +7,7 @@
  * (`provider.kind: sim`).
  */
 import type { Clock } from '../../clock/index.js';
-import { DroverError, InstanceNotFoundError, PermanentError, ThrottledError } from '../../errors/index.js';
+import { InstanceNotFoundError, PermanentError, ProviderError, ThrottledError } from '../../errors/index.js';
 import { TAG, type Provider, type ProviderCreateRequest, type ProviderInstance, type ProviderStatus } from '../types.js';
 
 export type SimOperation = 'create' | 'delete' | 'status' | 'list' | 'setTags';
@@ -53,12 +53,6 @@ interface PlannedFault {
 /** A twentieth of a second's worth of calls, at least 2. */
 function defaultBurst(callsPerSecond: number): number {
   return Math.max(2, Math.ceil(callsPerSecond / 20));
-}
-
-class SimApiError extends DroverError {
-  constructor(op: string) {
-    super(`sim provider ${op}: injected failure`, { code: 'provider', retryable: true });
-  }
 }
 
 export class SimProvider implements Provider {
@@ -310,7 +304,7 @@ export class SimProvider implements Provider {
   private fail(op: SimOperation, fault: PlannedFault, ids: { providerId?: string; idempotencyKey?: string }): never {
     this.stats.failed++;
     this.record({ op, outcome: 'error', ...ids });
-    const error = new SimApiError(op);
+    const error = new ProviderError(`sim provider ${op}: injected failure`, { retryable: true });
     throw fault.permanent ? new PermanentError(error) : error;
   }
 
