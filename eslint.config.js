@@ -96,18 +96,6 @@ export default tseslint.config(
   },
   ...layerBlocks,
   WEB_DEPTH_GUARD,
-  // TEMPORARY: src/reconciler/reconciler.ts is being changed on another branch. Its idle() and
-  // quiescent() wait one turn of the event loop with a bare setImmediate (not time: they poll for
-  // quiescence); once that branch puts a commented eslint-disable-next-line above each (as
-  // src/queue/work-queue.ts does), delete this block. Every other rule still applies to the file.
-  {
-    files: ['src/reconciler/reconciler.ts'],
-    rules: {
-      'no-restricted-syntax': layerBlocks[0].rules['no-restricted-syntax'].map((ban) =>
-        ban.selector === SET_TIMER_CALL ? { ...ban, selector: "CallExpression[callee.name=/^set(Timeout|Interval)$/]" } : ban,
-      ),
-    },
-  },
   {
     files: ['test/**/*.ts', 'bench/**/*.ts', 'sim/**/*.ts'],
     rules: {

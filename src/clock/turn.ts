@@ -11,3 +11,8 @@
 export function nextTurn(): Promise<void> {
   return new Promise<void>((resolve) => setImmediate(resolve));
 }
+
+/** Calls `fn` on the next turn of the event loop (the callback form of `nextTurn`). */
+export function onNextTurn(fn: () => void): void {
+  setImmediate(fn);
+}

@@ -12,10 +12,11 @@
  *   finished and the barrier handler has run — except the keys that were ready when the previous
  *   barrier ended: each of those starts before the next barrier, so back-to-back barriers (a
  *   retried InitialReconcile whose list keeps timing out, a periodic resync) cannot starve them.
- * - Work added starts on the next turn of the event loop (setImmediate), not inside `add`: items
+ * - Work added starts on the next turn of the event loop (onNextTurn), not inside `add`: items
  *   that arrive together (one I/O batch, such as many agents' messages or disconnects) coalesce
  *   into one run per key instead of a run each. A run that ends starts the next at once.
  */
+import { onNextTurn } from '../clock/index.js';
 import { Fifo, PRIORITIES, Priority } from './priority.js';
 
 export interface QueueObserver {
@@ -195,8 +196,7 @@ export class KeyedWorkQueue<T> {
     this.pumpScheduled = true;
     // Not a timer: the pump waits for the next turn of the event loop, so that items added in one
     // I/O batch coalesce (see the contract above). No time passes, on any clock.
-    // eslint-disable-next-line no-restricted-syntax
-    setImmediate(() => {
+    onNextTurn(() => {
       this.pumpScheduled = false;
       this.pump();
     });

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { nextTurn, SystemClock, type Clock } from '../clock/index.js';
 import { configuredGroups, groupSettings, type ConfigLoader, type DroverConfig, type GroupSettings } from '../config/index.js';
-import { errorMessage } from '../errors/index.js';
+import { errorMessage, InternalError } from '../errors/index.js';
 import type { InstanceManager } from '../instances/index.js';
 import type { Logger } from '../logging/index.js';
 import type { Provider } from '../providers/index.js';
@@ -103,12 +103,12 @@ export class Reconciler {
   private halted = false;
 
   constructor(options: ReconcilerOptions) {
-    if (options === null || typeof options !== 'object') throw new TypeError('Reconciler: options are required');
+    if (options === null || typeof options !== 'object') throw new InternalError('creating the reconciler: options are required');
     for (const name of REQUIRED) {
-      if (options[name] === undefined || options[name] === null) throw new TypeError(`Reconciler: option "${name}" is required`);
+      if (options[name] === undefined || options[name] === null) throw new InternalError(`creating the reconciler: option "${name}" is required`);
     }
     for (const name of ['notifyDrain', 'isLeader'] as const) {
-      if (typeof options[name] !== 'function') throw new TypeError(`Reconciler: option "${name}" must be a function`);
+      if (typeof options[name] !== 'function') throw new InternalError(`creating the reconciler: option "${name}" must be a function`);
     }
     this.opts = options;
     this.clock = options.clock ?? new SystemClock();
@@ -189,7 +189,7 @@ export class Reconciler {
    * `initialReconcileOnStart` is false) enqueues InitialReconcile.
    */
   async start(): Promise<void> {
-    if (this.state !== 'new') throw new Error(`starting the reconciler: it is already ${this.state}`);
+    if (this.state !== 'new') throw new InternalError(`starting the reconciler: it is already ${this.state}`);
     this.state = 'running';
     this.observingSince = this.clock.nowMs();
     const restored = this.timers.load();

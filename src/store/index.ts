@@ -1,4 +1,5 @@
-export { LocalDb, instanceCursor, openLocalDb } from './local-db.js';
+export { LocalDb, openLocalDb } from './local-db.js';
+export { instanceCursor } from './rows.js';
 export type { NewInstance } from './local-db.js';
 export { INSTANCE_STATUSES } from './types.js';
 export type {

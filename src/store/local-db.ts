@@ -5,10 +5,11 @@
  */
 import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
-import { InvalidRequestError, NotFoundError } from '../errors/index.js';
+import { InternalError, InvalidRequestError, NotFoundError, SettingError } from '../errors/index.js';
 import { IllegalTransitionError, moveAllowed } from './lifecycle.js';
 import { dirname } from 'node:path';
 import { MIGRATIONS } from './migrations.js';
+import { COLUMNS, FIELDS, SELECT_INSTANCE, conditions, parseInstanceCursor, rowToAudit, rowToInstance, toColumnValue, toDate, type Row } from './rows.js';
 import type {
   AuditEntry,
   AuditFilter,
@@ -23,128 +24,6 @@ import type {
   StoreChange,
   StoredTimer,
 } from './types.js';
-
-type Row = Record<string, unknown>;
-
-/** Columns of `instances`, keyed by the record field they hold. */
-const COLUMNS = {
-  id: 'id',
-  tenant: 'tenant',
-  group: 'grp',
-  providerId: 'provider_id',
-  status: 'status',
-  templateName: 'template_name',
-  templateHash: 'template_hash',
-  createReason: 'create_reason',
-  replaces: 'replaces',
-  createdAt: 'created_at',
-  confirmedAt: 'confirmed_at',
-  healthAt: 'health_at',
-  firstHealthAt: 'first_health_at',
-  unhealthyAt: 'unhealthy_at',
-  providerStatus: 'provider_status',
-  providerCheckedAt: 'provider_checked_at',
-  drainStartedAt: 'drain_started_at',
-  drainDeadline: 'drain_deadline',
-  drainAckedAt: 'drain_acked_at',
-  drainReason: 'drain_reason',
-  noticeAt: 'notice_at',
-  noticeDeadline: 'notice_deadline',
-  attempts: 'attempts',
-  nextAttemptAt: 'next_attempt_at',
-  lastError: 'last_error',
-  deletedAt: 'deleted_at',
-  deleteReason: 'delete_reason',
-} as const satisfies Record<keyof InstanceRecord, string>;
-
-const DATE_FIELDS = new Set<keyof InstanceRecord>([
-  'createdAt',
-  'confirmedAt',
-  'healthAt',
-  'firstHealthAt',
-  'unhealthyAt',
-  'providerCheckedAt',
-  'drainStartedAt',
-  'drainDeadline',
-  'drainAckedAt',
-  'noticeAt',
-  'noticeDeadline',
-  'nextAttemptAt',
-  'deletedAt',
-]);
-
-const FIELDS = Object.keys(COLUMNS) as Array<keyof InstanceRecord>;
-const SELECT_INSTANCE = `SELECT ${FIELDS.map((f) => COLUMNS[f]).join(', ')} FROM instances`;
-/**
- * Position of each field in SELECT_INSTANCE's columns. Instance rows are read as arrays: with
- * 26 columns, better-sqlite3 builds an array about three times faster than an object, which
- * matters when a full reconcile reads every row (bench B3).
- */
-const AT = Object.fromEntries(FIELDS.map((f, i) => [f, i])) as Record<keyof InstanceRecord, number>;
-
-function toDate(value: unknown): Date | null {
-  return typeof value === 'number' ? new Date(value) : null;
-}
-
-function rowToInstance(row: unknown[]): InstanceRecord {
-  return {
-    id: row[AT.id] as string,
-    tenant: row[AT.tenant] as string,
-    group: row[AT.group] as string,
-    providerId: (row[AT.providerId] as string | null) ?? null,
-    status: row[AT.status] as InstanceStatus,
-    templateName: row[AT.templateName] as string,
-    templateHash: row[AT.templateHash] as string,
-    createReason: row[AT.createReason] as string,
-    replaces: (row[AT.replaces] as string | null) ?? null,
-    createdAt: new Date(row[AT.createdAt] as number),
-    confirmedAt: toDate(row[AT.confirmedAt]),
-    healthAt: toDate(row[AT.healthAt]),
-    firstHealthAt: toDate(row[AT.firstHealthAt]),
-    unhealthyAt: toDate(row[AT.unhealthyAt]),
-    providerStatus: (row[AT.providerStatus] as ObservedStatus | null) ?? null,
-    providerCheckedAt: toDate(row[AT.providerCheckedAt]),
-    drainStartedAt: toDate(row[AT.drainStartedAt]),
-    drainDeadline: toDate(row[AT.drainDeadline]),
-    drainAckedAt: toDate(row[AT.drainAckedAt]),
-    drainReason: (row[AT.drainReason] as string | null) ?? null,
-    noticeAt: toDate(row[AT.noticeAt]),
-    noticeDeadline: toDate(row[AT.noticeDeadline]),
-    attempts: (row[AT.attempts] as number | null) ?? 0,
-    nextAttemptAt: toDate(row[AT.nextAttemptAt]),
-    lastError: (row[AT.lastError] as string | null) ?? null,
-    deletedAt: toDate(row[AT.deletedAt]),
-    deleteReason: (row[AT.deleteReason] as string | null) ?? null,
-  };
-}
-
-function toColumnValue(field: keyof InstanceRecord, value: unknown): unknown {
-  if (value === undefined || value === null) return null;
-  if (DATE_FIELDS.has(field)) return (value as Date).getTime();
-  return value;
-}
-
-/** SQL conditions for the filters that are set (undefined ones are left out). */
-function conditions(filters: ReadonlyArray<[clause: string, value: unknown]>): { where: string[]; params: unknown[] } {
-  const set = filters.filter(([, value]) => value !== undefined);
-  return { where: set.map(([clause]) => clause), params: set.map(([, value]) => value) };
-}
-
-function rowToAudit(row: Row): AuditEntry {
-  return {
-    seq: row.seq as number,
-    at: new Date(row.at as number),
-    tenant: row.tenant as string,
-    group: row.grp as string,
-    instanceId: (row.instance_id as string | null) ?? null,
-    action: row.action as AuditEntry['action'],
-    reason: row.reason as string,
-    event: (row.event as string | null) ?? null,
-    actor: row.actor as string,
-    detail: (row.detail as string | null) ?? null,
-    epoch: (row.epoch as number | null) ?? null,
-  };
-}
 
 export type NewInstance = Pick<InstanceRecord, 'id' | 'tenant' | 'group' | 'templateName' | 'templateHash' | 'createReason' | 'createdAt'> &
   Partial<InstancePatch> & { status?: InstanceStatus };
@@ -218,7 +97,7 @@ export class LocalDb {
   private migrate(): void {
     const current = this.db.pragma('user_version', { simple: true }) as number;
     if (current > MIGRATIONS.length) {
-      throw new Error(`opening ${this.path}: database schema ${current} is newer than this Drover (${MIGRATIONS.length})`);
+      throw new SettingError(`opening ${this.path}: database schema ${current} is newer than this Drover (${MIGRATIONS.length})`);
     }
     for (let version = current; version < MIGRATIONS.length; version++) {
       const sql = MIGRATIONS[version] ?? '';
@@ -380,7 +259,7 @@ export class LocalDb {
 
   /** Changes fields of an instance other than its status. Returns the updated record, or null if unknown. */
   updateInstance(id: string, patch: InstancePatch): InstanceRecord | null {
-    if ('status' in patch) throw new TypeError(`updating instance ${id}: a status changes only through transition()`);
+    if ('status' in patch) throw new InternalError(`updating instance ${id}: a status changes only through transition()`);
     this.writeFields(id, patch);
     return this.getInstance(id);
   }
@@ -592,23 +471,6 @@ export class LocalDb {
   get isOpen(): boolean {
     return this.db.open;
   }
-}
-
-/** The paging cursor of an instance record (see `listInstances`): opaque to clients. */
-export function instanceCursor(record: Pick<InstanceRecord, 'tenant' | 'group' | 'createdAt' | 'id'>): string {
-  return Buffer.from(JSON.stringify([record.tenant, record.group, record.createdAt.getTime(), record.id])).toString('base64url');
-}
-
-function parseInstanceCursor(text: string): { tenant: string; group: string; createdAt: number; id: string } | null {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
-    if (Array.isArray(value) && value.length === 4 && typeof value[0] === 'string' && typeof value[1] === 'string' && Number.isSafeInteger(value[2]) && typeof value[3] === 'string') {
-      return { tenant: value[0], group: value[1], createdAt: value[2] as number, id: value[3] };
-    }
-  } catch {
-    // Not base64url JSON: not ours.
-  }
-  return null;
 }
 
 /** Opens (creating and migrating as needed) Drover's SQLite database. `':memory:'` is allowed. */

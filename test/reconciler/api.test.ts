@@ -3,6 +3,7 @@ import {
   ConfigLoader,
   DefaultInstanceManager,
   EventType,
+  InternalError,
   ManualClock,
   PermanentError,
   Reconciler,
@@ -45,11 +46,11 @@ describe('public API', () => {
   });
 
   it.each(['instanceManager', 'configLoader', 'localDb', 'provider', 'notifyDrain', 'isLeader'] as const)(
-    'throws a TypeError naming %s when it is missing',
+    'refuses to build without %s, naming it (InternalError: a caller broke the contract)',
     (name) => {
       const options: Partial<ReconcilerOptions> = fullOptions();
       delete options[name];
-      expect(() => new Reconciler(options as ReconcilerOptions)).toThrow(TypeError);
+      expect(() => new Reconciler(options as ReconcilerOptions)).toThrow(InternalError);
       expect(() => new Reconciler(options as ReconcilerOptions)).toThrow(new RegExp(name));
     },
   );
