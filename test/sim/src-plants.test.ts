@@ -169,7 +169,7 @@ describe('the simulator catches a reconciler that breaks each invariant (planted
       const early = input.instances.filter(
         (i) => i.status === 'draining' && !i.drainAckedAt && i.drainDeadline && i.drainDeadline.getTime() > input.now && i.drainDeadline.getTime() <= input.now + 1_000,
       );
-      const actions = [...plan.actions, ...early.map((i) => ({ kind: 'delete' as const, instanceId: i.id, reason: 'drainDeadline', priority: Priority.high, message: 'planted: a second early' }))];
+      const actions = [...plan.actions, ...early.map((i) => ({ kind: 'delete' as const, instanceId: i.id, reason: 'drainDeadline' as const, priority: Priority.high, message: 'planted: a second early' }))];
       // Wake a second early for every deadline, so that a plan runs within that second.
       const wakeAt = plan.wakeAt && new Date(Math.max(input.now + 1, plan.wakeAt.getTime() - 1_000));
       return { ...plan, actions, wakeAt };

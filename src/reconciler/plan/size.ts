@@ -7,7 +7,7 @@
 import { Priority } from '../../queue/priority.js';
 import type { InstanceRecord } from '../../store/types.js';
 import type { BudgetTracker } from '../disruption.js';
-import type { DrainReason, RotationReason } from '../reasons.js';
+import { INVOLUNTARY_REASONS, isOneOf, type DrainReason, type InvoluntaryReason, type RotationReason } from '../reasons.js';
 import { budgetBlock, INVOLUNTARY, ms, olderFirst, PhaseBuilder, type PlanFrame } from './frame.js';
 import { dueFor, rotationReason } from './rotations.js';
 import type { PhaseResult } from './types.js';
@@ -45,14 +45,14 @@ function scaleUp(frame: PlanFrame, view: SizeView, deficit: number): PhaseResult
   const maxLive = size + frame.maxSurge;
   const replaced = new Set<string>();
   for (const i of [...input.instances, ...(input.departed ?? [])]) if (i.replaces) replaced.add(i.replaces);
-  const orphans: Array<{ id: string; reason: string }> = [];
+  const orphans: Array<{ id: string; reason: InvoluntaryReason }> = [];
   for (const i of input.instances) {
     const reason = view.leaving.get(i.id);
-    if (reason !== undefined && INVOLUNTARY.has(reason) && !replaced.has(i.id)) orphans.push({ id: i.id, reason });
+    if (isOneOf(INVOLUNTARY_REASONS, reason) && !replaced.has(i.id)) orphans.push({ id: i.id, reason });
   }
   for (const i of input.departed ?? []) {
-    const reason = INVOLUNTARY.has(i.drainReason ?? '') ? i.drainReason : INVOLUNTARY.has(i.deleteReason ?? '') ? i.deleteReason : null;
-    if (reason && !replaced.has(i.id)) orphans.push({ id: i.id, reason });
+    const reason = isOneOf(INVOLUNTARY_REASONS, i.drainReason) ? i.drainReason : isOneOf(INVOLUNTARY_REASONS, i.deleteReason) ? i.deleteReason : null;
+    if (reason !== null && !replaced.has(i.id)) orphans.push({ id: i.id, reason });
   }
   let n = Math.min(deficit, Math.max(0, maxLive - view.live));
   if (input.createHold !== null) {

@@ -6,16 +6,16 @@ import type { GroupSettings, VoluntaryReason } from '../../config/index.js';
 import type { Priority } from '../../queue/priority.js';
 import type { InstanceRecord } from '../../store/types.js';
 import type { ReasonBudget } from '../disruption.js';
-import type { DrainReason } from '../reasons.js';
+import type { CancelReason, CreateReason, DeleteReason, DrainReason, ForgetReason } from '../reasons.js';
 
 export type PlanAction =
-  | { kind: 'create'; reason: string; replaces: string | null; priority: Priority; message: string }
+  | { kind: 'create'; reason: CreateReason; replaces: string | null; priority: Priority; message: string }
   | { kind: 'dispatchCreate'; instanceId: string; priority: Priority; message: string }
-  | { kind: 'cancelCreate'; instanceId: string; reason: string; message: string }
+  | { kind: 'cancelCreate'; instanceId: string; reason: CancelReason; message: string }
   | { kind: 'drain'; instanceId: string; reason: DrainReason; deadline: Date; unhealthyAt: Date | null; message: string }
-  | { kind: 'delete'; instanceId: string; reason: string; priority: Priority; message: string }
+  | { kind: 'delete'; instanceId: string; reason: DeleteReason; priority: Priority; message: string }
   | { kind: 'dispatchDelete'; instanceId: string; message: string }
-  | { kind: 'forget'; instanceId: string; reason: string; message: string }
+  | { kind: 'forget'; instanceId: string; reason: ForgetReason; message: string }
   | { kind: 'check'; instanceId: string; cause: string; message: string };
 
 export type BlockCode =
