@@ -1,7 +1,7 @@
 /**
  * The InstanceManager creates and deletes instances for the reconciler (the seed's interface).
  * The default one turns a request into a provider call with Drover's tags and the instance id
- * as idempotency key; a server wraps it to issue agent credentials.
+ * as idempotency key; a server passes `userData` to hand each new instance its agent credential.
  */
 import type { Clock } from '../clock/index.js';
 import type { ConfigLoader, TemplateSpec } from '../config/index.js';
