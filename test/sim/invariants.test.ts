@@ -448,21 +448,26 @@ describe('the disruption invariants (7 to 11)', () => {
     expect(checker.brakeChecks).toBe(1);
   });
 
+  /** The plan sees `id` stopped and deletes it as terminated (what the reconciler does past healthSettle). */
+  const deleteTerminated = (id: string): void => {
+    db.updateInstance(id, { providerStatus: 'stopped', providerCheckedAt: clock.now() });
+    checker.onPlanInput('t', 'web', db.liveInstances('t', 'web'));
+    setRow(db, id, { status: 'deleting', deleteReason: 'terminated' });
+    db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'delete', reason: 'terminated' });
+  };
+  /** i-1 and i-2 freeze in one instant and stay frozen. */
+  const freezeTwo = () =>
+    checker.onCorrelatedFailure('freeze', 't', 'web', [
+      { id: 'i-1', up: true, until: Number.POSITIVE_INFINITY },
+      { id: 'i-2', up: true, until: Number.POSITIVE_INFINITY },
+    ]);
+
   it('holds a correlated failure together: no member that served is acted on before healthSettle, and those it replaced count for unhealthyWindow (invariant 12)', async () => {
     // maxUnhealthy 1; health every 60 s, 3 missed: healthSettle 3 min, unhealthyWindow 9 min.
     running('i-1');
     running('i-2');
     running('i-3');
-    const deleteTerminated = (id: string): void => {
-      db.updateInstance(id, { providerStatus: 'stopped', providerCheckedAt: clock.now() });
-      checker.onPlanInput('t', 'web', db.liveInstances('t', 'web'));
-      setRow(db, id, { status: 'deleting', deleteReason: 'terminated' });
-      db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'delete', reason: 'terminated' });
-    };
-    const frozen = checker.onCorrelatedFailure('freeze', 't', 'web', [
-      { id: 'i-1', up: true, until: Number.POSITIVE_INFINITY },
-      { id: 'i-2', up: true, until: Number.POSITIVE_INFINITY },
-    ]);
+    const frozen = freezeTwo();
     expect([...(frozen?.members.values() ?? [])].map((m) => m.clean)).toEqual([true, true]);
     await clock.advance(2 * MIN);
     deleteTerminated('i-1'); // seen stopped, replaced at once: 2 min after it failed
@@ -481,16 +486,7 @@ describe('the disruption invariants (7 to 11)', () => {
     running('i-1', { healthAt: new Date(START - 10 * MIN) }); // silent for 10 min: judged before the freeze
     running('i-2');
     running('i-3');
-    const deleteTerminated = (id: string): void => {
-      db.updateInstance(id, { providerStatus: 'stopped', providerCheckedAt: clock.now() });
-      checker.onPlanInput('t', 'web', db.liveInstances('t', 'web'));
-      setRow(db, id, { status: 'deleting', deleteReason: 'terminated' });
-      db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'delete', reason: 'terminated' });
-    };
-    const frozen = checker.onCorrelatedFailure('freeze', 't', 'web', [
-      { id: 'i-1', up: true, until: Number.POSITIVE_INFINITY },
-      { id: 'i-2', up: true, until: Number.POSITIVE_INFINITY },
-    ]);
+    const frozen = freezeTwo();
     expect([...(frozen?.members.values() ?? [])].map((m) => m.clean)).toEqual([false, true]);
     deleteTerminated('i-1');
     setRow(db, 'i-1', { status: 'deleted', deletedAt: clock.now() });
