@@ -101,6 +101,27 @@ export class CallLog {
   private readonly troubled: Array<{ from: number; to: number }> = [];
   private readonly open = new Map<number, { start: number; expectedMs: number }>();
   private next = 0;
+  /** Status calls, in the order they began: when, and for which instance. */
+  private readonly checks: Array<{ at: number; instance: string }> = [];
+
+  /** A status call begins (after Drover's call rate limit let it through). */
+  checked(at: number, instance: string): void {
+    this.checks.push({ at, instance });
+  }
+
+  /**
+   * How many instances had a status call begin in [from, to]. Each is one check Drover may have
+   * queued ahead of a due decision (checks coalesce per instance, so a fleet's worth at most).
+   */
+  instancesCheckedIn(from: number, to: number): number {
+    const seen = new Set<string>();
+    for (let i = this.checks.length - 1; i >= 0; i--) {
+      const c = this.checks[i];
+      if (!c || c.at < from) break;
+      if (c.at <= to) seen.add(c.instance);
+    }
+    return seen.size;
+  }
 
   /** A call begins; `expectedMs` is its configured latency. */
   begin(start: number, expectedMs: number): number {
@@ -349,6 +370,8 @@ export interface WorldView {
   slackMs(): number;
   /** ...and while none is: the time the reconciler's configured work takes (a barrier's list). */
   quietSlackMs(): number;
+  /** The spacing Drover's own call rate limit puts between two provider calls (0: no limit). */
+  callSpacingMs(): number;
   step(): number;
   /** Every group of the fleet (configured or not). */
   groups(): ReadonlyArray<{ tenant: string; group: string }>;
@@ -451,12 +474,17 @@ export class Invariants {
    * How late something due at `at` may be decided: the quiet slack, unless a provider call was in
    * trouble (slow, failed, throttled) from a full slack before it until the quiet slack after it,
    * which may have held the decision back (sim/README.md, invariant 3). Trouble that begins later
-   * excuses nothing: by then the decision was already late.
+   * excuses nothing: by then the decision was already late. Either way, status checks begun since
+   * `at` each took a slot of Drover's call rate limit that the decision may have waited behind (a
+   * group records its facts, each a status call, before it plans).
    */
   slackAfter(at: number): number {
     const full = this.w.slackMs();
     const quiet = Math.min(full, this.w.quietSlackMs());
-    return this.w.calls && !this.w.calls.troubleIn(at - full, at + quiet, this.w.now()) ? quiet : full;
+    const now = this.w.now();
+    const calls = this.w.calls;
+    const base = calls && !calls.troubleIn(at - full, at + quiet, now) ? quiet : full;
+    return base + (calls ? calls.instancesCheckedIn(at, now) * this.w.callSpacingMs() : 0);
   }
 
   report(invariant: InvariantId, message: string): void {

@@ -199,6 +199,7 @@ class WatchedProvider implements Provider {
   }
 
   status(providerId: string): Promise<ProviderStatus> {
+    this.hooks.calls.checked(this.hooks.now(), providerId);
     return this.call('status', () => this.inner.status(providerId));
   }
 
@@ -353,6 +354,7 @@ export class World {
       everRemoved: (tenant, group) => this.model.findGroup(tenant, group)?.everRemoved ?? false,
       slackMs: () => this.slackMs(),
       quietSlackMs: () => this.quietSlackMs(),
+      callSpacingMs: () => this.callSpacingMs(),
       step: () => this.stepIndex,
       groups: () => this.fleet.groups,
       operatorLog: this.operatorLog,
@@ -489,8 +491,13 @@ export class World {
    * and with Drover's own call rate limit the list may wait for a call or two ahead of it.
    */
   quietSlackMs(): number {
-    const { listLatencyMs, maxCallsPerSecond } = this.fleet.provider;
-    return listLatencyMs + (maxCallsPerSecond > 0 ? Math.ceil((2 * SEC) / maxCallsPerSecond) : 0);
+    return this.fleet.provider.listLatencyMs + 2 * this.callSpacingMs();
+  }
+
+  /** The spacing Drover's own call rate limit (maxCallsPerSecond) puts between two calls. */
+  callSpacingMs(): number {
+    const { maxCallsPerSecond } = this.fleet.provider;
+    return maxCallsPerSecond > 0 ? Math.ceil(SEC / maxCallsPerSecond) : 0;
   }
 
   // ---- the reconciler's life ----------------------------------------------------------------

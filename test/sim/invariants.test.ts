@@ -124,6 +124,7 @@ describe('Invariants', () => {
       everRemoved: () => false,
       slackMs: () => 10_000,
       quietSlackMs: () => 10_000,
+      callSpacingMs: () => 0,
       step: () => 0,
       groups: () => [{ tenant: 't', group: 'web' }],
     };
@@ -243,6 +244,23 @@ describe('Invariants', () => {
     expect(checker.violations.map((v) => v.message)).toEqual([expect.stringMatching(/i-2 \(draining\) still not deleted 1s after it was due/)]);
   });
 
+  it('lets a due drain wait behind the status checks begun since it was due, one rate-limit slot per instance checked', async () => {
+    const calls = new CallLog();
+    checker = new Invariants({ ...view, calls, quietSlackMs: () => 2_000, callSpacingMs: () => 500 });
+    record('i-1', { status: 'running', healthAt: clock.now() });
+    setRow(db, 'i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + 5 * MIN) });
+    // A check begun before the deadline held nothing back; six checks of four instances begun
+    // after it (a partition's re-polls) may have: 2 s more.
+    calls.checked(START + 5 * MIN - 1_000, 'i-e');
+    for (const [offset, id] of [[100, 'i-a'], [600, 'i-b'], [1_100, 'i-c'], [1_600, 'i-d'], [2_100, 'i-a'], [2_600, 'i-b']] as const) calls.checked(START + 5 * MIN + offset, id);
+    await clock.advance(5 * MIN + 3_900);
+    checker.checkStep();
+    expect(checker.violations).toEqual([]); // 2 s quiet + 4 x 0.5 s
+    await clock.advance(200);
+    checker.checkStep();
+    expect(checker.violations.map((v) => v.message)).toEqual([expect.stringMatching(/i-1 \(draining\) still not deleted 0s after it was due/)]);
+  });
+
   it('does not hold a deadline that fell while the reconciler could not act against it', async () => {
     record('i-1', { status: 'running' });
     setRow(db, 'i-1', { status: 'draining', drainReason: 'scaleDown', drainDeadline: new Date(START + MIN) });
@@ -320,6 +338,7 @@ describe('the disruption invariants (7 to 11)', () => {
       everRemoved: () => false,
       slackMs: () => 10_000,
       quietSlackMs: () => 10_000,
+      callSpacingMs: () => 0,
       step: () => 0,
       groups: () => [{ tenant: 't', group: 'web' }],
       operatorLog: log,

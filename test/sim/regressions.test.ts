@@ -531,6 +531,24 @@ describe('an instance that came back and stops again is judged anew: the settle 
   });
 });
 
+describe('a replacement seen stopped while the brake or the settle delay holds it is not a rotation\'s healthy replacement (the old instance was drained with nothing serving)', () => {
+  const NOW = Date.UTC(2026, 0, 1, 1);
+  const target = instanceRecord('i-old', NOW, { templateHash: 'old' });
+  // Reported healthy 10 s ago, then seen stopped (frozen): its own replacement is held, not made.
+  const frozen = instanceRecord('i-new', NOW, { replaces: 'i-old', createReason: 'drift', createdAt: new Date(NOW - 5 * MIN), providerStatus: 'stopped', providerCheckedAt: new Date(NOW - 1_000) });
+  const holds: Array<[string, DisruptionSettings]> = [
+    ['the brake', { ...NO_DISRUPTION_LIMITS, maxUnhealthy: { count: 0 } }],
+    ['the settle delay', { ...NO_DISRUPTION_LIMITS, maxUnhealthy: { count: 1 }, healthSettleMs: MIN }],
+  ];
+  for (const [what, disruption] of holds) {
+    it(`waits for a healthy replacement while ${what} holds the stopped one`, () => {
+      const plan = planGroup(planInput(groupSettings({ size: 3, disruption }), [target, frozen, instanceRecord('i-2', NOW), instanceRecord('i-3', NOW)], NOW));
+      expect(plan.actions.filter((a) => a.kind === 'drain')).toEqual([]);
+      expect(plan.blocked).toContainEqual(expect.objectContaining({ code: 'WaitingForHealthy', instanceId: 'i-old' }));
+    });
+  }
+});
+
 /**
  * The seeds that found bugs. Each must keep every invariant; each that pins a fix also fails with
  * that fix undone (its switch, test/sim/switches.ts: spies, no edit to src/), so that it still
@@ -582,6 +600,9 @@ const SEEDS: Pinned[] = [
   { seed: 211, bug: 'a create retried after a template change recorded the new template for the instance its timed-out first attempt had made with the old one: never rotated (invariant 6)', undo: { switch: 'retryTakesCurrentTemplate', breaks: ['6'] } },
   { seed: 16, bug: 'a stopped instance that came back and stopped again was judged at its first stop: replaced at once, before healthSettle (invariant 12)', undo: { switch: 'oldJudgementStands', breaks: ['12'] } },
   { seed: 175, bug: 'a stopped instance that came back and stopped again was judged at its first stop: replaced at once, before healthSettle (invariant 12)', undo: { switch: 'oldJudgementStands', breaks: ['12'] } },
+  { seed: 9528, bug: 'a replacement frozen (seen stopped) while the brake held it still counted as healthy: its rotation drained the old instance with nothing serving in its place (invariant 2)', undo: { switch: 'stoppedReplacementServes', breaks: ['2'] } },
+  { seed: 7712, bug: 'the simulator gave a drain deadline that fell while the reconciler was down no time for the re-polls of a partition, restored at the restart and run at the call rate limit before the group planned (its own bug; invariant 3)', undo: { switch: 'checksHoldNothing', breaks: ['3'] } },
+  { seed: 9761, bug: 'the same (a partitioned group\'s drains, deleted after the re-polls run at the restart)', undo: { switch: 'checksHoldNothing', breaks: ['3'] } },
 ];
 
 describe('seeds that found bugs keep every invariant', () => {

@@ -16,12 +16,14 @@ import { Priority } from '../../src/queue/priority.js';
 import { KeyedWorkQueue } from '../../src/queue/work-queue.js';
 import { Executor, checkEvent } from '../../src/reconciler/executor.js';
 import * as planModule from '../../src/reconciler/plan.js';
+import * as classifyModule from '../../src/reconciler/plan/classify.js';
 import * as rotationsModule from '../../src/reconciler/plan/rotations.js';
 import * as sizeModule from '../../src/reconciler/plan/size.js';
 import { ROTATION_REASONS, isOneOf, type VoluntaryReason } from '../../src/reconciler/reasons.js';
 import { Reconciler } from '../../src/reconciler/reconciler.js';
 import type { ReconcileEvent } from '../../src/reconciler/index.js';
 import { LocalDb, type AuditEntry, type InstanceRecord } from '../../src/store/index.js';
+import { CallLog } from '../../sim/invariants.js';
 import { World } from '../../sim/world.js';
 import { isTerminal } from '../../sim/vocabulary.js';
 
@@ -364,6 +366,29 @@ export const SWITCHES = {
         return unhealthyAt && healthAt && healthAt > unhealthyAt && stoppedSinceReport ? { ...i, healthAt: new Date(unhealthyAt.getTime() - 1) } : i;
       }),
     }));
+  },
+
+  /**
+   * Seed 9528: a running instance the provider reports stopped, held as a health candidate (by
+   * the brake or the settle delay), was not among the unwell, so its last report made it a
+   * rotation's healthy replacement. Undone: the classification forgets such held candidates.
+   */
+  stoppedReplacementServes(): void {
+    const original = classifyModule.classify;
+    vi.spyOn(classifyModule, 'classify').mockImplementation((frame) => {
+      const classified = original(frame);
+      const held = new Set(classified.candidates.filter((c) => c.reason === 'terminated').map((c) => c.inst.id));
+      return { ...classified, unwell: new Set([...classified.unwell].filter((id) => !held.has(id))) };
+    });
+  },
+
+  /**
+   * Seeds 7712, 9761 (the simulator's own): the checker's slack gave a due decision no time for
+   * the status checks Drover had queued ahead of it at its call rate limit (a partition's
+   * re-polls, restored at a restart, run before the group plans).
+   */
+  checksHoldNothing(): void {
+    vi.spyOn(CallLog.prototype, 'instancesCheckedIn').mockReturnValue(0);
   },
 
   /** 3e46287 (seed 19374, the simulator's own): the operator does not remove zero budgets whose windows never open. */

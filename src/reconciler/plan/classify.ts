@@ -24,7 +24,11 @@ export interface HealthCandidate {
 export interface Classified extends PhaseResult {
   /** Instances the provider no longer has: forgotten in this plan. */
   forgotten: ReadonlySet<string>;
-  /** Running instances whose health is overdue or that were judged unhealthy: no rotation counts on them. */
+  /**
+   * Running instances whose health is overdue, that were judged unhealthy, or that the provider
+   * reports stopped while the brake or the settle delay holds their replacement: no rotation
+   * counts on them.
+   */
   unwell: ReadonlySet<string>;
   /** Live instances the health brake counts as unhealthy. */
   unhealthyIds: readonly string[];
@@ -106,6 +110,9 @@ export function classify(frame: PlanFrame): Classified {
         out.actions.push({ kind: 'delete', instanceId: inst.id, reason: 'expiryForced', priority: Priority.urgent, message: `older than forcedAge (${forcedAgeMs} ms); the provider reports it ${observed}` });
       } else {
         out.wakeAt(forcedAt);
+        // Held (brake, settle) and not leaving yet: its last health report must not make it a
+        // rotation's healthy replacement.
+        unwell.add(inst.id);
         candidate(inst, 'terminated', stoppedJudgedAt(inst, now), { action: deleteTerminated, wakeAt: null });
       }
       continue;
