@@ -20,6 +20,7 @@
 import { TAG, type ProviderInstance } from '../providers/index.js';
 import type { InstanceRef, InstanceStatus, NewAuditEntry } from '../store/index.js';
 import { timedCall } from './calls.js';
+import { DRAIN_REASONS, isOneOf, type DrainReason } from './reasons.js';
 import type { Context } from './context.js';
 import { Priority } from '../queue/priority.js';
 import { groupKeyOf } from './events.js';
@@ -40,8 +41,17 @@ function parseTime(text: string | undefined): Date | null {
   return Number.isFinite(ms) ? new Date(ms) : null;
 }
 
+/**
+ * The drain reason a provider tag records. Tags are outside input (anyone with access to the
+ * cloud can edit them): a reason Drover does not know is read as a scale-down, as a missing one
+ * always was, so that it is budgeted as a voluntary disruption and never counted as a failure.
+ */
+function drainReasonFromTag(text: string | undefined): DrainReason {
+  return isOneOf(DRAIN_REASONS, text) ? text : 'scaleDown';
+}
+
 /** A drain as provider tags record it: begun (with its facts), explicitly cleared, or no record. */
-type TaggedDrain = { kind: 'draining'; startedAt: Date; deadline: Date; reason: string } | { kind: 'cleared'; cancelledAt: Date | null } | null;
+type TaggedDrain = { kind: 'draining'; startedAt: Date; deadline: Date; reason: DrainReason } | { kind: 'cleared'; cancelledAt: Date | null } | null;
 
 function drainFromTags(tags: Record<string, string>): TaggedDrain {
   const startedText = tags[TAG.drainStartedAt];
@@ -50,7 +60,7 @@ function drainFromTags(tags: Record<string, string>): TaggedDrain {
   const startedAt = parseTime(startedText);
   const deadline = parseTime(tags[TAG.drainDeadline]);
   if (!startedAt || !deadline) return null;
-  return { kind: 'draining', startedAt, deadline, reason: tags[TAG.drainReason] || 'scaleDown' };
+  return { kind: 'draining', startedAt, deadline, reason: drainReasonFromTag(tags[TAG.drainReason]) };
 }
 
 export async function syncWithProvider(ctx: Context, shardId: string, options: { fromTags?: boolean } = {}): Promise<SyncResult> {
@@ -224,7 +234,7 @@ function adoptUnknown(ctx: Context, p: ProviderInstance, now: Date, epoch: numbe
     providerCheckedAt: terminal ? now : null,
     drainStartedAt: draining ? drainStartedAt : null,
     drainDeadline: draining ? drainDeadline : null,
-    drainReason: draining ? (p.tags[TAG.drainReason] ?? 'scaleDown') : null,
+    drainReason: draining ? drainReasonFromTag(p.tags[TAG.drainReason]) : null,
   });
   ctx.store.appendAudit({
     tenant,

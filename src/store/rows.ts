@@ -3,6 +3,7 @@
  * rows read as arrays (faster for the full reads a reconcile makes), SQL conditions for the
  * filters set, and the opaque paging cursor of an instance.
  */
+import { CREATE_REASONS, DELETE_REASONS, DRAIN_REASONS, storedReason } from './reasons.js';
 import type { AuditEntry, InstanceRecord, InstanceStatus, ObservedStatus } from './types.js';
 
 export type Row = Record<string, unknown>;
@@ -76,7 +77,7 @@ export function rowToInstance(row: unknown[]): InstanceRecord {
     status: row[AT.status] as InstanceStatus,
     templateName: row[AT.templateName] as string,
     templateHash: row[AT.templateHash] as string,
-    createReason: row[AT.createReason] as string,
+    createReason: storedReason(CREATE_REASONS, row[AT.createReason], 'create_reason'),
     replaces: (row[AT.replaces] as string | null) ?? null,
     createdAt: new Date(row[AT.createdAt] as number),
     confirmedAt: toDate(row[AT.confirmedAt]),
@@ -88,14 +89,14 @@ export function rowToInstance(row: unknown[]): InstanceRecord {
     drainStartedAt: toDate(row[AT.drainStartedAt]),
     drainDeadline: toDate(row[AT.drainDeadline]),
     drainAckedAt: toDate(row[AT.drainAckedAt]),
-    drainReason: (row[AT.drainReason] as string | null) ?? null,
+    drainReason: row[AT.drainReason] === null ? null : storedReason(DRAIN_REASONS, row[AT.drainReason], 'drain_reason'),
     noticeAt: toDate(row[AT.noticeAt]),
     noticeDeadline: toDate(row[AT.noticeDeadline]),
     attempts: (row[AT.attempts] as number | null) ?? 0,
     nextAttemptAt: toDate(row[AT.nextAttemptAt]),
     lastError: (row[AT.lastError] as string | null) ?? null,
     deletedAt: toDate(row[AT.deletedAt]),
-    deleteReason: (row[AT.deleteReason] as string | null) ?? null,
+    deleteReason: row[AT.deleteReason] === null ? null : storedReason(DELETE_REASONS, row[AT.deleteReason], 'delete_reason'),
   };
 }
 

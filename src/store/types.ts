@@ -1,4 +1,5 @@
 import type { ProviderStatus } from '../providers/index.js';
+import type { CreateReason, DeleteReason, DrainReason } from './reasons.js';
 
 /**
  * Drover's own lifecycle of an instance:
@@ -21,7 +22,7 @@ export interface InstanceRecord {
   templateName: string;
   templateHash: string;
   /** Why it was created: scaleUp, replacement reasons, expiry, drift, adopted. */
-  createReason: string;
+  createReason: CreateReason;
   /** The instance this one was created to replace (rotation), if any. */
   replaces: string | null;
   /** When the create was recorded (before the provider was called). */
@@ -39,7 +40,7 @@ export interface InstanceRecord {
   drainStartedAt: Date | null;
   drainDeadline: Date | null;
   drainAckedAt: Date | null;
-  drainReason: string | null;
+  drainReason: DrainReason | null;
   /** When a termination notice arrived, and when the provider will terminate the instance. */
   noticeAt: Date | null;
   noticeDeadline: Date | null;
@@ -48,7 +49,7 @@ export interface InstanceRecord {
   nextAttemptAt: Date | null;
   lastError: string | null;
   deletedAt: Date | null;
-  deleteReason: string | null;
+  deleteReason: DeleteReason | null;
 }
 
 export interface InstanceFilter {

@@ -55,6 +55,15 @@ describe('taking over from another leader', () => {
     expect(h.db.getInstance(victim!.id)?.status).toBe('deleted');
   });
 
+  it('reads a drain reason in the tags it does not know as a scale-down (tags are outside input)', async () => {
+    h = await follower();
+    const [victim] = h.byStatus('running');
+    const deadline = new Date(h.clock.nowMs() + 3 * MIN);
+    await h.provider.setTags(providerIdOf(h, victim!.id), { [TAG.drainStartedAt]: h.clock.now().toISOString(), [TAG.drainDeadline]: deadline.toISOString(), [TAG.drainReason]: 'rm -rf' });
+    await win(h);
+    expect(h.db.getInstance(victim!.id)).toMatchObject({ status: 'draining', drainReason: 'scaleDown', drainDeadline: deadline });
+  });
+
   it('takes an extended deadline from the tags, returns a drain cancelled meanwhile to service, and keeps an untagged drain', async () => {
     h = await new Harness({ config: configWith({ default: { web: { size: 3, template: 'web', drainTimeout: '10m', maxSurge: 0 } } }) }).start();
     h.reportHealthy();

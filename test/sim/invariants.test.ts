@@ -6,6 +6,7 @@ import { ManualClock } from '../../src/clock/index.js';
 import { TAG } from '../../src/providers/index.js';
 import { SimProvider } from '../../src/providers/sim/index.js';
 import { openLocalDb, type InstanceRecord, type LocalDb } from '../../src/store/index.js';
+import type { CreateReason, DrainReason } from '../../src/reconciler/reasons.js';
 import { modelConfig, type ModelBudget, type ModelConfig, type ModelGroup } from '../../sim/config-model.js';
 import { CallLog, Disturbances, Failures, Invariants, OperatorLog, type WorldView } from '../../sim/invariants.js';
 import type { ShardSpec } from '../../sim/scenario.js';
@@ -361,11 +362,11 @@ describe('the disruption invariants (7 to 11)', () => {
     setRow(db, id, { status: 'running', healthAt: clock.now(), confirmedAt: clock.now(), ...over });
     db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'adopt', reason: 'scaleUp' });
   };
-  const rotate = (id: string, target: string, reason: string): void => {
+  const rotate = (id: string, target: string, reason: CreateReason): void => {
     db.insertInstance({ id, tenant: 't', group: 'web', templateName: 'a', templateHash: 'h', createReason: reason, replaces: target, createdAt: clock.now() });
     db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'create', reason });
   };
-  const drain = (id: string, reason: string, deadlineMs = 5 * MIN): void => {
+  const drain = (id: string, reason: DrainReason, deadlineMs = 5 * MIN): void => {
     setRow(db, id, { status: 'draining', drainReason: reason, drainStartedAt: clock.now(), drainDeadline: new Date(clock.nowMs() + deadlineMs) });
     db.appendAudit({ tenant: 't', group: 'web', at: clock.now(), instanceId: id, action: 'drain', reason });
   };

@@ -55,7 +55,7 @@ function fullRecord(id: string): InstanceRecord {
     nextAttemptAt: at(11),
     lastError: 'boom',
     deletedAt: at(12),
-    deleteReason: 'rotated',
+    deleteReason: 'drainDeadline',
   };
 }
 
@@ -141,6 +141,17 @@ describe('LocalDb', () => {
       raw.pragma(`user_version = ${MIGRATIONS.length + 1}`);
       raw.close();
       expect(() => openLocalDb(path)).toThrow(/newer than this Drover/);
+    });
+
+    it('refuses on read a reason Drover does not write (the database was changed behind its back), naming the column', () => {
+      const path = join(dir, 'drover.db');
+      const db = open(path);
+      db.insertInstance({ id: 'i-1', tenant: 't', group: 'web', templateName: 'a', templateHash: 'h', createReason: 'scaleUp', createdAt: new Date(0) });
+      expect(db.getInstance('i-1')?.createReason).toBe('scaleUp');
+      const raw = new Database(path);
+      raw.prepare("UPDATE instances SET drain_reason = 'rotated' WHERE id = 'i-1'").run();
+      raw.close();
+      expect(() => db.getInstance('i-1')).toThrow(/reading drain_reason from the store: "rotated" is not a reason Drover writes/);
     });
 
     it('makes the database file readable by the server\'s user only, and a folder it creates 0700', () => {
