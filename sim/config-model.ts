@@ -197,6 +197,9 @@ export class ConfigModel {
         kind: 'sim',
         maxCallsPerSecond: provider.maxCallsPerSecond,
         callTimeout: formatDuration(provider.callTimeoutMs),
+        // The checker's timing slack counts slots of the configured rate; an adaptive rate halves
+        // it after a throttle burst and is not modelled (sim/README.md, "Noted, not changed").
+        adaptiveRate: false,
       },
       templates,
       groups,

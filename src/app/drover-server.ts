@@ -12,7 +12,7 @@ import type { Logger as PinoLogger } from 'pino';
 import { AgentCredentials } from '../agent/credentials.js';
 import { SystemClock, type Clock, type TimerHandle } from '../clock/index.js';
 import { ConfigError, ConfigLoader, configuredGroups, type DroverConfig } from '../config/index.js';
-import { UnavailableError, doing, errorMessage } from '../errors/index.js';
+import { SettingError, UnavailableError, doing, errorMessage } from '../errors/index.js';
 import { DefaultInstanceManager } from '../instances/index.js';
 import { EtcdElector, FencedProvider, SingleNodeElector, connectEtcd, type LeaderElector } from '../leader/index.js';
 import { DroverMetrics } from '../metrics/index.js';
@@ -85,6 +85,17 @@ async function providerFor(config: DroverConfig, dataDir: string, clock: Clock, 
   const p = config.provider;
   if (p.kind === 'sim') {
     return new SimProvider({ clock, createLatencyMs: p.createLatency, deleteLatencyMs: p.deleteLatency, maxCallsPerSecond: p.maxCallsPerSecond });
+  }
+  if (p.kind === 'aws') {
+    const { AwsProvider, createEc2Client } = await import('../providers/aws/index.js');
+    const client = createEc2Client({ ...(p.region ? { region: p.region } : {}), ...(p.endpoint ? { endpoint: p.endpoint } : {}), maxAttempts: p.sdkMaxAttempts, requestTimeoutMs: p.callTimeout });
+    // Refuse to start without a region rather than fail every call later.
+    try {
+      await client.config.region();
+    } catch (err) {
+      throw new SettingError(doing('resolving the AWS region (provider.region, AWS_REGION or the shared config file)', err), err);
+    }
+    return new AwsProvider({ client, clock, logger: logger.child({ component: 'aws-provider' }), notFoundGraceMs: p.notFoundGrace });
   }
   const { LocalProvider } = await import('../providers/local/index.js');
   return new LocalProvider({

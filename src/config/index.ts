@@ -7,3 +7,5 @@ export type { ConfigChangeListener, ConfigInvalidListener, FileLoaderOptions, Re
 export { AGENT_PING_MISSES, VOLUNTARY_REASONS, configSchema } from './schema.js';
 export type { Quantity, VoluntaryReason } from './schema.js';
 export type { ConfigInput } from './schema.js';
+export { AWS_CAPACITY_MODES, EC2_TAGS_PER_RESOURCE_MAX, EC2_TAG_KEY_MAX, EC2_TAG_VALUE_MAX, EC2_USER_DATA_MAX_BYTES, awsTemplateSchema } from './aws-template.js';
+export type { AwsCapacityMode, AwsTemplate } from './aws-template.js';

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { cronProblem } from './cron.js';
 import { parseDuration } from './duration.js';
+import { awsTemplateSchema } from './aws-template.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const NAME_RULE = 'must be 1-63 letters, digits, "_", "." or "-", starting with a letter or digit';
@@ -240,7 +241,7 @@ const serverSchema = z.strictObject({
 });
 
 const providerSchema = z.strictObject({
-  kind: z.enum(['local', 'sim'], { error: 'must be "local" or "sim"' }).default('local'),
+  kind: z.enum(['local', 'sim', 'aws'], { error: 'must be "local", "sim" or "aws"' }).default('local'),
   /** The provider API's rate limit; Drover spaces its calls to stay under it. 0 = none. */
   maxCallsPerSecond: z.number({ error: 'must be a number' }).min(0, { error: 'must be >= 0' }).default(0),
   maxConcurrentCalls: count(1).default(64),
@@ -251,6 +252,26 @@ const providerSchema = z.strictObject({
   /** Sim provider: latencies (tests and demos). */
   createLatency: duration.default(0),
   deleteLatency: duration.default(0),
+  /**
+   * Throttled calls (the provider said "too fast") slow the provider's call rate, which then
+   * creeps back up while calls succeed (additive increase, multiplicative decrease), beyond
+   * maxCallsPerSecond. false = only pause for a second after a throttle.
+   */
+  adaptiveRate: z.boolean().default(true),
+  /** AWS: the region (else AWS_REGION / AWS_DEFAULT_REGION / the shared config file). */
+  region: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/, { error: 'must be an AWS region such as "eu-central-1"' })
+    .optional(),
+  /** AWS: the EC2 API endpoint (else AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL, else the region's). */
+  endpoint: z.url({ error: 'must be a URL such as "https://ec2.eu-central-1.amazonaws.com"' }).optional(),
+  /**
+   * AWS: how long after a launch EC2 may still say the instance does not exist (its API is
+   * eventually consistent); until then a "not found" is retried, never taken as "vanished".
+   */
+  notFoundGrace: positiveDuration.default(120_000),
+  /** AWS: attempts the SDK makes for a call that failed in transit or with a 5xx (throttles go to the call gate instead). */
+  sdkMaxAttempts: count(1).max(10).default(3),
 });
 
 const leaderSchema = z.strictObject({
@@ -305,6 +326,15 @@ export const configSchema = z
     }
     if (cfg.leader.kind === 'etcd' && cfg.leader.endpoints.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['leader', 'endpoints'], message: 'must list at least one etcd endpoint when kind is "etcd"' });
+    }
+    if (cfg.provider.kind === 'aws') {
+      // Templates are free-form until the provider is known: an aws template is checked here,
+      // so a bad field is refused at load with its path, not at the first launch.
+      for (const [name, template] of Object.entries(cfg.templates)) {
+        const parsed = awsTemplateSchema.safeParse(template);
+        if (parsed.success) continue;
+        for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', path: ['templates', name, ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))], message: issue.message });
+      }
     }
     for (const [tenant, groups] of Object.entries(cfg.groups)) {
       for (const [name, group] of Object.entries(groups)) {

@@ -260,3 +260,16 @@ export function isRetryable(err: unknown): boolean {
   if (err instanceof DroverError) return err.retryable;
   return true;
 }
+
+/**
+ * Whether the provider throttled the call behind `err`: a ThrottledError, or an error that wraps
+ * one (callers add context: "creating instance i-1 in a/web: RunInstances: throttled ...").
+ */
+export function isThrottled(err: unknown): boolean {
+  let current: unknown = err;
+  for (let depth = 0; depth < 8 && current instanceof Error; depth++) {
+    if (current instanceof ThrottledError) return true;
+    current = current.cause;
+  }
+  return false;
+}

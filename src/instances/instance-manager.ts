@@ -27,6 +27,8 @@ export interface CreateInstanceResponse {
   instanceId: string;
   providerId: string;
   status: ProviderStatus;
+  /** How the provider launched it, when it chose among options (for the audit). */
+  launchDetail?: string;
 }
 
 export interface InstanceManager {
@@ -86,7 +88,7 @@ export class DefaultInstanceManager implements InstanceManager {
         template: req.template,
         ...(userData ? { userData } : {}),
       });
-      return { instanceId: req.instanceId, providerId: created.providerId, status: created.status };
+      return { instanceId: req.instanceId, providerId: created.providerId, status: created.status, ...(created.launchDetail ? { launchDetail: created.launchDetail } : {}) };
     } catch (err) {
       throw wrapProviderError(`creating instance ${req.instanceId} in ${req.tenant}/${req.group}`, err);
     }

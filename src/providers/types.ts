@@ -59,6 +59,11 @@ export interface ProviderInstance {
   providerId: string;
   status: ProviderStatus;
   tags: Record<string, string>;
+  /**
+   * From `create` only: how the instance was launched, when the provider chose among options
+   * ("m6i.large, on-demand, subnet-b: m7i.large had no capacity"). Drover puts it in the audit.
+   */
+  launchDetail?: string;
 }
 
 export interface Provider {

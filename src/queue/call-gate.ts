@@ -8,24 +8,41 @@
  *   waiting for its gap never holds back a delete or a status call.
  * - At most `maxConcurrent` calls are in flight.
  * - Waiting calls start in priority order, first-in first-out within a priority.
+ * - Adaptive rate (`adaptive`): a call that fails with a ThrottledError, or an error wrapping one (the provider said we
+ *   were too fast) is not failed but queued again at the head of its priority, and its kind's
+ *   own rate is cut to half the rate at which that kind's calls were *accepted* in the last
+ *   second (once per cut: a throttled call that started before the last cut says nothing new).
+ *   While calls succeed the rate creeps back up, additively (half a call/s more per second of
+ *   successes, or 5 % of the rate if that is more), so a provider whose limit was raised is
+ *   used fully again. Below the provider's refill rate its bucket fills, and the climb above it
+ *   spends what was saved, so the sawtooth costs little time and one throttle per tooth. Clouds limit each action separately (EC2 has a bucket for
+ *   RunInstances, one for TerminateInstances, one for reads), so each kind has its own rate. A
+ *   call throttled `maxThrottleRetries` times fails with its ThrottledError.
  * Waiting happens on the injected clock; nothing sleeps inside a worker.
  */
 import type { Clock, TimerHandle } from '../clock/index.js';
+import { isThrottled } from '../errors/index.js';
 import { PRIORITIES, type Priority } from './priority.js';
 
 export type CallKind = 'create' | 'delete' | 'read' | 'write';
+export const CALL_KINDS: readonly CallKind[] = ['create', 'delete', 'read', 'write'];
 
 export interface CallGateOptions {
   clock: Clock;
   maxCallsPerSecond?: number;
   maxConcurrent?: number;
   createGapMs?: number;
+  /** Adapt each kind's rate to the provider's throttles (see the module comment). Default false. */
+  adaptive?: boolean;
+  /** Adaptive: how often one call may be throttled before it fails. Default 20. */
+  maxThrottleRetries?: number;
 }
 
 interface PendingCall {
   kind: CallKind;
   priority: Priority;
   queuedAt: number;
+  throttles: number;
   start: () => void;
 }
 
@@ -33,7 +50,32 @@ export interface CallGateStats {
   waiting: number;
   inFlight: number;
   started: number;
+  /** Calls the provider throttled (each retry counted). */
+  throttled: number;
+  /** The adaptive rate of each kind that has been throttled (calls/s); absent: not limited. */
+  adaptiveRates: Partial<Record<CallKind, number>>;
 }
+
+/** One kind's adaptive rate. `rate` is Infinity until its first throttle. */
+interface Lane {
+  rate: number;
+  /** GCRA theoretical arrival time of this kind's next call. */
+  tat: number;
+  lastCutAt: number;
+  /** Start times of this kind's accepted calls in the last second (for the cut). */
+  accepted: number[];
+}
+
+/** What a call rejected with, as an Error (a rejection with a non-Error keeps its text). */
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** The slowest an adaptive rate goes (calls/s): one call every ten seconds still learns. */
+const MIN_ADAPTIVE_RATE = 0.1;
+const ACCEPTED_WINDOW_MS = 1_000;
+/** Additive increase: calls/s gained per second of accepted calls (or 5 % of the rate if more). */
+const INCREASE_PER_SECOND = 0.5;
 
 export class CallGate {
   private readonly clock: Clock;
@@ -52,24 +94,33 @@ export class CallGate {
   private wakeup: TimerHandle | undefined;
   private wakeupAt = Number.POSITIVE_INFINITY;
   private idleWaiters: Array<() => void> = [];
+  private adaptive: boolean;
+  private readonly maxThrottleRetries: number;
+  private readonly lanes = new Map<CallKind, Lane>(CALL_KINDS.map((k) => [k, { rate: Number.POSITIVE_INFINITY, tat: 0, lastCutAt: Number.NEGATIVE_INFINITY, accepted: [] }]));
+  private throttled = 0;
 
   constructor(options: CallGateOptions) {
     this.clock = options.clock;
     this.intervalMs = options.maxCallsPerSecond ? 1000 / options.maxCallsPerSecond : 0;
     this.maxConcurrent = options.maxConcurrent ?? 64;
     this.createGapMs = options.createGapMs ?? 0;
+    this.adaptive = options.adaptive ?? false;
+    this.maxThrottleRetries = options.maxThrottleRetries ?? 20;
   }
 
   /** Applies new limits (config reload). */
-  configure(options: Omit<CallGateOptions, 'clock'>): void {
+  configure(options: Omit<CallGateOptions, 'clock' | 'maxThrottleRetries'>): void {
     if (options.maxCallsPerSecond !== undefined) this.intervalMs = options.maxCallsPerSecond ? 1000 / options.maxCallsPerSecond : 0;
     if (options.maxConcurrent !== undefined) this.maxConcurrent = options.maxConcurrent;
     if (options.createGapMs !== undefined) this.createGapMs = options.createGapMs;
+    if (options.adaptive !== undefined) this.adaptive = options.adaptive;
     this.pump();
   }
 
   stats(): CallGateStats {
-    return { waiting: this.waitingCount, inFlight: this.inFlight, started: this.started };
+    const adaptiveRates: Partial<Record<CallKind, number>> = {};
+    for (const [kind, lane] of this.lanes) if (Number.isFinite(lane.rate)) adaptiveRates[kind] = lane.rate;
+    return { waiting: this.waitingCount, inFlight: this.inFlight, started: this.started, throttled: this.throttled, adaptiveRates };
   }
 
   /** When the next create may start, if creates are being spaced (for "why blocked"). */
@@ -84,9 +135,11 @@ export class CallGate {
         kind,
         priority,
         queuedAt: this.clock.nowMs(),
+        throttles: 0,
         start: () => {
           this.inFlight++;
           this.started++;
+          const startedAt = this.clock.nowMs();
           let result: Promise<T>;
           try {
             result = fn();
@@ -96,17 +149,84 @@ export class CallGate {
             // error of unknown origin (transient); a DroverError would claim a code nobody chose.
             result = Promise.reject(err instanceof Error ? err : new Error(String(err)));
           }
-          result.then(resolve, reject).finally(() => {
-            this.inFlight--;
-            this.pump();
-            this.checkIdle();
-          });
+          result
+            .then(
+              (value) => {
+                this.onAccepted(kind, startedAt);
+                resolve(value);
+              },
+              (err: unknown) => {
+                if (!isThrottled(err)) {
+                  // The provider answered (with a refusal of another kind): the rate was not the problem.
+                  this.onAccepted(kind, startedAt);
+                  reject(asError(err));
+                  return;
+                }
+                this.throttled++;
+                if (!this.adaptive || call.throttles >= this.maxThrottleRetries) {
+                  reject(asError(err));
+                  return;
+                }
+                call.throttles++;
+                this.onThrottled(kind, startedAt);
+                // A throttled call did nothing at the provider: it waits again, ahead of its priority.
+                this.waiting.get(priority)?.unshift(call);
+                this.waitingCount++;
+              },
+            )
+            .finally(() => {
+              this.inFlight--;
+              this.pump();
+              this.checkIdle();
+            });
         },
       };
       this.waiting.get(priority)?.push(call);
       this.waitingCount++;
       this.pump();
     });
+  }
+
+  /** A call of `kind` started at `startedAt` was accepted: its rate creeps back up. */
+  private onAccepted(kind: CallKind, startedAt: number): void {
+    if (!this.adaptive) return;
+    const lane = this.lane(kind);
+    lane.accepted.push(startedAt);
+    if (lane.accepted.length > 4096) lane.accepted.splice(0, lane.accepted.length - 4096);
+    if (!Number.isFinite(lane.rate)) return;
+    // Additive increase per accepted call: at rate r, r calls a second raise it by ~1 call/s a second.
+    const step = Math.max(INCREASE_PER_SECOND, lane.rate * 0.05);
+    lane.rate += step / Math.max(lane.rate, 1);
+  }
+
+  /** The provider throttled a call of `kind` started at `startedAt`: its rate is cut to half what was accepted lately. */
+  private onThrottled(kind: CallKind, startedAt: number): void {
+    const lane = this.lane(kind);
+    const now = this.clock.nowMs();
+    // Calls already in flight at the last cut were sent at the old rate: their throttles are old news.
+    if (startedAt <= lane.lastCutAt) return;
+    lane.lastCutAt = now;
+    const since = now - ACCEPTED_WINDOW_MS;
+    lane.accepted = lane.accepted.filter((t) => t > since);
+    const acceptedRate = (lane.accepted.length * 1000) / ACCEPTED_WINDOW_MS;
+    const base = Number.isFinite(lane.rate) ? Math.min(lane.rate, Math.max(acceptedRate, MIN_ADAPTIVE_RATE)) : acceptedRate;
+    lane.rate = Math.max(MIN_ADAPTIVE_RATE, base / 2);
+    // Spaced from now: the calls just refused used the budget the provider had.
+    lane.tat = now + 1000 / lane.rate;
+  }
+
+  private lane(kind: CallKind): Lane {
+    const lane = this.lanes.get(kind);
+    if (!lane) throw new Error(`unknown call kind ${kind}`);
+    return lane;
+  }
+
+  /** When a call of `kind` may start by its own limits (create gap, adaptive rate). */
+  private readyAt(kind: CallKind): number {
+    let at = kind === 'create' ? this.lastCreateAt + this.createGapMs : Number.NEGATIVE_INFINITY;
+    const lane = this.lane(kind);
+    if (this.adaptive && Number.isFinite(lane.rate)) at = Math.max(at, lane.tat - 1000 / lane.rate);
+    return at;
   }
 
   /** Pauses every call for `ms` (the provider said we were too fast). */
@@ -155,24 +275,28 @@ export class CallGate {
         this.wakeAt(this.tat - this.intervalMs);
         return;
       }
-      const createOk = now >= this.lastCreateAt + this.createGapMs;
-      const call = this.takeNext(createOk);
+      const ready = new Map<CallKind, number>(CALL_KINDS.map((k) => [k, this.readyAt(k)]));
+      const call = this.takeNext((kind) => (ready.get(kind) ?? 0) <= now);
       if (!call) {
-        // Only creates wait, and their gap has not passed.
-        this.wakeAt(this.lastCreateAt + this.createGapMs);
+        // Every waiting call's kind waits for its own limit (create gap, adaptive rate).
+        let next = Number.POSITIVE_INFINITY;
+        for (const list of this.waiting.values()) for (const c of list) next = Math.min(next, ready.get(c.kind) ?? now);
+        this.wakeAt(next);
         return;
       }
       if (this.intervalMs > 0) this.tat = Math.max(this.tat, now) + this.intervalMs;
       if (call.kind === 'create') this.lastCreateAt = now;
+      const lane = this.lane(call.kind);
+      if (this.adaptive && Number.isFinite(lane.rate)) lane.tat = Math.max(lane.tat, now) + 1000 / lane.rate;
       call.start();
     }
   }
 
-  private takeNext(createOk: boolean): PendingCall | undefined {
+  private takeNext(kindReady: (kind: CallKind) => boolean): PendingCall | undefined {
     for (const priority of PRIORITIES) {
       const list = this.waiting.get(priority);
       if (!list || list.length === 0) continue;
-      const index = createOk ? 0 : list.findIndex((c) => c.kind !== 'create');
+      const index = list.findIndex((c) => kindReady(c.kind));
       if (index < 0) continue;
       const [call] = list.splice(index, 1);
       this.waitingCount--;

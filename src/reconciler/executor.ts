@@ -3,7 +3,7 @@
  * leadership before every mutation, and sends provider calls through the CallGate without
  * waiting for them (their completions are handled here and mark the group for another look).
  */
-import { InstanceNotFoundError, NotLeaderError, ThrottledError, errorMessage, isRetryable } from '../errors/index.js';
+import { InstanceNotFoundError, NotLeaderError, errorMessage, isRetryable, isThrottled } from '../errors/index.js';
 import { TAG } from '../providers/index.js';
 import { Priority } from '../queue/priority.js';
 import { keys } from '../state/index.js';
@@ -208,11 +208,16 @@ export class Executor {
     // the template it sends: an earlier attempt that timed out may have made it with the template
     // then in force, and the provider returns that one to a retry (same instance id).
     const firstAttempt = record.attempts === 0 && this.recordedHere.has(record.id);
+    let started = false;
     ctx.gate
       .run('create', priority, async () => {
-        const waiting = (this.createsWaiting.get(groupKey) ?? 1) - 1;
-        if (waiting > 0) this.createsWaiting.set(groupKey, waiting);
-        else this.createsWaiting.delete(groupKey);
+        // The gate runs this again when the provider throttled it: it stopped waiting only once.
+        if (!started) {
+          started = true;
+          const waiting = (this.createsWaiting.get(groupKey) ?? 1) - 1;
+          if (waiting > 0) this.createsWaiting.set(groupKey, waiting);
+          else this.createsWaiting.delete(groupKey);
+        }
         if (!ctx.leader() || ctx.halted()) throw new NotLeaderError(action);
         const response = await timedCall(ctx, 'create', ctx.callTimeoutMs(), action, () =>
           ctx.instanceManager.createInstance({
@@ -229,7 +234,7 @@ export class Executor {
         return { response, templateHash: firstAttempt ? settings.templateHash : null };
       })
       .then(
-        ({ response, templateHash }) => this.onCreated(record, response.providerId, templateHash),
+        ({ response, templateHash }) => this.onCreated(record, response.providerId, templateHash, response.launchDetail),
         (err: unknown) => this.onCreateFailed(record, err),
       )
       .catch((err: unknown) => ctx.log.error({ err, instanceId: record.id }, 'handling a create result failed'));
@@ -245,7 +250,7 @@ export class Executor {
   }
 
   /** `templateHash`: the template the instance is known to run (null: not known; the recorded one stays, and shows drift if the config moved on). */
-  private onCreated(record: InstanceRecord, providerId: string, templateHash: string | null): void {
+  private onCreated(record: InstanceRecord, providerId: string, templateHash: string | null, launchDetail: string | undefined): void {
     const { ctx } = this;
     ctx.inFlight.delete(record.id);
     this.recordedHere.delete(record.id);
@@ -267,7 +272,7 @@ export class Executor {
         record.id,
         'running',
         { providerId, confirmedAt: now, ...(templateHash === null ? {} : { templateHash }), attempts: 0, nextAttemptAt: null, lastError: null },
-        { ...audit, action: 'created', reason: record.createReason, detail: `provider id ${providerId}` },
+        { ...audit, action: 'created', reason: record.createReason, detail: launchDetail ? `provider id ${providerId}; ${launchDetail}` : `provider id ${providerId}` },
       );
     }
     // A confirmed create changes no decision while the group has others in flight; the last
@@ -287,7 +292,7 @@ export class Executor {
     const message = errorMessage(err);
     const key = groupKeyOf(record.tenant, record.group);
     const audit = { tenant: record.tenant, group: record.group, at: now, instanceId: record.id, epoch: ctx.epoch() };
-    if (err instanceof ThrottledError) ctx.gate.backOff(1_000);
+    if (isThrottled(err)) ctx.gate.backOff(1_000);
     if (!isRetryable(err) || attempts >= ctx.maxAttempts()) {
       const why = isRetryable(err) ? `gave up after ${attempts} attempts` : 'permanent error, not retried';
       const settings = ctx.settings(record.tenant, record.group);
@@ -372,7 +377,7 @@ export class Executor {
     const message = errorMessage(err);
     const attempts = isRetryable(err) ? current.attempts + 1 : Math.max(ctx.maxAttempts(), current.attempts + 1);
     const retryAt = attempts >= ctx.maxAttempts() ? null : new Date(now.getTime() + backoffDelay(attempts, ctx.random));
-    if (err instanceof ThrottledError) ctx.gate.backOff(1_000);
+    if (isThrottled(err)) ctx.gate.backOff(1_000);
     ctx.store.transaction(() => {
       ctx.store.updateInstance(instanceId, { attempts, nextAttemptAt: retryAt, lastError: message });
       ctx.store.appendAudit({

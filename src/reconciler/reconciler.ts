@@ -124,6 +124,7 @@ export class Reconciler {
       maxCallsPerSecond: config.provider.maxCallsPerSecond,
       maxConcurrent: config.provider.maxConcurrentCalls,
       createGapMs: options.createRateLimitMs ?? config.shard.createRateLimit,
+      adaptive: config.provider.adaptiveRate,
     });
     const healthWindow = (): number => 2 * this.opts.configLoader.getCurrent().shard.healthCheckInterval;
     this.recent = new RecentEvents(this.clock, healthWindow);
@@ -422,6 +423,7 @@ export class Reconciler {
       maxCallsPerSecond: next.provider.maxCallsPerSecond,
       maxConcurrent: next.provider.maxConcurrentCalls,
       createGapMs: this.opts.createRateLimitMs ?? next.shard.createRateLimit,
+      adaptive: next.provider.adaptiveRate,
     });
     const shardChanged = JSON.stringify(next.shard) !== JSON.stringify(prev.shard);
     const keys = new Map<string, { tenant: string; group: string }>();

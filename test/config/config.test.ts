@@ -139,12 +139,12 @@ describe('parseConfig', () => {
   });
 
   it('names each unknown field, at every level', () => {
-    const issues = issuesOf({ allowEmpty: true, colour: 1, shard: { speed: 'fast' }, provider: { kind: 'sim', region: 'x', zone: 'y' } });
+    const issues = issuesOf({ allowEmpty: true, colour: 1, shard: { speed: 'fast' }, provider: { kind: 'sim', flavour: 'x', zone: 'y' } });
     expect(issues).toEqual(
       expect.arrayContaining([
         { path: 'colour', message: 'is not a known field' },
         { path: 'shard.speed', message: 'is not a known field' },
-        { path: 'provider.region', message: 'is not a known field' },
+        { path: 'provider.flavour', message: 'is not a known field' },
         { path: 'provider.zone', message: 'is not a known field' },
       ]),
     );

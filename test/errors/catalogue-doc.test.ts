@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { CliError, EXIT } from '../../src/cli/client.js';
 import * as configModule from '../../src/config/index.js';
 import * as catalogue from '../../src/errors/index.js';
+import * as awsErrors from '../../src/providers/aws/errors.js';
 import { DroverError, ERROR_CODES, HIDDEN_STATUS, HTTP_STATUS, type ErrorCode } from '../../src/errors/index.js';
 import * as lifecycle from '../../src/store/lifecycle.js';
 
@@ -23,6 +24,7 @@ const MODULES: Record<string, Record<string, unknown>> = {
   'src/errors/index.ts': catalogue,
   'src/config/index.ts': configModule,
   'src/store/lifecycle.ts': lifecycle,
+  'src/providers/aws/errors.ts': awsErrors,
 };
 
 type ErrorClass = new (...args: unknown[]) => DroverError;
@@ -50,6 +52,7 @@ const SAMPLES: Record<string, unknown[][]> = {
   ForbiddenError: [['requests from origin http://evil.example are refused']],
   MisdirectedRequestError: [['this server does not answer to the name evil.example']],
   IllegalTransitionError: [['i-1', 'deleted', 'running', 'created']],
+  CapacityError: [['RunInstances for i-1 (m7i.large, on-demand): InsufficientInstanceCapacity: no capacity', 'InsufficientInstanceCapacity', new Error('no capacity')]],
 };
 
 /** Every exported DroverError subclass of MODULES, by name. */

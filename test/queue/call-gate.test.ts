@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock/clock.js';
+import { ThrottledError } from '../../src/errors/index.js';
 import { CallGate, type CallKind } from '../../src/queue/call-gate.js';
 import { Priority } from '../../src/queue/priority.js';
 
@@ -212,7 +213,7 @@ describe('CallGate', () => {
       }
       await flush();
       expect(started).toHaveLength(3);
-      expect(gate.stats()).toEqual({ waiting: 7, inFlight: 3, started: 3 });
+      expect(gate.stats()).toMatchObject({ waiting: 7, inFlight: 3, started: 3 });
       for (const release of releases) {
         release.resolve();
         await flush();
@@ -221,7 +222,7 @@ describe('CallGate', () => {
       await Promise.all(calls);
       expect(most).toBe(3);
       expect(started).toHaveLength(10);
-      expect(gate.stats()).toEqual({ waiting: 0, inFlight: 0, started: 10 });
+      expect(gate.stats()).toMatchObject({ waiting: 0, inFlight: 0, started: 10 });
     });
   });
 
@@ -283,7 +284,7 @@ describe('CallGate', () => {
       const next = call('next');
       await expect(failing).rejects.toThrow('nope');
       await expect(next).resolves.toBe('next');
-      expect(gate.stats()).toEqual({ waiting: 0, inFlight: 0, started: 2 });
+      expect(gate.stats()).toMatchObject({ waiting: 0, inFlight: 0, started: 2 });
     });
   });
 
@@ -322,6 +323,120 @@ describe('CallGate', () => {
       await clock.advance(1_000);
       await Promise.all(calls);
       expect(started).toHaveLength(3);
+    });
+  });
+
+  describe('adaptive rate', () => {
+    /** A provider limit as EC2 keeps it: a token bucket per action, on the test's clock. */
+    class Bucket {
+      private tokens: number;
+      private at: number;
+      accepted = 0;
+      refused = 0;
+      constructor(
+        private readonly clock: ManualClock,
+        private readonly burst: number,
+        public refillPerSecond: number,
+      ) {
+        this.tokens = burst;
+        this.at = clock.nowMs();
+      }
+      take(): boolean {
+        const now = this.clock.nowMs();
+        this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) * this.refillPerSecond) / 1000);
+        this.at = now;
+        if (this.tokens < 1) {
+          this.refused++;
+          return false;
+        }
+        this.tokens -= 1;
+        this.accepted++;
+        return true;
+      }
+    }
+
+    /** Runs `count` creates through `gate` against `bucket`, advancing the clock in 10 ms steps; resolves with the settled results. */
+    async function drive(clock: ManualClock, gate: CallGate, bucket: Bucket, count: number, limitMs: number) {
+      let done = 0;
+      const results = Array.from({ length: count }, () =>
+        gate
+          .run('create', Priority.bulk, async () => {
+            if (!bucket.take()) throw new ThrottledError('RunInstances');
+          })
+          .then(
+            () => 'ok' as const,
+            (err: unknown) => err,
+          )
+          .finally(() => {
+            done++;
+          }),
+      );
+      const start = clock.nowMs();
+      while (done < count && clock.nowMs() - start < limitMs) {
+        await flush();
+        await clock.advance(10);
+      }
+      return { results: await Promise.all(results), elapsedMs: clock.nowMs() - start };
+    }
+
+    it('holds a throttled kind near the provider\'s refill rate: every call succeeds, few are throttled, the time stays near the bucket\'s floor', async () => {
+      const clock = new ManualClock(new Date(T0));
+      const gate = new CallGate({ clock, adaptive: true });
+      const bucket = new Bucket(clock, 50, 10);
+      // B6's shape: 1,000 creates against a RunInstances bucket of burst 50 refilling 10/s.
+      const { results, elapsedMs } = await drive(clock, gate, bucket, 1_000, 200_000);
+      expect(results.every((r) => r === 'ok')).toBe(true);
+      expect(bucket.accepted).toBe(1_000);
+      // Floor: 50 at once, then 950 at 10/s = 95 s.
+      expect(elapsedMs).toBeLessThanOrEqual(1.1 * 95_000);
+      expect(bucket.refused).toBeLessThan(0.05 * 1_000);
+      expect(gate.stats().throttled).toBe(bucket.refused);
+      expect(gate.stats().adaptiveRates.create).toBeGreaterThan(5);
+    });
+
+    it('fails throttled calls at once without adaptive rate (the caller backs off)', async () => {
+      const clock = new ManualClock(new Date(T0));
+      const gate = new CallGate({ clock });
+      const bucket = new Bucket(clock, 5, 1);
+      const { results } = await drive(clock, gate, bucket, 20, 1_000);
+      expect(results.filter((r) => r instanceof ThrottledError)).toHaveLength(15);
+      expect(gate.stats().adaptiveRates).toEqual({});
+    });
+
+    it('creeps back up when the provider allows more, and limits only the throttled kind', async () => {
+      const clock = new ManualClock(new Date(T0));
+      const gate = new CallGate({ clock, adaptive: true });
+      const bucket = new Bucket(clock, 10, 5);
+      await drive(clock, gate, bucket, 100, 60_000);
+      const slow = gate.stats().adaptiveRates.create ?? 0;
+      expect(slow).toBeGreaterThan(2);
+      expect(slow).toBeLessThan(15);
+      bucket.refillPerSecond = 100;
+      await drive(clock, gate, bucket, 600, 60_000);
+      expect(gate.stats().adaptiveRates.create ?? 0).toBeGreaterThan(2 * slow);
+      // Reads were never throttled: they are not held to the creates' rate.
+      expect(gate.stats().adaptiveRates.read).toBeUndefined();
+      const reads: number[] = [];
+      await Promise.all(Array.from({ length: 50 }, () => gate.run('read', Priority.normal, async () => void reads.push(clock.nowMs()))));
+      expect(new Set(reads).size).toBe(1);
+    });
+
+    it('fails a call that is throttled more often than maxThrottleRetries', async () => {
+      const clock = new ManualClock(new Date(T0));
+      const gate = new CallGate({ clock, adaptive: true, maxThrottleRetries: 3 });
+      let attempts = 0;
+      const result = gate
+        .run('delete', Priority.normal, async () => {
+          attempts++;
+          throw new ThrottledError('TerminateInstances');
+        })
+        .catch((err: unknown) => err);
+      for (let i = 0; i < 200 && attempts < 4; i++) {
+        await flush();
+        await clock.advance(100);
+      }
+      expect(await result).toBeInstanceOf(ThrottledError);
+      expect(attempts).toBe(4);
     });
   });
 });

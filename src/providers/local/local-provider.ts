@@ -10,7 +10,7 @@
  * - environment.ts      the environment instances get: an allow-list, plus template passEnv/env.
  * - process-control.ts  spawning the agent, finding an instance's process, stopping its group.
  * - notice.ts           termination notices and the sweep that honours them.
- * - keyed-lock.ts       per-instance serialisation of create, delete and dead-folder collection.
+ * - util/keyed-lock.ts  per-instance serialisation of create, delete and dead-folder collection.
  *
  * The provider id is the folder name, which is the idempotency key (the Drover instance id).
  * An instance's server addresses and credential reach its agent in `agent.json`, not in the
@@ -41,7 +41,7 @@ import type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus 
 import { buildAgentConfig } from './agent-config.js';
 import { templateEnv, type InstanceEnvSpec } from './environment.js';
 import { InstanceStore, type InstanceMeta, type LocalInstancePaths } from './instance-store.js';
-import { KeyedLock } from './keyed-lock.js';
+import { KeyedLock } from '../../util/keyed-lock.js';
 import { NoticeSweep } from './notice.js';
 import { hasProcFs, isExited, isStoppedState, readProcStat, type ProcStat } from './proc.js';
 import { InstanceProcesses, type LiveProcess } from './process-control.js';

@@ -1,6 +1,6 @@
 /** KeyedLock: calls on one key run one at a time, in call order; other keys do not wait. */
 import { describe, expect, it } from 'vitest';
-import { KeyedLock } from '../../../src/providers/local/keyed-lock.js';
+import { KeyedLock } from '../../src/util/keyed-lock.js';
 
 /** A promise and the function that settles it. */
 function gate(): { opened: Promise<void>; open: () => void } {
