@@ -2,12 +2,14 @@
 import { EC2Client } from '@aws-sdk/client-ec2';
 
 /** The real EC2 client, as the provider will build it, aimed at the fake. */
-export function ec2Client(endpoint: string, options: { maxAttempts?: number } = {}): EC2Client {
+export function ec2Client(endpoint: string, options: { maxAttempts?: number; requestTimeoutMs?: number } = {}): EC2Client {
   return new EC2Client({
     endpoint,
     region: 'eu-central-1',
     credentials: { accessKeyId: 'AKIDFAKEFAKEFAKEFAKE', secretAccessKey: 'fake-secret-fake-secret' },
     ...(options.maxAttempts !== undefined ? { maxAttempts: options.maxAttempts } : {}),
+    // A timed-out request must fail (and be retried), not just be warned about.
+    ...(options.requestTimeoutMs !== undefined ? { requestHandler: { requestTimeout: options.requestTimeoutMs, throwOnRequestTimeout: true } } : {}),
   });
 }
 
