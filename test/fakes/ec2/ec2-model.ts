@@ -276,9 +276,9 @@ export class Ec2Model {
 
   /**
    * Puts an instance in a state, and pins it there: timed transitions no longer move it (an
-   * instance stuck pending, a shutdown that never ends) until TerminateInstances or
-   * `terminateExternally` moves it again. Entering shutting-down or terminated from a live state
-   * calls `onTerminate`.
+   * instance stuck pending, a shutdown that never ends). Terminating it from a live state
+   * (TerminateInstances, `terminateExternally`) unpins it. Entering shutting-down or terminated
+   * from a live state calls `onTerminate` (once per instance).
    */
   setState(id: string, state: InstanceStateName, now: number): FakeInstance {
     const r = this.mustRecord(id);
