@@ -16,3 +16,4 @@ export { STATE_CODES } from './ec2-model.js';
 export { Ec2Error, statusFor } from './ec2-errors.js';
 export { type BucketSpec, TokenBucket } from './token-bucket.js';
 export { FakeImds, type FakeImdsOptions, type ImdsInstance, type ImdsRequest, type SpotAction } from './imds.js';
+export { ec2Client, ManualClock, rejectionOf } from './sdk.js';
