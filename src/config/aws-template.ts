@@ -39,12 +39,13 @@ const launchTemplateSchema = z
     if ((lt.name === undefined) === (lt.id === undefined)) ctx.addIssue({ code: 'custom', message: 'give exactly one of name and id' });
   });
 
-const tagKey = z
-  .string()
-  .min(1)
-  .max(EC2_TAG_KEY_MAX, { error: `must be at most ${EC2_TAG_KEY_MAX} characters (EC2's limit)` })
-  .refine((k) => !k.toLowerCase().startsWith('aws:'), { error: 'must not start with "aws:" (reserved by AWS)' })
-  .refine((k) => !k.startsWith('drover:'), { error: 'must not start with "drover:" (Drover\'s own tags)' });
+/** Why a tag key cannot be used, or null. */
+function tagKeyProblem(key: string): string | null {
+  if (key.length === 0 || key.length > EC2_TAG_KEY_MAX) return `must be 1-${EC2_TAG_KEY_MAX} characters (EC2's limit)`;
+  if (key.toLowerCase().startsWith('aws:')) return 'must not start with "aws:" (reserved by AWS)';
+  if (key.startsWith('drover:')) return 'must not start with "drover:" (Drover\'s own tags)';
+  return null;
+}
 
 export const awsTemplateSchema = z
   .strictObject({
@@ -66,8 +67,14 @@ export const awsTemplateSchema = z
     launchTemplate: launchTemplateSchema.optional(),
     /** More tags for the instance and its volumes (Drover adds its own drover:* tags and Name). */
     tags: z
-      .record(tagKey, z.string().max(EC2_TAG_VALUE_MAX, { error: `must be at most ${EC2_TAG_VALUE_MAX} characters (EC2's limit)` }))
-      .refine((t) => Object.keys(t).length <= 20, { error: 'must hold at most 20 tags (EC2 allows 50 per instance, and Drover uses up to 13)' })
+      .record(z.string(), z.string().max(EC2_TAG_VALUE_MAX, { error: `must be at most ${EC2_TAG_VALUE_MAX} characters (EC2's limit)` }))
+      .superRefine((t, ctx) => {
+        if (Object.keys(t).length > 20) ctx.addIssue({ code: 'custom', message: 'must hold at most 20 tags (EC2 allows 50 per instance, and Drover uses up to 13)' });
+        for (const key of Object.keys(t)) {
+          const problem = tagKeyProblem(key);
+          if (problem) ctx.addIssue({ code: 'custom', path: [key], message: problem });
+        }
+      })
       .optional(),
     /** Extra cloud-init (a script or a #cloud-config), run after Drover's bootstrap. */
     userData: z.string().max(EC2_USER_DATA_MAX_BYTES).optional(),

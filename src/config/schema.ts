@@ -333,7 +333,14 @@ export const configSchema = z
       for (const [name, template] of Object.entries(cfg.templates)) {
         const parsed = awsTemplateSchema.safeParse(template);
         if (parsed.success) continue;
-        for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', path: ['templates', name, ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))], message: issue.message });
+        for (const issue of parsed.error.issues) {
+          const path = ['templates', name, ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))];
+          if (issue.code === 'unrecognized_keys') {
+            for (const key of issue.keys) ctx.addIssue({ code: 'custom', path: [...path, key], message: 'is not a known field' });
+          } else {
+            ctx.addIssue({ code: 'custom', path, message: issue.message });
+          }
+        }
       }
     }
     for (const [tenant, groups] of Object.entries(cfg.groups)) {
