@@ -14,6 +14,7 @@ import {
   SystemClock,
   openLocalDb,
   type LocalDb,
+  type Provider,
   type ReconcilerObserver,
   type SimProviderOptions,
 } from '../src/index.js';
@@ -23,26 +24,26 @@ export const PROVIDER_RATE = 200;
 /** Provider create latency. */
 export const CREATE_LATENCY_MS = 50;
 
-export interface BenchEnv {
+export interface BenchEnv<P extends Provider = SimProvider> {
   dir: string;
   dbPath: string;
   db: LocalDb;
   clock: SystemClock;
-  provider: SimProvider;
+  provider: P;
   loader: ConfigLoader;
   reconciler: Reconciler;
   errors: string[];
   close(): Promise<void>;
 }
 
-export interface EnvOptions {
+export interface EnvOptions<P extends Provider = SimProvider> {
   config: Record<string, unknown>;
   sim?: Partial<Omit<SimProviderOptions, 'clock'>>;
   observer?: ReconcilerObserver;
   initialReconcileOnStart?: boolean;
-  /** Reuse an existing database file and provider (B3 populates them first). */
+  /** Reuse an existing database file and provider (B3 populates them first), or another provider (B6: EC2). */
   dir?: string;
-  provider?: SimProvider;
+  provider?: P;
 }
 
 /** A fresh temp dir for a scenario's SQLite file. */
@@ -55,14 +56,13 @@ export function removeDir(dir: string): void {
 }
 
 /** Builds a Reconciler on the real clock, a real SQLite file and SimProvider. Not started. */
-export function buildEnv(options: EnvOptions): BenchEnv {
+export function buildEnv<P extends Provider = SimProvider>(options: EnvOptions<P>): BenchEnv<P> {
   const clock = new SystemClock();
   const dir = options.dir ?? tempDir();
   const dbPath = join(dir, 'drover.db');
   const db = openLocalDb(dbPath);
-  const provider =
-    options.provider ??
-    new SimProvider({ clock, seed: 1, maxCallsPerSecond: PROVIDER_RATE, createLatencyMs: CREATE_LATENCY_MS, ...options.sim });
+  // Without a provider of its own the scenario gets the SimProvider (P's default).
+  const provider: P = options.provider ?? (new SimProvider({ clock, seed: 1, maxCallsPerSecond: PROVIDER_RATE, createLatencyMs: CREATE_LATENCY_MS, ...options.sim }) as unknown as P);
   const loader = ConfigLoader.fromObject(options.config);
   const errors: string[] = [];
   // SystemClock timers do not hold the process open; this does, while the scenario runs.
