@@ -37,8 +37,8 @@
  *   (absent). Two tag writes in flight at once both land (drain tags are written fire-and-forget).
  * - Every TAG key round-trips with the longest values Drover writes (names are up to 63
  *   characters, times are ISO 8601 with milliseconds), within the provider's value limit.
- * - Errors are classified: a throttled call is a ThrottledError (the executor backs the CallGate
- *   off on it), a transient failure is retryable, a definitive refusal is not (`isRetryable`). A
+ * - Errors are classified: a throttled call is a ThrottledError (the executor means to back the
+ *   CallGate off on one), a transient failure is retryable, a definitive refusal is not (`isRetryable`). A
  *   create that failed transiently and is retried with the same key yields one instance.
  *
  * Not part of the contract: a create with the key of an instance already deleted may return the
@@ -116,7 +116,7 @@ function newInstanceId(): string {
 
 /** A name as long as the config allows (1-63 characters: config/schema.ts). */
 function longName(prefix: string): string {
-  return `${prefix}-${'x'.repeat(62 - prefix.length)}0`.slice(0, 63);
+  return `${prefix}-${'x'.repeat(63)}`.slice(0, 63);
 }
 
 /** The thrown value of a call expected to fail. */
