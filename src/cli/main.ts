@@ -8,6 +8,7 @@
  * Heavy modules (server, SQLite) load only for the commands that need them.
  */
 import { Command, CommanderError, Option } from 'commander';
+import { VERSION } from '../app/version.js';
 import { CliError, EXIT } from './client.js';
 import type { SelfCommand } from './commands/self.js';
 
@@ -23,6 +24,7 @@ const program = new Command();
 program
   .name('drover')
   .description('Drover keeps fleets of machines healthy: groups at size, unhealthy replacement, graceful drains, rotations.')
+  .version(VERSION, '-V, --version', 'print the version of drover')
   .option('--server <urls>', 'Drover server URL, or several replicas comma-separated, tried in order (env DROVER_SERVER)', process.env.DROVER_SERVER)
   .option('--token <token>', 'API bearer token (env DROVER_TOKEN); sent only to the --server replicas')
   .option('--ca <file>', 'verify https servers against this CA (PEM) instead of the system CAs (env DROVER_CA)')

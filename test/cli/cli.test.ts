@@ -1,6 +1,7 @@
 /**
  * The built CLI (`dist/cli/main.js`) as a user runs it, against a real server on 127.0.0.1.
  */
+import { readFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, requireBuild } from '../e2e/process-harness.js';
 import { TestServer } from '../helpers/server-harness.js';
@@ -21,6 +22,15 @@ describe('drover CLI', { timeout: 60_000 }, () => {
       const res = await run(args);
       expect(res.status, args.join(' ')).toBe(0);
       expect(res.stdout).toMatch(/Usage: drover/);
+    }
+  });
+
+  it("prints package.json's version with --version and -V, and exits 0", async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const res = await run([flag]);
+      expect(res.status, flag).toBe(0);
+      expect(res.stdout).toBe(`${version}\n`);
     }
   });
 

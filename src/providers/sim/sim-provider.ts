@@ -45,7 +45,7 @@ export interface SimCall {
 interface PlannedFault {
   ops: ReadonlySet<SimOperation>;
   remaining: number;
-  kind: 'fail' | 'slow';
+  kind: 'fail' | 'throttle' | 'slow';
   permanent: boolean;
   delayMs: number;
 }
@@ -93,7 +93,7 @@ export class SimProvider implements Provider {
   async create(req: ProviderCreateRequest): Promise<ProviderInstance> {
     this.admit('create', { idempotencyKey: req.idempotencyKey });
     const fault = this.takeFault('create');
-    if (fault?.kind === 'fail') this.fail('create', fault, { idempotencyKey: req.idempotencyKey });
+    if (fault && fault.kind !== 'slow') this.fail('create', fault, { idempotencyKey: req.idempotencyKey });
     let instance = this.byKey.get(req.idempotencyKey);
     if (!instance) {
       instance = {
@@ -115,7 +115,7 @@ export class SimProvider implements Provider {
   async delete(providerId: string): Promise<void> {
     this.admit('delete', { providerId });
     const fault = this.takeFault('delete');
-    if (fault?.kind === 'fail') this.fail('delete', fault, { providerId });
+    if (fault && fault.kind !== 'slow') this.fail('delete', fault, { providerId });
     const instance = this.byId.get(providerId);
     if (!instance) {
       this.record({ op: 'delete', providerId, outcome: 'error' });
@@ -129,7 +129,7 @@ export class SimProvider implements Provider {
   async status(providerId: string): Promise<ProviderStatus> {
     this.admit('status', { providerId });
     const fault = this.takeFault('status');
-    if (fault?.kind === 'fail') this.fail('status', fault, { providerId });
+    if (fault && fault.kind !== 'slow') this.fail('status', fault, { providerId });
     await this.wait(this.latency.status + (fault?.kind === 'slow' ? fault.delayMs : 0));
     const instance = this.byId.get(providerId);
     if (!instance) {
@@ -143,7 +143,7 @@ export class SimProvider implements Provider {
   async list(tags: Record<string, string>): Promise<ProviderInstance[]> {
     this.admit('list', {});
     const fault = this.takeFault('list');
-    if (fault?.kind === 'fail') this.fail('list', fault, {});
+    if (fault && fault.kind !== 'slow') this.fail('list', fault, {});
     await this.wait(this.latency.list + (fault?.kind === 'slow' ? fault.delayMs : 0));
     const wanted = Object.entries(tags);
     const out: ProviderInstance[] = [];
@@ -157,7 +157,7 @@ export class SimProvider implements Provider {
   async setTags(providerId: string, tags: Record<string, string>): Promise<void> {
     this.admit('setTags', { providerId });
     const fault = this.takeFault('setTags');
-    if (fault?.kind === 'fail') this.fail('setTags', fault, { providerId });
+    if (fault && fault.kind !== 'slow') this.fail('setTags', fault, { providerId });
     await this.wait(fault?.kind === 'slow' ? fault.delayMs : 0);
     const instance = this.byId.get(providerId);
     if (!instance) throw new InstanceNotFoundError(providerId);
@@ -209,6 +209,11 @@ export class SimProvider implements Provider {
   /** The next `n` calls of `op` fail. */
   failNext(op: SimOperation | SimOperation[], n: number, options: { permanent?: boolean } = {}): void {
     this.faults.push({ ops: new Set(Array.isArray(op) ? op : [op]), remaining: n, kind: 'fail', permanent: options.permanent ?? false, delayMs: 0 });
+  }
+
+  /** The next `n` calls of `op` are refused with a ThrottledError, as if over the rate limit (without using it up). */
+  throttleNext(op: SimOperation | SimOperation[], n: number): void {
+    this.faults.push({ ops: new Set(Array.isArray(op) ? op : [op]), remaining: n, kind: 'throttle', permanent: false, delayMs: 0 });
   }
 
   /** The next `n` calls of `op` take `delayMs` longer than usual. */
@@ -302,6 +307,11 @@ export class SimProvider implements Provider {
   }
 
   private fail(op: SimOperation, fault: PlannedFault, ids: { providerId?: string; idempotencyKey?: string }): never {
+    if (fault.kind === 'throttle') {
+      this.stats.throttled++;
+      this.record({ op, outcome: 'throttled', ...ids });
+      throw new ThrottledError(`sim provider ${op}`);
+    }
     this.stats.failed++;
     this.record({ op, outcome: 'error', ...ids });
     const error = new ProviderError(`sim provider ${op}: injected failure`, { retryable: true });

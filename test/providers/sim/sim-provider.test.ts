@@ -322,6 +322,20 @@ describe('SimProvider', () => {
       expect(sim.instances()[0]!.tags.a).toBe('b');
     });
 
+    it('refuses the next n calls named with throttleNext with a ThrottledError, leaving the rate limit alone', async () => {
+      const { sim } = setup();
+      const { providerId } = await sim.create(request('i-1'));
+      sim.throttleNext(['delete', 'setTags'], 2);
+      await expect(sim.setTags(providerId, { a: 'b' })).rejects.toBeInstanceOf(ThrottledError);
+      await expect(sim.list({})).resolves.toHaveLength(1);
+      const err = await thrown(sim.delete(providerId));
+      expect(err).toBeInstanceOf(ThrottledError);
+      expect(isRetryable(err)).toBe(true);
+      expect(sim.stats.throttled).toBe(2);
+      expect(sim.instances()).toHaveLength(1);
+      await expect(sim.delete(providerId)).resolves.toBeUndefined();
+    });
+
     it('forgets planned faults on clearFaults', async () => {
       const { sim } = setup();
       sim.failCreates(5);
