@@ -18,9 +18,10 @@ import type { B1Result, B2Result } from './b1-scale-out.js';
 import type { B3Result } from './b3-at-rest.js';
 import type { B4Result } from './b4-health-ingest.js';
 import { B5_PENDING, B5_READY, type B5Result } from './b5-agents.js';
+import type { B6Result } from './b6-ec2-scale-out.js';
 import { now, round } from './common.js';
 
-const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5'] as const;
+const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 
 interface Results {
@@ -29,6 +30,7 @@ interface Results {
   b3?: B3Result;
   b4?: B4Result;
   b5?: B5Result;
+  b6?: B6Result;
 }
 
 type ChildMessage = { ok: true; result: unknown } | { ok: false; error: string };
@@ -48,6 +50,8 @@ async function runScenario(id: ScenarioId): Promise<unknown> {
       return (await import('./b4-health-ingest.js')).runB4();
     case 'b5':
       return (await import('./b5-agents.js')).runB5();
+    case 'b6':
+      return (await import('./b6-ec2-scale-out.js')).runB6();
   }
 }
 
@@ -114,7 +118,7 @@ const yes = (ok: boolean): string => (ok ? 'yes' : 'NO');
 function table(results: Results, errors: Map<ScenarioId, string>, machine: Record<string, unknown>): string {
   const rows: string[][] = [['scenario', 'figure', 'limit / baseline', 'ratio', 'target', 'met']];
   const notes: string[] = [];
-  const { b1, b2, b3, b4, b5 } = results;
+  const { b1, b2, b3, b4, b5, b6 } = results;
   if (b1) {
     rows.push(['B1 scale-out 0 → 1000', `${fmt(b1.seconds, 3)} s`, `${fmt(b1.limitSeconds, 3)} s`, fmt(b1.ratio, 3), 'ratio ≤ 1.10', yes(b1.ratio <= 1.1)]);
     notes.push(
@@ -165,6 +169,13 @@ function table(results: Results, errors: Map<ScenarioId, string>, machine: Recor
       );
     }
     if (b5.note) notes.push(`B5: ${b5.note}`);
+  }
+  if (b6) {
+    const met = b6.ratio <= 1.1 && b6.duplicates === 0 && b6.throttledShare < 0.05 && b6.errors === 0;
+    rows.push(['B6 EC2 scale-out 0 → 1000', `${fmt(b6.seconds, 2)} s`, `bucket floor ${fmt(b6.floorSeconds, 0)} s`, fmt(b6.ratio, 3), 'ratio ≤ 1.10, 0 dup, < 5 % throttled', yes(met)]);
+    notes.push(
+      `B6: ${b6.instances} instances, ${b6.duplicates} duplicates; ${b6.calls} EC2 calls (${b6.runInstancesCalls} RunInstances), ${b6.throttled} throttled (${fmt(b6.throttledShare * 100, 2)} %); event-loop delay p99 ${b6.loopDelayP99Ms} ms; ${b6.errors} reconcile errors`,
+    );
   }
   for (const [id, error] of errors) {
     rows.push([id.toUpperCase(), 'FAILED', '', '', '', 'NO']);

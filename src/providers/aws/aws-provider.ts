@@ -16,7 +16,8 @@
  *   `launchDetail` says what was launched and what was tried before.
  * - IMDSv2 is required on every instance (HttpTokens=required): the agent speaks only v2.
  * - list: DescribeInstances filtered by the tags and by the live states, all pages. Terminated
- *   and shutting-down instances (EC2 lists them for about an hour) are not live.
+ *   and shutting-down instances (EC2 lists them for about an hour) are not live. Instances this
+ *   process launched within the grace window are included even when EC2's list lags.
  * - status: EC2 is eventually consistent: for `notFoundGraceMs` after this process launched (or
  *   found) an instance, "not found" is a retryable error, never InstanceNotFoundError, so a slow
  *   answer neither replaces the instance nor launches a duplicate.
@@ -58,7 +59,7 @@ const STATE_TO_STATUS: Record<string, ProviderStatus> = {
   terminated: 'terminated',
 };
 
-/** States in which an instance is live for `list` (it exists and costs money). */
+/** States in which an instance is live for `list` (it exists and costs money; stopped ones are deleted by Drover). */
 const LIVE_STATES = ['pending', 'running', 'stopping', 'stopped'];
 
 /** EC2's ClientToken: at most 64 ASCII characters. */
@@ -96,8 +97,12 @@ export class AwsProvider implements Provider {
   private readonly graceMs: number;
   private readonly renderUserData: (req: ProviderCreateRequest, template: AwsTemplate) => string | undefined;
   private readonly pageSize: number;
-  /** When this process last saw each instance launched or replayed (epoch ms), for the NotFound grace. */
-  private readonly launchedAt = new Map<string, number>();
+  /**
+   * Instances this process launched or replayed: when (epoch ms), and their tags. Within the
+   * grace window a NotFound is retried, and `list` includes them when EC2's lists do not yet
+   * (read-your-writes: otherwise a resync right after a launch would take it for vanished).
+   */
+  private readonly launchedAt = new Map<string, { at: number; tags: Record<string, string>; status: ProviderStatus }>();
   /** Instances this process launched, by idempotency key: a repeated create answers without a launch. */
   private readonly byKey = new Map<string, { providerId: string; at: number }>();
   private readonly creating = new KeyedLock();
@@ -144,7 +149,7 @@ export class AwsProvider implements Provider {
         const answer = await this.client.send(new RunInstancesCommand(input));
         const instance = answer.Instances?.[0];
         if (!instance?.InstanceId) throw new ProviderError(`RunInstances for ${key}: the answer names no instance`);
-        this.remember(key, instance.InstanceId);
+        this.remember(key, instance.InstanceId, req.tags, statusOf(instance));
         const launched = describeOption(option);
         const detail = tried.length > 0 ? `${launched}; tried first: ${tried.join('; ')}` : launched;
         this.logger?.info({ instanceId: key, providerId: instance.InstanceId, market: option.market, instanceType: option.instanceType ?? null, subnetId: option.subnetId ?? null, tried }, 'ec2 instance launched');
@@ -171,13 +176,16 @@ export class AwsProvider implements Provider {
       // EC2 said the token was used, but its lists do not show the instance yet (eventual consistency).
       throw new ProviderError(`launching ${key}: EC2 has an instance for this client token that it does not list yet; retrying`, { retryable: true });
     }
-    this.remember(key, instance.InstanceId);
+    this.remember(key, instance.InstanceId, tags, statusOf(instance));
     return { ...this.toProviderInstance(instance, tags), launchDetail: 'found by its client token (an earlier attempt launched it)' };
   }
 
   async delete(providerId: string): Promise<void> {
     try {
       await this.client.send(new TerminateInstancesCommand({ InstanceIds: [providerId] }));
+      // No longer live: `list` must not add it back from memory.
+      const launched = this.launchedAt.get(providerId);
+      if (launched) launched.status = 'deleting';
     } catch (err) {
       throw this.notFoundAware(`TerminateInstances ${providerId}`, err, providerId);
     }
@@ -190,19 +198,27 @@ export class AwsProvider implements Provider {
   }
 
   async list(tags: Record<string, string>): Promise<ProviderInstance[]> {
-    const filters: Filter[] = [...Object.entries(tags).map(([k, v]) => ({ Name: `tag:${k}`, Values: [v] })), { Name: 'instance-state-name', Values: LIVE_STATES }];
+    // Every state is asked for, and the dead are dropped here: an instance this process launched
+    // that EC2 lists as terminated is dead, while one it does not list yet is only not visible.
+    const filters: Filter[] = Object.entries(tags).map(([k, v]) => ({ Name: `tag:${k}`, Values: [v] }));
     const out: ProviderInstance[] = [];
+    const seen = new Set<string>();
     try {
       for await (const page of paginateDescribeInstances({ client: this.client, pageSize: this.pageSize }, { Filters: filters })) {
         for (const instance of page.Reservations?.flatMap((r) => r.Instances ?? []) ?? []) {
           if (!instance.InstanceId) continue;
-          // The filter already says so; a page answered while an instance changed state may not.
+          seen.add(instance.InstanceId);
           if (!LIVE_STATES.includes(instance.State?.Name ?? '')) continue;
           out.push(this.toProviderInstance(instance, {}));
         }
       }
     } catch (err) {
       throw fromEc2Error('DescribeInstances (list)', err);
+    }
+    const now = this.clock.nowMs();
+    for (const [providerId, launched] of this.launchedAt) {
+      if (seen.has(providerId) || now - launched.at >= this.graceMs || launched.status === 'deleting') continue;
+      if (Object.entries(tags).every(([k, v]) => launched.tags[k] === v)) out.push({ providerId, status: launched.status, tags: { ...launched.tags } });
     }
     return out;
   }
@@ -238,7 +254,7 @@ export class AwsProvider implements Provider {
   /** A NotFound answer for an instance, within or after its grace window. */
   private notFound(providerId: string, action: string): Error {
     const launched = this.launchedAt.get(providerId);
-    const age = launched === undefined ? undefined : this.clock.nowMs() - launched;
+    const age = launched === undefined ? undefined : this.clock.nowMs() - launched.at;
     if (age !== undefined && age < this.graceMs) {
       return new ProviderError(`${action}: EC2 does not show the instance yet (launched ${Math.round(age / 1000)} s ago; its API is eventually consistent); retrying`, { retryable: true });
     }
@@ -249,13 +265,13 @@ export class AwsProvider implements Provider {
     return ec2ErrorCode(err) === 'InvalidInstanceID.NotFound' ? this.notFound(providerId, action) : fromEc2Error(action, err, providerId);
   }
 
-  private remember(key: string, providerId: string): void {
+  private remember(key: string, providerId: string, tags: Record<string, string>, status: ProviderStatus): void {
     const now = this.clock.nowMs();
-    this.launchedAt.set(providerId, now);
+    this.launchedAt.set(providerId, { at: now, tags: { ...tags }, status: isLive(status) ? status : 'deleting' });
     this.byKey.set(key, { providerId, at: now });
     // Both maps only matter within the grace window (the key map a little longer, for retries).
     if (this.launchedAt.size > 1024) {
-      for (const [id, at] of this.launchedAt) if (now - at > this.graceMs) this.launchedAt.delete(id);
+      for (const [id, launched] of this.launchedAt) if (now - launched.at > this.graceMs) this.launchedAt.delete(id);
       for (const [k, v] of this.byKey) if (now - v.at > Math.max(this.graceMs, 3_600_000)) this.byKey.delete(k);
     }
   }
@@ -264,6 +280,10 @@ export class AwsProvider implements Provider {
     const tags = fromEc2Tags(instance.Tags);
     return { providerId: instance.InstanceId ?? '', status: statusOf(instance), tags: Object.keys(tags).length > 0 ? tags : { ...fallbackTags } };
   }
+}
+
+function isLive(status: ProviderStatus): boolean {
+  return status === 'pending' || status === 'running' || status === 'stopping' || status === 'stopped';
 }
 
 function statusOf(instance: Instance): ProviderStatus {

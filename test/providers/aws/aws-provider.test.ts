@@ -237,6 +237,18 @@ describe('AwsProvider.status and delete', () => {
     expect(await rejection(provider.delete(providerId))).toBeInstanceOf(InstanceNotFoundError);
   });
 
+  it('lists an instance it just launched while EC2\'s list does not show it yet, so a resync does not take it for vanished; not once it was deleted', async () => {
+    const { clock, provider } = await setup({ visibilityDelayMs: 30_000 }, { graceMs: 60_000 });
+    const { providerId } = await provider.create(request('i-00000000000000c3'));
+    const listed = await provider.list({ [TAG.shard]: 'eu1' });
+    expect(listed.map((i) => i.providerId)).toEqual([providerId]);
+    expect(listed[0]?.tags[TAG.instanceId]).toBe('i-00000000000000c3');
+    expect(await provider.list({ [TAG.shard]: 'other' })).toEqual([]);
+    await clock.advance(30_000);
+    await provider.delete(providerId);
+    expect(await provider.list({ [TAG.shard]: 'eu1' })).toEqual([]);
+  });
+
   it('answers not found for an instance it never launched', async () => {
     const { provider } = await setup();
     expect(await rejection(provider.status('i-0123456789abcdef0'))).toBeInstanceOf(InstanceNotFoundError);
