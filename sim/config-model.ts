@@ -200,6 +200,8 @@ export class ConfigModel {
         // The checker's timing slack counts slots of the configured rate; an adaptive rate halves
         // it after a throttle burst and is not modelled (sim/README.md, "Noted, not changed").
         adaptiveRate: false,
+        // Creates were limited by maxConcurrentCalls alone when the checker's slack was written.
+        maxConcurrentCreates: 64,
       },
       templates,
       groups,

@@ -245,6 +245,8 @@ const providerSchema = z.strictObject({
   /** The provider API's rate limit; Drover spaces its calls to stay under it. 0 = none. */
   maxCallsPerSecond: z.number({ error: 'must be a number' }).min(0, { error: 'must be >= 0' }).default(0),
   maxConcurrentCalls: count(1).default(64),
+  /** Creates in flight at once: beyond the provider's launch burst, each one in flight comes back throttled. */
+  maxConcurrentCreates: count(1).default(16),
   callTimeout: positiveDuration.default(60_000),
   stateDir: z.string().min(1).optional(),
   /** Local provider: how long a deleted instance gets between SIGTERM and SIGKILL. */

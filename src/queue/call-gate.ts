@@ -6,7 +6,9 @@
  *   so a late timer is caught up without ever exceeding a two-call burst). 0 = unlimited.
  * - Creates are also spaced at least `createGapMs` apart (the shard's `createRateLimit`); a create
  *   waiting for its gap never holds back a delete or a status call.
- * - At most `maxConcurrent` calls are in flight.
+ * - At most `maxConcurrent` calls are in flight, and at most `maxConcurrentCreates` creates: a
+ *   provider's burst for launches is small (EC2's RunInstances bucket), and every create in
+ *   flight when it runs out comes back throttled.
  * - Waiting calls start in priority order, first-in first-out within a priority.
  * - Adaptive rate (`adaptive`): a call that fails with a ThrottledError, or an error wrapping one (the provider said we
  *   were too fast) is not failed but queued again at the head of its priority, and its kind's
@@ -32,6 +34,8 @@ export interface CallGateOptions {
   maxCallsPerSecond?: number;
   maxConcurrent?: number;
   createGapMs?: number;
+  /** Creates in flight at once (default: no limit beyond maxConcurrent). */
+  maxConcurrentCreates?: number;
   /** Adapt each kind's rate to the provider's throttles (see the module comment). Default false. */
   adaptive?: boolean;
   /** Adaptive: how often one call may be throttled before it fails. Default 20. */
@@ -85,6 +89,8 @@ export class CallGate {
   private readonly waiting = new Map<Priority, PendingCall[]>(PRIORITIES.map((p) => [p, []]));
   private waitingCount = 0;
   private inFlight = 0;
+  private createsInFlight = 0;
+  private maxConcurrentCreates: number;
   private started = 0;
   /** GCRA theoretical arrival time of the next call. */
   private tat = 0;
@@ -104,6 +110,7 @@ export class CallGate {
     this.intervalMs = options.maxCallsPerSecond ? 1000 / options.maxCallsPerSecond : 0;
     this.maxConcurrent = options.maxConcurrent ?? 64;
     this.createGapMs = options.createGapMs ?? 0;
+    this.maxConcurrentCreates = options.maxConcurrentCreates ?? Number.POSITIVE_INFINITY;
     this.adaptive = options.adaptive ?? false;
     this.maxThrottleRetries = options.maxThrottleRetries ?? 20;
   }
@@ -114,6 +121,7 @@ export class CallGate {
     if (options.maxConcurrent !== undefined) this.maxConcurrent = options.maxConcurrent;
     if (options.createGapMs !== undefined) this.createGapMs = options.createGapMs;
     if (options.adaptive !== undefined) this.adaptive = options.adaptive;
+    if (options.maxConcurrentCreates !== undefined) this.maxConcurrentCreates = options.maxConcurrentCreates;
     this.pump();
   }
 
@@ -138,6 +146,7 @@ export class CallGate {
         throttles: 0,
         start: () => {
           this.inFlight++;
+          if (kind === 'create') this.createsInFlight++;
           this.started++;
           const startedAt = this.clock.nowMs();
           let result: Promise<T>;
@@ -176,6 +185,7 @@ export class CallGate {
             )
             .finally(() => {
               this.inFlight--;
+              if (kind === 'create') this.createsInFlight--;
               this.pump();
               this.checkIdle();
             });
@@ -276,12 +286,14 @@ export class CallGate {
         return;
       }
       const ready = new Map<CallKind, number>(CALL_KINDS.map((k) => [k, this.readyAt(k)]));
-      const call = this.takeNext((kind) => (ready.get(kind) ?? 0) <= now);
+      // Creates at their concurrency limit wait for one to finish (which pumps), not for a time.
+      const createsFull = this.createsInFlight >= this.maxConcurrentCreates;
+      const call = this.takeNext((kind) => (ready.get(kind) ?? 0) <= now && !(kind === 'create' && createsFull));
       if (!call) {
         // Every waiting call's kind waits for its own limit (create gap, adaptive rate).
         let next = Number.POSITIVE_INFINITY;
-        for (const list of this.waiting.values()) for (const c of list) next = Math.min(next, ready.get(c.kind) ?? now);
-        this.wakeAt(next);
+        for (const list of this.waiting.values()) for (const c of list) if (!(c.kind === 'create' && createsFull)) next = Math.min(next, ready.get(c.kind) ?? now);
+        if (Number.isFinite(next)) this.wakeAt(next);
         return;
       }
       if (this.intervalMs > 0) this.tat = Math.max(this.tat, now) + this.intervalMs;

@@ -123,6 +123,7 @@ export class Reconciler {
       clock: this.clock,
       maxCallsPerSecond: config.provider.maxCallsPerSecond,
       maxConcurrent: config.provider.maxConcurrentCalls,
+      maxConcurrentCreates: config.provider.maxConcurrentCreates,
       createGapMs: options.createRateLimitMs ?? config.shard.createRateLimit,
       adaptive: config.provider.adaptiveRate,
     });
@@ -422,6 +423,7 @@ export class Reconciler {
     this.gate.configure({
       maxCallsPerSecond: next.provider.maxCallsPerSecond,
       maxConcurrent: next.provider.maxConcurrentCalls,
+      maxConcurrentCreates: next.provider.maxConcurrentCreates,
       createGapMs: this.opts.createRateLimitMs ?? next.shard.createRateLimit,
       adaptive: next.provider.adaptiveRate,
     });

@@ -421,6 +421,32 @@ describe('CallGate', () => {
       expect(new Set(reads).size).toBe(1);
     });
 
+    it('keeps at most maxConcurrentCreates creates in flight while other calls pass', async () => {
+      const clock = new ManualClock(new Date(T0));
+      const gate = new CallGate({ clock, maxConcurrentCreates: 2 });
+      const releases: Array<() => void> = [];
+      let createsRunning = 0;
+      let most = 0;
+      const creates = Array.from({ length: 6 }, () =>
+        gate.run('create', Priority.bulk, async () => {
+          createsRunning++;
+          most = Math.max(most, createsRunning);
+          await new Promise<void>((resolve) => releases.push(resolve));
+          createsRunning--;
+        }),
+      );
+      const read = gate.run('read', Priority.bulk, async () => 'read');
+      await flush();
+      expect(createsRunning).toBe(2);
+      expect(await read).toBe('read');
+      while (releases.length > 0) {
+        releases.shift()?.();
+        await flush();
+      }
+      await Promise.all(creates);
+      expect(most).toBe(2);
+    });
+
     it('fails a call that is throttled more often than maxThrottleRetries', async () => {
       const clock = new ManualClock(new Date(T0));
       const gate = new CallGate({ clock, adaptive: true, maxThrottleRetries: 3 });
