@@ -203,6 +203,10 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       metrics.healthReports.inc();
       options.hooks?.onHealthReport?.(instanceId, sentAt);
     },
+    // A rebalance recommendation is published (event stream) and logged; the reconciler does not act on it yet.
+    onRebalance: (instanceId, noticeTime, where) => {
+      bus.publish({ type: 'rebalance', data: { instanceId, tenant: where.tenant, group: where.group, noticeTime: noticeTime.toISOString(), at: clock.now().toISOString() } });
+    },
     selfService: async (instanceId, request): Promise<SelfResult> => (late.reconciler ? selfService(late.reconciler, clock, instanceId, request) : { ok: false, message: 'server starting' }),
     onReject: (reason) => metrics.agentRejects.inc({ reason }),
     // A follower neither takes agents nor records health: it sends them to the leader.
