@@ -7,11 +7,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AgentCredentials } from '../../src/agent/credentials.js';
 import { AGENT_BOOTSTRAP_PATH } from '../../src/agent/protocol.js';
 import { ManualClock } from '../../src/clock/index.js';
-import type { ProviderCreateRequest, ProviderInstance } from '../../src/providers/index.js';
-import { SimProvider, SystemClock } from '../../src/index.js';
+import { SystemClock } from '../../src/index.js';
 import { BootstrapTokens, hashBootstrapToken } from '../../src/server/bootstrap.js';
 import { openLocalDb, type LocalDb } from '../../src/store/index.js';
 import { FakeAgent, TestServer } from '../helpers/server-harness.js';
+import { TokenCloud } from '../helpers/token-cloud.js';
 
 const SECRET = 'bootstrap-test-secret-0123456789';
 const TTL = 30 * 60_000;
@@ -101,29 +101,6 @@ describe('bootstrap tokens', () => {
     expect(tokens.redeem({ instanceId: 'gone', token, providerId: 'i-0gone' })).toMatchObject({ ok: false, result: 'deleted', status: 403 });
   });
 });
-
-/** A simulated cloud that wants bootstrap tokens, keeps each create's user data, and can hold creates. */
-class TokenCloud extends SimProvider {
-  readonly agentBootstrap = 'token' as const;
-  readonly userData = new Map<string, Array<Record<string, string>>>();
-  /** While set, creates wait for it (the create's answer has not arrived). */
-  hold: Promise<void> | undefined;
-  private created: Array<() => void> = [];
-
-  override async create(req: ProviderCreateRequest): Promise<ProviderInstance> {
-    const list = this.userData.get(req.idempotencyKey) ?? [];
-    list.push({ ...req.userData });
-    this.userData.set(req.idempotencyKey, list);
-    for (const notify of this.created.splice(0)) notify();
-    if (this.hold) await this.hold;
-    return super.create(req);
-  }
-
-  /** Resolves at the next create call. */
-  nextCreate(): Promise<void> {
-    return new Promise((resolve) => this.created.push(resolve));
-  }
-}
 
 describe('POST /v1/agent/bootstrap', () => {
   const ADMIN = 'admin-token-0123456789';
