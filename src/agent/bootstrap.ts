@@ -185,7 +185,8 @@ export class CredentialSource {
       }
       hops = 0;
       if (status === 307 || status === 308 || status >= 500 || status === 408 || status === 429) {
-        if (status === 307 || status === 308) logger.warn({ url, status, location: header(answer.headers, 'location') }, 'bootstrap redirected to a server not configured; not following');
+        if ((status === 307 || status === 308) && leader >= 0) logger.warn({ url, status }, 'bootstrap redirected around the servers; retrying after a pause');
+        else if (status === 307 || status === 308) logger.warn({ url, status, location: header(answer.headers, 'location') }, 'bootstrap redirected to a server not configured; not following');
         else logger.warn({ url, status, reason: errorOf(answer.text), attempt: failures + 1 }, 'bootstrap not possible yet; retrying');
         serverIndex = status === 503 && leader >= 0 ? leader : serverIndex + 1;
         await this.backoff(failures++);
