@@ -39,8 +39,8 @@ export { ConfigError, ConfigLoader, NO_DISRUPTION_LIMITS, formatDuration, parseC
 export type { ConfigIssue, DisruptionSettings, DroverConfig, GroupSettings, ShardConfig, TemplateSpec, VoluntaryReason } from './config/index.js';
 export { LocalDb, openLocalDb } from './store/index.js';
 export type { AuditAction, AuditEntry, AuditFilter, GroupState, InstanceFilter, InstanceRecord, InstanceStatus, StoreChange } from './store/index.js';
-export { PROVIDER_STATUSES, TAG, TERMINAL_STATUSES, isTerminalStatus } from './providers/index.js';
-export type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from './providers/index.js';
+export { PROVIDER_STATUSES, TAG, TERMINAL_STATUSES, USER_DATA, isTerminalStatus } from './providers/index.js';
+export type { AgentBootstrap, Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from './providers/index.js';
 export { SimProvider } from './providers/sim/index.js';
 export type { SimCall, SimInstance, SimOperation, SimProviderOptions } from './providers/sim/index.js';
 export { DefaultInstanceManager } from './instances/index.js';

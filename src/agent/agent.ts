@@ -17,6 +17,11 @@
  *   health reporting stops and every forwarded request waiting for an answer gets `ok:false`.
  * - Giving up. When the connection gives up, the agent ends (as for `stop()`, but without a
  *   goodbye) and `done` settles with exit code 2 (credential refused) or 3 (instance deleted).
+ * - Credential (bootstrap.ts). The config's credential, or the one saved in `credentialFile`, is
+ *   used at once. Without either, the agent exchanges its `bootstrapToken` first (the workload
+ *   and the self socket start meanwhile; the connection starts once the credential is there);
+ *   when the server refuses the token, the agent ends without a goodbye and `done` settles with
+ *   exit code 4.
  * - Workload. `command` is started at once, supervised, restarted with backoff when it exits, and
  *   stopped (SIGTERM, SIGKILL after a grace) by `stop()`. Its output goes to the agent's.
  * - Self-service socket. With `selfSocket`, the agent listens there (before the workload starts,
@@ -32,6 +37,7 @@ import type { WebSocket } from 'ws';
 import { SystemClock, type Clock } from '../clock/index.js';
 import { errorMessage } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
+import { CredentialSource, knownCredential } from './bootstrap.js';
 import type { AgentConfig } from './config.js';
 import { ServerConnection, type Refusal, type SessionMessage } from './connection.js';
 import { DrainRunner } from './drain-runner.js';
@@ -59,6 +65,11 @@ export interface AgentOptions {
   maxRefusals?: number;
   /** Default 1 000. */
   noticePollMs?: number;
+  /** How often the EC2 watcher reads rebalance recommendations. Default 5 000. */
+  rebalancePollMs?: number;
+  /** Bootstrap exchange retries: first delay and cap. Default 500 and 30 000. */
+  bootstrapRetryInitialMs?: number;
+  bootstrapRetryMaxMs?: number;
   /**
    * A connection with nothing heard from the server this long is dropped. Default
    * max(2.5 × interval, 3 s): below a new leader's grace (missedHealthThreshold × interval, 3 by
@@ -86,7 +97,7 @@ export interface AgentOptions {
 
 /** How the agent ended. */
 export interface AgentExit {
-  /** 0 after stop(); 2 when the credential was refused (401); 3 when the instance is deleted (403). */
+  /** 0 after stop(); 2 when the credential was refused (401); 3 when the instance is deleted (403); 4 when no credential could be obtained (bootstrap refused). */
   exitCode: number;
   reason: string;
 }
@@ -100,6 +111,7 @@ export interface Agent {
 
 export const EXIT_CREDENTIAL_REFUSED = 2;
 export const EXIT_INSTANCE_DELETED = 3;
+export const EXIT_BOOTSTRAP_REFUSED = 4;
 
 const GIVE_UP_EXITS: Record<Refusal, AgentExit> = {
   credential: { exitCode: EXIT_CREDENTIAL_REFUSED, reason: 'credential refused by the server' },
@@ -133,6 +145,7 @@ class AgentRunner implements Agent {
   private readonly workload: Supervisor | undefined;
   private readonly selfSocket: SelfSocket | undefined;
   private readonly hold: ProcessHold | undefined;
+  private readonly credentialSource: CredentialSource | undefined;
   private ending: Promise<void> | undefined;
 
   constructor(
@@ -186,7 +199,7 @@ class AgentRunner implements Agent {
       cancelGraceMs: options.drainCancelGraceMs ?? 5_000,
     });
     this.notices = new NoticeSender({ send, logger });
-    this.noticeWatcher = noticeWatcherFor(config, { clock, logger, pollMs: options.noticePollMs });
+    this.noticeWatcher = noticeWatcherFor(config, { clock, logger, pollMs: options.noticePollMs, rebalancePollMs: options.rebalancePollMs });
     this.workload = config.command
       ? new Supervisor({
           argv: config.command,
@@ -208,8 +221,35 @@ class AgentRunner implements Agent {
     if (socketPath !== undefined) this.selfSocket = listenSelfSocket({ path: socketPath, logger, handle: (req) => this.forwarder.handle(req) });
     this.workload?.start();
     logger.info({ instanceId: config.instanceId, servers: config.servers, workload: Boolean(config.command) }, 'agent starting');
-    this.noticeWatcher?.start((terminateAt) => this.notices.report(terminateAt));
-    this.connection.start();
+    this.noticeWatcher?.start(
+      (terminateAt) => this.notices.report(terminateAt),
+      (noticeTime) => this.notices.reportRebalance(noticeTime),
+    );
+    const credential = knownCredential(config, logger);
+    if (credential !== undefined) {
+      this.connection.start(credential);
+    } else {
+      this.credentialSource = new CredentialSource({
+        config,
+        clock,
+        logger,
+        random,
+        retryInitialMs: options.bootstrapRetryInitialMs,
+        retryMaxMs: options.bootstrapRetryMaxMs,
+      });
+      void this.connectOnceCredentialObtained(this.credentialSource);
+    }
+  }
+
+  /** Exchanges the bootstrap token, then connects; a refusal ends the agent (exit 4). */
+  private async connectOnceCredentialObtained(source: CredentialSource): Promise<void> {
+    const outcome = await source.obtain();
+    if (this.ending || 'stopped' in outcome) return;
+    if ('refused' in outcome) {
+      void this.end({ exitCode: EXIT_BOOTSTRAP_REFUSED, reason: outcome.refused }, false);
+      return;
+    }
+    this.connection.start(outcome.credential);
   }
 
   stop(reason = 'agent stopping'): Promise<void> {
@@ -250,6 +290,7 @@ class AgentRunner implements Agent {
     if (this.ending) return this.ending;
     this.ending = (async () => {
       this.log.info({ reason: exit.reason, exitCode: exit.exitCode }, 'agent stopping');
+      this.credentialSource?.stop();
       this.noticeWatcher?.stop();
       this.health.stop();
       this.drain.stop();

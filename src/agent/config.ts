@@ -1,6 +1,13 @@
 /**
  * What an agent needs to run, read from a JSON file (the local provider writes it into the
- * instance's folder; a cloud provider would deliver the same through user data).
+ * instance's folder; a cloud provider's user data writes it at boot: src/providers/cloud-init/).
+ *
+ * The credential comes one of two ways: `credential` in the file (the local provider, whose file
+ * only the instance's user can read), or `credentialFile` — the credential the agent saved there,
+ * or, on its first start, obtained by exchanging its one-time `bootstrapToken` (a cloud whose user
+ * data others can read; bootstrap.ts). Instance metadata (termination notices, rebalance
+ * recommendations, the cloud's id of the machine) comes from `metadata`: `file` (the local
+ * provider's `noticeFile`) or `ec2` (IMDSv2 at `imds.endpoint`).
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
@@ -13,7 +20,30 @@ export const agentConfigSchema = z.strictObject({
   instanceId: z.string().min(1),
   /** Server base URLs (http://host:port); the agent tries them in turn and settles on one that accepts it. */
   servers: z.array(z.url()).min(1),
-  credential: z.string().min(1),
+  /** The agent's credential (an HMAC of the instance id). Give this or `credentialFile`. */
+  credential: z.string().min(1).max(512).optional(),
+  /**
+   * Where the agent keeps its credential (mode 0600): read at start when it exists; otherwise
+   * obtained with `bootstrapToken` and written there, and used from then on (after restarts too).
+   */
+  credentialFile: z.string().min(1).optional(),
+  /**
+   * A one-time token (userData DROVER_BOOTSTRAP_TOKEN) the agent exchanges for its credential at
+   * its first start (POST /v1/agent/bootstrap with the machine's id from `metadata`). Needs
+   * `credentialFile`, and a `metadata` that knows the machine's id (`ec2`).
+   */
+  bootstrapToken: z.string().regex(/^[A-Za-z0-9_-]{16,256}$/, { error: 'must be a bootstrap token (16-256 base64url characters)' }).optional(),
+  /**
+   * Where the agent learns about its machine: `file` (absent means this: termination notices from
+   * `noticeFile`, as the local provider writes them) or `ec2` (IMDSv2: spot interruption notices,
+   * rebalance recommendations and the machine's instance id).
+   */
+  metadata: z.enum(['file', 'ec2'], { error: 'must be "file" or "ec2"' }).optional(),
+  /**
+   * IMDSv2 (`metadata: ec2`): its base URL (may carry a path prefix). Default: the environment's
+   * AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254.
+   */
+  imds: z.strictObject({ endpoint: z.url({ error: 'must be an http:// URL such as "http://169.254.169.254"' }).optional() }).optional(),
   /** The workload: started and supervised by the agent; health is reported only while it runs. */
   command: command.optional(),
   /** Run when a drain starts; exit 0 acknowledges the drain. */
@@ -54,6 +84,16 @@ export const agentConfigSchema = z.strictObject({
   clientKey: z.string().min(1).optional(),
 }).superRefine((c, ctx) => {
   if ((c.clientCert === undefined) !== (c.clientKey === undefined)) ctx.addIssue({ code: 'custom', path: [c.clientCert === undefined ? 'clientCert' : 'clientKey'], message: 'clientCert and clientKey go together' });
+  if ((c.credential === undefined) === (c.credentialFile === undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['credential'], message: 'give exactly one of credential and credentialFile (with bootstrapToken for the first start)' });
+  }
+  if (c.bootstrapToken !== undefined && c.credentialFile === undefined) ctx.addIssue({ code: 'custom', path: ['bootstrapToken'], message: 'needs credentialFile: where the credential it is exchanged for is kept' });
+  if (c.bootstrapToken !== undefined && c.metadata !== 'ec2') ctx.addIssue({ code: 'custom', path: ['bootstrapToken'], message: 'needs metadata "ec2": the exchange proves the machine by the id its metadata gives' });
+  if (c.imds !== undefined && c.metadata !== 'ec2') ctx.addIssue({ code: 'custom', path: ['imds'], message: 'is read only with metadata "ec2"' });
+  if (c.noticeFile !== undefined && c.metadata === 'ec2') ctx.addIssue({ code: 'custom', path: ['noticeFile'], message: 'is read only with metadata "file" (with "ec2", notices come from IMDS)' });
+  for (const url of c.imds?.endpoint === undefined ? [] : [c.imds.endpoint]) {
+    if (!url.startsWith('http://') && !url.startsWith('https://')) ctx.addIssue({ code: 'custom', path: ['imds', 'endpoint'], message: 'must be an http:// or https:// URL' });
+  }
 });
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;

@@ -34,7 +34,7 @@
 import { readFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 import type { Clock, TimerHandle } from '../clock/index.js';
-import { errorMessage } from '../errors/index.js';
+import { InternalError, errorMessage } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { backoffDelayMs } from '../util/backoff.js';
 import type { AgentConfig } from './config.js';
@@ -66,6 +66,7 @@ export interface ConnectionEvents {
   gaveUp(refusal: Refusal): void;
 }
 
+/** What a connection reads of the agent config; `credential` may instead be given to `start()` (a bootstrapped agent's). */
 export type ConnectionConfig = Pick<AgentConfig, 'instanceId' | 'servers' | 'credential' | 'healthCheckIntervalMs' | 'serverCa' | 'clientCert' | 'clientKey'>;
 
 export interface ConnectionOptions {
@@ -130,6 +131,7 @@ export class ServerConnection {
   private lastHeardMs = 0;
   private reconnectTimer: TimerHandle | undefined;
   private silenceTimer: TimerHandle | undefined;
+  private credential = '';
 
   constructor(private readonly options: ConnectionOptions) {
     this.interval = options.config.healthCheckIntervalMs;
@@ -145,8 +147,10 @@ export class ServerConnection {
     return this.welcomed && this.ws !== undefined;
   }
 
-  /** Makes the first attempt. */
-  start(): void {
+  /** Makes the first attempt, presenting `credential` (default: the config's). */
+  start(credential = this.options.config.credential): void {
+    if (credential === undefined || credential === '') throw new InternalError('starting the agent connection: no credential (neither in the config nor given)');
+    this.credential = credential;
     const plain = this.options.config.servers.filter((s) => !s.startsWith('https:'));
     const { serverCa, clientCert } = this.options.config;
     if ((serverCa !== undefined || clientCert !== undefined) && plain.length > 0) {
@@ -221,8 +225,8 @@ export class ServerConnection {
     try {
       log.debug({ url }, 'connecting to server');
       const WS = this.options.WebSocketImpl ?? WebSocket;
-      const { instanceId, credential } = this.options.config;
-      const ws = new WS(url, { headers: { [INSTANCE_HEADER]: instanceId, authorization: `Bearer ${credential}` }, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, ...tls });
+      const { instanceId } = this.options.config;
+      const ws = new WS(url, { headers: { [INSTANCE_HEADER]: instanceId, authorization: `Bearer ${this.credential}` }, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, ...tls });
       return { ws, url };
     } catch (err) {
       log.error({ server, err: errorMessage(err) }, 'invalid server address');

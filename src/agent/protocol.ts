@@ -8,7 +8,16 @@
  * for an instance that is deleted or unknown. A second connection for the same instance replaces
  * the first (which is closed with code 4000), so a reconnect after a network blip is never locked
  * out by a half-open old connection.
+ *
+ * Bootstrap: an agent started with a one-time bootstrap token instead of a credential (a cloud
+ * whose user data others can read) first exchanges it over HTTP: `POST /v1/agent/bootstrap` with
+ * `BootstrapRequest` as JSON, answered 200 with `BootstrapAnswer`; 401 for a token that is
+ * unknown, expired or used (every token of the instance dies once one is used), 403 when the
+ * provider id is not the one Drover recorded for the instance or the instance is deleted, 503
+ * while the server does not know the provider id yet (the create's answer has not arrived) or does
+ * not lead (retry), 307 from a follower to its leader, 400 for a body that does not validate.
  */
+import { z } from 'zod';
 
 /** Agent → server. */
 export type AgentMessage =
@@ -16,6 +25,11 @@ export type AgentMessage =
   | { type: 'health'; at?: string; workload?: 'running' | 'none' }
   /** The instance saw a termination notice (as a cloud publishes it in instance metadata). */
   | { type: 'notice'; terminateAt: string }
+  /**
+   * The cloud recommends moving work off this instance (EC2: a rebalance recommendation, an
+   * elevated risk of a spot interruption); `noticeTime` is when the cloud issued it.
+   */
+  | { type: 'rebalance'; noticeTime: string }
   /** The drain is complete (the drain command exited 0, or there was none to run). */
   | { type: 'drainAck' }
   /** Clean shutdown: no disconnect check follows. */
@@ -59,6 +73,26 @@ export const CLOSE = {
 export const AGENT_PATH = '/v1/agent';
 export const INSTANCE_HEADER = 'x-drover-instance';
 
+/** Where an agent exchanges its bootstrap token for its credential (HTTP POST, JSON). */
+export const AGENT_BOOTSTRAP_PATH = '/v1/agent/bootstrap';
+/** The largest bootstrap request body the server reads. */
+export const BOOTSTRAP_BODY_LIMIT = 4 * 1024;
+
+/** What an agent sends to exchange its bootstrap token. */
+export const bootstrapRequestSchema = z.strictObject({
+  /** The Drover instance id the token was issued for (userData DROVER_INSTANCE_ID). */
+  instanceId: z.string().min(1).max(200),
+  /** The one-time token (userData DROVER_BOOTSTRAP_TOKEN). */
+  token: z.string().regex(/^[A-Za-z0-9_-]{16,256}$/, { error: 'must be a bootstrap token (16-256 base64url characters)' }),
+  /** The cloud's id of the machine the agent runs on, read from its metadata (EC2: IMDS instance-id). */
+  providerId: z.string().regex(/^[\x21-\x7e]{1,256}$/, { error: 'must be 1-256 printable characters' }),
+});
+export type BootstrapRequest = z.output<typeof bootstrapRequestSchema>;
+
+/** The server's answer to a bootstrap exchange that succeeded. */
+export const bootstrapAnswerSchema = z.object({ credential: z.string().min(1).max(512) });
+export type BootstrapAnswer = z.output<typeof bootstrapAnswerSchema>;
+
 /** The JSON object in `text`, or null when it is not one. */
 function jsonObject(text: string): Record<string, unknown> | null {
   try {
@@ -80,6 +114,9 @@ export function parseAgentMessage(text: string): AgentMessage | null {
     case 'notice':
       if (typeof msg.terminateAt !== 'string' || Number.isNaN(Date.parse(msg.terminateAt))) return null;
       return { type: 'notice', terminateAt: msg.terminateAt };
+    case 'rebalance':
+      if (typeof msg.noticeTime !== 'string' || msg.noticeTime.length > 64 || Number.isNaN(Date.parse(msg.noticeTime))) return null;
+      return { type: 'rebalance', noticeTime: msg.noticeTime };
     case 'drainAck':
       return { type: 'drainAck' };
     case 'goodbye':

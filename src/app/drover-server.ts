@@ -16,10 +16,11 @@ import { SettingError, UnavailableError, doing, errorMessage } from '../errors/i
 import { DefaultInstanceManager } from '../instances/index.js';
 import { EtcdElector, FencedProvider, SingleNodeElector, connectEtcd, type LeaderElector } from '../leader/index.js';
 import { DroverMetrics } from '../metrics/index.js';
-import type { Provider } from '../providers/index.js';
+import { USER_DATA, type AgentBootstrap, type Provider } from '../providers/index.js';
 import { SimProvider } from '../providers/sim/index.js';
 import { EventType, Reconciler } from '../reconciler/index.js';
 import { AgentHub, type SelfRequest, type SelfResult } from '../server/agent-hub.js';
+import { BootstrapTokens } from '../server/bootstrap.js';
 import { EventBus } from '../server/event-bus.js';
 import { HostPolicy, TokenTable } from '../server/auth.js';
 import { buildHttpServer, routesOf, type RouteInfo } from '../server/http.js';
@@ -109,6 +110,24 @@ async function providerFor(config: DroverConfig, dataDir: string, clock: Clock, 
   });
 }
 
+/**
+ * What a new instance's agent is told (the create's userData, keys in `USER_DATA`): the servers,
+ * and its credential — or, for a provider whose user data others can read (`agentBootstrap:
+ * 'token'`), its instance id and a one-time bootstrap token to exchange for it — and the TLS
+ * material agents need.
+ */
+export function agentUserData(
+  mode: AgentBootstrap,
+  instanceId: string,
+  parts: { servers: string; credentials: AgentCredentials; bootstrap: BootstrapTokens; tls: ServerTls | null },
+): Record<string, string> {
+  const secret: Record<string, string> =
+    mode === 'token'
+      ? { [USER_DATA.instanceId]: instanceId, [USER_DATA.bootstrapToken]: parts.bootstrap.issue(instanceId) }
+      : { [USER_DATA.agentCredential]: parts.credentials.issue(instanceId) };
+  return { [USER_DATA.server]: parts.servers, ...secret, ...parts.tls?.agentUserData() };
+}
+
 /** Serves a workload's request (through its agent) with the operator actions, as the instance itself. */
 async function selfService(reconciler: Reconciler, clock: Clock, instanceId: string, request: SelfRequest): Promise<SelfResult> {
   const actor = `workload:${instanceId}`;
@@ -195,6 +214,10 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       metrics.healthReports.inc();
       options.hooks?.onHealthReport?.(instanceId, sentAt);
     },
+    // A rebalance recommendation is published (event stream) and logged; the reconciler does not act on it yet.
+    onRebalance: (instanceId, noticeTime, where) => {
+      bus.publish({ type: 'rebalance', data: { instanceId, tenant: where.tenant, group: where.group, noticeTime: noticeTime.toISOString(), at: clock.now().toISOString() } });
+    },
     selfService: async (instanceId, request): Promise<SelfResult> => (late.reconciler ? selfService(late.reconciler, clock, instanceId, request) : { ok: false, message: 'server starting' }),
     onReject: (reason) => metrics.agentRejects.inc({ reason }),
     // A follower neither takes agents nor records health: it sends them to the leader.
@@ -232,12 +255,13 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     isLeader: () => elector.isLeader(),
   });
 
+  const bootstrap = new BootstrapTokens({ db, clock, credentials, ttlMs: () => configLoader.getCurrent().server.agentBootstrapTokenTtl, epoch: () => elector.epoch() });
   const instanceManager = new DefaultInstanceManager({
     localDb: db,
     provider: guardedProvider,
     configLoader,
     clock,
-    userData: (req) => ({ DROVER_SERVER: agentServers(), DROVER_AGENT_CREDENTIAL: credentials.issue(req.instanceId), ...tls?.agentUserData() }),
+    userData: (req) => agentUserData(provider.agentBootstrap ?? 'credential', req.instanceId, { servers: agentServers(), credentials, bootstrap, tls }),
   });
 
   const reconciler = new Reconciler({
@@ -316,6 +340,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       metrics,
       elector,
       tokens: tokenHolder,
+      bootstrap,
       hosts: new HostPolicy(config),
       metricsToken: server.metricsToken,
       requestTimeoutMs: server.requestTimeout,
@@ -346,6 +371,9 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       const cutoff = new Date(clock.nowMs() - configLoader.getCurrent().store.retention);
       const removed = db.purgeBefore(cutoff);
       if (removed.audit + removed.instances > 0) logger.info({ ...removed, before: cutoff.toISOString() }, 'old audit entries and deleted instances removed');
+      // Bootstrap tokens are worthless once expired: an instance's go when all of its have.
+      const tokens = db.purgeBootstrapTokens(clock.now());
+      if (tokens > 0) logger.info({ tokens }, 'expired agent bootstrap tokens removed');
     } catch (err) {
       logger.error({ err: errorMessage(err) }, 'retention sweep failed');
     }

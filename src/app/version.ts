@@ -1,4 +1,2 @@
-import { createRequire } from 'node:module';
-
-/** The package version (src/app and dist/app both sit two levels below package.json). */
-export const VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+/** The package version: read once, in src/util/version.ts (the providers need it too, for the agent they install). */
+export { VERSION } from '../util/version.js';

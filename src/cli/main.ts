@@ -174,7 +174,7 @@ program
 program
   .command('events')
   .description('follow the event stream (lifecycle changes, drains, errors)')
-  .option('--type <type...>', 'only these event types (audit, drain, error, config, leader)')
+  .option('--type <type...>', 'only these event types (audit, drain, error, config, leader, health, rebalance)')
   .action(async (opts: { type?: string[] }, cmd: Command) => {
     const { events } = await import('./commands/admin.js');
     await events({ ...globalOpts(cmd), ...opts }, print);

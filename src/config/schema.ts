@@ -238,6 +238,14 @@ const serverSchema = z.strictObject({
   requestTimeout: positiveDuration.default(30_000),
   /** Event-stream clients at once; more are refused with 503. */
   maxEventSubscribers: count(1).max(100_000).default(256),
+  /**
+   * How long a one-time agent bootstrap token stays good (a provider with `agentBootstrap:
+   * 'token'`): long enough for a machine to boot and install the agent, short enough that a token
+   * read from user data later is worthless.
+   */
+  agentBootstrapTokenTtl: duration
+    .refine((ms) => ms >= 60_000 && ms <= 86_400_000, { message: 'must be from 1m to 24h' })
+    .default(30 * 60_000),
 });
 
 const providerSchema = z.strictObject({

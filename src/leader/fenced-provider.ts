@@ -5,7 +5,7 @@
  * each mutation with the epoch it was made in. Reads pass through.
  */
 import { NotLeaderError } from '../errors/index.js';
-import type { Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../providers/index.js';
+import type { AgentBootstrap, Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../providers/index.js';
 import type { Logger } from '../logging/index.js';
 
 export interface ProviderGuard {
@@ -15,6 +15,7 @@ export interface ProviderGuard {
 
 export class FencedProvider implements Provider {
   readonly kind: string;
+  readonly agentBootstrap?: AgentBootstrap;
   readonly setTags?: (providerId: string, tags: Record<string, string>) => Promise<void>;
 
   constructor(
@@ -23,6 +24,7 @@ export class FencedProvider implements Provider {
     private readonly log?: Logger,
   ) {
     this.kind = inner.kind;
+    if (inner.agentBootstrap !== undefined) this.agentBootstrap = inner.agentBootstrap;
     const setTags = inner.setTags?.bind(inner);
     if (setTags) {
       this.setTags = async (providerId, tags) => {

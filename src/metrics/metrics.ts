@@ -44,6 +44,7 @@ export class DroverMetrics {
   private readonly deletes: Counter<'reason'>;
   readonly healthReports: Counter;
   readonly agentRejects: Counter<'reason'>;
+  readonly agentBootstraps: Counter<'result'>;
   readonly configReloads: Counter<'result'>;
   readonly httpRequests: Counter<'method' | 'route' | 'code'>;
 
@@ -209,6 +210,7 @@ export class DroverMetrics {
     });
     this.healthReports = new Counter({ name: 'drover_health_reports_total', help: 'Health reports received from agents.', registers });
     this.agentRejects = new Counter({ name: 'drover_agent_rejected_total', help: 'Agent connections refused, by reason.', labelNames: ['reason'], registers });
+    this.agentBootstraps = new Counter({ name: 'drover_agent_bootstraps_total', help: 'Agent bootstrap token exchanges, by result (ok, or why refused).', labelNames: ['result'], registers });
     this.configReloads = new Counter({ name: 'drover_config_reloads_total', help: 'Config reloads by result.', labelNames: ['result'], registers });
     this.httpRequests = new Counter({ name: 'drover_http_requests_total', help: 'Admin API requests.', labelNames: ['method', 'route', 'code'], registers });
   }

@@ -43,14 +43,55 @@ export const TAG = {
   drainCancelledAt: 'drover:drain-cancelled-at',
 } as const;
 
+/**
+ * The keys of `ProviderCreateRequest.userData`: what the server tells a new instance's agent.
+ * Always `server`; then, by the provider's `agentBootstrap`, either `agentCredential` or
+ * `instanceId` + `bootstrapToken`; and with `server.tls`, `serverCa` and (mutual TLS, local
+ * provider) `agentCert` / `agentKey` (src/server/tls.ts).
+ */
+export const USER_DATA = {
+  /** The servers' base URLs, comma-separated, the current leader's first. */
+  server: 'DROVER_SERVER',
+  /** `agentBootstrap: 'credential'`: the agent's long-lived credential (an HMAC of the instance id). */
+  agentCredential: 'DROVER_AGENT_CREDENTIAL',
+  /** `agentBootstrap: 'token'`: the Drover instance id the token is bound to. */
+  instanceId: 'DROVER_INSTANCE_ID',
+  /**
+   * `agentBootstrap: 'token'`: a one-time token (random, 256 bits, expiring after
+   * `server.agentBootstrapTokenTtl`) the agent exchanges for its credential at
+   * `POST /v1/agent/bootstrap`, proving with the cloud's own instance id that it runs on the
+   * instance Drover created. Useless once used.
+   */
+  bootstrapToken: 'DROVER_BOOTSTRAP_TOKEN',
+  /** PEM text of the CA the agent verifies https:// servers against (`server.tls.ca`). */
+  serverCa: 'DROVER_SERVER_CA',
+  /** Paths of the client certificate and key for mutual TLS (the local provider's agents). */
+  agentCert: 'DROVER_AGENT_CERT',
+  agentKey: 'DROVER_AGENT_KEY',
+} as const;
+
+/**
+ * How a provider's instances get their agent credential:
+ * - `credential` — in user data (`DROVER_AGENT_CREDENTIAL`). Only for a provider whose user data
+ *   no one but the instance can read (the local provider writes it into a 0600 file).
+ * - `token` — user data carries a one-time bootstrap token (`DROVER_BOOTSTRAP_TOKEN`,
+ *   `DROVER_INSTANCE_ID`) instead, which the agent exchanges for its credential. For clouds whose
+ *   user data is readable by any process on the instance and through the cloud's API (EC2).
+ */
+export type AgentBootstrap = 'credential' | 'token';
+
 export interface ProviderCreateRequest {
   /** The Drover instance id: a create repeated with the same key must not make a second instance. */
   idempotencyKey: string;
   tags: Record<string, string>;
   template: TemplateSpec;
   /**
-   * Bootstrap data for the instance's agent (as cloud "user data"): `DROVER_SERVER` (server
-   * URLs, comma-separated) and `DROVER_AGENT_CREDENTIAL`. Secret: never put it in tags or logs.
+   * Bootstrap data for the instance's agent (as cloud "user data"), keyed by `USER_DATA`:
+   * `DROVER_SERVER` (server URLs, comma-separated) and, by the provider's `agentBootstrap`,
+   * `DROVER_AGENT_CREDENTIAL` or `DROVER_INSTANCE_ID` + `DROVER_BOOTSTRAP_TOKEN`; TLS material
+   * with `server.tls`. Secret: never put it in tags or logs. A create repeated with the same
+   * idempotency key carries a new token; the instance keeps the first create's user data, and
+   * every unexpired token of the instance stays good until one is used.
    */
   userData?: Record<string, string>;
 }
@@ -69,6 +110,11 @@ export interface ProviderInstance {
 export interface Provider {
   /** Short name for logs and metrics ("sim", "local"). */
   readonly kind: string;
+  /**
+   * How the instances' agents get their credential (`AgentBootstrap`). Default `credential`;
+   * a cloud whose user data others can read says `token`.
+   */
+  readonly agentBootstrap?: AgentBootstrap;
   /** Creates an instance, or returns the one already created with the same idempotency key. */
   create(req: ProviderCreateRequest): Promise<ProviderInstance>;
   /** Deletes an instance. Throws InstanceNotFoundError when it does not exist. */

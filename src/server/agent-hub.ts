@@ -5,7 +5,8 @@
  *   credentials (401) and deleted instances (403); an instance not known yet gets 503 (retry).
  * - HA: a replica that does not lead refuses agents with 503 and X-Drover-Leader.
  * - Records each health report (`healthAt`, server time) and counts it.
- * - Forwards termination notices and drain acknowledgements to the reconciler.
+ * - Forwards termination notices and drain acknowledgements to the reconciler, and rebalance
+ *   recommendations (`rebalance`) to `onRebalance`.
  * - A connection that drops without a goodbye enqueues `CheckInstance` with cause "disconnect"
  *   and `preventDuplicate`, so the reconciler asks the provider and re-polls.
  * - Delivers drain notices: at once when connected, and again whenever the agent (re)connects
@@ -48,6 +49,12 @@ export interface AgentHubOptions {
    */
   acceptsAgents?: () => boolean;
   leaderAddress?: () => string | null;
+  /**
+   * The instance's cloud recommends moving work off it (EC2: a rebalance recommendation, an
+   * elevated risk of interruption); `noticeTime` is when the cloud issued it. Not a termination
+   * notice: nothing is enqueued for the reconciler here.
+   */
+  onRebalance?: (instanceId: string, noticeTime: Date, where: { tenant: string; group: string }) => void;
   /** Handles a workload's request through its agent (protect, unprotect, extend). */
   selfService?: (instanceId: string, request: SelfRequest) => Promise<SelfResult>;
 }
@@ -234,6 +241,10 @@ export class AgentHub {
           timestamp: new Date(Date.parse(msg.terminateAt)),
           cause: 'agent',
         });
+        return;
+      case 'rebalance':
+        logger.info({ instanceId: conn.instanceId, noticeTime: msg.noticeTime }, 'rebalance recommendation from agent');
+        this.options.onRebalance?.(conn.instanceId, new Date(Date.parse(msg.noticeTime)), { tenant: conn.tenant, group: conn.group });
         return;
       case 'drainAck':
         enqueue({ type: EventType.DrainAcked, tenant: conn.tenant, groupKey: conn.group, instanceId: conn.instanceId, cause: 'agent' });

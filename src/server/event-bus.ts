@@ -1,9 +1,10 @@
 /**
  * The server's event stream (`GET /v1/events`): audit entries (every lifecycle change), drain
- * notices, errors, config reloads, leadership changes and first health reports (an instance
- * going from pending to in service), fanned out to subscribers.
+ * notices, errors, config reloads, leadership changes, first health reports (an instance
+ * going from pending to in service) and rebalance recommendations (an instance's cloud would
+ * like it moved: `{ instanceId, tenant, group, noticeTime, at }`), fanned out to subscribers.
  */
-export type BusEventType = 'audit' | 'drain' | 'error' | 'config' | 'leader' | 'health';
+export type BusEventType = 'audit' | 'drain' | 'error' | 'config' | 'leader' | 'health' | 'rebalance';
 
 export interface BusEvent {
   type: BusEventType;

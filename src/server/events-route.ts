@@ -38,6 +38,7 @@ export function visibleEvent(event: BusEvent, principal: Principal): BusEvent | 
   switch (event.type) {
     case 'audit':
     case 'health':
+    case 'rebalance':
       return typeof data.tenant === 'string' && seesTenant(principal, data.tenant) ? event : null;
     case 'drain':
     case 'error':

@@ -22,6 +22,7 @@ import type { Logger } from '../logging/index.js';
 import type { LocalDb } from '../store/index.js';
 import type { AgentHub } from './agent-hub.js';
 import { registerApiRoutes } from './api-routes.js';
+import { registerBootstrapRoute, type BootstrapTokens } from './bootstrap.js';
 import { ANONYMOUS_ADMIN, bearerToken, canonicalTarget, hasRole, type Access, type HostPolicy, type TokenTable } from './auth.js';
 import type { EventBus } from './event-bus.js';
 import { registerEventStream } from './events-route.js';
@@ -49,6 +50,8 @@ export interface HttpDeps {
   requestTimeoutMs: number;
   /** Event-stream clients at once. */
   maxEventSubscribers: number;
+  /** One-time agent bootstrap tokens: with them, `POST /v1/agent/bootstrap` is served (bootstrap.ts). */
+  bootstrap?: BootstrapTokens;
   /** Serve HTTPS (and the agent endpoint as WSS) with these options (server/tls.ts); absent = plain HTTP. */
   https?: HttpsServerOptions | null;
   version: string;
@@ -203,6 +206,8 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
   registerApiRoutes(app, deps);
   registerOperatorRoutes(app, { reconciler: deps.reconciler, db: deps.db, clock: deps.clock });
   registerEventStream(app, deps);
+  // Agents exchanging a one-time bootstrap token for their credential (public: the token is the proof).
+  if (deps.bootstrap) registerBootstrapRoute(app, { tokens: deps.bootstrap, logger, onResult: (result) => metrics.agentBootstraps.inc({ result }) });
   // The web dashboard (static files at /): public, they hold no data.
   registerStatic(app);
 

@@ -6,6 +6,7 @@ export type {
   AuditAction,
   AuditEntry,
   AuditFilter,
+  BootstrapTokenRecord,
   GroupState,
   InstanceFilter,
   InstancePatch,

@@ -13,6 +13,7 @@ import { COLUMNS, FIELDS, SELECT_INSTANCE, conditions, parseInstanceCursor, rowT
 import type {
   AuditEntry,
   AuditFilter,
+  BootstrapTokenRecord,
   GroupState,
   InstanceFilter,
   InstancePatch,
@@ -462,6 +463,65 @@ export class LocalDb {
       this.db
         .prepare('INSERT INTO operator_state (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at')
         .run(key, value, at.getTime());
+  }
+
+  // ---- agent bootstrap tokens (hashes only) ----------------------------------------------
+
+  /** Records a bootstrap token by its SHA-256 (hex). */
+  insertBootstrapToken(token: Pick<BootstrapTokenRecord, 'tokenHash' | 'instanceId' | 'issuedAt' | 'expiresAt'>): void {
+    this.db
+      .prepare('INSERT INTO agent_bootstrap_tokens (token_hash, instance_id, issued_at, expires_at) VALUES (?, ?, ?, ?)')
+      .run(token.tokenHash, token.instanceId, token.issuedAt.getTime(), token.expiresAt.getTime());
+  }
+
+  /** The bootstrap token with this SHA-256 (hex), or null. */
+  getBootstrapToken(tokenHash: string): BootstrapTokenRecord | null {
+    const row = this.db
+      .prepare<[string], { token_hash: string; instance_id: string; issued_at: number; expires_at: number; used_at: number | null; refusals: number }>(
+        'SELECT token_hash, instance_id, issued_at, expires_at, used_at, refusals FROM agent_bootstrap_tokens WHERE token_hash = ?',
+      )
+      .get(tokenHash);
+    if (!row) return null;
+    return {
+      tokenHash: row.token_hash,
+      instanceId: row.instance_id,
+      issuedAt: new Date(row.issued_at),
+      expiresAt: new Date(row.expires_at),
+      usedAt: toDate(row.used_at),
+      refusals: row.refusals,
+    };
+  }
+
+  /** When one of the instance's bootstrap tokens was used, or null when none was. */
+  bootstrapTokenUsedAt(instanceId: string): Date | null {
+    const row = this.db
+      .prepare<[string], { used: number | null }>('SELECT MIN(used_at) AS used FROM agent_bootstrap_tokens WHERE instance_id = ? AND used_at IS NOT NULL')
+      .get(instanceId);
+    return toDate(row?.used ?? null);
+  }
+
+  /** Marks a token used; false when it was used already (or is unknown). */
+  markBootstrapTokenUsed(tokenHash: string, at: Date): boolean {
+    return this.db.prepare('UPDATE agent_bootstrap_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL').run(at.getTime(), tokenHash).changes > 0;
+  }
+
+  /** Counts a refused presentation of a token; returns how many there have been (0: unknown token). */
+  countBootstrapRefusal(tokenHash: string): number {
+    const row = this.db
+      .prepare<[string], { refusals: number }>('UPDATE agent_bootstrap_tokens SET refusals = refusals + 1 WHERE token_hash = ? RETURNING refusals')
+      .get(tokenHash);
+    return row?.refusals ?? 0;
+  }
+
+  /**
+   * Removes the tokens of every instance whose tokens have all expired before `cutoff`. An
+   * instance with a token still valid keeps all of its rows: a used one among them must go on
+   * refusing the others.
+   */
+  purgeBootstrapTokens(cutoff: Date): number {
+    return this.db
+      .prepare('DELETE FROM agent_bootstrap_tokens WHERE instance_id IN (SELECT instance_id FROM agent_bootstrap_tokens GROUP BY instance_id HAVING MAX(expires_at) < ?)')
+      .run(cutoff.getTime()).changes;
   }
 
   close(): void {

@@ -88,4 +88,19 @@ export const MIGRATIONS: readonly string[] = [
   UPDATE instances SET first_health_at = health_at WHERE health_at IS NOT NULL;
   CREATE INDEX instances_deleted_at ON instances (deleted_at) WHERE status = 'deleted';
   `,
+  // 4: one-time bootstrap tokens an instance exchanges for its agent credential (a cloud whose
+  // user data others can read gets a token, not the credential). Only each token's SHA-256 is
+  // kept. Every token issued for an instance is good until one of them is used; `refusals`
+  // counts presentations refused after that (the first is audited).
+  `
+  CREATE TABLE agent_bootstrap_tokens (
+    token_hash TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER,
+    refusals INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX agent_bootstrap_tokens_by_instance ON agent_bootstrap_tokens (instance_id);
+  `,
 ];

@@ -98,7 +98,11 @@ export type AuditAction =
   | 'removalPending'
   | 'removalCancelled'
   | 'brakeTripped'
-  | 'brakeReleased';
+  | 'brakeReleased'
+  /** An instance's agent exchanged its bootstrap token for its credential. */
+  | 'agentBootstrap'
+  /** A real bootstrap token was refused (used already, or presented from another machine): audited once per token. */
+  | 'agentBootstrapRefused';
 
 export interface AuditEntry {
   seq: number;
@@ -155,6 +159,20 @@ export interface GroupState {
   removalSince: Date | null;
   /** Since when its health brake (maxUnhealthy) holds, while it does. */
   brakeSince: Date | null;
+}
+
+/**
+ * A one-time bootstrap token as stored: its SHA-256 (hex), never the token itself. Every token
+ * issued for an instance is good until it expires or one of the instance's tokens is used.
+ */
+export interface BootstrapTokenRecord {
+  tokenHash: string;
+  instanceId: string;
+  issuedAt: Date;
+  expiresAt: Date;
+  usedAt: Date | null;
+  /** Presentations refused since it could no longer be used (used, or from the wrong machine). */
+  refusals: number;
 }
 
 /** Notifications from the store, for the reconciler and the server's event stream. */

@@ -51,6 +51,14 @@ describe('parseConfig', () => {
     expect(issuesOf({ templates: { web }, gruops: { default: { web: { size: 1, template: 'web' } } } })).toContainEqual({ path: 'gruops', message: 'is not a known field' });
   });
 
+  it('gives agent bootstrap tokens 30 minutes by default, and takes from 1m to 24h', () => {
+    expect(valid({ allowEmpty: true }).server.agentBootstrapTokenTtl).toBe(30 * 60_000);
+    expect(valid({ allowEmpty: true, server: { agentBootstrapTokenTtl: '2h' } }).server.agentBootstrapTokenTtl).toBe(2 * 3_600_000);
+    for (const ttl of ['30s', '25h']) {
+      expect(issuesOf({ allowEmpty: true, server: { agentBootstrapTokenTtl: ttl } }), ttl).toEqual([{ path: 'server.agentBootstrapTokenTtl', message: 'must be from 1m to 24h' }]);
+    }
+  });
+
   it('caps every duration at a year', () => {
     expect(issuesOf({ allowEmpty: true, shard: { defaultDrainTimeout: '400d' } })).toEqual([{ path: 'shard.defaultDrainTimeout', message: 'must be at most a year (366d) (got "400d")' }]);
     expect(valid({ allowEmpty: true, shard: { defaultDrainTimeout: '366d' } }).shard.defaultDrainTimeout).toBe(366 * 86_400_000);

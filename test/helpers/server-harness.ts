@@ -29,6 +29,8 @@ export interface TestServerOptions {
   server?: Record<string, unknown>;
   /** The server's logger (default: silent). */
   logger?: PinoLogger;
+  /** The provider (default: a SimProvider with seed 7 on the clock). */
+  provider?: SimProvider;
 }
 
 export interface ApiResponse<T = unknown> {
@@ -48,7 +50,7 @@ export class TestServer {
     this.dir = options.dir ?? mkdtempSync(join(tmpdir(), 'drover-server-'));
     this.configPath = join(this.dir, 'drover.yaml');
     this.clock = options.clock ?? new SystemClock();
-    this.provider = new SimProvider({ clock: this.clock, seed: 7 });
+    this.provider = options.provider ?? new SimProvider({ clock: this.clock, seed: 7 });
     this.writeConfig();
   }
 

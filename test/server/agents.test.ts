@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SELF_REQUEST_BURST } from '../../src/server/agent-hub.js';
+import { visibleEvent } from '../../src/server/events-route.js';
+import { EventStreamReader } from '../helpers/event-stream.js';
 import { FakeAgent, TestServer } from '../helpers/server-harness.js';
 
 let t: TestServer | undefined;
@@ -26,6 +28,35 @@ describe('agent connections', () => {
     expect(t.server.db.getInstance(inst!.id)?.healthAt).toBeNull();
     agent.health();
     await expect.poll(() => t!.server.db.getInstance(inst!.id)?.healthAt, { timeout: 5_000 }).not.toBeNull();
+  });
+
+  it('publishes an agent\'s rebalance recommendation on the event stream, and drops one whose time is no time', async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    const [inst] = t.server.db.listInstances();
+    const stream = await EventStreamReader.open(`${t.url}/v1/events`);
+    try {
+      const agent = await connect(t, inst!.id);
+      await agent.next((m) => m.type === 'welcome');
+      agent.send({ type: 'rebalance', noticeTime: 'soon' });
+      expect(await agent.next((m) => m.type === 'error')).toEqual({ type: 'error', message: 'unrecognised message' });
+      agent.send({ type: 'rebalance', noticeTime: '2026-03-01T10:00:00Z' });
+      const event = await stream.next((e) => e.type === 'rebalance');
+      expect(event.data).toEqual({ instanceId: inst!.id, tenant: 'default', group: 'web', noticeTime: '2026-03-01T10:00:00.000Z', at: expect.any(String) });
+      // Only published: the instance is neither drained nor replaced for it.
+      await t.settle();
+      expect(t.server.db.getInstance(inst!.id)?.status).toBe('running');
+      expect(stream.events.filter((e) => e.type === 'rebalance')).toHaveLength(1);
+    } finally {
+      await stream.close();
+    }
+  });
+
+  it('shows a rebalance recommendation only to tokens that see its tenant', () => {
+    const event = { type: 'rebalance' as const, data: { instanceId: 'i-1', tenant: 'a', group: 'web', noticeTime: '2026-03-01T10:00:00.000Z', at: '2026-03-01T10:00:01.000Z' } };
+    const scoped = (tenants: string[]) => ({ name: 'x', role: 'viewer' as const, tenants: new Set(tenants), legacy: false });
+    expect(visibleEvent(event, scoped(['a']))).toBe(event);
+    expect(visibleEvent(event, scoped(['b']))).toBeNull();
   });
 
   it('refuses an unknown credential, and a credential of another instance', async () => {

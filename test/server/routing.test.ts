@@ -95,6 +95,13 @@ describe('leader routing', () => {
     expect(follower.server.reconciler.effectiveSettings(follower.server.config(), 'default', 'web')?.size).toBe(2);
   });
 
+  it('sends an agent\'s bootstrap exchange on a follower to the leader with 307, without an API token', async () => {
+    const { leader, follower } = await pair('s3cret-token-0123');
+    const res = await fetch(`${follower.url}/v1/agent/bootstrap`, { method: 'POST', redirect: 'manual', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ instanceId: 'i-1', token: 'A'.repeat(43), providerId: 'p-1' }) });
+    expect(res.status).toBe(307);
+    expect(res.headers.get('location')).toBe(`${leader.url}/v1/agent/bootstrap`);
+  });
+
   it('answers 503 with Retry-After while no leader is known, or when the known leader is itself', async () => {
     const { follower, followerElector } = await pair();
     followerElector.address = null;

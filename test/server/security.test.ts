@@ -91,9 +91,10 @@ describe('authentication is decided on the matched route', () => {
     const routes = t.server.routes();
     const publicOnes = routes.filter((r) => r.access === 'public').map((r) => `${r.method} ${r.url}`);
     expect(publicOnes.sort()).toEqual(
-      ['GET /', 'GET /:file', 'GET /assets/:name', 'GET /healthz', 'GET /index.html', 'GET /metrics', 'HEAD /', 'HEAD /:file', 'HEAD /assets/:name', 'HEAD /healthz', 'HEAD /index.html', 'HEAD /metrics'].sort(),
+      ['GET /', 'GET /:file', 'GET /assets/:name', 'GET /healthz', 'GET /index.html', 'GET /metrics', 'HEAD /', 'HEAD /:file', 'HEAD /assets/:name', 'HEAD /healthz', 'HEAD /index.html', 'HEAD /metrics', 'POST /v1/agent/bootstrap'].sort(),
     );
-    expect(routes.filter((r) => r.url.startsWith('/v1/')).every((r) => r.access !== 'public')).toBe(true);
+    // The one public /v1 route: an agent's bootstrap exchange, authenticated by its one-time token.
+    expect(routes.filter((r) => r.url.startsWith('/v1/') && r.access === 'public').map((r) => r.url)).toEqual(['/v1/agent/bootstrap']);
   });
 
   it('answers every private route, however its target is written, as its plain path: 401 without a token', async () => {

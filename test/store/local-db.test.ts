@@ -584,6 +584,56 @@ describe('LocalDb', () => {
     });
   });
 
+  describe('agent bootstrap tokens', () => {
+    const hash = (n: number): string => n.toString(16).padStart(64, '0');
+
+    it('keeps a token by its hash with its instance, expiry and use, and marks it used only once', () => {
+      const db = open();
+      expect(db.getBootstrapToken(hash(1))).toBeNull();
+      db.insertBootstrapToken({ tokenHash: hash(1), instanceId: 'i-1', issuedAt: at(0), expiresAt: at(1_000) });
+      expect(db.getBootstrapToken(hash(1))).toEqual({ tokenHash: hash(1), instanceId: 'i-1', issuedAt: at(0), expiresAt: at(1_000), usedAt: null, refusals: 0 });
+      expect(db.bootstrapTokenUsedAt('i-1')).toBeNull();
+      expect(db.markBootstrapTokenUsed(hash(1), at(10))).toBe(true);
+      expect(db.markBootstrapTokenUsed(hash(1), at(20))).toBe(false);
+      expect(db.getBootstrapToken(hash(1))?.usedAt).toEqual(at(10));
+      expect(db.markBootstrapTokenUsed(hash(9), at(20))).toBe(false);
+    });
+
+    it('tells that an instance used one of its tokens, whichever it was', () => {
+      const db = open();
+      db.insertBootstrapToken({ tokenHash: hash(1), instanceId: 'i-1', issuedAt: at(0), expiresAt: at(1_000) });
+      db.insertBootstrapToken({ tokenHash: hash(2), instanceId: 'i-1', issuedAt: at(5), expiresAt: at(1_005) });
+      db.insertBootstrapToken({ tokenHash: hash(3), instanceId: 'i-2', issuedAt: at(5), expiresAt: at(1_005) });
+      db.markBootstrapTokenUsed(hash(2), at(30));
+      expect(db.bootstrapTokenUsedAt('i-1')).toEqual(at(30));
+      expect(db.bootstrapTokenUsedAt('i-2')).toBeNull();
+    });
+
+    it('counts refusals per token', () => {
+      const db = open();
+      db.insertBootstrapToken({ tokenHash: hash(1), instanceId: 'i-1', issuedAt: at(0), expiresAt: at(1_000) });
+      expect(db.countBootstrapRefusal(hash(1))).toBe(1);
+      expect(db.countBootstrapRefusal(hash(1))).toBe(2);
+      expect(db.countBootstrapRefusal(hash(7))).toBe(0);
+      expect(db.getBootstrapToken(hash(1))?.refusals).toBe(2);
+    });
+
+    it('purges the tokens of instances whose tokens have all expired, and keeps every token of an instance with one still valid', () => {
+      const db = open();
+      db.insertBootstrapToken({ tokenHash: hash(1), instanceId: 'gone', issuedAt: at(0), expiresAt: at(100) });
+      db.insertBootstrapToken({ tokenHash: hash(2), instanceId: 'gone', issuedAt: at(0), expiresAt: at(150) });
+      db.insertBootstrapToken({ tokenHash: hash(3), instanceId: 'mixed', issuedAt: at(0), expiresAt: at(100) });
+      db.insertBootstrapToken({ tokenHash: hash(4), instanceId: 'mixed', issuedAt: at(0), expiresAt: at(300) });
+      db.markBootstrapTokenUsed(hash(3), at(50));
+      expect(db.purgeBootstrapTokens(at(200))).toBe(2);
+      expect(db.getBootstrapToken(hash(1))).toBeNull();
+      expect(db.getBootstrapToken(hash(2))).toBeNull();
+      // The used (and expired) token stays while its sibling is valid: it still refuses the sibling.
+      expect(db.getBootstrapToken(hash(3))?.usedAt).toEqual(at(50));
+      expect(db.bootstrapTokenUsedAt('mixed')).toEqual(at(50));
+    });
+  });
+
   describe('durable timers', () => {
     it('sets, lists by due time, replaces and deletes timers', () => {
       const db = open();

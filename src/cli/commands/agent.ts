@@ -5,7 +5,8 @@ import { CliError, EXIT } from '../client.js';
 
 /**
  * Runs an agent until SIGINT/SIGTERM (then it says goodbye and exits 0) or until it gives up
- * (credential refused: exit 2; instance deleted: exit 3).
+ * (credential refused: exit 2; instance deleted: exit 3; bootstrap token refused, or no
+ * credential to be had: exit 4).
  */
 export async function runAgentCommand(configPath: string): Promise<void> {
   let config;
