@@ -96,7 +96,7 @@ async function providerFor(config: DroverConfig, dataDir: string, clock: Clock, 
     } catch (err) {
       throw new SettingError(doing('resolving the AWS region (provider.region, AWS_REGION or the shared config file)', err), err);
     }
-    return new AwsProvider({ client, clock, logger: logger.child({ component: 'aws-provider' }), notFoundGraceMs: p.notFoundGrace });
+    return new AwsProvider({ client, clock, logger: logger.child({ component: 'aws-provider' }), notFoundGraceMs: p.notFoundGrace, ...(config.agent.install ? { agentInstall: config.agent.install } : {}) });
   }
   const { LocalProvider } = await import('../providers/local/index.js');
   return new LocalProvider({

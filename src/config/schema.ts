@@ -303,6 +303,16 @@ const leaderSchema = z.strictObject({
   auth: z.strictObject({ username: z.string().min(1), passwordFile: z.string().min(1) }).optional(),
 });
 
+/** What cloud instances are told about the agent (the local provider runs this build's agent). */
+const agentSchema = z.strictObject({
+  /**
+   * The shell command line the bootstrap runs to install `drover` on a cloud instance (default:
+   * `npm install -g --allow-scripts=better-sqlite3 drover@<this server's version>`), e.g. a
+   * mirror or a package from your own registry.
+   */
+  install: z.string().min(1).max(4096).optional(),
+});
+
 const storeSchema = z.strictObject({
   /** Audit entries and deleted instances older than this are removed. */
   retention: duration.refine((ms) => ms >= 86_400_000, { message: 'must be at least 1d' }).default(30 * 86_400_000),
@@ -323,6 +333,7 @@ export const configSchema = z
     provider: providerSchema.default(() => providerSchema.parse({})),
     leader: leaderSchema.default(() => leaderSchema.parse({})),
     store: storeSchema.default(() => storeSchema.parse({})),
+    agent: agentSchema.default(() => agentSchema.parse({})),
     /** A config with no groups at all is refused (a truncated file must not delete the fleet) unless this says so. */
     allowEmpty: z.boolean().default(false),
   })

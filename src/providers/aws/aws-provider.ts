@@ -46,7 +46,8 @@ import { EC2_TAGS_PER_RESOURCE_MAX, EC2_TAG_KEY_MAX, EC2_TAG_VALUE_MAX, EC2_USER
 import { InstanceNotFoundError, InvalidRequestError, PermanentError, ProviderError } from '../../errors/index.js';
 import type { Logger } from '../../logging/index.js';
 import { KeyedLock } from '../../util/keyed-lock.js';
-import { TAG, type Provider, type ProviderCreateRequest, type ProviderInstance, type ProviderStatus } from '../types.js';
+import { renderAgentUserData } from '../cloud-init/index.js';
+import { TAG, USER_DATA, type AgentBootstrap, type Provider, type ProviderCreateRequest, type ProviderInstance, type ProviderStatus } from '../types.js';
 import { CapacityError, ec2ErrorCode, fromEc2Error } from './errors.js';
 
 /** EC2's instance states, as Drover's statuses. */
@@ -74,10 +75,12 @@ export interface AwsProviderOptions {
   /** How long after a launch "not found" is retryable (EC2's eventual consistency). */
   notFoundGraceMs: number;
   /**
-   * The instance's user data (before base64) for a create: Drover's agent bootstrap with the
-   * template's own user data. Default: the template's `userData` alone.
+   * The instance's user data (before base64) for a create. Default: `ec2UserData()`, Drover's
+   * agent bootstrap (cloud-init) followed by the template's own `userData`.
    */
   renderUserData?: (req: ProviderCreateRequest, template: AwsTemplate) => string | undefined;
+  /** The command that installs `drover` on an instance (config `agent.install`). */
+  agentInstall?: string;
   /** DescribeInstances page size for `list` (5-1000). Default 1000. */
   pageSize?: number;
 }
@@ -89,8 +92,46 @@ interface LaunchOption {
   subnetId: string | undefined;
 }
 
+/**
+ * User data for an EC2 instance: the cloud-init bootstrap of Drover's agent (its servers, its
+ * one-time bootstrap token, the template's workload commands), with the template's own user
+ * data run as well. A create without Drover's user data (a library user's) gets the template's.
+ */
+export function ec2UserData(install?: string): (req: ProviderCreateRequest, template: AwsTemplate) => string | undefined {
+  return (req, template) => {
+    const data = req.userData;
+    if (!data) return template.userData;
+    const servers = (data[USER_DATA.server] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0);
+    const bootstrapToken = data[USER_DATA.bootstrapToken];
+    if (servers.length === 0 || !bootstrapToken) {
+      throw new PermanentError(new InvalidRequestError(`launching ${req.idempotencyKey}: the user data lacks ${USER_DATA.server} or ${USER_DATA.bootstrapToken} (an EC2 instance gets a one-time token, never a credential)`));
+    }
+    const serverCa = data[USER_DATA.serverCa];
+    return renderAgentUserData({
+      instanceId: data[USER_DATA.instanceId] ?? req.idempotencyKey,
+      servers,
+      bootstrapToken,
+      ...(serverCa ? { serverCa } : {}),
+      agent: {
+        ...(template.command ? { command: template.command } : {}),
+        ...(template.drainCommand ? { drainCommand: template.drainCommand } : {}),
+        ...(template.healthCommand ? { healthCommand: template.healthCommand } : {}),
+        ...(template.healthCheckIntervalMs !== undefined ? { healthCheckIntervalMs: template.healthCheckIntervalMs } : {}),
+      },
+      ...(install ? { install } : {}),
+      metadata: 'ec2',
+      ...(template.userData ? { extraUserData: template.userData } : {}),
+    });
+  };
+}
+
 export class AwsProvider implements Provider {
   readonly kind = 'aws';
+  /** EC2 user data is readable on the instance and through the API: it carries a one-time token, not a credential. */
+  readonly agentBootstrap: AgentBootstrap = 'token';
   private readonly client: EC2Client;
   private readonly clock: Clock;
   private readonly logger: Logger | undefined;
@@ -112,7 +153,7 @@ export class AwsProvider implements Provider {
     this.clock = options.clock;
     this.logger = options.logger;
     this.graceMs = options.notFoundGraceMs;
-    this.renderUserData = options.renderUserData ?? ((_req, template) => template.userData);
+    this.renderUserData = options.renderUserData ?? ec2UserData(options.agentInstall);
     this.pageSize = Math.min(1000, Math.max(5, options.pageSize ?? 1000));
   }
 

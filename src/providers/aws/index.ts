@@ -1,4 +1,4 @@
-export { AwsProvider, launchOptions } from './aws-provider.js';
+export { AwsProvider, ec2UserData, launchOptions } from './aws-provider.js';
 export type { AwsMarket, AwsProviderOptions } from './aws-provider.js';
 export { TransitRetryStrategy, createEc2Client } from './ec2-client.js';
 export type { Ec2ClientSettings } from './ec2-client.js';

@@ -7,7 +7,8 @@ import { ManualClock } from '../../../src/clock/clock.js';
 import type { TemplateSpec } from '../../../src/config/index.js';
 import { InstanceNotFoundError, PermanentError, ProviderError, isRetryable, isThrottled } from '../../../src/errors/index.js';
 import { AwsProvider, createEc2Client, launchOptions } from '../../../src/providers/aws/index.js';
-import { TAG, type ProviderCreateRequest } from '../../../src/providers/types.js';
+import { agentConfigFromUserData } from '../../../src/providers/cloud-init/index.js';
+import { TAG, USER_DATA, type ProviderCreateRequest } from '../../../src/providers/types.js';
 import { awsTemplateSchema } from '../../../src/config/index.js';
 import { FakeEc2, type FakeEc2Options } from '../../fakes/ec2/index.js';
 
@@ -92,6 +93,21 @@ describe('AwsProvider.create', () => {
     expect(Buffer.from(instance!.userDataBase64 ?? '', 'base64').toString('utf8')).toBe('#!/bin/sh\necho hi\n');
     const run = fake.calls.find((c) => c.action === 'RunInstances');
     expect(run?.params).toMatchObject({ MinCount: '1', MaxCount: '1', ClientToken: 'i-00000000000000a1', 'IamInstanceProfile.Name': 'drover-agent' });
+  });
+
+  it('renders the agent\'s cloud-init bootstrap from the one-time token and the template\'s commands, and refuses user data that carries no token', async () => {
+    const { fake, provider } = await setup();
+    const template = { ...TEMPLATE, command: ['/usr/local/bin/web', '--port', '8080'], userData: '#cloud-config\npackages: [jq]\n' };
+    const userData = { [USER_DATA.server]: 'https://drover.example:7400', [USER_DATA.instanceId]: 'i-00000000000000e1', [USER_DATA.bootstrapToken]: 'tok-one-time-abcdefghijklmnop' };
+    const created = await provider.create({ ...request('i-00000000000000e1', template), userData });
+    const text = Buffer.from(fake.instance(created.providerId)?.userDataBase64 ?? '', 'base64').toString('utf8');
+    const agent = agentConfigFromUserData(text);
+    expect(agent).toMatchObject({ instanceId: 'i-00000000000000e1', servers: ['https://drover.example:7400'], bootstrapToken: 'tok-one-time-abcdefghijklmnop', metadata: 'ec2', command: ['/usr/local/bin/web', '--port', '8080'] });
+    expect(text).toContain('packages: [jq]');
+    expect(provider.agentBootstrap).toBe('token');
+    const err = await rejection(provider.create({ ...request('i-00000000000000e2', template), userData: { [USER_DATA.server]: 'https://drover.example:7400', [USER_DATA.agentCredential]: 'long-lived' } }));
+    expect(err).toBeInstanceOf(PermanentError);
+    expect(fake.instances()).toHaveLength(1);
   });
 
   it('spreads a group over its subnets by the instance id', () => {
