@@ -56,6 +56,7 @@ export interface GroupRow {
 
 export interface InstanceRow {
   id: string;
+  providerId: string | null;
   tenant: string;
   group: string;
   status: string;
