@@ -214,9 +214,15 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       metrics.healthReports.inc();
       options.hooks?.onHealthReport?.(instanceId, sentAt);
     },
-    // A rebalance recommendation is published (event stream) and logged; the reconciler does not act on it yet.
+    // A rebalance recommendation is published (event stream); with the group's onRebalance:
+    // replace it also asks for a replacement-first rotation, which waits for the group's budgets.
     onRebalance: (instanceId, noticeTime, where) => {
       bus.publish({ type: 'rebalance', data: { instanceId, tenant: where.tenant, group: where.group, noticeTime: noticeTime.toISOString(), at: clock.now().toISOString() } });
+      const group = configLoader.getCurrent().groups[where.tenant]?.[where.group];
+      if (group?.onRebalance !== 'replace' || !late.reconciler) return;
+      late.reconciler.operator
+        .requestDrain(instanceId, { force: false, waitForBudget: true, actor: 'cloud', why: `rebalance recommendation at ${noticeTime.toISOString()}` })
+        .catch((err: unknown) => logger.info({ instanceId, err: errorMessage(err) }, 'rebalance recommendation not acted on'));
     },
     selfService: async (instanceId, request): Promise<SelfResult> => (late.reconciler ? selfService(late.reconciler, clock, instanceId, request) : { ok: false, message: 'server starting' }),
     onReject: (reason) => metrics.agentRejects.inc({ reason }),

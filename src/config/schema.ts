@@ -148,6 +148,12 @@ const groupSchema = z.strictObject({
   template: z.string({ error: 'must name a template' }).min(1, { error: 'must name a template' }),
   drainTimeout: duration.optional(),
   maxSurge: count(0).default(1),
+  /**
+   * What a cloud's rebalance recommendation does (EC2: the instance is at elevated risk of a spot
+   * interruption): `ignore` (default), or `replace`: a replacement-first rotation under the
+   * group's budgets, as an operator drain.
+   */
+  onRebalance: z.enum(['ignore', 'replace'], { error: 'must be "ignore" or "replace"' }).optional(),
   startupTimeout: positiveDuration.optional(),
   expiry: z
     .strictObject({

@@ -63,8 +63,12 @@ export class OperatorActions {
     return until > this.ctx.clock.nowMs() ? new Date(until) : null;
   }
 
-  /** Operator drain, replacement first. Refused (409) when the budget is spent, unless `force`. */
-  async requestDrain(instanceId: string, options: { force: boolean; actor: string }): Promise<{ instanceId: string; force: boolean }> {
+  /**
+   * Operator drain, replacement first. Refused (409) when the budget is spent, unless `force`,
+   * or unless `waitForBudget`: then it is recorded and the plan starts it when the budget allows
+   * (what a cloud's rebalance recommendation asks for). `why` goes into the audit.
+   */
+  async requestDrain(instanceId: string, options: { force: boolean; actor: string; waitForBudget?: boolean; why?: string }): Promise<{ instanceId: string; force: boolean }> {
     this.requireLeader(`draining instance ${instanceId}`);
     const record = this.instance(instanceId);
     if (record.status !== 'running') throw new ConflictError(`instance ${instanceId} is ${record.status}; only a running instance can be drained`);
@@ -72,7 +76,7 @@ export class OperatorActions {
     if (protectedUntil) throw new ConflictError(`instance ${instanceId} is protected until ${protectedUntil.toISOString()}; remove the protection first`);
     const state = this.ctx.operatorState();
     if (state.get<DrainRequest>(keys.drainRequest(instanceId))) throw new ConflictError(`instance ${instanceId} already has a drain requested`);
-    if (!options.force) {
+    if (!options.force && !options.waitForBudget) {
       const budget = this.deps.plan(record.tenant, record.group).summary.disruption.budgets.operator;
       if (budget.allowed !== null && budget.allowed <= 0) {
         throw new ConflictError(`${budget.limitedBy ?? 'the disruption budget'} is spent (${budget.used} disrupted now); retry later or force the drain`);
@@ -81,7 +85,8 @@ export class OperatorActions {
     const now = this.ctx.clock.now();
     await state.set(keys.drainRequest(instanceId), { force: options.force, at: now.toISOString(), by: options.actor } satisfies DrainRequest);
     await state.set(keys.hold(instanceId), null);
-    this.audit(record, 'drainRequested', 'operator', options.actor, options.force ? 'drain requested, forced past any budget; replacement first' : 'drain requested; replacement first');
+    const how = options.force ? 'drain requested, forced past any budget; replacement first' : options.waitForBudget ? 'drain requested; replacement first, when the budget allows' : 'drain requested; replacement first';
+    this.audit(record, 'drainRequested', 'operator', options.actor, options.why ? `${options.why}: ${how}` : how);
     this.ctx.markDirty(record.tenant, record.group, 'operator', Priority.high);
     return { instanceId, force: options.force };
   }

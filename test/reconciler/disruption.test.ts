@@ -199,6 +199,28 @@ describe('operator drains', () => {
     expect(h.db.listAudit({ instanceId: c!.id }).find((x) => x.action === 'drainRequested')?.actor).toBe('operator:bob');
   });
 
+  it('records a drain that waits for the budget (a rebalance recommendation) and starts it only once the budget allows', async () => {
+    h = await new Harness({ config: group({ size: 3, maxSurge: 2, disruption: { budgets: [{ max: 1 }] } }) }).start();
+    h.reportHealthy();
+    const [a, b] = h.byStatus('running');
+    await h.reconciler.operator.requestDrain(a!.id, { force: false, actor: 'operator:alice' });
+    await h.settle();
+    // The budget is spent by a's rotation: b's request is taken, not refused, and waits.
+    await h.reconciler.operator.requestDrain(b!.id, { force: false, waitForBudget: true, actor: 'cloud', why: 'rebalance recommendation' });
+    await h.settle();
+    expect(h.live().some((i) => i.replaces === b!.id)).toBe(false);
+    expect(h.reconciler.plan('default', 'web').blocked.map((x) => x.code)).toContain('BudgetExhausted');
+    // a's rotation completes: its replacement serves, a drains and goes; then b's starts.
+    h.reportHealthy();
+    await h.settle();
+    expect(h.db.getInstance(a!.id)?.status).toBe('draining');
+    ackAll(h);
+    await h.settle();
+    expect(h.db.getInstance(a!.id)?.status).toBe('deleted');
+    expect(h.live().find((i) => i.replaces === b!.id)?.createReason).toBe('operator');
+    expect(h.db.listAudit({ instanceId: b!.id }).find((x) => x.action === 'drainRequested')?.detail).toBe('rebalance recommendation: drain requested; replacement first, when the budget allows');
+  });
+
   it('extends a drain, capped by maxDrainTimeout, and refuses to extend what is not draining', async () => {
     h = await new Harness({ config: group({ size: 2, disruption: { maxDrainTimeout: '30m' } }) }).start();
     h.reportHealthy();

@@ -52,6 +52,23 @@ describe('agent connections', () => {
     }
   });
 
+  it('answers a rebalance recommendation with a replacement-first rotation when the group says onRebalance: replace', async () => {
+    t = await new TestServer({ groups: { default: { web: { size: 1, template: 'web', onRebalance: 'replace' } } } }).start();
+    await t.settle();
+    const [inst] = t.server.db.listInstances();
+    const agent = await connect(t, inst!.id);
+    await agent.next((m) => m.type === 'welcome');
+    agent.health();
+    await expect.poll(() => t!.server.db.getInstance(inst!.id)?.healthAt, { timeout: 5_000 }).not.toBeNull();
+    agent.send({ type: 'rebalance', noticeTime: '2026-03-01T10:00:00Z' });
+    await expect.poll(() => t!.server.db.listInstances().find((i) => i.replaces === inst!.id)?.createReason, { timeout: 5_000 }).toBe('operator');
+    const requested = t.server.db.listAudit({ instanceId: inst!.id }).find((a) => a.action === 'drainRequested');
+    expect(requested?.actor).toBe('cloud');
+    expect(requested?.detail).toMatch(/^rebalance recommendation at 2026-03-01T10:00:00.000Z: drain requested; replacement first, when the budget allows$/);
+    // The old instance keeps serving until its replacement does (replacement first).
+    expect(t.server.db.getInstance(inst!.id)?.status).toBe('running');
+  });
+
   it('shows a rebalance recommendation only to tokens that see its tenant', () => {
     const event = { type: 'rebalance' as const, data: { instanceId: 'i-1', tenant: 'a', group: 'web', noticeTime: '2026-03-01T10:00:00.000Z', at: '2026-03-01T10:00:01.000Z' } };
     const scoped = (tenants: string[]) => ({ name: 'x', role: 'viewer' as const, tenants: new Set(tenants), legacy: false });
