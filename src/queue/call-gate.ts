@@ -75,8 +75,13 @@ function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-/** The slowest an adaptive rate goes (calls/s): one call every ten seconds still learns. */
-const MIN_ADAPTIVE_RATE = 0.1;
+/**
+ * The slowest an adaptive rate goes (calls/s). A kind that makes few calls has few accepted in
+ * the last second when it is throttled (a list at start: none), and half of that would stall it
+ * for many seconds; at the floor a provider that is slower still throttles again, and the call
+ * waits its turn once more.
+ */
+const MIN_ADAPTIVE_RATE = 1;
 const ACCEPTED_WINDOW_MS = 1_000;
 /** Additive increase: calls/s gained per second of accepted calls (or 5 % of the rate if more). */
 const INCREASE_PER_SECOND = 0.5;

@@ -213,6 +213,26 @@ describe('Drover on EC2 (fake EC2 and IMDS, real SDK, real agents)', () => {
     console.log(`spot notice timeline: notice → replacement healthy ${replacementHealthyAt - noticeAt} ms, → old instance terminated ${goneAt - noticeAt} ms (deadline 120000 ms)`);
   }, 150_000);
 
+  it('rides out a throttling storm and a type with no spot capacity: every instance launched once, on the next type, with the fallback in the audit', async () => {
+    cloud = new Cloud();
+    await cloud.start();
+    cloud.ec2.setCapacity('m7i.large', { spot: 0 });
+    cloud.ec2.setBucket('RunInstances', { burst: 2, refillPerSecond: 2 });
+    cloud.ec2.setBucket('DescribeInstances', { burst: 5, refillPerSecond: 5 });
+    server = new Ec2Server(cloud);
+    await server.writeConfig(8);
+    await server.start();
+    const rows = await waitFor('8 healthy instances', () => server.healthy(), (r) => r.length === 8, 90_000);
+    const live = cloud.live();
+    expect(live).toHaveLength(8);
+    expect(new Set(cloud.ec2.instances().map((i) => i.clientToken)).size).toBe(cloud.ec2.instances().length);
+    expect(live.every((i) => i.instanceType === 'm6i.large' && i.market === 'spot')).toBe(true);
+    expect(cloud.ec2.count('RunInstances', { error: 'RequestLimitExceeded' })).toBeGreaterThan(0);
+    console.log(`throttling storm: ${cloud.ec2.calls.length} EC2 calls, ${cloud.ec2.count('RunInstances')} RunInstances (${cloud.ec2.count('RunInstances', { error: 'InsufficientInstanceCapacity' })} without capacity), throttled: ${cloud.ec2.count('RunInstances', { error: 'RequestLimitExceeded' })} RunInstances, ${cloud.ec2.count('DescribeInstances', { error: 'RequestLimitExceeded' })} DescribeInstances`);
+    const audit = (await (await fetch(`${server.url}/v1/audit?instanceId=${rows[0]!.id}`)).json()) as Array<{ action: string; detail: string | null }>;
+    expect(audit.find((e) => e.action === 'created')?.detail).toMatch(/m6i\.large, spot; tried first: m7i\.large, spot: InsufficientInstanceCapacity/);
+  }, 150_000);
+
   it('launches no duplicate when the server is killed mid scale-up and restarted, and adopts everything from tags after its database is lost', async () => {
     cloud = new Cloud();
     await cloud.start();
