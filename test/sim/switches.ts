@@ -12,6 +12,7 @@ import { vi } from 'vitest';
 import { isRetryable } from '../../src/errors/index.js';
 import { TAG } from '../../src/providers/index.js';
 import { SimProvider } from '../../src/providers/sim/index.js';
+import { CallGate } from '../../src/queue/call-gate.js';
 import { Priority } from '../../src/queue/priority.js';
 import { KeyedWorkQueue } from '../../src/queue/work-queue.js';
 import { Executor, checkEvent } from '../../src/reconciler/executor.js';
@@ -166,9 +167,15 @@ export const SWITCHES = {
    * shown the plan's leaving instances without those targets. The store's lifecycle
    * (`LocalDb.transition`, added since) would refuse the second drain on its own: a second
    * defence, with its own tests; it is lifted for that one move so that the seed shows what the
-   * plan's fix holds.
+   * plan's fix holds. Seed 14 reaches the double drain only on the timing it was found with: a
+   * throttled create did not pause the call gate, because the instance manager wraps the
+   * provider's ThrottledError and the executor did not look inside (fixed with the EC2 provider:
+   * `isThrottled`). That pause is lifted too; seed 14 keeps every invariant without it when the
+   * plan's fix is in place (checked when this was written), and 240 other seeds with the switch
+   * on showed no double drain.
    */
   victimsIncludeRotationTargets(): void {
+    vi.spyOn(CallGate.prototype, 'backOff').mockImplementation(() => undefined);
     const original = sizeModule.sizeActions;
     vi.spyOn(sizeModule, 'sizeActions').mockImplementation((frame, view, removalPending) => {
       if (frame.input.settings !== null && frame.size > 0) return original(frame, view, removalPending);
