@@ -3,7 +3,7 @@
  * elector, and wires the reconciler, the agent hub, the admin API and the metrics together.
  * `drover server` is a thin shell around `startDroverServer`.
  */
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,6 +98,13 @@ async function providerFor(config: DroverConfig, dataDir: string, clock: Clock, 
     }
     return new AwsProvider({ client, clock, logger: logger.child({ component: 'aws-provider' }), notFoundGraceMs: p.notFoundGrace, ...(config.agent.install ? { agentInstall: config.agent.install } : {}) });
   }
+  if (p.kind === 'hetzner') {
+    const { HcloudClient, HetznerProvider } = await import('../providers/hetzner/index.js');
+    const token = hetznerToken(p.tokenFile);
+    const endpoint = p.endpoint ?? process.env.HCLOUD_ENDPOINT ?? 'https://api.hetzner.cloud/v1';
+    const client = new HcloudClient({ endpoint, token, timeoutMs: p.callTimeout });
+    return new HetznerProvider({ client, clock, logger: logger.child({ component: 'hetzner-provider' }), ...(config.agent.install ? { agentInstall: config.agent.install } : {}) });
+  }
   const { LocalProvider } = await import('../providers/local/index.js');
   return new LocalProvider({
     stateDir: resolve(p.stateDir ?? join(dataDir, 'local')),
@@ -126,6 +133,23 @@ export function agentUserData(
       ? { [USER_DATA.instanceId]: instanceId, [USER_DATA.bootstrapToken]: parts.bootstrap.issue(instanceId) }
       : { [USER_DATA.agentCredential]: parts.credentials.issue(instanceId) };
   return { [USER_DATA.server]: parts.servers, ...secret, ...parts.tls?.agentUserData() };
+}
+
+/** The Hetzner API token: from `provider.tokenFile`, else HCLOUD_TOKEN. Refuses to start without one. */
+function hetznerToken(tokenFile: string | undefined): string {
+  if (tokenFile) {
+    let text: string;
+    try {
+      text = readFileSync(tokenFile, 'utf8').trim();
+    } catch (err) {
+      throw new SettingError(doing(`reading provider.tokenFile ${tokenFile}`, err), err);
+    }
+    if (text.length === 0) throw new SettingError(`reading provider.tokenFile ${tokenFile}: the file is empty`);
+    return text;
+  }
+  const env = process.env.HCLOUD_TOKEN?.trim();
+  if (!env) throw new SettingError('starting the Hetzner provider: no API token (set provider.tokenFile or HCLOUD_TOKEN)');
+  return env;
 }
 
 /** Serves a workload's request (through its agent) with the operator actions, as the instance itself. */

@@ -9,3 +9,5 @@ export type { Quantity, VoluntaryReason } from './schema.js';
 export type { ConfigInput } from './schema.js';
 export { AWS_CAPACITY_MODES, EC2_TAGS_PER_RESOURCE_MAX, EC2_TAG_KEY_MAX, EC2_TAG_VALUE_MAX, EC2_USER_DATA_MAX_BYTES, awsTemplateSchema } from './aws-template.js';
 export type { AwsCapacityMode, AwsTemplate } from './aws-template.js';
+export { HETZNER_USER_DATA_MAX_BYTES, hetznerTemplateSchema } from './hetzner-template.js';
+export type { HetznerTemplate } from './hetzner-template.js';

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { cronProblem } from './cron.js';
 import { parseDuration } from './duration.js';
 import { awsTemplateSchema } from './aws-template.js';
+import { hetznerTemplateSchema } from './hetzner-template.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const NAME_RULE = 'must be 1-63 letters, digits, "_", "." or "-", starting with a letter or digit';
@@ -255,7 +256,7 @@ const serverSchema = z.strictObject({
 });
 
 const providerSchema = z.strictObject({
-  kind: z.enum(['local', 'sim', 'aws'], { error: 'must be "local", "sim" or "aws"' }).default('local'),
+  kind: z.enum(['local', 'sim', 'aws', 'hetzner'], { error: 'must be "local", "sim", "aws" or "hetzner"' }).default('local'),
   /** The provider API's rate limit; Drover spaces its calls to stay under it. 0 = none. */
   maxCallsPerSecond: z.number({ error: 'must be a number' }).min(0, { error: 'must be >= 0' }).default(0),
   maxConcurrentCalls: count(1).default(64),
@@ -279,8 +280,13 @@ const providerSchema = z.strictObject({
     .string()
     .regex(/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/, { error: 'must be an AWS region such as "eu-central-1"' })
     .optional(),
-  /** AWS: the EC2 API endpoint (else AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL, else the region's). */
+  /**
+   * The cloud API's endpoint. AWS: else AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL, else the
+   * region's. Hetzner: else HCLOUD_ENDPOINT, else https://api.hetzner.cloud/v1.
+   */
   endpoint: z.url({ error: 'must be a URL such as "https://ec2.eu-central-1.amazonaws.com"' }).optional(),
+  /** Hetzner: a file holding the API token (else HCLOUD_TOKEN). Never the token itself in the config. */
+  tokenFile: z.string().min(1).optional(),
   /**
    * AWS: how long after a launch EC2 may still say the instance does not exist (its API is
    * eventually consistent); until then a "not found" is retried, never taken as "vanished".
@@ -354,11 +360,12 @@ export const configSchema = z
     if (cfg.leader.kind === 'etcd' && cfg.leader.endpoints.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['leader', 'endpoints'], message: 'must list at least one etcd endpoint when kind is "etcd"' });
     }
-    if (cfg.provider.kind === 'aws') {
-      // Templates are free-form until the provider is known: an aws template is checked here,
+    if (cfg.provider.kind === 'aws' || cfg.provider.kind === 'hetzner') {
+      // Templates are free-form until the provider is known: a cloud's template is checked here,
       // so a bad field is refused at load with its path, not at the first launch.
+      const schema = cfg.provider.kind === 'aws' ? awsTemplateSchema : hetznerTemplateSchema;
       for (const [name, template] of Object.entries(cfg.templates)) {
-        const parsed = awsTemplateSchema.safeParse(template);
+        const parsed = schema.safeParse(template);
         if (parsed.success) continue;
         for (const issue of parsed.error.issues) {
           const path = ['templates', name, ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))];

@@ -5,7 +5,7 @@
  * each mutation with the epoch it was made in. Reads pass through.
  */
 import { NotLeaderError } from '../errors/index.js';
-import type { AgentBootstrap, Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus } from '../providers/index.js';
+import type { AgentBootstrap, Provider, ProviderCreateRequest, ProviderInstance, ProviderStatus, RateLimitState } from '../providers/index.js';
 import type { Logger } from '../logging/index.js';
 
 export interface ProviderGuard {
@@ -17,6 +17,7 @@ export class FencedProvider implements Provider {
   readonly kind: string;
   readonly agentBootstrap?: AgentBootstrap;
   readonly setTags?: (providerId: string, tags: Record<string, string>) => Promise<void>;
+  readonly watchRateLimit?: (listener: (state: RateLimitState) => void) => void;
 
   constructor(
     private readonly inner: Provider,
@@ -25,6 +26,9 @@ export class FencedProvider implements Provider {
   ) {
     this.kind = inner.kind;
     if (inner.agentBootstrap !== undefined) this.agentBootstrap = inner.agentBootstrap;
+    // Reads of the budget are not mutations: passed through unguarded.
+    const watch = inner.watchRateLimit?.bind(inner);
+    if (watch) this.watchRateLimit = watch;
     const setTags = inner.setTags?.bind(inner);
     if (setTags) {
       this.setTags = async (providerId, tags) => {

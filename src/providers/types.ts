@@ -96,6 +96,14 @@ export interface ProviderCreateRequest {
   userData?: Record<string, string>;
 }
 
+/** A provider's rate-limit budget as its last answer gave it. */
+export interface RateLimitState {
+  limit: number;
+  remaining: number;
+  /** Epoch ms when the budget is full again. */
+  resetAtMs: number;
+}
+
 export interface ProviderInstance {
   providerId: string;
   status: ProviderStatus;
@@ -125,4 +133,9 @@ export interface Provider {
   list(tags: Record<string, string>): Promise<ProviderInstance[]>;
   /** Writes tags on an instance (drain bookkeeping). Optional: providers without tags skip it. */
   setTags?(providerId: string, tags: Record<string, string>): Promise<void>;
+  /**
+   * For a cloud whose answers say how many calls its budget has left (Hetzner's `RateLimit-*`
+   * headers): `listener` gets each answer's figures, and the call gate paces itself by them.
+   */
+  watchRateLimit?(listener: (state: RateLimitState) => void): void;
 }

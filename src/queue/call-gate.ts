@@ -20,6 +20,11 @@
  *   spends what was saved, so the sawtooth costs little time and one throttle per tooth. Clouds limit each action separately (EC2 has a bucket for
  *   RunInstances, one for TerminateInstances, one for reads), so each kind has its own rate. A
  *   call throttled `maxThrottleRetries` times fails with its ThrottledError.
+ * - Provider budget (`observeBudget`): a provider that says in its answers how many calls it has
+ *   left (Hetzner's `RateLimit-Remaining`, and when the budget is full again) is held to it: the
+ *   gate counts down from the last figure, refills at the rate the figures imply, and keeps a
+ *   reserve (2 % of the limit, at least 1), spacing calls at the refill rate once the reserve is
+ *   reached — it slows down before the limit instead of after a refusal.
  * Waiting happens on the injected clock; nothing sleeps inside a worker.
  */
 import type { Clock, TimerHandle } from '../clock/index.js';
@@ -109,6 +114,8 @@ export class CallGate {
   private readonly maxThrottleRetries: number;
   private readonly lanes = new Map<CallKind, Lane>(CALL_KINDS.map((k) => [k, { rate: Number.POSITIVE_INFINITY, tat: 0, lastCutAt: Number.NEGATIVE_INFINITY, accepted: [] }]));
   private throttled = 0;
+  /** The provider's own budget, when it reports one (observeBudget). */
+  private budget: { limit: number; tokens: number; at: number; perMs: number } | null = null;
 
   constructor(options: CallGateOptions) {
     this.clock = options.clock;
@@ -244,6 +251,33 @@ export class CallGate {
     return at;
   }
 
+  /**
+   * The provider said how many calls it has left (`remaining` of `limit`) and when its budget is
+   * full again (`resetAtMs`, epoch ms on this gate's clock). Figures that make no sense are ignored.
+   */
+  observeBudget(state: { limit: number; remaining: number; resetAtMs: number }): void {
+    const { limit, remaining, resetAtMs } = state;
+    if (!(limit > 0) || !(remaining >= 0) || remaining > limit || !Number.isFinite(resetAtMs)) return;
+    const now = this.clock.nowMs();
+    // The refill rate the figures imply: what is missing comes back by the reset time.
+    const missing = limit - remaining;
+    const perMs = missing > 0 && resetAtMs > now ? missing / (resetAtMs - now) : (this.budget?.perMs ?? 0);
+    this.budget = { limit, tokens: remaining, at: now, perMs };
+    this.pump();
+  }
+
+  /** When the next call may start by the provider's budget (its reserve kept). */
+  private budgetReadyAt(now: number): number {
+    const b = this.budget;
+    if (!b) return Number.NEGATIVE_INFINITY;
+    const reserve = Math.max(1, Math.ceil(b.limit * 0.02));
+    const tokens = Math.min(b.limit, b.tokens + (now - b.at) * b.perMs);
+    if (tokens >= reserve + 1) return Number.NEGATIVE_INFINITY;
+    // No refill known: wait for the next figure (any call in flight brings one), at most a second.
+    if (b.perMs <= 0) return this.inFlight > 0 ? Number.POSITIVE_INFINITY : now + 1_000;
+    return now + (reserve + 1 - tokens) / b.perMs;
+  }
+
   /** Pauses every call for `ms` (the provider said we were too fast). */
   backOff(ms: number): void {
     this.pausedUntil = Math.max(this.pausedUntil, this.clock.nowMs() + ms);
@@ -290,6 +324,12 @@ export class CallGate {
         this.wakeAt(this.tat - this.intervalMs);
         return;
       }
+      const budgetAt = this.budgetReadyAt(now);
+      if (budgetAt > now) {
+        // Infinity: a call in flight will answer with new figures, and its end pumps.
+        if (Number.isFinite(budgetAt)) this.wakeAt(budgetAt);
+        return;
+      }
       const ready = new Map<CallKind, number>(CALL_KINDS.map((k) => [k, this.readyAt(k)]));
       // Creates at their concurrency limit wait for one to finish (which pumps), not for a time.
       const createsFull = this.createsInFlight >= this.maxConcurrentCreates;
@@ -302,6 +342,11 @@ export class CallGate {
         return;
       }
       if (this.intervalMs > 0) this.tat = Math.max(this.tat, now) + this.intervalMs;
+      if (this.budget) {
+        // Counted down here; the answer's figures correct it.
+        this.budget.tokens = Math.min(this.budget.limit, this.budget.tokens + (now - this.budget.at) * this.budget.perMs) - 1;
+        this.budget.at = now;
+      }
       if (call.kind === 'create') this.lastCreateAt = now;
       const lane = this.lane(call.kind);
       if (this.adaptive && Number.isFinite(lane.rate)) lane.tat = Math.max(lane.tat, now) + 1000 / lane.rate;

@@ -127,6 +127,8 @@ export class Reconciler {
       createGapMs: options.createRateLimitMs ?? config.shard.createRateLimit,
       adaptive: config.provider.adaptiveRate,
     });
+    // A provider that reports its remaining budget paces the gate (slowing before its limit).
+    options.provider.watchRateLimit?.((state) => this.gate.observeBudget(state));
     const healthWindow = (): number => 2 * this.opts.configLoader.getCurrent().shard.healthCheckInterval;
     this.recent = new RecentEvents(this.clock, healthWindow);
     this.firstHealth = new FirstHealthReplans(this.clock, options.firstHealthReplanIntervalMs ?? 0, (tenant, group) => this.markDirty(tenant, group, 'healthy', Priority.normal));

@@ -13,6 +13,7 @@ import { CliError, EXIT } from '../../src/cli/client.js';
 import * as configModule from '../../src/config/index.js';
 import * as catalogue from '../../src/errors/index.js';
 import * as awsErrors from '../../src/providers/aws/errors.js';
+import * as hcloudClient from '../../src/providers/hetzner/client.js';
 import { DroverError, ERROR_CODES, HIDDEN_STATUS, HTTP_STATUS, type ErrorCode } from '../../src/errors/index.js';
 import * as lifecycle from '../../src/store/lifecycle.js';
 
@@ -25,6 +26,7 @@ const MODULES: Record<string, Record<string, unknown>> = {
   'src/config/index.ts': configModule,
   'src/store/lifecycle.ts': lifecycle,
   'src/providers/aws/errors.ts': awsErrors,
+  'src/providers/hetzner/client.ts': hcloudClient,
 };
 
 type ErrorClass = new (...args: unknown[]) => DroverError;
@@ -52,6 +54,7 @@ const SAMPLES: Record<string, unknown[][]> = {
   ForbiddenError: [['requests from origin http://evil.example are refused']],
   MisdirectedRequestError: [['this server does not answer to the name evil.example']],
   IllegalTransitionError: [['i-1', 'deleted', 'running', 'created']],
+  HcloudError: [['Hetzner POST /servers', 412, 'resource_unavailable', 'server type cx32 unavailable in fsn1'], ['Hetzner POST /servers', 422, 'invalid_input', 'invalid input in field name']],
   CapacityError: [['RunInstances for i-1 (m7i.large, on-demand): InsufficientInstanceCapacity: no capacity', 'InsufficientInstanceCapacity', new Error('no capacity')]],
 };
 

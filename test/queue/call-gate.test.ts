@@ -465,4 +465,67 @@ describe('CallGate', () => {
       expect(attempts).toBe(4);
     });
   });
+
+  describe('provider budget (rate-limit figures in answers)', () => {
+    it('slows down before the provider\'s limit: no call refused, the reserve kept, the pace then the refill rate', async () => {
+      const clock = new ManualClock(new Date(T0));
+      const gate = new CallGate({ clock });
+      // Hetzner's shape, scaled: 100 calls, one back a second; answers carry the figures.
+      const limit = 100;
+      let tokens = limit;
+      let at = clock.nowMs();
+      let refused = 0;
+      let lowest = limit;
+      const answer = (): void => {
+        const now = clock.nowMs();
+        tokens = Math.min(limit, tokens + (now - at) / 1000);
+        at = now;
+        const resetAtMs = now + (limit - tokens) * 1000;
+        gate.observeBudget({ limit, remaining: Math.floor(tokens), resetAtMs });
+      };
+      let done = 0;
+      const count = 160;
+      for (let i = 0; i < count; i++) {
+        void gate
+          .run('read', Priority.normal, async () => {
+            const now = clock.nowMs();
+            tokens = Math.min(limit, tokens + (now - at) / 1000);
+            at = now;
+            if (tokens < 1) {
+              refused++;
+              answer();
+              throw new ThrottledError('GET /servers');
+            }
+            tokens -= 1;
+            lowest = Math.min(lowest, tokens);
+            answer();
+          })
+          .catch(() => undefined)
+          .finally(() => done++);
+      }
+      const start = clock.nowMs();
+      while (done < count && clock.nowMs() - start < 300_000) {
+        await flush();
+        await clock.advance(100);
+      }
+      expect(done).toBe(count);
+      expect(refused).toBe(0);
+      // The reserve (2 % of 100 = 2) is never spent.
+      expect(lowest).toBeGreaterThanOrEqual(1);
+      // 98 at once, then the other 62 at the refill rate: about a minute, not all at once.
+      const elapsed = clock.nowMs() - start;
+      expect(elapsed).toBeGreaterThanOrEqual(55_000);
+      expect(elapsed).toBeLessThanOrEqual(75_000);
+    });
+
+    it('ignores figures that make no sense', async () => {
+      const clock = new ManualClock(new Date(T0));
+      const gate = new CallGate({ clock });
+      gate.observeBudget({ limit: 0, remaining: 0, resetAtMs: T0 });
+      gate.observeBudget({ limit: 10, remaining: 11, resetAtMs: T0 });
+      gate.observeBudget({ limit: 10, remaining: Number.NaN, resetAtMs: T0 });
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => gate.run('read', Priority.normal, async () => i)));
+      expect(results).toHaveLength(20);
+    });
+  });
 });
