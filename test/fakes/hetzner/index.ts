@@ -18,4 +18,4 @@ export { Catalog, DEFAULT_IMAGES, DEFAULT_LOCATIONS, DEFAULT_SERVER_TYPES, type 
 export { HcloudError, STATUS, statusFor } from './errors.js';
 export { checkLabels, labelKeyProblem, labelValueProblem, matchesSelector, parseLabelSelector, type Requirement } from './labels.js';
 export { FakeHetznerMetadata, type FakeHetznerMetadataOptions, type MetadataRequest, type MetadataServer } from './metadata.js';
-export { hcloud, ManualClock } from './http.js';
+export { hcloud, type HcloudAnswer, type HcloudClient, ManualClock } from './http.js';
