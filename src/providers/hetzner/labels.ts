@@ -8,7 +8,9 @@
  * `2026-12-06T09:01:00.000Z`) do not fit as they are.
  *
  * Contract:
- * - Keys: `drover:<name>` ↔ `drover/<name>`; any other key must already be a valid label key.
+ * - Keys: `<prefix>:<name>` ↔ `<prefix>/<name>` when the prefix is one DNS label (`drover:shard`
+ *   ↔ `drover/shard`); any other key must already be a valid label key. So a label someone else
+ *   wrote with a one-label prefix (`team/owner`) reads back as `team:owner`.
  * - Values: a value that is a valid label value and does not start with `b32-` is kept as it is
  *   (names, ids, hashes, reasons: what label selectors match on). Any other value is written as
  *   `b32-` + its UTF-8 bytes in lowercase RFC 4648 base32hex without padding, which is valid and
@@ -22,8 +24,9 @@ import { InvalidRequestError, PermanentError } from '../../errors/index.js';
 export const LABEL_VALUE_MAX = 63;
 export const LABEL_NAME_MAX = 63;
 const ENCODED_PREFIX = 'b32-';
-const DROVER_PREFIX = 'drover:';
-const LABEL_PREFIX = 'drover/';
+/** `prefix:name` keys: the prefix one DNS label. */
+const COLON_KEY = /^([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?):(.+)$/;
+const SLASH_KEY = /^([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\/(.+)$/;
 /** Letters and digits at both ends, '-', '_' and '.' also inside. */
 const SEGMENT = /^(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?)?$/;
 const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$/;
@@ -79,7 +82,8 @@ function fromBase32hex(text: string): Uint8Array | null {
 
 /** The label key for a tag key. */
 export function labelKey(tagKey: string): string {
-  const key = tagKey.startsWith(DROVER_PREFIX) ? LABEL_PREFIX + tagKey.slice(DROVER_PREFIX.length) : tagKey;
+  const colon = COLON_KEY.exec(tagKey);
+  const key = colon ? `${colon[1]}/${colon[2]}` : tagKey;
   if (!isLabelKey(key)) throw new PermanentError(new InvalidRequestError(`labelling: tag key "${tagKey.slice(0, 80)}" cannot be a Hetzner label key`));
   return key;
 }
@@ -104,7 +108,8 @@ export function labelsFromTags(tags: Record<string, string>): Record<string, str
 export function tagsFromLabels(labels: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(labels)) {
-    const key = k.startsWith(LABEL_PREFIX) ? DROVER_PREFIX + k.slice(LABEL_PREFIX.length) : k;
+    const slash = SLASH_KEY.exec(k);
+    const key = slash ? `${slash[1]}:${slash[2]}` : k;
     let value = v;
     if (v.startsWith(ENCODED_PREFIX)) {
       const bytes = fromBase32hex(v.slice(ENCODED_PREFIX.length));

@@ -56,10 +56,12 @@ describe('Hetzner labels from Drover tags', () => {
     expect(() => labelsFromTags({ [TAG.group]: `${'a'.repeat(62)}-` })).toThrow(PermanentError);
     expect(() => labelsFromTags({ [TAG.group]: `${'a'.repeat(62)}-` })).toThrow(/drover:group/);
     expect(() => labelsFromTags({ 'no spaces': 'x' })).toThrow(/cannot be a Hetzner label key/);
+    expect(() => labelsFromTags({ 'a.b:c': 'x' })).toThrow(/cannot be a Hetzner label key/);
   });
 
   it('leaves labels that are not Drover\'s as they are, and builds a selector from the encoded labels', () => {
-    expect(tagsFromLabels({ env: 'prod', 'b32-ish': 'b32-zzz!' })).toEqual({ env: 'prod', 'b32-ish': 'b32-zzz!' });
+    expect(tagsFromLabels({ env: 'prod', 'b32-ish': 'b32-zzz!', 'example.com/owner': 'ops' })).toEqual({ env: 'prod', 'b32-ish': 'b32-zzz!', 'example.com/owner': 'ops' });
+    expect(tagsFromLabels(labelsFromTags({ 'team:owner': 'ops' }))).toEqual({ 'team:owner': 'ops' });
     expect(labelSelector({ [TAG.shard]: 'eu1', [TAG.group]: 'web' })).toBe('drover/shard=eu1,drover/group=web');
   });
 });
