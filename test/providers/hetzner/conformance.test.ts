@@ -25,7 +25,7 @@ describeProviderConformance('hetzner (fake Hetzner Cloud API)', async () => {
   const provider = new HetznerProvider({ client: new HcloudClient({ endpoint, token: DEFAULT_TOKEN, timeoutMs: 10_000 }), clock });
   const inject = (op: ProviderOperation, status: number, code: string, message: string): void => {
     const { method, route } = ROUTES[op];
-    fake.failNext(method, route as never, { status, code, message });
+    fake.failNext(method, route, { status, code, message });
   };
   const faults: Record<InjectedFault, (op: ProviderOperation) => void> = {
     throttled: (op) => inject(op, 429, 'rate_limit_exceeded', 'limit of 3600 requests per hour reached'),
