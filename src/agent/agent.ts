@@ -6,7 +6,8 @@
  *   leader hints, server silence, welcome, refusals and giving up).
  * - health-reporter.ts: `health` every interval while the instance is healthy.
  * - drain-runner.ts: the drain command, `drainAck`, automatic extensions, cancellation.
- * - notice-watcher.ts: termination notices (a watcher chosen by the config, and their sending).
+ * - notice-watcher.ts: termination notices (a watcher chosen by the config, none with `metadata:
+ *   hetzner`; and their sending).
  * - self-forwarder.ts: the self-service socket's requests (self-socket.ts) and their answers.
  *
  * Contracts of the whole:

@@ -6,8 +6,9 @@
  * Contracts:
  * - Known at once. `knownCredential(config)` is the config's credential, else the credential
  *   file's content (a file others may read is made 0600 and warned about); then no exchange.
- * - Exchange. Otherwise, with `bootstrapToken`, `obtain()` reads the machine's id (EC2: the IMDS
- *   instance-id) and posts `{ instanceId, token, providerId }` to `<server>/v1/agent/bootstrap`,
+ * - Exchange. Otherwise, with `bootstrapToken`, `obtain()` reads the machine's id (`metadata`
+ *   `ec2`: the IMDS instance-id; `hetzner`: the server id from Hetzner Cloud's server metadata,
+ *   hetzner-metadata.ts) and posts `{ instanceId, token, providerId }` to `<server>/v1/agent/bootstrap`,
  *   the servers in turn. With `https://` servers, TLS is verified as for the WebSocket
  *   (`serverCa`, else the system's CAs) and the client certificate is presented when configured.
  * - Retries. A network error, a timeout (10 s per request), a 5xx (503: the server does not know
@@ -35,6 +36,7 @@ import { errorMessage } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { backoffDelayMs } from '../util/backoff.js';
 import type { AgentConfig } from './config.js';
+import { HetznerMetadataClient, hetznerMetadataEndpoint } from './hetzner-metadata.js';
 import { ImdsClient, imdsEndpoint } from './imds.js';
 import { AGENT_BOOTSTRAP_PATH, bootstrapAnswerSchema, type BootstrapRequest } from './protocol.js';
 
@@ -45,7 +47,7 @@ const MAX_CREDENTIAL_BYTES = 4 * 1024;
 
 export type CredentialConfig = Pick<
   AgentConfig,
-  'instanceId' | 'servers' | 'credential' | 'credentialFile' | 'bootstrapToken' | 'metadata' | 'imds' | 'serverCa' | 'clientCert' | 'clientKey'
+  'instanceId' | 'servers' | 'credential' | 'credentialFile' | 'bootstrapToken' | 'metadata' | 'imds' | 'hetznerMetadata' | 'serverCa' | 'clientCert' | 'clientKey'
 >;
 
 /** How `obtain()` ended. */
@@ -56,7 +58,7 @@ export interface CredentialSourceOptions {
   clock: Clock;
   logger: Logger;
   random: () => number;
-  /** The machine's id at its cloud (default, with `metadata: ec2`: the IMDS instance-id). */
+  /** The machine's id at its cloud (default: with `metadata: ec2` the IMDS instance-id, with `hetzner` the server id). */
   providerId?: () => Promise<string>;
   /** Backoff: the first delay and the cap. Default 500 and 30 000. */
   retryInitialMs?: number;
@@ -218,7 +220,8 @@ export class CredentialSource {
     const { config, clock } = this.options;
     if (this.options.providerId) return this.options.providerId();
     if (config.metadata === 'ec2') return new ImdsClient({ endpoint: imdsEndpoint(config.imds?.endpoint), clock }).instanceId();
-    return Promise.reject(new Error('the agent config names no metadata that gives the machine id (metadata: ec2)'));
+    if (config.metadata === 'hetzner') return new HetznerMetadataClient({ endpoint: hetznerMetadataEndpoint(config.hetznerMetadata?.endpoint), clock }).instanceId();
+    return Promise.reject(new Error('the agent config names no metadata that gives the machine id (metadata: ec2 or hetzner)'));
   }
 
   /** The index of the configured server `target` names (a redirect's full URL, or a leader's base URL), or -1. */

@@ -7,7 +7,8 @@
  * or, on its first start, obtained by exchanging its one-time `bootstrapToken` (a cloud whose user
  * data others can read; bootstrap.ts). Instance metadata (termination notices, rebalance
  * recommendations, the cloud's id of the machine) comes from `metadata`: `file` (the local
- * provider's `noticeFile`) or `ec2` (IMDSv2 at `imds.endpoint`).
+ * provider's `noticeFile`), `ec2` (IMDSv2 at `imds.endpoint`) or `hetzner` (Hetzner Cloud's
+ * server metadata at `hetznerMetadata.endpoint`: the server id, and no notices).
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
@@ -30,20 +31,26 @@ export const agentConfigSchema = z.strictObject({
   /**
    * A one-time token (userData DROVER_BOOTSTRAP_TOKEN) the agent exchanges for its credential at
    * its first start (POST /v1/agent/bootstrap with the machine's id from `metadata`). Needs
-   * `credentialFile`, and a `metadata` that knows the machine's id (`ec2`).
+   * `credentialFile`, and a `metadata` that knows the machine's id (`ec2` or `hetzner`).
    */
   bootstrapToken: z.string().regex(/^[A-Za-z0-9_-]{16,256}$/, { error: 'must be a bootstrap token (16-256 base64url characters)' }).optional(),
   /**
    * Where the agent learns about its machine: `file` (absent means this: termination notices from
-   * `noticeFile`, as the local provider writes them) or `ec2` (IMDSv2: spot interruption notices,
-   * rebalance recommendations and the machine's instance id).
+   * `noticeFile`, as the local provider writes them), `ec2` (IMDSv2: spot interruption notices,
+   * rebalance recommendations and the machine's instance id) or `hetzner` (Hetzner Cloud's server
+   * metadata: the machine's server id; Hetzner has no termination notices, so no notice watcher).
    */
-  metadata: z.enum(['file', 'ec2'], { error: 'must be "file" or "ec2"' }).optional(),
+  metadata: z.enum(['file', 'ec2', 'hetzner'], { error: 'must be "file", "ec2" or "hetzner"' }).optional(),
   /**
    * IMDSv2 (`metadata: ec2`): its base URL (may carry a path prefix). Default: the environment's
    * AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254.
    */
   imds: z.strictObject({ endpoint: z.url({ error: 'must be an http:// URL such as "http://169.254.169.254"' }).optional() }).optional(),
+  /**
+   * Hetzner Cloud's server metadata (`metadata: hetzner`): its base URL (may carry a path prefix).
+   * Default: the environment's DROVER_HETZNER_METADATA_ENDPOINT, else http://169.254.169.254.
+   */
+  hetznerMetadata: z.strictObject({ endpoint: z.url({ error: 'must be an http:// URL such as "http://169.254.169.254"' }).optional() }).optional(),
   /** The workload: started and supervised by the agent; health is reported only while it runs. */
   command: command.optional(),
   /** Run when a drain starts; exit 0 acknowledges the drain. */
@@ -88,11 +95,16 @@ export const agentConfigSchema = z.strictObject({
     ctx.addIssue({ code: 'custom', path: ['credential'], message: 'give exactly one of credential and credentialFile (with bootstrapToken for the first start)' });
   }
   if (c.bootstrapToken !== undefined && c.credentialFile === undefined) ctx.addIssue({ code: 'custom', path: ['bootstrapToken'], message: 'needs credentialFile: where the credential it is exchanged for is kept' });
-  if (c.bootstrapToken !== undefined && c.metadata !== 'ec2') ctx.addIssue({ code: 'custom', path: ['bootstrapToken'], message: 'needs metadata "ec2": the exchange proves the machine by the id its metadata gives' });
+  if (c.bootstrapToken !== undefined && c.metadata !== 'ec2' && c.metadata !== 'hetzner') {
+    ctx.addIssue({ code: 'custom', path: ['bootstrapToken'], message: 'needs metadata "ec2" or "hetzner": the exchange proves the machine by the id its metadata gives' });
+  }
   if (c.imds !== undefined && c.metadata !== 'ec2') ctx.addIssue({ code: 'custom', path: ['imds'], message: 'is read only with metadata "ec2"' });
+  if (c.hetznerMetadata !== undefined && c.metadata !== 'hetzner') ctx.addIssue({ code: 'custom', path: ['hetznerMetadata'], message: 'is read only with metadata "hetzner"' });
   if (c.noticeFile !== undefined && c.metadata === 'ec2') ctx.addIssue({ code: 'custom', path: ['noticeFile'], message: 'is read only with metadata "file" (with "ec2", notices come from IMDS)' });
-  for (const url of c.imds?.endpoint === undefined ? [] : [c.imds.endpoint]) {
-    if (!url.startsWith('http://') && !url.startsWith('https://')) ctx.addIssue({ code: 'custom', path: ['imds', 'endpoint'], message: 'must be an http:// or https:// URL' });
+  if (c.noticeFile !== undefined && c.metadata === 'hetzner') ctx.addIssue({ code: 'custom', path: ['noticeFile'], message: 'is read only with metadata "file" (Hetzner Cloud has no termination notices)' });
+  for (const [key, url] of [['imds', c.imds?.endpoint], ['hetznerMetadata', c.hetznerMetadata?.endpoint]] as const) {
+    // A value that is no URL at all was reported by its field already.
+    if (url !== undefined && URL.canParse(url) && !url.startsWith('http://') && !url.startsWith('https://')) ctx.addIssue({ code: 'custom', path: [key, 'endpoint'], message: 'must be an http:// or https:// URL' });
   }
 });
 

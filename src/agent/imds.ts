@@ -22,7 +22,8 @@
  */
 import { z } from 'zod';
 import type { Clock } from '../clock/index.js';
-import { InvalidRequestError, TimeoutError, UnavailableError, doing, errorMessage } from '../errors/index.js';
+import { InvalidRequestError, UnavailableError, doing } from '../errors/index.js';
+import { metadataRequest } from './metadata-http.js';
 import { isoToMs } from './protocol.js';
 
 export const DEFAULT_IMDS_ENDPOINT = 'http://169.254.169.254';
@@ -157,52 +158,17 @@ export class ImdsClient {
     return value;
   }
 
-  /** One request, aborted after the timeout, its answer read up to maxBytes. */
-  private async request(method: 'GET' | 'PUT', path: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
-    const { clock } = this.options;
-    const timeoutMs = this.options.timeoutMs ?? 2_000;
-    const maxBytes = this.options.maxBytes ?? 65_536;
-    const action = `${method === 'PUT' ? 'getting an instance metadata token at' : 'reading instance metadata'} ${path}`;
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = clock.schedule(clock.nowMs() + timeoutMs, () => {
-      timedOut = true;
-      controller.abort();
+  /** One request, aborted after the timeout, its answer read up to maxBytes (metadata-http.ts). */
+  private request(method: 'GET' | 'PUT', path: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
+    return metadataRequest({
+      method,
+      url: `${this.base}${path}`,
+      headers,
+      action: `${method === 'PUT' ? 'getting an instance metadata token at' : 'reading instance metadata'} ${path}`,
+      clock: this.options.clock,
+      timeoutMs: this.options.timeoutMs ?? 2_000,
+      maxBytes: this.options.maxBytes ?? 65_536,
+      fetch: this.options.fetch,
     });
-    try {
-      const res = await (this.options.fetch ?? fetch)(`${this.base}${path}`, { method, headers, signal: controller.signal, redirect: 'error' });
-      const text = await readLimited(res, maxBytes, action);
-      return { status: res.status, text };
-    } catch (err) {
-      if (timedOut) throw new TimeoutError(action, timeoutMs);
-      if (err instanceof InvalidRequestError) throw err;
-      throw new UnavailableError(doing(action, err), err);
-    } finally {
-      timer.cancel();
-    }
   }
-}
-
-/** The body of `res` as text; refuses (and stops reading) past `maxBytes`. */
-async function readLimited(res: Response, maxBytes: number, action: string): Promise<string> {
-  const declared = Number(res.headers.get('content-length'));
-  if (Number.isFinite(declared) && declared > maxBytes) {
-    await res.body?.cancel().catch(() => undefined);
-    throw new InvalidRequestError(`${action}: the answer is longer than ${maxBytes} bytes`);
-  }
-  if (!res.body) return '';
-  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch((err: unknown) => errorMessage(err));
-      throw new InvalidRequestError(`${action}: the answer is longer than ${maxBytes} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

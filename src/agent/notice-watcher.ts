@@ -9,6 +9,8 @@
  * (`noticeFile`, which the local provider writes like instance metadata; it has no
  * recommendations); the EC2 watcher polls IMDSv2 (imds.ts). `noticeWatcherFor` chooses from the
  * agent config's `metadata`. The `NoticeSender` turns what any watcher found into messages.
+ * Hetzner Cloud announces nothing of the kind (no spot market; its metadata service has no
+ * notices): with `metadata: hetzner` there is no watcher.
  *
  * Contracts:
  * - Watchers. `start(onNotice, onRebalance?)` begins watching; each is called once per distinct
@@ -25,6 +27,10 @@
  *   second to a link-local service is nothing to the instance. `events/recommendations/rebalance`
  *   (`{ noticeTime }`) is read every 5 s: it comes well before any interruption, so seconds do
  *   not matter. A read that fails is logged and retried at the next poll.
+ * - Hetzner. No watcher: `noticeWatcherFor` gives undefined for `metadata: hetzner` (whatever
+ *   else the config holds; the config schema refuses a `noticeFile` with it), so the agent polls
+ *   nothing and never sends `notice` or `rebalance`. A Hetzner server that goes away is found
+ *   as any instance is that stops reporting health or leaves its provider's list.
  * - Sending. Each reported notice is sent once as `notice` (`terminateAt` as ISO), and each
  *   recommendation once as `rebalance` (`noticeTime` as ISO): at once when connected, else by
  *   `flush()` (the agent calls it at each welcome). Only the latest unsent one of each kind is kept.
@@ -67,6 +73,7 @@ export type NoticeWatcherConfig = Pick<AgentConfig, 'noticeFile' | 'metadata' | 
  * place that chooses: a new kind of watcher is a new `metadata` value and a new branch here.
  */
 export function noticeWatcherFor(config: Partial<NoticeWatcherConfig>, deps: NoticeWatcherDeps): NoticeWatcher | undefined {
+  if (config.metadata === 'hetzner') return undefined;
   if (config.metadata === 'ec2') return ec2NoticeWatcher(deps.imds ?? new ImdsClient({ endpoint: imdsEndpoint(config.imds?.endpoint), clock: deps.clock }), deps);
   if (config.noticeFile !== undefined) return fileNoticeWatcher(config.noticeFile, deps);
   return undefined;

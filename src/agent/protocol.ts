@@ -84,7 +84,7 @@ export const bootstrapRequestSchema = z.strictObject({
   instanceId: z.string().min(1).max(200),
   /** The one-time token (userData DROVER_BOOTSTRAP_TOKEN). */
   token: z.string().regex(/^[A-Za-z0-9_-]{16,256}$/, { error: 'must be a bootstrap token (16-256 base64url characters)' }),
-  /** The cloud's id of the machine the agent runs on, read from its metadata (EC2: IMDS instance-id). */
+  /** The cloud's id of the machine the agent runs on, read from its metadata (EC2: IMDS instance-id; Hetzner Cloud: the numeric server id). */
   providerId: z.string().regex(/^[\x21-\x7e]{1,256}$/, { error: 'must be 1-256 printable characters' }),
 });
 export type BootstrapRequest = z.output<typeof bootstrapRequestSchema>;

@@ -12,6 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CredentialSource, knownCredential, type CredentialConfig } from '../../src/agent/bootstrap.js';
 import { agentConfigSchema } from '../../src/agent/config.js';
 import { SystemClock } from '../../src/clock/index.js';
+import { FakeHetznerMetadata } from './fake-hetzner-metadata.js';
 import { FakeImds } from './fake-imds.js';
 import { TestLogger } from './harness.js';
 
@@ -100,6 +101,42 @@ describe('bootstrap exchange', () => {
     expect(knownCredential(cfg, new TestLogger())).toBe('cred-abc');
     expect(await source(cfg).obtain()).toEqual({ credential: 'cred-abc' });
     expect(s.bodies).toHaveLength(1);
+  });
+
+  it('sends the server id from Hetzner metadata as the machine id with metadata hetzner', async () => {
+    const md = new FakeHetznerMetadata();
+    await md.listen();
+    try {
+      md.machine('srv', { instanceId: '31415926\n' });
+      const s = await scripted(json(200, { credential: 'cred-hz' }));
+      const cfg = config([s.url], { metadata: 'hetzner', imds: undefined, hetznerMetadata: { endpoint: md.url('srv') } });
+      expect(await source(cfg).obtain()).toEqual({ credential: 'cred-hz' });
+      expect(s.bodies).toEqual([{ path: '/v1/agent/bootstrap', method: 'POST', body: { instanceId: 'inst-1', token: TOKEN, providerId: '31415926' } }]);
+      expect(md.requests).toEqual([{ method: 'GET', key: 'srv', path: '/hetzner/v1/metadata/instance-id' }]);
+      // IMDS was not asked.
+      expect(imds.requests).toEqual([]);
+    } finally {
+      await md.close();
+    }
+  });
+
+  it('retries a Hetzner metadata answer that is not a server id, and posts nothing until it is one', async () => {
+    const md = new FakeHetznerMetadata();
+    await md.listen();
+    try {
+      const m = md.machine('srv', { instanceId: 'not-a-number' });
+      const s = await scripted(json(200, { credential: 'cred-hz' }));
+      const log = new TestLogger();
+      const pending = source(config([s.url], { metadata: 'hetzner', imds: undefined, hetznerMetadata: { endpoint: md.url('srv') } }), log).obtain();
+      await expect.poll(() => md.requests.length).toBeGreaterThanOrEqual(2);
+      expect(s.bodies).toEqual([]);
+      expect(log.lines.find((l) => l.msg === 'reading the machine id for the bootstrap failed; retrying')?.obj).toMatchObject({ err: expect.stringMatching(/not a server id/) as unknown });
+      m.instanceId = '27';
+      expect(await pending).toEqual({ credential: 'cred-hz' });
+      expect(s.bodies).toMatchObject([{ body: { providerId: '27' } }]);
+    } finally {
+      await md.close();
+    }
   });
 
   it('keeps a server URL\'s path prefix', async () => {
@@ -201,10 +238,27 @@ describe('agent config credentials', () => {
   it('takes a bootstrap token only with a credential file and EC2 metadata, and IMDS settings only with EC2 metadata', () => {
     expect(issues({ credentialFile: '/f', bootstrapToken: TOKEN, metadata: 'ec2' })).toEqual([]);
     expect(issues({ credential: 'c', bootstrapToken: TOKEN, metadata: 'ec2' })).toEqual(['bootstrapToken: needs credentialFile: where the credential it is exchanged for is kept']);
-    expect(issues({ credentialFile: '/f', bootstrapToken: TOKEN })).toEqual(['bootstrapToken: needs metadata "ec2": the exchange proves the machine by the id its metadata gives']);
+    expect(issues({ credentialFile: '/f', bootstrapToken: TOKEN })).toEqual(['bootstrapToken: needs metadata "ec2" or "hetzner": the exchange proves the machine by the id its metadata gives']);
+    expect(issues({ credentialFile: '/f', bootstrapToken: TOKEN, metadata: 'file' })).toEqual(['bootstrapToken: needs metadata "ec2" or "hetzner": the exchange proves the machine by the id its metadata gives']);
     expect(issues({ credential: 'c', imds: { endpoint: 'http://127.0.0.1:9' } })).toEqual(['imds: is read only with metadata "ec2"']);
     expect(issues({ credential: 'c', metadata: 'ec2', noticeFile: '/n' })).toEqual(['noticeFile: is read only with metadata "file" (with "ec2", notices come from IMDS)']);
     expect(issues({ credential: 'c', metadata: 'ec2', imds: { endpoint: 'ftp://x' } })).toEqual(['imds.endpoint: must be an http:// or https:// URL']);
     expect(issues({ credentialFile: '/f', bootstrapToken: 'short', metadata: 'ec2' })).toEqual(['bootstrapToken: must be a bootstrap token (16-256 base64url characters)']);
+  });
+
+  it('takes a bootstrap token with Hetzner metadata too, Hetzner metadata settings only with it, and no notice file beside it', () => {
+    expect(issues({ credentialFile: '/f', bootstrapToken: TOKEN, metadata: 'hetzner' })).toEqual([]);
+    expect(issues({ credentialFile: '/f', bootstrapToken: TOKEN, metadata: 'hetzner', hetznerMetadata: { endpoint: 'http://127.0.0.1:9/srv' } })).toEqual([]);
+    expect(issues({ credentialFile: '/f', bootstrapToken: TOKEN, metadata: 'hetzner', hetznerMetadata: {} })).toEqual([]);
+    for (const metadata of [undefined, 'file', 'ec2']) {
+      expect(issues({ credential: 'c', metadata, hetznerMetadata: { endpoint: 'http://127.0.0.1:9' } }), String(metadata)).toEqual(['hetznerMetadata: is read only with metadata "hetzner"']);
+    }
+    expect(issues({ credential: 'c', metadata: 'hetzner', imds: { endpoint: 'http://127.0.0.1:9' } })).toEqual(['imds: is read only with metadata "ec2"']);
+    expect(issues({ credential: 'c', metadata: 'hetzner', noticeFile: '/n' })).toEqual(['noticeFile: is read only with metadata "file" (Hetzner Cloud has no termination notices)']);
+    expect(issues({ credential: 'c', metadata: 'file', noticeFile: '/n' })).toEqual([]);
+    expect(issues({ credential: 'c', metadata: 'hetzner', hetznerMetadata: { endpoint: 'ftp://x' } })).toEqual(['hetznerMetadata.endpoint: must be an http:// or https:// URL']);
+    expect(issues({ credential: 'c', metadata: 'hetzner', hetznerMetadata: { endpoint: 'not a url' } })).toEqual(['hetznerMetadata.endpoint: must be an http:// URL such as "http://169.254.169.254"']);
+    expect(issues({ credential: 'c', metadata: 'hetzner', hetznerMetadata: { endpoint: 'http://x', token: 'y' } })).toHaveLength(1);
+    expect(issues({ credential: 'c', metadata: 'gcp' })).toEqual(['metadata: must be "file", "ec2" or "hetzner"']);
   });
 });

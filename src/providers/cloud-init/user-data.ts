@@ -1,6 +1,6 @@
 /**
- * The user data a cloud provider hands a new instance so that cloud-init (Ubuntu, Amazon Linux)
- * installs and starts its Drover agent: a shell script, or a MIME multipart of that script and
+ * The user data a cloud provider (EC2, Hetzner Cloud) hands a new instance so that cloud-init
+ * (Ubuntu, Debian, Amazon Linux, Fedora/RHEL-likes) installs and starts its Drover agent: a shell script, or a MIME multipart of that script and
  * the operator's own user data (`extraUserData`, a cloud-config or a script of its own).
  *
  * What the script does, at first boot, as root:
@@ -15,7 +15,8 @@
  * 3. A system user `drover`; the agent config in `/etc/drover/agent.json` (0600, owned by it),
  *    written from a quoted heredoc (no expansion: nothing in it is ever shell syntax); the
  *    credential file goes to the unit's StateDirectory (`/var/lib/drover-agent/credential`), the
- *    self-service socket to its RuntimeDirectory (`/run/drover-agent/agent.sock`).
+ *    self-service socket to its RuntimeDirectory (`/run/drover-agent/agent.sock`); `metadata` is
+ *    the input's (`ec2` or `hetzner`: where the agent reads its machine's id), nothing else differs.
  * 4. `drover-agent.service`: runs `drover agent` as `drover`, `Restart=always` (but not after exit
  *    2, 3 or 4: credential refused, instance deleted, bootstrap refused — starting again would
  *    change nothing), hardened (no new privileges, no capabilities, read-only system, private
@@ -28,8 +29,10 @@
  *   rendering; a bad value is an InvalidRequestError naming its field. `agentConfigFromUserData`
  *   finds it again (between the `DROVER_AGENT_CONFIG_JSON` heredoc markers, in a script or a
  *   multipart, plain or base64) and validates it the same way.
- * - Size. EC2 takes at most 16 KB of user data (before base64): anything larger is refused with
- *   an InvalidRequestError that names the largest of the fields that made it so.
+ * - Size. Each cloud takes so much user data: EC2 16 KiB (before base64), Hetzner Cloud 32 KiB
+ *   (`USER_DATA_MAX_BYTES`, chosen by `metadata`; `maxBytes` sets another limit). Anything larger
+ *   is refused with an InvalidRequestError that names the limit and the largest of the fields that
+ *   made it so.
  * - Multipart. With `extraUserData` (starting `#cloud-config`, `#!`, `#cloud-boothook` or
  *   `#include`), the operator's part comes first (cloud-init runs scripts in the order of their
  *   part names: the operator's script runs before the agent's, e.g. to set a proxy); the boundary
@@ -41,8 +44,14 @@ import { agentConfigSchema, type AgentConfig } from '../../agent/config.js';
 import { InvalidRequestError } from '../../errors/index.js';
 import { VERSION } from '../../util/version.js';
 
-/** EC2's limit on user data, in bytes, before base64. */
-export const MAX_USER_DATA_BYTES = 16 * 1024;
+/** Where an agent can read its machine's metadata; also which cloud's user data limit applies. */
+export type AgentUserDataMetadata = 'ec2' | 'hetzner';
+/** Each cloud's limit on user data, in bytes (EC2's before base64; Hetzner Cloud's "32KiB"). */
+export const USER_DATA_MAX_BYTES: Readonly<Record<AgentUserDataMetadata, number>> = { ec2: 16 * 1024, hetzner: 32 * 1024 };
+/** EC2's limit on user data, in bytes, before base64 (`USER_DATA_MAX_BYTES.ec2`). */
+export const MAX_USER_DATA_BYTES = USER_DATA_MAX_BYTES.ec2;
+/** The clouds' names, for errors. */
+const CLOUD_NAMES: Readonly<Record<AgentUserDataMetadata, string>> = { ec2: 'EC2', hetzner: 'Hetzner Cloud' };
 /** The heredoc delimiter around the embedded agent config (also what `agentConfigFromUserData` looks for). */
 export const AGENT_CONFIG_MARKER = 'DROVER_AGENT_CONFIG_JSON';
 /** Where the script puts things on the instance. */
@@ -76,8 +85,16 @@ export interface AgentUserDataInput {
   };
   /** A shell command line that installs `drover` on the PATH. Default `defaultInstallCommand()`. */
   install?: string;
-  /** Where the agent reads its machine's metadata. Only `ec2` (IMDSv2) for now. */
-  metadata: 'ec2';
+  /**
+   * Where the agent reads its machine's metadata: `ec2` (IMDSv2) or `hetzner` (Hetzner Cloud's
+   * server metadata). It names the cloud, so it also chooses the default `maxBytes`.
+   */
+  metadata: AgentUserDataMetadata;
+  /**
+   * The most bytes the rendered user data may have. Default: the cloud's
+   * (`USER_DATA_MAX_BYTES[metadata]`: 16 KiB on EC2, 32 KiB on Hetzner Cloud).
+   */
+  maxBytes?: number;
   /** The operator's own user data, run too (a cloud-config or a script). */
   extraUserData?: string;
 }
@@ -119,7 +136,8 @@ export function renderAgentUserData(input: AgentUserDataInput): string {
   const script = agentScript(config, input.install ?? defaultInstallCommand());
   const text = input.extraUserData === undefined ? script : multipart(script, input.extraUserData);
   const bytes = Buffer.byteLength(text, 'utf8');
-  if (bytes > MAX_USER_DATA_BYTES) {
+  const max = userDataMaxBytes(input);
+  if (bytes > max) {
     const contributors: Array<[string, number]> = [
       ['extraUserData', Buffer.byteLength(input.extraUserData ?? '', 'utf8')],
       ['install', Buffer.byteLength(input.install ?? '', 'utf8')],
@@ -131,10 +149,18 @@ export function renderAgentUserData(input: AgentUserDataInput): string {
     ];
     const [field, size] = contributors.reduce((a, b) => (b[1] > a[1] ? b : a));
     throw new InvalidRequestError(
-      `rendering the agent user data for instance ${input.instanceId}: ${bytes} bytes, more than the ${MAX_USER_DATA_BYTES} EC2 allows; the largest part is ${field} (${size} bytes)`,
+      `rendering the agent user data for instance ${input.instanceId}: ${bytes} bytes, more than ${input.maxBytes === undefined ? `the ${max} ${CLOUD_NAMES[input.metadata]}` : `maxBytes (${max})`} allows; the largest part is ${field} (${size} bytes)`,
     );
   }
   return text;
+}
+
+/** The input's limit: its `maxBytes` (a positive integer), else its cloud's. */
+function userDataMaxBytes(input: AgentUserDataInput): number {
+  // `metadata` is one of the clouds': agentConfigFor refused anything else (a bootstrap token needs it).
+  if (input.maxBytes === undefined) return USER_DATA_MAX_BYTES[input.metadata];
+  if (!Number.isSafeInteger(input.maxBytes) || input.maxBytes < 1) throw new InvalidRequestError(`rendering the agent user data for instance ${input.instanceId}: maxBytes must be a positive integer`);
+  return input.maxBytes;
 }
 
 /** The shell script (bash) that installs and starts the agent with `config`. */

@@ -24,6 +24,11 @@ export interface SimProviderOptions {
   burst?: number;
   /** Seed for the instance ids it hands out. */
   seed?: number;
+  /**
+   * What the ids it hands out begin with, before a six-digit counter (default `sim-<seed>-`). A
+   * run of digits such as `4711` gives ids of digits only, like Hetzner Cloud's (`4711000001`).
+   */
+  idPrefix?: string;
 }
 
 export interface SimInstance {
@@ -85,7 +90,7 @@ export class SimProvider implements Provider {
     this.burst = options.burst ?? defaultBurst(this.rate);
     this.tokens = this.burst;
     this.lastRefill = this.clock.nowMs();
-    this.idPrefix = `sim-${((options.seed ?? 0) >>> 0).toString(36)}-`;
+    this.idPrefix = options.idPrefix ?? `sim-${((options.seed ?? 0) >>> 0).toString(36)}-`;
   }
 
   // ---- the Provider API ------------------------------------------------------------------

@@ -13,6 +13,7 @@ import {
   AGENT_CONFIG_MARKER,
   AGENT_PATHS,
   MAX_USER_DATA_BYTES,
+  USER_DATA_MAX_BYTES,
   agentConfigFromUserData,
   defaultInstallCommand,
   renderAgentUserData,
@@ -151,6 +152,51 @@ describe('agent user data', () => {
       new InvalidRequestError(`rendering the agent user data for instance inst-0001: ${MAX_USER_DATA_BYTES + 1} bytes, more than the ${MAX_USER_DATA_BYTES} EC2 allows; the largest part is extraUserData (${room + 15} bytes)`),
     );
     expect(() => renderAgentUserData(input({ agent: { command: ['x'.repeat(20_000)] } }))).toThrow(/the largest part is agent\.command/);
+  });
+
+  it('renders for Hetzner Cloud the same script with metadata hetzner in the agent config', () => {
+    const hetzner = renderAgentUserData(input({ metadata: 'hetzner' }));
+    const config = agentConfigFromUserData(hetzner);
+    expect(config.metadata).toBe('hetzner');
+    expect(config).not.toHaveProperty('imds');
+    expect(config).not.toHaveProperty('hetznerMetadata');
+    expect(config).toMatchObject({ instanceId: 'inst-0001', bootstrapToken: TOKEN, credentialFile: AGENT_PATHS.credentialFile, selfSocket: AGENT_PATHS.selfSocket });
+    // Nothing else differs from EC2's.
+    const ec2 = renderAgentUserData(input());
+    expect(hetzner).not.toBe(ec2);
+    expect(hetzner.replace('"metadata": "hetzner"', '"metadata": "ec2"')).toBe(ec2);
+    expect(agentConfigFromUserData(ec2).metadata).toBe('ec2');
+  });
+
+  it('refuses more than 32 KiB of user data for Hetzner Cloud, and takes there what EC2 would refuse', () => {
+    expect(USER_DATA_MAX_BYTES).toEqual({ ec2: 16_384, hetzner: 32_768 });
+    expect(MAX_USER_DATA_BYTES).toBe(USER_DATA_MAX_BYTES.ec2);
+    const max = USER_DATA_MAX_BYTES.hetzner;
+    const base = Buffer.byteLength(renderAgentUserData(input({ metadata: 'hetzner', extraUserData: '#cloud-config\n' })));
+    const room = max - base;
+    const fits = `#cloud-config\n#${'x'.repeat(room - 2)}\n`;
+    expect(Buffer.byteLength(renderAgentUserData(input({ metadata: 'hetzner', extraUserData: fits })))).toBe(max);
+    // 32 KiB is more than EC2 takes.
+    expect(() => renderAgentUserData(input({ extraUserData: fits }))).toThrow(/bytes, more than the 16384 EC2 allows; the largest part is extraUserData/);
+    const tooBig = `#cloud-config\n#${'x'.repeat(room - 1)}\n`;
+    expect(() => renderAgentUserData(input({ metadata: 'hetzner', extraUserData: tooBig }))).toThrow(
+      new InvalidRequestError(`rendering the agent user data for instance inst-0001: ${max + 1} bytes, more than the ${max} Hetzner Cloud allows; the largest part is extraUserData (${room + 15} bytes)`),
+    );
+  });
+
+  it('takes a limit of its own in maxBytes, whatever the cloud, and refuses one that is not a positive integer', () => {
+    const size = Buffer.byteLength(renderAgentUserData(input({ metadata: 'hetzner' })));
+    expect(Buffer.byteLength(renderAgentUserData(input({ metadata: 'hetzner', maxBytes: size })))).toBe(size);
+    expect(() => renderAgentUserData(input({ metadata: 'hetzner', maxBytes: size - 1 }))).toThrow(
+      new InvalidRequestError(`rendering the agent user data for instance inst-0001: ${size} bytes, more than maxBytes (${size - 1}) allows; the largest part is servers (67 bytes)`),
+    );
+    // A larger limit than EC2's own, for EC2's metadata, is the caller's to answer for.
+    const big = `#cloud-config\n#${'x'.repeat(20_000)}\n`;
+    expect(() => renderAgentUserData(input({ extraUserData: big }))).toThrow(/more than the 16384 EC2 allows/);
+    expect(renderAgentUserData(input({ extraUserData: big, maxBytes: 32_768 }))).toContain(big);
+    for (const maxBytes of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() => renderAgentUserData(input({ maxBytes })), String(maxBytes)).toThrow(new InvalidRequestError('rendering the agent user data for instance inst-0001: maxBytes must be a positive integer'));
+    }
   });
 
   it('refuses what the agent would refuse, naming the field, and never echoes the token', () => {
