@@ -77,7 +77,10 @@ export function fromHcloudError(action: string, err: unknown, providerId?: strin
   return new ProviderError(`${action}: ${err.message}`, { retryable: err.retryable, cause: err });
 }
 
-/** User data for a Hetzner server: the agent bootstrap (metadata: hetzner), then the template's own. */
+/**
+ * User data for a Hetzner server: the cloud-init bootstrap of Drover's agent (metadata: hetzner,
+ * so the agent proves its server id from Hetzner's metadata service), then the template's own.
+ */
 export function hetznerUserData(install?: string): (req: ProviderCreateRequest, template: HetznerTemplate) => string | undefined {
   return (req, template) => {
     const data = req.userData;
@@ -98,7 +101,7 @@ export function hetznerUserData(install?: string): (req: ProviderCreateRequest, 
         ...(template.healthCheckIntervalMs !== undefined ? { healthCheckIntervalMs: template.healthCheckIntervalMs } : {}),
       },
       ...(install ? { install } : {}),
-      metadata: 'ec2',
+      metadata: 'hetzner',
       ...(template.userData ? { extraUserData: template.userData } : {}),
     });
   };

@@ -3,7 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/clock/index.js';
 import { PermanentError, ProviderError, isRetryable } from '../../../src/errors/index.js';
 import { HcloudClient, HetznerProvider } from '../../../src/providers/hetzner/index.js';
-import { TAG, type ProviderCreateRequest, type RateLimitState } from '../../../src/providers/types.js';
+import { agentConfigFromUserData } from '../../../src/providers/cloud-init/index.js';
+import { TAG, USER_DATA, type ProviderCreateRequest, type RateLimitState } from '../../../src/providers/types.js';
 import { DEFAULT_TOKEN, FakeHcloud, type FakeHcloudOptions } from '../../fakes/hetzner/index.js';
 
 const TEMPLATE = { image: 'ubuntu-24.04', serverTypes: ['cx32', 'cpx31'], locations: ['fsn1', 'nbg1', 'hel1'] };
@@ -44,6 +45,19 @@ describe('HetznerProvider.create', () => {
     expect(created.tags[TAG.createdAt]).toBe('2026-12-06T09:00:00.000Z');
     expect(created.status).toBe('pending');
     expect(created.launchDetail).toBe('cx32 in fsn1');
+  });
+
+  it('renders the agent\'s cloud-init bootstrap for Hetzner: the one-time token, metadata hetzner, the template\'s commands', async () => {
+    const clock = new ManualClock(new Date(Date.UTC(2026, 11, 6, 9)));
+    let userData = '';
+    const fake = new FakeHcloud({ now: () => clock.nowMs(), onCreate: (server) => (userData = server.userData) });
+    fakes.push(fake);
+    const provider = new HetznerProvider({ client: new HcloudClient({ endpoint: await fake.start(), token: DEFAULT_TOKEN, timeoutMs: 10_000 }), clock });
+    expect(provider.agentBootstrap).toBe('token');
+    const req = request('i-00000000000000a9', 'web', { ...TEMPLATE, command: ['/usr/local/bin/web'] });
+    req.userData = { [USER_DATA.server]: 'https://drover.example:7400', [USER_DATA.instanceId]: 'i-00000000000000a9', [USER_DATA.bootstrapToken]: 'tok-one-time-abcdefghijklmnop' };
+    await provider.create(req);
+    expect(agentConfigFromUserData(userData)).toMatchObject({ instanceId: 'i-00000000000000a9', metadata: 'hetzner', bootstrapToken: 'tok-one-time-abcdefghijklmnop', command: ['/usr/local/bin/web'] });
   });
 
   it('finds the server an earlier attempt created (the name is taken), also from a restarted server, and creates no second', async () => {
