@@ -1,4 +1,4 @@
-/** `provider.kind: aws`: its settings, and templates checked as EC2 launch settings at load. */
+/** Cloud providers in the config (`aws`, `hetzner`): their settings, and templates checked as launch settings at load. */
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/index.js';
 
@@ -42,5 +42,21 @@ describe('the aws provider config', () => {
 
   it('leaves templates free-form for the other providers', () => {
     expect(parseConfig({ provider: { kind: 'local' }, templates: { web: { command: ['sleep', '60'], imageId: 'anything' } }, groups }).ok).toBe(true);
+  });
+});
+
+describe('the hetzner provider config', () => {
+  const hz = { image: 'ubuntu-24.04', serverTypes: ['cx32', 'cpx31'], locations: ['fsn1', 'nbg1', 'hel1'], sshKeys: ['ops'], networks: [4711], firewalls: [42] };
+
+  it('accepts the documented shape', () => {
+    const result = parseConfig({ provider: { kind: 'hetzner', tokenFile: '/etc/drover/hcloud.token' }, templates: { web: hz }, groups });
+    expect(result.ok).toBe(true);
+  });
+
+  it('names each wrong template field with its path', () => {
+    const found = issues({ provider: { kind: 'hetzner' }, templates: { web: { ...hz, serverTypes: [], locations: ['fsn 1'], colour: 'red' } }, groups });
+    expect(found['templates.web.serverTypes']).toMatch(/at least one/);
+    expect(found['templates.web.locations[0]']).toMatch(/location name/);
+    expect(found['templates.web.colour']).toBe('is not a known field');
   });
 });
