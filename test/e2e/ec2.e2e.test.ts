@@ -7,17 +7,15 @@
  * → a replacement launched at once (it names the instance it replaces) while the old instance
  * drains (its drain command acknowledges) → terminated long before the notice's time.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { agentConfigFromUserData } from '../../src/providers/cloud-init/index.js';
 import { FakeEc2, FakeImds, type FakeInstance } from '../fakes/ec2/index.js';
-import { CLI, freePort, requireBuild, waitFor, type InstanceRow } from './process-harness.js';
+import { CloudServer, HEALTH_MS, bootAgent } from './cloud-server.js';
+import { requireBuild, waitFor, type InstanceRow } from './process-harness.js';
 
-const HEALTH_MS = 1_000;
 const AMI = 'ami-0123456789abcdef0';
 
 /** The "cloud": the fake EC2 and IMDS, and one agent process per running instance. */
@@ -26,7 +24,7 @@ class Cloud {
   readonly ec2: FakeEc2;
   readonly imds = new FakeImds();
   readonly agents = new Map<string, ChildProcess>();
-  agentOutput = '';
+  readonly agentLog = { text: '' };
 
   constructor() {
     this.ec2 = new FakeEc2({
@@ -44,17 +42,8 @@ class Cloud {
 
   /** What cloud-init would do: write the agent config from the user data and start the agent. */
   private boot(instance: FakeInstance & { userData: string }): void {
-    const config = agentConfigFromUserData(instance.userData);
-    const home = join(this.dir, instance.instanceId);
-    mkdirSync(home, { recursive: true });
     this.imds.addInstance(instance.instanceId, { lifecycle: instance.market });
-    const local = { ...config, credentialFile: join(home, 'credential'), selfSocket: join(home, 'agent.sock'), imds: { endpoint: this.imds.endpointFor(instance.instanceId) } };
-    const path = join(home, 'agent.json');
-    writeFileSync(path, JSON.stringify(local), { mode: 0o600 });
-    const proc = spawn(process.execPath, [CLI, 'agent', '--config', path], { env: { ...process.env, DROVER_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    proc.stdout?.on('data', (d: Buffer) => (this.agentOutput += d.toString()));
-    proc.stderr?.on('data', (d: Buffer) => (this.agentOutput += d.toString()));
-    this.agents.set(instance.instanceId, proc);
+    this.agents.set(instance.instanceId, bootAgent(this.dir, instance.instanceId, instance.userData, { imds: { endpoint: this.imds.endpointFor(instance.instanceId) } }, this.agentLog));
   }
 
   /** The instance shuts down: its agent gets SIGTERM, as systemd sends it. */
@@ -76,86 +65,19 @@ class Cloud {
   }
 }
 
-/** A `drover server` process with provider kind aws, pointed at the fake EC2. */
-class Ec2Server {
-  readonly dir = mkdtempSync(join(tmpdir(), 'drover-ec2-server-'));
-  readonly configPath = join(this.dir, 'drover.yaml');
-  port = 0;
-  proc: ChildProcess | undefined;
-  output = '';
-
-  constructor(private readonly cloud: Cloud) {}
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  async writeConfig(size: number): Promise<void> {
-    if (this.port === 0) this.port = await freePort();
-    const config = {
-      server: { listen: `127.0.0.1:${this.port}`, dataDir: join(this.dir, 'data') },
-      provider: { kind: 'aws', region: 'eu-central-1', endpoint: this.cloud.ec2.endpoint, notFoundGrace: '30s' },
-      shard: { id: 'e2e', healthCheckInterval: `${HEALTH_MS}ms`, missedHealthThreshold: 3, startupTimeout: '60s', defaultDrainTimeout: '20s', defaultNoticeWindow: '2m' },
-      templates: { web: { imageId: AMI, instanceTypes: ['m7i.large', 'm6i.large'], capacity: 'spot-then-on-demand', command: ['node', '-e', 'setInterval(() => {}, 1 << 30)'], drainCommand: ['node', '-e', '0'] } },
-      groups: { default: { web: { size, template: 'web' } } },
-    };
-    writeFileSync(this.configPath, stringify(config));
-  }
-
-  async start(): Promise<void> {
-    this.output = '';
-    this.proc = spawn(process.execPath, [CLI, 'server', '--config', this.configPath], {
-      env: {
-        ...process.env,
-        DROVER_LOG_LEVEL: 'info',
-        AWS_ACCESS_KEY_ID: 'AKIDFAKEFAKEFAKEFAKE',
-        AWS_SECRET_ACCESS_KEY: 'fake-secret-fake-secret',
-        // Survives a lost data folder, as a shared secret in HA does (agents keep their credentials).
-        DROVER_AGENT_SECRET: 'e2e-agent-secret-0123456789abcdef',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.proc.stdout?.on('data', (d: Buffer) => (this.output += d.toString()));
-    this.proc.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
-    await waitFor(
-      'the server to answer /healthz',
-      async () => {
-        if (this.proc?.exitCode !== null) throw new Error(`server exited:\n${this.output}`);
-        return fetch(`${this.url}/healthz`).then((r) => r.ok, () => false);
-      },
-      (ok) => ok,
-      20_000,
-      100,
-    );
-  }
-
-  async kill9(): Promise<void> {
-    const proc = this.proc;
-    if (!proc || proc.exitCode !== null) return;
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGKILL');
-    await exited;
-  }
-
-  async instances(): Promise<InstanceRow[]> {
-    const res = await fetch(`${this.url}/v1/instances?tenant=default&group=web`);
-    return (await res.json()) as InstanceRow[];
-  }
-
-  async healthy(): Promise<InstanceRow[]> {
-    return (await this.instances()).filter((i) => i.status === 'running' && i.healthAt !== null && i.connected);
-  }
-
-  async close(): Promise<void> {
-    await this.kill9();
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
 let cloud: Cloud;
-let server: Ec2Server;
+let server: CloudServer;
 
 beforeAll(() => requireBuild());
+
+/** A `drover server` process with provider kind aws, pointed at the fake EC2. */
+function ec2Server(c: Cloud): CloudServer {
+  return new CloudServer({
+    provider: { kind: 'aws', region: 'eu-central-1', endpoint: c.ec2.endpoint, notFoundGrace: '30s' },
+    template: { imageId: AMI, instanceTypes: ['m7i.large', 'm6i.large'], capacity: 'spot-then-on-demand' },
+    env: { AWS_ACCESS_KEY_ID: 'AKIDFAKEFAKEFAKEFAKE', AWS_SECRET_ACCESS_KEY: 'fake-secret-fake-secret' },
+  });
+}
 
 afterEach(async () => {
   await server?.close();
@@ -165,7 +87,7 @@ afterEach(async () => {
 async function setup(size: number): Promise<void> {
   cloud = new Cloud();
   await cloud.start();
-  server = new Ec2Server(cloud);
+  server = ec2Server(cloud);
   await server.writeConfig(size);
   await server.start();
 }
@@ -219,7 +141,7 @@ describe('Drover on EC2 (fake EC2 and IMDS, real SDK, real agents)', () => {
     cloud.ec2.setCapacity('m7i.large', { spot: 0 });
     cloud.ec2.setBucket('RunInstances', { burst: 2, refillPerSecond: 2 });
     cloud.ec2.setBucket('DescribeInstances', { burst: 5, refillPerSecond: 5 });
-    server = new Ec2Server(cloud);
+    server = ec2Server(cloud);
     await server.writeConfig(8);
     await server.start();
     const rows = await waitFor('8 healthy instances', () => server.healthy(), (r) => r.length === 8, 90_000);
@@ -238,7 +160,7 @@ describe('Drover on EC2 (fake EC2 and IMDS, real SDK, real agents)', () => {
     await cloud.start();
     // Launches trickle: one a second after a burst of 2 (RunInstances' own bucket).
     cloud.ec2.setBucket('RunInstances', { burst: 2, refillPerSecond: 1 });
-    server = new Ec2Server(cloud);
+    server = ec2Server(cloud);
     await server.writeConfig(6);
     await server.start();
     await waitFor('a few launches', () => cloud.ec2.count('RunInstances', { error: false }), (n) => n >= 3, 30_000, 50);

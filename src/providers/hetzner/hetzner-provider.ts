@@ -118,6 +118,8 @@ export class HetznerProvider implements Provider {
   private readonly creating = new Map<number, number>();
   /** Where each known server of a group is (group key → server id → location), for the spread. */
   private readonly placement = new Map<string, Map<number, string>>();
+  /** Locations being tried by creates in flight (group key → instance id → location): concurrent creates spread too. */
+  private readonly reserved = new Map<string, Map<string, string>>();
   private readonly labelLock = new KeyedLock();
 
   constructor(options: HetznerProviderOptions) {
@@ -143,6 +145,7 @@ export class HetznerProvider implements Provider {
     for (const serverType of template.serverTypes) {
       for (const location of this.locationOrder(group, template.locations)) {
         const where = `${serverType}${location ? ` in ${location}` : ''}`;
+        this.reserve(group, key, location);
         try {
           const { server, action } = await this.client.createServer({
             name: key,
@@ -167,6 +170,8 @@ export class HetznerProvider implements Provider {
             continue;
           }
           throw fromHcloudError(`creating server ${key} (${where})`, err);
+        } finally {
+          this.reserve(group, key, undefined);
         }
       }
     }
@@ -190,7 +195,10 @@ export class HetznerProvider implements Provider {
     const server = await this.client.getServer(id).catch((err: unknown) => {
       throw fromHcloudError(`getting server ${providerId}`, err, providerId);
     });
-    if (!server) throw new InstanceNotFoundError(providerId);
+    if (!server) {
+      this.forget(id);
+      throw new InstanceNotFoundError(providerId);
+    }
     const actionId = this.creating.get(id);
     if (actionId !== undefined) {
       const action = await this.client.getAction(actionId).catch((err: unknown) => {
@@ -211,10 +219,16 @@ export class HetznerProvider implements Provider {
       throw fromHcloudError('listing servers', err);
     });
     const out: ProviderInstance[] = [];
+    const live = new Set<number>();
     for (const server of servers) {
       if (server.status === 'deleting') continue;
+      live.add(server.id);
       this.place(groupKey(tagsFromLabels(server.labels)), server);
       out.push(this.toInstance(server));
+    }
+    // A listing of the whole shard (Drover's resync) also tells which servers are gone.
+    if (tags[TAG.group] === undefined && tags[TAG.instanceId] === undefined) {
+      for (const servers of this.placement.values()) for (const id of servers.keys()) if (!live.has(id)) servers.delete(id);
     }
     return out;
   }
@@ -226,6 +240,11 @@ export class HetznerProvider implements Provider {
     } catch (err) {
       throw fromHcloudError(`deleting server ${providerId}`, err, providerId);
     }
+    this.forget(id);
+  }
+
+  /** A server that is gone (deleted, or Hetzner has none) counts for no location. */
+  private forget(id: number): void {
     this.creating.delete(id);
     for (const servers of this.placement.values()) servers.delete(id);
   }
@@ -247,8 +266,18 @@ export class HetznerProvider implements Provider {
   private locationOrder(group: string, locations: readonly string[] | undefined): (string | undefined)[] {
     if (!locations || locations.length === 0) return [undefined];
     const used = new Map<string, number>(locations.map((l) => [l, 0]));
-    for (const location of this.placement.get(group)?.values() ?? []) if (used.has(location)) used.set(location, (used.get(location) ?? 0) + 1);
+    const inFlight = this.reserved.get(group)?.values() ?? [];
+    for (const location of [...(this.placement.get(group)?.values() ?? []), ...inFlight]) if (used.has(location)) used.set(location, (used.get(location) ?? 0) + 1);
     return [...locations].sort((a, b) => (used.get(a) ?? 0) - (used.get(b) ?? 0) || locations.indexOf(a) - locations.indexOf(b));
+  }
+
+  /** Marks (or, with no location, clears) the location a create of `key` is trying. */
+  private reserve(group: string, key: string, location: string | undefined): void {
+    const entries = this.reserved.get(group) ?? new Map<string, string>();
+    if (location) entries.set(key, location);
+    else entries.delete(key);
+    if (entries.size > 0) this.reserved.set(group, entries);
+    else this.reserved.delete(group);
   }
 
   private place(group: string, server: HcloudServer): void {

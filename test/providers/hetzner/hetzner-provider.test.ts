@@ -108,6 +108,25 @@ describe('HetznerProvider.create', () => {
     await provider.delete(lost!);
     expect(await where('i-0000000000000b05')).toBe('nbg1');
   });
+
+  it('refills the location of a server Hetzner lost (seen by status or by a shard-wide list)', async () => {
+    const { fake, provider } = await setup({ deleteMs: 0 });
+    const ids = ['i-0000000000000f01', 'i-0000000000000f02', 'i-0000000000000f03'];
+    const created = [];
+    for (const id of ids) created.push(await provider.create(request(id)));
+    fake.deleteExternally(Number(created[1]!.providerId));
+    await rejection(provider.status(created[1]!.providerId));
+    expect((await provider.create(request('i-0000000000000f04'))).launchDetail).toBe('cx32 in nbg1');
+    fake.deleteExternally(Number(created[2]!.providerId));
+    await provider.list({ [TAG.shard]: 'eu1' });
+    expect((await provider.create(request('i-0000000000000f05'))).launchDetail).toBe('cx32 in hel1');
+  });
+
+  it('spreads creates made at once, before any has answered', async () => {
+    const { fake, provider } = await setup({ responseDelayMs: 20 });
+    const created = await Promise.all(['i-0000000000000e01', 'i-0000000000000e02', 'i-0000000000000e03'].map((id) => provider.create(request(id))));
+    expect(created.map((c) => fake.server(Number(c.providerId))?.location).sort()).toEqual(['fsn1', 'hel1', 'nbg1']);
+  });
 });
 
 describe('HetznerProvider status, list, labels and the rate limit', () => {
