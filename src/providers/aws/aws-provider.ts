@@ -46,8 +46,8 @@ import { EC2_TAGS_PER_RESOURCE_MAX, EC2_TAG_KEY_MAX, EC2_TAG_VALUE_MAX, EC2_USER
 import { InstanceNotFoundError, InvalidRequestError, PermanentError, ProviderError } from '../../errors/index.js';
 import type { Logger } from '../../logging/index.js';
 import { KeyedLock } from '../../util/keyed-lock.js';
-import { renderAgentUserData } from '../cloud-init/index.js';
-import { TAG, USER_DATA, type AgentBootstrap, type Provider, type ProviderCreateRequest, type ProviderInstance, type ProviderStatus } from '../types.js';
+import { userDataForCreate } from '../cloud-init/index.js';
+import { TAG, type AgentBootstrap, type Provider, type ProviderCreateRequest, type ProviderInstance, type ProviderStatus } from '../types.js';
 import { CapacityError, ec2ErrorCode, fromEc2Error } from './errors.js';
 
 /** EC2's instance states, as Drover's statuses. */
@@ -92,40 +92,9 @@ interface LaunchOption {
   subnetId: string | undefined;
 }
 
-/**
- * User data for an EC2 instance: the cloud-init bootstrap of Drover's agent (its servers, its
- * one-time bootstrap token, the template's workload commands), with the template's own user
- * data run as well. A create without Drover's user data (a library user's) gets the template's.
- */
+/** User data for an EC2 instance: the agent bootstrap (metadata: ec2, IMDSv2) with the template's own. */
 export function ec2UserData(install?: string): (req: ProviderCreateRequest, template: AwsTemplate) => string | undefined {
-  return (req, template) => {
-    const data = req.userData;
-    if (!data) return template.userData;
-    const servers = (data[USER_DATA.server] ?? '')
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s.length > 0);
-    const bootstrapToken = data[USER_DATA.bootstrapToken];
-    if (servers.length === 0 || !bootstrapToken) {
-      throw new PermanentError(new InvalidRequestError(`launching ${req.idempotencyKey}: the user data lacks ${USER_DATA.server} or ${USER_DATA.bootstrapToken} (an EC2 instance gets a one-time token, never a credential)`));
-    }
-    const serverCa = data[USER_DATA.serverCa];
-    return renderAgentUserData({
-      instanceId: data[USER_DATA.instanceId] ?? req.idempotencyKey,
-      servers,
-      bootstrapToken,
-      ...(serverCa ? { serverCa } : {}),
-      agent: {
-        ...(template.command ? { command: template.command } : {}),
-        ...(template.drainCommand ? { drainCommand: template.drainCommand } : {}),
-        ...(template.healthCommand ? { healthCommand: template.healthCommand } : {}),
-        ...(template.healthCheckIntervalMs !== undefined ? { healthCheckIntervalMs: template.healthCheckIntervalMs } : {}),
-      },
-      ...(install ? { install } : {}),
-      metadata: 'ec2',
-      ...(template.userData ? { extraUserData: template.userData } : {}),
-    });
-  };
+  return (req, template) => userDataForCreate(req, template, { metadata: 'ec2', install });
 }
 
 export class AwsProvider implements Provider {

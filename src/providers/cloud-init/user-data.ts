@@ -41,7 +41,8 @@
  */
 import { createHash } from 'node:crypto';
 import { agentConfigSchema, type AgentConfig } from '../../agent/config.js';
-import { InvalidRequestError } from '../../errors/index.js';
+import { InvalidRequestError, PermanentError } from '../../errors/index.js';
+import { USER_DATA, type ProviderCreateRequest } from '../types.js';
 import { VERSION } from '../../util/version.js';
 
 /** Where an agent can read its machine's metadata; also which cloud's user data limit applies. */
@@ -321,4 +322,50 @@ function embeddedConfig(text: string): string | undefined {
 function fromBase64(text: string): string {
   const compact = text.replace(/\s+/g, '');
   return /^[A-Za-z0-9+/]+={0,2}$/.test(compact) ? Buffer.from(compact, 'base64').toString('utf8') : '';
+}
+
+/** The template fields a cloud's bootstrap reads (both cloud templates have them). */
+export interface BootstrapTemplateFields {
+  command?: readonly string[] | undefined;
+  drainCommand?: readonly string[] | undefined;
+  healthCommand?: readonly string[] | undefined;
+  healthCheckIntervalMs?: number | undefined;
+  /** The operator's own cloud-init, run as well. */
+  userData?: string | undefined;
+}
+
+/**
+ * A cloud instance's user data for a create request: the agent bootstrap from the request's
+ * `userData` (its servers, its one-time token; USER_DATA in providers/types.ts) and the template's
+ * workload commands, with the template's own user data run as well. A create without Drover's
+ * user data (a library user's) gets the template's alone. Refuses (permanently) user data that
+ * carries no one-time token: a cloud instance never gets a long-lived credential.
+ */
+export function userDataForCreate(req: ProviderCreateRequest, template: BootstrapTemplateFields, options: { metadata: AgentUserDataMetadata; install?: string | undefined }): string | undefined {
+  const data = req.userData;
+  if (!data) return template.userData;
+  const servers = (data[USER_DATA.server] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  const bootstrapToken = data[USER_DATA.bootstrapToken];
+  if (servers.length === 0 || !bootstrapToken) {
+    throw new PermanentError(new InvalidRequestError(`creating ${req.idempotencyKey}: the user data lacks ${USER_DATA.server} or ${USER_DATA.bootstrapToken} (a cloud instance gets a one-time token, never a credential)`));
+  }
+  const serverCa = data[USER_DATA.serverCa];
+  return renderAgentUserData({
+    instanceId: data[USER_DATA.instanceId] ?? req.idempotencyKey,
+    servers,
+    bootstrapToken,
+    ...(serverCa ? { serverCa } : {}),
+    agent: {
+      ...(template.command ? { command: template.command } : {}),
+      ...(template.drainCommand ? { drainCommand: template.drainCommand } : {}),
+      ...(template.healthCommand ? { healthCommand: template.healthCommand } : {}),
+      ...(template.healthCheckIntervalMs !== undefined ? { healthCheckIntervalMs: template.healthCheckIntervalMs } : {}),
+    },
+    ...(options.install ? { install: options.install } : {}),
+    metadata: options.metadata,
+    ...(template.userData ? { extraUserData: template.userData } : {}),
+  });
 }

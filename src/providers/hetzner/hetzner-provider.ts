@@ -26,8 +26,8 @@ import { hetznerTemplateSchema, type HetznerTemplate } from '../../config/index.
 import { InstanceNotFoundError, InvalidRequestError, PermanentError, ProviderError, ThrottledError } from '../../errors/index.js';
 import type { Logger } from '../../logging/index.js';
 import { KeyedLock } from '../../util/keyed-lock.js';
-import { renderAgentUserData } from '../cloud-init/index.js';
-import { TAG, USER_DATA, type AgentBootstrap, type Provider, type ProviderCreateRequest, type ProviderInstance, type ProviderStatus, type RateLimitState } from '../types.js';
+import { userDataForCreate } from '../cloud-init/index.js';
+import { TAG, type AgentBootstrap, type Provider, type ProviderCreateRequest, type ProviderInstance, type ProviderStatus, type RateLimitState } from '../types.js';
 import { HcloudError, type HcloudClient, type HcloudServer } from './client.js';
 import { labelSelector, labelsFromTags, tagsFromLabels } from './labels.js';
 
@@ -78,33 +78,11 @@ export function fromHcloudError(action: string, err: unknown, providerId?: strin
 }
 
 /**
- * User data for a Hetzner server: the cloud-init bootstrap of Drover's agent (metadata: hetzner,
- * so the agent proves its server id from Hetzner's metadata service), then the template's own.
+ * User data for a Hetzner server: the agent bootstrap (metadata: hetzner, so the agent proves its
+ * server id from Hetzner's metadata service) with the template's own.
  */
 export function hetznerUserData(install?: string): (req: ProviderCreateRequest, template: HetznerTemplate) => string | undefined {
-  return (req, template) => {
-    const data = req.userData;
-    if (!data) return template.userData;
-    const servers = (data[USER_DATA.server] ?? '').split(',').map((s) => s.trim()).filter((s) => s.length > 0);
-    const bootstrapToken = data[USER_DATA.bootstrapToken];
-    if (servers.length === 0 || !bootstrapToken) throw new PermanentError(new InvalidRequestError(`creating ${req.idempotencyKey}: the user data lacks ${USER_DATA.server} or ${USER_DATA.bootstrapToken}`));
-    const serverCa = data[USER_DATA.serverCa];
-    return renderAgentUserData({
-      instanceId: data[USER_DATA.instanceId] ?? req.idempotencyKey,
-      servers,
-      bootstrapToken,
-      ...(serverCa ? { serverCa } : {}),
-      agent: {
-        ...(template.command ? { command: template.command } : {}),
-        ...(template.drainCommand ? { drainCommand: template.drainCommand } : {}),
-        ...(template.healthCommand ? { healthCommand: template.healthCommand } : {}),
-        ...(template.healthCheckIntervalMs !== undefined ? { healthCheckIntervalMs: template.healthCheckIntervalMs } : {}),
-      },
-      ...(install ? { install } : {}),
-      metadata: 'hetzner',
-      ...(template.userData ? { extraUserData: template.userData } : {}),
-    });
-  };
+  return (req, template) => userDataForCreate(req, template, { metadata: 'hetzner', install });
 }
 
 export class HetznerProvider implements Provider {
