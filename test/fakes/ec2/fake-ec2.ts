@@ -14,8 +14,8 @@
  * ignored (any Authorization is accepted).
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LoopbackServer, readBody } from '../loopback.js';
 import { defaultMessage, Ec2Error, errors, statusFor } from './ec2-errors.js';
 import {
   type Capacity,
@@ -119,8 +119,7 @@ export class FakeEc2 {
   private readonly buckets = new Map<string, TokenBucket>();
   private readonly faults = new Map<string, PendingFault[]>();
   private readonly delayOf: (action: string) => number;
-  private readonly timers = new Set<NodeJS.Timeout>();
-  private server: Server | undefined;
+  private readonly http = new LoopbackServer('FakeEc2', (req, res) => this.onRequest(req, res));
 
   constructor(options: FakeEc2Options = {}) {
     this.now = options.now ?? Date.now;
@@ -166,35 +165,16 @@ export class FakeEc2 {
 
   /** Listens on 127.0.0.1 (an ephemeral port) and answers the endpoint, `http://127.0.0.1:<port>`. */
   async start(): Promise<string> {
-    if (this.server) throw new Error('FakeEc2 already started');
-    const server = createServer((req, res) => this.onRequest(req, res));
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    return this.endpoint;
+    return this.http.start();
   }
 
   get endpoint(): string {
-    if (!this.server) throw new Error('FakeEc2 not started');
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this.http.origin;
   }
 
   /** Stops listening, drops kept-alive connections and answers still delayed. */
   async close(): Promise<void> {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
-    const server = this.server;
-    if (!server) return;
-    this.server = undefined;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await this.http.close();
   }
 
   // ---- controls --------------------------------------------------------------------------
@@ -275,35 +255,17 @@ export class FakeEc2 {
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooLarge = false;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY) tooLarge = true;
-      else chunks.push(chunk);
-    });
-    req.on('end', () => {
-      const params = QueryParams.fromBody(req.method === 'POST' && !tooLarge ? Buffer.concat(chunks).toString('utf8') : '');
+    readBody(req, MAX_BODY, (text) => {
+      const params = QueryParams.fromBody(req.method === 'POST' && text !== undefined ? text : '');
       const { action, status, body, requestId } = this.answer(params);
-      const delay = this.delayOf(action);
-      const send = () => {
+      this.http.later(this.delayOf(action), () => {
         res.writeHead(status, {
           'content-type': 'text/xml;charset=UTF-8',
           'x-amzn-requestid': requestId,
           server: 'AmazonEC2',
         });
         res.end(body);
-      };
-      if (delay <= 0) {
-        send();
-        return;
-      }
-      const timer = setTimeout(() => {
-        this.timers.delete(timer);
-        send();
-      }, delay);
-      this.timers.add(timer);
+      });
     });
     req.on('error', () => res.destroy());
   }

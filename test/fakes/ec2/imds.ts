@@ -13,8 +13,8 @@
  * notice is set. Token expiry runs on the injected clock.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LoopbackServer } from '../loopback.js';
 
 export interface FakeImdsOptions {
   /** The clock (ms since the epoch); default `Date.now`. Token expiry reads only this. */
@@ -71,7 +71,7 @@ export class FakeImds {
   private readonly now: () => number;
   private readonly instances = new Map<string, InstanceState>();
   private readonly tokens = new Map<string, { instanceId: string; expiresAt: number }>();
-  private server: Server | undefined;
+  private readonly http = new LoopbackServer('FakeImds', (req, res) => this.onRequest(req, res));
 
   constructor(options: FakeImdsOptions = {}) {
     this.now = options.now ?? Date.now;
@@ -79,22 +79,11 @@ export class FakeImds {
 
   /** Listens on 127.0.0.1 (an ephemeral port); answers the server's base, `http://127.0.0.1:<port>`. */
   async start(): Promise<string> {
-    if (this.server) throw new Error('FakeImds already started');
-    const server = createServer((req, res) => this.onRequest(req, res));
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    return this.base;
+    return this.http.start();
   }
 
   get base(): string {
-    if (!this.server) throw new Error('FakeImds not started');
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this.http.origin;
   }
 
   /** The instance's IMDS base URL, standing in for http://169.254.169.254 (the agent appends /latest/…). */
@@ -103,13 +92,7 @@ export class FakeImds {
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    this.server = undefined;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await this.http.close();
   }
 
   /** Serves metadata for an instance (again: its notices are cleared). */

@@ -11,8 +11,8 @@
  * Contract (other code depends on it): `FakeHcloud`, `FakeHcloudOptions` and the public members
  * below; `start()` answers the base URL including `/v1`.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LoopbackServer, readBody } from '../loopback.js';
 import { TokenBucket } from '../ec2/token-bucket.js';
 import { Catalog, type ImageSpec, type LocationSpec, type ServerTypeSpec } from './catalog.js';
 import { defaultMessage, type ErrorDetails, errors, HcloudError, invalidInput, statusFor } from './errors.js';
@@ -126,9 +126,8 @@ export class FakeHcloud {
   private readonly model: HcloudModel;
   private readonly faults: PendingFault[] = [];
   private readonly delayOf: (call: { method: string; path: string; route?: RouteName }) => number;
-  private readonly timers = new Set<NodeJS.Timeout>();
   private bucket: TokenBucket | undefined;
-  private httpServer: Server | undefined;
+  private readonly http = new LoopbackServer('FakeHcloud', (req, res) => this.onRequest(req, res));
 
   constructor(options: FakeHcloudOptions = {}) {
     this.now = options.now ?? Date.now;
@@ -158,36 +157,18 @@ export class FakeHcloud {
 
   /** Listens on 127.0.0.1 (an ephemeral port); answers the base URL, `http://127.0.0.1:<port>/v1` (HCLOUD_ENDPOINT). */
   async start(): Promise<string> {
-    if (this.httpServer) throw new Error('FakeHcloud already started');
-    const server = createServer((req, res) => this.onRequest(req, res));
-    this.httpServer = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await this.http.start();
     return this.endpoint;
   }
 
   /** The base URL, including `/v1`. */
   get endpoint(): string {
-    if (!this.httpServer) throw new Error('FakeHcloud not started');
-    return `http://127.0.0.1:${(this.httpServer.address() as AddressInfo).port}${BASE}`;
+    return `${this.http.origin}${BASE}`;
   }
 
   /** Stops listening, drops kept-alive connections and answers still delayed. */
   async close(): Promise<void> {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
-    const server = this.httpServer;
-    if (!server) return;
-    this.httpServer = undefined;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await this.http.close();
   }
 
   // ---- controls ----------------------------------------------------------------------------
@@ -311,30 +292,13 @@ export class FakeHcloud {
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooLarge = false;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY) tooLarge = true;
-      else chunks.push(chunk);
-    });
-    req.on('end', () => {
-      const answer = this.answer(req, tooLarge ? undefined : Buffer.concat(chunks).toString('utf8'));
-      const send = () => {
+    readBody(req, MAX_BODY, (text) => {
+      const answer = this.answer(req, text);
+      const delay = this.delayOf({ method: answer.call.method, path: answer.call.path, ...(answer.call.route ? { route: answer.call.route } : {}) });
+      this.http.later(delay, () => {
         res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
         res.end(answer.body);
-      };
-      const delay = this.delayOf({ method: answer.call.method, path: answer.call.path, ...(answer.call.route ? { route: answer.call.route } : {}) });
-      if (delay <= 0) {
-        send();
-        return;
-      }
-      const timer = setTimeout(() => {
-        this.timers.delete(timer);
-        send();
-      }, delay);
-      this.timers.add(timer);
+      });
     });
     req.on('error', () => res.destroy());
   }

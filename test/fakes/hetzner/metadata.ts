@@ -18,8 +18,8 @@
  * No token or header is needed (unlike IMDSv2). Anything else, and any server not added (or
  * removed), is 404. Answers are text/plain.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LoopbackServer } from '../loopback.js';
 import { DEFAULT_LOCATIONS, type LocationSpec } from './catalog.js';
 
 export interface FakeHetznerMetadataOptions {
@@ -73,7 +73,7 @@ export class FakeHetznerMetadata {
   private readonly now: () => number;
   private readonly locations: readonly LocationSpec[];
   private readonly entries = new Map<string, Entry>();
-  private server: Server | undefined;
+  private readonly http = new LoopbackServer('FakeHetznerMetadata', (req, res) => this.onRequest(req, res));
 
   constructor(options: FakeHetznerMetadataOptions = {}) {
     this.now = options.now ?? Date.now;
@@ -82,22 +82,11 @@ export class FakeHetznerMetadata {
 
   /** Listens on 127.0.0.1 (an ephemeral port); answers the server's base, `http://127.0.0.1:<port>`. */
   async start(): Promise<string> {
-    if (this.server) throw new Error('FakeHetznerMetadata already started');
-    const server = createServer((req, res) => this.onRequest(req, res));
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    return this.base;
+    return this.http.start();
   }
 
   get base(): string {
-    if (!this.server) throw new Error('FakeHetznerMetadata not started');
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this.http.origin;
   }
 
   /** The server's stand-in for http://169.254.169.254 (the agent appends /hetzner/v1/metadata/…). */
@@ -106,13 +95,7 @@ export class FakeHetznerMetadata {
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    this.server = undefined;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await this.http.close();
   }
 
   /** Serves metadata for a server (replacing what was there). An unknown location needs availabilityZone and region. */
