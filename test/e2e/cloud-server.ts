@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { agentConfigFromUserData } from '../../src/providers/cloud-init/index.js';
-import { CLI, freePort, waitFor, type InstanceRow } from './process-harness.js';
+import { CLI, freePort, killAndWait, waitFor, type InstanceRow } from './process-harness.js';
 
 export const HEALTH_MS = 1_000;
 
@@ -74,11 +74,7 @@ export class CloudServer {
   }
 
   async kill9(): Promise<void> {
-    const proc = this.proc;
-    if (!proc || proc.exitCode !== null) return;
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGKILL');
-    await exited;
+    await killAndWait(this.proc, 'SIGKILL');
   }
 
   async instances(): Promise<InstanceRow[]> {

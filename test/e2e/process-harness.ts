@@ -136,11 +136,7 @@ export class ProcessServer {
 
   /** kill -9 the server. */
   async kill9(): Promise<void> {
-    const proc = this.proc;
-    if (!proc || proc.exitCode !== null) return;
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGKILL');
-    await exited;
+    await killAndWait(this.proc, 'SIGKILL');
   }
 
   async stop(): Promise<void> {
@@ -230,6 +226,14 @@ export class ProcessServer {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Sends `signal` to a child still running and waits for it to exit. */
+export async function killAndWait(proc: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill(signal);
+  await exited;
 }
 
 /** Polls `fn` until `check` accepts its value; fails with the last value after `timeoutMs`. */
