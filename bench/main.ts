@@ -19,9 +19,10 @@ import type { B3Result } from './b3-at-rest.js';
 import type { B4Result } from './b4-health-ingest.js';
 import { B5_PENDING, B5_READY, type B5Result } from './b5-agents.js';
 import type { B6Result } from './b6-ec2-scale-out.js';
+import type { B7Result } from './b7-hetzner-scale-out.js';
 import { now, round } from './common.js';
 
-const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6'] as const;
+const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 
 interface Results {
@@ -31,6 +32,7 @@ interface Results {
   b4?: B4Result;
   b5?: B5Result;
   b6?: B6Result;
+  b7?: B7Result;
 }
 
 type ChildMessage = { ok: true; result: unknown } | { ok: false; error: string };
@@ -52,6 +54,8 @@ async function runScenario(id: ScenarioId): Promise<unknown> {
       return (await import('./b5-agents.js')).runB5();
     case 'b6':
       return (await import('./b6-ec2-scale-out.js')).runB6();
+    case 'b7':
+      return (await import('./b7-hetzner-scale-out.js')).runB7();
   }
 }
 
@@ -118,7 +122,7 @@ const yes = (ok: boolean): string => (ok ? 'yes' : 'NO');
 function table(results: Results, errors: Map<ScenarioId, string>, machine: Record<string, unknown>): string {
   const rows: string[][] = [['scenario', 'figure', 'limit / baseline', 'ratio', 'target', 'met']];
   const notes: string[] = [];
-  const { b1, b2, b3, b4, b5, b6 } = results;
+  const { b1, b2, b3, b4, b5, b6, b7 } = results;
   if (b1) {
     rows.push(['B1 scale-out 0 → 1000', `${fmt(b1.seconds, 3)} s`, `${fmt(b1.limitSeconds, 3)} s`, fmt(b1.ratio, 3), 'ratio ≤ 1.10', yes(b1.ratio <= 1.1)]);
     notes.push(
@@ -175,6 +179,13 @@ function table(results: Results, errors: Map<ScenarioId, string>, machine: Recor
     rows.push(['B6 EC2 scale-out 0 → 1000', `${fmt(b6.seconds, 2)} s`, `bucket floor ${fmt(b6.floorSeconds, 0)} s`, fmt(b6.ratio, 3), 'ratio ≤ 1.10, 0 dup, < 5 % throttled', yes(met)]);
     notes.push(
       `B6: ${b6.instances} instances, ${b6.duplicates} duplicates; ${b6.calls} EC2 calls (${b6.runInstancesCalls} RunInstances), ${b6.throttled} throttled (${fmt(b6.throttledShare * 100, 2)} %); event-loop delay p99 ${b6.loopDelayP99Ms} ms; ${b6.errors} reconcile errors`,
+    );
+  }
+  if (b7) {
+    const met = b7.ratio <= 1.1 && b7.duplicates === 0 && b7.rateLimited === 0 && b7.errors === 0;
+    rows.push(['B7 Hetzner scale-out 0 → 200', `${fmt(b7.seconds, 2)} s`, `budget floor ${fmt(b7.floorSeconds, 1)} s`, fmt(b7.ratio, 3), 'ratio ≤ 1.10, 0 dup, 0 × 429', yes(met)]);
+    notes.push(
+      `B7: ${b7.servers} servers (${Object.entries(b7.perLocation).map(([l, n]) => `${l} ${n}`).join(', ')}), ${b7.duplicates} duplicates; ${b7.requests} requests (${b7.creates} creates), ${b7.rateLimited} answered 429; event-loop delay p99 ${b7.loopDelayP99Ms} ms; ${b7.errors} reconcile errors`,
     );
   }
   for (const [id, error] of errors) {
