@@ -19,10 +19,10 @@ export const hetznerTemplateSchema = z.strictObject({
   locations: z.array(name('location')).min(1, { error: 'must list at least one location' }).max(10).optional(),
   /** SSH key names or ids. */
   sshKeys: z.array(z.union([z.string().min(1).max(128), z.number().int().positive()])).max(50).optional(),
-  /** Network ids. */
-  networks: z.array(z.number().int().positive()).max(10).optional(),
-  /** Firewall ids. */
-  firewalls: z.array(z.number().int().positive()).max(10).optional(),
+  /** Private networks, by name or id (names are looked up once per server start). */
+  networks: z.array(z.union([z.number().int().positive(), name('network')])).max(10).optional(),
+  /** Firewalls, by name or id. */
+  firewalls: z.array(z.union([z.number().int().positive(), name('firewall')])).max(10).optional(),
   /** More labels (not `drover/...`). */
   labels: z.record(z.string(), z.string()).optional(),
   /** Extra cloud-init, run after Drover's bootstrap. */

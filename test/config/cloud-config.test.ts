@@ -46,7 +46,7 @@ describe('the aws provider config', () => {
 });
 
 describe('the hetzner provider config', () => {
-  const hz = { image: 'ubuntu-24.04', serverTypes: ['cx32', 'cpx31'], locations: ['fsn1', 'nbg1', 'hel1'], sshKeys: ['ops'], networks: [4711], firewalls: [42] };
+  const hz = { image: 'ubuntu-24.04', serverTypes: ['cx32', 'cpx31'], locations: ['fsn1', 'nbg1', 'hel1'], sshKeys: ['ops'], networks: ['private-net', 4711], firewalls: ['web'] };
 
   it('accepts the documented shape', () => {
     const result = parseConfig({ provider: { kind: 'hetzner', tokenFile: '/etc/drover/hcloud.token' }, templates: { web: hz }, groups });

@@ -132,6 +132,13 @@ export class HcloudClient {
     return (await this.request('PUT /servers/{id}', 'PUT', `/servers/${id}`, { labels }, z.object({ server: serverSchema }))).server;
   }
 
+  /** The id of the network or firewall named `name`, or null when the project has none. */
+  async idByName(kind: 'networks' | 'firewalls', name: string): Promise<number | null> {
+    const schema = z.object({ [kind]: z.array(z.object({ id: z.number().int(), name: z.string() })) });
+    const answer = await this.request(`GET /${kind}`, 'GET', `/${kind}?${new URLSearchParams({ name }).toString()}`, undefined, schema);
+    return answer[kind]?.find((r) => r.name === name)?.id ?? null;
+  }
+
   async getAction(id: number): Promise<HcloudAction> {
     return (await this.request('GET /actions/{id}', 'GET', `/actions/${id}`, undefined, z.object({ action: actionSchema }))).action;
   }

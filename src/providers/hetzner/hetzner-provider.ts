@@ -99,6 +99,8 @@ export class HetznerProvider implements Provider {
   /** Locations being tried by creates in flight (group key → instance id → location): concurrent creates spread too. */
   private readonly reserved = new Map<string, Map<string, string>>();
   private readonly labelLock = new KeyedLock();
+  /** Network and firewall ids by name (`networks/<name>`), looked up once. */
+  private readonly names = new Map<string, number>();
 
   constructor(options: HetznerProviderOptions) {
     this.client = options.client;
@@ -117,6 +119,8 @@ export class HetznerProvider implements Provider {
     const template = parsed.data;
     if (!SERVER_NAME.test(key)) throw new PermanentError(new InvalidRequestError(`creating ${key}: the instance id is not a valid Hetzner server name`));
     const labels = { ...(template.labels ?? {}), ...labelsFromTags(req.tags) };
+    const networks = template.networks ? await this.resolve('networks', template.networks, key) : undefined;
+    const firewalls = template.firewalls ? await this.resolve('firewalls', template.firewalls, key) : undefined;
     const userData = this.renderUserData(req, template);
     const group = groupKey(req.tags);
     const tried: string[] = [];
@@ -131,8 +135,8 @@ export class HetznerProvider implements Provider {
             image: String(template.image),
             ...(location ? { location } : {}),
             ...(template.sshKeys ? { ssh_keys: template.sshKeys.map(String) } : {}),
-            ...(template.networks ? { networks: template.networks } : {}),
-            ...(template.firewalls ? { firewalls: template.firewalls.map((firewall) => ({ firewall })) } : {}),
+            ...(networks ? { networks } : {}),
+            ...(firewalls ? { firewalls: firewalls.map((firewall) => ({ firewall })) } : {}),
             labels,
             ...(userData !== undefined ? { user_data: userData } : {}),
             start_after_create: true,
@@ -154,6 +158,29 @@ export class HetznerProvider implements Provider {
       }
     }
     throw new ProviderError(`creating server ${key}: no server type and location available: ${tried.join('; ')}`, { retryable: true });
+  }
+
+  /** Ids for networks or firewalls given by name or id; names are looked up once and kept. */
+  private async resolve(kind: 'networks' | 'firewalls', refs: ReadonlyArray<string | number>, key: string): Promise<number[]> {
+    const ids: number[] = [];
+    for (const ref of refs) {
+      if (typeof ref === 'number') {
+        ids.push(ref);
+        continue;
+      }
+      const cacheKey = `${kind}/${ref}`;
+      let id = this.names.get(cacheKey);
+      if (id === undefined) {
+        const found = await this.client.idByName(kind, ref).catch((err: unknown) => {
+          throw fromHcloudError(`creating server ${key}: looking up ${kind} "${ref}"`, err);
+        });
+        if (found === null) throw new PermanentError(new InvalidRequestError(`creating server ${key}: the project has no ${kind === 'networks' ? 'network' : 'firewall'} named "${ref}" (check templates.*.${kind})`));
+        id = found;
+        this.names.set(cacheKey, id);
+      }
+      ids.push(id);
+    }
+    return ids;
   }
 
   /** The server an earlier attempt created under this name. */

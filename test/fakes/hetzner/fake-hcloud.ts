@@ -30,7 +30,7 @@ import { actionJson, type Json, serverJson } from './wire.js';
 export type { FakeAction, FakeServer, ServerStatus, UnavailableSpec };
 
 /** The routes the fake answers, by name (for failNext, count and the call log). */
-export const ROUTES = ['create_server', 'list_servers', 'get_server', 'update_server', 'delete_server', 'get_server_action', 'get_action', 'list_actions'] as const;
+export const ROUTES = ['create_server', 'list_servers', 'get_server', 'update_server', 'delete_server', 'get_server_action', 'get_action', 'list_actions', 'list_networks', 'list_firewalls'] as const;
 export type RouteName = (typeof ROUTES)[number];
 
 export const DEFAULT_TOKEN = 'hcloud-fake-token';
@@ -128,6 +128,8 @@ export class FakeHcloud {
   private readonly delayOf: (call: { method: string; path: string; route?: RouteName }) => number;
   private bucket: TokenBucket | undefined;
   private readonly http = new LoopbackServer('FakeHcloud', (req, res) => this.onRequest(req, res));
+  private readonly networks = new Map<string, number>();
+  private readonly firewalls = new Map<string, number>();
 
   constructor(options: FakeHcloudOptions = {}) {
     this.now = options.now ?? Date.now;
@@ -172,6 +174,20 @@ export class FakeHcloud {
   }
 
   // ---- controls ----------------------------------------------------------------------------
+
+  /** Registers a network by name (GET /networks?name= finds it); answers its id. */
+  addNetwork(name: string): number {
+    const id = this.networks.get(name) ?? 1_000 + this.networks.size + 1;
+    this.networks.set(name, id);
+    return id;
+  }
+
+  /** Registers a firewall by name (GET /firewalls?name= finds it); answers its id. */
+  addFirewall(name: string): number {
+    const id = this.firewalls.get(name) ?? 2_000 + this.firewalls.size + 1;
+    this.firewalls.set(name, id);
+    return id;
+  }
 
   /**
    * A per-project token bucket on the fake's clock (none by default; `null` removes it): it
@@ -392,6 +408,15 @@ export class FakeHcloud {
         return { status: 200, body: { action: this.actionJson(m.serverAction(id, second), now) } };
       case 'get_action':
         return { status: 200, body: { action: this.actionJson(m.action(id), now) } };
+      case 'list_networks':
+      case 'list_firewalls': {
+        // By name only (what a client resolving a name asks); one page.
+        const registry = matched.route === 'list_networks' ? this.networks : this.firewalls;
+        const name = query.get('name');
+        const found = [...registry].filter(([n]) => name === null || n === name).map(([n, i]) => ({ id: i, name: n, labels: {} }));
+        const key = matched.route === 'list_networks' ? 'networks' : 'firewalls';
+        return { status: 200, body: { [key]: found, meta: { pagination: { page: 1, per_page: 25, previous_page: null, next_page: null, last_page: 1, total_entries: found.length } } } };
+      }
       case 'list_actions': {
         const ids = query.getAll('id');
         const bad = ids.filter((i) => !/^[1-9][0-9]*$/.test(i));
@@ -460,6 +485,8 @@ const ROUTE_TABLE: Array<{ method: string; pattern: RegExp; route: RouteName }> 
   { method: 'GET', pattern: /^\/servers\/([^/]+)\/actions\/([^/]+)$/, route: 'get_server_action' },
   { method: 'GET', pattern: /^\/actions\/([^/]+)$/, route: 'get_action' },
   { method: 'GET', pattern: /^\/actions$/, route: 'list_actions' },
+  { method: 'GET', pattern: /^\/networks$/, route: 'list_networks' },
+  { method: 'GET', pattern: /^\/firewalls$/, route: 'list_firewalls' },
 ];
 
 function matchRoute(method: string, path: string): Matched | undefined {

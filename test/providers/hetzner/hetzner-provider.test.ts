@@ -122,6 +122,22 @@ describe('HetznerProvider.create', () => {
     expect((await provider.create(request('i-0000000000000f05'))).launchDetail).toBe('cx32 in hel1');
   });
 
+  it('attaches networks and firewalls given by name (looked up once) or by id, and refuses a name the project lacks', async () => {
+    const { fake, provider } = await setup();
+    const net = fake.addNetwork('private-net');
+    const fw = fake.addFirewall('web');
+    const template = { ...TEMPLATE, networks: ['private-net', 4711], firewalls: ['web'] };
+    const a = await provider.create(request('i-0000000000000g01', 'web', template));
+    await provider.create(request('i-0000000000000g02', 'web', template));
+    expect(fake.server(Number(a.providerId))?.networks).toEqual([net, 4711]);
+    expect(fake.server(Number(a.providerId))?.firewalls).toEqual([fw]);
+    expect(fake.count('list_networks')).toBe(1);
+    expect(fake.count('list_firewalls')).toBe(1);
+    const err = await rejection(provider.create(request('i-0000000000000g03', 'web', { ...TEMPLATE, networks: ['no-such-net'] })));
+    expect(err).toBeInstanceOf(PermanentError);
+    expect(err.message).toMatch(/no network named "no-such-net"/);
+  });
+
   it('spreads creates made at once, before any has answered', async () => {
     const { fake, provider } = await setup({ responseDelayMs: 20 });
     const created = await Promise.all(['i-0000000000000e01', 'i-0000000000000e02', 'i-0000000000000e03'].map((id) => provider.create(request(id))));
