@@ -7,9 +7,10 @@
  * - create: the server's **name is the Drover instance id** (names are unique per project), so a
  *   create retried after a timeout is answered `uniqueness_error` and finds the server by name
  *   instead of making a second. A server of that name that does not carry the instance id label
- *   is someone else's: a permanent error. Server types are tried in order and, within a type,
- *   locations from the least used by the group (spread kept balanced, as an auto-scaling group
- *   balances zones, also for replacements); `resource_unavailable` and `placement_error` move on.
+ *   is someone else's: a permanent error. Locations are tried from the least used by the group
+ *   (spread kept balanced, as an auto-scaling group balances zones, also for replacements), and
+ *   in each the server types in order: `resource_unavailable` and `placement_error` move to the
+ *   next server type, then to the next location.
  *   `launchDetail` says what was created and what was tried first.
  * - The create's action runs on at Hetzner; it is not waited for (the group's worker is free at
  *   once). `status` follows it: while it runs the server is `pending`; if it failed, the server
@@ -124,8 +125,9 @@ export class HetznerProvider implements Provider {
     const userData = this.renderUserData(req, template);
     const group = groupKey(req.tags);
     const tried: string[] = [];
-    for (const serverType of template.serverTypes) {
-      for (const location of this.locationOrder(group, template.locations)) {
+    // The location the spread wants first, with each server type in turn, then the next location.
+    for (const location of this.locationOrder(group, template.locations)) {
+      for (const serverType of template.serverTypes) {
         const where = `${serverType}${location ? ` in ${location}` : ''}`;
         this.reserve(group, key, location);
         try {

@@ -79,12 +79,15 @@ describe('HetznerProvider.create', () => {
     expect(err.message).toMatch(/Drover did not create/);
   });
 
-  it('moves to the next location, then the next server type, when one is unavailable, and says what it tried', async () => {
+  it('moves to the next server type, then the next location, when one is unavailable, and says what it tried', async () => {
     const { fake, provider } = await setup();
     fake.setUnavailable({ serverType: 'cx32' });
     const created = await provider.create(request('i-00000000000000a4'));
     expect(fake.server(Number(created.providerId))?.serverType).toBe('cpx31');
-    expect(created.launchDetail).toMatch(/^cpx31 in fsn1; tried first: cx32 in fsn1: resource_unavailable; cx32 in nbg1: resource_unavailable; cx32 in hel1: resource_unavailable$/);
+    expect(created.launchDetail).toBe('cpx31 in fsn1; tried first: cx32 in fsn1: resource_unavailable');
+    fake.setUnavailable({ location: 'nbg1', code: 'placement_error' });
+    const next = await provider.create(request('i-00000000000000a6'));
+    expect(next.launchDetail).toBe('cpx31 in hel1; tried first: cx32 in nbg1: resource_unavailable; cpx31 in nbg1: placement_error; cx32 in hel1: resource_unavailable');
   });
 
   it('fails retryably, having created nothing, when nothing is available', async () => {
