@@ -10,16 +10,17 @@
  *   provider's burst for launches is small (EC2's RunInstances bucket), and every create in
  *   flight when it runs out comes back throttled.
  * - Waiting calls start in priority order, first-in first-out within a priority.
- * - Adaptive rate (`adaptive`): a call that fails with a ThrottledError, or an error wrapping one (the provider said we
- *   were too fast) is not failed but queued again at the head of its priority, and its kind's
- *   own rate is cut to half the rate at which that kind's calls were *accepted* in the last
- *   second (once per cut: a throttled call that started before the last cut says nothing new).
- *   While calls succeed the rate creeps back up, additively (half a call/s more per second of
- *   successes, or 5 % of the rate if that is more), so a provider whose limit was raised is
- *   used fully again. Below the provider's refill rate its bucket fills, and the climb above it
- *   spends what was saved, so the sawtooth costs little time and one throttle per tooth. Clouds limit each action separately (EC2 has a bucket for
- *   RunInstances, one for TerminateInstances, one for reads), so each kind has its own rate. A
- *   call throttled `maxThrottleRetries` times fails with its ThrottledError.
+ * - Adaptive rate (`adaptive`): a call that fails with a ThrottledError, or an error wrapping
+ *   one (the provider said we were too fast), is not failed but queued again at the head of its
+ *   priority, and its kind's own rate is cut to half the rate at which that kind's calls were
+ *   *accepted* in the last second (once per cut: a throttled call that started before the last
+ *   cut says nothing new), never below one call a second. While calls succeed the rate creeps
+ *   back up, additively (half a call/s more per second of successes, or 5 % of the rate if that
+ *   is more), so a provider whose limit was raised is used fully again. Below the provider's
+ *   refill rate its bucket fills, and the climb above it spends what was saved, so the sawtooth
+ *   costs little time and one throttle per tooth. Clouds limit each action separately (EC2 has
+ *   a bucket for RunInstances, one for TerminateInstances, one for reads), so each kind has its
+ *   own rate. A call throttled `maxThrottleRetries` times fails with its ThrottledError.
  * - Provider budget (`observeBudget`): a provider that says in its answers how many calls it has
  *   left (Hetzner's `RateLimit-Remaining`, and when the budget is full again) is held to it: the
  *   gate counts down from the last figure, refills at the rate the figures imply, and keeps a
