@@ -25,6 +25,17 @@ const resourceId = (prefix: string, what: string) =>
 
 const command = z.array(z.string().min(1).max(4096)).min(1, { error: 'must be a non-empty list of strings' }).max(256);
 
+/**
+ * The agent's fields of a cloud template (aws, hetzner): its workload, drain and health commands
+ * on the instance, as for the local provider, and its first health interval.
+ */
+export const agentTemplateFields = {
+  command: command.optional(),
+  drainCommand: command.optional(),
+  healthCommand: command.optional(),
+  healthCheckIntervalMs: z.number().int().positive().max(86_400_000).optional(),
+};
+
 /** EC2 instance types: family and size, such as m7i.large or c7gn.16xlarge. */
 const instanceType = z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9-]+$/, { error: 'must be an EC2 instance type such as "m7i.large"' });
 
@@ -78,11 +89,7 @@ export const awsTemplateSchema = z
       .optional(),
     /** Extra cloud-init (a script or a #cloud-config), run after Drover's bootstrap. */
     userData: z.string().max(EC2_USER_DATA_MAX_BYTES).optional(),
-    /** The agent's workload, drain and health commands on the instance, as for the local provider. */
-    command: command.optional(),
-    drainCommand: command.optional(),
-    healthCommand: command.optional(),
-    healthCheckIntervalMs: z.number().int().positive().max(86_400_000).optional(),
+    ...agentTemplateFields,
   })
   .superRefine((t, ctx) => {
     if (!t.launchTemplate) {

@@ -3,11 +3,11 @@
  * the aws ones are (a bad field is refused with its path; the previous config stays in force).
  */
 import { z } from 'zod';
+import { agentTemplateFields } from './aws-template.js';
 
 /** Hetzner takes at most 32 KiB of user data. */
 export const HETZNER_USER_DATA_MAX_BYTES = 32 * 1024;
 
-const command = z.array(z.string().min(1).max(4096)).min(1, { error: 'must be a non-empty list of strings' }).max(256);
 const name = (what: string) => z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/i, { error: `must be a ${what} name such as "fsn1"` });
 
 export const hetznerTemplateSchema = z.strictObject({
@@ -27,10 +27,7 @@ export const hetznerTemplateSchema = z.strictObject({
   labels: z.record(z.string(), z.string()).optional(),
   /** Extra cloud-init, run after Drover's bootstrap. */
   userData: z.string().max(HETZNER_USER_DATA_MAX_BYTES).optional(),
-  command: command.optional(),
-  drainCommand: command.optional(),
-  healthCommand: command.optional(),
-  healthCheckIntervalMs: z.number().int().positive().max(86_400_000).optional(),
+  ...agentTemplateFields,
 });
 
 export type HetznerTemplate = z.output<typeof hetznerTemplateSchema>;
