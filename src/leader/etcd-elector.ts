@@ -76,6 +76,11 @@ export interface Fence {
   epoch: number;
 }
 
+/** Renewal attempts per step: each picks a member at random, so a down member is soon missed. */
+const KEEPALIVE_ATTEMPTS = 8;
+/** A failure this quick is a refused connection or an unavailable member, not a slow cluster. */
+const FAST_FAILURE_MS = 150;
+
 const noopLogger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
 /** The leader key of a shard. */
@@ -297,7 +302,7 @@ export class EtcdElector implements LeaderElector {
     if (lease === null) return;
     const lapsed = this.holding && this.clock.nowMs() >= this.leaseDeadlineMs;
     const sent = this.clock.nowMs();
-    const ttl = await this.keepAlive(lease);
+    const ttl = await this.keepAliveAnyMember(lease);
     if (this.leaseId !== lease || !this.running) return;
     if (ttl <= 0) {
       this.log.warn({ lease, wasLeader: this.holding }, 'leader lease expired at etcd');
@@ -379,9 +384,30 @@ export class EtcdElector implements LeaderElector {
 
   // ---- etcd calls ------------------------------------------------------------------------------
 
+  /**
+   * One keepalive, tried again at once on another member when a member refuses it quickly.
+   * etcd3 picks a random member for each stream and, unlike unary calls, does not skip a member
+   * whose stream failed: with one member of three down, renewals failed one time in three, and a
+   * few in a row let a lease expire (seen in the HA e2e test). A slow answer is not retried: the
+   * call's deadline is the renewal's whole budget.
+   */
+  private async keepAliveAnyMember(lease: string): Promise<number> {
+    const budgetEnds = this.clock.nowMs() + this.callTimeoutMs();
+    for (let attempt = 1; ; attempt++) {
+      const started = this.clock.nowMs();
+      try {
+        return await this.keepAlive(lease, budgetEnds);
+      } catch (err) {
+        const fast = this.clock.nowMs() - started < FAST_FAILURE_MS;
+        if (!fast || attempt >= KEEPALIVE_ATTEMPTS || this.clock.nowMs() + FAST_FAILURE_MS >= budgetEnds || !this.running) throw err;
+        this.log.debug({ lease, attempt, err: errorMessage(err) }, 'leader lease renewal refused by a member; trying another');
+      }
+    }
+  }
+
   /** One keepalive on its own stream; resolves with the TTL etcd reports (0: lease gone). */
-  private async keepAlive(lease: string): Promise<number> {
-    const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: this.deadline(this.callTimeoutMs()) });
+  private async keepAlive(lease: string, deadlineMs: number): Promise<number> {
+    const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: new Date(deadlineMs) });
     return new Promise<number>((resolve, reject) => {
       let settled = false;
       const finish = (fn: () => void): void => {

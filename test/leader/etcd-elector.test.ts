@@ -273,6 +273,24 @@ describeWithEtcd(
       expect(b.isLeader()).toBe(false);
     });
 
+    it('with one member down, every renewal reaches a live member: the leader never lapses', async () => {
+      const raftLeader = await cluster.leaderIndex();
+      const down = raftLeader === 0 ? 1 : 0;
+      await cluster.kill(down);
+      // The shortest TTL: two renewals in a row that miss end leadership, so a renewal that gave
+      // up on the member it happened to pick (one in three) would show within these 24 rounds.
+      const ttlMs = 1_000;
+      const a = elector('a', { ttlMs });
+      const changes: boolean[] = [];
+      a.onChange((leader) => changes.push(leader));
+      await a.start();
+      await until('a leads', () => a.isLeader(), 5_000);
+      await new Promise((r) => setTimeout(r, 24 * renewalIntervalMs(ttlMs)));
+      expect(a.isLeader()).toBe(true);
+      expect(changes, `leadership changes; electors said:\n${logLines.join('\n')}`).toEqual([true]);
+      expect(logLines.filter((l) => l.includes('expired'))).toEqual([]);
+    });
+
     it('never has two leaders across a restart of the whole etcd cluster, and elects one afterwards', async () => {
       const a = elector('a');
       const b = elector('b');
