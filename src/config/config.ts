@@ -207,6 +207,65 @@ export function groupSettings(config: DroverConfig, tenant: string, group: strin
   };
 }
 
+/** A scheduled size as the sizing logic uses it (`index`: its position in the config). */
+export interface ScheduleSpec {
+  index: number;
+  name: string;
+  cron: string;
+  timezone: string;
+  size: number;
+}
+
+/** Target tracking on a Prometheus query (durations in ms). */
+export interface AutoscaleSpec {
+  prometheus: string;
+  query: string;
+  targetPerInstance: number;
+  intervalMs: number;
+  queryTimeoutMs: number;
+  scaleUpCooldownMs: number;
+  scaleDownCooldownMs: number;
+  maxStepDown: Quantity;
+  bearerTokenFile: string | null;
+}
+
+/** What decides a group's size: its base size, bounds, schedules and autoscale. */
+export interface GroupSizing {
+  /** The configured `size`: the base size. */
+  size: number;
+  min: number;
+  max: number;
+  schedules: readonly ScheduleSpec[];
+  autoscale: AutoscaleSpec | null;
+}
+
+/** The sizing settings of a configured group, or null when the config has no such group. */
+export function groupSizing(config: DroverConfig, tenant: string, group: string): GroupSizing | null {
+  const groups = Object.hasOwn(config.groups, tenant) ? config.groups[tenant] : undefined;
+  const spec = groups && Object.hasOwn(groups, group) ? groups[group] : undefined;
+  if (!spec) return null;
+  const a = spec.autoscale;
+  return {
+    size: spec.size,
+    min: spec.min,
+    max: spec.max,
+    schedules: spec.schedules.map((s, index) => ({ index, name: s.name ?? s.cron, cron: s.cron, timezone: s.timezone, size: s.size })),
+    autoscale: a
+      ? {
+          prometheus: a.prometheus,
+          query: a.query,
+          targetPerInstance: a.targetPerInstance,
+          intervalMs: a.interval,
+          queryTimeoutMs: a.queryTimeout,
+          scaleUpCooldownMs: a.scaleUpCooldown,
+          scaleDownCooldownMs: a.scaleDownCooldown,
+          maxStepDown: a.maxStepDown,
+          bearerTokenFile: a.bearerTokenFile ?? null,
+        }
+      : null,
+  };
+}
+
 /** Every configured (tenant, group) pair. */
 export function configuredGroups(config: DroverConfig): Array<{ tenant: string; group: string }> {
   const out: Array<{ tenant: string; group: string }> = [];

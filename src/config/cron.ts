@@ -53,3 +53,27 @@ export class CronWindow {
     return this.cron.nextRun(now);
   }
 }
+
+/**
+ * A point-in-time schedule: it fires at each time of `schedule` in `timezone`. Across daylight
+ * saving changes it follows croner, as budget windows do: a time the spring change skips fires
+ * at the first moment that exists after it, and a time the autumn change repeats fires once.
+ */
+export class CronSchedule {
+  private readonly cron: Cron;
+
+  constructor(schedule: string, timezone: string) {
+    this.cron = new Cron(schedule, { timezone, paused: true });
+  }
+
+  /** The latest fire time at or before `now`, or null when it never fired. */
+  lastFire(now: Date): Date | null {
+    const [last] = this.cron.previousRuns(1, new Date(now.getTime() + 1));
+    return last ?? null;
+  }
+
+  /** The first fire time after `now`, or null when it never fires again. */
+  nextFire(now: Date): Date | null {
+    return this.cron.nextRun(now);
+  }
+}

@@ -1,10 +1,10 @@
-export { ConfigError, DEFAULT_MAX_DRAIN_TIMEOUT_MS, NO_DISRUPTION_LIMITS, brakeTimingDefaults, configuredGroups, maxDrainTimeoutOf, formatPath, groupSettings, parseConfig, templateHash } from './config.js';
-export type { BudgetSpec, ConfigIssue, DisruptionSettings, DroverConfig, GroupSettings, ParseResult, ShardConfig, TemplateSpec } from './config.js';
-export { CronWindow, cronProblem } from './cron.js';
+export { ConfigError, DEFAULT_MAX_DRAIN_TIMEOUT_MS, NO_DISRUPTION_LIMITS, brakeTimingDefaults, configuredGroups, maxDrainTimeoutOf, formatPath, groupSettings, groupSizing, parseConfig, templateHash } from './config.js';
+export type { AutoscaleSpec, BudgetSpec, ConfigIssue, DisruptionSettings, DroverConfig, GroupSettings, GroupSizing, ParseResult, ScheduleSpec, ShardConfig, TemplateSpec } from './config.js';
+export { CronSchedule, CronWindow, cronProblem } from './cron.js';
 export { formatDuration, parseDuration } from './duration.js';
 export { ConfigLoader, parseConfigText, readConfigFile } from './loader.js';
 export type { ConfigChangeListener, ConfigInvalidListener, FileLoaderOptions, ReloadResult } from './loader.js';
-export { AGENT_PING_MISSES, VOLUNTARY_REASONS, configSchema } from './schema.js';
+export { AGENT_PING_MISSES, MAX_GROUP_SIZE, VOLUNTARY_REASONS, configSchema } from './schema.js';
 export type { Quantity, VoluntaryReason } from './schema.js';
 export type { ConfigInput } from './schema.js';
 export { AWS_CAPACITY_MODES, EC2_TAGS_PER_RESOURCE_MAX, EC2_TAG_KEY_MAX, EC2_TAG_VALUE_MAX, EC2_USER_DATA_MAX_BYTES, awsTemplateSchema } from './aws-template.js';

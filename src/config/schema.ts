@@ -144,8 +144,47 @@ const disruptionSchema = z.strictObject({
   unhealthyWindow: duration.optional(),
 });
 
+/** The largest size a group may have (and the API's bound on a size). */
+export const MAX_GROUP_SIZE = 100_000;
+
+const groupSize = count(0).max(MAX_GROUP_SIZE, { error: `must be <= ${MAX_GROUP_SIZE}` });
+
+/** A scheduled size: at each fire time of `cron` (in `timezone`) the group's size becomes `size`. */
+const scheduleSchema = z.strictObject({
+  cron: cronField,
+  timezone: timezone.default('UTC'),
+  size: groupSize,
+  /** Shown in status and audit ("weekday mornings"); default: the cron expression. */
+  name: z.string().min(1).max(63).optional(),
+});
+
+/** Target tracking on a Prometheus query: size = ceil(value / targetPerInstance), within min..max. */
+const autoscaleSchema = z.strictObject({
+  prometheus: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as "http://127.0.0.1:9090"' }).max(2_048),
+  query: z.string({ error: 'must be a PromQL expression' }).min(1, { error: 'must be a PromQL expression' }).max(8_192),
+  targetPerInstance: z.number({ error: 'must be a number' }).positive({ error: 'must be > 0' }).max(1e15, { error: 'must be <= 1e15' }),
+  /** How often the query is evaluated. */
+  interval: positiveDuration.default(30_000),
+  /** How long one query may take before it counts as failed. */
+  queryTimeout: positiveDuration.default(10_000),
+  /** After a scale-up (by anyone), no other scale-up for this long. */
+  scaleUpCooldown: duration.default(60_000),
+  /** After any change of size, no scale-down for this long; also the stabilisation window. */
+  scaleDownCooldown: duration.default(600_000),
+  /** A scale-down removes at most this many (or this share of the size) at once. */
+  maxStepDown: countOrPercent.default(() => ({ percent: 25 })),
+  /** A bearer token for Prometheus, read from this file at each query (rotations apply at once). */
+  bearerTokenFile: z.string().min(1).optional(),
+});
+
 const groupSchema = z.strictObject({
-  size: count(0),
+  size: groupSize,
+  /** The group's size never goes below this (schedules, the API, autoscale), except asleep. */
+  min: groupSize.default(0),
+  /** The group's size never goes above this. */
+  max: groupSize.default(MAX_GROUP_SIZE),
+  schedules: z.array(scheduleSchema).max(50, { error: 'must list at most 50 schedules' }).default(() => []),
+  autoscale: autoscaleSchema.optional(),
   template: z.string({ error: 'must name a template' }).min(1, { error: 'must name a template' }),
   drainTimeout: duration.optional(),
   maxSurge: count(0).default(1),
@@ -163,6 +202,19 @@ const groupSchema = z.strictObject({
     })
     .optional(),
   disruption: disruptionSchema.optional(),
+}).superRefine((g, ctx) => {
+  // zod runs this even when a field failed: a size that is not a valid size has its own issue.
+  const valid = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_GROUP_SIZE;
+  if (!valid(g.min) || !valid(g.max)) return;
+  if (g.min > g.max) {
+    ctx.addIssue({ code: 'custom', path: ['min'], message: `must be <= max (${g.max})` });
+    return;
+  }
+  const range = `must be between min (${g.min}) and max (${g.max})`;
+  if (valid(g.size) && (g.size < g.min || g.size > g.max)) ctx.addIssue({ code: 'custom', path: ['size'], message: range });
+  (Array.isArray(g.schedules) ? g.schedules : []).forEach((schedule, i) => {
+    if (valid(schedule?.size) && (schedule.size < g.min || schedule.size > g.max)) ctx.addIssue({ code: 'custom', path: ['schedules', i, 'size'], message: range });
+  });
 });
 
 const templateSchema = z.record(z.string(), z.unknown(), { error: 'must be a mapping of launch settings' });

@@ -9,14 +9,17 @@ import type { GroupState, InstanceRecord } from '../store/index.js';
 import type { Context } from './context.js';
 import { HoldKey } from './keys.js';
 import { planGroup, type Plan, type PlanInput } from './plan.js';
+import type { SizeDecision } from './sizing.js';
 
 /** How far back deleted instances are looked at (what a new instance replaces; the brake's window). */
 const DEPARTED_WINDOW_MS = 60 * 60_000;
 
 export interface PlanInputsDeps {
   ctx: Context;
-  /** The group's settings, with the operator's size while it stands. */
+  /** The group's settings, with the size in force (see sizing.ts). */
   effectiveSettings(config: DroverConfig, tenant: string, group: string): GroupSettings | null;
+  /** What sets the group's size, and why (null when it is not configured). */
+  sizeDecision(config: DroverConfig, tenant: string, group: string): SizeDecision | null;
   /** Since when health reports have been observed (start or leadership win). */
   observingSince(): number;
 }
@@ -30,6 +33,8 @@ export class PlanInputs {
     const now = ctx.clock.nowMs();
     const effective = this.deps.effectiveSettings(config, tenant, group);
     const settings = effective && sizeOverride !== undefined ? { ...effective, size: sizeOverride } : effective;
+    // A preview at another size plans without the decision: it is not what sets the size then.
+    const sizing = settings && sizeOverride === undefined ? this.deps.sizeDecision(config, tenant, group) : null;
     const state = ctx.store.getGroupState(tenant, group);
     // Not yet recorded (a dry run before the group's first reconcile): the grace starts now.
     const removalPendingUntil = settings === null ? (state?.removalSince?.getTime() ?? now) + config.shard.groupRemovalGrace : null;
@@ -54,6 +59,7 @@ export class PlanInputs {
       createHoldUntil: hold?.until ?? null,
       maxAttempts: config.shard.maxAttempts,
       removalPendingUntil,
+      sizing,
       ...this.operatorInputs(instances),
     });
   }

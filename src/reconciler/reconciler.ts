@@ -14,7 +14,7 @@ import type { Provider } from '../providers/index.js';
 import { CallGate } from '../queue/call-gate.js';
 import { Priority } from '../queue/priority.js';
 import { KeyedWorkQueue, type QueueObserver } from '../queue/work-queue.js';
-import { LocalOperatorState, keys, type OperatorState, type SizeOverride } from '../state/index.js';
+import { LocalOperatorState, type OperatorState } from '../state/index.js';
 import type { LocalDb } from '../store/index.js';
 import { randomHex } from '../util/random.js';
 import type { Context, ReconcilerObserver } from './context.js';
@@ -25,6 +25,7 @@ import { FactRecorder } from './facts.js';
 import { handleFailure } from './failures.js';
 import { FirstHealthReplans } from './first-health.js';
 import { trackBrake, trackRemoval } from './group-facts.js';
+import { GroupSizer } from './group-sizing.js';
 import { initialReconcile, knownGroups } from './initial-reconcile.js';
 import { RecentEvents, describeEventSafe, mergeEvents, routeEvent } from './intake.js';
 import { TimerKey } from './keys.js';
@@ -32,6 +33,7 @@ import { OperatorActions } from './operator-actions.js';
 import type { Plan } from './plan.js';
 import { PlanInputs } from './plan-inputs.js';
 import type { ReconcilerStore } from './ports.js';
+import type { SizeDecision } from './sizing.js';
 import { DurableTimers } from './timers.js';
 
 export interface ReconcilerOptions {
@@ -89,6 +91,7 @@ export class Reconciler {
   private readonly gate: CallGate;
   private readonly timers: DurableTimers;
   private readonly executor: Executor;
+  private readonly sizer: GroupSizer;
   private readonly facts: FactRecorder;
   private readonly inputs: PlanInputs;
   private readonly ctx: Context;
@@ -167,10 +170,12 @@ export class Reconciler {
       maxAttempts: () => this.opts.configLoader.getCurrent().shard.maxAttempts,
     };
     this.executor = new Executor(this.ctx);
+    this.sizer = new GroupSizer(this.ctx);
     this.facts = new FactRecorder(this.ctx, options.statusTimeoutMs ?? 5_000);
     this.inputs = new PlanInputs({
       ctx: this.ctx,
       effectiveSettings: (config, tenant, group) => this.effectiveSettings(config, tenant, group),
+      sizeDecision: (config, tenant, group) => this.sizer.decide(config, tenant, group),
       observingSince: () => this.observingSince,
     });
     this.operator = new OperatorActions({
@@ -321,13 +326,17 @@ export class Reconciler {
     };
   }
 
-  /** Effective settings of a group: config, with the operator's size while it stands. */
+  /** Effective settings of a group: config, with the size in force (schedules, operator, autoscale, sleep: see sizing.ts). */
   effectiveSettings(config: DroverConfig, tenant: string, group: string): GroupSettings | null {
     const settings = groupSettings(config, tenant, group);
     if (!settings) return null;
-    const override = this.operatorState.get<SizeOverride>(keys.size(tenant, group));
-    if (override && override.base === settings.size) return { ...settings, size: override.size };
-    return settings;
+    const decision = this.sizer.decide(config, tenant, group);
+    return decision && decision.size !== settings.size ? { ...settings, size: decision.size } : settings;
+  }
+
+  /** What sets a configured group's size now, and why; null when the group is not configured. */
+  sizeDecision(tenant: string, group: string): SizeDecision | null {
+    return this.sizer.decide(this.opts.configLoader.getCurrent(), tenant, group);
   }
 
   // ---- event intake --------------------------------------------------------------------------
@@ -389,6 +398,8 @@ export class Reconciler {
     try {
       const config = this.opts.configLoader.getCurrent();
       trackRemoval(this.ctx, config, tenant, group, events);
+      await this.sizer.beforePass(config, tenant, group, events.length > 0 ? describeEvent(events[0]!) : null);
+      if (!this.isLeaderNow() || this.halted) return;
       const plan = this.inputs.computePlan(config, tenant, group);
       trackBrake(this.ctx, plan, events);
       this.executor.apply(plan, events);

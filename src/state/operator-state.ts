@@ -48,11 +48,51 @@ export type RotationHold = z.output<typeof rotationHoldSchema>;
 export const drainRequestSchema = z.object({ force: z.boolean(), at: isoTime, by: actor });
 export type DrainRequest = z.output<typeof drainRequestSchema>;
 
+/** A tenant put to sleep: its groups have an effective size of 0 until woken (or until `until`). */
+export const sleepSchema = z.object({ until: isoTime.nullable(), at: isoTime, by: actor });
+export type TenantSleep = z.output<typeof sleepSchema>;
+
+/**
+ * When the leader first saw a group's configured size (or saw it change): the config's size is
+ * in force from then until a later schedule, operator or autoscale decision.
+ */
+export const configSizeSeenSchema = z.object({
+  size: z.number().int().min(0).max(100_000),
+  since: isoTime,
+  /** The size last applied and audited, and what set it ("schedule@<time>"): a change is audited once. */
+  applied: z.object({ size: z.number().int().min(0).max(100_000), by: z.string().max(256) }).optional(),
+});
+export type ConfigSizeSeen = z.output<typeof configSizeSeenSchema>;
+
+const groupSize = z.number().int().min(0).max(100_000);
+
+/** The autoscaler's durable memory of a group: its last decision, cooldowns, recent recommendations. */
+export const autoscaleStateSchema = z.object({
+  /** The size it last set, and when; null before it first changed the size. */
+  size: groupSize.nullable(),
+  at: isoTime.nullable(),
+  /** The last scale-up and scale-down by anyone (the cooldowns start there). */
+  lastScaleUpAt: isoTime.nullable(),
+  lastScaleDownAt: isoTime.nullable(),
+  /** Recommendations within the stabilisation window, oldest first. */
+  recommendations: z.array(z.object({ at: isoTime, size: groupSize })).max(4_096),
+  /** The last evaluation: the value read, the size it recommends, and what was decided and why. */
+  last: z
+    .object({ at: isoTime, value: z.number().nullable(), recommended: groupSize.nullable(), decision: z.string().max(2_048) })
+    .nullable(),
+  /** Why autoscale cannot act (a query that failed or gave no number), since when; null when it can. */
+  blocked: z.object({ message: z.string().max(2_048), since: isoTime }).nullable(),
+});
+export type AutoscaleState = z.output<typeof autoscaleStateSchema>;
+
 export const keys = {
   size: (tenant: string, group: string): string => `size/${tenant}/${group}`,
   protection: (instanceId: string): string => `protect/${instanceId}`,
   hold: (instanceId: string): string => `hold/${instanceId}`,
   drainRequest: (instanceId: string): string => `drain/${instanceId}`,
+  sleep: (tenant: string): string => `sleep/${tenant}`,
+  configSize: (tenant: string, group: string): string => `sized/${tenant}/${group}`,
+  autoscale: (tenant: string, group: string): string => `autoscale/${tenant}/${group}`,
 } as const;
 
 /** The schema of the values under each kind of key (the key's first segment). */
@@ -61,6 +101,9 @@ const SCHEMA_OF_KIND: Readonly<Record<string, z.ZodType>> = {
   protect: protectionSchema,
   hold: rotationHoldSchema,
   drain: drainRequestSchema,
+  sleep: sleepSchema,
+  sized: configSizeSeenSchema,
+  autoscale: autoscaleStateSchema,
 };
 
 /** A value checked against its key's schema: the value as read (unknown fields dropped), or what is wrong with it. */

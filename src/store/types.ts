@@ -102,7 +102,13 @@ export type AuditAction =
   /** An instance's agent exchanged its bootstrap token for its credential. */
   | 'agentBootstrap'
   /** A real bootstrap token was refused (used already, or presented from another machine): audited once per token. */
-  | 'agentBootstrapRefused';
+  | 'agentBootstrapRefused'
+  /** A tenant put to sleep (its groups' size 0) and woken (by an operator, or its `until`). */
+  | 'sleep'
+  | 'wake'
+  /** Autoscale could not act (its query failed or gave no number), and could again. */
+  | 'autoscaleBlocked'
+  | 'autoscaleResumed';
 
 export interface AuditEntry {
   seq: number;

@@ -295,9 +295,9 @@ describe('parseConfig defaults', () => {
     expect(config.store).toEqual({ retention: 30 * 86_400_000 });
   });
 
-  it('defaults a group maxSurge to 1 and leaves per-group overrides unset', () => {
+  it('defaults a group maxSurge to 1, min to 0, max to the largest size and schedules to none, and leaves per-group overrides unset', () => {
     const group = valid({ templates: { web }, groups: { default: { web: { size: 2, template: 'web' } } } }).groups.default?.web;
-    expect(group).toEqual({ size: 2, template: 'web', maxSurge: 1 });
+    expect(group).toEqual({ size: 2, template: 'web', maxSurge: 1, min: 0, max: 100_000, schedules: [] });
   });
 
   it('fills in defaults inside optional sections that are present', () => {

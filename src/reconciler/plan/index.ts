@@ -72,7 +72,13 @@ export function planGroup(input: PlanInput): Plan {
   const actions = withForcedExpiryNote(expiryBudget, phases.flatMap((p) => p.actions))
     // An instance chosen to leave needs no health check any more.
     .filter((a) => a.kind !== 'check' || !allLeaving.has(a.instanceId));
-  const wake = earliest(now, ...phases.map((p) => p.wakeAt));
+  const sizing = input.sizing ?? null;
+  const wake = earliest(now, ...phases.map((p) => p.wakeAt), sizing?.wakeAt?.getTime() ?? null);
+  const blocked = phases.flatMap((p) => p.blocked);
+  const autoscaleBlock = sizing?.autoscale?.blocked;
+  if (autoscaleBlock) {
+    blocked.push({ code: 'AutoscaleBlocked', message: `autoscale keeps the size at ${sizing.size}: ${autoscaleBlock.message}`, since: autoscaleBlock.since });
+  }
 
   let inService = 0;
   let pending = 0;
@@ -86,7 +92,7 @@ export function planGroup(input: PlanInput): Plan {
     group: input.group,
     configured: input.settings !== null,
     actions,
-    blocked: phases.flatMap((p) => p.blocked),
+    blocked,
     wakeAt: wake === null ? null : new Date(wake),
     summary: {
       size,
@@ -98,6 +104,7 @@ export function planGroup(input: PlanInput): Plan {
       maxLive: size + frame.maxSurge,
       disruption: { budgets: rotation.budgets.all(), shortCircuited: health.shortCircuited, maxUnhealthy: health.maxUnhealthy, brakeCount: health.brakeCount },
     },
+    sizing,
   };
 }
 

@@ -7,6 +7,7 @@ import type { Priority } from '../../queue/priority.js';
 import type { InstanceRecord } from '../../store/types.js';
 import type { ReasonBudget } from '../disruption.js';
 import type { CancelReason, CreateReason, DeleteReason, DrainReason, ForgetReason } from '../reasons.js';
+import type { SizeDecision } from '../sizing.js';
 
 export type PlanAction =
   | { kind: 'create'; reason: CreateReason; replaces: string | null; priority: Priority; message: string }
@@ -30,7 +31,8 @@ export type BlockCode =
   | 'Protected'
   | 'RotationHeld'
   | 'RemovalPending'
-  | 'HealthSettling';
+  | 'HealthSettling'
+  | 'AutoscaleBlocked';
 
 export interface Block {
   code: BlockCode;
@@ -71,9 +73,11 @@ export interface Plan {
   configured: boolean;
   actions: PlanAction[];
   blocked: Block[];
-  /** When the plan's answer changes by the passage of time alone (a deadline, an age), if ever. */
+  /** When the plan's answer changes by the passage of time alone (a deadline, an age, a schedule), if ever. */
   wakeAt: Date | null;
   summary: GroupSummary;
+  /** What sets the group's size and why (null for a group no longer configured, or planned without it). */
+  sizing: SizeDecision | null;
 }
 
 export interface ShardHealthSettings {
@@ -118,6 +122,8 @@ export interface PlanInput {
    * finishes; a config that brings the group back meanwhile loses nothing.
    */
   removalPendingUntil?: number | null;
+  /** The size decision `settings.size` came from (schedules, sleep, autoscale), shown with the plan. */
+  sizing?: SizeDecision | null;
 }
 
 /**
