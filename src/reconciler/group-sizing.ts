@@ -16,7 +16,15 @@ import type { Context } from './context.js';
 import { decideSize, type SizeDecision } from './sizing.js';
 
 export class GroupSizer {
-  constructor(private readonly ctx: Context) {}
+  /**
+   * @param configSizeLoadedAt when this server loaded the group's configured size: its start, or
+   *   the config change that set it. A size first recorded (or changed) counts from then, not from
+   *   when a leader got round to recording it: a schedule that fired in between still wins.
+   */
+  constructor(
+    private readonly ctx: Context,
+    private readonly configSizeLoadedAt: (tenant: string, group: string) => number,
+  ) {}
 
   /** The size decision of a configured group at `now` (default: the clock's now); null when not configured. */
   decide(config: DroverConfig, tenant: string, group: string, now = this.ctx.clock.nowMs()): SizeDecision | null {
@@ -30,7 +38,7 @@ export class GroupSizer {
       tenant,
       group,
       sizing,
-      configSince: seen && seen.size === sizing.size ? Date.parse(seen.since) : null,
+      configSince: seen && seen.size === sizing.size ? Date.parse(seen.since) : Math.min(now, this.configSizeLoadedAt(tenant, group)),
       operator: override && override.base === sizing.size ? { size: override.size, at: Date.parse(override.at), by: override.by } : null,
       sleep: sleep ? { at: Date.parse(sleep.at), until: sleep.until === null ? null : Date.parse(sleep.until), by: sleep.by } : null,
       autoscale: sizing.autoscale ? (state.get<AutoscaleState>(keys.autoscale(tenant, group)) ?? null) : null,
@@ -54,7 +62,8 @@ export class GroupSizer {
     const seenKey = keys.configSize(tenant, group);
     let seen = state.get<ConfigSizeSeen>(seenKey);
     if (!seen || seen.size !== sizing.size) {
-      seen = { size: sizing.size, since: now.toISOString(), ...(seen?.applied ? { applied: seen.applied } : {}) };
+      const since = Math.min(now.getTime(), this.configSizeLoadedAt(tenant, group));
+      seen = { size: sizing.size, since: new Date(since).toISOString(), ...(seen?.applied ? { applied: seen.applied } : {}) };
       await state.set(seenKey, seen);
     }
     const decision = this.decide(config, tenant, group, now.getTime());

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { nextTurn, SystemClock, type Clock } from '../clock/index.js';
-import { configuredGroups, groupSettings, type ConfigLoader, type DroverConfig, type GroupSettings } from '../config/index.js';
+import { configuredGroups, groupSettings, groupSizing, type ConfigLoader, type DroverConfig, type GroupSettings } from '../config/index.js';
 import { errorMessage, InternalError } from '../errors/index.js';
 import type { InstanceManager } from '../instances/index.js';
 import type { Logger } from '../logging/index.js';
@@ -92,6 +92,9 @@ export class Reconciler {
   private readonly timers: DurableTimers;
   private readonly executor: Executor;
   private readonly sizer: GroupSizer;
+  /** When this reconciler first read the config (its start), and when a group's configured size changed since. */
+  private configLoadedAt: number;
+  private readonly configSizeLoadedAt = new Map<string, number>();
   private readonly facts: FactRecorder;
   private readonly inputs: PlanInputs;
   private readonly ctx: Context;
@@ -121,6 +124,7 @@ export class Reconciler {
     const random = options.random;
     this.random = random ?? Math.random;
     this.observingSince = this.clock.nowMs();
+    this.configLoadedAt = this.clock.nowMs();
     const config = options.configLoader.getCurrent();
     this.gate = new CallGate({
       clock: this.clock,
@@ -170,7 +174,7 @@ export class Reconciler {
       maxAttempts: () => this.opts.configLoader.getCurrent().shard.maxAttempts,
     };
     this.executor = new Executor(this.ctx);
-    this.sizer = new GroupSizer(this.ctx);
+    this.sizer = new GroupSizer(this.ctx, (tenant, group) => this.configSizeLoadedAt.get(groupKeyOf(tenant, group)) ?? this.configLoadedAt);
     this.facts = new FactRecorder(this.ctx, options.statusTimeoutMs ?? 5_000);
     this.inputs = new PlanInputs({
       ctx: this.ctx,
@@ -433,6 +437,11 @@ export class Reconciler {
   // ---- collaborators -------------------------------------------------------------------------
 
   private onConfigChange(next: DroverConfig, prev: DroverConfig): void {
+    // A group's configured size counts from when this server loaded it (see GroupSizer).
+    const now = this.clock.nowMs();
+    for (const { tenant, group } of configuredGroups(next)) {
+      if (groupSizing(next, tenant, group)?.size !== groupSizing(prev, tenant, group)?.size) this.configSizeLoadedAt.set(groupKeyOf(tenant, group), now);
+    }
     this.gate.configure({
       maxCallsPerSecond: next.provider.maxCallsPerSecond,
       maxConcurrent: next.provider.maxConcurrentCalls,
