@@ -454,8 +454,9 @@ export class Reconciler {
     for (const g of [...configuredGroups(prev), ...configuredGroups(next)]) keys.set(groupKeyOf(g.tenant, g.group), g);
     let changed = 0;
     for (const { tenant, group } of keys.values()) {
-      const before = JSON.stringify(groupSettings(prev, tenant, group));
-      const after = JSON.stringify(groupSettings(next, tenant, group));
+      // Sizing (min, max, schedules, autoscale) is not part of the settings the planner reads, but decides its size.
+      const before = JSON.stringify([groupSettings(prev, tenant, group), groupSizing(prev, tenant, group)]);
+      const after = JSON.stringify([groupSettings(next, tenant, group), groupSizing(next, tenant, group)]);
       if (shardChanged || before !== after) {
         changed++;
         this.markDirty(tenant, group, 'config', Priority.normal);
