@@ -5,16 +5,18 @@
 import { formatDuration } from '../src/config/index.js';
 import { ALL_REASONS, type BudgetDraw, type FleetSpec, type GroupSpec, type InvalidFlavor, type QuantityDraw, type ShardSpec, type VoluntaryReasonDraw } from './scenario.js';
 import type { WindowSpec } from './windows.js';
+import { sizeInForce, type SleepModel } from './sizing.js';
 
 /**
  * How the config is rendered. The world's own config uses none of these; the planted-bug
  * self-test hands the reconciler a config with a control taken away (`surgeBonus`: every
- * maxSurge that much higher; `withoutBudgets`; `withoutBrake`).
+ * maxSurge that much higher; `withoutBudgets`; `withoutBrake`; `withoutSchedules`).
  */
 export interface RenderOptions {
   surgeBonus?: number;
   withoutBudgets?: boolean;
   withoutBrake?: boolean;
+  withoutSchedules?: boolean;
 }
 
 function quantity(q: QuantityDraw): number | string {
@@ -56,7 +58,16 @@ export interface ModelBudget {
 export interface ModelGroup {
   tenant: string;
   group: string;
-  size: number;
+  /**
+   * The size in force at the moment it is read (the world's clock): the config's size, or the
+   * schedule's that fired last, within min..max; 0 while the tenant sleeps (sim/sizing.ts).
+   */
+  readonly size: number;
+  /** The configured `size` (the base size). */
+  configSize: number;
+  /** `min` and `max` (0 and the largest size when the group sets none). */
+  min: number;
+  max: number;
   maxSurge: number;
   /** The template's name, and the image it stands for now (`name:version`). */
   template: string;
@@ -107,8 +118,21 @@ export class ConfigModel {
    * that what they cover would be held for good.
    */
   readonly liftedBudgets = new Set<BudgetDraw>();
+  /** The operator removed every schedule: done once the faults stop, so that sizes hold still. */
+  schedulesLifted = false;
+  /** Tenants put to sleep by the operator (woken: removed). */
+  readonly sleeps = new Map<string, SleepModel>();
 
-  constructor(private readonly fleet: FleetSpec) {
+  /**
+   * @param now the world's clock, at which a group's size in force is read
+   * @param configSince when the configured sizes were set (the run's start: the simulated operator
+   *   never changes the size of a group with schedules)
+   */
+  constructor(
+    private readonly fleet: FleetSpec,
+    private readonly now: () => number = () => fleet.startMs,
+    private readonly configSince: number = fleet.startMs,
+  ) {
     this.groups = fleet.groups.map((spec) => ({ spec, size: spec.size, template: spec.template, removed: false, everRemoved: false }));
     for (const t of fleet.templates) this.versions.set(t, 1);
   }
@@ -143,10 +167,24 @@ export class ConfigModel {
     for (const g of this.groups) {
       if (g.removed) continue;
       const { spec } = g;
+      const sizing = spec.sizing ?? null;
+      const configSize = g.size;
+      const schedulesOn = !this.schedulesLifted;
+      const { sleeps, now, configSince } = this;
+      // Read often, by many checks in one instant: kept for the instant (and the sleep) it was worked out for.
+      let memo: { at: number; sleep: SleepModel | undefined; size: number } | null = null;
       groups.push({
         tenant: spec.tenant,
         group: spec.group,
-        size: g.size,
+        get size(): number {
+          const at = now();
+          const sleep = sleeps.get(spec.tenant);
+          if (memo?.at !== at || memo.sleep !== sleep) memo = { at, sleep, size: sizeInForce(configSize, sizing, schedulesOn, configSince, sleep, at) };
+          return memo.size;
+        },
+        configSize,
+        min: sizing?.min ?? 0,
+        max: sizing?.max ?? 100_000,
         maxSurge: spec.maxSurge,
         template: g.template,
         image: this.image(g.template),
@@ -246,6 +284,12 @@ export class ConfigModel {
 
   private renderGroup(g: GroupState, options: RenderOptions = {}): ConfigObject {
     const out: ConfigObject = { size: g.size, template: g.template, maxSurge: g.spec.maxSurge + (options.surgeBonus ?? 0) };
+    const sizing = g.spec.sizing;
+    if (sizing) {
+      out.min = sizing.min;
+      out.max = sizing.max;
+      if (!this.schedulesLifted && !options.withoutSchedules) out.schedules = sizing.schedules.map((sc) => ({ cron: sc.cron, timezone: sc.timezone, size: sc.size }));
+    }
     if (g.spec.drainTimeoutMs !== null) out.drainTimeout = formatDuration(g.spec.drainTimeoutMs);
     if (g.spec.startupTimeoutMs !== null) out.startupTimeout = formatDuration(g.spec.startupTimeoutMs);
     if (g.spec.eligibleAgeMs > 0 || g.spec.forcedAgeMs > 0) {

@@ -16,7 +16,7 @@ import type { QuantityDraw } from './scenario.js';
 import { TAGS, classOf, isHealthLoss, isRotation, isTerminal, isVoluntary } from './vocabulary.js';
 import { windowAt } from './windows.js';
 
-export type InvariantId = '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9' | '10' | '11' | '12' | 'lifecycle' | 'config' | 'error';
+export type InvariantId = '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9' | '10' | '11' | '12' | '13' | 'lifecycle' | 'config' | 'error';
 
 export const INVARIANT_NAMES: Record<InvariantId, string> = {
   '1': 'invariant 1: our creates never take a group above size + maxSurge',
@@ -31,6 +31,7 @@ export const INVARIANT_NAMES: Record<InvariantId, string> = {
   '10': 'invariant 10: no extension takes a drain past drainStartedAt + maxDrainTimeout (or past forcedAge + drainTimeout)',
   '11': 'invariant 11: a zero-budget window holds every expiry and drift rotation',
   '12': 'invariant 12: a correlated failure is counted together: none of it is replaced before healthSettle, nor past maxUnhealthy with its replaced ones counted',
+  '13': 'invariant 13: the size a group is reconciled to is the one in force (schedules, sleep), within min..max (0 asleep)',
   lifecycle: 'lifecycle: an instance only moves forward (creating, running, draining, deleting, deleted)',
   config: 'config: an invalid config is rejected and the one in force stays',
   error: 'error: no unexpected error escapes the reconciler',
@@ -381,6 +382,8 @@ export interface WorldView {
   readonly calls?: CallLog;
   /** The correlated failures the world made (invariant 12). */
   readonly failures?: Failures;
+  /** The size the running reconciler reconciles a configured group to now (null: none runs). */
+  plannedSize?(tenant: string, group: string): number | null;
 }
 
 interface DrainNotice {
@@ -1033,6 +1036,24 @@ export class Invariants {
     // Budgets, on the store as it stands (a rotation resumes silently when a protection or hold ends).
     for (const g of this.w.groups()) {
       if ((settingsOf(config, g.tenant, g.group)?.budgets.length ?? 0) > 0) this.checkBudgets(g.tenant, g.group, 'after the step');
+    }
+    this.checkSizes(config);
+  }
+
+  // ---- invariant 13: sizes -------------------------------------------------------------------
+
+  /** The size each configured group is reconciled to is the one in force, within its bounds. */
+  private checkSizes(config: ModelConfig): void {
+    if (!this.w.plannedSize) return;
+    for (const settings of config.groups) {
+      const planned = this.w.plannedSize(settings.tenant, settings.group);
+      if (planned === null) continue;
+      const expected = settings.size;
+      if (planned !== 0 && (planned < settings.min || planned > settings.max)) {
+        this.report('13', `${settings.tenant}/${settings.group} is reconciled to ${planned}, outside min ${settings.min}..max ${settings.max}`);
+      } else if (planned !== expected) {
+        this.report('13', `${settings.tenant}/${settings.group} is reconciled to ${planned}; the size in force is ${expected} (configured ${settings.configSize}, min ${settings.min}, max ${settings.max})`);
+      }
     }
   }
 

@@ -1,9 +1,9 @@
 /**
  * Deterministic simulation of Drover's reconciler under random faults.
  *
- *   npm run sim -- --seeds N [--from F] [--steps K] [--jobs J] [--verbose] [--no-shrink]
+ *   npm run sim -- --seeds N [--from F] [--steps K] [--jobs J] [--verbose] [--no-shrink] [--no-sizing]
  *   npm run sim -- --seed S [--keep 3,17,40] [--steps K] [--verbose]
- *   npm run sim -- --seeds N --plant leader|surge|silence|budget|brake|protect   (self-test: must report violations)
+ *   npm run sim -- --seeds N --plant leader|surge|silence|budget|brake|protect|schedule|sleep   (self-test: must report violations)
  *
  * Runs seeds F..F+N-1 (default 1..100) in J child processes (default: one per CPU), or replays
  * one seed (optionally only the steps a shrink kept). Each seed's run depends only on the seed
@@ -34,6 +34,8 @@ interface Options {
   seedTimeout: number;
   /** A bug to plant (self-test: the run must then report violations). */
   plant: Plant | null;
+  /** Simulate bounds, schedules and tenant sleep (`--no-sizing`: the scenarios seeds had before). */
+  sizing: boolean;
 }
 
 /** What a child sends back for one seed. */
@@ -49,7 +51,7 @@ type ToChild = { type: 'run'; seeds: number[] } | { type: 'exit' };
 type FromChild = { type: 'start'; seed: number } | { type: 'result'; summary: SeedSummary };
 
 function usage(message: string): never {
-  process.stderr.write(`${message}\nusage: npm run sim -- --seeds N [--from F] [--steps K] [--jobs J] [--verbose] [--no-shrink]\n       npm run sim -- --seed S [--keep i,j,k] [--steps K] [--verbose]\n`);
+  process.stderr.write(`${message}\nusage: npm run sim -- --seeds N [--from F] [--steps K] [--jobs J] [--verbose] [--no-shrink] [--no-sizing]\n       npm run sim -- --seed S [--keep i,j,k] [--steps K] [--verbose] [--no-sizing]\n`);
   process.exit(2);
 }
 
@@ -76,6 +78,7 @@ function parseOptions(argv: string[]): Options {
         plant: { type: 'string' },
         verbose: { type: 'boolean', short: 'v', default: false },
         'no-shrink': { type: 'boolean', default: false },
+        'no-sizing': { type: 'boolean', default: false },
         worker: { type: 'boolean', default: false },
       },
       strict: true,
@@ -100,6 +103,7 @@ function parseOptions(argv: string[]): Options {
     worker: v.worker,
     seedTimeout: integer(v['seed-timeout'], 'seed-timeout', 1) ?? 300,
     plant,
+    sizing: !v['no-sizing'],
   };
 }
 
@@ -125,7 +129,7 @@ function workerMain(options: Options): void {
       for (const seed of message.seeds) {
         send({ type: 'start', seed });
         try {
-          const outcome = await runSeed(seed, { steps: options.steps, shrink: options.shrink, plant: options.plant });
+          const outcome = await runSeed(seed, { steps: options.steps, shrink: options.shrink, plant: options.plant, sizing: options.sizing });
           send({ type: 'result', summary: summarize(outcome) });
         } catch (err) {
           const why = err instanceof Error ? (err.stack ?? err.message) : String(err);
@@ -157,7 +161,7 @@ async function runMany(options: Options): Promise<SeedSummary[]> {
   // The children's scenarios keep their files under one directory, removed at the end even if a
   // child was killed (a livelock) before it could clean up.
   const scratch = mkdtempSync(join(scratchRoot(), 'drover-sim-run-'));
-  const childArgs = ['--worker', '--steps', String(options.steps), ...(options.shrink ? [] : ['--no-shrink']), ...(options.plant ? ['--plant', options.plant] : [])];
+  const childArgs = ['--worker', '--steps', String(options.steps), ...(options.shrink ? [] : ['--no-shrink']), ...(options.plant ? ['--plant', options.plant] : []), ...(options.sizing ? [] : ['--no-sizing'])];
   let lastProgress = Date.now();
 
   return new Promise<SeedSummary[]>((resolve) => {
@@ -245,7 +249,7 @@ async function main(): Promise<void> {
   const started = performance.now();
   let summaries: SeedSummary[];
   if (options.seed !== null) {
-    const outcome = await runSeed(options.seed, { steps: options.steps, shrink: options.shrink, keep: options.keep, plant: options.plant });
+    const outcome = await runSeed(options.seed, { steps: options.steps, shrink: options.shrink, keep: options.keep, plant: options.plant, sizing: options.sizing });
     if (options.verbose) process.stdout.write(`${outcome.result.trace.join('\n')}\n`);
     summaries = [summarize(outcome)];
   } else {

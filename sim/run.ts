@@ -17,6 +17,8 @@ export interface SeedOptions {
   traceLines?: number;
   /** A bug to plant in the world (the simulator's self-test). */
   plant?: Plant | null;
+  /** Simulate bounds, schedules and tenant sleep (default true; see GenerateOptions). */
+  sizing?: boolean;
 }
 
 export interface SeedOutcome {
@@ -31,13 +33,14 @@ export interface SeedOutcome {
 }
 
 export function scenarioFor(seed: number, options: SeedOptions = {}): Scenario {
-  const full = generateScenario(seed, { steps: options.steps ?? DEFAULT_STEPS });
+  const full = generateScenario(seed, { steps: options.steps ?? DEFAULT_STEPS, ...(options.sizing === false ? { sizing: false } : {}) });
   return options.keep ? subScenario(full, options.keep) : full;
 }
 
-function replayCommand(seed: number, steps: number, keep: readonly number[] | null, plant: Plant | null): string {
+function replayCommand(seed: number, steps: number, keep: readonly number[] | null, plant: Plant | null, sizing: boolean): string {
   const parts = ['npm run sim --', `--seed ${seed}`];
   if (plant) parts.push(`--plant ${plant}`);
+  if (!sizing) parts.push('--no-sizing');
   if (steps !== DEFAULT_STEPS) parts.push(`--steps ${steps}`);
   if (keep) parts.push(`--keep ${keep.join(',')}`);
   return `${parts.join(' ')} --verbose`;
@@ -76,6 +79,6 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
       extra.push(`shrunk to ${shrunk.keep.length} of ${scenario.steps.length} steps in ${shrunk.runs} runs${again ? `; there: ${again.message}` : ''}`);
     }
   }
-  extra.push(`replay: ${replayCommand(seed, steps, keep, plant)}`);
+  extra.push(`replay: ${replayCommand(seed, steps, keep, plant, options.sizing !== false)}`);
   return { ...base, violation, report: formatReport(seed, violation, trace, extra, traceLines, scenario.fleet.startMs) };
 }

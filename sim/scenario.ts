@@ -33,6 +33,22 @@ export interface GroupSpec {
   budgets: BudgetDraw[];
   /** `disruption.maxUnhealthy` (null: no health brake). */
   maxUnhealthy: QuantityDraw | null;
+  /** `min`, `max` and `schedules` (null: none of them; the group keeps its configured size). */
+  sizing?: SizingDraw | null;
+}
+
+/** A scheduled size: at each fire time of `cron` in `timezone`, the group's size becomes `size`. */
+export interface ScheduleDraw {
+  cron: string;
+  timezone: string;
+  size: number;
+}
+
+/** A group's bounds and schedules (the sizes all within min..max, as the config requires). */
+export interface SizingDraw {
+  min: number;
+  max: number;
+  schedules: ScheduleDraw[];
 }
 
 /** A count, or a percentage of the group's size (rounded up). */
@@ -129,7 +145,10 @@ export type Action =
   | { kind: 'invalidConfig'; flavor: InvalidFlavor; group: number }
   | { kind: 'loseLeadership' }
   | { kind: 'regainLeadership' }
-  | { kind: 'crashRestart'; downtimeMs: number };
+  | { kind: 'crashRestart'; downtimeMs: number }
+  /** An operator puts a tenant to sleep (its groups' size 0), for `untilMs` or until woken. */
+  | { kind: 'sleep'; tenant: number; untilMs: number | null }
+  | { kind: 'wake'; tenant: number };
 
 export interface Step {
   /** Simulated time that passes before the action. */
@@ -145,6 +164,11 @@ export interface Scenario {
 
 export interface GenerateOptions {
   steps?: number;
+  /**
+   * Draw bounds, schedules and tenant sleep (default true). Off: the seed's scenario is the one it
+   * had before they were simulated (the regression seeds pinned before then replay that way).
+   */
+  sizing?: boolean;
 }
 
 export const DEFAULT_STEPS = 150;
@@ -196,6 +220,7 @@ function generateFleet(rng: Rng): FleetSpec {
       maxDrainTimeoutMs: rng.chance(0.5) ? null : rng.pick([10 * MIN, 20 * MIN]),
       budgets: [],
       maxUnhealthy: null,
+      sizing: null,
     });
   }
   return { shard, provider, groups, templates, bootMaxMs: rng.pick([20 * SEC, 60 * SEC, 90 * SEC]), firstHealthReplanMs: rng.pick([0, 250]), startMs: SIM_START };
@@ -333,6 +358,61 @@ function drawCorrelated(c: Rng, fleet: FleetSpec, base: Action): Action {
   return base;
 }
 
+// ---- sizing: bounds, schedules, tenant sleep ---------------------------------------------------
+//
+// From a fourth stream (seeded by the seed, a fixed number of draws per group and per step), so
+// that the fleets and schedules seeds had before stay as they were, but for these.
+
+/**
+ * A schedule that fires during a 3-4 hour run: hourly or every 20 minutes in a zone, every two
+ * hours, daily at an hour near the start in its zone, or at 02:30 in Berlin (a time the spring
+ * change skips and the autumn one repeats).
+ */
+function drawSchedule(z: Rng, startMs: number, min: number, max: number): ScheduleDraw {
+  const timezone = z.weighted<Timezone>({ 'Europe/Berlin': 50, UTC: 20, 'America/New_York': 15, 'Asia/Kolkata': 15 });
+  const kind = z.weighted({ hourly: 30, thrice: 20, twoHourly: 15, daily: 25, dstHour: 10 });
+  const size = z.int(min, max);
+  const m = z.pick([0, 10, 15, 30, 45]);
+  switch (kind) {
+    case 'hourly':
+      return { cron: `${m} * * * *`, timezone, size };
+    case 'thrice':
+      return { cron: `${m % 20},${(m % 20) + 20},${(m % 20) + 40} * * * *`, timezone, size };
+    case 'twoHourly':
+      return { cron: `${m} */2 * * *`, timezone, size };
+    case 'daily':
+      return { cron: `${m} ${(localHour(startMs, timezone) + z.int(0, 3)) % 24} * * *`, timezone, size };
+    case 'dstHour':
+      return { cron: '30 2 * * *', timezone: 'Europe/Berlin', size };
+  }
+}
+
+/** Gives 35% of the groups bounds and one or two schedules. */
+function drawSizing(z: Rng, fleet: FleetSpec): void {
+  for (const g of fleet.groups) {
+    const sized = z.chance(0.35);
+    const min = z.int(0, g.size);
+    const max = g.size + z.int(0, 3);
+    const count = z.int(1, 2);
+    const schedules = [drawSchedule(z, fleet.startMs, min, max), drawSchedule(z, fleet.startMs, min, max)].slice(0, count);
+    if (sized) g.sizing = { min, max, schedules };
+  }
+}
+
+/** The tenants of a fleet, in the order their groups list them. */
+export function tenantsOf(fleet: FleetSpec): string[] {
+  return [...new Set(fleet.groups.map((g) => g.tenant))];
+}
+
+/** Tenant sleep and wake take the place of some waits left (8% sleep, 6% wake). */
+function drawSleep(z: Rng, fleet: FleetSpec, base: Action): Action {
+  const kind = z.weighted({ none: 86, sleep: 8, wake: 6 });
+  const tenant = z.int(0, tenantsOf(fleet).length - 1);
+  const untilMs = z.chance(0.4) ? null : z.pick([5 * MIN, 20 * MIN, 1 * HOUR]);
+  if (base.kind !== 'wait' || kind === 'none') return base;
+  return kind === 'sleep' ? { kind, tenant, untilMs } : { kind, tenant };
+}
+
 function generateDt(rng: Rng): number {
   const band = rng.weighted({ short: 60, medium: 32, long: 8 });
   if (band === 'short') return rng.int(1, 30) * SEC;
@@ -415,11 +495,14 @@ export function generateScenario(seed: number, options: GenerateOptions = {}): S
   const extra = new Rng(hash32(seed, 'disruption'));
   drawDisruption(extra, fleet);
   const correlated = new Rng(hash32(seed, 'correlated'));
+  const sizing = options.sizing === false ? null : new Rng(hash32(seed, 'sizing'));
+  if (sizing) drawSizing(sizing, fleet);
   const count = options.steps ?? DEFAULT_STEPS;
   const steps: Step[] = [];
   for (let i = 0; i < count; i++) {
     const dtMs = generateDt(rng);
-    steps.push({ dtMs, action: drawCorrelated(correlated, fleet, drawExtra(extra, fleet, generateAction(rng, fleet))) });
+    const action = drawCorrelated(correlated, fleet, drawExtra(extra, fleet, generateAction(rng, fleet)));
+    steps.push({ dtMs, action: sizing ? drawSleep(sizing, fleet, action) : action });
   }
   return { seed, fleet, steps };
 }
@@ -469,5 +552,9 @@ export function describeAction(action: Action, fleet: FleetSpec): string {
       return 'leadership regained';
     case 'crashRestart':
       return `reconciler crashes, restarts after ${action.downtimeMs / SEC}s`;
+    case 'sleep':
+      return `operator: tenant ${tenantsOf(fleet)[action.tenant] ?? action.tenant} sleeps${action.untilMs === null ? '' : ` for ${action.untilMs / SEC}s`}`;
+    case 'wake':
+      return `operator: tenant ${tenantsOf(fleet)[action.tenant] ?? action.tenant} wakes`;
   }
 }

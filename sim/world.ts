@@ -22,7 +22,7 @@ import { seededRandom } from '../src/util/random.js';
 import { ConfigModel, type ModelConfig, type RenderOptions } from './config-model.js';
 import { CallLog, Disturbances, Failures, Invariants, OperatorLog, judged, resolveMax, resolveQuantity, type Violation } from './invariants.js';
 import { hash32, unit } from './rng.js';
-import { ALL_REASONS, HOUR, MIN, SEC, SIM_START, describeAction, type Action, type BudgetDraw, type FleetSpec, type Scenario, type VoluntaryReasonDraw } from './scenario.js';
+import { ALL_REASONS, HOUR, MIN, SEC, SIM_START, describeAction, tenantsOf, type Action, type BudgetDraw, type FleetSpec, type Scenario, type VoluntaryReasonDraw } from './scenario.js';
 import { TAGS, isRotation } from './vocabulary.js';
 import { openTime, type WindowSpec } from './windows.js';
 
@@ -35,10 +35,12 @@ export { SIM_START };
  * - `silence`: agents stay silent after the faults stop (invariant 6);
  * - `budget`: the reconciler sees no disruption budgets (invariants 7 and 11);
  * - `brake`: the reconciler sees no maxUnhealthy (invariant 8);
- * - `protect`: the reconciler's operator state loses every protection on reading (invariant 9).
+ * - `protect`: the reconciler's operator state loses every protection on reading (invariant 9);
+ * - `schedule`: the reconciler sees no schedules (invariant 13);
+ * - `sleep`: the reconciler's operator state loses every tenant's sleep on reading (invariant 13).
  */
-export type Plant = 'leader' | 'surge' | 'silence' | 'budget' | 'brake' | 'protect';
-export const PLANTS: readonly Plant[] = ['leader', 'surge', 'silence', 'budget', 'brake', 'protect'];
+export type Plant = 'leader' | 'surge' | 'silence' | 'budget' | 'brake' | 'protect' | 'schedule' | 'sleep';
+export const PLANTS: readonly Plant[] = ['leader', 'surge', 'silence', 'budget', 'brake', 'protect', 'schedule', 'sleep'];
 
 /** What the reconciler is shown of the config when a bug is planted (nothing hidden otherwise). */
 function plantedRender(plant: Plant | null | undefined): RenderOptions | null {
@@ -49,21 +51,26 @@ function plantedRender(plant: Plant | null | undefined): RenderOptions | null {
       return { withoutBudgets: true };
     case 'brake':
       return { withoutBrake: true };
+    case 'schedule':
+      return { withoutSchedules: true };
     default:
       return null;
   }
 }
 
-/** Operator state that forgets protections when read (the `protect` plant). */
-class ProtectionBlindState implements OperatorState {
-  constructor(private readonly inner: OperatorState) {}
+/** Operator state that forgets the entries under `hidden` when read (the `protect` and `sleep` plants). */
+class BlindState implements OperatorState {
+  constructor(
+    private readonly inner: OperatorState,
+    private readonly hidden: string,
+  ) {}
 
   get<T>(key: string): T | undefined {
-    return key.startsWith(keys.protection('')) ? undefined : this.inner.get<T>(key);
+    return key.startsWith(this.hidden) ? undefined : this.inner.get<T>(key);
   }
 
   list<T>(prefix: string): Array<{ key: string; value: T }> {
-    return this.inner.list<T>(prefix).filter((e) => !e.key.startsWith(keys.protection('')));
+    return this.inner.list<T>(prefix).filter((e) => !e.key.startsWith(this.hidden));
   }
 
   set(key: string, value: unknown): Promise<void> {
@@ -294,7 +301,7 @@ export class World {
     this.startedAt = this.start;
     this.dir = mkdtempSync(join(scratchRoot(), 'drover-sim-'));
     this.dbPath = join(this.dir, 'drover.db');
-    this.model = new ConfigModel(this.fleet);
+    this.model = new ConfigModel(this.fleet, () => this.clock.nowMs(), this.start);
     this.inForce = this.model.inForce();
     this.loader = ConfigLoader.fromObject(this.model.render());
     this.planted = plantedRender(options.plant);
@@ -357,6 +364,7 @@ export class World {
       callSpacingMs: () => this.callSpacingMs(),
       step: () => this.stepIndex,
       groups: () => this.fleet.groups,
+      plannedSize: (tenant, group) => this.reconciler?.sizeDecision(tenant, group)?.size ?? null,
       operatorLog: this.operatorLog,
       calls: this.calls,
       failures: this.failures,
@@ -528,7 +536,9 @@ export class World {
       instanceManager: new DefaultInstanceManager({ localDb: db, provider, configLoader: this.reconcilerLoader, clock: this.clock }),
       configLoader: this.reconcilerLoader,
       localDb,
-      ...(this.options.plant === 'protect' ? { operatorState: new ProtectionBlindState(new LocalOperatorState(db, () => this.clock.now())) } : {}),
+      ...(this.options.plant === 'protect' || this.options.plant === 'sleep'
+        ? { operatorState: new BlindState(new LocalOperatorState(db, () => this.clock.now()), this.options.plant === 'protect' ? keys.protection('') : keys.sleep('')) }
+        : {}),
       provider,
       clock: this.clock,
       logger,
@@ -648,7 +658,8 @@ export class World {
             return ` budget ${max} ${b.reasons ? b.reasons.join(',') : 'all'}${window}`;
           })
           .join('') +
-        (g.maxUnhealthy ? ` maxUnhealthy ${'count' in g.maxUnhealthy ? g.maxUnhealthy.count : `${g.maxUnhealthy.percent}%`}` : ''),
+        (g.maxUnhealthy ? ` maxUnhealthy ${'count' in g.maxUnhealthy ? g.maxUnhealthy.count : `${g.maxUnhealthy.percent}%`}` : '') +
+        (g.sizing ? ` min ${g.sizing.min} max ${g.sizing.max}${g.sizing.schedules.map((sc) => ` schedule "${sc.cron}" ${sc.timezone} size ${sc.size}`).join('')}` : ''),
     );
     return (
       `${new Date(this.start).toISOString()} fleet: ${groups.join('; ')}; health ${shard.healthCheckIntervalMs / SEC}s x${shard.missedHealthThreshold}, startup ${shard.startupTimeoutMs / SEC}s, ` +
@@ -801,6 +812,8 @@ export class World {
       case 'scale': {
         const g = this.model.group(action.group);
         if (!g) return 'no group';
+        // The size of a group with schedules is theirs (README.md: the operator leaves it alone).
+        if (g.spec.sizing) return 'the group follows its schedules; size unchanged';
         g.size = action.size;
         if (!g.removed) this.applyConfig();
         return g.removed ? 'group removed; kept for later' : '';
@@ -864,7 +877,48 @@ export class World {
       case 'crashRestart':
         await this.crashAndRestart(action.downtimeMs);
         return `generation ${this.generation}`;
+      case 'sleep':
+      case 'wake':
+        return this.sleepAction(action);
     }
+  }
+
+  /**
+   * A tenant put to sleep or woken, as `POST /v1/tenants/:tenant/sleep|wake` does: the decision in
+   * the operator state, and each of its configured groups marked for a reconcile.
+   */
+  private async sleepAction(action: Extract<Action, { kind: 'sleep' | 'wake' }>): Promise<string> {
+    const tenant = tenantsOf(this.fleet)[action.tenant];
+    const db = this.db;
+    if (tenant === undefined || !db) return 'no tenant';
+    const now = this.clock.nowMs();
+    const state = this.reconciler?.operatorState ?? new LocalOperatorState(db, () => this.clock.now());
+    if (action.kind === 'sleep') {
+      const until = action.untilMs === null ? null : now + action.untilMs;
+      await state.set(keys.sleep(tenant), { until: until === null ? null : new Date(until).toISOString(), at: new Date(now).toISOString(), by: 'sim-operator' });
+      this.model.sleeps.set(tenant, { at: now, until });
+    } else {
+      if (!this.model.sleeps.has(tenant)) return 'awake already';
+      await state.set(keys.sleep(tenant), null);
+      this.model.sleeps.delete(tenant);
+    }
+    for (const g of this.inForce.groups) if (g.tenant === tenant) this.send({ type: EventType.GroupChanged, tenant, groupKey: g.group, cause: 'operator' });
+    return '';
+  }
+
+  /**
+   * Once the faults stop the operator wakes every tenant and removes every schedule, so that the
+   * sizes hold still while the fleet converges (the trace says so).
+   */
+  private async liftSizing(): Promise<void> {
+    const sleeping = [...this.model.sleeps.keys()];
+    for (const tenant of sleeping) await this.sleepAction({ kind: 'wake', tenant: tenantsOf(this.fleet).indexOf(tenant) });
+    const scheduled = this.model.groups.filter((g) => g.spec.sizing && !g.removed).map((g) => `${g.spec.tenant}/${g.spec.group}`);
+    if (scheduled.length > 0) {
+      this.model.schedulesLifted = true;
+      this.applyConfig();
+    }
+    if (sleeping.length > 0 || scheduled.length > 0) this.flushTrace('end', `operator wakes ${sleeping.length > 0 ? sleeping.join(', ') : 'no tenant'} and removes the schedules of ${scheduled.length > 0 ? scheduled.join(', ') : 'no group'}`);
   }
 
   private instanceFault(action: Extract<Action, { kind: 'instance' }>): string {
@@ -1331,6 +1385,7 @@ export class World {
     }
     this.disturbances.end(this.clock.nowMs());
     this.liftSealedWindows();
+    await this.liftSizing();
     if (this.reconciler) this.won(this.clock.nowMs());
     this.send({ type: EventType.InitialReconcile, cause: 'leader' });
     await this.settle();

@@ -15,6 +15,8 @@ describe('the simulator catches planted bugs', () => {
     { plant: 'budget', invariants: ['7', '11'], what: 'a reconciler that ignores disruption budgets' },
     { plant: 'brake', invariants: ['8'], what: 'a reconciler that ignores the health brake (maxUnhealthy)' },
     { plant: 'protect', invariants: ['9'], what: 'a reconciler that ignores protection' },
+    { plant: 'schedule', invariants: ['13'], what: 'a reconciler that ignores schedules' },
+    { plant: 'sleep', invariants: ['13'], what: 'a reconciler that ignores a tenant’s sleep' },
   ];
   for (const { plant, invariants, what } of cases) {
     it(`reports invariant ${invariants.join(' or ')} for ${what}`, async () => {

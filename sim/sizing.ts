@@ -1,0 +1,54 @@
+/**
+ * The checker's own answer to "what size is this group at now?" (README.md, "Sizes that follow
+ * the clock"), worked out from the world's model, not by the reconciler's sizing code:
+ *
+ * - the schedule that fired last, at or after the config's size was set (the start of the run:
+ *   the simulated operator never changes the size of a group that has schedules), sets the size;
+ *   two firing at once: the later in the list. The fire times come from the checker's own cron
+ *   reading (windows.ts: Vixie cron's rule for times the clocks skip or repeat);
+ * - else the config's size;
+ * - kept within min..max; 0 while the group's tenant sleeps (from the operator's sleep until its
+ *   wake, or its `until`).
+ */
+import type { ScheduleDraw, SizingDraw } from './scenario.js';
+import { openings } from './windows.js';
+
+const MINUTE = 60_000;
+
+/** A tenant's sleep as the operator asked for it. */
+export interface SleepModel {
+  at: number;
+  /** null: until woken. */
+  until: number | null;
+}
+
+/** The latest fire time of `schedule` in [from, now], or null. */
+function lastFire(schedule: ScheduleDraw, from: number, now: number): number | null {
+  // A window of one minute per fire: its openings are the fire times.
+  const times = openings({ schedule: schedule.cron, durationMs: MINUTE, timezone: schedule.timezone }, from, now + 1);
+  return times.length > 0 ? (times[times.length - 1] ?? null) : null;
+}
+
+/** The schedule in force at `now` (fired at or after `since`), or null. */
+export function scheduleInForce(schedules: readonly ScheduleDraw[], since: number, now: number): { schedule: ScheduleDraw; at: number } | null {
+  let best: { schedule: ScheduleDraw; at: number } | null = null;
+  for (const schedule of schedules) {
+    const at = lastFire(schedule, since, now);
+    if (at !== null && (best === null || at >= best.at)) best = { schedule, at };
+  }
+  return best;
+}
+
+/** Whether a sleep holds at `now`. */
+export function asleep(sleep: SleepModel | undefined, now: number): boolean {
+  return sleep !== undefined && sleep.at <= now && (sleep.until === null || now < sleep.until);
+}
+
+/** The size in force at `now`: see the module comment. */
+export function sizeInForce(configSize: number, sizing: SizingDraw | null, schedulesOn: boolean, configSince: number, sleep: SleepModel | undefined, now: number): number {
+  if (asleep(sleep, now)) return 0;
+  if (!sizing) return configSize;
+  const fired = schedulesOn ? scheduleInForce(sizing.schedules, configSince, now) : null;
+  const size = fired ? fired.schedule.size : configSize;
+  return Math.min(sizing.max, Math.max(sizing.min, size));
+}
