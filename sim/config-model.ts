@@ -63,6 +63,8 @@ export interface ModelGroup {
    * schedule's that fired last, within min..max; 0 while the tenant sleeps (sim/sizing.ts).
    */
   readonly size: number;
+  /** Since when `size` has been in force (a schedule's fire, a sleep, a wake; else the config's). */
+  readonly sizeSince: number;
   /** The configured `size` (the base size). */
   configSize: number;
   /** `min` and `max` (0 and the largest size when the group sets none). */
@@ -120,8 +122,9 @@ export class ConfigModel {
   readonly liftedBudgets = new Set<BudgetDraw>();
   /** The operator removed every schedule: done once the faults stop, so that sizes hold still. */
   schedulesLifted = false;
-  /** Tenants put to sleep by the operator (woken: removed). */
+  /** Tenants put to sleep by the operator (woken: removed), and when each was last woken by the operator. */
   readonly sleeps = new Map<string, SleepModel>();
+  readonly wokenAt = new Map<string, number>();
 
   /**
    * @param now the world's clock, at which a group's size in force is read
@@ -170,17 +173,24 @@ export class ConfigModel {
       const sizing = spec.sizing ?? null;
       const configSize = g.size;
       const schedulesOn = !this.schedulesLifted;
-      const { sleeps, now, configSince } = this;
+      const { sleeps, wokenAt, now, configSince } = this;
       // Read often, by many checks in one instant: kept for the instant (and the sleep) it was worked out for.
-      let memo: { at: number; sleep: SleepModel | undefined; size: number } | null = null;
+      let memo: { at: number; sleep: SleepModel | undefined; woken: number | undefined; size: number; since: number } | null = null;
+      const inForce = (): { size: number; since: number } => {
+        const at = now();
+        const sleep = sleeps.get(spec.tenant);
+        const woken = wokenAt.get(spec.tenant);
+        if (memo?.at !== at || memo.sleep !== sleep || memo.woken !== woken) memo = { at, sleep, woken, ...sizeInForce(configSize, sizing, schedulesOn, configSince, sleep, woken, at) };
+        return memo;
+      };
       groups.push({
         tenant: spec.tenant,
         group: spec.group,
         get size(): number {
-          const at = now();
-          const sleep = sleeps.get(spec.tenant);
-          if (memo?.at !== at || memo.sleep !== sleep) memo = { at, sleep, size: sizeInForce(configSize, sizing, schedulesOn, configSince, sleep, at) };
-          return memo.size;
+          return inForce().size;
+        },
+        get sizeSince(): number {
+          return inForce().since;
         },
         configSize,
         min: sizing?.min ?? 0,

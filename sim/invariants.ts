@@ -771,7 +771,13 @@ export class Invariants {
       const open = b.window ? windowAt(b.window, now) : null;
       if (b.window && !open) continue;
       const max = resolveMax(b.max, settings.size);
-      const since = this.budgetSince.get(`${tenant}/${group}#${b.index}`)?.since ?? NEVER;
+      // A size that changed without a config change (a schedule, a sleep, a wake) resolves the
+      // budget afresh from when it changed, as a config change does (onConfigApplied).
+      const k = `${tenant}/${group}#${b.index}`;
+      const key = JSON.stringify([b.max, b.reasons, b.window, max]);
+      const was = this.budgetSince.get(k);
+      if (was && was.key !== key) this.budgetSince.set(k, { key, since: latest(was.since, { at: settings.sizeSince, seq: -1 }) });
+      const since = this.budgetSince.get(k)?.since ?? NEVER;
       const from = open ? latest(since, { at: open.start, seq: -1 }) : since;
       const counted = ongoing.filter((d) => (b.reasons as readonly string[]).includes(d.reason) && !d.forced && !isBefore(d.start, from));
       if (counted.length <= max) continue;

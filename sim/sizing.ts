@@ -44,11 +44,21 @@ export function asleep(sleep: SleepModel | undefined, now: number): boolean {
   return sleep !== undefined && sleep.at <= now && (sleep.until === null || now < sleep.until);
 }
 
-/** The size in force at `now`: see the module comment. */
-export function sizeInForce(configSize: number, sizing: SizingDraw | null, schedulesOn: boolean, configSince: number, sleep: SleepModel | undefined, now: number): number {
-  if (asleep(sleep, now)) return 0;
-  if (!sizing) return configSize;
+/** The size in force at `now` (see the module comment), and since when it has been (what set it last: a fire, a sleep, a wake). */
+export function sizeInForce(
+  configSize: number,
+  sizing: SizingDraw | null,
+  schedulesOn: boolean,
+  configSince: number,
+  sleep: SleepModel | undefined,
+  wokenAt: number | undefined,
+  now: number,
+): { size: number; since: number } {
+  if (sleep && asleep(sleep, now)) return { size: 0, since: sleep.at };
+  // Awake since: a wake, or a sleep whose `until` has passed.
+  const awakeSince = Math.max(wokenAt ?? Number.NEGATIVE_INFINITY, sleep?.until ?? Number.NEGATIVE_INFINITY);
+  if (!sizing) return { size: configSize, since: Math.max(configSince, awakeSince) };
   const fired = schedulesOn ? scheduleInForce(sizing.schedules, configSince, now) : null;
   const size = fired ? fired.schedule.size : configSize;
-  return Math.min(sizing.max, Math.max(sizing.min, size));
+  return { size: Math.min(sizing.max, Math.max(sizing.min, size)), since: Math.max(fired ? fired.at : configSince, awakeSince) };
 }

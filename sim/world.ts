@@ -901,6 +901,7 @@ export class World {
       if (!this.model.sleeps.has(tenant)) return 'awake already';
       await state.set(keys.sleep(tenant), null);
       this.model.sleeps.delete(tenant);
+      this.model.wokenAt.set(tenant, now);
     }
     for (const g of this.inForce.groups) if (g.tenant === tenant) this.send({ type: EventType.GroupChanged, tenant, groupKey: g.group, cause: 'operator' });
     return '';

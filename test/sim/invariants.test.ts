@@ -33,6 +33,7 @@ function web(over: Partial<ModelGroup> = {}): ModelConfig {
     tenant: 't',
     group: 'web',
     size: 2,
+    sizeSince: 0,
     configSize: 2,
     min: 0,
     max: 100_000,
