@@ -27,9 +27,9 @@ const UP = String.raw`^(?:\.\.\/)+(?:src\/)?`;
 const layers = [
   {
     files: ['src/reconciler/**/*.ts'],
-    target: String.raw`${UP}(?:server|cli|agent|app)(?:\/|$)`,
+    target: String.raw`${UP}(?:server|cli|agent|app|autoscale)(?:\/|$)`,
     message:
-      'Layering: the reconciler (src/reconciler) must not import src/server, src/cli, src/agent or src/app; they drive the reconciler, not the reverse.',
+      'Layering: the reconciler (src/reconciler) must not import src/server, src/cli, src/agent, src/app or src/autoscale; they drive the reconciler, not the reverse.',
   },
   {
     files: ['src/providers/**/*.ts'],
@@ -114,7 +114,7 @@ export default tseslint.config(
 
 // Layering (the folders of src/ and web/, and what each may import):
 //
-// - The reconciler (src/reconciler) must not import src/server, src/cli, src/agent or src/app.
+// - The reconciler (src/reconciler) must not import src/server, src/cli, src/agent, src/app or src/autoscale.
 // - A provider (src/providers) must not import the reconciler.
 // - The agent (src/agent) must not import the store (src/store) or the reconciler.
 // - The dashboard (web/) must not import anything outside web/ except the API view types

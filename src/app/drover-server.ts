@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
 import { AgentCredentials } from '../agent/credentials.js';
+import { Autoscaler } from '../autoscale/index.js';
 import { SystemClock, type Clock, type TimerHandle } from '../clock/index.js';
 import { ConfigError, ConfigLoader, configuredGroups, type DroverConfig } from '../config/index.js';
 import { SettingError, UnavailableError, doing, errorMessage } from '../errors/index.js';
@@ -226,7 +227,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   const tokenHolder = { current: tokens };
 
   // The hub and the reconciler refer to each other; the hub enqueues through this late binding.
-  const late: { reconciler?: Reconciler } = {};
+  const late: { reconciler?: Reconciler; autoscaler?: Autoscaler } = {};
   const hub: AgentHub = new AgentHub({
     clock,
     db,
@@ -283,6 +284,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       })),
     agentConnections: () => hub.connectionCount,
     isLeader: () => elector.isLeader(),
+    autoscale: () => late.autoscaler?.status() ?? [],
   });
 
   const bootstrap = new BootstrapTokens({ db, clock, credentials, ttlMs: () => configLoader.getCurrent().server.agentBootstrapTokenTtl, epoch: () => elector.epoch() });
@@ -320,6 +322,19 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   });
 
   late.reconciler = reconciler;
+  // Target tracking on Prometheus (groups with `autoscale`), on the leader only; it never holds
+  // the reconciler up: the size decision reads the last state it recorded.
+  const autoscaler = new Autoscaler({
+    target: reconciler,
+    configLoader,
+    audit: db,
+    clock,
+    logger: logger.child({ component: 'autoscale' }),
+    isLeader: () => elector.isLeader(),
+    epoch: () => elector.epoch(),
+    observer: metrics.autoscaleObserver(),
+  });
+  late.autoscaler = autoscaler;
 
   db.subscribe((change) => {
     if (change.kind === 'audit') bus.publish({ type: 'audit', id: String(change.entry.seq), data: auditView(change.entry) });
@@ -349,6 +364,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     bus.publish({ type: 'leader', data: { leader, epoch: elector.epoch(), at: clock.now().toISOString() } });
     handover?.cancel();
     handover = undefined;
+    autoscaler.setLeader(leader);
     if (leader) reconciler.enqueue({ type: EventType.InitialReconcile, cause: 'leader' });
     // Once the lease has surely expired at etcd (a lapse lasting a TTL is a loss, not a slow
     // renewal), its agents move on to the new leader: they know every replica's address.
@@ -415,6 +431,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   await sharedState?.start();
   await reconciler.start();
   provider.start?.();
+  autoscaler.start();
   await elector.start();
   logger.info({ url, dataDir, provider: provider.kind, groups: configuredGroups(config).length, version: VERSION }, 'drover server started');
 
@@ -434,6 +451,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       logger.info({}, 'drover server stopping');
       retentionTimer?.cancel();
       await elector.stop();
+      await autoscaler.stop();
       await hub.close();
       await http.close();
       tls?.close();

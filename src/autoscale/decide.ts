@@ -10,8 +10,8 @@
  *   window, as Kubernetes' HPA does), only when scaleDownCooldown has passed since the last
  *   change of size, and by at most maxStepDown at once (at least 1);
  * - always within floor..max (the floor: `min`, raised by the schedule in force);
- * - an operator's size, or a change of the config's size, counts as a change of size for the
- *   cooldowns: both cooldowns run from it (it is respected that long in either direction);
+ * - an operator's size counts as a change of size for the cooldowns: both run from it (it is
+ *   respected that long in either direction);
  * - a failed query, no sample, NaN or ±Inf: the size stays, `blocked` is set (since the first
  *   failure) and cleared by the next good answer.
  */
@@ -40,8 +40,10 @@ export interface AutoscaleInputs {
   floor: number;
   max: number;
   settings: AutoscaleSettings;
-  /** When an operator or the config last set the size in force, if it is not autoscale's (null: autoscale's). */
+  /** When an operator set the size in force, if one did (null: autoscale or the config set it). */
   setByOthersAt: number | null;
+  /** Whether the size in force is autoscale's (before the floor and max). */
+  autoscaleInForce: boolean;
   previous: AutoscaleState | null;
   now: number;
 }
@@ -184,7 +186,7 @@ export function decideAutoscale(input: AutoscaleInputs): AutoscaleOutcome {
     state.at = at;
     if (change.direction === 'up') state.lastScaleUpAt = at;
     else state.lastScaleDownAt = at;
-  } else if (input.setByOthersAt === null && prev.size !== null && prev.size !== current) {
+  } else if (input.autoscaleInForce && prev.size !== null && prev.size !== current) {
     // Autoscale's size, moved by a bound (a schedule's floor, a lower max): adopt the size in
     // force, so that when the bound moves back the size follows these rules, not a jump.
     state.size = current;

@@ -5,6 +5,7 @@
  * cost nothing between scrapes.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AutoscaleGroupStatus, AutoscaleObserver } from '../autoscale/index.js';
 import type { Clock } from '../clock/index.js';
 import type { QueueObserver } from '../queue/work-queue.js';
 import type { ReconcilerObserver } from '../reconciler/index.js';
@@ -28,6 +29,8 @@ export interface MetricsSources {
   }>;
   agentConnections(): number;
   isLeader(): boolean;
+  /** The autoscaled groups' last evaluation (on the leader; none elsewhere). */
+  autoscale?(): AutoscaleGroupStatus[];
 }
 
 export class DroverMetrics {
@@ -47,6 +50,9 @@ export class DroverMetrics {
   readonly agentBootstraps: Counter<'result'>;
   readonly configReloads: Counter<'result'>;
   readonly httpRequests: Counter<'method' | 'route' | 'code'>;
+  private readonly autoscaleQueries: Counter<'result'>;
+  private readonly autoscaleQueryDuration: Histogram;
+  private readonly autoscaleSkipped: Counter;
 
   /** Group figures for the scrape in progress: computed once per scrape, not once per gauge. */
   private groupsCache: ReturnType<MetricsSources['groups']> | null = null;
@@ -213,6 +219,44 @@ export class DroverMetrics {
     this.agentBootstraps = new Counter({ name: 'drover_agent_bootstraps_total', help: 'Agent bootstrap token exchanges, by result (ok, or why refused).', labelNames: ['result'], registers });
     this.configReloads = new Counter({ name: 'drover_config_reloads_total', help: 'Config reloads by result.', labelNames: ['result'], registers });
     this.httpRequests = new Counter({ name: 'drover_http_requests_total', help: 'Admin API requests.', labelNames: ['method', 'route', 'code'], registers });
+
+    const autoscaleGauge = (name: string, help: string, pick: (s: AutoscaleGroupStatus) => number | null): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['tenant', 'group'],
+        registers,
+        collect() {
+          this.reset();
+          for (const s of sources.autoscale?.() ?? []) {
+            const v = pick(s);
+            if (v !== null) this.set({ tenant: s.tenant, group: s.group }, v);
+          }
+        },
+      });
+    };
+    autoscaleGauge('drover_autoscale_value', "The autoscale query's last value, by group (absent while it gives none).", (s) => s.value);
+    autoscaleGauge('drover_autoscale_recommended_size', 'ceil(value / targetPerInstance) of the last autoscale query, by group (absent while it gives no value).', (s) => s.recommended);
+    autoscaleGauge('drover_autoscale_blocked', '1 while autoscale cannot act on a group (its query failed or gave no number) and keeps its size.', (s) => (s.blocked ? 1 : 0));
+    this.autoscaleQueries = new Counter({ name: 'drover_autoscale_queries_total', help: 'Autoscale queries to Prometheus, by result (ok, no_value, error, timeout).', labelNames: ['result'], registers });
+    this.autoscaleQueryDuration = new Histogram({
+      name: 'drover_autoscale_query_duration_seconds',
+      help: 'Time an autoscale query to Prometheus took.',
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.autoscaleSkipped = new Counter({ name: 'drover_autoscale_skipped_total', help: "Autoscale evaluations skipped because the group's previous query was still running.", registers });
+  }
+
+  /** Hooks for the autoscaler. */
+  autoscaleObserver(): AutoscaleObserver {
+    return {
+      queried: (result, durationMs) => {
+        this.autoscaleQueries.inc({ result });
+        this.autoscaleQueryDuration.observe(durationMs / 1000);
+      },
+      skipped: () => this.autoscaleSkipped.inc(),
+    };
   }
 
   /** Hooks for the work queue. */

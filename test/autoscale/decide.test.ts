@@ -22,6 +22,7 @@ function decide(over: Partial<AutoscaleInputs> & { value?: number }): AutoscaleO
     max: 100,
     settings: SETTINGS,
     setByOthersAt: null,
+    autoscaleInForce: false,
     previous: null,
     now: T0,
     ...rest,
@@ -150,7 +151,7 @@ describe('scaling down', () => {
   });
 });
 
-describe('a size an operator or the config set', () => {
+describe('a size an operator set', () => {
   it('starts both cooldowns: not raised before scaleUpCooldown, not lowered before scaleDownCooldown', () => {
     const opAt = T0 - 30 * S;
     const up = decide({ value: 900, current: 3, setByOthersAt: opAt });
@@ -161,6 +162,11 @@ describe('a size an operator or the config set', () => {
     expect(down.change).toBeNull();
     expect(down.decision).toContain(`scale-down cooldown until ${new Date(T0 + M).toISOString()}`);
     expect(decide({ value: 100, current: 20, setByOthersAt: T0 - 10 * M }).change).toEqual({ from: 20, to: 15, direction: 'down' });
+  });
+
+  it("(unlike the config's size, which starts no cooldown: with autoscale it is the size to start from)", () => {
+    expect(decide({ value: 900, current: 3 }).change).toEqual({ from: 3, to: 9, direction: 'up' });
+    expect(decide({ value: 100, current: 20 }).change).toEqual({ from: 20, to: 15, direction: 'down' });
   });
 
   it('is not adopted as autoscale\'s size when it does not change it', () => {
@@ -174,11 +180,11 @@ describe('a size an operator or the config set', () => {
 describe('autoscale\'s size held by a bound', () => {
   it('adopts the size in force (a schedule\'s floor above it), so the size steps down when the floor drops instead of jumping', () => {
     const previous = { ...EMPTY_AUTOSCALE_STATE, size: 2, at: new Date(T0 - 60 * M).toISOString() };
-    const held = decide({ value: 100, current: 10, floor: 10, previous });
+    const held = decide({ value: 100, current: 10, floor: 10, previous, autoscaleInForce: true });
     expect(held.change).toBeNull();
     expect(held.state.size).toBe(10);
     expect(held.state.at).toBe(previous.at); // not a new decision: the cooldowns do not restart
-    const after = decide({ value: 100, current: 10, floor: 0, previous: held.state, now: T0 + 11 * M });
+    const after = decide({ value: 100, current: 10, floor: 0, previous: held.state, now: T0 + 11 * M, autoscaleInForce: true });
     expect(after.change).toEqual({ from: 10, to: 7, direction: 'down' });
   });
 });

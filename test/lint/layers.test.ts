@@ -16,7 +16,7 @@ import { findFolderCycles, folderImportsOf, formatCycles, treeImports, type Fold
 const ROOT = resolve(import.meta.dirname, '../..');
 const LAYER_RULES = new Set(['no-restricted-imports', 'no-restricted-syntax']);
 
-const RECONCILER = 'Layering: the reconciler (src/reconciler) must not import src/server, src/cli, src/agent or src/app';
+const RECONCILER = 'Layering: the reconciler (src/reconciler) must not import src/server, src/cli, src/agent, src/app or src/autoscale';
 const PROVIDER = 'Layering: a provider (src/providers) must not import the reconciler (src/reconciler)';
 const AGENT = 'Layering: the agent (src/agent) must not import the store (src/store) or the reconciler (src/reconciler)';
 const WEB = 'Layering: the dashboard (web/) must not import anything outside web/ except src/server/views.ts';
@@ -52,13 +52,14 @@ async function linesReported(filePath: string, code: string, rule: string): Prom
 }
 
 describe('directional layering rules (ESLint)', () => {
-  it('the reconciler may not import the server, the CLI, the agent or the app', async () => {
+  it('the reconciler may not import the server, the CLI, the agent, the app or the autoscaler', async () => {
     const code = [
       "import { startHttp } from '../server/http.js';", // 1 flagged
       "import type { GroupView } from '../server/views.js';", // 2 flagged: type-only counts
       "export { runServer } from '../cli/commands/server.js';", // 3 flagged
       "export * from '../agent/protocol.js';", // 4 flagged
       "const app = await import('../app/drover-server.js');", // 5 flagged: dynamic import
+      "import type { Autoscaler } from '../autoscale/index.js';", // 6 flagged: the autoscaler drives the reconciler
       "import { KeyedWorkQueue } from '../queue/work-queue.js';", // clean: below the reconciler
       "import { computePlan } from './plan/index.js';", // clean: its own folder
       "import { serverless } from './serverless.js';", // clean: a name that only starts like one
@@ -70,6 +71,7 @@ describe('directional layering rules (ESLint)', () => {
       [3, true],
       [4, true],
       [5, true],
+      [6, true],
     ]);
     expect(reports.find((r) => r.line === 1)?.ruleId).toBe('no-restricted-imports');
     expect(reports.find((r) => r.line === 5)?.ruleId).toBe('no-restricted-syntax');

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestServer } from '../helpers/server-harness.js';
 import { findTool, itWithTool, PROMTOOL_TOOL } from '../helpers/tools.js';
+import { freePort } from '../e2e/process-harness.js';
 
 let t: TestServer | undefined;
 afterEach(async () => {
@@ -38,10 +39,22 @@ describe('metrics', () => {
     }
   });
 
-  itWithTool(PROMTOOL_TOOL, 'passes promtool check metrics', async () => {
-    t = await new TestServer().start();
+  itWithTool(PROMTOOL_TOOL, 'passes promtool check metrics (with an autoscaled group whose Prometheus does not answer)', async () => {
+    const port = await freePort();
+    t = await new TestServer({
+      groups: {
+        default: {
+          web: { size: 2, template: 'web' },
+          api: { size: 2, template: 'web', autoscale: { prometheus: `http://127.0.0.1:${port}`, query: 'sum(up)', targetPerInstance: 10, queryTimeout: '1s' } },
+        },
+      },
+    }).start();
     await t.settle();
-    const text = await (await fetch(`${t.url}/metrics`)).text();
+    let text = '';
+    await expect
+      .poll(async () => (text = await (await fetch(`${t!.url}/metrics`)).text()), { timeout: 10_000 })
+      .toContain('drover_autoscale_blocked{tenant="default",group="api"} 1');
+    expect(text).toContain('drover_autoscale_queries_total{result="error"} 1');
     const check = spawnSync(findTool(PROMTOOL_TOOL)!, ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(check.stderr + check.stdout).toBe('');
     expect(check.status).toBe(0);
