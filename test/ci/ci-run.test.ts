@@ -1,8 +1,8 @@
 /**
  * `.ci/run`'s decisions, run for real with stand-ins for what it would change on the machine:
  * `id`, `apt-get`, `dpkg-query`, `systemctl` and `npm` are scripts that record their calls, and
- * the PATH holds nothing else but the few tools the script reads with (so etcd, promtool and
- * chromium are missing unless a case puts one there). The Prometheus servers are real processes
+ * the PATH holds nothing else but the few tools the script reads with (so etcd, promtool,
+ * prometheus and chromium are missing unless a case puts one there). The Prometheus servers are real processes
  * named `prometheus` (a link to `sleep`): the one "the package started" and one the machine
  * already ran, which must survive.
  */
@@ -176,7 +176,12 @@ describe.skipIf(!BASH || process.platform !== 'linux')('.ci/run', () => {
     const { dir, fake } = setup();
     expect(run(dir, fake, { tools: ['etcd', 'chromium', 'openssl'] }).calls).toEqual(['apt-get update -qq', 'apt-get install -y -qq --no-install-recommends prometheus', ...TESTS]);
     const again = setup();
-    expect(run(again.dir, again.fake, { tools: ['etcd', 'promtool', 'chromium', 'openssl'] }).calls).toEqual(TESTS);
+    expect(run(again.dir, again.fake, { tools: ['etcd', 'promtool', 'prometheus', 'chromium', 'openssl'] }).calls).toEqual(TESTS);
+  });
+
+  it('installs the prometheus package when the prometheus server is missing, even with promtool there (the autoscale e2e test runs the server)', () => {
+    const { dir, fake } = setup();
+    expect(run(dir, fake, { tools: ['etcd', 'promtool', 'chromium', 'openssl'] }).calls).toEqual(['apt-get update -qq', 'apt-get install -y -qq --no-install-recommends prometheus', ...TESTS]);
   });
 
   it('as non-root, or without apt-get, warns and still runs the tests (which then fail for the missing tools)', () => {
@@ -216,8 +221,8 @@ describe.skipIf(!BASH || process.platform !== 'linux')('.ci/run', () => {
     expect(alive(r.startedPid!)).toBe(true); // systemctl is a stand-in here: it stopped nothing
   });
 
-  it('leaves every Prometheus alone when it did not install the package: promtool present, the package already there, or the install failed', () => {
-    for (const c of [{ tools: ['promtool'] }, { installed: ['prometheus'] }, { aptFails: true }] satisfies Case[]) {
+  it('leaves every Prometheus alone when it did not install the package: promtool and prometheus present, the package already there, or the install failed', () => {
+    for (const c of [{ tools: ['promtool', 'prometheus'] }, { installed: ['prometheus'] }, { aptFails: true }] satisfies Case[]) {
       const { dir, fake } = setup();
       const users = fakePrometheus(fake);
       const r = run(dir, fake, { ...c, systemd: true });

@@ -1,5 +1,5 @@
 /**
- * Machine tools some tests need (etcd, promtool, chromium, openssl), and one rule for when one is missing:
+ * Machine tools some tests need (etcd, promtool, prometheus, chromium, openssl), and one rule for when one is missing:
  *
  * - present: the tests run;
  * - absent with DROVER_REQUIRE_TOOLS=1 (`.ci/run` sets it): the tests fail, naming the Debian
@@ -31,6 +31,9 @@ export function onPath(command: string): string | null {
 export const ETCD_TOOL: Tool = { name: 'etcd', debianPackage: 'etcd-server', find: () => onPath('etcd') };
 
 export const PROMTOOL_TOOL: Tool = { name: 'promtool', debianPackage: 'prometheus', find: () => onPath('promtool') };
+
+/** The Prometheus server itself (the autoscale e2e test runs one); the same package as promtool. */
+export const PROMETHEUS_TOOL: Tool = { name: 'prometheus', debianPackage: 'prometheus', find: () => onPath('prometheus') };
 
 /** Makes the certificates of the TLS tests (test/helpers/certs.ts, test/cli/tls-fixture.ts). */
 export const OPENSSL_TOOL: Tool = { name: 'openssl', debianPackage: 'openssl', find: () => onPath('openssl') };
