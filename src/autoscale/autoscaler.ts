@@ -67,8 +67,8 @@ export interface AutoscalerOptions {
   isLeader: () => boolean;
   /** Leadership epoch recorded in the audit. */
   epoch?: () => number | null;
-  /** Runs one query (default: PrometheusClient on the clock). */
-  query?: (spec: QuerySpec) => Promise<QueryAnswer>;
+  /** Runs one query (default: PrometheusClient on the clock); `signal` aborts when the autoscaler stops. */
+  query?: (spec: QuerySpec, signal: AbortSignal) => Promise<QueryAnswer>;
   /** Queries in flight at once, over every group (default 4). */
   maxConcurrentQueries?: number;
   observer?: AutoscaleObserver;
@@ -82,6 +82,9 @@ interface Armed {
 }
 
 const keyOf = (tenant: string, group: string): string => `${tenant}/${group}`;
+
+/** The prefix of the keys autoscale's state is recorded under (`keys.autoscale`: autoscale/<tenant>/<group>). */
+const STATE_PREFIX = 'autoscale/';
 
 /** Every configured group with autoscale, and its settings. */
 function autoscaledGroups(config: DroverConfig): Map<string, { tenant: string; group: string; spec: AutoscaleSpec }> {
@@ -100,7 +103,8 @@ export class Autoscaler {
   private readonly inFlight = new Map<string, Promise<void>>();
   private readonly statuses = new Map<string, AutoscaleGroupStatus>();
   private readonly waiting: Array<() => void> = [];
-  private readonly query: (spec: QuerySpec) => Promise<QueryAnswer>;
+  private readonly query: (spec: QuerySpec, signal: AbortSignal) => Promise<QueryAnswer>;
+  private readonly stopping = new AbortController();
   private readonly maxConcurrent: number;
   private running = 0;
   private leading = false;
@@ -109,7 +113,7 @@ export class Autoscaler {
 
   constructor(private readonly opts: AutoscalerOptions) {
     const client = new PrometheusClient(opts.clock);
-    this.query = opts.query ?? ((spec) => client.query(spec));
+    this.query = opts.query ?? ((spec, signal) => client.query(spec, signal));
     this.maxConcurrent = Math.max(1, opts.maxConcurrentQueries ?? 4);
   }
 
@@ -133,10 +137,11 @@ export class Autoscaler {
     this.sync();
   }
 
-  /** Cancels every timer and waits for the queries in flight (their decisions are dropped). */
+  /** Cancels every timer, aborts the queries in flight and waits for them (their decisions are dropped). */
   async stop(): Promise<void> {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
+    this.stopping.abort();
     this.unsubscribe?.();
     for (const a of this.armed.values()) a.timer.cancel();
     this.armed.clear();
@@ -179,10 +184,28 @@ export class Autoscaler {
         if (!w) this.statuses.delete(key);
       }
     }
+    if (this.leading) this.forgetStale(wanted);
     for (const [key, w] of wanted) {
       if (this.armed.has(key)) continue;
       // The first evaluation at once: a block shows without waiting an interval.
       this.armed.set(key, { tenant: w.tenant, group: w.group, intervalMs: w.spec.intervalMs, timer: this.opts.clock.schedule(this.opts.clock.nowMs(), () => this.tick(key)) });
+    }
+  }
+
+  /**
+   * Removes the recorded state of groups without autoscale (removed from the config, or from the
+   * group): left there, an old decision would set the size again the day autoscale comes back.
+   */
+  private forgetStale(wanted: ReadonlyMap<string, unknown>): void {
+    const { target, logger } = this.opts;
+    for (const { key } of target.operatorState.list<unknown>(STATE_PREFIX)) {
+      const [, tenant = '', ...rest] = key.split('/');
+      const group = rest.join('/');
+      if (wanted.has(keyOf(tenant, group))) continue;
+      target.operatorState.set(key, null).then(
+        () => logger.info({ tenant, group }, 'autoscale state removed: the group has no autoscale'),
+        (err: unknown) => logger.warn({ tenant, group, err: errorMessage(err) }, 'autoscale state not removed'),
+      );
     }
   }
 
@@ -229,7 +252,7 @@ export class Autoscaler {
       return;
     }
     const started = clock.nowMs();
-    const answer = await this.limited(() => this.query(spec));
+    const answer = await this.limited(() => this.query(spec, this.stopping.signal));
     this.opts.observer?.queried?.(answer.ok ? 'ok' : answer.kind, clock.nowMs() - started);
     if (!this.stillActing()) return;
 

@@ -122,6 +122,16 @@ export function keepRecommendations(previous: AutoscaleState['recommendations'],
   return kept.length > MAX_RECOMMENDATIONS ? kept.slice(kept.length - MAX_RECOMMENDATIONS) : kept;
 }
 
+/**
+ * Autoscale's size when it does not change the size: when a bound (a schedule's floor, a lower
+ * max) holds the size in force away from autoscale's own, the size in force — so that when the
+ * bound moves back the size follows the rules (steps, cooldowns, also while blocked), not a jump.
+ * The time of the decision is kept: taking the size in force is not a change.
+ */
+function adopted(input: AutoscaleInputs, prev: AutoscaleState): number | null {
+  return input.autoscaleInForce && prev.size !== null ? input.current : prev.size;
+}
+
 /** The next state and what to do (see the module comment). */
 export function decideAutoscale(input: AutoscaleInputs): AutoscaleOutcome {
   const { reading, current, floor, max, settings, now } = input;
@@ -133,7 +143,7 @@ export function decideAutoscale(input: AutoscaleInputs): AutoscaleOutcome {
     const blocked = { message: reading.message, since: prev.blocked?.since ?? at };
     const decision = `size kept at ${current}: ${reading.message}`;
     return {
-      state: { ...prev, recommendations: keepRecommendations(prev.recommendations, window, now, null), last: { at, value: null, recommended: null, decision }, blocked },
+      state: { ...prev, size: adopted(input, prev), recommendations: keepRecommendations(prev.recommendations, window, now, null), last: { at, value: null, recommended: null, decision }, blocked },
       change: null,
       blockTransition: prev.blocked ? null : 'blocked',
       recommended: null,
@@ -186,10 +196,8 @@ export function decideAutoscale(input: AutoscaleInputs): AutoscaleOutcome {
     state.at = at;
     if (change.direction === 'up') state.lastScaleUpAt = at;
     else state.lastScaleDownAt = at;
-  } else if (input.autoscaleInForce && prev.size !== null && prev.size !== current) {
-    // Autoscale's size, moved by a bound (a schedule's floor, a lower max): adopt the size in
-    // force, so that when the bound moves back the size follows these rules, not a jump.
-    state.size = current;
+  } else {
+    state.size = adopted(input, prev);
   }
   return { state, change, blockTransition: prev.blocked ? 'resumed' : null, recommended: raw, decision };
 }

@@ -70,11 +70,11 @@ export class PrometheusClient {
     private readonly fetchFn: typeof fetch = fetch,
   ) {}
 
-  /** Evaluates `spec.query` at the clock's now. Never throws (see the module comment). */
-  async query(spec: QuerySpec): Promise<QueryAnswer> {
+  /** Evaluates `spec.query` at the clock's now; `signal` abandons it. Never throws (see the module comment). */
+  async query(spec: QuerySpec, signal?: AbortSignal): Promise<QueryAnswer> {
     const action = `querying Prometheus ${displayUrl(spec.prometheus)}`;
     try {
-      const parsed = await this.request(spec, action);
+      const parsed = await this.request(spec, action, signal);
       return 'value' in parsed ? { ok: true, value: parsed.value } : { ok: false, kind: 'no_value', error: parsed.noValue };
     } catch (err) {
       if (err instanceof TimeoutError) return { ok: false, kind: 'timeout', error: err };
@@ -83,7 +83,7 @@ export class PrometheusClient {
     }
   }
 
-  private async request(spec: QuerySpec, action: string): Promise<Parsed> {
+  private async request(spec: QuerySpec, action: string, signal: AbortSignal | undefined): Promise<Parsed> {
     const url = new URL(spec.prometheus);
     const headers: Record<string, string> = { Accept: 'application/json', 'Content-Type': 'application/x-www-form-urlencoded' };
     if (spec.bearerTokenFile) {
@@ -102,6 +102,9 @@ export class PrometheusClient {
       timedOut = true;
       controller.abort();
     });
+    const abandon = (): void => controller.abort();
+    signal?.addEventListener('abort', abandon, { once: true });
+    if (signal?.aborted) controller.abort();
     let status: number;
     let text: string;
     try {
@@ -114,6 +117,7 @@ export class PrometheusClient {
       throw new UnavailableError(`${action}: ${causeOf(err)}`, err);
     } finally {
       timer.cancel();
+      signal?.removeEventListener('abort', abandon);
     }
     return valueOf(status, text, action);
   }

@@ -32,12 +32,18 @@ class FakePrometheus {
   maxInFlight = 0;
   private held: Array<() => void> | null = null;
 
-  readonly query = async (spec: QuerySpec): Promise<QueryAnswer> => {
+  readonly query = async (spec: QuerySpec, signal: AbortSignal): Promise<QueryAnswer> => {
     this.calls.push(spec);
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {
-      if (this.held) await new Promise<void>((resolve) => this.held!.push(resolve));
+      if (this.held) {
+        await new Promise<void>((resolve) => {
+          this.held!.push(resolve);
+          signal.addEventListener('abort', () => resolve(), { once: true });
+        });
+      }
+      if (signal.aborted) return { ok: false, kind: 'error', error: new UnavailableError(`querying Prometheus ${spec.prometheus}: aborted`) };
       if (this.value === null) return { ok: false, kind: 'error', error: new UnavailableError(`querying Prometheus ${spec.prometheus}: ECONNREFUSED`) };
       return { ok: true, value: this.value };
     } finally {
@@ -247,10 +253,27 @@ describe('Autoscaler', () => {
     await tick(10_000);
     await tick(10_000);
     expect(prom.calls).toHaveLength(4);
+    expect(state()).toBeDefined();
     h.loader.update(config(null));
     await tick(60_000);
     expect(scaler.armedGroups()).toEqual([]);
     expect(prom.calls).toHaveLength(4);
+    // Its recorded decisions go: they would set the size again the day autoscale comes back.
+    expect(state()).toBeUndefined();
+  });
+
+  it('stop aborts the queries in flight and drops their decisions', async () => {
+    const { h, scaler, prom } = await setup();
+    prom.value = 900;
+    prom.hold();
+    scaler.start();
+    await h.clock.advance(0);
+    expect(prom.inFlight).toBe(1);
+    await scaler.stop();
+    expect(prom.inFlight).toBe(0);
+    expect(state()).toBeUndefined();
+    await tick(60_000);
+    expect(prom.calls).toHaveLength(1);
   });
 
   it('pauses while the tenant sleeps', async () => {

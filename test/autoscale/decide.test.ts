@@ -187,6 +187,15 @@ describe('autoscale\'s size held by a bound', () => {
     const after = decide({ value: 100, current: 10, floor: 0, previous: held.state, now: T0 + 11 * M, autoscaleInForce: true });
     expect(after.change).toEqual({ from: 10, to: 7, direction: 'down' });
   });
+
+  it('adopts it while blocked too: a floor that drops while Prometheus is down does not drop the size', () => {
+    const previous = { ...EMPTY_AUTOSCALE_STATE, size: 2, at: new Date(T0 - 60 * M).toISOString() };
+    const held = decide({ reading: { ok: false, message: 'down' }, current: 10, floor: 10, previous, autoscaleInForce: true });
+    expect(held.state.size).toBe(10);
+    expect(held.state.at).toBe(previous.at);
+    // Not autoscale's size in force (an operator's): nothing adopted.
+    expect(decide({ reading: { ok: false, message: 'down' }, current: 10, previous, setByOthersAt: T0 - M }).state.size).toBe(2);
+  });
 });
 
 describe('a query with no number', () => {

@@ -142,6 +142,17 @@ describe('PrometheusClient', () => {
     expect(failure(await pending)).toEqual({ kind: 'timeout', message: `querying Prometheus ${base}: timed out after 2000 ms`, retryable: true });
   });
 
+  it('is abandoned when its signal aborts (the autoscaler stopping)', async () => {
+    answer = () => undefined; // never answers
+    const stop = new AbortController();
+    const pending = client.query(spec(), stop.signal);
+    await expect.poll(() => seen.length).toBe(1);
+    stop.abort();
+    const f = failure(await pending);
+    expect(f.kind).toBe('error');
+    expect(f.message).toMatch(new RegExp(`^querying Prometheus ${base}: .*abort`, 'i'));
+  });
+
   it('refuses an answer longer than the limit', async () => {
     answer = (res) => {
       res.writeHead(200, { 'Content-Type': 'application/json' });
