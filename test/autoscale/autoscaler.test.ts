@@ -71,7 +71,7 @@ afterEach(async () => {
   scaler = undefined;
 });
 
-async function setup(cfg = config()): Promise<{ h: Harness; scaler: Autoscaler; prom: FakePrometheus }> {
+async function setup(cfg = config(), maxConcurrentQueries?: number): Promise<{ h: Harness; scaler: Autoscaler; prom: FakePrometheus }> {
   h = await new Harness({ config: cfg }).start();
   const prom = new FakePrometheus();
   const harness = h;
@@ -84,6 +84,7 @@ async function setup(cfg = config()): Promise<{ h: Harness; scaler: Autoscaler; 
     isLeader: () => harness.leader,
     epoch: () => 7,
     query: prom.query,
+    ...(maxConcurrentQueries ? { maxConcurrentQueries } : {}),
   });
   return { h, scaler, prom };
 }
@@ -206,6 +207,23 @@ describe('Autoscaler', () => {
     expect(size()).toBe(3);
   });
 
+  it('runs at most maxConcurrentQueries queries at once over all groups; the others wait for a slot', async () => {
+    const groups = Object.fromEntries(['a', 'b', 'c', 'd', 'e'].map((g) => [g, { size: 1, max: 20, template: 'web', autoscale: AUTOSCALE }]));
+    const { h, scaler, prom } = await setup(configWith({ default: groups }), 2);
+    prom.value = 400;
+    prom.hold();
+    scaler.start();
+    await h.clock.advance(0);
+    expect(prom.calls).toHaveLength(2);
+    expect(prom.inFlight).toBe(2);
+    prom.release();
+    await scaler.idle();
+    await h.settle();
+    expect(prom.calls).toHaveLength(5);
+    expect(prom.maxInFlight).toBe(2);
+    for (const g of Object.keys(groups)) expect(h.reconciler.sizeDecision('default', g)!.size).toBe(4);
+  });
+
   it("an operator's size stands for the cooldowns, then autoscale moves it", async () => {
     const { h, scaler, prom } = await setup();
     prom.value = 300;
@@ -226,7 +244,7 @@ describe('Autoscaler', () => {
 
   it('keeps the size within the floor a schedule sets for its period', async () => {
     // Mondays 09:00-... the floor is 6 (the harness starts on Monday 2026-01-05 00:00 UTC).
-    const { scaler, prom } = await setup(config(AUTOSCALE, { schedules: [{ cron: '0 9 * * *', size: 6, name: 'office' }, { cron: '0 18 * * *', size: 1, name: 'night' }] }));
+    const { scaler, prom } = await setup(config({ ...AUTOSCALE, interval: '15m' }, { schedules: [{ cron: '0 9 * * *', size: 6, name: 'office' }, { cron: '0 18 * * *', size: 1, name: 'night' }] }));
     prom.value = 100;
     scaler.start();
     await tick(0);
