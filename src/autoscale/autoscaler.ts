@@ -305,7 +305,7 @@ export class Autoscaler {
       logger.info({ tenant, group }, 'autoscale resumed');
     }
     if (outcome.change) {
-      audit('scale', `size ${outcome.change.from} -> ${outcome.change.to}: ${outcome.decision}`);
+      audit('scale', `size ${outcome.change.from} -> ${outcome.change.to}: ${outcome.why}`);
       logger.info({ tenant, group, from: outcome.change.from, to: outcome.change.to, value: reading.ok ? reading.value : null, recommended: outcome.recommended }, 'autoscale changed the size');
       target.enqueue({ type: EventType.GroupChanged, tenant, groupKey: group, cause: 'autoscale' });
     } else {

@@ -65,6 +65,8 @@ export interface AutoscaleOutcome {
   recommended: number | null;
   /** One sentence: the value, the recommendation, the clamps and cooldowns, what was decided. */
   decision: string;
+  /** The decision without its verb ("value 640 / 100 per instance: 7; ..."; the reason a query failed). */
+  why: string;
 }
 
 export const EMPTY_AUTOSCALE_STATE: AutoscaleState = {
@@ -148,6 +150,7 @@ export function decideAutoscale(input: AutoscaleInputs): AutoscaleOutcome {
       blockTransition: prev.blocked ? null : 'blocked',
       recommended: null,
       decision,
+      why: reading.message,
     };
   }
 
@@ -199,5 +202,5 @@ export function decideAutoscale(input: AutoscaleInputs): AutoscaleOutcome {
   } else {
     state.size = adopted(input, prev);
   }
-  return { state, change, blockTransition: prev.blocked ? 'resumed' : null, recommended: raw, decision };
+  return { state, change, blockTransition: prev.blocked ? 'resumed' : null, recommended: raw, decision, why: why.join('; ') };
 }

@@ -114,7 +114,7 @@ describe('Autoscaler', () => {
     expect(prom.calls).toHaveLength(2);
     const audits = scaleAudits();
     expect(audits).toHaveLength(1);
-    expect(audits[0]).toMatchObject({ action: 'scale', reason: 'autoscale', actor: 'autoscale', epoch: 7, detail: 'size 2 -> 7: scaled up 2 -> 7: value 640 / 100 per instance: 7' });
+    expect(audits[0]).toMatchObject({ action: 'scale', reason: 'autoscale', actor: 'autoscale', epoch: 7, detail: 'size 2 -> 7: value 640 / 100 per instance: 7' });
     const plan = h!.reconciler.plan('default', 'web');
     expect(plan.sizing).toMatchObject({ size: 7, source: 'autoscale', autoscale: { blocked: null, lastValue: 640, lastDecision: 'size kept at 7: value 640 / 100 per instance: 7' } });
   });
