@@ -60,6 +60,9 @@ describeWithTool(PROMETHEUS_TOOL, 'autoscale on a real Prometheus', { timeout: 9
     await waitFor('scaled up to 8', size, (s) => s === 8, 15_000);
     const upMs = Date.now() - raised;
     expect(upMs).toBeLessThan(3_000 + 1_000 + 2_000 + 2_000); // cooldown + interval + scrape + slack
+    // Up again at once: 95 -> 10, but not before scaleUpCooldown after the last scale-up.
+    exporter.value = 95;
+    await waitFor('scaled up to 10', size, (s) => s === 10, 15_000);
 
     // Down: 15 -> 2, in steps of 2, each at least scaleDownCooldown after the change before.
     const lowered = Date.now();
@@ -77,11 +80,15 @@ describeWithTool(PROMETHEUS_TOOL, 'autoscale on a real Prometheus', { timeout: 9
       100,
     );
     const downMs = Date.now() - lowered;
-    expect(seen.map((s) => s.size)).toEqual([8, 6, 4, 2]);
-    for (let i = 2; i < seen.length; i++) expect(seen[i]!.at - seen[i - 1]!.at).toBeGreaterThanOrEqual(4_000 - 250);
+    expect(seen.map((s) => s.size)).toEqual([10, 8, 6, 4, 2]);
     const scales = t.server.db.listAudit({ tenant: 'default', group: 'web' }).filter((a) => a.action === 'scale' && a.reason === 'autoscale');
-    expect(scales.map((a) => a.detail?.split(':')[0])).toEqual(['size 1 -> 8', 'size 8 -> 6', 'size 6 -> 4', 'size 4 -> 2']);
+    expect(scales.map((a) => a.detail?.split(':')[0])).toEqual(['size 1 -> 8', 'size 8 -> 10', 'size 10 -> 8', 'size 8 -> 6', 'size 6 -> 4', 'size 4 -> 2']);
     expect(scales.every((a) => a.actor === 'autoscale')).toBe(true);
+    // The second scale-up waited scaleUpCooldown; each step down, scaleDownCooldown after the
+    // change before it (the server's own times).
+    const gaps = scales.slice(1).map((a, i) => a.at.getTime() - scales[i]!.at.getTime());
+    expect(gaps[0]).toBeGreaterThanOrEqual(3_000);
+    for (const gap of gaps.slice(1)) expect(gap).toBeGreaterThanOrEqual(4_000);
 
     // Prometheus stops: the size stays, the plan shows why, the audit says it once.
     const stopped = Date.now();
@@ -101,6 +108,6 @@ describeWithTool(PROMETHEUS_TOOL, 'autoscale on a real Prometheus', { timeout: 9
     expect(metrics).toContain('drover_autoscale_blocked{tenant="default",group="web"} 1');
     expect(metrics).toMatch(/drover_autoscale_queries_total\{result="ok"\} \d+/);
     expect(metrics).toMatch(/drover_autoscale_queries_total\{result="error"\} \d+/);
-    console.info(`autoscale e2e: up in ${upMs} ms, down 8 -> 2 in ${downMs} ms, blocked shown ${blockMs} ms after Prometheus stopped`);
+    console.info(`autoscale e2e: up 1 -> 8 in ${upMs} ms, then 8 -> 10 after the cooldown ${gaps[0]} ms later, down 10 -> 2 in ${downMs} ms, blocked shown ${blockMs} ms after Prometheus stopped`);
   });
 });
