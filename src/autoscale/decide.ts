@@ -21,6 +21,12 @@ import type { AutoscaleState } from '../state/index.js';
 /** The recommendations kept (the state's schema bound). */
 export const MAX_RECOMMENDATIONS = 4_096;
 
+/** The longest text the state holds (its schema's bound on `decision` and `blocked.message`). */
+export const MAX_TEXT = 2_048;
+
+/** `text`, cut to MAX_TEXT characters (a long URL and Prometheus's error text can exceed it). */
+const clip = (text: string): string => (text.length > MAX_TEXT ? `${text.slice(0, MAX_TEXT - 1)}…` : text);
+
 /** The largest size a recommendation can be (the config's bound on a size). */
 const MAX_SIZE = 100_000;
 
@@ -142,8 +148,8 @@ export function decideAutoscale(input: AutoscaleInputs): AutoscaleOutcome {
   const window = settings.scaleDownCooldownMs;
 
   if (!reading.ok) {
-    const blocked = { message: reading.message, since: prev.blocked?.since ?? at };
-    const decision = `size kept at ${current}: ${reading.message}`;
+    const blocked = { message: clip(reading.message), since: prev.blocked?.since ?? at };
+    const decision = clip(`size kept at ${current}: ${reading.message}`);
     return {
       state: { ...prev, size: adopted(input, prev), recommendations: keepRecommendations(prev.recommendations, window, now, null), last: { at, value: null, recommended: null, decision }, blocked },
       change: null,
@@ -187,7 +193,7 @@ export function decideAutoscale(input: AutoscaleInputs): AutoscaleOutcome {
 
   const change: SizeChange | null = next === current ? null : { from: current, to: next, direction: next > current ? 'up' : 'down' };
   const verb = change ? `scaled ${change.direction} ${current} -> ${next}` : `size kept at ${current}`;
-  const decision = `${verb}: ${why.join('; ')}`;
+  const decision = clip(`${verb}: ${why.join('; ')}`);
   const state: AutoscaleState = {
     ...prev,
     recommendations,

@@ -215,6 +215,14 @@ describe('a query with no number', () => {
     expect(o.state.recommendations).toEqual(previous.recommendations);
   });
 
+  it('keeps a long reason within what the state may hold (a long URL, a long error from Prometheus)', () => {
+    const message = `querying Prometheus http://${'p'.repeat(2_040)}.example:9090: HTTP 422: execution: ${'x'.repeat(500)}`;
+    const o = decide({ reading: { ok: false, message }, current: 3 });
+    expect(o.state.blocked!.message).toHaveLength(2_048);
+    expect(o.state.last!.decision).toHaveLength(2_048);
+    expect(o.state.blocked!.message.startsWith(message.slice(0, 2_000))).toBe(true);
+  });
+
   it('keeps the time of the first failure while failures go on, and clears the block at the next good answer', () => {
     const first = decide({ reading: { ok: false, message: 'down' }, current: 5 });
     const second = decide({ reading: { ok: false, message: 'still down' }, current: 5, previous: first.state, now: T0 + M });
