@@ -99,7 +99,9 @@ describeWithTool(PROMETHEUS_TOOL, 'autoscale on a real Prometheus', { timeout: 9
     const block = blocked.blocked.find((b) => b.code === 'AutoscaleBlocked')!;
     expect(block.message).toMatch(new RegExp(`^autoscale keeps the size at 2: querying Prometheus ${prometheus.url.replace(/\./g, '\\.')}: .*ECONNREFUSED`));
     expect(blocked.summary.size).toBe(2);
-    await new Promise((r) => setTimeout(r, 3_000)); // three more intervals: still frozen, audited once
+    // Three more evaluations (one a second) while the load says 100: still frozen, audited once.
+    const blockedAt = Date.parse(block.since!);
+    await waitFor('three more evaluations', () => Promise.resolve(t.server.reconciler.sizeDecision('default', 'web')?.autoscale?.lastAt?.getTime() ?? 0), (at) => at >= blockedAt + 3_000, 10_000);
     expect(await size()).toBe(2);
     const audit = t.server.db.listAudit({ tenant: 'default', group: 'web' });
     expect(audit.filter((a) => a.action === 'autoscaleBlocked')).toHaveLength(1);
