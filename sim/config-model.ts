@@ -5,18 +5,26 @@
 import { formatDuration } from '../src/config/index.js';
 import { ALL_REASONS, type BudgetDraw, type FleetSpec, type GroupSpec, type InvalidFlavor, type QuantityDraw, type ShardSpec, type VoluntaryReasonDraw } from './scenario.js';
 import type { WindowSpec } from './windows.js';
-import { sizeInForce, type SleepModel } from './sizing.js';
+import { sizeInForce, type AutoscaledSize, type SleepModel } from './sizing.js';
+import { LOAD_PER_INSTANCE, type AutoscaleDraw } from './scenario.js';
 
 /**
  * How the config is rendered. The world's own config uses none of these; the planted-bug
  * self-test hands the reconciler a config with a control taken away (`surgeBonus`: every
- * maxSurge that much higher; `withoutBudgets`; `withoutBrake`; `withoutSchedules`).
+ * maxSurge that much higher; `withoutBudgets`; `withoutBrake`; `withoutSchedules`; `withoutCooldowns`).
  */
 export interface RenderOptions {
   surgeBonus?: number;
   withoutBudgets?: boolean;
   withoutBrake?: boolean;
   withoutSchedules?: boolean;
+  /** Autoscale without cooldowns, and any step down at once. */
+  withoutCooldowns?: boolean;
+}
+
+/** The query an autoscaled group's config names: the world answers it with the group's load. */
+export function loadQuery(tenant: string, group: string): string {
+  return `sum(sim_load{tenant="${tenant}",group="${group}"})`;
 }
 
 function quantity(q: QuantityDraw): number | string {
@@ -70,6 +78,8 @@ export interface ModelGroup {
   /** `min` and `max` (0 and the largest size when the group sets none). */
   min: number;
   max: number;
+  /** Its autoscale, while the config has it. */
+  autoscale: AutoscaleDraw | null;
   maxSurge: number;
   /** The template's name, and the image it stands for now (`name:version`). */
   template: string;
@@ -120,8 +130,10 @@ export class ConfigModel {
    * that what they cover would be held for good.
    */
   readonly liftedBudgets = new Set<BudgetDraw>();
-  /** The operator removed every schedule: done once the faults stop, so that sizes hold still. */
+  /** The operator removed every schedule and autoscale: done once the faults stop, so that sizes hold still. */
   schedulesLifted = false;
+  /** An autoscaled group's size as its audited decisions set it (kept by the checker). */
+  autoscaledSize: (tenant: string, group: string) => AutoscaledSize = () => ({ size: null, at: null });
   /** Tenants put to sleep by the operator (woken: removed), and when each was last woken by the operator. */
   readonly sleeps = new Map<string, SleepModel>();
   readonly wokenAt = new Map<string, number>();
@@ -174,13 +186,19 @@ export class ConfigModel {
       const configSize = g.size;
       const schedulesOn = !this.schedulesLifted;
       const { sleeps, wokenAt, now, configSince } = this;
+      const autoscale = !this.schedulesLifted ? (sizing?.autoscale ?? null) : null;
+      const autoscaled = (): AutoscaledSize | null => (autoscale ? this.autoscaledSize(spec.tenant, spec.group) : null);
       // Read often, by many checks in one instant: kept for the instant (and the sleep) it was worked out for.
-      let memo: { at: number; sleep: SleepModel | undefined; woken: number | undefined; size: number; since: number } | null = null;
+      let memo: { at: number; sleep: SleepModel | undefined; woken: number | undefined; scaled: string; size: number; since: number } | null = null;
       const inForce = (): { size: number; since: number } => {
         const at = now();
         const sleep = sleeps.get(spec.tenant);
         const woken = wokenAt.get(spec.tenant);
-        if (memo?.at !== at || memo.sleep !== sleep || memo.woken !== woken) memo = { at, sleep, woken, ...sizeInForce(configSize, sizing, schedulesOn, configSince, sleep, woken, at) };
+        const scaledNow = autoscaled();
+        const scaled = JSON.stringify(scaledNow);
+        if (memo?.at !== at || memo.sleep !== sleep || memo.woken !== woken || memo.scaled !== scaled) {
+          memo = { at, sleep, woken, scaled, ...sizeInForce(configSize, sizing, schedulesOn, configSince, sleep, woken, at, scaledNow) };
+        }
         return memo;
       };
       groups.push({
@@ -195,6 +213,7 @@ export class ConfigModel {
         configSize,
         min: sizing?.min ?? 0,
         max: sizing?.max ?? 100_000,
+        autoscale,
         maxSurge: spec.maxSurge,
         template: g.template,
         image: this.image(g.template),
@@ -298,7 +317,19 @@ export class ConfigModel {
     if (sizing) {
       out.min = sizing.min;
       out.max = sizing.max;
-      if (!this.schedulesLifted && !options.withoutSchedules) out.schedules = sizing.schedules.map((sc) => ({ cron: sc.cron, timezone: sc.timezone, size: sc.size }));
+      if (!this.schedulesLifted && !options.withoutSchedules && sizing.schedules.length > 0) out.schedules = sizing.schedules.map((sc) => ({ cron: sc.cron, timezone: sc.timezone, size: sc.size }));
+      const a = sizing.autoscale;
+      if (a && !this.schedulesLifted) {
+        out.autoscale = {
+          prometheus: 'http://prometheus.sim:9090',
+          query: loadQuery(g.spec.tenant, g.spec.group),
+          targetPerInstance: LOAD_PER_INSTANCE,
+          interval: formatDuration(a.intervalMs),
+          scaleUpCooldown: options.withoutCooldowns ? '0s' : formatDuration(a.scaleUpCooldownMs),
+          scaleDownCooldown: options.withoutCooldowns ? '0s' : formatDuration(a.scaleDownCooldownMs),
+          maxStepDown: options.withoutCooldowns ? '100%' : quantity(a.maxStepDown),
+        };
+      }
     }
     if (g.spec.drainTimeoutMs !== null) out.drainTimeout = formatDuration(g.spec.drainTimeoutMs);
     if (g.spec.startupTimeoutMs !== null) out.startupTimeout = formatDuration(g.spec.startupTimeoutMs);

@@ -16,7 +16,7 @@ import type { QuantityDraw } from './scenario.js';
 import { TAGS, classOf, isHealthLoss, isRotation, isTerminal, isVoluntary } from './vocabulary.js';
 import { windowAt } from './windows.js';
 
-export type InvariantId = '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9' | '10' | '11' | '12' | '13' | 'lifecycle' | 'config' | 'error';
+export type InvariantId = '1' | '2' | '3' | '4' | '5' | '6' | '7' | '8' | '9' | '10' | '11' | '12' | '13' | '14' | 'lifecycle' | 'config' | 'error';
 
 export const INVARIANT_NAMES: Record<InvariantId, string> = {
   '1': 'invariant 1: our creates never take a group above size + maxSurge',
@@ -31,7 +31,8 @@ export const INVARIANT_NAMES: Record<InvariantId, string> = {
   '10': 'invariant 10: no extension takes a drain past drainStartedAt + maxDrainTimeout (or past forcedAge + drainTimeout)',
   '11': 'invariant 11: a zero-budget window holds every expiry and drift rotation',
   '12': 'invariant 12: a correlated failure is counted together: none of it is replaced before healthSettle, nor past maxUnhealthy with its replaced ones counted',
-  '13': 'invariant 13: the size a group is reconciled to is the one in force (schedules, sleep), within min..max (0 asleep)',
+  '13': 'invariant 13: the size a group is reconciled to is the one in force (schedules, autoscale, sleep), within min..max (0 asleep)',
+  '14': 'invariant 14: autoscale changes a size from the one in force, within min..max, keeping its cooldowns and maxStepDown',
   lifecycle: 'lifecycle: an instance only moves forward (creating, running, draining, deleting, deleted)',
   config: 'config: an invalid config is rejected and the one in force stays',
   error: 'error: no unexpected error escapes the reconciler',
@@ -581,8 +582,55 @@ export class Invariants {
     }
   }
 
+  /** An autoscaled group's size as its audited decisions set it, and when it last went up and changed. */
+  private readonly autoscaledSizes = new Map<string, { size: number; at: number; lastUp: number | null; lastChange: number }>();
+
+  /** The size the last audited autoscale decision of a group set (null: none yet). */
+  autoscaled(tenant: string, group: string): { size: number | null; at: number | null } {
+    const a = this.autoscaledSizes.get(`${tenant}/${group}`);
+    return a ? { size: a.size, at: a.at } : { size: null, at: null };
+  }
+
+  // ---- invariant 14: autoscale ---------------------------------------------------------------
+
+  /**
+   * An autoscale decision that changed a size (`scale`, reason `autoscale`, "size A -> B: ..."):
+   * from the size in force, to a size within min..max; a scale-up not within scaleUpCooldown of
+   * the previous one; a scale-down not within scaleDownCooldown of the previous change, by at
+   * most maxStepDown (a count, or that share of the size rounded up; at least 1).
+   */
+  private onAutoscale(entry: AuditEntry): void {
+    const { tenant, group } = entry;
+    const now = this.w.now();
+    const match = /^size (\d+) -> (\d+):/.exec(entry.detail ?? '');
+    const settings = settingsOf(this.w.config(), tenant, group);
+    const spec = settings?.autoscale;
+    if (!match || !settings || !spec) {
+      this.report('14', `${tenant}/${group}: an autoscale decision the checker cannot read, or for a group without autoscale: ${entry.detail ?? ''}`);
+      return;
+    }
+    const from = Number(match[1]);
+    const to = Number(match[2]);
+    const key = `${tenant}/${group}`;
+    const was = this.autoscaledSizes.get(key);
+    const problems: string[] = [];
+    if (from !== settings.size) problems.push(`from ${from}, but the size in force was ${settings.size}`);
+    if (to < settings.min || to > settings.max) problems.push(`to ${to}, outside min ${settings.min}..max ${settings.max}`);
+    if (to > from && was?.lastUp != null && now - was.lastUp < spec.scaleUpCooldownMs) {
+      problems.push(`up ${Math.round((now - was.lastUp) / 1000)}s after the previous scale-up, within scaleUpCooldown ${spec.scaleUpCooldownMs / 1000}s`);
+    }
+    if (to < from) {
+      if (was && now - was.lastChange < spec.scaleDownCooldownMs) problems.push(`down ${Math.round((now - was.lastChange) / 1000)}s after the previous change, within scaleDownCooldown ${spec.scaleDownCooldownMs / 1000}s`);
+      const step = Math.max(1, resolveQuantity(spec.maxStepDown, from));
+      if (from - to > step) problems.push(`down by ${from - to}, more than maxStepDown ${step}`);
+    }
+    if (problems.length > 0) this.report('14', `${tenant}/${group}: autoscale ${from} -> ${to}: ${problems.join('; ')}`);
+    this.autoscaledSizes.set(key, { size: to, at: now, lastUp: to > from ? now : (was?.lastUp ?? null), lastChange: now });
+  }
+
   /** Every audit entry, inside the transaction that wrote it: the record is already updated. */
   onAudit(entry: AuditEntry): void {
+    if (entry.instanceId === null && entry.action === 'scale' && entry.reason === 'autoscale') this.onAutoscale(entry);
     const db = this.w.db();
     if (!db || !entry.instanceId) return;
     const id = entry.instanceId;

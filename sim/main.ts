@@ -3,7 +3,7 @@
  *
  *   npm run sim -- --seeds N [--from F] [--steps K] [--jobs J] [--verbose] [--no-shrink] [--no-sizing]
  *   npm run sim -- --seed S [--keep 3,17,40] [--steps K] [--verbose]
- *   npm run sim -- --seeds N --plant leader|surge|silence|budget|brake|protect|schedule|sleep   (self-test: must report violations)
+ *   npm run sim -- --seeds N --plant leader|surge|silence|budget|brake|protect|schedule|sleep|cooldown   (self-test: must report violations)
  *
  * Runs seeds F..F+N-1 (default 1..100) in J child processes (default: one per CPU), or replays
  * one seed (optionally only the steps a shrink kept). Each seed's run depends only on the seed

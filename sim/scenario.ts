@@ -44,12 +44,26 @@ export interface ScheduleDraw {
   size: number;
 }
 
-/** A group's bounds and schedules (the sizes all within min..max, as the config requires). */
+/** Target tracking on the world's simulated load (`targetPerInstance` 100), instead of schedules. */
+export interface AutoscaleDraw {
+  intervalMs: number;
+  scaleUpCooldownMs: number;
+  scaleDownCooldownMs: number;
+  maxStepDown: QuantityDraw;
+  /** The load the query answers at the start (size = ceil(load / 100)). */
+  load: number;
+}
+
+/** A group's bounds, and its schedules or its autoscale (sizes all within min..max, as the config requires). */
 export interface SizingDraw {
   min: number;
   max: number;
   schedules: ScheduleDraw[];
+  autoscale: AutoscaleDraw | null;
 }
+
+/** The load unit of one instance: the simulated query's `targetPerInstance`. */
+export const LOAD_PER_INSTANCE = 100;
 
 /** A count, or a percentage of the group's size (rounded up). */
 export type QuantityDraw = { count: number } | { percent: number };
@@ -148,7 +162,11 @@ export type Action =
   | { kind: 'crashRestart'; downtimeMs: number }
   /** An operator puts a tenant to sleep (its groups' size 0), for `untilMs` or until woken. */
   | { kind: 'sleep'; tenant: number; untilMs: number | null }
-  | { kind: 'wake'; tenant: number };
+  | { kind: 'wake'; tenant: number }
+  /** The load an autoscaled group's query answers from now on (`group`: an index into the autoscaled groups). */
+  | { kind: 'load'; group: number; value: number }
+  /** An autoscaled group's query fails (Prometheus down, no sample) for `durationMs`. */
+  | { kind: 'loadFail'; group: number; durationMs: number };
 
 export interface Step {
   /** Simulated time that passes before the action. */
@@ -387,7 +405,17 @@ function drawSchedule(z: Rng, startMs: number, min: number, max: number): Schedu
   }
 }
 
-/** Gives 35% of the groups bounds and one or two schedules. */
+function drawAutoscale(z: Rng, max: number): AutoscaleDraw {
+  return {
+    intervalMs: z.pick([30 * SEC, 60 * SEC]),
+    scaleUpCooldownMs: z.pick([0, 1 * MIN, 3 * MIN]),
+    scaleDownCooldownMs: z.pick([2 * MIN, 5 * MIN, 10 * MIN]),
+    maxStepDown: z.pick<QuantityDraw>([{ count: 1 }, { percent: 25 }, { percent: 50 }]),
+    load: z.int(0, max * LOAD_PER_INSTANCE + 50),
+  };
+}
+
+/** Gives 35% of the groups bounds and one or two schedules; a third of those autoscale instead. */
 function drawSizing(z: Rng, fleet: FleetSpec): void {
   for (const g of fleet.groups) {
     const sized = z.chance(0.35);
@@ -395,8 +423,14 @@ function drawSizing(z: Rng, fleet: FleetSpec): void {
     const max = g.size + z.int(0, 3);
     const count = z.int(1, 2);
     const schedules = [drawSchedule(z, fleet.startMs, min, max), drawSchedule(z, fleet.startMs, min, max)].slice(0, count);
-    if (sized) g.sizing = { min, max, schedules };
+    const autoscale = z.chance(0.35) ? drawAutoscale(z, max) : null;
+    if (sized) g.sizing = { min, max, schedules: autoscale ? [] : schedules, autoscale };
   }
+}
+
+/** The groups of a fleet that autoscale (what a `load` step's `group` indexes). */
+export function autoscaledGroups(fleet: FleetSpec): GroupSpec[] {
+  return fleet.groups.filter((g) => g.sizing?.autoscale);
 }
 
 /** The tenants of a fleet, in the order their groups list them. */
@@ -404,13 +438,23 @@ export function tenantsOf(fleet: FleetSpec): string[] {
   return [...new Set(fleet.groups.map((g) => g.tenant))];
 }
 
-/** Tenant sleep and wake take the place of some waits left (8% sleep, 6% wake). */
+/**
+ * Tenant sleep and wake take the place of some waits left (8% sleep, 6% wake); in a fleet with
+ * autoscaled groups, load changes (12%) and failing queries (3%) too.
+ */
 function drawSleep(z: Rng, fleet: FleetSpec, base: Action): Action {
-  const kind = z.weighted({ none: 86, sleep: 8, wake: 6 });
+  const kind = z.weighted({ none: 71, sleep: 8, wake: 6, load: 12, loadFail: 3 });
   const tenant = z.int(0, tenantsOf(fleet).length - 1);
   const untilMs = z.chance(0.4) ? null : z.pick([5 * MIN, 20 * MIN, 1 * HOUR]);
+  const autoscaled = autoscaledGroups(fleet);
+  const group = z.int(0, Math.max(0, autoscaled.length - 1));
+  const value = z.int(0, ((autoscaled[group]?.sizing?.max ?? 0) + 2) * LOAD_PER_INSTANCE);
+  const failMs = z.pick([1 * MIN, 5 * MIN, 20 * MIN]);
   if (base.kind !== 'wait' || kind === 'none') return base;
-  return kind === 'sleep' ? { kind, tenant, untilMs } : { kind, tenant };
+  if (kind === 'sleep') return { kind, tenant, untilMs };
+  if (kind === 'wake') return { kind, tenant };
+  if (autoscaled.length === 0) return base;
+  return kind === 'load' ? { kind, group, value } : { kind, group, durationMs: failMs };
 }
 
 function generateDt(rng: Rng): number {
@@ -556,5 +600,13 @@ export function describeAction(action: Action, fleet: FleetSpec): string {
       return `operator: tenant ${tenantsOf(fleet)[action.tenant] ?? action.tenant} sleeps${action.untilMs === null ? '' : ` for ${action.untilMs / SEC}s`}`;
     case 'wake':
       return `operator: tenant ${tenantsOf(fleet)[action.tenant] ?? action.tenant} wakes`;
+    case 'load': {
+      const g = autoscaledGroups(fleet)[action.group];
+      return `load: ${g ? `${g.tenant}/${g.group}` : `autoscaled#${action.group}`} at ${action.value}`;
+    }
+    case 'loadFail': {
+      const g = autoscaledGroups(fleet)[action.group];
+      return `load: ${g ? `${g.tenant}/${g.group}` : `autoscaled#${action.group}`}'s query fails for ${action.durationMs / SEC}s`;
+    }
   }
 }

@@ -7,6 +7,8 @@
  *   two firing at once: the later in the list. The fire times come from the checker's own cron
  *   reading (windows.ts: Vixie cron's rule for times the clocks skip or repeat);
  * - else the config's size;
+ * - for a group that autoscales (it has no schedules), the size its last audited decision set
+ *   (`size A -> B`), else the config's;
  * - kept within min..max; 0 while the group's tenant sleeps (from the operator's sleep until its
  *   wake, or its `until`).
  */
@@ -14,6 +16,12 @@ import type { ScheduleDraw, SizingDraw } from './scenario.js';
 import { openings } from './windows.js';
 
 const MINUTE = 60_000;
+
+/** An autoscaled group's size as its last audited decision set it (null: none yet, the config's). */
+export interface AutoscaledSize {
+  size: number | null;
+  at: number | null;
+}
 
 /** A tenant's sleep as the operator asked for it. */
 export interface SleepModel {
@@ -53,11 +61,17 @@ export function sizeInForce(
   sleep: SleepModel | undefined,
   wokenAt: number | undefined,
   now: number,
+  autoscaled: AutoscaledSize | null = null,
 ): { size: number; since: number } {
   if (sleep && asleep(sleep, now)) return { size: 0, since: sleep.at };
   // Awake since: a wake, or a sleep whose `until` has passed.
   const awakeSince = Math.max(wokenAt ?? Number.NEGATIVE_INFINITY, sleep?.until ?? Number.NEGATIVE_INFINITY);
   if (!sizing) return { size: configSize, since: Math.max(configSince, awakeSince) };
+  if (autoscaled) {
+    // The autoscaler's last audited size (it decides within min..max; invariant 14 checks that).
+    const size = autoscaled.size ?? configSize;
+    return { size: Math.min(sizing.max, Math.max(sizing.min, size)), since: Math.max(autoscaled.at ?? configSince, awakeSince) };
+  }
   const fired = schedulesOn ? scheduleInForce(sizing.schedules, configSince, now) : null;
   const size = fired ? fired.schedule.size : configSize;
   return { size: Math.min(sizing.max, Math.max(sizing.min, size)), since: Math.max(fired ? fired.at : configSince, awakeSince) };

@@ -19,10 +19,12 @@ import type { Logger } from '../src/logging/index.js';
 import { LocalOperatorState, keys, type OperatorState } from '../src/state/index.js';
 import { openLocalDb, type AuditEntry, type InstanceRecord, type LocalDb } from '../src/store/index.js';
 import { seededRandom } from '../src/util/random.js';
-import { ConfigModel, type ModelConfig, type RenderOptions } from './config-model.js';
+import { ConfigModel, loadQuery, type ModelConfig, type RenderOptions } from './config-model.js';
+import { Autoscaler } from '../src/autoscale/index.js';
+import { UnavailableError } from '../src/errors/index.js';
 import { CallLog, Disturbances, Failures, Invariants, OperatorLog, judged, resolveMax, resolveQuantity, type Violation } from './invariants.js';
 import { hash32, unit } from './rng.js';
-import { ALL_REASONS, HOUR, MIN, SEC, SIM_START, describeAction, tenantsOf, type Action, type BudgetDraw, type FleetSpec, type Scenario, type VoluntaryReasonDraw } from './scenario.js';
+import { ALL_REASONS, HOUR, MIN, SEC, SIM_START, autoscaledGroups, describeAction, tenantsOf, type Action, type BudgetDraw, type FleetSpec, type Scenario, type VoluntaryReasonDraw } from './scenario.js';
 import { TAGS, isRotation } from './vocabulary.js';
 import { openTime, type WindowSpec } from './windows.js';
 
@@ -37,10 +39,11 @@ export { SIM_START };
  * - `brake`: the reconciler sees no maxUnhealthy (invariant 8);
  * - `protect`: the reconciler's operator state loses every protection on reading (invariant 9);
  * - `schedule`: the reconciler sees no schedules (invariant 13);
- * - `sleep`: the reconciler's operator state loses every tenant's sleep on reading (invariant 13).
+ * - `sleep`: the reconciler's operator state loses every tenant's sleep on reading (invariant 13);
+ * - `cooldown`: the autoscaler sees no cooldowns and no maxStepDown (invariant 14).
  */
-export type Plant = 'leader' | 'surge' | 'silence' | 'budget' | 'brake' | 'protect' | 'schedule' | 'sleep';
-export const PLANTS: readonly Plant[] = ['leader', 'surge', 'silence', 'budget', 'brake', 'protect', 'schedule', 'sleep'];
+export type Plant = 'leader' | 'surge' | 'silence' | 'budget' | 'brake' | 'protect' | 'schedule' | 'sleep' | 'cooldown';
+export const PLANTS: readonly Plant[] = ['leader', 'surge', 'silence', 'budget', 'brake', 'protect', 'schedule', 'sleep', 'cooldown'];
 
 /** What the reconciler is shown of the config when a bug is planted (nothing hidden otherwise). */
 function plantedRender(plant: Plant | null | undefined): RenderOptions | null {
@@ -53,6 +56,8 @@ function plantedRender(plant: Plant | null | undefined): RenderOptions | null {
       return { withoutBrake: true };
     case 'schedule':
       return { withoutSchedules: true };
+    case 'cooldown':
+      return { withoutCooldowns: true };
     default:
       return null;
   }
@@ -263,6 +268,10 @@ export class World {
   /** The health brake was lifted by the operator during convergence (see converge). */
   private brakeLiftedAt: number | null = null;
   private reconciler: Reconciler | null = null;
+  /** The running reconciler's autoscaler (one per generation, as a server has). */
+  private autoscaler: Autoscaler | null = null;
+  /** What each autoscaled group's query answers (by its query text), and until when it fails. */
+  private readonly loads = new Map<string, { value: number; failingUntil: number }>();
   private generation = 0;
   private runningGeneration: number | null = null;
   /** When the running reconciler was started (its health grace begins then). */
@@ -302,6 +311,7 @@ export class World {
     this.dir = mkdtempSync(join(scratchRoot(), 'drover-sim-'));
     this.dbPath = join(this.dir, 'drover.db');
     this.model = new ConfigModel(this.fleet, () => this.clock.nowMs(), this.start);
+    for (const g of autoscaledGroups(this.fleet)) this.loads.set(loadQuery(g.tenant, g.group), { value: g.sizing?.autoscale?.load ?? 0, failingUntil: 0 });
     this.inForce = this.model.inForce();
     this.loader = ConfigLoader.fromObject(this.model.render());
     this.planted = plantedRender(options.plant);
@@ -370,6 +380,7 @@ export class World {
       failures: this.failures,
     });
     this.checker.onConfigApplied();
+    this.model.autoscaledSize = (tenant, group) => this.checker.autoscaled(tenant, group);
   }
 
   /**
@@ -442,6 +453,8 @@ export class World {
   }
 
   async dispose(): Promise<void> {
+    if (this.autoscaler) await this.autoscaler.stop();
+    this.autoscaler = null;
     if (this.reconciler) await this.reconciler.stop({ abandon: true });
     this.reconciler = null;
     this.unsubscribeDb?.();
@@ -554,12 +567,30 @@ export class World {
     this.winLists = [];
     if (this.leader) this.disturbances.end(this.clock.nowMs());
     await this.reconciler.start();
+    this.autoscaler = new Autoscaler({
+      target: this.reconciler,
+      configLoader: this.reconcilerLoader,
+      audit: db,
+      clock: this.clock,
+      logger,
+      isLeader: () => this.options.plant === 'leader' || this.leader,
+      query: async (spec) => {
+        const load = this.loads.get(spec.query);
+        if (!load) return { ok: false, kind: 'no_value', error: new UnavailableError(`querying Prometheus ${spec.prometheus}: no sample for ${spec.query}`) };
+        if (this.clock.nowMs() < load.failingUntil) return { ok: false, kind: 'error', error: new UnavailableError(`querying Prometheus ${spec.prometheus}: connection refused`) };
+        return { ok: true, value: load.value };
+      },
+    });
+    this.autoscaler.start();
     await this.settle();
   }
 
   private async crashAndRestart(downtimeMs: number): Promise<void> {
     const rec = this.reconciler;
     this.reconciler = null;
+    const autoscaler = this.autoscaler;
+    this.autoscaler = null;
+    if (autoscaler) await autoscaler.stop();
     this.runningGeneration = null;
     this.disturbances.begin(this.clock.nowMs());
     if (rec) await rec.stop({ abandon: true });
@@ -836,6 +867,9 @@ export class World {
       case 'removeGroup': {
         const g = this.model.group(action.group);
         if (!g || g.removed) return 'already removed';
+        // Its autoscale state would go with it (the autoscaler forgets a group that leaves), which
+        // the checker does not model: an autoscaled group stays.
+        if (g.spec.sizing?.autoscale) return 'the group autoscales; kept';
         g.removed = true;
         g.everRemoved = true;
         this.applyConfig();
@@ -862,12 +896,14 @@ export class World {
       case 'loseLeadership':
         if (!this.leader) return 'not leader already';
         this.leader = false;
+        this.autoscaler?.setLeader(false);
         this.stats.leaderChanges++;
         this.disturbances.begin(now);
         return '';
       case 'regainLeadership':
         if (this.leader) return 'leader already';
         this.leader = true;
+        this.autoscaler?.setLeader(true);
         this.stats.leaderChanges++;
         if (this.reconciler) this.disturbances.end(now);
         // A leadership win gives every agent a fresh health grace (README.md).
@@ -880,6 +916,15 @@ export class World {
       case 'sleep':
       case 'wake':
         return this.sleepAction(action);
+      case 'load':
+      case 'loadFail': {
+        const g = autoscaledGroups(this.fleet)[action.group];
+        const load = g ? this.loads.get(loadQuery(g.tenant, g.group)) : undefined;
+        if (!g || !load) return 'no autoscaled group';
+        if (action.kind === 'load') load.value = action.value;
+        else load.failingUntil = now + action.durationMs;
+        return '';
+      }
     }
   }
 
@@ -908,18 +953,19 @@ export class World {
   }
 
   /**
-   * Once the faults stop the operator wakes every tenant and removes every schedule, so that the
-   * sizes hold still while the fleet converges (the trace says so).
+   * Once the faults stop the operator wakes every tenant and removes every schedule and autoscale,
+   * so that the sizes hold still while the fleet converges (the trace says so).
    */
   private async liftSizing(): Promise<void> {
     const sleeping = [...this.model.sleeps.keys()];
     for (const tenant of sleeping) await this.sleepAction({ kind: 'wake', tenant: tenantsOf(this.fleet).indexOf(tenant) });
+    for (const load of this.loads.values()) load.failingUntil = 0;
     const scheduled = this.model.groups.filter((g) => g.spec.sizing && !g.removed).map((g) => `${g.spec.tenant}/${g.spec.group}`);
     if (scheduled.length > 0) {
       this.model.schedulesLifted = true;
       this.applyConfig();
     }
-    if (sleeping.length > 0 || scheduled.length > 0) this.flushTrace('end', `operator wakes ${sleeping.length > 0 ? sleeping.join(', ') : 'no tenant'} and removes the schedules of ${scheduled.length > 0 ? scheduled.join(', ') : 'no group'}`);
+    if (sleeping.length > 0 || scheduled.length > 0) this.flushTrace('end', `operator wakes ${sleeping.length > 0 ? sleeping.join(', ') : 'no tenant'} and removes the schedules and autoscale of ${scheduled.length > 0 ? scheduled.join(', ') : 'no group'}`);
   }
 
   private instanceFault(action: Extract<Action, { kind: 'instance' }>): string {
@@ -1383,6 +1429,7 @@ export class World {
     if (!this.leader) {
       this.leader = true;
       this.stats.leaderChanges++;
+      this.autoscaler?.setLeader(true);
     }
     this.disturbances.end(this.clock.nowMs());
     this.liftSealedWindows();

@@ -37,6 +37,7 @@ function web(over: Partial<ModelGroup> = {}): ModelConfig {
     configSize: 2,
     min: 0,
     max: 100_000,
+    autoscale: null,
     maxSurge: 1,
     template: 'a',
     image: 'a:1',

@@ -17,6 +17,7 @@ describe('the simulator catches planted bugs', () => {
     { plant: 'protect', invariants: ['9'], what: 'a reconciler that ignores protection' },
     { plant: 'schedule', invariants: ['13'], what: 'a reconciler that ignores schedules' },
     { plant: 'sleep', invariants: ['13'], what: 'a reconciler that ignores a tenant’s sleep' },
+    { plant: 'cooldown', invariants: ['14'], what: 'an autoscaler without cooldowns or maxStepDown' },
   ];
   for (const { plant, invariants, what } of cases) {
     it(`reports invariant ${invariants.join(' or ')} for ${what}`, async () => {
