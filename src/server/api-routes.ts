@@ -93,7 +93,8 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
     const plan = reconciler.plan(tenant, group);
     const settings = groupSettings(configLoader.getCurrent(), tenant, group);
     const stored = reconciler.operatorState.get<SizeOverride>(keys.size(tenant, group));
-    const override = settings && stored && stored.base === settings.size ? stored.size : null;
+    // An operator's size that a later schedule (or autoscale) replaced is no longer in force.
+    const override = settings && stored && stored.base === settings.size && plan.sizing?.source === 'operator' ? stored.size : null;
     return groupView(plan, {
       configuredSize: settings?.size ?? null,
       sizeOverride: override,
@@ -147,7 +148,9 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
     if (size < sizing.min || size > sizing.max) {
       throw new InvalidRequestError(`setting the size of ${tenant}/${group}: ${size} is outside the group's bounds: min ${sizing.min}, max ${sizing.max}`);
     }
-    const before = reconciler.effectiveSettings(config, tenant, group)?.size ?? settings.size;
+    // While the tenant sleeps, the operator sets the size it wakes to: the size before is that one.
+    const was = reconciler.sizeDecision(tenant, group);
+    const before = was?.awakeSize ?? settings.size;
     const actor = actorOf(req);
     const now = clock.now();
     const override: SizeOverride = { size, base: settings.size, at: now.toISOString(), by: actor };
@@ -156,7 +159,8 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
     // It stands until the next schedule fires (or the config's size changes): say so.
     const standsUntil = sizing.schedules.length > 0 ? (decision?.nextSchedule?.at.toISOString() ?? null) : null;
     const until = standsUntil && decision?.nextSchedule ? `; it stands until schedule "${decision.nextSchedule.name}" sets ${decision.nextSchedule.size} at ${standsUntil}` : '';
-    db.appendAudit({ tenant, group, at: now, instanceId: null, action: 'scale', reason: 'operator', actor, detail: `size ${before} -> ${size}${until}`, epoch: deps.elector.epoch() });
+    const asleep = decision?.sleeping ? `; tenant ${tenant} is asleep: the size applies when it wakes` : '';
+    db.appendAudit({ tenant, group, at: now, instanceId: null, action: 'scale', reason: 'operator', actor, detail: `size ${before} -> ${size}${until}${asleep}`, epoch: deps.elector.epoch() });
     reconciler.enqueue({ type: EventType.GroupChanged, tenant, groupKey: group, cause: 'operator' });
     return { tenant, group, size, previousSize: before, standsUntil, sizing: decision ? sizingView(decision) : null };
   });

@@ -39,7 +39,7 @@ const GROUPS = {
   b: { web: { size: 1, template: 'web' } },
 };
 
-async function start(): Promise<{ server: TestServer }> {
+async function start(): Promise<{ server: TestServer; clock: ManualClock }> {
   const clock = new ManualClock(NOW);
   const server = new TestServer({ token: ADMIN, groups: GROUPS, shard: QUIET, clock });
   server.writeConfig({
@@ -52,7 +52,7 @@ async function start(): Promise<{ server: TestServer }> {
   });
   await server.start();
   await server.settle();
-  return { server };
+  return { server, clock };
 }
 
 const as = (token: string): Record<string, string> => ({ Authorization: `Bearer ${token}` });
@@ -102,6 +102,29 @@ describe('sizing in the admin API', () => {
       'size 12 -> 20; it stands until schedule "0 20 * * *" sets 4 at 2026-01-05T19:00:00.000Z',
     ]);
     expect((await t.api<{ standsUntil: string | null }>('PUT', '/v1/groups/b/web/size', { size: 2 })).body.standsUntil).toBeNull();
+  });
+
+  it("no longer shows an operator's size as in force once the next schedule has fired", async () => {
+    let clock: ManualClock;
+    ({ server: t, clock } = await start());
+    await t.api('PUT', '/v1/groups/a/web/size', { size: 20 });
+    expect((await t.api<GroupView>('GET', '/v1/groups/a/web')).body).toMatchObject({ size: 20, sizeOverride: 20, sizing: { source: 'operator' } });
+    await clock.advanceTo(Date.parse('2026-01-05T19:00:00Z'));
+    await t.settle();
+    expect((await t.api<GroupView>('GET', '/v1/groups/a/web')).body).toMatchObject({ size: 4, sizeOverride: null, sizing: { source: 'schedule', requested: 4 } });
+    const scaled = t.server.db.listAudit({ tenant: 'a', group: 'web' }).filter((a) => a.action === 'scale');
+    expect(scaled.map((a) => [a.actor, a.at.toISOString(), a.detail?.split(':')[0]])).toEqual([
+      ['operator:api', NOW.toISOString(), 'size 12 -> 20; it stands until schedule "0 20 * * *" sets 4 at 2026-01-05T19'],
+      ['reconciler', '2026-01-05T19:00:00.000Z', 'size 20 -> 4'],
+    ]);
+  });
+
+  it('sets the size a sleeping tenant wakes to, and says so', async () => {
+    ({ server: t } = await start());
+    await t.api('POST', '/v1/tenants/a/sleep', {});
+    const res = await t.api<{ previousSize: number; sizing: { size: number; awakeSize: number } }>('PUT', '/v1/groups/a/web/size', { size: 7 });
+    expect(res.body).toMatchObject({ previousSize: 12, sizing: { size: 0, awakeSize: 7 } });
+    expect(t.server.db.listAudit({ tenant: 'a', group: 'web' }).find((a) => a.action === 'scale')?.detail).toMatch(/^size 12 -> 7; .*; tenant a is asleep: the size applies when it wakes$/);
   });
 
   it('puts a tenant to sleep and wakes it, audited once per group with the caller, and lists tenants', async () => {
