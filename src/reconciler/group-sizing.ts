@@ -114,7 +114,7 @@ export class GroupSizer {
     const when = until ? `until ${until.toISOString()}` : 'until woken';
     for (const group of groups) {
       const detail = current ? `asleep ${when} (was ${current.until ? `until ${current.until}` : 'until woken'})` : `size ${awake.get(group)} -> 0: asleep ${when}`;
-      ctx.store.appendAudit({ tenant, group, at: now, instanceId: null, action: 'sleep', reason: 'operator', event: null, actor, detail, epoch: ctx.epoch() });
+      ctx.store.appendAudit({ tenant, group, at: now, instanceId: null, action: 'sleep', reason: 'sleep', event: null, actor, detail, epoch: ctx.epoch() });
     }
     ctx.log.info({ tenant, until: sleep.until, groups: groups.length, actor }, current ? 'tenant sleep changed' : 'tenant put to sleep');
     for (const group of groups) ctx.markDirty(tenant, group, 'sleep', Priority.high);
@@ -153,7 +153,7 @@ export class GroupSizer {
   private auditWake(config: DroverConfig, tenant: string, groups: readonly string[], now: Date, actor: string, event: string | null, why: string): void {
     for (const group of groups) {
       const size = this.decide(config, tenant, group, now.getTime())?.awakeSize ?? 0;
-      this.ctx.store.appendAudit({ tenant, group, at: now, instanceId: null, action: 'wake', reason: actor === 'reconciler' ? 'until' : 'operator', event, actor, detail: `size 0 -> ${size}: ${why}`, epoch: this.ctx.epoch() });
+      this.ctx.store.appendAudit({ tenant, group, at: now, instanceId: null, action: 'wake', reason: 'sleep', event, actor, detail: `size 0 -> ${size}: ${why}`, epoch: this.ctx.epoch() });
     }
   }
 }
