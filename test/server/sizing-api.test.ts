@@ -19,7 +19,9 @@ const ADMIN = 'admin-token-0123456789';
 const TEAM_A = 'team-a-token-0123456789';
 const VIEWER = 'viewer-token-0123456789';
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
-// 2026-01-05 is a Monday.
+// 2026-01-05 is a Monday. The server starts before the weekday morning schedule (08:00 Berlin,
+// 07:00Z): the configured size counts from its start, the schedule from when it fires.
+const START = new Date('2026-01-05T06:00:00Z');
 const NOW = new Date('2026-01-05T10:00:00Z');
 const QUIET = { healthCheckInterval: '1h', startupTimeout: '2h', resyncInterval: '0s' };
 const GROUPS = {
@@ -40,7 +42,7 @@ const GROUPS = {
 };
 
 async function start(): Promise<{ server: TestServer; clock: ManualClock }> {
-  const clock = new ManualClock(NOW);
+  const clock = new ManualClock(START);
   const server = new TestServer({ token: ADMIN, groups: GROUPS, shard: QUIET, clock });
   server.writeConfig({
     server: {
@@ -51,6 +53,8 @@ async function start(): Promise<{ server: TestServer; clock: ManualClock }> {
     },
   });
   await server.start();
+  await server.settle();
+  await clock.advanceTo(NOW.getTime());
   await server.settle();
   return { server, clock };
 }
@@ -78,7 +82,7 @@ describe('sizing in the admin API', () => {
       sleeping: null,
     });
     expect(web.sizing?.reason).toMatch(/^schedule "weekday mornings" \(0 8 \* \* 1-5, Europe\/Berlin\) set 12 at 2026-01-05T07:00:00.000Z; next schedule/);
-    expect((await t.api<GroupView>('GET', '/v1/groups/a/worker')).body.sizing).toMatchObject({ source: 'config', since: null, reason: 'the configured size 1' });
+    expect((await t.api<GroupView>('GET', '/v1/groups/a/worker')).body.sizing).toMatchObject({ source: 'config', since: START.toISOString(), reason: `the configured size 1 (in force since ${START.toISOString()})` });
   });
 
   it.each([
@@ -89,7 +93,7 @@ describe('sizing in the admin API', () => {
     const res = await t.api<{ error: string }>('PUT', '/v1/groups/a/web/size', { size });
     expect(res.status).toBe(400);
     expect(res.body.error).toMatch(message);
-    expect(t.server.db.listAudit({ tenant: 'a' }).filter((a) => a.action === 'scale')).toHaveLength(0);
+    expect(t.server.db.listAudit({ tenant: 'a' }).filter((a) => a.action === 'scale' && a.reason === 'operator')).toHaveLength(0);
   });
 
   it("says until when an operator's size stands: the next schedule", async () => {
@@ -98,7 +102,7 @@ describe('sizing in the admin API', () => {
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ size: 20, previousSize: 12, standsUntil: '2026-01-05T19:00:00.000Z', sizing: { source: 'operator' } });
     expect(res.body.sizing.reason).toMatch(/it stands until the next schedule fires/);
-    expect(t.server.db.listAudit({ tenant: 'a', group: 'web' }).filter((a) => a.action === 'scale').map((a) => a.detail)).toEqual([
+    expect(t.server.db.listAudit({ tenant: 'a', group: 'web' }).filter((a) => a.action === 'scale' && a.reason === 'operator').map((a) => a.detail)).toEqual([
       'size 12 -> 20; it stands until schedule "0 20 * * *" sets 4 at 2026-01-05T19:00:00.000Z',
     ]);
     expect((await t.api<{ standsUntil: string | null }>('PUT', '/v1/groups/b/web/size', { size: 2 })).body.standsUntil).toBeNull();
@@ -114,6 +118,7 @@ describe('sizing in the admin API', () => {
     expect((await t.api<GroupView>('GET', '/v1/groups/a/web')).body).toMatchObject({ size: 4, sizeOverride: null, sizing: { source: 'schedule', requested: 4 } });
     const scaled = t.server.db.listAudit({ tenant: 'a', group: 'web' }).filter((a) => a.action === 'scale');
     expect(scaled.map((a) => [a.actor, a.at.toISOString(), a.detail?.split(':')[0]])).toEqual([
+      ['reconciler', '2026-01-05T07:00:00.000Z', 'size 6 -> 12'],
       ['operator:api', NOW.toISOString(), 'size 12 -> 20; it stands until schedule "0 20 * * *" sets 4 at 2026-01-05T19'],
       ['reconciler', '2026-01-05T19:00:00.000Z', 'size 20 -> 4'],
     ]);
@@ -124,7 +129,7 @@ describe('sizing in the admin API', () => {
     await t.api('POST', '/v1/tenants/a/sleep', {});
     const res = await t.api<{ previousSize: number; sizing: { size: number; awakeSize: number } }>('PUT', '/v1/groups/a/web/size', { size: 7 });
     expect(res.body).toMatchObject({ previousSize: 12, sizing: { size: 0, awakeSize: 7 } });
-    expect(t.server.db.listAudit({ tenant: 'a', group: 'web' }).find((a) => a.action === 'scale')?.detail).toMatch(/^size 12 -> 7; .*; tenant a is asleep: the size applies when it wakes$/);
+    expect(t.server.db.listAudit({ tenant: 'a', group: 'web' }).find((a) => a.action === 'scale' && a.reason === 'operator')?.detail).toMatch(/^size 12 -> 7; .*; tenant a is asleep: the size applies when it wakes$/);
   });
 
   it('puts a tenant to sleep and wakes it, audited once per group with the caller, and lists tenants', async () => {

@@ -198,7 +198,7 @@ describeWithChromium('web dashboard (sim provider)', { timeout: 60_000 }, () => 
   it('shows what sets a group size and why, the next schedule, and an asleep badge while its tenant sleeps', async () => {
     t = await startServer({ groups: { default: { web: { size: 2, template: 'web', drainTimeout: '10m', schedules: [{ cron: '0 0 1 1 *', size: 2, name: 'new year' }] } } } });
     const { page, errors } = await open('#/groups/default/web');
-    await page.getByTestId('size-source').filter({ hasText: 'a schedule' }).waitFor();
+    await page.getByTestId('size-source').filter({ hasText: 'the config' }).waitFor();
     await page.getByTestId('next-schedule').filter({ hasText: '“new year” sets 2 at' }).waitFor();
     expect(await page.getByTestId('asleep-badge').count()).toBe(0);
     await t.api('POST', '/v1/tenants/default/sleep', {});
