@@ -45,6 +45,9 @@ export const sleepBody = z
   })
   .optional();
 
+/** A wake takes no options: no body, or `{}`. */
+export const wakeBody = z.strictObject({}).optional();
+
 export function zodMessage(error: z.ZodError): string {
   return error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
 }
@@ -201,9 +204,8 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
 
   app.post('/v1/tenants/:tenant/wake', operator, async (req) => {
     const tenant = requireTenant(req, 'waking a tenant');
-    if (req.body !== undefined && req.body !== null && !(typeof req.body === 'object' && Object.keys(req.body).length === 0)) {
-      throw new InvalidRequestError(`waking tenant ${tenant}: invalid body: expected none or {}`);
-    }
+    const parsed = wakeBody.safeParse(req.body ?? undefined);
+    if (!parsed.success) throw new InvalidRequestError(`waking tenant ${tenant}: invalid body: ${zodMessage(parsed.error)} (expected none or {})`);
     const change = await reconciler.wakeTenant(tenant, actorOf(req));
     return { ...tenantView(tenant, change.groups, null), woken: change.changed };
   });

@@ -172,6 +172,18 @@ describe('sizing in the admin API', () => {
     expect(t.server.db.listAudit({ tenant: 'a' }).filter((a) => a.action === 'sleep')).toHaveLength(0);
   });
 
+  it.each([
+    ['an unknown field', { until: '2026-01-05T18:00:00Z' }],
+    ['a body that is not an object', [1]],
+  ])('refuses a wake with %s (400) and keeps the tenant asleep', async (_name, body) => {
+    ({ server: t } = await start());
+    await t.api('POST', '/v1/tenants/a/sleep', {});
+    const res = await t.api<{ error: string }>('POST', '/v1/tenants/a/wake', body);
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatch(/^waking tenant a: invalid body: .*\(expected none or \{\}\)$/);
+    expect(t.server.reconciler.tenantSleep('a')).not.toBeNull();
+  });
+
   it('answers 404 for a tenant with no groups or one the token may not see, and 403 to a viewer', async () => {
     ({ server: t } = await start());
     expect((await t.api<{ error: string }>('POST', '/v1/tenants/nobody/sleep', {})).body).toEqual({ error: 'putting a tenant to sleep: tenant nobody has no configured groups' });
