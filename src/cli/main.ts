@@ -54,7 +54,7 @@ program
 
 program
   .command('status')
-  .description('show every group: size, in service, pending, draining, unhealthy, what blocks it')
+  .description('show every group: size and what sets it (config, schedule, operator, autoscale, asleep) and why, in service, pending, draining, unhealthy, what blocks it')
   .option('-w, --watch', 'keep showing it as things change')
   .action(async (opts: { watch?: boolean }, cmd: Command) => {
     const { status } = await import('./commands/admin.js');
@@ -74,7 +74,7 @@ program
 
 program
   .command('scale')
-  .description("set a group's size (kept until changed again, through the API or the config file)")
+  .description("set a group's size (kept until changed again, through the API or the config file, or until the group's next schedule fires)")
   .argument('<group>', '<tenant>/<group>')
   .argument('<size>', 'new size')
   .option('--wait', 'show progress until the group is in service at that size')
@@ -86,6 +86,33 @@ program
       if (tty) process.stderr.write(`\r\x1b[2K${line}${done ? '\n' : ''}`);
       else process.stderr.write(`${line}\n`);
     });
+  });
+
+program
+  .command('sleep')
+  .description("put a tenant to sleep: its groups drain to 0 through their budgets, their sizes kept (audited)")
+  .argument('<tenant>', 'tenant name')
+  .option('--until <time>', 'wake it then: an ISO-8601 time (2026-11-29T18:00:00Z) or a duration from now (8h)')
+  .action(async (tenant: string, opts: { until?: string }, cmd: Command) => {
+    const { sleep } = await import('./commands/sleep.js');
+    await sleep(tenant, { ...globalOpts(cmd), ...opts }, print);
+  });
+
+program
+  .command('wake')
+  .description('wake a sleeping tenant: its groups go back to their sizes (audited)')
+  .argument('<tenant>', 'tenant name')
+  .action(async (tenant: string, _opts: unknown, cmd: Command) => {
+    const { wake } = await import('./commands/sleep.js');
+    await wake(tenant, globalOpts(cmd), print);
+  });
+
+program
+  .command('tenants')
+  .description('list tenants, their groups, and whether they sleep')
+  .action(async (_opts: unknown, cmd: Command) => {
+    const { tenants } = await import('./commands/sleep.js');
+    await tenants(globalOpts(cmd), print);
   });
 
 const drain = program.command('drain').description('drain controls');

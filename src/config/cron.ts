@@ -56,8 +56,15 @@ export class CronWindow {
 
 /**
  * A point-in-time schedule: it fires at each time of `schedule` in `timezone`. Across daylight
- * saving changes it follows croner, as budget windows do: a time the spring change skips fires
- * at the first moment that exists after it, and a time the autumn change repeats fires once.
+ * saving changes it follows croner, as budget windows (CronWindow) do, checked by the tests in
+ * test/config/cron.test.ts for Europe/Berlin and America/New_York:
+ * - a time the spring change skips fires once, when the gap ends: a daily 02:30 fires at 03:00
+ *   local (summer time) that day, and at 02:30 again the next;
+ * - a time the autumn change repeats fires once, at its first occurrence (summer time): a daily
+ *   02:30 in Berlin fires at 02:30 CEST (00:30Z), not again at 02:30 CET;
+ * - other times keep their local time, so their UTC instant moves by an hour across the change.
+ * `lastFire` agrees with `nextFire` around the changes (the previous fire is the one nextFire
+ * would have given).
  */
 export class CronSchedule {
   private readonly cron: Cron;

@@ -7,3 +7,6 @@ export type { ReconcilerOptions } from './reconciler.js';
 export type { ReconcilerObserver } from './context.js';
 export type { Logger, ReconcilerStore } from './ports.js';
 export { backoffDelay, DISCONNECT_POLL_DELAYS_MS } from './backoff.js';
+export { decideSize, schedulesAt } from './sizing.js';
+export type { ScheduleFire, SizeDecision, SizeSource, SizingFacts } from './sizing.js';
+export type { SleepChange } from './group-sizing.js';

@@ -14,7 +14,7 @@ import type { Provider } from '../providers/index.js';
 import { CallGate } from '../queue/call-gate.js';
 import { Priority } from '../queue/priority.js';
 import { KeyedWorkQueue, type QueueObserver } from '../queue/work-queue.js';
-import { LocalOperatorState, type OperatorState } from '../state/index.js';
+import { LocalOperatorState, type OperatorState, type TenantSleep } from '../state/index.js';
 import type { LocalDb } from '../store/index.js';
 import { randomHex } from '../util/random.js';
 import type { Context, ReconcilerObserver } from './context.js';
@@ -25,7 +25,7 @@ import { FactRecorder } from './facts.js';
 import { handleFailure } from './failures.js';
 import { FirstHealthReplans } from './first-health.js';
 import { trackBrake, trackRemoval } from './group-facts.js';
-import { GroupSizer } from './group-sizing.js';
+import { GroupSizer, type SleepChange } from './group-sizing.js';
 import { initialReconcile, knownGroups } from './initial-reconcile.js';
 import { RecentEvents, describeEventSafe, mergeEvents, routeEvent } from './intake.js';
 import { TimerKey } from './keys.js';
@@ -341,6 +341,25 @@ export class Reconciler {
   /** What sets a configured group's size now, and why; null when the group is not configured. */
   sizeDecision(tenant: string, group: string): SizeDecision | null {
     return this.sizer.decide(this.opts.configLoader.getCurrent(), tenant, group);
+  }
+
+  /** A tenant's sleep while it lasts, or null when it is awake. */
+  tenantSleep(tenant: string): TenantSleep | null {
+    return this.sizer.sleepOf(tenant);
+  }
+
+  /**
+   * Puts a tenant to sleep until `until` (null: until woken): its configured groups' size is 0,
+   * reached through the budgets like any scale-down. Audited once per group. Leader only (the
+   * write is refused with NotLeaderError elsewhere); the caller checks the tenant and `until`.
+   */
+  sleepTenant(tenant: string, until: Date | null, actor: string): Promise<SleepChange> {
+    return this.sizer.sleep(this.opts.configLoader.getCurrent(), tenant, until, actor);
+  }
+
+  /** Wakes a sleeping tenant: its groups go back to the sizes they have awake. */
+  wakeTenant(tenant: string, actor: string): Promise<SleepChange> {
+    return this.sizer.wake(this.opts.configLoader.getCurrent(), tenant, actor);
   }
 
   // ---- event intake --------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Clock } from '../clock/index.js';
-import { groupSettings, type ConfigLoader } from '../config/index.js';
+import { configuredGroups, groupSettings, groupSizing, type ConfigLoader } from '../config/index.js';
 import { ConflictError, InvalidRequestError, NotFoundError } from '../errors/index.js';
 import type { LeaderElector } from '../leader/index.js';
 import { EventType, type Reconciler } from '../reconciler/index.js';
@@ -14,7 +14,7 @@ import { keys, type SizeOverride } from '../state/index.js';
 import { instanceCursor, type InstanceRecord, type LocalDb } from '../store/index.js';
 import type { AgentHub } from './agent-hub.js';
 import { ANONYMOUS_ADMIN, actorOf, seesTenant, type Principal } from './auth.js';
-import { auditView, groupView, instanceView, planView } from './views.js';
+import { auditView, groupView, instanceView, planView, sizingView, tenantView } from './views.js';
 
 export interface ApiRouteDeps {
   clock: Clock;
@@ -32,6 +32,21 @@ export const MAX_PAGE = 10_000;
 export const sizeBody = z.strictObject({
   size: z.number({ error: 'size must be a number' }).int({ error: 'size must be a whole number' }).min(0, { error: 'size must be >= 0' }).max(100_000, { error: 'size must be <= 100000' }),
 });
+
+/** The furthest ahead a sleep's `until` may be. */
+export const MAX_SLEEP_MS = 365 * 86_400_000;
+
+export const sleepBody = z
+  .strictObject({
+    until: z.iso
+      .datetime({ offset: true, error: 'until must be an ISO-8601 time such as "2026-11-29T18:00:00Z"' })
+      .refine((text) => Number.isFinite(Date.parse(text)), { error: 'until must be a time that exists' })
+      .optional(),
+  })
+  .optional();
+
+/** A wake takes no options: no body, or `{}`. */
+export const wakeBody = z.strictObject({}).optional();
 
 export function zodMessage(error: z.ZodError): string {
   return error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
@@ -81,7 +96,8 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
     const plan = reconciler.plan(tenant, group);
     const settings = groupSettings(configLoader.getCurrent(), tenant, group);
     const stored = reconciler.operatorState.get<SizeOverride>(keys.size(tenant, group));
-    const override = settings && stored && stored.base === settings.size ? stored.size : null;
+    // An operator's size that a later schedule (or autoscale) replaced is no longer in force.
+    const override = settings && stored && stored.base === settings.size && plan.sizing?.source === 'operator' ? stored.size : null;
     return groupView(plan, {
       configuredSize: settings?.size ?? null,
       sizeOverride: override,
@@ -127,16 +143,71 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
     const { tenant, group } = requireGroup(req, true);
     const parsed = sizeBody.safeParse(req.body);
     if (!parsed.success) throw new InvalidRequestError(`invalid body: ${zodMessage(parsed.error)} (expected {"size": n})`);
-    const settings = groupSettings(configLoader.getCurrent(), tenant, group);
-    if (!settings) throw new NotFoundError(`group ${tenant}/${group} is not configured`);
-    const before = reconciler.effectiveSettings(configLoader.getCurrent(), tenant, group)?.size ?? settings.size;
+    const config = configLoader.getCurrent();
+    const settings = groupSettings(config, tenant, group);
+    const sizing = groupSizing(config, tenant, group);
+    if (!settings || !sizing) throw new NotFoundError(`group ${tenant}/${group} is not configured`);
+    const size = parsed.data.size;
+    if (size < sizing.min || size > sizing.max) {
+      throw new InvalidRequestError(`setting the size of ${tenant}/${group}: ${size} is outside the group's bounds: min ${sizing.min}, max ${sizing.max}`);
+    }
+    // While the tenant sleeps, the operator sets the size it wakes to: the size before is that one.
+    const was = reconciler.sizeDecision(tenant, group);
+    const before = was?.awakeSize ?? settings.size;
     const actor = actorOf(req);
     const now = clock.now();
-    const override: SizeOverride = { size: parsed.data.size, base: settings.size, at: now.toISOString(), by: actor };
+    const override: SizeOverride = { size, base: settings.size, at: now.toISOString(), by: actor };
     await reconciler.operatorState.set(keys.size(tenant, group), override);
-    db.appendAudit({ tenant, group, at: now, instanceId: null, action: 'scale', reason: 'operator', actor, detail: `size ${before} -> ${parsed.data.size}`, epoch: deps.elector.epoch() });
+    const decision = reconciler.sizeDecision(tenant, group);
+    // It stands until the next schedule fires (or the config's size changes): say so.
+    const standsUntil = sizing.schedules.length > 0 ? (decision?.nextSchedule?.at.toISOString() ?? null) : null;
+    const until = standsUntil && decision?.nextSchedule ? `; it stands until schedule "${decision.nextSchedule.name}" sets ${decision.nextSchedule.size} at ${standsUntil}` : '';
+    const asleep = decision?.sleeping ? `; tenant ${tenant} is asleep: the size applies when it wakes` : '';
+    db.appendAudit({ tenant, group, at: now, instanceId: null, action: 'scale', reason: 'operator', actor, detail: `size ${before} -> ${size}${until}${asleep}`, epoch: deps.elector.epoch() });
     reconciler.enqueue({ type: EventType.GroupChanged, tenant, groupKey: group, cause: 'operator' });
-    return { tenant, group, size: parsed.data.size, previousSize: before };
+    return { tenant, group, size, previousSize: before, standsUntil, sizing: decision ? sizingView(decision) : null };
+  });
+
+  // ---- tenants: sleep and wake ----------------------------------------------------------------
+  const tenantGroups = (tenant: string): string[] =>
+    configuredGroups(configLoader.getCurrent())
+      .filter((g) => g.tenant === tenant)
+      .map((g) => g.group);
+
+  /** A tenant the caller may see that has configured groups (else 404, as for one that does not exist). */
+  const requireTenant = (req: FastifyRequest, doing: string): string => {
+    const { tenant } = req.params as { tenant: string };
+    if (!NAME.test(tenant)) throw new InvalidRequestError(`${doing}: not a tenant name: ${JSON.stringify(tenant)}`);
+    if (tenantGroups(tenant).length === 0 || !seesTenant(principalOf(req), tenant)) throw new NotFoundError(`${doing}: tenant ${tenant} has no configured groups`);
+    return tenant;
+  };
+
+  app.get('/v1/tenants', viewer, async (req) => {
+    const principal = principalOf(req);
+    const tenants = [...new Set(configuredGroups(configLoader.getCurrent()).map((g) => g.tenant))].filter((t) => seesTenant(principal, t)).sort();
+    return tenants.map((t) => tenantView(t, tenantGroups(t), reconciler.tenantSleep(t)));
+  });
+
+  app.post('/v1/tenants/:tenant/sleep', operator, async (req) => {
+    const tenant = requireTenant(req, 'putting a tenant to sleep');
+    const doing = `putting tenant ${tenant} to sleep`;
+    const parsed = sleepBody.safeParse(req.body ?? undefined);
+    if (!parsed.success) throw new InvalidRequestError(`${doing}: invalid body: ${zodMessage(parsed.error)} (expected {} or {"until": "<ISO time>"})`);
+    const now = clock.nowMs();
+    const text = parsed.data?.until;
+    const until = text === undefined ? null : new Date(Date.parse(text));
+    if (until && until.getTime() <= now) throw new InvalidRequestError(`${doing}: until ${text} is not in the future (now ${new Date(now).toISOString()})`);
+    if (until && until.getTime() > now + MAX_SLEEP_MS) throw new InvalidRequestError(`${doing}: until ${text} is more than a year away`);
+    const change = await reconciler.sleepTenant(tenant, until, actorOf(req));
+    return tenantView(tenant, change.groups, change.sleep);
+  });
+
+  app.post('/v1/tenants/:tenant/wake', operator, async (req) => {
+    const tenant = requireTenant(req, 'waking a tenant');
+    const parsed = wakeBody.safeParse(req.body ?? undefined);
+    if (!parsed.success) throw new InvalidRequestError(`waking tenant ${tenant}: invalid body: ${zodMessage(parsed.error)} (expected none or {})`);
+    const change = await reconciler.wakeTenant(tenant, actorOf(req));
+    return { ...tenantView(tenant, change.groups, null), woken: change.changed };
   });
 
   // ---- instances ------------------------------------------------------------------------------

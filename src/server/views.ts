@@ -1,8 +1,9 @@
 /**
  * JSON shapes of the admin API: plain objects, times as ISO-8601 strings or null.
  */
+import type { TenantSleep } from '../state/index.js';
 import type { AuditEntry, InstanceRecord } from '../store/index.js';
-import type { GroupSummary, Plan, PlanAction } from '../reconciler/index.js';
+import type { GroupSummary, Plan, PlanAction, SizeDecision } from '../reconciler/index.js';
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
@@ -75,6 +76,20 @@ export interface GroupView {
   template: string | null;
   templateHash: string | null;
   blocked: Array<{ code: string; message: string; instanceId: string | null; instanceIds?: string[]; since: string | null; until: string | null }>;
+  /** What sets the size and why (see src/reconciler/sizing.ts); null for a group no longer configured. */
+  sizing: SizingView | null;
+}
+
+/**
+ * What sets a group's size: `source` (config, schedule, operator, autoscale) asked for
+ * `requested` at `since`; `size` is that within `floor`..`max`, or 0 while the tenant is asleep
+ * (`awakeSize`: the size awake). `schedule`: the latest schedule that has fired, `nextSchedule`:
+ * the next to fire. `reason`: one sentence saying all that.
+ */
+export type SizingView = Jsonified<SizeDecision>;
+
+export function sizingView(d: SizeDecision): SizingView {
+  return jsonified(d);
 }
 
 function blockViews(plan: Plan): GroupView['blocked'] {
@@ -101,7 +116,22 @@ export function groupView(
     template: extra.template,
     templateHash: extra.templateHash,
     blocked: blockViews(plan),
+    sizing: plan.sizing ? sizingView(plan.sizing) : null,
   };
+}
+
+
+/** `GET /v1/tenants` and the answer to sleep and wake: a tenant's groups and its sleep. */
+export interface TenantView {
+  tenant: string;
+  groups: string[];
+  asleep: boolean;
+  /** While asleep: since when, until when (null: until woken) and who put it to sleep. */
+  sleep: { since: string; until: string | null; by: string } | null;
+}
+
+export function tenantView(tenant: string, groups: string[], sleep: TenantSleep | null): TenantView {
+  return { tenant, groups, asleep: sleep !== null, sleep: sleep ? { since: sleep.at, until: sleep.until, by: sleep.by } : null };
 }
 
 /** What JSON makes of `T`: its dates become ISO-8601 strings. */

@@ -58,7 +58,8 @@ describe('drover CLI', { timeout: 60_000 }, () => {
     expect(denied.stderr).toMatch(/missing or wrong bearer token \(HTTP 401\)/);
     const table = await run(['status'], { DROVER_SERVER: t.url, DROVER_TOKEN: 'tok-0123456789abcdef' });
     expect(table.status, table.stderr).toBe(0);
-    expect(table.stdout).toMatch(/^GROUP\s+SIZE\s+IN-SERVICE\s+PENDING\s+DRAINING\s+UNHEALTHY\s+BLOCKED\ndefault\/web\s+2\s+0\s+2\s+0\s+0/);
+    expect(table.stdout).toMatch(/^GROUP\s+SIZE\s+SET-BY\s+IN-SERVICE\s+PENDING\s+DRAINING\s+UNHEALTHY\s+BLOCKED\ndefault\/web\s+2\s+config\s+0\s+2\s+0\s+0/);
+    expect(table.stdout).toMatch(/\n\nsize set by:\n {2}default\/web: the configured size 2 \(in force since [^)]+\)\n$/);
     const json = await run(['status', '-o', 'json', '--token', 'tok-0123456789abcdef', '--server', t.url]);
     expect(JSON.parse(json.stdout)).toEqual([expect.objectContaining({ tenant: 'default', group: 'web', size: 2 })]);
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CronWindow, cronProblem } from '../../src/config/cron.js';
+import { CronSchedule, CronWindow, cronProblem } from '../../src/config/cron.js';
 
 const at = (iso: string) => new Date(iso);
 
@@ -50,5 +50,66 @@ describe('cron windows', () => {
     const current = w.current(at('2026-01-05T10:10:00Z'));
     expect(current?.start).toEqual(at('2026-01-05T10:00:00Z'));
     expect(current!.end.getTime()).toBeGreaterThan(at('2026-01-05T11:30:00Z').getTime());
+  });
+});
+
+describe('cron schedules across daylight saving', () => {
+  // Berlin: summer time from 2026-03-29 02:00 CET to 2026-10-25 03:00 CEST (UTC+1 <-> UTC+2).
+  // New York: from 2026-03-08 02:00 EST to 2026-11-01 02:00 EDT (UTC-5 <-> UTC-4).
+  const fires = (cron: string, timezone: string, from: string, count: number): string[] => {
+    const s = new CronSchedule(cron, timezone);
+    const out: string[] = [];
+    let t = at(from);
+    for (let i = 0; i < count; i++) {
+      t = s.nextFire(t)!;
+      out.push(t.toISOString());
+    }
+    return out;
+  };
+
+  it.each([
+    ['Europe/Berlin', '2026-03-27T12:00:00Z', ['2026-03-28T01:30:00.000Z', '2026-03-29T01:00:00.000Z', '2026-03-30T00:30:00.000Z']],
+    ['America/New_York', '2026-03-06T12:00:00Z', ['2026-03-07T07:30:00.000Z', '2026-03-08T07:00:00.000Z', '2026-03-09T06:30:00.000Z']],
+  ])('fires a time the spring change skips once, when the gap ends (%s, 02:30 daily)', (zone, from, expected) => {
+    expect(fires('30 2 * * *', zone, from, 3)).toEqual(expected);
+  });
+
+  it.each([
+    // Berlin repeats 02:00-03:00: 02:30 CEST (00:30Z) fires, 02:30 CET (01:30Z) does not.
+    ['Europe/Berlin', '30 2 * * *', '2026-10-23T12:00:00Z', ['2026-10-24T00:30:00.000Z', '2026-10-25T00:30:00.000Z', '2026-10-26T01:30:00.000Z']],
+    // New York repeats 01:00-02:00: 01:30 EDT (05:30Z) fires, 01:30 EST (06:30Z) does not.
+    ['America/New_York', '30 1 * * *', '2026-10-30T12:00:00Z', ['2026-10-31T05:30:00.000Z', '2026-11-01T05:30:00.000Z', '2026-11-02T06:30:00.000Z']],
+  ])('fires a time the autumn change repeats once, at its first occurrence (%s, %s)', (zone, cron, from, expected) => {
+    expect(fires(cron, zone, from, 3)).toEqual(expected);
+  });
+
+  it.each([
+    ['Europe/Berlin', '2026-03-28T12:00:00Z', ['2026-03-29T06:00:00.000Z', '2026-03-30T06:00:00.000Z'], '2026-10-24T12:00:00Z', ['2026-10-25T07:00:00.000Z', '2026-10-26T07:00:00.000Z']],
+    ['America/New_York', '2026-03-07T14:00:00Z', ['2026-03-08T12:00:00.000Z', '2026-03-09T12:00:00.000Z'], '2026-10-31T14:00:00Z', ['2026-11-01T13:00:00.000Z', '2026-11-02T13:00:00.000Z']],
+  ])('keeps an ordinary time at its local time, moving its UTC instant by an hour (%s, 08:00 daily)', (zone, springFrom, spring, autumnFrom, autumn) => {
+    expect(fires('0 8 * * *', zone, springFrom, 2)).toEqual(spring);
+    expect(fires('0 8 * * *', zone, autumnFrom, 2)).toEqual(autumn);
+  });
+
+  it('gives as the last fire the one the next fire before it would give, minute by minute across both changes in both zones', () => {
+    const days: Array<[string, string]> = [
+      ['Europe/Berlin', '2026-03-29'],
+      ['Europe/Berlin', '2026-10-25'],
+      ['America/New_York', '2026-03-08'],
+      ['America/New_York', '2026-11-01'],
+    ];
+    for (const [zone, day] of days) {
+      for (const cron of ['30 2 * * *', '30 1 * * *', '*/20 1-3 * * *', '0 8 * * 1-5']) {
+        const s = new CronSchedule(cron, zone);
+        const start = Date.parse(`${day}T00:00:00Z`) - 3 * 86_400_000;
+        const end = start + 6 * 86_400_000;
+        const all: number[] = [];
+        for (let t = s.nextFire(new Date(start)); t && t.getTime() <= end; t = s.nextFire(t)) all.push(t.getTime());
+        for (let m = start + 86_400_000; m < end; m += 5 * 60_000) {
+          const expected = all.filter((f) => f <= m).pop();
+          expect(s.lastFire(new Date(m))?.getTime(), `${zone} ${cron} at ${new Date(m).toISOString()}`).toBe(expected);
+        }
+      }
+    }
   });
 });

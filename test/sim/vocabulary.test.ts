@@ -36,7 +36,7 @@ const NOT_INSTANCE_REASONS: ReadonlyMap<string, string> = new Map([
   ['provider error', 'a create hold’s text when it lost its own'],
   ['config', 'the audit of a group back in the config (its removal cancelled)'],
   ['maxUnhealthy', 'the audit of the health brake tripping or releasing'],
-  ['sleep', 'the audit of a group whose tenant was put to sleep (its size 0)'],
+  ['sleep', 'the audit of a group whose tenant was put to sleep (its size 0) or woken (actor: the operator, or reconciler at its until)'],
 ]);
 
 const REASON_NAME = /reason$/i;

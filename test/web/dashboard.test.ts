@@ -195,6 +195,18 @@ describeWithChromium('web dashboard (sim provider)', { timeout: 60_000 }, () => 
     expect(errors).toEqual([]);
   });
 
+  it('shows what sets a group size and why, the next schedule, and an asleep badge while its tenant sleeps', async () => {
+    t = await startServer({ groups: { default: { web: { size: 2, template: 'web', drainTimeout: '10m', schedules: [{ cron: '0 0 1 1 *', size: 2, name: 'new year' }] } } } });
+    const { page, errors } = await open('#/groups/default/web');
+    await page.getByTestId('size-source').filter({ hasText: 'the config' }).waitFor();
+    await page.getByTestId('next-schedule').filter({ hasText: '“new year” sets 2 at' }).waitFor();
+    expect(await page.getByTestId('asleep-badge').count()).toBe(0);
+    await t.api('POST', '/v1/tenants/default/sleep', {});
+    await page.getByTestId('asleep-badge').waitFor({ timeout: 10_000 });
+    await page.getByTestId('size-reason').filter({ hasText: /^tenant default is asleep/ }).waitFor();
+    expect(errors).toEqual([]);
+  });
+
   it('starts and cancels an operator drain from the page', async () => {
     t = await startServer({ groups: { default: { web: { size: 2, template: 'web', drainTimeout: '10m' } } } });
     const [first] = (await t.api<InstanceView[]>('GET', '/v1/instances?tenant=default&group=web')).body;

@@ -93,6 +93,11 @@ export function FleetView(): JSX.Element {
                     <th scope="row">
                       <a href={groupHref(g.tenant, g.group)}>{keyOf(g)}</a>
                       {!g.configured ? <span class="chip">not configured</span> : null}
+                      {g.sizing?.sleeping ? (
+                        <span class="chip chip-asleep" title={g.sizing.reason}>
+                          asleep
+                        </span>
+                      ) : null}
                     </th>
                     <td class="num" data-col="size" data-label="Size">
                       {g.size}

@@ -8,7 +8,7 @@ import { BlockList, Count, ErrorText, VirtualTable, type Column, type Sort } fro
 import { AuditTable } from './fleet.js';
 import { ago, age, countdown, drainUrgent, drifted, isProtected, isUnhealthy, shortHash, stateLabel, when } from './format.js';
 import { instanceHref, useCaller, useNow, useResource } from './hooks.js';
-import type { AuditEntry, Group, Instance, Plan } from './types.js';
+import type { AuditEntry, Group, Instance, Plan, Sizing } from './types.js';
 
 /** Instances that need a person come first: unhealthy, then draining by deadline, then booting, then in service. */
 function rank(i: Instance): number {
@@ -136,6 +136,11 @@ export function GroupView({ tenant, group }: { tenant: string; group: string }):
       </nav>
       <div class="title-row">
         <h1 tabIndex={-1}>{key}</h1>
+        {g?.sizing?.sleeping ? (
+          <span class="chip chip-asleep" data-testid="asleep-badge" title={`tenant ${tenant} is asleep ${g.sizing.sleeping.until ? `until ${when(g.sizing.sleeping.until)}` : 'until woken'}`}>
+            asleep
+          </span>
+        ) : null}
         {g?.configured && mayAct ? (
           <button type="button" class="primary" onClick={() => setScaling(true)}>
             Scale…
@@ -153,6 +158,7 @@ export function GroupView({ tenant, group }: { tenant: string; group: string }):
             <Count label="Unhealthy" value={g.unhealthy} tone={g.unhealthy ? 'bad' : undefined} />
             <Count label="Live / max" value={`${g.live} / ${g.maxLive}`} />
           </dl>
+          {g.sizing ? <SizingNote sizing={g.sizing} tenant={tenant} now={now} /> : null}
           {g.sizeOverride !== null && g.configuredSize !== null ? <p class="muted">The size was set by an operator; the config file says {g.configuredSize}.</p> : null}
           {!g.configured ? <NotConfigured group={g} now={now} /> : null}
           <BlockList blocks={g.blocked} now={now} />
@@ -219,6 +225,39 @@ export function GroupView({ tenant, group }: { tenant: string; group: string }):
       {scaling && g ? <ScaleDialog group={g} now={now} onClose={() => setScaling(false)} /> : null}
       {acting ? <ActionDialog action={acting.action} instance={acting.instance} onClose={() => setActing(null)} /> : null}
     </>
+  );
+}
+
+const SOURCE_LABEL: Record<Sizing['source'], string> = { config: 'the config', schedule: 'a schedule', operator: 'an operator', autoscale: 'autoscale' };
+
+/** What sets the group's size and why (the server's sentence), the next schedule, and a tenant's sleep. */
+function SizingNote({ sizing, tenant, now }: { sizing: Sizing; tenant: string; now: number }): JSX.Element {
+  const next = sizing.nextSchedule;
+  const sleep = sizing.sleeping;
+  return (
+    <section aria-labelledby="sizing-heading" data-testid="group-sizing">
+      <h2 id="sizing-heading">Size</h2>
+      {sleep ? (
+        <p class="warn">
+          Tenant {tenant} is asleep{sleep.until ? ` until ${when(sleep.until)} (${countdown(sleep.until, now).text})` : ' until woken'}, since {when(sleep.since)} by {sleep.by}: the size is 0, and {sizing.awakeSize} when it wakes.
+        </p>
+      ) : null}
+      <p>
+        Set by <strong data-testid="size-source">{SOURCE_LABEL[sizing.source]}</strong>
+        {sizing.min > 0 || sizing.max < 100_000 ? (
+          <span class="muted">
+            {' '}
+            (min {sizing.min}, max {sizing.max})
+          </span>
+        ) : null}
+        : <span data-testid="size-reason">{sizing.reason}</span>
+      </p>
+      {next ? (
+        <p class="muted" data-testid="next-schedule">
+          Next schedule: “{next.name}” sets {next.size} at {when(next.at)} ({countdown(next.at, now).text}).
+        </p>
+      ) : null}
+    </section>
   );
 }
 

@@ -1,11 +1,13 @@
 /** The JSON shapes of Drover's admin API, as the dashboard reads them (README "Admin API"). */
 
-import type { AuditView, GroupView, InstanceView, PlanView } from '../../src/server/views.js';
+import type { AuditView, GroupView, InstanceView, PlanView, SizingView } from '../../src/server/views.js';
 
 /** The server's own view types (src/server/views.ts): one definition for both ends. */
 export type Group = GroupView;
 export type Instance = InstanceView;
 export type Block = GroupView['blocked'][number];
+/** What sets a group's size and why. */
+export type Sizing = SizingView;
 
 export type Plan = PlanView;
 export type PlanAction = PlanView['actions'][number];

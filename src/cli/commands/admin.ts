@@ -26,16 +26,25 @@ function blockedText(g: GroupView): string {
 export function renderGroups(groups: GroupView[], format: string | undefined): string {
   const out = parseOutput(format);
   if (out === 'json') return json(groups);
-  const headers = ['group', 'size', 'in-service', 'pending', 'draining', 'unhealthy', 'blocked'];
+  const headers = ['group', 'size', 'set-by', 'in-service', 'pending', 'draining', 'unhealthy', 'blocked'];
   if (out === 'wide') headers.push('live', 'max', 'template');
-  return table(
+  const rows = table(
     headers,
     groups.map((g) => {
-      const row: Array<string | number> = [`${g.tenant}/${g.group}${g.configured ? '' : ' (removed)'}`, g.size, g.inService, g.pending, g.draining, g.unhealthy, blockedText(g)];
+      const row: Array<string | number> = [`${g.tenant}/${g.group}${g.configured ? '' : ' (removed)'}`, g.size, setBy(g), g.inService, g.pending, g.draining, g.unhealthy, blockedText(g)];
       if (out === 'wide') row.push(g.live, g.maxLive, g.template ?? '-');
       return row;
     }),
   );
+  // Why each size is what it is: one sentence each, under the table (too long for a column).
+  const why = groups.filter((g) => g.sizing).map((g) => `  ${g.tenant}/${g.group}: ${g.sizing?.reason ?? ''}`);
+  return why.length ? `${rows}\n\nsize set by:\n${why.join('\n')}` : rows;
+}
+
+/** What sets a group's size, in a word: its source, or "asleep". */
+export function setBy(g: GroupView): string {
+  if (!g.sizing) return '-';
+  return g.sizing.sleeping ? 'asleep' : g.sizing.source;
 }
 
 export async function status(opts: GlobalOptions & { watch?: boolean; interval?: string }, print: Print): Promise<void> {
@@ -107,9 +116,10 @@ export async function scale(
   const size = Number(sizeText);
   if (!Number.isInteger(size) || size < 0) throw new CliError(`size must be a whole number >= 0, got "${sizeText}"`, EXIT.usage);
   const client = new ApiClient(opts);
-  const result = await client.request<{ size: number; previousSize: number }>('PUT', `/v1/groups/${tenant}/${group}/size`, { size });
+  const result = await client.request<{ size: number; previousSize: number; standsUntil?: string | null }>('PUT', `/v1/groups/${tenant}/${group}/size`, { size });
+  const stands = result.standsUntil ? `; it stands until the next schedule fires at ${result.standsUntil}` : '';
   if (!opts.wait) {
-    print(parseOutput(opts.output) === 'json' ? json(result) : `${tenant}/${group} scaled from ${result.previousSize} to ${result.size}`);
+    print(parseOutput(opts.output) === 'json' ? json(result) : `${tenant}/${group} scaled from ${result.previousSize} to ${result.size}${stands}`);
     return;
   }
   const timeoutMs = parseTimeout(opts.timeout ?? '10m');

@@ -1,11 +1,12 @@
 /**
  * Disruption controls from the command line: drain start|extend|cancel|force, protect,
- * unprotect, and explain (the dry-run plan with every block and the instance it concerns).
+ * unprotect, and explain (what sets the size, the dry-run plan with every block and the
+ * instance it concerns).
  */
 import type { GroupView, PlanView } from '../../server/views.js';
 import { ApiClient } from '../client.js';
 import { json, parseOutput, table } from '../format.js';
-import { splitGroup, type GlobalOptions } from './admin.js';
+import { setBy, splitGroup, type GlobalOptions } from './admin.js';
 
 type Print = (text: string) => void;
 
@@ -46,6 +47,7 @@ export async function explain(target: string, opts: GlobalOptions, print: Print)
   const lines: string[] = [
     `${tenant}/${group}: size ${s.size}, ${s.inService} in service, ${s.pending} pending, ${s.draining} draining, ${s.unhealthy} unhealthy; ${s.live} live of at most ${s.maxLive}`,
   ];
+  if (view.sizing) lines.push(`size ${view.sizing.size} set by ${setBy(view)}: ${view.sizing.reason}`);
   lines.push(s.disruption.shortCircuited ? `health brake ON: more than ${s.disruption.maxUnhealthy ?? '?'} unhealthy, automatic replacement paused` : `health brake off${s.disruption.maxUnhealthy !== null ? ` (maxUnhealthy ${s.disruption.maxUnhealthy})` : ''}`);
   lines.push('', 'budgets:');
   lines.push(
