@@ -20,6 +20,7 @@ import { LocalOperatorState, keys, type OperatorState } from '../src/state/index
 import { openLocalDb, type AuditEntry, type InstanceRecord, type LocalDb } from '../src/store/index.js';
 import { seededRandom } from '../src/util/random.js';
 import { ConfigModel, loadQuery, type ModelConfig, type RenderOptions } from './config-model.js';
+import { asleep } from './sizing.js';
 import { Autoscaler } from '../src/autoscale/index.js';
 import { UnavailableError } from '../src/errors/index.js';
 import { CallLog, Disturbances, Failures, Invariants, OperatorLog, judged, resolveMax, resolveQuantity, type Violation } from './invariants.js';
@@ -934,21 +935,23 @@ export class World {
    */
   private async sleepAction(action: Extract<Action, { kind: 'sleep' | 'wake' }>): Promise<string> {
     const tenant = tenantsOf(this.fleet)[action.tenant];
-    const db = this.db;
-    if (tenant === undefined || !db) return 'no tenant';
+    const rec = this.reconciler;
+    if (tenant === undefined || !rec) return 'no tenant';
+    // The API refuses a replica that does not lead (NotLeaderError): so does the operator here.
+    if (!this.leader) return 'refused: not leader';
     const now = this.clock.nowMs();
-    const state = this.reconciler?.operatorState ?? new LocalOperatorState(db, () => this.clock.now());
     if (action.kind === 'sleep') {
       const until = action.untilMs === null ? null : now + action.untilMs;
-      await state.set(keys.sleep(tenant), { until: until === null ? null : new Date(until).toISOString(), at: new Date(now).toISOString(), by: 'sim-operator' });
-      this.model.sleeps.set(tenant, { at: now, until });
-    } else {
-      if (!this.model.sleeps.has(tenant)) return 'awake already';
-      await state.set(keys.sleep(tenant), null);
-      this.model.sleeps.delete(tenant);
-      this.model.wokenAt.set(tenant, now);
+      await rec.sleepTenant(tenant, until === null ? null : new Date(until), 'sim-operator');
+      // Asked again while asleep, a sleep keeps its start and moves its end (README.md).
+      const current = this.model.sleeps.get(tenant);
+      this.model.sleeps.set(tenant, { at: current && asleep(current, now) ? current.at : now, until });
+      return '';
     }
-    for (const g of this.inForce.groups) if (g.tenant === tenant) this.send({ type: EventType.GroupChanged, tenant, groupKey: g.group, cause: 'operator' });
+    const change = await rec.wakeTenant(tenant, 'sim-operator');
+    if (!change.changed) return 'awake already';
+    this.model.sleeps.delete(tenant);
+    this.model.wokenAt.set(tenant, now);
     return '';
   }
 

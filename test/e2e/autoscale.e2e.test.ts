@@ -9,6 +9,7 @@ import { afterEach, expect, it } from 'vitest';
 import type { PlanView } from '../../src/server/views.js';
 import { GaugeExporter, PrometheusServer } from '../helpers/prometheus-server.js';
 import { TestServer } from '../helpers/server-harness.js';
+import { runCli } from '../cli/run-cli.js';
 import { describeWithTool, PROMETHEUS_TOOL } from '../helpers/tools.js';
 import { waitFor } from './process-harness.js';
 
@@ -105,6 +106,13 @@ describeWithTool(PROMETHEUS_TOOL, 'autoscale on a real Prometheus', { timeout: 9
     expect(await size()).toBe(2);
     const audit = t.server.db.listAudit({ tenant: 'default', group: 'web' });
     expect(audit.filter((a) => a.action === 'autoscaleBlocked')).toHaveLength(1);
+    // `drover explain` says what autoscale last decided, and why it is blocked.
+    const explained = await runCli(['explain', 'default/web'], { DROVER_SERVER: t.url });
+    expect(explained.status, explained.stderr).toBe(0);
+    expect(explained.stdout).toMatch(/^size 2 set by autoscale: autoscale set 2 at /m);
+    expect(explained.stdout).toMatch(/^autoscale, last evaluated \S+: size kept at 2: querying Prometheus .*ECONNREFUSED/m);
+    expect(explained.stdout).toMatch(/^autoscale blocked since \S+: querying Prometheus /m);
+    expect(explained.stdout).toMatch(/AutoscaleBlocked/);
 
     const metrics = await (await fetch(`${t.url}/metrics`)).text();
     expect(metrics).toContain('drover_autoscale_blocked{tenant="default",group="web"} 1');

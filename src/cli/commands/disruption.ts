@@ -48,6 +48,15 @@ export async function explain(target: string, opts: GlobalOptions, print: Print)
     `${tenant}/${group}: size ${s.size}, ${s.inService} in service, ${s.pending} pending, ${s.draining} draining, ${s.unhealthy} unhealthy; ${s.live} live of at most ${s.maxLive}`,
   ];
   if (view.sizing) lines.push(`size ${view.sizing.size} set by ${setBy(view)}: ${view.sizing.reason}`);
+  const autoscale = view.sizing?.autoscale;
+  if (autoscale) {
+    lines.push(
+      autoscale.lastAt
+        ? `autoscale, last evaluated ${autoscale.lastAt}${autoscale.lastValue === null ? '' : ` (value ${autoscale.lastValue})`}: ${autoscale.lastDecision ?? '-'}`
+        : 'autoscale: not evaluated yet',
+    );
+    if (autoscale.blocked) lines.push(`autoscale blocked since ${autoscale.blocked.since}: ${autoscale.blocked.message}`);
+  }
   lines.push(s.disruption.shortCircuited ? `health brake ON: more than ${s.disruption.maxUnhealthy ?? '?'} unhealthy, automatic replacement paused` : `health brake off${s.disruption.maxUnhealthy !== null ? ` (maxUnhealthy ${s.disruption.maxUnhealthy})` : ''}`);
   lines.push('', 'budgets:');
   lines.push(
