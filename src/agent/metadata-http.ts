@@ -12,7 +12,8 @@
  *   "`action`: cause". Statuses are the caller's to judge: every answer is returned.
  */
 import type { Clock } from '../clock/index.js';
-import { InvalidRequestError, TimeoutError, UnavailableError, doing, errorMessage } from '../errors/index.js';
+import { InvalidRequestError, TimeoutError, UnavailableError, doing } from '../errors/index.js';
+import { readLimited as readBody } from '../util/read-limited.js';
 
 export interface MetadataRequest {
   method: 'GET' | 'PUT';
@@ -50,25 +51,6 @@ export async function metadataRequest(req: MetadataRequest): Promise<{ status: n
 }
 
 /** The body of `res` as text; refuses (and stops reading) past `maxBytes`. */
-export async function readLimited(res: Response, maxBytes: number, action: string): Promise<string> {
-  const declared = Number(res.headers.get('content-length'));
-  if (Number.isFinite(declared) && declared > maxBytes) {
-    await res.body?.cancel().catch(() => undefined);
-    throw new InvalidRequestError(`${action}: the answer is longer than ${maxBytes} bytes`);
-  }
-  if (!res.body) return '';
-  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch((err: unknown) => errorMessage(err));
-      throw new InvalidRequestError(`${action}: the answer is longer than ${maxBytes} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+export function readLimited(res: Response, maxBytes: number, action: string): Promise<string> {
+  return readBody(res, maxBytes, () => new InvalidRequestError(`${action}: the answer is longer than ${maxBytes} bytes`));
 }

@@ -20,6 +20,7 @@ import { z } from 'zod';
 import type { Clock } from '../clock/index.js';
 import type { AutoscaleSpec } from '../config/index.js';
 import { InvalidRequestError, SettingError, TimeoutError, UnavailableError, errorMessage, type DroverError } from '../errors/index.js';
+import { readLimited } from '../util/read-limited.js';
 
 /** The longest answer read (a single-series answer is a few hundred bytes). */
 export const MAX_ANSWER_BYTES = 1_048_576;
@@ -110,7 +111,7 @@ export class PrometheusClient {
     try {
       const res = await this.fetchFn(url, { method: 'POST', headers, body: body.toString(), signal: controller.signal, redirect: 'error' });
       status = res.status;
-      text = await readLimited(res, action);
+      text = await readAnswer(res, action);
     } catch (err) {
       if (timedOut) throw new TimeoutError(action, spec.queryTimeoutMs);
       if (err instanceof InvalidRequestError) throw err;
@@ -146,28 +147,8 @@ function causeOf(err: unknown): string {
   return errorMessage(err);
 }
 
-async function readLimited(res: Response, action: string): Promise<string> {
-  const tooLong = (): InvalidRequestError => new InvalidRequestError(`${action}: the answer is longer than ${MAX_ANSWER_BYTES} bytes`);
-  const declared = Number(res.headers.get('content-length'));
-  if (Number.isFinite(declared) && declared > MAX_ANSWER_BYTES) {
-    await res.body?.cancel().catch(() => undefined);
-    throw tooLong();
-  }
-  if (!res.body) return '';
-  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > MAX_ANSWER_BYTES) {
-      await reader.cancel().catch(() => undefined);
-      throw tooLong();
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+function readAnswer(res: Response, action: string): Promise<string> {
+  return readLimited(res, MAX_ANSWER_BYTES, () => new InvalidRequestError(`${action}: the answer is longer than ${MAX_ANSWER_BYTES} bytes`));
 }
 
 /** The number a sample value string holds; NaN and ±Inf hold none. */

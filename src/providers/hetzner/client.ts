@@ -19,6 +19,7 @@
  */
 import { z } from 'zod';
 import { ProviderError, TimeoutError, errorMessage } from '../../errors/index.js';
+import { readLimited } from '../../util/read-limited.js';
 import type { RateLimitState } from '../types.js';
 
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -158,7 +159,7 @@ export class HcloudClient {
       throw new ProviderError(`Hetzner ${endpoint}: ${errorMessage(err)}`, { retryable: true, cause: err });
     }
     this.reportRateLimit(res.headers);
-    const text = await readLimited(res, endpoint);
+    const text = await readAnswer(res, endpoint);
     let json: unknown;
     try {
       json = text.length > 0 ? JSON.parse(text) : {};
@@ -184,10 +185,6 @@ export class HcloudClient {
   }
 }
 
-async function readLimited(res: Response, endpoint: string): Promise<string> {
-  const length = Number(res.headers.get('content-length') ?? '0');
-  if (length > MAX_BODY_BYTES) throw new ProviderError(`Hetzner ${endpoint}: answer of ${length} bytes is larger than ${MAX_BODY_BYTES}`, { retryable: true });
-  const text = await res.text();
-  if (text.length > MAX_BODY_BYTES) throw new ProviderError(`Hetzner ${endpoint}: answer larger than ${MAX_BODY_BYTES} bytes`, { retryable: true });
-  return text;
+function readAnswer(res: Response, endpoint: string): Promise<string> {
+  return readLimited(res, MAX_BODY_BYTES, () => new ProviderError(`Hetzner ${endpoint}: answer larger than ${MAX_BODY_BYTES} bytes`, { retryable: true }));
 }
