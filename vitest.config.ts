@@ -1,10 +1,21 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Tests that work on a manual clock or on plain values (the simulator above all, which is
+ * CPU-bound) run first, two files at a time; then the rest — real servers, etcd, Prometheus,
+ * browsers, child processes, whose timing bounds assume the machine is not shared — one file at a
+ * time, as before (vitest's default on 2 cores is one worker: cores - 1).
+ */
+const PARALLEL = ['sim', 'reconciler', 'config', 'queue', 'store', 'errors', 'clock', 'util', 'docs', 'lint', 'examples', 'helpers'].map((dir) => `test/${dir}/**/*.test.ts`);
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    projects: [
+      { extends: true, test: { name: 'parallel', include: PARALLEL, maxWorkers: 2, sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: 'serial', include: ['test/**/*.test.ts'], exclude: PARALLEL, maxWorkers: 1, sequence: { groupOrder: 1 } } },
+    ],
   },
 });
