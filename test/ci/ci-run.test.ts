@@ -11,7 +11,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, sy
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CHROMIUM_TOOL, ETCD_TOOL, onPath, OPENSSL_TOOL, PROMTOOL_TOOL } from '../helpers/tools.js';
+import { CHROMIUM_TOOL, ETCD_TOOL, onPath, OPENSSL_TOOL, PROMTOOL_TOOL, SYSTEMD_ANALYZE_TOOL } from '../helpers/tools.js';
 
 const SCRIPT = resolve('.ci/run');
 const BASH = onPath('bash');
@@ -161,7 +161,7 @@ function run(dir: string, fake: string, c: Case): Run {
   return out;
 }
 
-const ALL_PACKAGES = [ETCD_TOOL, PROMTOOL_TOOL, CHROMIUM_TOOL, OPENSSL_TOOL].map((t) => t.debianPackage);
+const ALL_PACKAGES = [ETCD_TOOL, PROMTOOL_TOOL, CHROMIUM_TOOL, OPENSSL_TOOL, SYSTEMD_ANALYZE_TOOL].map((t) => t.debianPackage);
 const TESTS = ['npm ci --no-audit --no-fund DROVER_REQUIRE_TOOLS=1', 'npm test DROVER_REQUIRE_TOOLS=1'];
 
 describe.skipIf(!BASH || process.platform !== 'linux')('.ci/run', () => {
@@ -174,14 +174,14 @@ describe.skipIf(!BASH || process.platform !== 'linux')('.ci/run', () => {
 
   it('installs only what is missing, and nothing when every tool is there', () => {
     const { dir, fake } = setup();
-    expect(run(dir, fake, { tools: ['etcd', 'chromium', 'openssl'] }).calls).toEqual(['apt-get update -qq', 'apt-get install -y -qq --no-install-recommends prometheus', ...TESTS]);
+    expect(run(dir, fake, { tools: ['etcd', 'chromium', 'openssl', 'systemd-analyze'] }).calls).toEqual(['apt-get update -qq', 'apt-get install -y -qq --no-install-recommends prometheus', ...TESTS]);
     const again = setup();
-    expect(run(again.dir, again.fake, { tools: ['etcd', 'promtool', 'prometheus', 'chromium', 'openssl'] }).calls).toEqual(TESTS);
+    expect(run(again.dir, again.fake, { tools: ['etcd', 'promtool', 'prometheus', 'chromium', 'openssl', 'systemd-analyze'] }).calls).toEqual(TESTS);
   });
 
   it('installs the prometheus package when the prometheus server is missing, even with promtool there (the autoscale e2e test runs the server)', () => {
     const { dir, fake } = setup();
-    expect(run(dir, fake, { tools: ['etcd', 'promtool', 'chromium', 'openssl'] }).calls).toEqual(['apt-get update -qq', 'apt-get install -y -qq --no-install-recommends prometheus', ...TESTS]);
+    expect(run(dir, fake, { tools: ['etcd', 'promtool', 'chromium', 'openssl', 'systemd-analyze'] }).calls).toEqual(['apt-get update -qq', 'apt-get install -y -qq --no-install-recommends prometheus', ...TESTS]);
   });
 
   it('as non-root, or without apt-get, warns and still runs the tests (which then fail for the missing tools)', () => {

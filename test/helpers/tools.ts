@@ -1,5 +1,5 @@
 /**
- * Machine tools some tests need (etcd, promtool, prometheus, chromium, openssl), and one rule for when one is missing:
+ * Machine tools some tests need (etcd, promtool, prometheus, chromium, openssl, systemd-analyze), and one rule for when one is missing:
  *
  * - present: the tests run;
  * - absent with DROVER_REQUIRE_TOOLS=1 (`.ci/run` sets it): the tests fail, naming the Debian
@@ -34,6 +34,9 @@ export const PROMTOOL_TOOL: Tool = { name: 'promtool', debianPackage: 'prometheu
 
 /** The Prometheus server itself (the autoscale e2e test runs one); the same package as promtool. */
 export const PROMETHEUS_TOOL: Tool = { name: 'prometheus', debianPackage: 'prometheus', find: () => onPath('prometheus') };
+
+/** Checks the systemd units in deploy/systemd (`systemd-analyze verify`). */
+export const SYSTEMD_ANALYZE_TOOL: Tool = { name: 'systemd-analyze', debianPackage: 'systemd', find: () => onPath('systemd-analyze') };
 
 /** Makes the certificates of the TLS tests (test/helpers/certs.ts, test/cli/tls-fixture.ts). */
 export const OPENSSL_TOOL: Tool = { name: 'openssl', debianPackage: 'openssl', find: () => onPath('openssl') };

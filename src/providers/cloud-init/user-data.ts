@@ -44,6 +44,7 @@ import { agentConfigSchema, type AgentConfig } from '../../agent/config.js';
 import { InvalidRequestError, PermanentError } from '../../errors/index.js';
 import { USER_DATA, type ProviderCreateRequest } from '../types.js';
 import { VERSION } from '../../util/version.js';
+import { agentUnit } from './agent-unit.js';
 
 /** Where an agent can read its machine's metadata; also which cloud's user data limit applies. */
 export type AgentUserDataMetadata = 'ec2' | 'hetzner';
@@ -170,6 +171,8 @@ function agentScript(config: AgentConfig, install: string): string {
   // JSON never puts a raw newline inside a value, and each of its lines begins with a brace or a
   // space: no line of it can be the delimiter. Checked all the same.
   if (json.split('\n').some((line) => line === AGENT_CONFIG_MARKER)) throw new InvalidRequestError('rendering the agent user data: the agent config contains its own delimiter');
+  // The unit deploy/systemd/drover-agent.service ships too (agent-unit.ts), ending in a newline.
+  const unit = agentUnit(AGENT_PATHS.config);
   return `#!/bin/bash
 # Drover agent bootstrap, rendered by Drover ${VERSION}. cloud-init runs it once, at first boot.
 set -euo pipefail
@@ -214,46 +217,7 @@ mv -f ${AGENT_PATHS.config}.new ${AGENT_PATHS.config}
 
 # 4. The service.
 cat > ${AGENT_PATHS.unit} <<'DROVER_AGENT_UNIT'
-[Unit]
-Description=Drover agent
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-Type=simple
-User=drover
-Group=drover
-ExecStart=/usr/bin/env drover agent --config ${AGENT_PATHS.config}
-Restart=always
-RestartSec=5
-# 2: credential refused, 3: instance deleted, 4: bootstrap refused: starting again changes nothing.
-RestartPreventExitStatus=2 3 4
-KillMode=mixed
-TimeoutStopSec=30
-StateDirectory=drover-agent
-StateDirectoryMode=0700
-RuntimeDirectory=drover-agent
-RuntimeDirectoryMode=0700
-UMask=0077
-NoNewPrivileges=yes
-CapabilityBoundingSet=
-AmbientCapabilities=
-ProtectSystem=full
-ProtectHome=read-only
-PrivateTmp=yes
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-RestrictSUIDSGID=yes
-RestrictRealtime=yes
-LockPersonality=yes
-
-[Install]
-WantedBy=multi-user.target
-DROVER_AGENT_UNIT
+${unit}DROVER_AGENT_UNIT
 chmod 0644 ${AGENT_PATHS.unit}
 
 # 5. Start it.
