@@ -2,9 +2,13 @@
  * deploy/grafana/drover-dashboard.json: a dashboard Grafana can import, whose every query reads
  * only metrics a real Drover server exports.
  */
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { describeWithTool, findTool, PROMTOOL_TOOL } from '../helpers/tools.js';
 import { exportedNames, metricNames, scrapeRealServer } from './promql.js';
 
 const FILE = join(import.meta.dirname, '../../deploy/grafana/drover-dashboard.json');
@@ -116,5 +120,23 @@ describe('the Grafana dashboard in deploy/grafana', () => {
         for (const name of names) expect(exported, `${where} reads ${name}`).toContain(name);
       }
     });
+  });
+});
+
+describeWithTool(PROMTOOL_TOOL, 'the Grafana dashboard in deploy/grafana, read by promtool', () => {
+  it('has only panel queries that parse as PromQL (Grafana variables replaced by values)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drover-grafana-'));
+    try {
+      // Grafana's interval variables become durations, the others a regex that matches anything.
+      const promql = (expr: string): string => expr.replace(/\$__rate_interval|\$__range|\$__interval/g, '5m').replace(/\$\w+/g, '.*');
+      const rules = queryPanels().flatMap((p) => (p.targets ?? []).map((t, i) => ({ record: `panel_${p.id}_${i}`, expr: promql(t.expr ?? '') })));
+      const file = join(dir, 'dashboard-exprs.yml');
+      writeFileSync(file, stringify({ groups: [{ name: 'dashboard', rules }] }));
+      const res = spawnSync(findTool(PROMTOOL_TOOL)!, ['check', 'rules', file], { encoding: 'utf8' });
+      expect(res.status, res.stdout + res.stderr).toBe(0);
+      expect(res.stdout).toContain(`SUCCESS: ${rules.length} rules found`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
