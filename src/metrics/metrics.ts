@@ -160,7 +160,8 @@ export class DroverMetrics {
         for (const row of sources.instanceCounts()) this.set({ tenant: row.tenant, group: row.group, status: row.status }, row.count);
       },
     });
-    const groupGauge = (name: string, help: string, pick: (g: ReturnType<MetricsSources['groups']>[number]) => number): void => {
+    /** A gauge with one series per (tenant, group) of `rows()`, read at each scrape; a null value leaves the series out. */
+    const perGroupGauge = <R extends { tenant: string; group: string }>(name: string, help: string, rows: () => readonly R[], pick: (row: R) => number | null): void => {
       new Gauge({
         name,
         help,
@@ -168,10 +169,14 @@ export class DroverMetrics {
         registers,
         collect() {
           this.reset();
-          for (const g of sources.groups()) this.set({ tenant: g.tenant, group: g.group }, pick(g));
+          for (const row of rows()) {
+            const v = pick(row);
+            if (v !== null) this.set({ tenant: row.tenant, group: row.group }, v);
+          }
         },
       });
     };
+    const groupGauge = (name: string, help: string, pick: (g: ReturnType<MetricsSources['groups']>[number]) => number): void => perGroupGauge(name, help, () => sources.groups(), pick);
     groupGauge('drover_group_desired_size', 'Desired size of each group.', (g) => g.size);
     groupGauge('drover_group_in_service', 'Instances in service (running, healthy, not leaving) of each group.', (g) => g.inService);
     groupGauge('drover_group_unhealthy', 'Instances judged or seen unhealthy, not yet deleted, of each group.', (g) => g.unhealthy);
@@ -220,21 +225,7 @@ export class DroverMetrics {
     this.configReloads = new Counter({ name: 'drover_config_reloads_total', help: 'Config reloads by result.', labelNames: ['result'], registers });
     this.httpRequests = new Counter({ name: 'drover_http_requests_total', help: 'Admin API requests.', labelNames: ['method', 'route', 'code'], registers });
 
-    const autoscaleGauge = (name: string, help: string, pick: (s: AutoscaleGroupStatus) => number | null): void => {
-      new Gauge({
-        name,
-        help,
-        labelNames: ['tenant', 'group'],
-        registers,
-        collect() {
-          this.reset();
-          for (const s of sources.autoscale?.() ?? []) {
-            const v = pick(s);
-            if (v !== null) this.set({ tenant: s.tenant, group: s.group }, v);
-          }
-        },
-      });
-    };
+    const autoscaleGauge = (name: string, help: string, pick: (s: AutoscaleGroupStatus) => number | null): void => perGroupGauge(name, help, () => sources.autoscale?.() ?? [], pick);
     autoscaleGauge('drover_autoscale_value', "The autoscale query's last value, by group (absent while it gives none).", (s) => s.value);
     autoscaleGauge('drover_autoscale_recommended_size', 'ceil(value / targetPerInstance) of the last autoscale query, by group (absent while it gives no value).', (s) => s.recommended);
     autoscaleGauge('drover_autoscale_blocked', '1 while autoscale cannot act on a group (its query failed or gave no number) and keeps its size.', (s) => (s.blocked ? 1 : 0));
