@@ -338,6 +338,31 @@ describeWithChromium('web dashboard (sim provider)', { timeout: 60_000 }, () => 
     expect(errors).toEqual([]);
   });
 
+  it('keeps the not-leader banner when a /healthz answer taken while it led arrives after the leadership event', async () => {
+    t = await startServer();
+    const { page, errors } = await browser!.page();
+    // Every /healthz answer is read from the server at once but handed to the page only when the
+    // test says: the answer says "leader" and reaches the page after the stream said "not".
+    const held: Array<() => Promise<void>> = [];
+    let asked = 0;
+    await page.route('**/healthz', async (route) => {
+      const answer = await route.fetch();
+      asked++;
+      held.push(() => route.fulfill({ response: answer }));
+    });
+    await page.goto(`${t.url}/`);
+    await page.getByTestId('stream-status').filter({ hasText: 'Live' }).waitFor();
+    await expect.poll(() => asked).toBeGreaterThan(0);
+    await t.server.elector.stop();
+    await page.getByTestId('banner-not-leader').waitFor();
+    for (const release of held.splice(0)) await release();
+    // The late answer was applied (the version it carries shows in the footer) and the banner stays.
+    await page.locator('footer').filter({ hasText: /Drover \d/ }).waitFor();
+    expect(await page.getByTestId('banner-not-leader').count()).toBe(1);
+    await page.unroute('**/healthz');
+    expect(errors).toEqual([]);
+  });
+
   it('is usable at phone width and by keyboard alone', async () => {
     t = await startServer();
     const { page, context } = await browser!.page({ width: 390, height: 844 });

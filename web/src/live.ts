@@ -55,6 +55,8 @@ export class Live {
   private controller: AbortController | null = null;
   private lastEventId: string | null = null;
   private errorKey = 0;
+  /** Counts leader and config events, so a /healthz answer older than one is not applied. */
+  private statePushes = 0;
   private connectedOnce = false;
   /** True until the stream has failed or said hello once: a first hello needs no refresh. */
   private fresh = true;
@@ -125,9 +127,13 @@ export class Live {
 
   /** Re-reads /healthz (leader, version, config error); no token needed. */
   async refreshHealth(): Promise<void> {
+    // A leadership or config event that arrives while /healthz is in flight is newer than its
+    // answer: the answer must not put the old leadership or config state back.
+    const pushesAtAsk = this.statePushes;
     try {
       const h = await get<Healthz>('/healthz');
-      this.set({ leader: h.leader, version: h.version, configError: h.configError });
+      const stale = this.statePushes !== pushesAtAsk;
+      this.set({ version: h.version, ...(stale ? {} : { leader: h.leader, configError: h.configError }) });
     } catch {
       // the stream state tells the connection is down
     }
@@ -229,10 +235,12 @@ export class Live {
         return;
       }
       case 'leader':
+        this.statePushes++;
         this.set({ leader: data.leader === true });
         this.invalidate({ all: true });
         return;
       case 'config':
+        this.statePushes++;
         this.set({ configError: data.ok === false ? (str(data.error) ?? 'the config was rejected') : null });
         this.invalidate({ all: true });
         return;
