@@ -17,6 +17,7 @@ import { SettingError, UnavailableError, doing, errorMessage } from '../errors/i
 import { DefaultInstanceManager } from '../instances/index.js';
 import { EtcdElector, FencedProvider, SingleNodeElector, connectEtcd, type LeaderElector } from '../leader/index.js';
 import { DroverMetrics } from '../metrics/index.js';
+import { Notifier, auditRouter, loadNotificationSettings, type NotificationSettings } from '../notifications/index.js';
 import { USER_DATA, type AgentBootstrap, type Provider } from '../providers/index.js';
 import { SimProvider } from '../providers/sim/index.js';
 import { EventType, Reconciler } from '../reconciler/index.js';
@@ -193,6 +194,14 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     configLoader.close();
     throw new ConfigError([{ path: 'server.listen', message: `listens on ${host}, beyond this machine, with no API token: set server.token, server.tokens or DROVER_TOKEN (or server.insecureNoAuth: true to run it open on purpose)` }], 'config');
   }
+  // Webhook secrets are read now: one that cannot be read refuses the start.
+  let notificationSettings: NotificationSettings;
+  try {
+    notificationSettings = loadNotificationSettings(config);
+  } catch (err) {
+    configLoader.close();
+    throw err;
+  }
   // TLS files are read and checked before anything else starts.
   let tls: ServerTls | null;
   try {
@@ -209,6 +218,8 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   chmodSync(dataDir, 0o700);
 
   const db = openLocalDb(join(dataDir, 'drover.db'));
+  // Each audit entry's webhook events land in the outbox in the entry's own transaction.
+  db.setOutboxRouter(auditRouter(() => notificationSettings));
   const credentials = process.env.DROVER_AGENT_SECRET ? new AgentCredentials(process.env.DROVER_AGENT_SECRET) : AgentCredentials.fromFile(join(dataDir, 'agent-secret'));
   const provider: ManagedProvider = options.provider ?? (await providerFor(config, dataDir, clock, logger, options.agentCommand ?? defaultAgentCommand(), () => elector.isLeader()));
   // HA (leader.kind etcd): one elector per shard on etcd, operator decisions in etcd, and every
@@ -227,7 +238,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   const tokenHolder = { current: tokens };
 
   // The hub and the reconciler refer to each other; the hub enqueues through this late binding.
-  const late: { reconciler?: Reconciler; autoscaler?: Autoscaler } = {};
+  const late: { reconciler?: Reconciler; autoscaler?: Autoscaler; notifier?: Notifier } = {};
   const hub: AgentHub = new AgentHub({
     clock,
     db,
@@ -285,6 +296,13 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     agentConnections: () => hub.connectionCount,
     isLeader: () => elector.isLeader(),
     autoscale: () => late.autoscaler?.status() ?? [],
+    notifications: () => {
+      const stats = new Map(db.outbox.stats().map((s) => [s.endpoint, s]));
+      return (late.notifier?.status() ?? []).map((e) => {
+        const s = stats.get(e.name);
+        return { endpoint: e.name, pending: s?.pending ?? 0, dead: s?.dead ?? 0, oldestPendingAt: s?.oldestPendingAt ?? null, breakerOpen: e.breaker === 'open' };
+      });
+    },
   });
 
   const bootstrap = new BootstrapTokens({ db, clock, credentials, ttlMs: () => configLoader.getCurrent().server.agentBootstrapTokenTtl, epoch: () => elector.epoch() });
@@ -335,9 +353,27 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     observer: metrics.autoscaleObserver(),
   });
   late.autoscaler = autoscaler;
+  // Webhooks: delivered from the outbox by the leader only, never in the reconciler's way.
+  const notifier = new Notifier({
+    outbox: db.outbox,
+    clock,
+    logger: logger.child({ component: 'notifications' }),
+    settings: () => notificationSettings,
+    isLeader: () => elector.isLeader(),
+    userAgent: `drover/${VERSION}`,
+    observer: metrics.notifierObserver(),
+  });
+  late.notifier = notifier;
 
   db.subscribe((change) => {
-    if (change.kind === 'audit') bus.publish({ type: 'audit', id: String(change.entry.seq), data: auditView(change.entry) });
+    if (change.kind === 'audit') {
+      bus.publish({ type: 'audit', id: String(change.entry.seq), data: auditView(change.entry) });
+      if (notificationSettings.endpoints.size > 0) {
+        const action = change.entry.action;
+        if (action === 'drain' || action === 'drainExtended' || action === 'drainAcked' || action === 'drainCancelled') notifier.drainsChanged();
+        else notifier.wake();
+      }
+    }
     else if (change.kind === 'firstHealth') bus.publish({ type: 'health', data: { instanceId: change.instanceId, tenant: change.tenant, group: change.group, at: change.at.toISOString() } });
   });
   configLoader.onChange((next) => {
@@ -347,6 +383,15 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       tokenHolder.current = TokenTable.fromConfig(next);
     } catch (err) {
       logger.error({ err: errorMessage(err) }, 'API tokens not reloaded; the previous ones stay in force');
+      bus.publish({ type: 'config', data: { ok: false, error: errorMessage(err), at: clock.now().toISOString() } });
+    }
+    // Webhook endpoints and secrets follow the config too (a secret file rotated with a reload);
+    // one that cannot be read keeps the endpoints in force.
+    try {
+      notificationSettings = loadNotificationSettings(next);
+      notifier.wake();
+    } catch (err) {
+      logger.error({ err: errorMessage(err) }, 'notification endpoints not reloaded; the previous ones stay in force');
       bus.publish({ type: 'config', data: { ok: false, error: errorMessage(err), at: clock.now().toISOString() } });
     }
     metrics.configReloads.inc({ result: 'ok' });
@@ -365,6 +410,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     handover?.cancel();
     handover = undefined;
     autoscaler.setLeader(leader);
+    if (leader) notifier.wake();
     if (leader) reconciler.enqueue({ type: EventType.InitialReconcile, cause: 'leader' });
     // Once the lease has surely expired at etcd (a lapse lasting a TTL is a loss, not a slow
     // renewal), its agents move on to the new leader: they know every replica's address.
@@ -393,6 +439,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       maxEventSubscribers: server.maxEventSubscribers,
       https: tls?.httpsOptions() ?? null,
       version: VERSION,
+      notifier,
     });
     await http.listen({ host, port });
     tls?.watch(http.server);
@@ -418,6 +465,8 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       const removed = db.purgeBefore(cutoff);
       if (removed.audit + removed.instances > 0) logger.info({ ...removed, before: cutoff.toISOString() }, 'old audit entries and deleted instances removed');
       // Bootstrap tokens are worthless once expired: an instance's go when all of its have.
+      const outbox = db.outbox.purge(cutoff.getTime(), cutoff.getTime());
+      if (outbox.delivered + outbox.dead > 0) logger.info({ ...outbox, before: cutoff.toISOString() }, 'old delivered notifications and dead letters removed');
       const tokens = db.purgeBootstrapTokens(clock.now());
       if (tokens > 0) logger.info({ tokens }, 'expired agent bootstrap tokens removed');
     } catch (err) {
@@ -432,6 +481,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
   await reconciler.start();
   provider.start?.();
   autoscaler.start();
+  notifier.start();
   await elector.start();
   logger.info({ url, dataDir, provider: provider.kind, groups: configuredGroups(config).length, version: VERSION }, 'drover server started');
 
@@ -452,6 +502,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       retentionTimer?.cancel();
       await elector.stop();
       await autoscaler.stop();
+      await notifier.stop();
       await hub.close();
       await http.close();
       tls?.close();

@@ -8,6 +8,7 @@ import { cronProblem } from './cron.js';
 import { parseDuration } from './duration.js';
 import { awsTemplateSchema } from './aws-template.js';
 import { hetznerTemplateSchema } from './hetzner-template.js';
+import { NOTIFICATION_EVENT_TYPES } from '../notifications/catalogue.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const NAME_RULE = 'must be 1-63 letters, digits, "_", "." or "-", starting with a letter or digit';
@@ -382,6 +383,59 @@ const storeSchema = z.strictObject({
   retention: duration.refine((ms) => ms >= 86_400_000, { message: 'must be at least 1d' }).default(30 * 86_400_000),
 });
 
+/** The most webhook endpoints a config may list. */
+export const MAX_NOTIFICATION_ENDPOINTS = 32;
+export const NOTIFICATION_FORMATS = ['json', 'slack'] as const;
+
+/** Whether a URL's host is this machine (plain http is allowed there only, unless insecureHttp). */
+function isLoopbackUrl(url: URL): boolean {
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** A webhook endpoint: which events go to it, signed with its secret(s). */
+const notificationSchema = z
+  .strictObject({
+    name: z.string().regex(NAME, { error: NAME_RULE }),
+    url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as "https://hooks.example.com/drover"' }).max(2_048),
+    /** The events it receives (default: every event). */
+    events: z
+      .array(z.enum(NOTIFICATION_EVENT_TYPES.filter((t) => t !== 'test') as [string, ...string[]], { error: `must be one of ${NOTIFICATION_EVENT_TYPES.filter((t) => t !== 'test').join(', ')}` }))
+      .min(1, { error: 'must list at least one event (leave it out for every event)' })
+      .optional(),
+    /** Only events of these tenants (default: every tenant). */
+    tenants: z.array(z.string().regex(NAME, { error: `tenant ${NAME_RULE}` })).min(1, { error: 'must list at least one tenant (leave it out for every tenant)' }).optional(),
+    /** A file (mode 0600) holding the signing secret; a second line holds the previous one while receivers move over. */
+    secretFile: z.string().min(1, { error: 'must name the file that holds the signing secret' }),
+    format: z.enum(NOTIFICATION_FORMATS, { error: `must be one of ${NOTIFICATION_FORMATS.join(', ')}` }).default('json'),
+    /** How long one delivery may take before it counts as failed. */
+    timeout: duration.refine((ms) => ms >= 1_000 && ms <= 60_000, { message: 'must be from 1s to 60s' }).default(10_000),
+    /** How long a failing event is retried before it is kept as a dead letter. */
+    retryFor: duration.refine((ms) => ms >= 60_000 && ms <= 7 * 86_400_000, { message: 'must be from 1m to 7d' }).default(86_400_000),
+    /** Deliveries in flight to this endpoint at most. */
+    maxConcurrency: count(1).max(32, { error: 'must be <= 32' }).default(4),
+    /** Allow plain http to a host other than this machine (the body and signature travel in clear). */
+    insecureHttp: z.boolean().default(false),
+  })
+  .superRefine((n, ctx) => {
+    const url = new URL(n.url);
+    if (url.protocol === 'http:' && !isLoopbackUrl(url) && !n.insecureHttp) {
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'must be https unless it is this machine (say insecureHttp: true to send events in clear on purpose)' });
+    }
+    if (url.username || url.password) ctx.addIssue({ code: 'custom', path: ['url'], message: 'must not carry credentials: the signature authenticates Drover to the receiver' });
+  });
+
+const notificationsSchema = z
+  .array(notificationSchema)
+  .max(MAX_NOTIFICATION_ENDPOINTS, { error: `must list at most ${MAX_NOTIFICATION_ENDPOINTS} endpoints` })
+  .superRefine((list, ctx) => {
+    const seen = new Set<string>();
+    list.forEach((n, i) => {
+      if (seen.has(n.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `names "${n.name}" a second time: endpoint names must be unique` });
+      seen.add(n.name);
+    });
+  });
+
 const groupsSchema = z.record(
   z.string().regex(NAME, { error: `tenant ${NAME_RULE}` }),
   z.record(z.string().regex(NAME, { error: `group ${NAME_RULE}` }), groupSchema, { error: 'must map group names to groups' }),
@@ -398,6 +452,8 @@ export const configSchema = z
     leader: leaderSchema.default(() => leaderSchema.parse({})),
     store: storeSchema.default(() => storeSchema.parse({})),
     agent: agentSchema.default(() => agentSchema.parse({})),
+    /** Webhooks: events delivered at least once, signed, in order per instance (src/notifications/). */
+    notifications: notificationsSchema.default(() => []),
     /** A config with no groups at all is refused (a truncated file must not delete the fleet) unless this says so. */
     allowEmpty: z.boolean().default(false),
   })

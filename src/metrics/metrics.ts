@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AutoscaleGroupStatus, AutoscaleObserver } from '../autoscale/index.js';
+import type { NotifierObserver } from '../notifications/index.js';
 import type { Clock } from '../clock/index.js';
 import type { QueueObserver } from '../queue/work-queue.js';
 import type { ReconcilerObserver } from '../reconciler/index.js';
@@ -31,6 +32,8 @@ export interface MetricsSources {
   isLeader(): boolean;
   /** The autoscaled groups' last evaluation (on the leader; none elsewhere). */
   autoscale?(): AutoscaleGroupStatus[];
+  /** Each webhook endpoint's queue: events pending and dead, the oldest pending's time, whether its breaker is open. */
+  notifications?(): Array<{ endpoint: string; pending: number; dead: number; oldestPendingAt: number | null; breakerOpen: boolean }>;
 }
 
 export class DroverMetrics {
@@ -53,6 +56,10 @@ export class DroverMetrics {
   private readonly autoscaleQueries: Counter<'result'>;
   private readonly autoscaleQueryDuration: Histogram;
   private readonly autoscaleSkipped: Counter;
+  private readonly notificationDeliveries: Counter<'endpoint' | 'result'>;
+  private readonly notificationDeadLetters: Counter<'endpoint'>;
+  private readonly notificationRequestDuration: Histogram<'endpoint'>;
+  private readonly notificationLatency: Histogram<'endpoint'>;
 
   /** Group figures for the scrape in progress: computed once per scrape, not once per gauge. */
   private groupsCache: ReturnType<MetricsSources['groups']> | null = null;
@@ -237,6 +244,59 @@ export class DroverMetrics {
       registers,
     });
     this.autoscaleSkipped = new Counter({ name: 'drover_autoscale_skipped_total', help: "Autoscale evaluations skipped because the group's previous query was still running.", registers });
+
+    this.notificationDeliveries = new Counter({
+      name: 'drover_notification_deliveries_total',
+      help: 'Webhook delivery attempts by endpoint and result (delivered, http_error, timeout, network_error).',
+      labelNames: ['endpoint', 'result'],
+      registers,
+    });
+    this.notificationDeadLetters = new Counter({ name: 'drover_notification_dead_letters_total', help: 'Webhook events given up after retrying for the endpoint\'s retryFor, by endpoint.', labelNames: ['endpoint'], registers });
+    this.notificationRequestDuration = new Histogram({
+      name: 'drover_notification_request_duration_seconds',
+      help: 'Time a successful webhook delivery took (request to answer), by endpoint.',
+      labelNames: ['endpoint'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.notificationLatency = new Histogram({
+      name: 'drover_notification_delivery_latency_seconds',
+      help: 'Time from an event to its successful delivery (retries included), by endpoint.',
+      labelNames: ['endpoint'],
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400],
+      registers,
+    });
+    const notificationGauge = (name: string, help: string, pick: (row: NonNullable<ReturnType<NonNullable<MetricsSources['notifications']>>>[number], nowMs: number) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['endpoint'],
+        registers,
+        collect() {
+          this.reset();
+          const t = now();
+          for (const row of sources.notifications?.() ?? []) this.set({ endpoint: row.endpoint }, pick(row, t));
+        },
+      });
+    };
+    notificationGauge('drover_notification_pending', 'Webhook events waiting for delivery (or retrying), by endpoint.', (r) => r.pending);
+    notificationGauge('drover_notification_dead_letters', 'Webhook events given up and kept for redelivery, by endpoint.', (r) => r.dead);
+    notificationGauge('drover_notification_oldest_pending_age_seconds', 'Age of the oldest webhook event waiting for delivery, by endpoint (0: none waiting).', (r, t) => (r.oldestPendingAt === null ? 0 : Math.max(0, (t - r.oldestPendingAt) / 1000)));
+    notificationGauge('drover_notification_circuit_open', '1 while deliveries to the endpoint are paused by its circuit breaker.', (r) => (r.breakerOpen ? 1 : 0));
+  }
+
+  /** Hooks for the webhook delivery worker. */
+  notifierObserver(): NotifierObserver {
+    const results = { status: 'http_error', timeout: 'timeout', network: 'network_error' } as const;
+    return {
+      delivered: (endpoint, requestMs, latencyMs) => {
+        this.notificationDeliveries.inc({ endpoint, result: 'delivered' });
+        this.notificationRequestDuration.observe({ endpoint }, requestMs / 1000);
+        this.notificationLatency.observe({ endpoint }, latencyMs / 1000);
+      },
+      failed: (endpoint, kind) => this.notificationDeliveries.inc({ endpoint, result: results[kind] }),
+      dead: (endpoint) => this.notificationDeadLetters.inc({ endpoint }),
+    };
   }
 
   /** Hooks for the autoscaler. */

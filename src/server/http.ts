@@ -21,11 +21,13 @@ import type { Reconciler } from '../reconciler/index.js';
 import type { Logger } from '../logging/index.js';
 import type { LocalDb } from '../store/index.js';
 import type { AgentHub } from './agent-hub.js';
+import type { Notifier } from '../notifications/index.js';
 import { registerApiRoutes } from './api-routes.js';
 import { registerBootstrapRoute, type BootstrapTokens } from './bootstrap.js';
 import { ANONYMOUS_ADMIN, bearerToken, canonicalTarget, hasRole, type Access, type HostPolicy, type TokenTable } from './auth.js';
 import type { EventBus } from './event-bus.js';
 import { registerEventStream } from './events-route.js';
+import { registerNotificationRoutes } from './notification-routes.js';
 import { registerOperatorRoutes } from './operator-routes.js';
 import { registerLeaderRouting } from './routing.js';
 import { registerStatic } from './static.js';
@@ -55,6 +57,8 @@ export interface HttpDeps {
   /** Serve HTTPS (and the agent endpoint as WSS) with these options (server/tls.ts); absent = plain HTTP. */
   https?: HttpsServerOptions | null;
   version: string;
+  /** The webhook delivery worker: with it, `/v1/notifications...` is served (notification-routes.ts). */
+  notifier?: Notifier;
 }
 
 /** Marks a raw request whose target could not be made canonical (answered 400). */
@@ -205,6 +209,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
 
   registerApiRoutes(app, deps);
   registerOperatorRoutes(app, { reconciler: deps.reconciler, db: deps.db, clock: deps.clock });
+  if (deps.notifier) registerNotificationRoutes(app, { db: deps.db, notifier: deps.notifier, clock: deps.clock });
   registerEventStream(app, deps);
   // Agents exchanging a one-time bootstrap token for their credential (public: the token is the proof).
   if (deps.bootstrap) registerBootstrapRoute(app, { tokens: deps.bootstrap, logger, onResult: (result) => metrics.agentBootstraps.inc({ result }) });

@@ -1,5 +1,7 @@
 export { LocalDb, openLocalDb } from './local-db.js';
 export { instanceCursor } from './rows.js';
+export { OUTBOX_STATES, OutboxTable } from './outbox.js';
+export type { DrainingInstance, NewOutboxRow, OutboxEndpointStats, OutboxFilter, OutboxRouter, OutboxRow, OutboxState } from './outbox.js';
 export type { NewInstance } from './local-db.js';
 export { INSTANCE_STATUSES } from './types.js';
 export type {

@@ -9,6 +9,7 @@ import { InternalError, InvalidRequestError, NotFoundError, SettingError } from 
 import { IllegalTransitionError, moveAllowed } from './lifecycle.js';
 import { dirname } from 'node:path';
 import { MIGRATIONS } from './migrations.js';
+import { OutboxTable, type OutboxRouter } from './outbox.js';
 import { COLUMNS, FIELDS, SELECT_INSTANCE, conditions, parseInstanceCursor, rowToAudit, rowToInstance, toColumnValue, toDate, type Row } from './rows.js';
 import type {
   AuditEntry,
@@ -33,6 +34,9 @@ export class LocalDb {
   readonly path: string;
   private readonly db: Database.Database;
   private readonly listeners = new Set<(change: StoreChange) => void>();
+  /** Notification events waiting for delivery, delivered, and dead letters. */
+  readonly outbox: OutboxTable;
+  private outboxRouter: OutboxRouter | null = null;
   private readonly patchStatements = new Map<string, Database.Statement>();
   private readonly stmt: {
     getInstance: Database.Statement<[string], unknown[]>;
@@ -88,6 +92,15 @@ export class LocalDb {
       listTimers: this.db.prepare('SELECT key, due_at, event FROM timers ORDER BY due_at'),
       getGroupState: this.db.prepare('SELECT * FROM group_state WHERE tenant = ? AND grp = ?'),
     };
+    this.outbox = new OutboxTable(this.db);
+  }
+
+  /**
+   * Sets what turns audit entries into notification events (null: none). Each entry's events
+   * are added to the outbox in the entry's own transaction.
+   */
+  setOutboxRouter(router: OutboxRouter | null): void {
+    this.outboxRouter = router;
   }
 
   /** Schema version (number of migrations applied). */
@@ -329,19 +342,30 @@ export class LocalDb {
       event: null,
       ...entry,
     };
-    const result = this.stmt.insertAudit.run(
-      full.at.getTime(),
-      full.tenant,
-      full.group,
-      full.instanceId,
-      full.action,
-      full.reason,
-      full.event,
-      full.actor,
-      full.detail,
-      full.epoch,
-    );
-    const saved: AuditEntry = { ...full, seq: Number(result.lastInsertRowid) };
+    const insert = (): AuditEntry => {
+      const result = this.stmt.insertAudit.run(
+        full.at.getTime(),
+        full.tenant,
+        full.group,
+        full.instanceId,
+        full.action,
+        full.reason,
+        full.event,
+        full.actor,
+        full.detail,
+        full.epoch,
+      );
+      return { ...full, seq: Number(result.lastInsertRowid) };
+    };
+    const router = this.outboxRouter;
+    // With notifications, the entry and its events land together or not at all.
+    const saved: AuditEntry = router
+      ? this.transaction(() => {
+          const entry = insert();
+          this.outbox.add(router(entry));
+          return entry;
+        })
+      : insert();
     this.emit({ kind: 'audit', entry: saved });
     return saved;
   }

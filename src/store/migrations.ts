@@ -103,4 +103,34 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX agent_bootstrap_tokens_by_instance ON agent_bootstrap_tokens (instance_id);
   `,
+  // 5: the notification outbox. A webhook event is written here in the same transaction as the
+  // audit entry that records its fact, one row per endpoint that wants it, and delivered from
+  // here (src/notifications/). Rows of one (endpoint, order_key) go out in id order.
+  // `event_id` is the same for every endpoint and every retry: receivers dedupe by it. Draining
+  // instances get their own index: the drain-deadline watch reads them often.
+  `
+  CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    tenant TEXT,
+    order_key TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    give_up_at INTEGER NOT NULL,
+    last_attempt_at INTEGER,
+    last_status INTEGER,
+    last_error TEXT,
+    delivered_at INTEGER,
+    UNIQUE (endpoint, event_id)
+  );
+  CREATE INDEX outbox_pending_by_key ON outbox (endpoint, order_key, id) WHERE state = 'pending';
+  CREATE INDEX outbox_pending_due ON outbox (endpoint, next_attempt_at, id) WHERE state = 'pending';
+  CREATE INDEX outbox_by_state ON outbox (state, id);
+  CREATE INDEX instances_draining ON instances (drain_deadline) WHERE status = 'draining';
+  `,
 ];

@@ -31,6 +31,8 @@ export interface TestServerOptions {
   logger?: PinoLogger;
   /** The provider (default: a SimProvider with seed 7 on the clock). */
   provider?: SimProvider;
+  /** The config's `notifications` (webhook endpoints). */
+  notifications?: Array<Record<string, unknown>>;
 }
 
 export interface ApiResponse<T = unknown> {
@@ -63,6 +65,7 @@ export class TestServer {
       templates: { web: { image: 'web:1' }, worker: { image: 'worker:1' } },
       groups: o.groups ?? { default: { web: { size: 2, template: 'web', drainTimeout: '1m' } } },
       ...(o.leader ? { leader: o.leader } : {}),
+      ...(o.notifications ? { notifications: o.notifications } : {}),
     };
   }
 

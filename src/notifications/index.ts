@@ -1,0 +1,13 @@
+export { EVENT_OF_AUDIT_ACTION, NOTIFICATION_EVENT_TYPES } from './catalogue.js';
+export type { NotificationEventType } from './catalogue.js';
+export { CircuitBreaker, DEFAULT_BREAKER } from './breaker.js';
+export type { BreakerOptions, BreakerState } from './breaker.js';
+export { eventOfAudit, orderKeyOf, renderBody, slackText } from './events.js';
+export type { NotificationEvent } from './events.js';
+export { DELIVERY_BACKOFF, MAX_IN_FLIGHT, Notifier } from './notifier.js';
+export type { DeliveryFailure, EndpointStatus, NotifierObserver, NotifierOptions } from './notifier.js';
+export { DEADLINE_NEAR_MAX_LEAD_MS, auditRouter, deadlineNearAt, deadlineNearEvent, outboxRow, rowsFor, testEvent } from './router.js';
+export { MAX_SECRETS, MIN_SECRET_LENGTH, NO_NOTIFICATIONS, loadNotificationSettings, wants } from './settings.js';
+export type { NotificationEndpoint, NotificationSettings } from './settings.js';
+export { DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER, signatureHeader, verifySignature } from './signature.js';
+export type { SignatureCheck } from './signature.js';
