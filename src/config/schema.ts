@@ -8,7 +8,7 @@ import { cronProblem } from './cron.js';
 import { parseDuration } from './duration.js';
 import { awsTemplateSchema } from './aws-template.js';
 import { hetznerTemplateSchema } from './hetzner-template.js';
-import { NOTIFICATION_EVENT_TYPES } from '../notifications/catalogue.js';
+import { NOTIFICATION_EVENT_TYPES } from './notification-events.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const NAME_RULE = 'must be 1-63 letters, digits, "_", "." or "-", starting with a letter or digit';
