@@ -4,7 +4,7 @@
  * URL or several replicas, comma-separated), `--token`/DROVER_TOKEN and, for https, `--ca`/DROVER_CA
  * and `--client-cert`/`--client-key` (DROVER_CLIENT_CERT/DROVER_CLIENT_KEY). Exit codes: 0 ok,
  * 1 the server (or a local step) failed the request, 2 bad command line, 3 server unreachable,
- * 4 `--wait` timed out.
+ * 4 `--wait` timed out (`scale --wait`, `notifications test --wait`).
  * Heavy modules (server, SQLite) load only for the commands that need them.
  */
 import { Command, CommanderError, Option } from 'commander';
@@ -216,6 +216,46 @@ program
   .action(async (opts: { instance?: string; group?: string; limit?: string }, cmd: Command) => {
     const { audit } = await import('./commands/admin.js');
     await audit({ ...globalOpts(cmd), ...opts }, print);
+  });
+
+const notifications = program.command('notifications').description('webhook endpoints: their backlog and dead letters, the delivery log, test events, redelivery');
+notifications
+  .command('list')
+  .description('list the webhook endpoints: pending events and the age of the oldest, dead letters, circuit breaker')
+  .action(async (_opts: unknown, cmd: Command) => {
+    const { list } = await import('./commands/notifications.js');
+    await list(globalOpts(cmd), print);
+  });
+notifications
+  .command('log')
+  .description('show deliveries, newest first: time, endpoint, event, state, attempts, last status, latency')
+  .option('--endpoint <name>', 'only this endpoint')
+  .option('--state <state>', 'only deliveries in this state (pending, delivered, dead)')
+  .option('--event <id>', 'only the deliveries of this event id')
+  .option('--limit <n>', 'at most this many deliveries (newest), up to 1000', '100')
+  .option('-w, --watch', 'keep going: print each delivery that is new or changes (every 2s)')
+  .action(async (opts: { endpoint?: string; state?: string; event?: string; limit?: string; watch?: boolean }, cmd: Command) => {
+    const { log } = await import('./commands/notifications.js');
+    await log({ ...globalOpts(cmd), ...opts }, print);
+  });
+notifications
+  .command('test')
+  .description('send a signed test event to one endpoint, through the outbox and retries as any event')
+  .argument('<name>', 'endpoint name')
+  .option('--wait', 'follow it until it is delivered (exit 0) or given up (exit 1)')
+  .option('--timeout <duration>', 'give up waiting after this long (exit 4), e.g. 30s', '1m')
+  .action(async (name: string, opts: { wait?: boolean; timeout?: string }, cmd: Command) => {
+    const { test } = await import('./commands/notifications.js');
+    await test(name, { ...globalOpts(cmd), ...opts }, print, (line) => process.stderr.write(`${line}\n`));
+  });
+notifications
+  .command('redeliver')
+  .description('send dead letters again: the deliveries given (ids from `notifications log --state dead`), or every one of --endpoint')
+  .argument('[ids...]', 'delivery ids')
+  .option('--endpoint <name>', 'every dead letter of this endpoint')
+  .action(async (ids: string[], opts: { endpoint?: string }, cmd: Command) => {
+    const { redeliver } = await import('./commands/notifications.js');
+    await redeliver(ids, { ...globalOpts(cmd), ...opts }, print, (line) => process.stderr.write(`${line}\n`));
   });
 
 const local = program.command('local').description('the local provider (instances are processes on this machine)');

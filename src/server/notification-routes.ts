@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Clock } from '../clock/index.js';
 import { ConflictError, ForbiddenError, InvalidRequestError, NotFoundError } from '../errors/index.js';
-import type { NotificationEvent, Notifier } from '../notifications/index.js';
+import type { EndpointStatus, NotificationEvent, Notifier } from '../notifications/index.js';
 import { OUTBOX_STATES, type LocalDb, type OutboxRow, type OutboxState } from '../store/index.js';
 import { tenantFilter, zodMessage } from './api-routes.js';
 import { ANONYMOUS_ADMIN, actorOf, seesTenant, type Principal } from './auth.js';
@@ -63,6 +63,38 @@ export interface DeliveryView {
   event: NotificationEvent;
 }
 
+/** One endpoint as `GET /v1/notifications` shows it. */
+export interface NotificationEndpointView extends EndpointStatus {
+  /** Its URL's origin only (the path and query may hold the receiver's secret). */
+  url: string;
+  pending: number;
+  dead: number;
+  /** When the oldest event still waiting for it was recorded (null: none waiting). */
+  oldestPendingAt: string | null;
+}
+
+/** What `POST /v1/notifications/:name/test` answers. */
+export interface TestEventView {
+  endpoint: string;
+  eventId: string;
+}
+
+/** What `POST /v1/notifications/deliveries/:id/redeliver` answers. */
+export interface RedeliveryView {
+  id: number;
+  eventId: string;
+  endpoint: string;
+  state: 'pending';
+}
+
+/** What `POST /v1/notifications/:name/redeliver` answers. */
+export interface BulkRedeliveryView {
+  endpoint: string;
+  /** Dead letters moved back to pending. */
+  redelivered: number;
+  at: string;
+}
+
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 export function deliveryView(row: OutboxRow): DeliveryView {
@@ -103,7 +135,7 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
   const viewer = { config: { access: 'viewer' as const } };
   const operator = { config: { access: 'operator' as const } };
 
-  app.get('/v1/notifications', viewer, async (req) => {
+  app.get('/v1/notifications', viewer, async (req): Promise<NotificationEndpointView[]> => {
     requireAllTenants(req, 'listing notification endpoints');
     const stats = new Map(db.outbox.stats().map((s) => [s.endpoint, s]));
     return notifier.status().map((e) => {
@@ -112,7 +144,7 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
     });
   });
 
-  app.get('/v1/notifications/deliveries', viewer, async (req) => {
+  app.get('/v1/notifications/deliveries', viewer, async (req): Promise<DeliveryView[]> => {
     const parsed = deliveryQuery.safeParse(req.query ?? {});
     if (!parsed.success) throw new InvalidRequestError(`invalid query: ${zodMessage(parsed.error)}`);
     const q = parsed.data;
@@ -136,7 +168,8 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
     if (!parsed.success) throw new InvalidRequestError(`sending a test event to ${name}: invalid body: ${zodMessage(parsed.error)} (expected none or {})`);
     const eventId = NAME.test(name) ? notifier.sendTest(name, actorOf(req)) : null;
     if (eventId === null) throw new NotFoundError(`notification endpoint ${name} is not configured`);
-    return reply.code(202).send({ endpoint: name, eventId });
+    const answer: TestEventView = { endpoint: name, eventId };
+    return reply.code(202).send(answer);
   });
 
   app.post('/v1/notifications/deliveries/:id/redeliver', operator, async (req, reply) => {
@@ -151,7 +184,8 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
     if (result === 'notDead') throw new ConflictError(`delivery ${id} is not a dead letter (state ${row.state})`);
     if (result === 'noEndpoint') throw new ConflictError(`delivery ${id} is for endpoint ${row.endpoint}, which is no longer in the config`);
     if (result === 'notFound') throw new NotFoundError(`delivery ${id} not found`);
-    return reply.code(202).send({ id, eventId: row.eventId, endpoint: row.endpoint, state: 'pending' });
+    const answer: RedeliveryView = { id, eventId: row.eventId, endpoint: row.endpoint, state: 'pending' };
+    return reply.code(202).send(answer);
   });
 
   app.post('/v1/notifications/:name/redeliver', operator, async (req, reply) => {
@@ -162,6 +196,7 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
     const dead = db.outbox.list({ endpoint: name, state: 'dead', limit: MAX_BULK_REDELIVER }).reverse();
     let moved = 0;
     for (const row of dead) if (notifier.redeliver(row.id) === 'ok') moved++;
-    return reply.code(202).send({ endpoint: name, redelivered: moved, at: clock.now().toISOString() });
+    const answer: BulkRedeliveryView = { endpoint: name, redelivered: moved, at: clock.now().toISOString() };
+    return reply.code(202).send(answer);
   });
 }
