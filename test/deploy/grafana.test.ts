@@ -87,7 +87,7 @@ describe('the Grafana dashboard in deploy/grafana', () => {
     for (const v of dashboard.templating?.list ?? []) if (v.type === 'query') expect(v.datasource?.uid, v.name).toBe('${datasource}');
   });
 
-  it('has panels on the queue, reconciles, provider calls, instances by state, drains, agents and autoscale', () => {
+  it('has panels on the queue, reconciles, provider calls, instances by state, drains, agents, autoscale and webhooks', () => {
     const read = new Set(expressions().flatMap((e) => metricNames(e.expr)));
     // One metric per subject the dashboard must show (not a copy of the file: any panel reading it will do).
     for (const name of [
@@ -99,6 +99,11 @@ describe('the Grafana dashboard in deploy/grafana', () => {
       'drover_drains_total',
       'drover_agent_connections',
       'drover_autoscale_recommended_size',
+      'drover_notification_deliveries_total',
+      'drover_notification_pending',
+      'drover_notification_dead_letters',
+      'drover_notification_oldest_pending_age_seconds',
+      'drover_notification_delivery_latency_seconds_bucket',
     ]) {
       expect(read, name).toContain(name);
     }
