@@ -93,6 +93,13 @@ function lastAnswer(d: DeliveryView): string {
   return /no answer within/.test(d.lastError) ? 'timeout' : 'no answer';
 }
 
+/**
+ * Least widths of the columns while watching, so rows that come later (a longer event type, an
+ * ISO time when the first look found nothing) still line up: id, time, endpoint, event, state,
+ * attempts, last status, latency, then the wide ones.
+ */
+const WATCH_MIN_WIDTHS = [6, 24, 12, 17, 9, 8, 11, 7, 24, 12, 24];
+
 const LOG_HEADERS = ['id', 'time', 'endpoint', 'event', 'state', 'attempts', 'last-status', 'latency'];
 const WIDE_HEADERS = ['event-id', 'tenant', 'next-attempt', 'last-error'];
 
@@ -126,7 +133,7 @@ export async function log(opts: LogOptions, print: Print, signal?: AbortSignal):
   // per delivery, as the API shows it.
   const headers = wide ? [...LOG_HEADERS, ...WIDE_HEADERS] : LOG_HEADERS;
   const seen = new Map<number, string>();
-  const widths = headers.map((h, i) => Math.max(h.length, 12, ...rows.map((d) => String(logRow(d, wide)[i]).length)));
+  const widths = headers.map((h, i) => Math.max(h.length, WATCH_MIN_WIDTHS[i] ?? 0, ...rows.map((d) => String(logRow(d, wide)[i]).length)));
   const line = (cells: ReadonlyArray<string | number>): string => cells.map((c, i) => (i === cells.length - 1 ? String(c) : String(c).padEnd(widths[i] ?? 0))).join('   ').trimEnd();
   const show = (batch: DeliveryView[]): void => {
     // The API gives newest first; changes read best oldest first.
