@@ -17,7 +17,7 @@ import { SettingError, UnavailableError, doing, errorMessage } from '../errors/i
 import { DefaultInstanceManager } from '../instances/index.js';
 import { EtcdElector, FencedProvider, SingleNodeElector, connectEtcd, type LeaderElector } from '../leader/index.js';
 import { DroverMetrics } from '../metrics/index.js';
-import { Notifier, auditRouter, loadNotificationSettings, type NotificationSettings } from '../notifications/index.js';
+import { Notifier, auditRouter, loadNotificationSettings, sameSecrets, type NotificationSettings } from '../notifications/index.js';
 import { USER_DATA, type AgentBootstrap, type Provider } from '../providers/index.js';
 import { SimProvider } from '../providers/sim/index.js';
 import { EventType, Reconciler } from '../reconciler/index.js';
@@ -64,6 +64,8 @@ export interface DroverServer {
 }
 
 const RETENTION_SWEEP_MS = 3_600_000;
+/** How often webhook secret files are re-read (a rotated secret signs from then on). */
+export const SECRET_REREAD_MS = 30_000;
 
 /** `host:port` or `[v6]:port` of server.listen. */
 function splitListen(listen: string): { host: string; port: number } {
@@ -464,9 +466,9 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       const cutoff = new Date(clock.nowMs() - configLoader.getCurrent().store.retention);
       const removed = db.purgeBefore(cutoff);
       if (removed.audit + removed.instances > 0) logger.info({ ...removed, before: cutoff.toISOString() }, 'old audit entries and deleted instances removed');
-      // Bootstrap tokens are worthless once expired: an instance's go when all of its have.
       const outbox = db.outbox.purge(cutoff.getTime(), cutoff.getTime());
       if (outbox.delivered + outbox.dead > 0) logger.info({ ...outbox, before: cutoff.toISOString() }, 'old delivered notifications and dead letters removed');
+      // Bootstrap tokens are worthless once expired: an instance's go when all of its have.
       const tokens = db.purgeBootstrapTokens(clock.now());
       if (tokens > 0) logger.info({ tokens }, 'expired agent bootstrap tokens removed');
     } catch (err) {
@@ -475,6 +477,31 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
     retentionTimer = clock.schedule(clock.nowMs() + RETENTION_SWEEP_MS, purge);
   };
   purge();
+
+  // Webhook secret files are re-read on a timer too: rotating a secret rewrites its file (the new
+  // secret first, the old one second) and changes no config text, so no reload would see it. A
+  // file that cannot be read keeps the secrets in force, reported once until it can be read again.
+  let secretTimer: TimerHandle | undefined;
+  let secretError: string | null = null;
+  const rereadSecrets = (): void => {
+    if (configLoader.getCurrent().notifications.length > 0) {
+      try {
+        const fresh = loadNotificationSettings(configLoader.getCurrent());
+        if (!sameSecrets(fresh, notificationSettings)) {
+          notificationSettings = fresh;
+          logger.info({ endpoints: [...fresh.endpoints.keys()] }, 'webhook secrets re-read');
+          notifier.wake();
+        }
+        secretError = null;
+      } catch (err) {
+        const message = errorMessage(err);
+        if (message !== secretError) logger.error({ err: message }, 'webhook secrets not re-read; the previous ones stay in force');
+        secretError = message;
+      }
+    }
+    secretTimer = clock.schedule(clock.nowMs() + SECRET_REREAD_MS, rereadSecrets);
+  };
+  secretTimer = clock.schedule(clock.nowMs() + SECRET_REREAD_MS, rereadSecrets);
 
   // Operator decisions must be read before this replica may act on them.
   await sharedState?.start();
@@ -500,6 +527,7 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       stopped = true;
       logger.info({}, 'drover server stopping');
       retentionTimer?.cancel();
+      secretTimer?.cancel();
       await elector.stop();
       await autoscaler.stop();
       await notifier.stop();

@@ -7,7 +7,7 @@ export type { NotificationEvent } from './events.js';
 export { DELIVERY_BACKOFF, MAX_IN_FLIGHT, Notifier } from './notifier.js';
 export type { DeliveryFailure, EndpointStatus, NotifierObserver, NotifierOptions } from './notifier.js';
 export { DEADLINE_NEAR_MAX_LEAD_MS, auditRouter, deadlineNearAt, deadlineNearEvent, outboxRow, rowsFor, testEvent } from './router.js';
-export { MAX_SECRETS, MIN_SECRET_LENGTH, NO_NOTIFICATIONS, loadNotificationSettings, wants } from './settings.js';
+export { MAX_SECRETS, MIN_SECRET_LENGTH, NO_NOTIFICATIONS, loadNotificationSettings, sameSecrets, wants } from './settings.js';
 export type { NotificationEndpoint, NotificationSettings } from './settings.js';
 export { DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER, signatureHeader, verifySignature } from './signature.js';
 export type { SignatureCheck } from './signature.js';

@@ -84,3 +84,13 @@ export function wants(endpoint: NotificationEndpoint, type: string, tenant: stri
   if (endpoint.tenants && (tenant === null || !endpoint.tenants.has(tenant))) return false;
   return true;
 }
+
+/** Whether two settings have the same endpoints with the same secrets (a re-read that changed nothing). */
+export function sameSecrets(a: NotificationSettings, b: NotificationSettings): boolean {
+  if (a.endpoints.size !== b.endpoints.size) return false;
+  for (const [name, endpoint] of a.endpoints) {
+    const other = b.endpoints.get(name);
+    if (!other || other.url !== endpoint.url || other.secrets.join('\n') !== endpoint.secrets.join('\n')) return false;
+  }
+  return true;
+}
