@@ -12,6 +12,8 @@ import type { NotificationEvent, Notifier } from '../notifications/index.js';
 import { OUTBOX_STATES, type LocalDb, type OutboxRow, type OutboxState } from '../store/index.js';
 import { tenantFilter, zodMessage } from './api-routes.js';
 import { ANONYMOUS_ADMIN, actorOf, seesTenant, type Principal } from './auth.js';
+import type { DeliveryView, NotificationEndpointView } from './views.js';
+
 
 export interface NotificationRouteDeps {
   db: LocalDb;
@@ -40,28 +42,6 @@ const deliveryQuery = z.strictObject({
 });
 
 const emptyBody = z.strictObject({}).optional();
-
-export interface DeliveryView {
-  id: number;
-  eventId: string;
-  eventType: string;
-  endpoint: string;
-  tenant: string | null;
-  state: OutboxState;
-  attempts: number;
-  createdAt: string;
-  lastAttemptAt: string | null;
-  /** Pending: when the next attempt is due. */
-  nextAttemptAt: string | null;
-  /** Pending: when it is given up if it keeps failing. */
-  giveUpAt: string | null;
-  lastStatus: number | null;
-  lastError: string | null;
-  deliveredAt: string | null;
-  /** Delivered: from the event to its delivery. */
-  latencyMs: number | null;
-  event: NotificationEvent;
-}
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
@@ -103,7 +83,7 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
   const viewer = { config: { access: 'viewer' as const } };
   const operator = { config: { access: 'operator' as const } };
 
-  app.get('/v1/notifications', viewer, async (req) => {
+  app.get('/v1/notifications', viewer, async (req): Promise<NotificationEndpointView[]> => {
     requireAllTenants(req, 'listing notification endpoints');
     const stats = new Map(db.outbox.stats().map((s) => [s.endpoint, s]));
     return notifier.status().map((e) => {
@@ -112,7 +92,7 @@ export function registerNotificationRoutes(app: FastifyInstance, deps: Notificat
     });
   });
 
-  app.get('/v1/notifications/deliveries', viewer, async (req) => {
+  app.get('/v1/notifications/deliveries', viewer, async (req): Promise<DeliveryView[]> => {
     const parsed = deliveryQuery.safeParse(req.query ?? {});
     if (!parsed.success) throw new InvalidRequestError(`invalid query: ${zodMessage(parsed.error)}`);
     const q = parsed.data;
