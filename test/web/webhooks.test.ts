@@ -3,7 +3,8 @@
  * a receiver on loopback. Dead letters are made the real way: the receiver answers 500 and the
  * server's manual clock is moved past the endpoint's retryFor. The view lists the endpoint and
  * its dead letters with their last error, redelivers one or all of an endpoint's (the receiver
- * then gets them), offers no redelivery to a viewer, and holds a tenant's token to its tenant.
+ * then gets them), offers no redelivery to a viewer, holds a tenant's token to its tenant, and
+ * pages the log with `before`.
  */
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -200,6 +201,28 @@ describeWithChromium('web dashboard: webhooks (sim provider, manual clock)', { t
     await page.getByLabel('State', { exact: true }).selectOption('delivered');
     await deliveryRow(page, first.id, 'delivered').waitFor();
     await deliveryRow(page, second.id, 'delivered').waitFor();
+    expect(errors).toEqual([]);
+    await close();
+  });
+
+  it('pages the delivery log newest first, 50 at a time, with Older and Newer', async () => {
+    const { server, hook } = await startServer();
+    hook.answer = () => 200;
+    for (let i = 0; i < 53; i++) expect((await server.api('POST', '/v1/notifications/ops/test')).status).toBe(202);
+    await expect.poll(() => server.server.db.outbox.list({ endpoint: 'ops', state: 'delivered', limit: 1000 }).length).toBe(53);
+    const ids = server.server.db.outbox.list({ endpoint: 'ops', limit: 1000 }).map((r) => r.id); // newest first
+
+    const { page, errors, close } = await signedIn(server, ADMIN, 'admin · admin');
+    const shown = (): Promise<Array<string | null>> => attributes(page.locator('[data-testid="deliveries"] tbody tr[data-delivery]'), 'data-delivery');
+    await expect.poll(shown).toEqual(ids.slice(0, 50).map(String));
+    expect(await page.getByRole('button', { name: '← Newer' }).isDisabled()).toBe(true);
+    await page.getByRole('button', { name: 'Older →' }).click();
+    await expect.poll(shown).toEqual(ids.slice(50).map(String));
+    expect(await page.getByTestId('delivery-page').textContent()).toBe('Page 2');
+    // The last page: nothing older.
+    expect(await page.getByRole('button', { name: 'Older →' }).isDisabled()).toBe(true);
+    await page.getByRole('button', { name: '← Newer' }).click();
+    await expect.poll(shown).toEqual(ids.slice(0, 50).map(String));
     expect(errors).toEqual([]);
     await close();
   });
