@@ -104,27 +104,29 @@ export function WebhooksView(): JSX.Element {
       <section aria-labelledby="deliveries-heading">
         <div class="title-row">
           <h2 id="deliveries-heading">Deliveries</h2>
-          <p class="field inline">
-            <label for="delivery-state">State</label>
-            <select id="delivery-state" value={filter.state} onChange={(e) => setFilterTo({ state: e.currentTarget.value as StateFilter })}>
-              {STATE_FILTERS.map((s) => (
-                <option key={s.value} value={s.value}>
-                  {s.label}
-                </option>
-              ))}
-            </select>
-          </p>
-          <p class="field inline">
-            <label for="delivery-endpoint">Endpoint</label>
-            <select id="delivery-endpoint" value={filter.endpoint} onChange={(e) => setFilterTo({ endpoint: e.currentTarget.value })}>
-              <option value="">Every endpoint</option>
-              {names.map((n) => (
-                <option key={n} value={n}>
-                  {n}
-                </option>
-              ))}
-            </select>
-          </p>
+          <div class="filters">
+            <p class="field inline">
+              <label for="delivery-state">State</label>
+              <select id="delivery-state" value={filter.state} onChange={(e) => setFilterTo({ state: e.currentTarget.value as StateFilter })}>
+                {STATE_FILTERS.map((s) => (
+                  <option key={s.value} value={s.value}>
+                    {s.label}
+                  </option>
+                ))}
+              </select>
+            </p>
+            <p class="field inline">
+              <label for="delivery-endpoint">Endpoint</label>
+              <select id="delivery-endpoint" value={filter.endpoint} onChange={(e) => setFilterTo({ endpoint: e.currentTarget.value })}>
+                <option value="">Every endpoint</option>
+                {names.map((n) => (
+                  <option key={n} value={n}>
+                    {n}
+                  </option>
+                ))}
+              </select>
+            </p>
+          </div>
         </div>
         <ErrorText error={deliveries.error} />
         <DeliveryTable deliveries={deliveries.data} now={now} actionsColumn={actionsColumn} mayRedeliver={(d) => mayRedeliver(caller, d.tenant)} onRedeliver={(delivery) => setConfirm({ kind: 'one', delivery })} filtered={!!(filter.state || filter.endpoint)} />
@@ -248,7 +250,8 @@ function EndpointTable(props: { endpoints: WebhookEndpoint[] | undefined; now: n
 
 /** What became of a delivery, in words: the outcome, or the next attempt, and the last error. */
 function Outcome({ d, now }: { d: Delivery; now: number }): JSX.Element {
-  const status = d.lastStatus ? ` (HTTP ${d.lastStatus})` : '';
+  // The status, unless the error already says it ("the receiver answered HTTP 500").
+  const status = d.lastStatus && !(d.lastError ?? '').includes(`HTTP ${d.lastStatus}`) ? ` (HTTP ${d.lastStatus})` : '';
   if (d.state === 'delivered') {
     return (
       <span title={`delivered ${when(d.deliveredAt)}`}>
@@ -350,7 +353,7 @@ function DeliveryTable(props: { deliveries: Delivery[] | undefined; now: number;
               <th scope="row" class="nowrap">
                 #{d.id}
                 <br />
-                <span class="muted" title={when(d.createdAt)}>
+                <span class="muted normal" title={when(d.createdAt)}>
                   {ago(d.createdAt, now)}
                 </span>
               </th>
