@@ -3,8 +3,8 @@
  * a receiver on loopback. Dead letters are made the real way: the receiver answers 500 and the
  * server's manual clock is moved past the endpoint's retryFor. The view lists the endpoint and
  * its dead letters with their last error, redelivers one or all of an endpoint's (the receiver
- * then gets them), offers no redelivery to a viewer, holds a tenant's token to its tenant, and
- * pages the log with `before`.
+ * then gets them), offers no redelivery to a viewer, holds a tenant's token to its tenant,
+ * pages the log with `before`, and polls only while the tab is visible (on the page's fake clock).
  */
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -225,5 +225,48 @@ describeWithChromium('web dashboard: webhooks (sim provider, manual clock)', { t
     await expect.poll(shown).toEqual(ids.slice(0, 50).map(String));
     expect(errors).toEqual([]);
     await close();
+  });
+
+  it('polls every 5 s while the tab is visible, not at all while it is hidden, and at once when it shows again', async () => {
+    const { server } = await startServer();
+    const { page, context } = await browser!.page();
+    // Counts the page's reads of the delivery log, and those answered, as they are made.
+    await page.addInitScript(`{
+      const real = window.fetch.bind(window);
+      window.__reads = 0;
+      window.__answered = 0;
+      window.fetch = (input, init) => {
+        if (!String(input).includes('/v1/notifications/deliveries')) return real(input, init);
+        window.__reads++;
+        return real(input, init).finally(() => window.__answered++);
+      };
+    }`);
+    await page.clock.install();
+    await page.goto(`${server.url}/#/webhooks`);
+    await signIn(page, ADMIN);
+    await page.locator('[data-testid="webhook-endpoints"] tr[data-endpoint="ops"]').waitFor();
+    await page.getByText('No event has been sent to an endpoint yet.').waitFor();
+    // From here the page's time moves only when the test moves it (and stays under the event
+    // stream's 45 s watchdog, which would otherwise reconnect and refetch everything).
+    await page.clock.pauseAt(Date.now() + 1_000);
+    const reads = (): Promise<number> => page.evaluate<number>('window.__reads');
+    const settled = (): Promise<boolean> => page.evaluate<boolean>('window.__reads === window.__answered');
+    await expect.poll(settled).toBe(true);
+    const start = await reads();
+
+    await page.clock.runFor(5_000);
+    await expect.poll(reads).toBe(start + 1);
+    await expect.poll(settled).toBe(true);
+
+    await page.evaluate(`Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' }); document.dispatchEvent(new Event('visibilitychange'))`);
+    await page.clock.runFor(20_000);
+    expect(await reads()).toBe(start + 1);
+
+    await page.evaluate(`Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'visible' }); document.dispatchEvent(new Event('visibilitychange'))`);
+    await expect.poll(reads).toBe(start + 2);
+    await expect.poll(settled).toBe(true);
+    await page.clock.runFor(5_000);
+    await expect.poll(reads).toBe(start + 3);
+    await context.close();
   });
 });
