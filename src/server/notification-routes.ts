@@ -14,7 +14,6 @@ import { tenantFilter, zodMessage } from './api-routes.js';
 import { ANONYMOUS_ADMIN, actorOf, seesTenant, type Principal } from './auth.js';
 import type { DeliveryView, NotificationEndpointView } from './views.js';
 
-
 export interface NotificationRouteDeps {
   db: LocalDb;
   notifier: Notifier;
