@@ -8,10 +8,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Clock } from '../clock/index.js';
 import { ConflictError, ForbiddenError, InvalidRequestError, NotFoundError } from '../errors/index.js';
-import type { EndpointStatus, NotificationEvent, Notifier } from '../notifications/index.js';
+import type { NotificationEvent, Notifier } from '../notifications/index.js';
 import { OUTBOX_STATES, type LocalDb, type OutboxRow, type OutboxState } from '../store/index.js';
 import { tenantFilter, zodMessage } from './api-routes.js';
 import { ANONYMOUS_ADMIN, actorOf, seesTenant, type Principal } from './auth.js';
+import type { BulkRedeliveryView, DeliveryView, NotificationEndpointView, RedeliveryView, TestEventView } from './views.js';
 
 export interface NotificationRouteDeps {
   db: LocalDb;
@@ -41,59 +42,8 @@ const deliveryQuery = z.strictObject({
 
 const emptyBody = z.strictObject({}).optional();
 
-export interface DeliveryView {
-  id: number;
-  eventId: string;
-  eventType: string;
-  endpoint: string;
-  tenant: string | null;
-  state: OutboxState;
-  attempts: number;
-  createdAt: string;
-  lastAttemptAt: string | null;
-  /** Pending: when the next attempt is due. */
-  nextAttemptAt: string | null;
-  /** Pending: when it is given up if it keeps failing. */
-  giveUpAt: string | null;
-  lastStatus: number | null;
-  lastError: string | null;
-  deliveredAt: string | null;
-  /** Delivered: from the event to its delivery. */
-  latencyMs: number | null;
-  event: NotificationEvent;
-}
-
-/** One endpoint as `GET /v1/notifications` shows it. */
-export interface NotificationEndpointView extends EndpointStatus {
-  /** Its URL's origin only (the path and query may hold the receiver's secret). */
-  url: string;
-  pending: number;
-  dead: number;
-  /** When the oldest event still waiting for it was recorded (null: none waiting). */
-  oldestPendingAt: string | null;
-}
-
-/** What `POST /v1/notifications/:name/test` answers. */
-export interface TestEventView {
-  endpoint: string;
-  eventId: string;
-}
-
-/** What `POST /v1/notifications/deliveries/:id/redeliver` answers. */
-export interface RedeliveryView {
-  id: number;
-  eventId: string;
-  endpoint: string;
-  state: 'pending';
-}
-
-/** What `POST /v1/notifications/:name/redeliver` answers. */
-export interface BulkRedeliveryView {
-  endpoint: string;
-  /** Dead letters moved back to pending. */
-  redelivered: number;
-  at: string;
-}
+// The answers' shapes live in views.ts (the dashboard may import only that file); the CLI reads them from here too.
+export type { BulkRedeliveryView, DeliveryView, NotificationEndpointView, RedeliveryView, TestEventView } from './views.js';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 

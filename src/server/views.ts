@@ -1,8 +1,9 @@
 /**
  * JSON shapes of the admin API: plain objects, times as ISO-8601 strings or null.
  */
+import type { BreakerState, NotificationEvent } from '../notifications/index.js';
 import type { TenantSleep } from '../state/index.js';
-import type { AuditEntry, InstanceRecord } from '../store/index.js';
+import type { AuditEntry, InstanceRecord, OutboxState } from '../store/index.js';
 import type { GroupSummary, Plan, PlanAction, SizeDecision } from '../reconciler/index.js';
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
@@ -182,4 +183,75 @@ export function auditView(a: AuditEntry): AuditView {
     detail: a.detail,
     epoch: a.epoch,
   };
+}
+
+/**
+ * `GET /v1/notifications`: a webhook endpoint, its queue and its breaker. `url` is the origin
+ * only ("https://hooks.example/…" when it has a path or query): a receiver's secret can live in
+ * its path (Slack's does), and this list is shown on screens.
+ */
+export interface NotificationEndpointView {
+  name: string;
+  url: string;
+  format: 'json' | 'slack';
+  /** The event types it gets; null = every type. */
+  events: string[] | null;
+  /** The tenants whose events it gets; null = every tenant. */
+  tenants: string[] | null;
+  /** Requests in flight now. */
+  inFlight: number;
+  /** closed: delivering; open: failing, held until `breakerOpenUntil`; halfOpen: one probe let through. */
+  breaker: BreakerState;
+  breakerOpenUntil: string | null;
+  /** Deliveries waiting (first attempt or retry). */
+  pending: number;
+  /** Deliveries given up after `retryFor` (dead letters), redeliverable. */
+  dead: number;
+  /** When the oldest pending delivery was created, or null. */
+  oldestPendingAt: string | null;
+}
+
+/** `GET /v1/notifications/deliveries`: one event for one endpoint, its attempts and outcome. */
+export interface DeliveryView {
+  id: number;
+  eventId: string;
+  eventType: string;
+  endpoint: string;
+  tenant: string | null;
+  state: OutboxState;
+  attempts: number;
+  createdAt: string;
+  lastAttemptAt: string | null;
+  /** Pending: when the next attempt is due. */
+  nextAttemptAt: string | null;
+  /** Pending: when it is given up if it keeps failing. */
+  giveUpAt: string | null;
+  lastStatus: number | null;
+  lastError: string | null;
+  deliveredAt: string | null;
+  /** Delivered: from the event to its delivery. */
+  latencyMs: number | null;
+  event: NotificationEvent;
+}
+
+/** What `POST /v1/notifications/:name/test` answers. */
+export interface TestEventView {
+  endpoint: string;
+  eventId: string;
+}
+
+/** What `POST /v1/notifications/deliveries/:id/redeliver` answers. */
+export interface RedeliveryView {
+  id: number;
+  eventId: string;
+  endpoint: string;
+  state: 'pending';
+}
+
+/** What `POST /v1/notifications/:name/redeliver` answers. */
+export interface BulkRedeliveryView {
+  endpoint: string;
+  /** Dead letters moved back to pending. */
+  redelivered: number;
+  at: string;
 }

@@ -1,7 +1,8 @@
-/** The dashboard's pure parts, under Node: the SSE parser, the formatting rules, and what a caller may do. */
+/** The dashboard's pure parts, under Node: the SSE parser, the formatting rules, what a caller may do, and polling. */
 import { describe, expect, it } from 'vitest';
-import { callerLabel, mayActAnywhere, mayActOn, type Caller } from '../../web/src/caller.js';
+import { callerLabel, mayActAnywhere, mayActOn, mayActServerWide, mayRedeliver, type Caller } from '../../web/src/caller.js';
 import { ago, countdown, drainUrgent, drifted, duration, isUnhealthy, sizeValue, stateLabel, type InstanceLike } from '../../web/src/format.js';
+import { Poller, type PollEnv } from '../../web/src/poll.js';
 import { SseParser } from '../../web/src/sse-parser.js';
 
 describe('SseParser', () => {
@@ -94,10 +95,104 @@ describe('what the caller may do', () => {
     expect(mayActAnywhere(undefined)).toBe(false);
   });
 
+  it('offers server-wide webhook actions only to an operator of every tenant, and a dead letter to one who may act in its tenant', () => {
+    expect(mayActServerWide(caller('operator'))).toBe(true);
+    expect(mayActServerWide(caller('admin'))).toBe(true);
+    expect(mayActServerWide(caller('operator', ['a']))).toBe(false);
+    expect(mayActServerWide(caller('viewer'))).toBe(false);
+    expect(mayActServerWide(undefined)).toBe(false);
+    expect(mayRedeliver(caller('operator', ['a']), 'a')).toBe(true);
+    expect(mayRedeliver(caller('operator', ['a']), 'b')).toBe(false);
+    // An event of no tenant (a test event) is seen, and so redelivered, only with every tenant.
+    expect(mayRedeliver(caller('operator', ['a']), null)).toBe(false);
+    expect(mayRedeliver(caller('operator'), null)).toBe(true);
+    expect(mayRedeliver(caller('viewer'), 'a')).toBe(false);
+    expect(mayRedeliver(undefined, 'a')).toBe(false);
+  });
+
   it('names the caller, its role and its tenants', () => {
     expect(callerLabel({ ...caller('viewer'), name: 'grafana' })).toBe('grafana · viewer');
     expect(callerLabel(caller('operator', ['a']))).toBe('team-a · operator (a)');
     expect(callerLabel(caller('operator', ['a', 'b']))).toBe('team-a · operator (a, b)');
     expect(callerLabel({ name: 'anonymous', role: 'admin', tenants: null, authRequired: false })).toBe('anonymous · admin');
+  });
+});
+
+describe('Poller', () => {
+  /** Timers and visibility the test drives: `tick` runs every interval timer once. */
+  function fakeEnv(visible: boolean): PollEnv & { tick: () => void; setVisible: (v: boolean) => void; timers: Map<number, number>; listeners: number } {
+    const timers = new Map<number, number>();
+    const fns = new Map<number, () => void>();
+    const listeners = new Set<() => void>();
+    let next = 1;
+    const env = {
+      timers,
+      get listeners() {
+        return listeners.size;
+      },
+      setInterval: (fn: () => void, ms: number) => {
+        const id = next++;
+        timers.set(id, ms);
+        fns.set(id, fn);
+        return id;
+      },
+      clearInterval: (id: number) => {
+        timers.delete(id);
+        fns.delete(id);
+      },
+      visible: () => visible,
+      onVisibilityChange: (fn: () => void) => {
+        listeners.add(fn);
+        return () => void listeners.delete(fn);
+      },
+      tick: () => {
+        for (const fn of [...fns.values()]) fn();
+      },
+      setVisible: (v: boolean) => {
+        visible = v;
+        for (const l of [...listeners]) l();
+      },
+    };
+    return env;
+  }
+
+  it('runs at its interval while the page is visible, not while it is hidden, and at once when it shows again', () => {
+    const env = fakeEnv(true);
+    let runs = 0;
+    const poller = new Poller(() => runs++, 5_000, env);
+    poller.start();
+    expect([...env.timers.values()]).toEqual([5_000]);
+    env.tick();
+    env.tick();
+    expect(runs).toBe(2);
+    env.setVisible(false);
+    expect(poller.polling).toBe(false);
+    env.tick();
+    expect(runs).toBe(2);
+    env.setVisible(true);
+    expect(runs).toBe(3);
+    expect(env.timers.size).toBe(1);
+    env.tick();
+    expect(runs).toBe(4);
+  });
+
+  it('does not poll when started hidden until the page shows, and leaves no timer or listener once stopped', () => {
+    const env = fakeEnv(false);
+    let runs = 0;
+    const poller = new Poller(() => runs++, 5_000, env);
+    poller.start();
+    expect(env.timers.size).toBe(0);
+    env.setVisible(true);
+    expect(runs).toBe(1);
+    expect(poller.polling).toBe(true);
+    // A second "visible" (focus changes can repeat it) does not add a timer or run again.
+    env.setVisible(true);
+    expect(runs).toBe(1);
+    expect(env.timers.size).toBe(1);
+    poller.stop();
+    expect(env.timers.size).toBe(0);
+    expect(env.listeners).toBe(0);
+    env.setVisible(true);
+    expect(runs).toBe(1);
   });
 });

@@ -7,9 +7,10 @@ import { Notices } from './components.js';
 import { FleetView } from './fleet.js';
 import { duration, when } from './format.js';
 import { GroupView } from './group.js';
-import { CallerContext, useLive, useNow, useResource, useRoute, type Route } from './hooks.js';
+import { CallerContext, useLive, useNow, useResource, useRoute, webhooksHref, type Route } from './hooks.js';
 import { InstanceView } from './instance.js';
 import { live } from './live.js';
+import { WebhooksView } from './webhooks.js';
 
 type Auth = { state: 'checking' } | { state: 'in' } | { state: 'out'; message: string | null };
 
@@ -117,6 +118,8 @@ function titleOf(route: Route): string {
       return `${route.tenant}/${route.group}`;
     case 'instance':
       return route.id;
+    case 'webhooks':
+      return 'Webhooks';
     case 'missing':
       return 'Not found';
   }
@@ -154,6 +157,9 @@ function Shell({ onSignOut }: { onSignOut: () => void }): JSX.Element {
           <a href="#/" aria-current={route.view === 'fleet' ? 'page' : undefined}>
             Fleet
           </a>
+          <a href={webhooksHref} aria-current={route.view === 'webhooks' ? 'page' : undefined}>
+            Webhooks
+          </a>
         </nav>
         <span class="spacer" />
         {whoami.data ? <CallerBadge caller={whoami.data} /> : null}
@@ -169,6 +175,7 @@ function Shell({ onSignOut }: { onSignOut: () => void }): JSX.Element {
         {route.view === 'fleet' ? <FleetView /> : null}
         {route.view === 'group' ? <GroupView key={`${route.tenant}/${route.group}`} tenant={route.tenant} group={route.group} /> : null}
         {route.view === 'instance' ? <InstanceView key={route.id} id={route.id} /> : null}
+        {route.view === 'webhooks' ? <WebhooksView /> : null}
         {route.view === 'missing' ? (
           <>
             <h1 tabIndex={-1}>Not found</h1>

@@ -31,6 +31,23 @@ export function mayActAnywhere(caller: Caller | undefined): boolean {
   return !!caller && caller.role !== 'viewer';
 }
 
+/**
+ * Whether the caller may act server-wide (a webhook endpoint's test event, redelivering all its
+ * dead letters): an operator whose token is not limited to tenants, since an endpoint serves
+ * every tenant.
+ */
+export function mayActServerWide(caller: Caller | undefined): boolean {
+  return !!caller && mayActAnywhere(caller) && caller.tenants === null;
+}
+
+/**
+ * Whether the caller may redeliver a dead letter of `tenant` (null: an event of no tenant, such
+ * as a test event, which only a token of every tenant sees).
+ */
+export function mayRedeliver(caller: Caller | undefined, tenant: string | null): boolean {
+  return tenant === null ? mayActServerWide(caller) : mayActOn(caller, tenant);
+}
+
 /** "grafana · viewer", "team-a · operator (a, b)". */
 export function callerLabel(caller: Caller): string {
   return `${caller.name} · ${caller.role}${caller.tenants ? ` (${caller.tenants.join(', ')})` : ''}`;

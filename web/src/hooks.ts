@@ -4,6 +4,7 @@ import { useCallback, useContext, useEffect, useRef, useState } from 'preact/hoo
 import { ApiError } from './api.js';
 import type { Caller } from './caller.js';
 import { live, type Change, type LiveState } from './live.js';
+import { Poller } from './poll.js';
 
 export function useLive(): LiveState {
   const [state, setState] = useState(live.state);
@@ -97,7 +98,29 @@ export function useNow(everyMs = 1000): number {
   return now + offset;
 }
 
-export type Route = { view: 'fleet' } | { view: 'group'; tenant: string; group: string } | { view: 'instance'; id: string } | { view: 'missing'; path: string };
+/**
+ * Calls `run` every `everyMs` while the page is visible, and at once when it becomes visible
+ * again (see Poller). For data that is not on the event stream.
+ */
+export function usePoll(run: () => void, everyMs: number): void {
+  const runRef = useRef(run);
+  runRef.current = run;
+  useEffect(() => {
+    const poller = new Poller(() => runRef.current(), everyMs, {
+      setInterval: (fn, ms) => window.setInterval(fn, ms),
+      clearInterval: (id) => window.clearInterval(id),
+      visible: () => document.visibilityState === 'visible',
+      onVisibilityChange: (fn) => {
+        document.addEventListener('visibilitychange', fn);
+        return () => document.removeEventListener('visibilitychange', fn);
+      },
+    });
+    poller.start();
+    return () => poller.stop();
+  }, [everyMs]);
+}
+
+export type Route = { view: 'fleet' } | { view: 'webhooks' } | { view: 'group'; tenant: string; group: string } | { view: 'instance'; id: string } | { view: 'missing'; path: string };
 
 export function parseRoute(hash: string): Route {
   const path = hash.replace(/^#/, '') || '/';
@@ -105,11 +128,13 @@ export function parseRoute(hash: string): Route {
   if (parts.length === 0) return { view: 'fleet' };
   if (parts[0] === 'groups' && parts.length === 3) return { view: 'group', tenant: parts[1]!, group: parts[2]! };
   if (parts[0] === 'instances' && parts.length === 2) return { view: 'instance', id: parts[1]! };
+  if (parts[0] === 'webhooks' && parts.length === 1) return { view: 'webhooks' };
   return { view: 'missing', path };
 }
 
 export const groupHref = (tenant: string, group: string): string => `#/groups/${encodeURIComponent(tenant)}/${encodeURIComponent(group)}`;
 export const instanceHref = (id: string): string => `#/instances/${encodeURIComponent(id)}`;
+export const webhooksHref = '#/webhooks';
 
 export function useRoute(): Route {
   const [route, setRoute] = useState(() => parseRoute(window.location.hash));

@@ -1,6 +1,6 @@
 /** The JSON shapes of Drover's admin API, as the dashboard reads them (README "Admin API"). */
 
-import type { AuditView, GroupView, InstanceView, PlanView, SizingView } from '../../src/server/views.js';
+import type { AuditView, DeliveryView, GroupView, InstanceView, NotificationEndpointView, PlanView, SizingView } from '../../src/server/views.js';
 
 /** The server's own view types (src/server/views.ts): one definition for both ends. */
 export type Group = GroupView;
@@ -12,6 +12,9 @@ export type Sizing = SizingView;
 export type Plan = PlanView;
 export type PlanAction = PlanView['actions'][number];
 export type AuditEntry = AuditView;
+/** A webhook endpoint (GET /v1/notifications) and one delivery of an event to one (GET /v1/notifications/deliveries). */
+export type WebhookEndpoint = NotificationEndpointView;
+export type Delivery = DeliveryView;
 
 export interface Healthz {
   ok: boolean;
