@@ -6,7 +6,7 @@
  * With `probes > 0` it is also B2's bulk load: see b2-urgent.ts.
  */
 import { EventType } from '../src/index.js';
-import { CREATE_LATENCY_MS, PROVIDER_RATE, TEMPLATES, buildEnv, loopDelay, now, percentile, round, shardConfig, sleep } from './common.js';
+import { CREATE_LATENCY_MS, PROVIDER_RATE, TEMPLATES, buildEnv, type BenchEnv, loopDelay, now, percentile, round, shardConfig, sleep } from './common.js';
 
 export const B1_SIZE = 1000;
 const TENANT = 'bench';
@@ -45,6 +45,10 @@ export interface ScaleOutOptions {
   probes: number;
   /** Status call latency at the provider (excluded from B2's figure). */
   statusLatencyMs?: number;
+  /** B9: called once the store exists, before the reconciler starts (webhooks are wired here). */
+  setup?: (env: BenchEnv) => void;
+  /** B9: called after the run, before the store closes, however the run ended. */
+  teardown?: (env: BenchEnv) => Promise<void>;
 }
 
 interface Probe {
@@ -71,6 +75,7 @@ export async function runScaleOut(options: ScaleOutOptions): Promise<{ b1: B1Res
   const statusLatencyMs = options.statusLatencyMs ?? 20;
   const env = buildEnv({ config: config(0, options.probes), sim: { statusLatencyMs } });
   const { db, provider, reconciler, loader } = env;
+  options.setup?.(env);
   try {
     // Before the clock starts: the probe group (B2) is created and reports healthy.
     await reconciler.start();
@@ -209,6 +214,7 @@ export async function runScaleOut(options: ScaleOutOptions): Promise<{ b1: B1Res
     }
     return { b1, b2 };
   } finally {
+    await options.teardown?.(env);
     await env.close();
   }
 }

@@ -20,9 +20,10 @@ import type { B4Result } from './b4-health-ingest.js';
 import { B5_PENDING, B5_READY, type B5Result } from './b5-agents.js';
 import type { B6Result } from './b6-ec2-scale-out.js';
 import type { B7Result } from './b7-hetzner-scale-out.js';
+import type { B8Result, B9Result } from './b8-webhooks.js';
 import { now, round } from './common.js';
 
-const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7'] as const;
+const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'b8', 'b9'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 
 interface Results {
@@ -33,6 +34,8 @@ interface Results {
   b5?: B5Result;
   b6?: B6Result;
   b7?: B7Result;
+  b8?: B8Result;
+  b9?: B9Result;
 }
 
 type ChildMessage = { ok: true; result: unknown } | { ok: false; error: string };
@@ -56,6 +59,10 @@ async function runScenario(id: ScenarioId): Promise<unknown> {
       return (await import('./b6-ec2-scale-out.js')).runB6();
     case 'b7':
       return (await import('./b7-hetzner-scale-out.js')).runB7();
+    case 'b8':
+      return (await import('./b8-webhooks.js')).runB8();
+    case 'b9':
+      return (await import('./b8-webhooks.js')).runB9();
   }
 }
 
@@ -122,7 +129,7 @@ const yes = (ok: boolean): string => (ok ? 'yes' : 'NO');
 function table(results: Results, errors: Map<ScenarioId, string>, machine: Record<string, unknown>): string {
   const rows: string[][] = [['scenario', 'figure', 'limit / baseline', 'ratio', 'target', 'met']];
   const notes: string[] = [];
-  const { b1, b2, b3, b4, b5, b6, b7 } = results;
+  const { b1, b2, b3, b4, b5, b6, b7, b8, b9 } = results;
   if (b1) {
     rows.push(['B1 scale-out 0 → 1000', `${fmt(b1.seconds, 3)} s`, `${fmt(b1.limitSeconds, 3)} s`, fmt(b1.ratio, 3), 'ratio ≤ 1.10', yes(b1.ratio <= 1.1)]);
     notes.push(
@@ -186,6 +193,30 @@ function table(results: Results, errors: Map<ScenarioId, string>, machine: Recor
     rows.push(['B7 Hetzner scale-out 0 → 200', `${fmt(b7.seconds, 2)} s`, `budget floor ${fmt(b7.floorSeconds, 1)} s`, fmt(b7.ratio, 3), 'ratio ≤ 1.10, 0 dup, 0 × 429', yes(met)]);
     notes.push(
       `B7: ${b7.servers} servers (${Object.entries(b7.perLocation).map(([l, n]) => `${l} ${n}`).join(', ')}), ${b7.duplicates} duplicates; ${b7.requests} requests (${b7.creates} creates), ${b7.rateLimited} answered 429; event-loop delay p99 ${b7.loopDelayP99Ms} ms; ${b7.errors} reconcile errors`,
+    );
+  }
+  if (b8) {
+    for (const run of [b8.default, b8.max]) {
+      const ok = run.missing === 0 && run.duplicates === 0 && run.orderViolations === 0;
+      rows.push([
+        `B8 webhooks: burst of ${fmt(run.events)}, p50 / p99 (${run.maxConcurrency} at once)`,
+        `${fmt(run.p50Ms, 1)} / ${fmt(run.p99Ms, 1)} ms`,
+        `bare fetch ${fmt(run.rawP50Ms, 1)} / ${fmt(run.rawP99Ms, 1)} ms`,
+        fmt(run.p99Ratio, 2),
+        'all, once, in order',
+        yes(ok),
+      ]);
+      rows.push([`B8 webhooks: throughput (${run.maxConcurrency} at once)`, `${fmt(run.perSec)}/s`, `bare fetch ${fmt(run.rawPerSec)}/s`, fmt(run.throughputRatio, 2), '', '']);
+      notes.push(
+        `B8 (${run.maxConcurrency} at once): ${run.events} events received, ${run.missing} missing, ${run.duplicates} duplicates, ${run.orderViolations} out of order; max ${run.maxMs} ms; writing the burst took ${run.writeMs} ms`,
+      );
+    }
+  }
+  if (b9) {
+    rows.push(['B9 B1 with a webhook receiver', `${fmt(b9.withMean, 3)} s`, `without ${fmt(b9.withoutMean, 3)} s`, fmt(b9.ratio, 3), '≤ 1.05 (guide)', yes(b9.ratio <= 1.05 && b9.throttled === 0)]);
+    rows.push(['B9 B1 with outbox rows, no delivery', `${fmt(b9.outboxOnlyMean, 3)} s`, `without ${fmt(b9.withoutMean, 3)} s`, fmt(b9.outboxOnlyRatio, 3), '≤ 1.05 (guide)', yes(b9.outboxOnlyRatio <= 1.05 && b9.throttled === 0)]);
+    notes.push(
+      `B9: runs without ${b9.withoutSeconds.join(', ')} s, outbox only ${b9.outboxOnlySeconds.join(', ')} s, with ${b9.withSeconds.join(', ')} s; B1 event-loop delay p99 without ${b9.withoutLoopP99Ms.join(', ')} ms, with ${b9.withLoopP99Ms.join(', ')} ms; events received per run with a receiver ${b9.delivered.join(', ')}; written → received p50 ${b9.deliveryP50Ms} ms / p99 ${b9.deliveryP99Ms} ms; ${b9.throttled} throttled`,
     );
   }
   for (const [id, error] of errors) {

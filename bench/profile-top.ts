@@ -74,5 +74,5 @@ export function summarize(path: string, top: number): string {
 const args = process.argv.slice(2);
 const topIndex = args.indexOf('--top');
 const top = topIndex >= 0 ? Number(args[topIndex + 1] ?? 25) : 25;
-const files = args.filter((a, i) => a !== '--top' && i !== topIndex + 1);
+const files = args.filter((a, i) => a !== '--top' && (topIndex < 0 || i !== topIndex + 1));
 for (const file of files) process.stdout.write(summarize(file, top));

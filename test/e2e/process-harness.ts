@@ -91,7 +91,10 @@ export class ProcessServer {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  async writeConfig(groups: Record<string, Record<string, Record<string, unknown>>>, extra: { templates?: Record<string, unknown>; shard?: Record<string, unknown>; token?: string } = {}): Promise<void> {
+  async writeConfig(
+    groups: Record<string, Record<string, Record<string, unknown>>>,
+    extra: { templates?: Record<string, unknown>; shard?: Record<string, unknown>; token?: string; notifications?: Array<Record<string, unknown>> } = {},
+  ): Promise<void> {
     if (this.port === 0) this.port = await freePort();
     this.config = {
       server: { listen: `127.0.0.1:${this.port}`, dataDir: join(this.dir, 'data'), ...(extra.token ? { token: extra.token } : {}) },
@@ -103,6 +106,7 @@ export class ProcessServer {
         },
       ),
       groups,
+      ...(extra.notifications ? { notifications: extra.notifications } : {}),
     };
     writeFileSync(this.configPath, stringify(this.config));
   }

@@ -1,6 +1,7 @@
 /**
  * A webhook receiver on loopback (a real HTTP server) for the notification tests: records every
- * request and answers as the test says (a status, or never: the request hangs until closed).
+ * request and answers as the test says: a status; never ('hang': the request is held until
+ * `dropHanging` or the sender goes away); or by resetting the connection ('reset').
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,12 +11,12 @@ export interface ReceivedRequest {
   n: number;
   headers: IncomingMessage['headers'];
   body: string;
-  /** What it was answered: a status, or 'hang'. */
-  answered: number | 'hang';
+  /** What it was answered: a status, 'hang' or 'reset'. */
+  answered: Answer;
   receivedAtMs: number;
 }
 
-export type Answer = number | 'hang';
+export type Answer = number | 'hang' | 'reset';
 
 export class WebhookReceiver {
   readonly requests: ReceivedRequest[] = [];
@@ -38,7 +39,11 @@ export class WebhookReceiver {
         const n = receiver.requests.length + 1;
         const answered = receiver.answer(n, body);
         receiver.requests.push({ n, headers: req.headers, body, answered, receivedAtMs: Date.now() });
-        if (answered === 'hang') receiver.hanging.add(res);
+        if (answered === 'hang') {
+          receiver.hanging.add(res);
+          res.once('close', () => receiver.hanging.delete(res));
+        }
+        else if (answered === 'reset') req.socket.destroy();
         else res.writeHead(answered, { 'Content-Type': 'text/plain' }).end(answered < 300 ? 'ok' : 'no');
         receiver.check();
       });
@@ -54,6 +59,11 @@ export class WebhookReceiver {
   /** The requests answered 2xx. */
   accepted(): ReceivedRequest[] {
     return this.requests.filter((r) => typeof r.answered === 'number' && r.answered >= 200 && r.answered < 300);
+  }
+
+  /** The requests held unanswered now ('hang' and not dropped). */
+  get held(): number {
+    return this.hanging.size;
   }
 
   /** Resolves once `check` holds (checked after each request). */
