@@ -7,8 +7,9 @@
  * audit append has returned (the outbox row is committed) → the receiver has the request's body.
  * The burst is written in one go (about half a second of SQLite commits), so every event's
  * latency but the last's includes waiting for the rest of the burst to be written.
- * Floor: the same 1,000 bodies POSTed by a bare `fetch` loop, as many at a time as the endpoint's
- * `maxConcurrency`, all ready at once (no outbox, no signing, no bookkeeping), to the same receiver.
+ * Floor: the same 1,000 bodies POSTed by a bare node:http loop on a keep-alive agent (the client
+ * the notifier uses), as many at a time as the endpoint's `maxConcurrency`, all ready at once (no
+ * outbox, no signing, no bookkeeping), to the same receiver.
  *
  * B9: B1 (`runScaleOut`) with and without a configured receiver, alternated (without, outbox
  * only, with, with, outbox only, without) so machine noise hits each alike; the ratio of their
@@ -16,6 +17,7 @@
  * the cost into the write in the audit's transaction and the delivery work in the same process.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -153,7 +155,7 @@ export interface B8Run {
   maxMs: number;
   /** Events per second: the whole burst written → the last one received (the delivery phase). */
   perSec: number;
-  /** The bare fetch loop, same bodies, same concurrency, all ready at once. */
+  /** The bare node:http loop, same bodies, same concurrency, all ready at once. */
   rawP50Ms: number;
   rawP99Ms: number;
   rawPerSec: number;
@@ -183,11 +185,20 @@ async function rawBurst(receiver: ReceiverProcess, bodies: Array<{ id: string; b
   const worker = async (): Promise<void> => {
     while (next < bodies.length) {
       const item = bodies[next++]!;
-      const res = await fetch(receiver.url, { method: 'POST', body: item.body, headers: { 'Content-Type': 'application/json', 'Drover-Event-Id': item.id } });
-      await res.body?.cancel();
+      await new Promise<void>((resolve, reject) => {
+        const req = httpRequest(receiver.url, { method: 'POST', agent, headers: { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(item.body)), 'Drover-Event-Id': item.id } }, (res) => {
+          res.resume();
+          res.on('end', resolve);
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.end(item.body);
+      });
     }
   };
+  const agent = new HttpAgent({ keepAlive: true, maxSockets: concurrency });
   await Promise.all(Array.from({ length: concurrency }, worker));
+  agent.destroy();
   await receiver.waitForCount(bodies.length, 30_000);
   const arrivals = await receiver.take();
   const latencies = arrivals.map((a) => a.at - started);

@@ -21,6 +21,7 @@ import { renderBody, type NotificationEvent } from './events.js';
 import { deadlineNearAt, deadlineNearEvent, rowsFor, testEvent } from './router.js';
 import { NO_NOTIFICATIONS, type NotificationEndpoint, type NotificationSettings } from './settings.js';
 import { SIGNATURE_HEADER, signatureHeader } from './signature.js';
+import { WebhookTransport } from './transport.js';
 
 /** Retries: 1 s doubling to 10 min, ±20 % jitter so a recovered receiver is not hit by every event at once. */
 export const DELIVERY_BACKOFF: BackoffPolicy = { initialMs: 1_000, maxMs: 10 * 60_000, jitter: 0.2, mode: 'around' };
@@ -49,7 +50,6 @@ export interface NotifierOptions {
   isLeader: () => boolean;
   /** The User-Agent of deliveries. */
   userAgent: string;
-  fetch?: typeof fetch;
   random?: () => number;
   observer?: NotifierObserver;
   maxInFlight?: number;
@@ -74,15 +74,9 @@ interface Flight {
   abort: () => void;
 }
 
-/** Why a fetch failed, with its cause (undici says only "fetch failed" on top). */
-function networkReason(err: unknown): string {
-  const cause = err instanceof Error ? (err as Error & { cause?: unknown }).cause : undefined;
-  const detail = cause instanceof Error ? ((cause as Error & { code?: string }).code ?? cause.message) : null;
-  return detail ? `${errorMessage(err)}: ${detail}` : errorMessage(err);
-}
 
 export class Notifier {
-  private readonly fetchImpl: typeof fetch;
+  private readonly transport = new WebhookTransport();
   private readonly random: () => number;
   private readonly maxInFlight: number;
   private readonly backoff: BackoffPolicy;
@@ -100,7 +94,6 @@ export class Notifier {
   private nextDrainScanAt = 0;
 
   constructor(private readonly opts: NotifierOptions) {
-    this.fetchImpl = opts.fetch ?? fetch;
     this.random = opts.random ?? Math.random;
     this.maxInFlight = opts.maxInFlight ?? MAX_IN_FLIGHT;
     this.backoff = opts.backoff ?? DELIVERY_BACKOFF;
@@ -121,6 +114,7 @@ export class Notifier {
     this.timerAt = null;
     for (const flight of this.flights.values()) flight.abort();
     await Promise.allSettled([...this.flights.values()].map((f) => f.done));
+    this.transport.close();
   }
 
   /** Something may be due: new rows, leadership, settings. Coalesced into one look per turn. */
@@ -246,6 +240,7 @@ export class Notifier {
   /** Endpoints that left the config: their pending events become dead letters (redeliverable if they come back). */
   private settingsChanged(settings: NotificationSettings): void {
     this.settingsSeen = settings;
+    this.transport.retain(settings.endpoints);
     for (const name of this.opts.outbox.pendingEndpoints()) {
       if (settings.endpoints.has(name)) continue;
       const n = this.opts.outbox.orphan(name, `notification endpoint "${name}" is no longer in the config`);
@@ -279,8 +274,8 @@ export class Notifier {
     const key = `${row.endpoint}\0${row.orderKey}`;
     this.busyKeys.add(key);
     this.perEndpoint.set(endpoint.name, (this.perEndpoint.get(endpoint.name) ?? 0) + 1);
-    const controller = new AbortController();
-    const done = this.deliver(row, endpoint, breaker, controller)
+    const flight: Flight = { done: Promise.resolve(), abort: () => undefined };
+    const done = this.deliver(row, endpoint, breaker, flight)
       .catch((err: unknown) => this.opts.logger.error({ endpoint: endpoint.name, eventId: row.eventId, err: errorMessage(err) }, 'notification delivery bookkeeping failed'))
       .finally(() => {
         this.flights.delete(row.id);
@@ -288,43 +283,41 @@ export class Notifier {
         this.perEndpoint.set(endpoint.name, (this.perEndpoint.get(endpoint.name) ?? 1) - 1);
         this.wake();
       });
-    this.flights.set(row.id, { done, abort: () => controller.abort() });
+    flight.done = done;
+    this.flights.set(row.id, flight);
   }
 
-  private async deliver(row: OutboxRow, endpoint: NotificationEndpoint, breaker: CircuitBreaker, controller: AbortController): Promise<void> {
+  /** One attempt; `flight.abort` is set to cut it (stop). */
+  private async deliver(row: OutboxRow, endpoint: NotificationEndpoint, breaker: CircuitBreaker, flight: Flight): Promise<void> {
     const { clock, outbox, logger, observer } = this.opts;
     const attempt = row.attempts + 1;
     const body = endpoint.format === 'json' ? row.payload : renderBody(JSON.parse(row.payload) as NotificationEvent, endpoint.format);
     const started = clock.nowMs();
-    let timedOut = false;
+    const sent = this.transport.post(endpoint.name, endpoint.url, endpoint.maxConcurrency, body, {
+      'Content-Type': 'application/json',
+      'User-Agent': this.opts.userAgent,
+      'Drover-Event-Id': row.eventId,
+      'Drover-Event-Type': row.eventType,
+      'Drover-Delivery-Attempt': String(attempt),
+      [SIGNATURE_HEADER]: signatureHeader(endpoint.secrets, Math.floor(started / 1000), body),
+    });
+    let cut: 'timeout' | 'stop' | null = null;
+    flight.abort = () => {
+      cut ??= 'stop';
+      sent.abort();
+    };
     const timeout = clock.schedule(started + endpoint.timeoutMs, () => {
-      timedOut = true;
-      controller.abort();
+      cut ??= 'timeout';
+      sent.abort();
     });
     let status: number | null = null;
     let failure: { kind: DeliveryFailure; message: string } | null = null;
     try {
-      const res = await this.fetchImpl(endpoint.url, {
-        method: 'POST',
-        body,
-        redirect: 'manual',
-        signal: controller.signal,
-        headers: {
-          'Content-Type': 'application/json',
-          'User-Agent': this.opts.userAgent,
-          'Drover-Event-Id': row.eventId,
-          'Drover-Event-Type': row.eventType,
-          'Drover-Delivery-Attempt': String(attempt),
-          [SIGNATURE_HEADER]: signatureHeader(endpoint.secrets, Math.floor(started / 1000), body),
-        },
-      });
-      status = res.status;
-      // The answer's body is not used: not read, so a receiver cannot make the server buffer it.
-      await res.body?.cancel().catch(() => undefined);
+      status = await sent.answer;
       if (status < 200 || status > 299) failure = { kind: 'status', message: `the receiver answered HTTP ${status}` };
     } catch (err) {
-      if (controller.signal.aborted && !timedOut) return; // stopping: stays pending, sent again after restart
-      failure = timedOut ? { kind: 'timeout', message: `no answer within ${endpoint.timeoutMs} ms` } : { kind: 'network', message: `sending: ${networkReason(err)}` };
+      if (cut === 'stop') return; // stopping: stays pending, sent again after restart
+      failure = cut === 'timeout' ? { kind: 'timeout', message: `no answer within ${endpoint.timeoutMs} ms` } : { kind: 'network', message: `sending: ${errorMessage(err)}` };
     } finally {
       timeout.cancel();
     }
