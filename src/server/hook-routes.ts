@@ -25,7 +25,8 @@ const MAX_ID_LENGTH = 200;
 
 export const launchHookBody = z.strictObject(
   { result: z.enum(['continue', 'abandon'], { error: 'result must be "continue" or "abandon"' }) },
-  { error: 'the body must be a JSON object such as {"result": "continue"}' },
+  // (Only for a body that is no object: an unknown field keeps zod's message, which names it.)
+  { error: (issue) => (issue.code === 'invalid_type' ? 'the body must be a JSON object such as {"result": "continue"}' : undefined) },
 );
 
 /** The answer of the route (and of `drover hook launch -o json`). */

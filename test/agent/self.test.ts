@@ -169,7 +169,7 @@ describe('agent self-service socket', () => {
     expect(answers).toEqual([
       { ok: false, message: 'bad request: not JSON' },
       { ok: false, message: 'bad request: not a JSON object' },
-      { ok: false, message: 'bad request: "op" must be one of protect, unprotect, extend, status' },
+      { ok: false, message: 'bad request: "op" must be one of protect, unprotect, extend, ready, status' },
       { ok: false, message: 'protect: "for" must be a duration such as "90s", "30m" or "2h"' },
       { ok: false, message: 'protect: "for" must be a duration such as "90s", "30m" or "2h"' },
       { ok: false, message: 'extend: "by" must be more than 0 and at most 30d' },
