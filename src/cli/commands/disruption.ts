@@ -54,7 +54,7 @@ export async function explain(target: string, opts: GlobalOptions, print: Print)
   if (parseOutput(opts.output) === 'json') return print(json({ group: view, plan }));
   const s = plan.summary;
   const lines: string[] = [
-    `${tenant}/${group}: size ${s.size}, ${s.inService} in service, ${s.pending} pending, ${s.draining} draining, ${s.unhealthy} unhealthy; ${s.live} live of at most ${s.maxLive}`,
+    `${tenant}/${group}: size ${s.size}, ${s.inService} in service, ${s.pending} pending${s.launchHookPending ? ` (${s.launchHookPending} waiting for their launch hook)` : ''}, ${s.draining} draining, ${s.unhealthy} unhealthy; ${s.live} live of at most ${s.maxLive}`,
   ];
   if (view.sizing) lines.push(`size ${view.sizing.size} set by ${setBy(view)}: ${view.sizing.reason}`);
   const autoscale = view.sizing?.autoscale;
