@@ -20,7 +20,6 @@ import type { Plan, PlanAction } from './plan.js';
 const ORDER: Record<PlanAction['kind'], number> = {
   forget: 0,
   cancelCreate: 1,
-  // (Before the delete an abandon by timeout comes with: the audit tells the hook's end first.)
   launchHook: 2,
   delete: 3,
   dispatchDelete: 4,
@@ -154,8 +153,8 @@ export class Executor {
           ctx.store.appendAudit({ ...audit, instanceId: action.instanceId, action: action.cause === 'timeout' ? 'launchHookTimedOut' : 'launchHookContinued', reason: action.result, detail: action.message });
         });
         ctx.log.info({ tenant, group, instanceId: action.instanceId, result: action.result, cause: action.cause }, 'launch hook completed by the reconciler');
-        // Continued: in service from now on, which changes what the next plan counts.
-        if (action.result === 'continue') ctx.markDirty(tenant, group, 'launchHook', Priority.high);
+        // Continued: in service from now on; abandoned: the next plan replaces it.
+        ctx.markDirty(tenant, group, 'launchHook', action.result === 'abandon' ? Priority.urgent : Priority.high);
         return;
       }
       case 'dispatchCreate': {

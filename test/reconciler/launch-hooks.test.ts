@@ -98,13 +98,15 @@ describe('launch hooks in the plan', () => {
     expect(plan.blocked.filter((b) => b.code === 'LaunchHookPending')).toEqual([]);
   });
 
-  it('abandons a launch hook that times out with onTimeout abandon: deleted without a drain and replaced', () => {
+  it('abandons a launch hook that times out with onTimeout abandon; the next plan deletes it without a drain and replaces it', () => {
     const late = hooked({ confirmedAt: new Date(NOW - 10 * MIN) });
-    const plan = planGroup(input([inst(), inst(), late]));
-    expect(plan.actions).toContainEqual(expect.objectContaining({ kind: 'launchHook', instanceId: late.id, result: 'abandon', cause: 'timeout' }));
-    expect(plan.actions).toContainEqual(expect.objectContaining({ kind: 'delete', instanceId: late.id, reason: 'launchHookAbandoned' }));
-    expect(plan.actions).toContainEqual(expect.objectContaining({ kind: 'create', reason: 'launchHookAbandoned', replaces: late.id }));
-    expect(plan.actions.filter((a) => a.kind === 'drain')).toEqual([]);
+    const others = [inst(), inst()];
+    const plan = planGroup(input([...others, late]));
+    expect(plan.actions).toEqual([expect.objectContaining({ kind: 'launchHook', instanceId: late.id, result: 'abandon', cause: 'timeout' })]);
+    const next = planGroup(input([...others, { ...late, launchHook: 'abandoned', launchHookAt: new Date(NOW) }]));
+    expect(next.actions).toContainEqual(expect.objectContaining({ kind: 'delete', instanceId: late.id, reason: 'launchHookAbandoned' }));
+    expect(next.actions).toContainEqual(expect.objectContaining({ kind: 'create', reason: 'launchHookAbandoned', replaces: late.id }));
+    expect(next.actions.filter((a) => a.kind === 'drain')).toEqual([]);
   });
 
   it('does not time a hook out one millisecond early', () => {

@@ -143,9 +143,12 @@ export function classify(frame: PlanFrame): Classified {
 /**
  * A running instance's launch hook, pending or abandoned. Abandoned: deleted (it never served, so
  * without a drain) and replaced. Pending: it waits (a block, and a wake-up at its timeout — the
- * group's wake timer is durable), unless its timeout passed (then `onTimeout` applies) or the
- * group no longer has a launch hook (continued). Its health is judged as any new instance's
- * meanwhile (a silent one is still replaced after startupTimeout). True when it leaves now.
+ * group's wake timer is durable), unless its timeout passed (then `onTimeout` is recorded, and an
+ * abandon is acted on by the next plan, which the executor asks for at once) or the group no
+ * longer has a launch hook (continued). Its health is judged as any new instance's
+ * meanwhile (a silent one is still replaced after startupTimeout). True when this plan has decided
+ * about it: it leaves, or its hook's end is recorded first — one action per instance and plan;
+ * the executor replans at once, and that plan judges its health.
  */
 function launchHook(frame: PlanFrame, inst: InstanceRecord, out: PhaseBuilder): boolean {
   const settings = frame.input.settings;
@@ -159,13 +162,15 @@ function launchHook(frame: PlanFrame, inst: InstanceRecord, out: PhaseBuilder): 
   const hook = settings.launchHook;
   if (hook === null) {
     out.actions.push({ kind: 'launchHook', instanceId: inst.id, result: 'continue', cause: 'unconfigured', message: 'the group no longer has a launch hook: continued' });
-    return false;
+    return true;
   }
   const deadline = launchHookDeadline(inst, hook.timeoutMs);
   if (deadline <= frame.now) {
+    // Recorded first (one action per instance and plan): once abandoned, the next plan replaces it.
     const message = `launch hook not completed within ${formatDuration(hook.timeoutMs)}: onTimeout ${hook.onTimeout}`;
     out.actions.push({ kind: 'launchHook', instanceId: inst.id, result: hook.onTimeout, cause: 'timeout', message });
-    return hook.onTimeout === 'abandon' ? abandon(`${message}; replaced`) : false;
+    // (No wake-up needed: the executor replans after recording it.)
+    return true;
   }
   out.wakeAt(deadline);
   out.blocked.push({

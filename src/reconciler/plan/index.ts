@@ -72,8 +72,8 @@ export function planGroup(input: PlanInput): Plan {
 
   const phases: PhaseResult[] = [classified, health, rotation, size_, resent];
   const actions = withForcedExpiryNote(expiryBudget, phases.flatMap((p) => p.actions))
-    // An instance chosen to leave needs no health check any more.
-    .filter((a) => a.kind !== 'check' || !allLeaving.has(a.instanceId));
+    // An instance chosen to leave needs no health check any more, nor its launch hook completed.
+    .filter((a) => (a.kind !== 'check' && a.kind !== 'launchHook') || !allLeaving.has(a.instanceId));
   const sizing = input.sizing ?? null;
   const wake = earliest(now, ...phases.map((p) => p.wakeAt), sizing?.wakeAt?.getTime() ?? null);
   const blocked = phases.flatMap((p) => p.blocked);

@@ -20,8 +20,8 @@ export type PlanAction =
   | { kind: 'check'; instanceId: string; cause: string; message: string }
   /**
    * Completes a pending launch hook that nobody completed: its timeout passed (`onTimeout`
-   * decides), or the group no longer has a launch hook (continue). An abandon comes with the
-   * instance's delete in the same plan.
+   * decides), or the group no longer has a launch hook (continue). The plan after an abandon
+   * deletes the instance (reason launchHookAbandoned).
    */
   | { kind: 'launchHook'; instanceId: string; result: LaunchHookResult; cause: 'timeout' | 'unconfigured'; message: string };
 
