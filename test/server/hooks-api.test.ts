@@ -5,10 +5,14 @@
  * it, and each outcome is audited.
  */
 import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock/index.js';
 import type { GroupView, InstanceView } from '../../src/server/views.js';
+import type { NotificationEvent } from '../../src/notifications/index.js';
 import { FakeAgent, TestServer } from '../helpers/server-harness.js';
+import { WebhookReceiver } from '../helpers/webhook-receiver.js';
 
 let t: TestServer | undefined;
 const agents: FakeAgent[] = [];
@@ -134,6 +138,8 @@ describe('launch hooks over the API', () => {
     ({ server: t, clock } = await start({ a: { web: hooked({ timeout: '10m', onTimeout: 'continue' }, 1) } }));
     const [i] = live(t, 'a', 'web');
     const confirmedAt = t.server.db.getInstance(i!.id)!.confirmedAt!.getTime();
+    // The timeout is the group's durable wake-up timer, kept in the store (it survives a restart).
+    expect(t.server.db.listTimers().map((r) => r.dueAt)).toContain(confirmedAt + 10 * MIN);
     await clock.advanceTo(confirmedAt + 10 * MIN - 1);
     await t.settle();
     expect(t.server.db.getInstance(i!.id)?.launchHook).toBe('pending');
@@ -157,6 +163,32 @@ describe('launch hooks over the API', () => {
     const actions = t.server.db.listAudit({ instanceId: i!.id }).map((a) => `${a.action}:${a.reason}`);
     expect(actions).toEqual(expect.arrayContaining(['launchHookTimedOut:abandon', 'delete:launchHookAbandoned']));
     expect(live(t, 'a', 'web')).toEqual([expect.objectContaining({ replaces: i!.id, launchHook: 'pending' })]);
+  });
+
+  it('sends each outcome to webhooks as launchHookCompleted, with its result', async () => {
+    const receiver = await WebhookReceiver.start();
+    try {
+      t = new TestServer({ token: ADMIN, groups: { a: { web: hooked({}, 2) } }, shard: QUIET });
+      const secretFile = join(t.dir, 'hook.secret');
+      writeFileSync(secretFile, 'webhook-secret-0123456789\n', { mode: 0o600 });
+      t.writeConfig({ notifications: [{ name: 'ops', url: receiver.url, secretFile, events: ['launchHookCompleted'] }] });
+      await t.start();
+      await t.settle();
+      const [one, two] = live(t, 'a', 'web');
+      expect((await t.api('POST', `/v1/instances/${one!.id}/hooks/launch`, { result: 'continue' })).status).toBe(200);
+      expect((await t.api('POST', `/v1/instances/${two!.id}/hooks/launch`, { result: 'abandon' })).status).toBe(200);
+      const events = (): NotificationEvent[] => receiver.accepted().map((r) => JSON.parse(r.body) as NotificationEvent);
+      await receiver.until(() => events().length >= 2);
+      expect(events()).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ type: 'launchHookCompleted', instanceId: one!.id, reason: 'continue', launchHook: { result: 'continue', timedOut: false } }),
+          expect.objectContaining({ type: 'launchHookCompleted', instanceId: two!.id, reason: 'abandon', launchHook: { result: 'abandon', timedOut: false } }),
+        ]),
+      );
+      expect(events()).toHaveLength(2);
+    } finally {
+      await receiver.close();
+    }
   });
 
   it('lets the instance complete its own launch hook through its agent (drover self ready)', async () => {
