@@ -153,6 +153,7 @@ export class Executor {
           ctx.store.appendAudit({ ...audit, instanceId: action.instanceId, action: action.cause === 'timeout' ? 'launchHookTimedOut' : 'launchHookContinued', reason: action.result, detail: action.message });
         });
         ctx.log.info({ tenant, group, instanceId: action.instanceId, result: action.result, cause: action.cause }, 'launch hook completed by the reconciler');
+        void writeLaunchHookTag(ctx, record, action.result === 'continue' ? 'continued' : 'abandoned');
         // Continued: in service from now on; abandoned: the next plan replaces it.
         ctx.markDirty(tenant, group, 'launchHook', action.result === 'abandon' ? Priority.urgent : Priority.high);
         return;
@@ -244,6 +245,7 @@ export class Executor {
             templateHash: settings.templateHash,
             reason: record.createReason,
             createdAt: record.createdAt,
+            ...(record.launchHook === 'pending' ? { launchHook: 'pending' as const } : {}),
           }),
         );
         return { response, templateHash: firstAttempt ? settings.templateHash : null };
@@ -472,6 +474,14 @@ export function writeDrainTags(ctx: Context, record: InstanceRecord, tags: Recor
         return 'failed';
       },
     );
+}
+
+/**
+ * Writes a completed launch hook's state as a provider tag (the copy a new leader adopting the
+ * instance reads). Never rejects; a failure is logged (writeDrainTags' contract).
+ */
+export function writeLaunchHookTag(ctx: Context, record: InstanceRecord, state: 'continued' | 'abandoned'): Promise<TagOutcome> {
+  return writeDrainTags(ctx, record, { [TAG.launchHook]: state });
 }
 
 /** A CheckInstance event for an instance. */

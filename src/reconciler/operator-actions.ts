@@ -12,7 +12,7 @@ import { Priority } from '../queue/priority.js';
 import { keys, type DrainRequest, type Protection, type RotationHold } from '../state/index.js';
 import type { AuditAction, InstanceRecord, LaunchHookState, NewAuditEntry } from '../store/index.js';
 import type { Context } from './context.js';
-import { writeDrainTags } from './executor.js';
+import { writeDrainTags, writeLaunchHookTag } from './executor.js';
 import type { Plan } from './plan.js';
 import { ROTATION_REASONS } from './reasons.js';
 
@@ -212,6 +212,7 @@ export class OperatorActions {
       this.ctx.store.updateInstance(instanceId, { launchHook, launchHookAt: this.ctx.clock.now() });
       this.audit(record, action, result, actor, detail);
     });
+    void writeLaunchHookTag(this.ctx, record, launchHook === 'continued' ? 'continued' : 'abandoned');
     this.ctx.markDirty(record.tenant, record.group, 'launchHook', result === 'abandon' ? Priority.urgent : Priority.high);
     return { instanceId, result, launchHook };
   }

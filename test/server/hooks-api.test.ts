@@ -165,6 +165,28 @@ describe('launch hooks over the API', () => {
     expect(live(t, 'a', 'web')).toEqual([expect.objectContaining({ replaces: i!.id, launchHook: 'pending' })]);
   });
 
+  it('keeps a pending launch hook across a leader that lost its store: the new one adopts it from the provider tags', async () => {
+    const clock = new ManualClock(new Date('2026-02-02T10:00:00Z'));
+    const { server: first } = await start({ a: { web: hooked({}, 2) } }, clock);
+    try {
+      const [done, waiting] = live(first, 'a', 'web');
+      expect((await first.api('POST', `/v1/instances/${done!.id}/hooks/launch`, { result: 'continue' })).status).toBe(200);
+      await first.settle();
+      await first.stop();
+      // A new server with an empty store over the same provider: it adopts both instances.
+      t = new TestServer({ token: ADMIN, groups: { a: { web: hooked({}, 2) } }, shard: QUIET, clock, provider: first.provider });
+      await t.start();
+      await t.settle();
+      expect(t.server.db.getInstance(done!.id)).toMatchObject({ createReason: 'adopted', launchHook: 'continued' });
+      expect(t.server.db.getInstance(waiting!.id)).toMatchObject({ createReason: 'adopted', launchHook: 'pending' });
+      for (const i of live(t, 'a', 'web')) t.server.db.recordHealth(i.id, clock.now());
+      await t.settle();
+      expect(await group(t, 'a', 'web')).toMatchObject({ inService: 1, launchHookPending: 1 });
+    } finally {
+      await first.close();
+    }
+  });
+
   it('sends each outcome to webhooks as launchHookCompleted, with its result', async () => {
     const receiver = await WebhookReceiver.start();
     try {
