@@ -62,6 +62,8 @@ export const CLASSES: Readonly<Record<Reason, ReasonClass>> = {
   vanished: { ...NONE, involuntary: true, healthLoss: true },
   terminationNotice: { ...NONE, involuntary: true },
   expiryForced: { ...NONE, involuntary: true },
+  // A launch hook abandoned (or timed out so): the instance never served; not a health loss.
+  launchHookAbandoned: { ...NONE, involuntary: true },
   // The ends of a drain.
   drainAcked: { ...NONE, endsDrain: true },
   drainDeadline: { ...NONE, endsDrain: true },

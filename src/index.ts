@@ -36,7 +36,7 @@ export type { ErrorCode } from './errors/index.js';
 export { ManualClock, SystemClock } from './clock/index.js';
 export type { Clock, TimerHandle } from './clock/index.js';
 export { ConfigError, ConfigLoader, NO_DISRUPTION_LIMITS, formatDuration, parseConfig, parseDuration, templateHash, groupSettings } from './config/index.js';
-export type { ConfigIssue, DisruptionSettings, DroverConfig, GroupSettings, ShardConfig, TemplateSpec, VoluntaryReason } from './config/index.js';
+export type { ConfigIssue, DisruptionSettings, DroverConfig, GroupSettings, LaunchHookResult, LaunchHookSettings, ShardConfig, TemplateSpec, VoluntaryReason } from './config/index.js';
 export { LocalDb, openLocalDb } from './store/index.js';
 export type { AuditAction, AuditEntry, AuditFilter, GroupState, InstanceFilter, InstanceRecord, InstanceStatus, StoreChange } from './store/index.js';
 export { PROVIDER_STATUSES, TAG, TERMINAL_STATUSES, USER_DATA, isTerminalStatus } from './providers/index.js';

@@ -39,7 +39,9 @@ export type AgentMessage =
   /** The workload ends its protection. */
   | { type: 'unprotect'; requestId: string }
   /** The workload (or a running drain command) asks for `byMs` more before the drain deadline. */
-  | { type: 'extend'; requestId: string; byMs: number };
+  | { type: 'extend'; requestId: string; byMs: number }
+  /** The workload completes its instance's launch hook (`drover self ready`: continue). */
+  | { type: 'launchHook'; requestId: string; result: 'continue' | 'abandon' };
 
 /** Server → agent. */
 export type ServerMessage =
@@ -48,7 +50,7 @@ export type ServerMessage =
   | { type: 'drain'; reason: string; deadline: string }
   /** The drain was cancelled (by an operator): the instance returns to service. */
   | { type: 'drainCancelled' }
-  /** The answer to a protect, unprotect or extend request. */
+  /** The answer to a protect, unprotect, extend or launchHook request. */
   | { type: 'result'; requestId: string; ok: boolean; message: string; drainDeadline?: string; protectedUntil?: string | null }
   | { type: 'error'; message: string };
 
@@ -130,6 +132,9 @@ export function parseAgentMessage(text: string): AgentMessage | null {
     case 'extend':
       if (!isRequestId(msg.requestId) || !isPositiveMs(msg.byMs)) return null;
       return { type: 'extend', requestId: msg.requestId, byMs: msg.byMs };
+    case 'launchHook':
+      if (!isRequestId(msg.requestId) || (msg.result !== 'continue' && msg.result !== 'abandon')) return null;
+      return { type: 'launchHook', requestId: msg.requestId, result: msg.result };
     default:
       return null;
   }

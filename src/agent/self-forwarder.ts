@@ -1,6 +1,6 @@
 /**
- * Answers the self-service socket's requests (self-socket.ts): protect, unprotect and extend go
- * to the server; status is answered from what the agent knows. The drain runner's automatic
+ * Answers the self-service socket's requests (self-socket.ts): protect, unprotect, extend and
+ * ready (the launch hook's continue) go to the server; status is answered from what the agent knows. The drain runner's automatic
  * extensions go through the same `forward`.
  *
  * Contracts:
@@ -23,7 +23,7 @@ import { isoToMs, type AgentMessage, type ServerResult } from './protocol.js';
 import type { SelfRequest, SelfResponse } from './self-socket.js';
 
 /** Agent messages that carry a requestId and are answered by a `result`, without the id. */
-export type Forwardable = { type: 'protect'; forMs: number } | { type: 'unprotect' } | { type: 'extend'; byMs: number };
+export type Forwardable = { type: 'protect'; forMs: number } | { type: 'unprotect' } | { type: 'extend'; byMs: number } | { type: 'launchHook'; result: 'continue' | 'abandon' };
 
 /** The server's result, or (a string) why there is none. */
 export type ForwardAnswer = ServerResult | string;
@@ -56,7 +56,8 @@ export class SelfForwarder {
   /** Answers one self-service request (self-socket.ts's `handle`). */
   async handle(req: SelfRequest): Promise<SelfResponse> {
     if (req.op === 'status') return this.status();
-    const msg: Forwardable = req.op === 'protect' ? { type: 'protect', forMs: req.forMs } : req.op === 'extend' ? { type: 'extend', byMs: req.byMs } : { type: 'unprotect' };
+    const msg: Forwardable =
+      req.op === 'protect' ? { type: 'protect', forMs: req.forMs } : req.op === 'extend' ? { type: 'extend', byMs: req.byMs } : req.op === 'ready' ? { type: 'launchHook', result: 'continue' } : { type: 'unprotect' };
     const answer = await this.forward(msg);
     const log = this.options.logger;
     if (typeof answer === 'string') {

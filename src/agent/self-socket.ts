@@ -11,12 +11,13 @@
  * - `{"op":"protect","for":"30m"}`   protect the instance from disruption for that long
  * - `{"op":"unprotect"}`              end the protection
  * - `{"op":"extend","by":"10m"}`      push the drain deadline out by that much
+ * - `{"op":"ready"}`                  complete the instance's launch hook: it may serve (continue)
  * - `{"op":"status"}`                 what the agent knows (answered locally)
  * Durations as in the config ("90s", "30m", "2h", "1h30m"), from 1 ms up to 30 days.
  *
  * Answers: `{"ok":true|false,"message":"...","drainDeadline"?:ISO,"protectedUntil"?:ISO|null}`;
- * `status` adds `connected`, `draining` and, while draining, `drainReason`. protect, unprotect and
- * extend are forwarded to the server and answered with its result; a request the agent cannot
+ * `status` adds `connected`, `draining` and, while draining, `drainReason`. protect, unprotect,
+ * extend and ready are forwarded to the server and answered with its result; a request the agent cannot
  * forward (not connected, no answer in time) is answered `ok:false` with the reason.
  */
 import { chmodSync, lstatSync, rmSync, statSync } from 'node:fs';
@@ -25,7 +26,7 @@ import { parseDuration } from '../config/duration.js';
 import { errorMessage } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 
-export type SelfRequest = { op: 'protect'; forMs: number } | { op: 'unprotect' } | { op: 'extend'; byMs: number } | { op: 'status' };
+export type SelfRequest = { op: 'protect'; forMs: number } | { op: 'unprotect' } | { op: 'extend'; byMs: number } | { op: 'ready' } | { op: 'status' };
 
 export interface SelfResponse {
   ok: boolean;
@@ -74,10 +75,12 @@ export function parseSelfRequest(line: string): SelfRequest | string {
     }
     case 'unprotect':
       return { op: 'unprotect' };
+    case 'ready':
+      return { op: 'ready' };
     case 'status':
       return { op: 'status' };
     default:
-      return `bad request: "op" must be one of protect, unprotect, extend, status`;
+      return `bad request: "op" must be one of protect, unprotect, extend, ready, status`;
   }
 }
 

@@ -167,6 +167,10 @@ async function selfService(reconciler: Reconciler, clock: Clock, instanceId: str
     case 'unprotect':
       await reconciler.operator.unprotect(instanceId, actor);
       return { ok: true, message: 'protection removed', protectedUntil: null };
+    case 'launchHook': {
+      const r = await reconciler.operator.completeLaunchHook(instanceId, request.result, actor);
+      return { ok: true, message: r.result === 'continue' ? 'launch hook completed: in service once healthy' : 'launch hook abandoned: this instance is replaced' };
+    }
     case 'extend': {
       const r = await reconciler.operator.extendDrain(instanceId, request.byMs, actor);
       return { ok: true, message: r.capped ? `drain deadline ${r.drainDeadline.toISOString()} (capped)` : `drain deadline ${r.drainDeadline.toISOString()}`, drainDeadline: r.drainDeadline.toISOString() };

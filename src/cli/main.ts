@@ -161,6 +161,18 @@ drain
   });
 
 program
+  .command('hook')
+  .description('lifecycle hooks')
+  .command('launch')
+  .description("complete an instance's pending launch hook: continue (it may serve) or abandon (it is replaced)")
+  .argument('<instance>', 'instance id')
+  .option('--result <result>', 'continue | abandon', 'continue')
+  .action(async (id: string, opts: { result?: string }, cmd: Command) => {
+    const { hookLaunch } = await import('./commands/disruption.js');
+    await hookLaunch(id, { ...globalOpts(cmd), ...opts }, print);
+  });
+
+program
   .command('protect')
   .description('protect an instance from voluntary disruption (scale-down, expiry, drift, operator drains) for a while')
   .argument('<instance>', 'instance id')
@@ -273,7 +285,7 @@ local
 
 const selfCmd = program
   .command('self')
-  .description("from inside an instance: ask its agent to protect it, or for more time to drain")
+  .description("from inside an instance: ask its agent to protect it, for more time to drain, or to complete its launch hook")
   .option('--socket <path>', "the agent's socket (env DROVER_AGENT_SOCKET, set by the agent)");
 const runSelf = async (request: SelfCommand, cmd: Command): Promise<void> => {
   const { selfCommand } = await import('./commands/self.js');
@@ -293,6 +305,10 @@ selfCmd
   .description("push this instance's drain deadline out (up to the group's maxDrainTimeout)")
   .argument('<duration>', 'by how much (e.g. 10m)')
   .action((by: string, _opts: unknown, cmd: Command) => runSelf({ op: 'extend', by }, cmd));
+selfCmd
+  .command('ready')
+  .description("complete this instance's launch hook: it is ready to serve (continue)")
+  .action((_opts: unknown, cmd: Command) => runSelf({ op: 'ready' }, cmd));
 selfCmd
   .command('status')
   .description("what this instance's agent knows: connected, draining, protected")

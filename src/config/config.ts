@@ -128,6 +128,17 @@ export interface GroupSettings {
   eligibleAgeMs: number;
   forcedAgeMs: number;
   disruption: DisruptionSettings;
+  /** The group's launch hook, or null: new instances are in service once they report health. */
+  launchHook: LaunchHookSettings | null;
+}
+
+/** What completes a launch hook that nobody completed in time. */
+export type LaunchHookResult = 'continue' | 'abandon';
+
+export interface LaunchHookSettings {
+  /** From the provider's confirmation of the create until the hook times out. */
+  timeoutMs: number;
+  onTimeout: LaunchHookResult;
 }
 
 /** A budget as the reconciler uses it (`index` is its position in the config, for messages). */
@@ -204,6 +215,7 @@ export function groupSettings(config: DroverConfig, tenant: string, group: strin
           unhealthyWindowMs: spec.disruption.unhealthyWindow ?? brakeTimingDefaults(config.shard).unhealthyWindowMs,
         }
       : NO_DISRUPTION_LIMITS,
+    launchHook: spec.hooks?.launch ? { timeoutMs: spec.hooks.launch.timeout, onTimeout: spec.hooks.launch.onTimeout } : null,
   };
 }
 

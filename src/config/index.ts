@@ -1,5 +1,5 @@
 export { ConfigError, DEFAULT_MAX_DRAIN_TIMEOUT_MS, NO_DISRUPTION_LIMITS, brakeTimingDefaults, configuredGroups, maxDrainTimeoutOf, formatPath, groupSettings, groupSizing, parseConfig, templateHash } from './config.js';
-export type { AutoscaleSpec, BudgetSpec, ConfigIssue, DisruptionSettings, DroverConfig, GroupSettings, GroupSizing, ParseResult, ScheduleSpec, ShardConfig, TemplateSpec } from './config.js';
+export type { AutoscaleSpec, BudgetSpec, ConfigIssue, DisruptionSettings, DroverConfig, GroupSettings, GroupSizing, LaunchHookResult, LaunchHookSettings, ParseResult, ScheduleSpec, ShardConfig, TemplateSpec } from './config.js';
 export { CronSchedule, CronWindow, cronProblem } from './cron.js';
 export { formatDuration, parseDuration } from './duration.js';
 export { ConfigLoader, parseConfigText, readConfigFile } from './loader.js';

@@ -26,6 +26,11 @@ export const NOTIFICATION_EVENT_TYPES = [
   'providerError',
   /** A group's size changed (operator, schedule, autoscale, sleep or wake). */
   'groupResized',
+  /**
+   * An instance's launch hook was completed: by an operator or the instance (continue or
+   * abandon), or by its timeout (`launchHook: { result, timedOut }` in the event).
+   */
+  'launchHookCompleted',
   /** Sent by `drover notifications test`, to this endpoint only. */
   'test',
 ] as const;

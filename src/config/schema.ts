@@ -178,6 +178,23 @@ const autoscaleSchema = z.strictObject({
   bearerTokenFile: z.string().min(1).optional(),
 });
 
+/** Bounds of a launch hook's timeout: long enough for a boot script, short enough that a lost instance is noticed. */
+export const LAUNCH_HOOK_MIN_TIMEOUT_MS = 10_000;
+export const LAUNCH_HOOK_MAX_TIMEOUT_MS = 24 * 3_600_000;
+
+/**
+ * A blocking launch hook: a new instance is not in service until someone (an operator, the
+ * instance itself with `drover self ready`, or the timeout) completes it with continue or abandon.
+ * `onTimeout` defaults to `abandon`, as a cloud's lifecycle hooks do: an instance that never says
+ * it is ready is replaced, as one that never reports health is.
+ */
+const launchHookSchema = z.strictObject({
+  timeout: duration
+    .refine((ms) => ms >= LAUNCH_HOOK_MIN_TIMEOUT_MS && ms <= LAUNCH_HOOK_MAX_TIMEOUT_MS, { message: 'must be from 10s to 24h' })
+    .default(600_000),
+  onTimeout: z.enum(['continue', 'abandon'], { error: 'must be "continue" or "abandon"' }).default('abandon'),
+});
+
 const groupSchema = z.strictObject({
   size: groupSize,
   /** The group's size never goes below this (schedules, the API, autoscale), except asleep. */
@@ -203,6 +220,8 @@ const groupSchema = z.strictObject({
     })
     .optional(),
   disruption: disruptionSchema.optional(),
+  /** Blocking lifecycle hooks (the terminate hook is the drain). */
+  hooks: z.strictObject({ launch: launchHookSchema.optional() }).optional(),
 }).superRefine((g, ctx) => {
   // zod runs this even when a field failed: a size that is not a valid size has its own issue.
   const valid = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_GROUP_SIZE;

@@ -21,6 +21,8 @@ export interface CreateInstanceRequest {
   reason: string;
   /** When the create was recorded. */
   createdAt: Date;
+  /** Set when the group has a launch hook: tagged, so that a new leader knows it is pending. */
+  launchHook?: 'pending';
 }
 
 export interface CreateInstanceResponse {
@@ -55,6 +57,7 @@ export function instanceTags(shard: string, req: CreateInstanceRequest): Record<
     [TAG.templateHash]: req.templateHash,
     [TAG.templateName]: req.templateName,
     [TAG.createdAt]: req.createdAt.toISOString(),
+    ...(req.launchHook ? { [TAG.launchHook]: req.launchHook } : {}),
   };
 }
 

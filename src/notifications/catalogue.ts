@@ -23,4 +23,7 @@ export const EVENT_OF_AUDIT_ACTION: Readonly<Partial<Record<AuditAction, Notific
   scale: 'groupResized',
   sleep: 'groupResized',
   wake: 'groupResized',
+  launchHookContinued: 'launchHookCompleted',
+  launchHookAbandoned: 'launchHookCompleted',
+  launchHookTimedOut: 'launchHookCompleted',
 };

@@ -26,6 +26,15 @@ export interface NotificationEvent {
   auditSeq: number | null;
   /** drainDeadlineNear: the drain's deadline (ISO 8601). */
   drainDeadline?: string;
+  /** launchHookCompleted: how the hook ended, and whether by its timeout (`onTimeout`). */
+  launchHook?: { result: 'continue' | 'abandon'; timedOut: boolean };
+}
+
+/** The result a launch hook audit entry records (its reason is the result). */
+function launchHookOf(entry: AuditEntry): NotificationEvent['launchHook'] {
+  const timedOut = entry.action === 'launchHookTimedOut';
+  const result = entry.action === 'launchHookAbandoned' || (timedOut && entry.reason === 'abandon') ? 'abandon' : 'continue';
+  return { result, timedOut };
 }
 
 /** The event an audit entry is, or null when it is none. */
@@ -44,6 +53,7 @@ export function eventOfAudit(entry: AuditEntry, shard: string): NotificationEven
     detail: entry.detail,
     actor: entry.actor,
     auditSeq: entry.seq,
+    ...(type === 'launchHookCompleted' ? { launchHook: launchHookOf(entry) } : {}),
   };
 }
 

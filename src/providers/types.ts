@@ -41,6 +41,11 @@ export const TAG = {
   drainReason: 'drover:drain-reason',
   /** When an operator cancelled the drain the other drain tags no longer show (they are empty then). */
   drainCancelledAt: 'drover:drain-cancelled-at',
+  /**
+   * The launch hook's state (pending, continued, abandoned), on instances of a group with one: a
+   * new leader adopting the instance keeps it out of service while it is pending.
+   */
+  launchHook: 'drover:launch-hook',
 } as const;
 
 /**

@@ -20,12 +20,13 @@ import type { Plan, PlanAction } from './plan.js';
 const ORDER: Record<PlanAction['kind'], number> = {
   forget: 0,
   cancelCreate: 1,
-  delete: 2,
-  dispatchDelete: 3,
-  drain: 4,
-  check: 5,
-  create: 6,
-  dispatchCreate: 7,
+  launchHook: 2,
+  delete: 3,
+  dispatchDelete: 4,
+  drain: 5,
+  check: 6,
+  create: 7,
+  dispatchCreate: 8,
 };
 
 export interface ApplyResult {
@@ -144,6 +145,19 @@ export class Executor {
       case 'check':
         this.enqueueCheck(tenant, group, action.instanceId, action.cause);
         return;
+      case 'launchHook': {
+        const record = ctx.store.getInstance(action.instanceId);
+        if (!record || record.launchHook !== 'pending') return; // completed meanwhile (by an operator or the instance)
+        ctx.store.transaction(() => {
+          ctx.store.updateInstance(action.instanceId, { launchHook: action.result === 'continue' ? 'continued' : 'abandoned', launchHookAt: now });
+          ctx.store.appendAudit({ ...audit, instanceId: action.instanceId, action: action.cause === 'timeout' ? 'launchHookTimedOut' : 'launchHookContinued', reason: action.result, detail: action.message });
+        });
+        ctx.log.info({ tenant, group, instanceId: action.instanceId, result: action.result, cause: action.cause }, 'launch hook completed by the reconciler');
+        void writeLaunchHookTag(ctx, record, action.result === 'continue' ? 'continued' : 'abandoned');
+        // Continued: in service from now on; abandoned: the next plan replaces it.
+        ctx.markDirty(tenant, group, 'launchHook', action.result === 'abandon' ? Priority.urgent : Priority.high);
+        return;
+      }
       case 'dispatchCreate': {
         const record = ctx.store.getInstance(action.instanceId);
         if (record) this.dispatchCreate(record, action.priority);
@@ -173,6 +187,8 @@ export class Executor {
           createReason: action.reason,
           replaces: action.replaces,
           createdAt: now,
+          // Held out of service until its launch hook is completed (the group's hooks.launch).
+          launchHook: settings.launchHook ? 'pending' : null,
         });
         this.recordedHere.add(record.id);
         ctx.store.appendAudit({
@@ -229,6 +245,7 @@ export class Executor {
             templateHash: settings.templateHash,
             reason: record.createReason,
             createdAt: record.createdAt,
+            ...(record.launchHook === 'pending' ? { launchHook: 'pending' as const } : {}),
           }),
         );
         return { response, templateHash: firstAttempt ? settings.templateHash : null };
@@ -457,6 +474,14 @@ export function writeDrainTags(ctx: Context, record: InstanceRecord, tags: Recor
         return 'failed';
       },
     );
+}
+
+/**
+ * Writes a completed launch hook's state as a provider tag (the copy a new leader adopting the
+ * instance reads). Never rejects; a failure is logged (writeDrainTags' contract).
+ */
+export function writeLaunchHookTag(ctx: Context, record: InstanceRecord, state: 'continued' | 'abandoned'): Promise<TagOutcome> {
+  return writeDrainTags(ctx, record, { [TAG.launchHook]: state });
 }
 
 /** A CheckInstance event for an instance. */

@@ -1,7 +1,9 @@
 /**
  * What a plan shows an operator beyond what the pure planner can know: whether this server may
  * act at all, creates waiting for the provider's rate limit, and since when each block has stood
- * (remembered from the plans applied so far, per group).
+ * (remembered from the plans applied so far, per group). The planner's own blocks pass through
+ * unchanged, among them `LaunchHookPending`: an instance that waits for its launch hook (until its
+ * timeout) and is not in service meanwhile.
  */
 import type { Block, Plan } from './plan.js';
 

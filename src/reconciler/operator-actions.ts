@@ -1,18 +1,18 @@
 /**
  * What operators (and workloads, through their agent) may do to an instance: ask for a drain,
- * extend, cancel or force one, protect an instance for a while. Each call validates first and
+ * extend, cancel or force one, protect an instance for a while, complete its launch hook. Each call validates first and
  * then applies in one step, is audited with who asked, and marks the group for reconciliation.
  * Errors: InvalidRequestError (bad input), ConflictError (the instance's state does not allow
  * it; the message says why), NotLeaderError (only the leader acts), and a not-found error.
  */
-import { maxDrainTimeoutOf } from '../config/index.js';
+import { maxDrainTimeoutOf, type LaunchHookResult } from '../config/index.js';
 import { ConflictError, InstanceUnknownError, InvalidRequestError, NotLeaderError } from '../errors/index.js';
 import { TAG } from '../providers/index.js';
 import { Priority } from '../queue/priority.js';
 import { keys, type DrainRequest, type Protection, type RotationHold } from '../state/index.js';
-import type { AuditAction, InstanceRecord, NewAuditEntry } from '../store/index.js';
+import type { AuditAction, InstanceRecord, LaunchHookState, NewAuditEntry } from '../store/index.js';
 import type { Context } from './context.js';
-import { writeDrainTags } from './executor.js';
+import { writeDrainTags, writeLaunchHookTag } from './executor.js';
 import type { Plan } from './plan.js';
 import { ROTATION_REASONS } from './reasons.js';
 
@@ -187,6 +187,34 @@ export class OperatorActions {
     this.audit(record, 'protect', 'operator', actor, `protected until ${until.toISOString()}`);
     this.ctx.markDirty(record.tenant, record.group, 'operator', Priority.normal);
     return { instanceId, protectedUntil: until };
+  }
+
+  /**
+   * Completes an instance's pending launch hook: `continue` puts it in service (once it reports
+   * health), `abandon` has it replaced (the next plan deletes it, reason launchHookAbandoned).
+   * ConflictError when no hook is pending (none configured, already completed) or the instance
+   * is not running (still being created, or leaving).
+   */
+  async completeLaunchHook(instanceId: string, result: LaunchHookResult, actor: string): Promise<{ instanceId: string; result: LaunchHookResult; launchHook: LaunchHookState }> {
+    this.requireLeader(`completing the launch hook of ${instanceId}`);
+    const record = this.instance(instanceId);
+    if (record.launchHook !== 'pending') {
+      const why = record.launchHook === null ? 'its group had no launch hook when it was created' : `it was ${record.launchHook} already`;
+      throw new ConflictError(`instance ${instanceId} has no launch hook pending: ${why}`);
+    }
+    if (record.status !== 'running') throw new ConflictError(`instance ${instanceId} is ${record.status}; its launch hook is completed once it runs`);
+    const launchHook: LaunchHookState = result === 'continue' ? 'continued' : 'abandoned';
+    const action: AuditAction = result === 'continue' ? 'launchHookContinued' : 'launchHookAbandoned';
+    const detail = result === 'continue' ? 'launch hook completed: in service once healthy' : 'launch hook abandoned: the instance is replaced';
+    this.ctx.store.transaction(() => {
+      // (Read again inside the write: a timeout or another caller may have completed it meanwhile.)
+      if (this.ctx.store.getInstance(instanceId)?.launchHook !== 'pending') throw new ConflictError(`instance ${instanceId} has no launch hook pending: it was completed meanwhile`);
+      this.ctx.store.updateInstance(instanceId, { launchHook, launchHookAt: this.ctx.clock.now() });
+      this.audit(record, action, result, actor, detail);
+    });
+    void writeLaunchHookTag(this.ctx, record, launchHook === 'continued' ? 'continued' : 'abandoned');
+    this.ctx.markDirty(record.tenant, record.group, 'launchHook', result === 'abandon' ? Priority.urgent : Priority.high);
+    return { instanceId, result, launchHook };
   }
 
   async unprotect(instanceId: string, actor: string): Promise<{ instanceId: string }> {

@@ -18,7 +18,7 @@
  * which are written after it.
  */
 import { TAG, type ProviderInstance } from '../providers/index.js';
-import type { InstanceRef, InstanceStatus, NewAuditEntry } from '../store/index.js';
+import { LAUNCH_HOOK_STATES, type InstanceRef, type InstanceStatus, type LaunchHookState, type NewAuditEntry } from '../store/index.js';
 import { timedCall } from './calls.js';
 import { DRAIN_REASONS, isOneOf, type DrainReason } from './reasons.js';
 import type { Context } from './context.js';
@@ -194,6 +194,10 @@ function drainFromTagsFor(
   };
 }
 
+function launchHookFromTag(value: string | undefined): LaunchHookState | null {
+  return value !== undefined && (LAUNCH_HOOK_STATES as readonly string[]).includes(value) ? (value as LaunchHookState) : null;
+}
+
 function adoptUnknown(ctx: Context, p: ProviderInstance, now: Date, epoch: number | null, result: SyncResult): void {
   const id = p.tags[TAG.instanceId];
   const tenant = p.tags[TAG.tenant];
@@ -235,6 +239,9 @@ function adoptUnknown(ctx: Context, p: ProviderInstance, now: Date, epoch: numbe
     drainStartedAt: draining ? drainStartedAt : null,
     drainDeadline: draining ? drainDeadline : null,
     drainReason: draining ? drainReasonFromTag(p.tags[TAG.drainReason]) : null,
+    // A launch hook still pending when its leader went away keeps the instance out of service
+    // (its timeout runs again from now, the adoption).
+    launchHook: launchHookFromTag(p.tags[TAG.launchHook]),
   });
   ctx.store.appendAudit({
     tenant,

@@ -55,11 +55,11 @@ export interface AgentHubOptions {
    * notice: nothing is enqueued for the reconciler here.
    */
   onRebalance?: (instanceId: string, noticeTime: Date, where: { tenant: string; group: string }) => void;
-  /** Handles a workload's request through its agent (protect, unprotect, extend). */
+  /** Handles a workload's request through its agent (protect, unprotect, extend, launchHook). */
   selfService?: (instanceId: string, request: SelfRequest) => Promise<SelfResult>;
 }
 
-export type SelfRequest = Extract<AgentMessage, { type: 'protect' | 'unprotect' | 'extend' }>;
+export type SelfRequest = Extract<AgentMessage, { type: 'protect' | 'unprotect' | 'extend' | 'launchHook' }>;
 export interface SelfResult {
   ok: boolean;
   message: string;
@@ -251,7 +251,8 @@ export class AgentHub {
         return;
       case 'protect':
       case 'unprotect':
-      case 'extend': {
+      case 'extend':
+      case 'launchHook': {
         const answer = (result: SelfResult): void => this.send(conn.ws, { type: 'result', requestId: msg.requestId, ...result });
         if (!this.options.selfService) {
           answer({ ok: false, message: 'this server does not take requests from instances' });

@@ -27,6 +27,7 @@ import { registerBootstrapRoute, type BootstrapTokens } from './bootstrap.js';
 import { ANONYMOUS_ADMIN, bearerToken, canonicalTarget, hasRole, type Access, type HostPolicy, type TokenTable } from './auth.js';
 import type { EventBus } from './event-bus.js';
 import { registerEventStream } from './events-route.js';
+import { registerHookRoutes } from './hook-routes.js';
 import { registerNotificationRoutes } from './notification-routes.js';
 import { registerOperatorRoutes } from './operator-routes.js';
 import { registerLeaderRouting } from './routing.js';
@@ -209,6 +210,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
 
   registerApiRoutes(app, deps);
   registerOperatorRoutes(app, { reconciler: deps.reconciler, db: deps.db, clock: deps.clock });
+  registerHookRoutes(app, { reconciler: deps.reconciler, db: deps.db });
   if (deps.notifier) registerNotificationRoutes(app, { db: deps.db, notifier: deps.notifier, clock: deps.clock });
   registerEventStream(app, deps);
   // Agents exchanging a one-time bootstrap token for their credential (public: the token is the proof).

@@ -3,7 +3,7 @@
  */
 import type { BreakerState, NotificationEvent } from '../notifications/index.js';
 import type { TenantSleep } from '../state/index.js';
-import type { AuditEntry, InstanceRecord, OutboxState } from '../store/index.js';
+import type { AuditEntry, InstanceRecord, LaunchHookState, OutboxState } from '../store/index.js';
 import type { GroupSummary, Plan, PlanAction, SizeDecision } from '../reconciler/index.js';
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
@@ -32,6 +32,13 @@ export interface InstanceView {
   connected: boolean;
   /** Protected from voluntary disruption until then, or null. */
   protectedUntil: string | null;
+  /**
+   * Its launch hook: null (its group had none when it was created), `pending` (not in service
+   * until completed), `continued` or `abandoned` (being replaced).
+   */
+  launchHook: LaunchHookState | null;
+  /** When its launch hook was completed, or null. */
+  launchHookAt: string | null;
 }
 
 export function instanceView(r: InstanceRecord, connected: boolean, protectedUntil: Date | null = null): InstanceView {
@@ -58,6 +65,8 @@ export function instanceView(r: InstanceRecord, connected: boolean, protectedUnt
     lastError: r.lastError,
     connected,
     protectedUntil: iso(protectedUntil),
+    launchHook: r.launchHook,
+    launchHookAt: iso(r.launchHookAt),
   };
 }
 
@@ -70,6 +79,8 @@ export interface GroupView {
   sizeOverride: number | null;
   inService: number;
   pending: number;
+  /** Of `pending`: running instances waiting for their launch hook. */
+  launchHookPending: number;
   draining: number;
   unhealthy: number;
   live: number;
@@ -110,6 +121,7 @@ export function groupView(
     sizeOverride: extra.sizeOverride,
     inService: plan.summary.inService,
     pending: plan.summary.pending,
+    launchHookPending: plan.summary.launchHookPending,
     draining: plan.summary.draining,
     unhealthy: plan.summary.unhealthy,
     live: plan.summary.live,

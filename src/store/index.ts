@@ -3,7 +3,7 @@ export { instanceCursor } from './rows.js';
 export { OUTBOX_STATES, OutboxTable } from './outbox.js';
 export type { DrainingInstance, NewOutboxRow, OutboxEndpointStats, OutboxFilter, OutboxRouter, OutboxRow, OutboxState } from './outbox.js';
 export type { NewInstance } from './local-db.js';
-export { INSTANCE_STATUSES } from './types.js';
+export { INSTANCE_STATUSES, LAUNCH_HOOK_STATES } from './types.js';
 export type {
   AuditAction,
   AuditEntry,
@@ -15,6 +15,7 @@ export type {
   InstanceRecord,
   InstanceRef,
   InstanceStatus,
+  LaunchHookState,
   NewAuditEntry,
   ObservedStatus,
   StoreChange,

@@ -167,6 +167,8 @@ export class LocalDb {
       lastError: null,
       deletedAt: null,
       deleteReason: null,
+      launchHook: null,
+      launchHookAt: null,
       ...record,
     };
     const columns = FIELDS.map((f) => COLUMNS[f]);

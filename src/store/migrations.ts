@@ -133,4 +133,10 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX outbox_by_state ON outbox (state, id);
   CREATE INDEX instances_draining ON instances (drain_deadline) WHERE status = 'draining';
   `,
+  // 6: launch hooks (a group's hooks.launch): an instance's hook state (null: none; pending,
+  // continued, abandoned) and when it was completed.
+  `
+  ALTER TABLE instances ADD COLUMN launch_hook TEXT;
+  ALTER TABLE instances ADD COLUMN launch_hook_at INTEGER;
+  `,
 ];

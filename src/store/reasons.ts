@@ -17,8 +17,12 @@ export { VOLUNTARY_REASONS, type VoluntaryReason };
 export const ROTATION_REASONS = ['operator', 'drift', 'expiry'] as const;
 export type RotationReason = (typeof ROTATION_REASONS)[number];
 
-/** Reasons for which an instance leaves involuntarily; its replacement is urgent. */
-export const INVOLUNTARY_REASONS = ['unhealthy', 'terminated', 'vanished', 'startupTimeout', 'terminationNotice', 'expiryForced'] as const;
+/**
+ * Reasons for which an instance leaves involuntarily; its replacement is urgent.
+ * `launchHookAbandoned`: its launch hook was completed with abandon (or timed out with
+ * `onTimeout: abandon`); it never served, so it is deleted without a drain.
+ */
+export const INVOLUNTARY_REASONS = ['unhealthy', 'terminated', 'vanished', 'startupTimeout', 'terminationNotice', 'expiryForced', 'launchHookAbandoned'] as const;
 export type InvoluntaryReason = (typeof INVOLUNTARY_REASONS)[number];
 
 /**
@@ -47,6 +51,7 @@ export const DELETE_REASONS = [
   'createFailed',
   'leak',
   'vanished',
+  'launchHookAbandoned',
 ] as const;
 export type DeleteReason = (typeof DELETE_REASONS)[number];
 

@@ -4,7 +4,7 @@
  * filters set, and the opaque paging cursor of an instance.
  */
 import { CREATE_REASONS, DELETE_REASONS, DRAIN_REASONS, storedReason } from './reasons.js';
-import type { AuditEntry, InstanceRecord, InstanceStatus, ObservedStatus } from './types.js';
+import { LAUNCH_HOOK_STATES, type AuditEntry, type InstanceRecord, type InstanceStatus, type ObservedStatus } from './types.js';
 
 export type Row = Record<string, unknown>;
 
@@ -37,6 +37,8 @@ export const COLUMNS = {
   lastError: 'last_error',
   deletedAt: 'deleted_at',
   deleteReason: 'delete_reason',
+  launchHook: 'launch_hook',
+  launchHookAt: 'launch_hook_at',
 } as const satisfies Record<keyof InstanceRecord, string>;
 
 export const DATE_FIELDS = new Set<keyof InstanceRecord>([
@@ -53,6 +55,7 @@ export const DATE_FIELDS = new Set<keyof InstanceRecord>([
   'noticeDeadline',
   'nextAttemptAt',
   'deletedAt',
+  'launchHookAt',
 ]);
 
 export const FIELDS = Object.keys(COLUMNS) as Array<keyof InstanceRecord>;
@@ -97,6 +100,8 @@ export function rowToInstance(row: unknown[]): InstanceRecord {
     lastError: (row[AT.lastError] as string | null) ?? null,
     deletedAt: toDate(row[AT.deletedAt]),
     deleteReason: row[AT.deleteReason] === null ? null : storedReason(DELETE_REASONS, row[AT.deleteReason], 'delete_reason'),
+    launchHook: row[AT.launchHook] === null || row[AT.launchHook] === undefined ? null : storedReason(LAUNCH_HOOK_STATES, row[AT.launchHook], 'launch_hook'),
+    launchHookAt: toDate(row[AT.launchHookAt]),
   };
 }
 

@@ -50,7 +50,19 @@ export interface InstanceRecord {
   lastError: string | null;
   deletedAt: Date | null;
   deleteReason: DeleteReason | null;
+  /**
+   * Its launch hook (the group's `hooks.launch`): null when the group had none when it was
+   * created (or it was adopted); `pending` until completed — not in service meanwhile — then
+   * `continued` (in service once healthy) or `abandoned` (replaced).
+   */
+  launchHook: LaunchHookState | null;
+  /** When its launch hook was completed (continue, abandon or timeout). */
+  launchHookAt: Date | null;
 }
+
+/** A launch hook's state on an instance (see `InstanceRecord.launchHook`). */
+export type LaunchHookState = 'pending' | 'continued' | 'abandoned';
+export const LAUNCH_HOOK_STATES: readonly LaunchHookState[] = ['pending', 'continued', 'abandoned'];
 
 export interface InstanceFilter {
   tenant?: string;
@@ -108,7 +120,12 @@ export type AuditAction =
   | 'wake'
   /** Autoscale could not act (its query failed or gave no number), and could again. */
   | 'autoscaleBlocked'
-  | 'autoscaleResumed';
+  | 'autoscaleResumed'
+  /** A launch hook completed with continue (reason `continue`) or abandon (reason `abandon`) by an operator or the instance. */
+  | 'launchHookContinued'
+  | 'launchHookAbandoned'
+  /** A launch hook nobody completed in time: the reason is what its `onTimeout` made of it. */
+  | 'launchHookTimedOut';
 
 export interface AuditEntry {
   seq: number;

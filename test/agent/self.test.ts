@@ -137,6 +137,14 @@ describe('agent self-service socket', () => {
     });
   });
 
+  it('forwards ready as the launch hook\'s continue and answers with the server result', async () => {
+    start(config());
+    await server.nextMessage(isHealth);
+    respond((m) => (m.type === 'launchHook' ? result(m, { ok: true, message: 'launch hook completed: in service once healthy' }) : undefined));
+    expect(await ask({ op: 'ready' })).toEqual({ ok: true, message: 'launch hook completed: in service once healthy' });
+    expect(server.of('launchHook').map((r) => r.msg)).toEqual([{ type: 'launchHook', requestId: expect.any(String), result: 'continue' }]);
+  });
+
   it('answers at once when not connected to the server', async () => {
     server.sendWelcome = false; // connected, never welcomed: not usable
     start(config());
@@ -169,7 +177,7 @@ describe('agent self-service socket', () => {
     expect(answers).toEqual([
       { ok: false, message: 'bad request: not JSON' },
       { ok: false, message: 'bad request: not a JSON object' },
-      { ok: false, message: 'bad request: "op" must be one of protect, unprotect, extend, status' },
+      { ok: false, message: 'bad request: "op" must be one of protect, unprotect, extend, ready, status' },
       { ok: false, message: 'protect: "for" must be a duration such as "90s", "30m" or "2h"' },
       { ok: false, message: 'protect: "for" must be a duration such as "90s", "30m" or "2h"' },
       { ok: false, message: 'extend: "by" must be more than 0 and at most 30d' },
@@ -343,6 +351,23 @@ describe('drover self (the built CLI)', { timeout: 60_000 }, () => {
     const unprotect = await run(['self', 'unprotect', '-o', 'json']);
     expect(unprotect.status).toBe(0);
     expect(JSON.parse(unprotect.stdout)).toEqual({ ok: true, message: 'protection ended', protectedUntil: null });
+  });
+
+  it('ready completes the launch hook and exits 0; a refusal exits 1', async () => {
+    start(config());
+    await server.nextMessage(isHealth);
+    let answered = 0;
+    respond((m) => {
+      if (m.type !== 'launchHook') return undefined;
+      answered++;
+      return answered === 1 ? result(m, { ok: true, message: 'launch hook completed: in service once healthy' }) : result(m, { ok: false, message: 'instance i-1 has no launch hook pending: it was continued already' });
+    });
+    expect(await run(['self', 'ready'])).toEqual({ status: 0, stdout: 'launch hook completed: in service once healthy\n', stderr: '' });
+    expect(await run(['self', 'ready'])).toEqual({ status: 1, stdout: '', stderr: 'drover: instance i-1 has no launch hook pending: it was continued already\n' });
+    expect(server.of('launchHook').map((r) => r.msg)).toEqual([
+      { type: 'launchHook', requestId: expect.any(String), result: 'continue' },
+      { type: 'launchHook', requestId: expect.any(String), result: 'continue' },
+    ]);
   });
 
   it('exits 3 when the socket cannot be reached, 2 on a bad command line', async () => {

@@ -89,6 +89,22 @@ describe('drover CLI', { timeout: 60_000 }, () => {
     }
   });
 
+  it('shows an instance waiting for its launch hook, and completes the hook with hook launch', async () => {
+    t = await new TestServer({ groups: { default: { web: { size: 1, template: 'web', hooks: { launch: { timeout: '10m' } } } } } }).start();
+    await t.settle();
+    const [inst] = t.server.db.listInstances();
+    const list = await run(['instances', 'default/web'], { DROVER_SERVER: t.url });
+    expect(list.stdout).toMatch(new RegExp(`${inst!.id}\\s+default/web\\s+running \\(launch hook pending\\)`));
+    const bad = await run(['hook', 'launch', inst!.id, '--result', 'later'], { DROVER_SERVER: t.url });
+    expect(bad).toMatchObject({ status: 2, stderr: expect.stringContaining('--result must be continue or abandon') });
+    const done = await run(['hook', 'launch', inst!.id, '--result', 'continue', '-o', 'json'], { DROVER_SERVER: t.url });
+    expect(done.status, done.stderr).toBe(0);
+    expect(JSON.parse(done.stdout)).toEqual({ instanceId: inst!.id, result: 'continue', launchHook: 'continued' });
+    const again = await run(['hook', 'launch', inst!.id], { DROVER_SERVER: t.url });
+    expect(again.status).toBe(1);
+    expect(again.stderr).toContain(`instance ${inst!.id} has no launch hook pending: it was continued already (HTTP 409)`);
+  });
+
   it('lists instances, plans and the audit trail', async () => {
     t = await new TestServer().start();
     await t.settle();

@@ -347,6 +347,22 @@ describe('templateHash', () => {
   });
 });
 
+describe('launch hooks', () => {
+  const withHook = (launch: unknown): unknown => ({ templates: { web }, groups: { default: { web: { size: 1, template: 'web', hooks: { launch } } } } });
+
+  it('defaults a launch hook to a 10 minute timeout that abandons the instance', () => {
+    expect(groupSettings(valid(withHook({})), 'default', 'web')?.launchHook).toEqual({ timeoutMs: 600_000, onTimeout: 'abandon' });
+    expect(groupSettings(valid(withHook({ timeout: '30m', onTimeout: 'continue' })), 'default', 'web')?.launchHook).toEqual({ timeoutMs: 1_800_000, onTimeout: 'continue' });
+  });
+
+  it('refuses a launch hook timeout outside 10s to 24h, or an onTimeout it does not know, naming the field', () => {
+    expect(messageAt(issuesOf(withHook({ timeout: '5s' })), 'groups.default.web.hooks.launch.timeout')).toBe('must be from 10s to 24h');
+    expect(messageAt(issuesOf(withHook({ timeout: '25h' })), 'groups.default.web.hooks.launch.timeout')).toBe('must be from 10s to 24h');
+    expect(messageAt(issuesOf(withHook({ onTimeout: 'retry' })), 'groups.default.web.hooks.launch.onTimeout')).toBe('must be "continue" or "abandon"');
+    expect(issuesOf({ templates: { web }, groups: { default: { web: { size: 1, template: 'web', hooks: { terminate: {} } } } } }).map((i) => i.path)).toEqual([expect.stringMatching(/^groups.default.web.hooks/)]);
+  });
+});
+
 describe('groupSettings', () => {
   const config = valid({
     shard: { defaultDrainTimeout: '10m', startupTimeout: '4m', expiry: { eligibleAge: '14d', forcedAge: '21d' } },
@@ -374,6 +390,7 @@ describe('groupSettings', () => {
       eligibleAgeMs: 14 * 86_400_000,
       forcedAgeMs: 21 * 86_400_000,
       disruption: NO_DISRUPTION_LIMITS,
+      launchHook: null,
     });
   });
 

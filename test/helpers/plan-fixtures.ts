@@ -36,11 +36,13 @@ export function instanceRecord(id: string, now: number, over: Partial<InstanceRe
     lastError: null,
     deletedAt: null,
     deleteReason: null,
+    launchHook: null,
+    launchHookAt: null,
     ...over,
   };
 }
 
-/** A group `t/g` of 3 on template `web` (hash `h1`): drain and startup timeouts 5 min, surge 1, no expiry, no disruption limits. */
+/** A group `t/g` of 3 on template `web` (hash `h1`): drain and startup timeouts 5 min, surge 1, no expiry, no disruption limits, no launch hook. */
 export function groupSettings(over: Partial<GroupSettings> = {}): GroupSettings {
   return {
     tenant: 't',
@@ -55,6 +57,7 @@ export function groupSettings(over: Partial<GroupSettings> = {}): GroupSettings 
     eligibleAgeMs: 0,
     forcedAgeMs: 0,
     disruption: NO_DISRUPTION_LIMITS,
+    launchHook: null,
     ...over,
   };
 }

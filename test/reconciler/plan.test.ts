@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { planGroup, type InstanceRecord, type PlanInput } from '../../src/index.js';
+import { planGroup, type InstanceRecord, type LaunchHookSettings, type PlanInput } from '../../src/index.js';
 import { groupSettings, instanceRecord } from '../helpers/plan-fixtures.js';
 
 const NOW = Date.UTC(2026, 0, 10);
@@ -111,6 +111,7 @@ const arbInstance = fc
     acked: fc.boolean(),
     drainLeftMin: fc.integer({ min: -5, max: 30 }),
     drainReason: fc.constantFrom('scaleDown', 'unhealthy', 'expiry', 'drift', 'terminationNotice'),
+    launchHook: fc.constantFrom<InstanceRecord['launchHook']>(null, null, 'pending', 'continued', 'abandoned'),
   })
   .map((r) =>
     inst({
@@ -129,6 +130,8 @@ const arbInstance = fc
       drainAckedAt: r.status === 'draining' && r.acked ? new Date(NOW - 1_000) : null,
       drainReason: r.status === 'draining' ? r.drainReason : null,
       deleteReason: r.status === 'deleting' ? 'scaleDown' : null,
+      launchHook: r.status === 'creating' && r.launchHook !== null ? 'pending' : r.launchHook,
+      launchHookAt: r.launchHook === 'continued' || r.launchHook === 'abandoned' ? new Date(NOW - 2 * MIN) : null,
     }),
   );
 
@@ -140,12 +143,13 @@ const arbInput = fc
     drainTimeoutMin: fc.integer({ min: 0, max: 10 }),
     eligibleDays: fc.integer({ min: 0, max: 3 }),
     removed: fc.boolean(),
+    launchHook: fc.constantFrom<LaunchHookSettings | null>(null, { timeoutMs: 30 * MIN, onTimeout: 'continue' }, { timeoutMs: 10 * MIN, onTimeout: 'abandon' }),
   })
   .map((r) =>
     input(r.instances, {
       settings: r.removed
         ? null
-        : settings({ size: r.size, maxSurge: r.maxSurge, drainTimeoutMs: r.drainTimeoutMin * MIN, eligibleAgeMs: r.eligibleDays * 24 * 60 * MIN }),
+        : settings({ size: r.size, maxSurge: r.maxSurge, drainTimeoutMs: r.drainTimeoutMin * MIN, eligibleAgeMs: r.eligibleDays * 24 * 60 * MIN, launchHook: r.launchHook }),
     }),
   );
 
@@ -164,6 +168,22 @@ describe('planGroup properties', () => {
         const plan = planGroup(i);
         const creates = plan.actions.filter((a) => a.kind === 'create').length;
         if (creates > 0) expect(plan.summary.live + creates).toBeLessThanOrEqual(plan.summary.maxLive);
+      }),
+    );
+  });
+
+  it('never counts an instance held by its launch hook (pending or abandoned) as in service', () => {
+    fc.assert(
+      fc.property(arbInput, (i) => {
+        const plan = planGroup(i);
+        const eligible = i.instances.filter((x) => x.status === 'running' && x.healthAt !== null && x.launchHook !== 'pending' && x.launchHook !== 'abandoned').length;
+        expect(plan.summary.inService).toBeLessThanOrEqual(eligible);
+        // And no rotation drains its target for a replacement its launch hook still holds.
+        for (const a of plan.actions) {
+          if (a.kind !== 'drain' || (a.reason !== 'expiry' && a.reason !== 'drift' && a.reason !== 'operator')) continue;
+          const replacement = i.instances.find((x) => x.replaces === a.instanceId && x.status !== 'deleting');
+          if (replacement) expect(['pending', 'abandoned']).not.toContain(replacement.launchHook);
+        }
       }),
     );
   });

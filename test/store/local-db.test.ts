@@ -56,6 +56,8 @@ function fullRecord(id: string): InstanceRecord {
     lastError: 'boom',
     deletedAt: at(12),
     deleteReason: 'drainDeadline',
+    launchHook: 'continued',
+    launchHookAt: at(13),
   };
 }
 
@@ -194,6 +196,8 @@ describe('LocalDb', () => {
         lastError: null,
         deletedAt: null,
         deleteReason: null,
+        launchHook: null,
+        launchHookAt: null,
       });
       expect(db.getInstance('i-1')).toEqual(inserted);
     });

@@ -62,6 +62,9 @@ describe('formatting', () => {
     expect(stateLabel({ ...base, connected: false })).toBe('disconnected');
     expect(stateLabel({ ...base, providerStatus: 'stopped' })).toBe('unhealthy');
     expect(stateLabel({ ...base, status: 'draining' })).toBe('draining');
+    expect(stateLabel({ ...base, launchHook: 'pending' })).toBe('launch hook');
+    expect(stateLabel({ ...base, launchHook: 'abandoned' })).toBe('abandoned');
+    expect(stateLabel({ ...base, launchHook: 'continued' })).toBe('in service');
     expect(isUnhealthy({ ...base, status: 'draining', unhealthyAt: '2026-01-01T00:05:00.000Z' })).toBe(true);
     expect(isUnhealthy({ ...base, status: 'deleted', unhealthyAt: '2026-01-01T00:05:00.000Z' })).toBe(false);
     expect(drifted(base, 'b')).toBe(true);

@@ -218,6 +218,8 @@ export function describeAction(a: PlanAction): string {
       return `send the recorded create of ${a.instanceId}`;
     case 'dispatchDelete':
       return `send the recorded delete of ${a.instanceId}`;
+    case 'launchHook':
+      return `complete the launch hook of ${a.instanceId} with ${a.result} (${a.cause === 'timeout' ? 'timed out' : 'no launch hook configured any more'})`;
   }
 }
 

@@ -12,6 +12,8 @@ export interface InstanceLike {
   connected: boolean;
   templateHash: string;
   protectedUntil?: string | null;
+  /** The launch hook (`pending`: not in service until completed); absent from an older server. */
+  launchHook?: string | null;
 }
 
 /** "45s", "3m 20s", "2h 5m", "4d 3h": the two largest units. */
@@ -67,6 +69,9 @@ export function isUnhealthy(i: InstanceLike): boolean {
 export function stateLabel(i: InstanceLike): string {
   if (i.status === 'running') {
     if (isUnhealthy(i)) return i.connected ? 'unhealthy' : 'disconnected';
+    // A launch hook holds it out of service until it is completed (or replaced, when abandoned).
+    if (i.launchHook === 'pending') return 'launch hook';
+    if (i.launchHook === 'abandoned') return 'abandoned';
     return i.healthAt ? 'in service' : 'booting';
   }
   return i.status;

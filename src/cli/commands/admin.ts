@@ -92,7 +92,8 @@ export async function instances(opts: GlobalOptions & { group?: string; tenant?:
         const row: Array<string | number> = [
           i.id,
           `${i.tenant}/${i.group}`,
-          i.status,
+          // A launch hook holds a new instance out of service until it is completed.
+          i.launchHook === 'pending' || (i.launchHook === 'abandoned' && i.status === 'running') ? `${i.status} (launch hook ${i.launchHook})` : i.status,
           age(i.createdAt, now),
           i.healthAt ? `${age(i.healthAt, now)} ago` : 'never',
           i.connected ? 'connected' : '-',

@@ -1,10 +1,10 @@
 /**
  * Disruption controls from the command line: drain start|extend|cancel|force, protect,
- * unprotect, and explain (what sets the size, the dry-run plan with every block and the
+ * unprotect, hook launch (complete a launch hook), and explain (what sets the size, the dry-run plan with every block and the
  * instance it concerns).
  */
 import type { GroupView, PlanView } from '../../server/views.js';
-import { ApiClient } from '../client.js';
+import { ApiClient, CliError, EXIT } from '../client.js';
 import { json, parseOutput, table } from '../format.js';
 import { setBy, splitGroup, type GlobalOptions } from './admin.js';
 
@@ -36,6 +36,15 @@ export const protect = (id: string, opts: GlobalOptions & { for?: string; until?
 export const unprotect = (id: string, opts: GlobalOptions, print: Print): Promise<void> =>
   post(opts, 'DELETE', `${inst(id)}/protection`, undefined, print, () => `${id} no longer protected`);
 
+/** Completes an instance's pending launch hook: `continue` lets it serve, `abandon` has it replaced. */
+export function hookLaunch(id: string, opts: GlobalOptions & { result?: string }, print: Print): Promise<void> {
+  const result = opts.result ?? 'continue';
+  if (result !== 'continue' && result !== 'abandon') throw new CliError(`--result must be continue or abandon (got ${JSON.stringify(result)})`, EXIT.usage);
+  return post(opts, 'POST', `${inst(id)}/hooks/launch`, { result }, print, () =>
+    result === 'continue' ? `launch hook of ${id} completed: in service once healthy` : `launch hook of ${id} abandoned: the instance is replaced`,
+  );
+}
+
 /** The dry-run plan with every block, what each concerns, and the budgets in force. */
 export async function explain(target: string, opts: GlobalOptions, print: Print): Promise<void> {
   const { tenant, group } = splitGroup(target);
@@ -45,7 +54,7 @@ export async function explain(target: string, opts: GlobalOptions, print: Print)
   if (parseOutput(opts.output) === 'json') return print(json({ group: view, plan }));
   const s = plan.summary;
   const lines: string[] = [
-    `${tenant}/${group}: size ${s.size}, ${s.inService} in service, ${s.pending} pending, ${s.draining} draining, ${s.unhealthy} unhealthy; ${s.live} live of at most ${s.maxLive}`,
+    `${tenant}/${group}: size ${s.size}, ${s.inService} in service, ${s.pending} pending${s.launchHookPending ? ` (${s.launchHookPending} waiting for their launch hook)` : ''}, ${s.draining} draining, ${s.unhealthy} unhealthy; ${s.live} live of at most ${s.maxLive}`,
   ];
   if (view.sizing) lines.push(`size ${view.sizing.size} set by ${setBy(view)}: ${view.sizing.reason}`);
   const autoscale = view.sizing?.autoscale;

@@ -14,7 +14,7 @@ import { CliError, EXIT } from '../client.js';
 import { json, parseOutput } from '../format.js';
 
 /** A request as the command line gives it (durations as text: the agent parses them). */
-export type SelfCommand = { op: 'protect'; for: string } | { op: 'unprotect' } | { op: 'extend'; by: string } | { op: 'status' };
+export type SelfCommand = { op: 'protect'; for: string } | { op: 'unprotect' } | { op: 'extend'; by: string } | { op: 'ready' } | { op: 'status' };
 
 export interface SelfOptions {
   socket?: string;

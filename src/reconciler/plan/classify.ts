@@ -1,13 +1,14 @@
 /**
  * Phase 1 — what each instance's facts say: deletes to finish or retry, instances the provider no
- * longer has, drains that end (acknowledged, past their deadline, terminated), termination
+ * longer has, launch hooks abandoned or timed out, drains that end (acknowledged, past their deadline, terminated), termination
  * notices, forced expiry, and health: silent, stopped, never started. Health decisions are not
  * taken here but returned as candidates, for the health phase (and its brake) to decide.
  */
 import { isTerminalStatus } from '../../providers/types.js';
 import { Priority } from '../../queue/priority.js';
 import type { InstanceRecord } from '../../store/types.js';
-import { drainOrDelete, leftForHealth, ms, PhaseBuilder, type PlanFrame } from './frame.js';
+import { formatDuration } from '../../config/index.js';
+import { drainOrDelete, launchHookDeadline, leftForHealth, ms, PhaseBuilder, type PlanFrame } from './frame.js';
 import type { PhaseResult, PlanAction } from './types.js';
 
 /** A decision about an instance for its health, taken (or held) by the health phase. */
@@ -87,6 +88,7 @@ export function classify(frame: PlanFrame): Classified {
       out.actions.push({ kind: 'forget', instanceId: inst.id, reason: 'vanished', message: 'the provider no longer has this instance' });
       continue;
     }
+    if (inst.status === 'running' && (inst.launchHook === 'pending' || inst.launchHook === 'abandoned') && launchHook(frame, inst, out)) continue;
     if (terminal) {
       unhealthyIds.push(inst.id);
       const deleteTerminated: PlanAction = {
@@ -136,6 +138,48 @@ export function classify(frame: PlanFrame): Classified {
     classifyRunning(frame, inst, out, { unwell, unhealthyIds, candidate });
   }
   return { ...out.result(), forgotten, unwell, unhealthyIds, drainingCount, candidates };
+}
+
+/**
+ * A running instance's launch hook, pending or abandoned. Abandoned: deleted (it never served, so
+ * without a drain) and replaced. Pending: it waits (a block, and a wake-up at its timeout — the
+ * group's wake timer is durable), unless its timeout passed (then `onTimeout` is recorded, and an
+ * abandon is acted on by the next plan, which the executor asks for at once) or the group no
+ * longer has a launch hook (continued). Its health is judged as any new instance's
+ * meanwhile (a silent one is still replaced after startupTimeout). True when this plan has decided
+ * about it: it leaves, or its hook's end is recorded first — one action per instance and plan;
+ * the executor replans at once, and that plan judges its health.
+ */
+function launchHook(frame: PlanFrame, inst: InstanceRecord, out: PhaseBuilder): boolean {
+  const settings = frame.input.settings;
+  if (settings === null) return false; // a group no longer configured removes its instances anyway
+  const abandon = (message: string): true => {
+    out.leaving.set(inst.id, 'launchHookAbandoned');
+    out.actions.push({ kind: 'delete', instanceId: inst.id, reason: 'launchHookAbandoned', priority: Priority.urgent, message });
+    return true;
+  };
+  if (inst.launchHook === 'abandoned') return abandon('its launch hook was abandoned; replaced');
+  const hook = settings.launchHook;
+  if (hook === null) {
+    out.actions.push({ kind: 'launchHook', instanceId: inst.id, result: 'continue', cause: 'unconfigured', message: 'the group no longer has a launch hook: continued' });
+    return true;
+  }
+  const deadline = launchHookDeadline(inst, hook.timeoutMs);
+  if (deadline <= frame.now) {
+    // Recorded first (one action per instance and plan): once abandoned, the next plan replaces it.
+    const message = `launch hook not completed within ${formatDuration(hook.timeoutMs)}: onTimeout ${hook.onTimeout}`;
+    out.actions.push({ kind: 'launchHook', instanceId: inst.id, result: hook.onTimeout, cause: 'timeout', message });
+    // (No wake-up needed: the executor replans after recording it.)
+    return true;
+  }
+  out.wakeAt(deadline);
+  out.blocked.push({
+    code: 'LaunchHookPending',
+    instanceId: inst.id,
+    message: `waits for its launch hook (completed by an operator, or by the instance with "drover self ready"); not in service until then; onTimeout ${hook.onTimeout} at ${new Date(deadline).toISOString()}`,
+    until: new Date(deadline),
+  });
+  return false;
 }
 
 /**

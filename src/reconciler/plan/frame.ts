@@ -59,6 +59,37 @@ export function isHealthyReported(i: InstanceRecord): boolean {
   return i.healthAt !== null;
 }
 
+/**
+ * Whether a launch hook keeps an instance out of service: pending (nobody completed it yet) or
+ * abandoned (it is replaced). Such an instance counts as a pending one does — toward the size,
+ * the surge cap and, as a rotation's replacement not yet in service, the budgets — but never as
+ * in service, never as a rotation's healthy replacement, and is not due for rotation itself.
+ */
+export function heldByLaunchHook(i: Pick<InstanceRecord, 'launchHook'>): boolean {
+  return i.launchHook === 'pending' || i.launchHook === 'abandoned';
+}
+
+/** In service: running, reported health, and no launch hook holds it. */
+export function servesNow(i: InstanceRecord): boolean {
+  return i.status === 'running' && isHealthyReported(i) && !heldByLaunchHook(i);
+}
+
+/**
+ * Since when an instance has been in service, or null: its first health report, or the
+ * completion of its launch hook when that came later.
+ */
+export function inServiceSince(i: InstanceRecord): number | null {
+  if (heldByLaunchHook(i)) return null;
+  const first = ms(i.firstHealthAt);
+  const hook = i.launchHook === 'continued' ? ms(i.launchHookAt) : null;
+  return first === null ? null : Math.max(first, hook ?? first);
+}
+
+/** When a pending launch hook times out: its timeout after the provider confirmed the create. */
+export function launchHookDeadline(i: InstanceRecord, timeoutMs: number): number {
+  return (ms(i.confirmedAt) ?? i.createdAt.getTime()) + timeoutMs;
+}
+
 export const INVOLUNTARY: ReadonlySet<string> = new Set<string>(INVOLUNTARY_REASONS);
 export const HEALTH: ReadonlySet<string> = new Set<string>(HEALTH_REASONS);
 

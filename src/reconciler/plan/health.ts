@@ -5,7 +5,7 @@
 import type { InstanceRecord } from '../../store/types.js';
 import { resolveQuantity } from '../disruption.js';
 import type { Classified } from './classify.js';
-import { earliest, leftForHealth, ms, PhaseBuilder, type PlanFrame } from './frame.js';
+import { earliest, inServiceSince, leftForHealth, PhaseBuilder, type PlanFrame } from './frame.js';
 import type { Block, PhaseResult } from './types.js';
 
 export interface HealthOutcome extends PhaseResult {
@@ -83,7 +83,8 @@ export function healthBrake(
     const leftUntil = d.deletedAt.getTime() + windowMs;
     const replacement = replacementOf.get(d.id);
     const live = replacement !== undefined && replacement.status !== 'deleted';
-    const firstHealth = live ? ms(replacement.firstHealthAt) : null;
+    // (A replacement waiting for its launch hook has not proved itself yet: in service counts from the hook's completion.)
+    const firstHealth = live ? inServiceSince(replacement) : null;
     // A replacement still booting keeps it counting; without one (not made, or itself gone, when it
     // counts for itself) it counts for the window after it left.
     const provenAt = live ? (firstHealth === null ? Number.POSITIVE_INFINITY : firstHealth + windowMs) : Number.NEGATIVE_INFINITY;

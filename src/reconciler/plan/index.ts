@@ -5,7 +5,8 @@
  *
  * Phases, each a function returning values (actions, blocks, a wake-up time, the instances it
  * takes out of service), merged here in order, as Nomad's scheduler does:
- * 1. classify — each instance's facts; health decisions become candidates (classify.ts)
+ * 1. classify — each instance's facts (launch hooks abandoned or timed out among them); health
+ *    decisions become candidates (classify.ts)
  * 2. healthActions — the candidates, unless the health brake or a pending removal holds them (health.ts)
  * 3. rotationsInProgress — rotations under way and the budgets they use (rotations.ts)
  * 4. sizeActions — create, remove, or start new rotations at size (size.ts)
@@ -13,14 +14,15 @@
  *
  * Vocabulary:
  * - live: not deleted (creating, running, draining, deleting) — what the surge cap counts.
- * - active: creating or running and not leaving — what serves, or will serve, the group.
+ * - active: creating or running and not leaving — what serves, or will serve, the group (an
+ *   instance waiting for its launch hook is active, but not in service).
  * - covered target: an active instance being rotated (operator, expiry, drift) whose replacement exists;
  *   it keeps serving, but does not count toward `size`, until its replacement reports healthy.
  * - counted: active minus covered targets — compared with `size`.
  */
 import { classify } from './classify.js';
 import type { ReasonBudget } from '../disruption.js';
-import { earliest, frameOf, isHealthyReported } from './frame.js';
+import { earliest, frameOf, servesNow } from './frame.js';
 import { healthActions } from './health.js';
 import { rotationsInProgress } from './rotations.js';
 import { resends, sizeActions } from './size.js';
@@ -70,8 +72,8 @@ export function planGroup(input: PlanInput): Plan {
 
   const phases: PhaseResult[] = [classified, health, rotation, size_, resent];
   const actions = withForcedExpiryNote(expiryBudget, phases.flatMap((p) => p.actions))
-    // An instance chosen to leave needs no health check any more.
-    .filter((a) => a.kind !== 'check' || !allLeaving.has(a.instanceId));
+    // An instance chosen to leave needs no health check any more, nor its launch hook completed.
+    .filter((a) => (a.kind !== 'check' && a.kind !== 'launchHook') || !allLeaving.has(a.instanceId));
   const sizing = input.sizing ?? null;
   const wake = earliest(now, ...phases.map((p) => p.wakeAt), sizing?.wakeAt?.getTime() ?? null);
   const blocked = phases.flatMap((p) => p.blocked);
@@ -82,10 +84,12 @@ export function planGroup(input: PlanInput): Plan {
 
   let inService = 0;
   let pending = 0;
+  let launchHookPending = 0;
   for (const i of active) {
     if (allLeaving.has(i.id)) continue;
-    if (i.status === 'running' && isHealthyReported(i)) inService++;
+    if (servesNow(i)) inService++;
     else pending++;
+    if (i.status === 'running' && i.launchHook === 'pending') launchHookPending++;
   }
   return {
     tenant: input.tenant,
@@ -99,6 +103,7 @@ export function planGroup(input: PlanInput): Plan {
       live: input.instances.filter((i) => !classified.forgotten.has(i.id)).length,
       inService,
       pending,
+      launchHookPending,
       draining: input.instances.filter((i) => i.status === 'draining').length + actions.filter((a) => a.kind === 'drain').length,
       unhealthy: classified.unhealthyIds.length,
       maxLive: size + frame.maxSurge,

@@ -7,13 +7,13 @@
 import type { InstanceRecord } from '../../store/types.js';
 import { BudgetTracker } from '../disruption.js';
 import type { RotationReason, VoluntaryReason } from '../reasons.js';
-import { budgetBlock, earliest, isHealthyReported, isRotationReason, isVoluntary, PhaseBuilder, type PlanFrame } from './frame.js';
+import { budgetBlock, earliest, heldByLaunchHook, isRotationReason, isVoluntary, PhaseBuilder, servesNow, type PlanFrame } from './frame.js';
 import type { Block, PhaseResult } from './types.js';
 
 /** Why an instance is due for replacement-first rotation, ignoring protection and holds. */
 export function dueFor(frame: PlanFrame, i: InstanceRecord): RotationReason | null {
   const settings = frame.input.settings;
-  if (!settings || i.status !== 'running' || !isHealthyReported(i)) return null;
+  if (!settings || !servesNow(i)) return null;
   if (frame.input.drainRequests?.has(i.id)) return 'operator';
   if (i.templateHash !== settings.templateHash) return 'drift';
   if (settings.eligibleAgeMs > 0 && i.createdAt.getTime() + settings.eligibleAgeMs <= frame.now) return 'expiry';
@@ -26,7 +26,7 @@ export function nextExpiry(frame: PlanFrame): number | null {
   if (!settings || settings.eligibleAgeMs <= 0) return null;
   let next: number | null = null;
   for (const i of frame.input.instances) {
-    if (i.status === 'running' && isHealthyReported(i)) next = earliest(frame.now, next, i.createdAt.getTime() + settings.eligibleAgeMs);
+    if (servesNow(i)) next = earliest(frame.now, next, i.createdAt.getTime() + settings.eligibleAgeMs);
   }
   return next;
 }
@@ -110,9 +110,10 @@ export function rotationsInProgress(frame: PlanFrame, leaving: ReadonlyMap<strin
     // A rotation is voluntary: it needs a report within the staleness window, not the grace
     // after a start or a leadership win (which only keeps silence from counting against an instance).
     const reportedRecently = replacement.healthAt !== null && replacement.healthAt.getTime() + frame.staleAfterMs > now;
-    if (!(replacement.status === 'running' && !unwell.has(replacement.id) && reportedRecently)) {
+    if (!(replacement.status === 'running' && !unwell.has(replacement.id) && reportedRecently) || heldByLaunchHook(replacement)) {
       covered.add(target.id);
-      out.blocked.push({ code: 'WaitingForHealthy', instanceId: target.id, message: `${reason} rotation waits for replacement ${replacement.id} to report healthy` });
+      const waitsFor = heldByLaunchHook(replacement) ? 'to complete its launch hook' : 'to report healthy';
+      out.blocked.push({ code: 'WaitingForHealthy', instanceId: target.id, message: `${reason} rotation waits for replacement ${replacement.id} ${waitsFor}` });
       continue;
     }
     if (!fits) {

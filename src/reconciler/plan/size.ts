@@ -8,7 +8,7 @@ import { Priority } from '../../queue/priority.js';
 import type { InstanceRecord } from '../../store/types.js';
 import type { BudgetTracker } from '../disruption.js';
 import { INVOLUNTARY_REASONS, isOneOf, type DrainReason, type InvoluntaryReason, type RotationReason } from '../reasons.js';
-import { budgetBlock, INVOLUNTARY, ms, olderFirst, PhaseBuilder, type PlanFrame } from './frame.js';
+import { budgetBlock, heldByLaunchHook, INVOLUNTARY, ms, olderFirst, PhaseBuilder, type PlanFrame } from './frame.js';
 import { dueFor, rotationReason } from './rotations.js';
 import type { PhaseResult } from './types.js';
 
@@ -112,7 +112,7 @@ function scaleDown(frame: PlanFrame, view: SizeView, excess: number): PhaseResul
 
 /**
  * Scale-down victims, in order: instances whose health is overdue, the surplus replacement of a
- * paused rotation, never-healthy ones (creates not yet sent first), ones due for rotation, then
+ * paused rotation, never-healthy ones and ones waiting for their launch hook (creates not yet sent first), ones due for rotation, then
  * the oldest.
  */
 export function pickVictims(frame: PlanFrame, pool: readonly InstanceRecord[], count: number): InstanceRecord[] {
@@ -123,7 +123,7 @@ export function pickVictims(frame: PlanFrame, pool: readonly InstanceRecord[], c
     // The replacement made for a rotation that was then cancelled, or whose target got protected, is the surplus.
     if (i.replaces && (frame.heldUntil(i.replaces) !== null || frame.protectedUntil(i.replaces) !== null)) return 0.5;
     if (i.status === 'creating') return input.inFlight.has(i.id) ? 2 : 1;
-    if (healthAt === null) return 3;
+    if (healthAt === null || heldByLaunchHook(i)) return 3;
     if (dueFor(frame, i) !== null) return 4;
     return 5;
   };

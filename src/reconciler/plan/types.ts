@@ -2,7 +2,7 @@
  * The plan's vocabulary: what a plan is (actions, blocks, a wake-up time, a summary), what it is
  * planned from (PlanInput), and what each phase of the planner returns (PhaseResult).
  */
-import type { GroupSettings, VoluntaryReason } from '../../config/index.js';
+import type { GroupSettings, LaunchHookResult, VoluntaryReason } from '../../config/index.js';
 import type { Priority } from '../../queue/priority.js';
 import type { InstanceRecord } from '../../store/types.js';
 import type { ReasonBudget } from '../disruption.js';
@@ -17,7 +17,13 @@ export type PlanAction =
   | { kind: 'delete'; instanceId: string; reason: DeleteReason; priority: Priority; message: string }
   | { kind: 'dispatchDelete'; instanceId: string; message: string }
   | { kind: 'forget'; instanceId: string; reason: ForgetReason; message: string }
-  | { kind: 'check'; instanceId: string; cause: string; message: string };
+  | { kind: 'check'; instanceId: string; cause: string; message: string }
+  /**
+   * Completes a pending launch hook that nobody completed: its timeout passed (`onTimeout`
+   * decides), or the group no longer has a launch hook (continue). The plan after an abandon
+   * deletes the instance (reason launchHookAbandoned).
+   */
+  | { kind: 'launchHook'; instanceId: string; result: LaunchHookResult; cause: 'timeout' | 'unconfigured'; message: string };
 
 export type BlockCode =
   | 'NotLeader'
@@ -32,7 +38,9 @@ export type BlockCode =
   | 'RotationHeld'
   | 'RemovalPending'
   | 'HealthSettling'
-  | 'AutoscaleBlocked';
+  | 'AutoscaleBlocked'
+  /** A new instance waits for its launch hook to be completed before it counts as in service. */
+  | 'LaunchHookPending';
 
 export interface Block {
   code: BlockCode;
@@ -50,8 +58,10 @@ export interface GroupSummary {
   live: number;
   /** Running, reported healthy, not leaving. */
   inService: number;
-  /** Being created or booting (never reported healthy), not leaving. */
+  /** Being created or booting (never reported healthy) or waiting for its launch hook, not leaving. */
   pending: number;
+  /** Of `pending`: running instances whose launch hook is not completed yet. */
+  launchHookPending: number;
   draining: number;
   /** Judged or observed unhealthy (dead, silent, stopped), not yet deleted. */
   unhealthy: number;

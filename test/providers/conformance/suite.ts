@@ -387,7 +387,7 @@ export function describeProviderConformance(name: string, setup: () => Promise<C
           [TAG.createdAt]: at(0),
         });
         const drainTags = { [TAG.drainStartedAt]: at(1), [TAG.drainDeadline]: at(300_000), [TAG.drainReason]: 'terminationNotice' };
-        const everyKey = { ...createTags, ...drainTags, [TAG.drainCancelledAt]: at(2) };
+        const everyKey = { ...createTags, ...drainTags, [TAG.drainCancelledAt]: at(2), [TAG.launchHook]: 'abandoned' };
         expect(Object.keys(everyKey).sort()).toEqual(Object.values(TAG).sort());
         const max = t.limits?.maxTagValueLength;
         if (max !== undefined) for (const value of Object.values(everyKey)) expect(value.length).toBeLessThanOrEqual(max);
@@ -396,7 +396,7 @@ export function describeProviderConformance(name: string, setup: () => Promise<C
         req.tags = createTags;
         const { providerId, tags } = await create(req);
         expect(tags).toMatchObject(createTags);
-        await setTags(providerId, { ...drainTags, [TAG.drainCancelledAt]: at(2) });
+        await setTags(providerId, { ...drainTags, [TAG.drainCancelledAt]: at(2), [TAG.launchHook]: 'abandoned' });
         await listedWith(providerId, instanceId, everyKey);
       });
 
