@@ -1,7 +1,7 @@
 /**
  * JSON shapes of the admin API: plain objects, times as ISO-8601 strings or null.
  */
-import type { BreakerState, NotificationEvent } from '../notifications/index.js';
+import type { EndpointStatus, NotificationEvent } from '../notifications/index.js';
 import type { TenantSleep } from '../state/index.js';
 import type { AuditEntry, InstanceRecord, LaunchHookState, OutboxState } from '../store/index.js';
 import type { GroupSummary, Plan, PlanAction, SizeDecision } from '../reconciler/index.js';
@@ -202,19 +202,9 @@ export function auditView(a: AuditEntry): AuditView {
  * only ("https://hooks.example/…" when it has a path or query): a receiver's secret can live in
  * its path (Slack's does), and this list is shown on screens.
  */
-export interface NotificationEndpointView {
-  name: string;
+export interface NotificationEndpointView extends EndpointStatus {
+  /** Its URL's origin only (the path and query may hold the receiver's secret). */
   url: string;
-  format: 'json' | 'slack';
-  /** The event types it gets; null = every type. */
-  events: string[] | null;
-  /** The tenants whose events it gets; null = every tenant. */
-  tenants: string[] | null;
-  /** Requests in flight now. */
-  inFlight: number;
-  /** closed: delivering; open: failing, held until `breakerOpenUntil`; halfOpen: one probe let through. */
-  breaker: BreakerState;
-  breakerOpenUntil: string | null;
   /** Deliveries waiting (first attempt or retry). */
   pending: number;
   /** Deliveries given up after `retryFor` (dead letters), redeliverable. */
