@@ -1,37 +1,250 @@
 /**
  * JSON shapes of the admin API: plain objects, times as ISO-8601 strings or null.
+ *
+ * Each shape is a zod schema (registered with an `id`, the name it has in the OpenAPI document,
+ * openapi.ts) and its TypeScript type is derived from it (`z.infer`), or, where the type is
+ * derived from the reconciler's own types (`Jsonified<...>`), checked equal to the schema's at
+ * compile time (`VIEW_TYPES_MATCH` below): a field added on one side and not the other does not
+ * compile. The dashboard (web/src/types.ts) and the CLI import these types.
  */
+import { z } from 'zod';
 import type { TenantSleep } from '../state/index.js';
-import type { AuditEntry, InstanceRecord } from '../store/index.js';
+import { INSTANCE_STATUSES, type AuditAction, type AuditEntry, type InstanceRecord } from '../store/index.js';
+import { CANCEL_REASONS, CREATE_REASONS, DELETE_REASONS, DRAIN_REASONS, FORGET_REASONS } from '../store/reasons.js';
 import type { GroupSummary, Plan, PlanAction, SizeDecision } from '../reconciler/index.js';
+
+/** True when A and B are each assignable to the other (a compile-time drift check). */
+export type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+
+/** A time as the API writes it (`Date.toISOString()`). */
+export const isoTime = z.iso.datetime().meta({ description: 'An ISO-8601 time in UTC, e.g. "2026-11-29T18:00:00.000Z".' });
+const isoOrNull = isoTime.nullable();
+const int = z.number().int();
+const count = z.number().int().min(0);
+
+export const instanceViewSchema = z
+  .strictObject({
+    id: z.string(),
+    tenant: z.string(),
+    group: z.string(),
+    status: z.enum(INSTANCE_STATUSES),
+    providerId: z.string().nullable(),
+    createdAt: isoTime,
+    healthAt: isoOrNull,
+    drainStartedAt: isoOrNull,
+    drainDeadline: isoOrNull,
+    drainReason: z.enum(DRAIN_REASONS).nullable(),
+    drainAckedAt: isoOrNull,
+    unhealthyAt: isoOrNull,
+    noticeDeadline: isoOrNull,
+    providerStatus: z.string().nullable().meta({ description: "What the provider last said of it (its own status words, or notFound)." }),
+    templateHash: z.string(),
+    createReason: z.enum(CREATE_REASONS),
+    replaces: z.string().nullable(),
+    deletedAt: isoOrNull,
+    deleteReason: z.enum(DELETE_REASONS).nullable(),
+    lastError: z.string().nullable(),
+    connected: z.boolean().meta({ description: "Its agent is connected to this server now." }),
+    protectedUntil: isoOrNull.meta({ description: 'Protected from voluntary disruption until then, or null.' }),
+  })
+  .meta({ id: 'InstanceView', description: 'An instance: `GET /v1/instances`, `GET /v1/instances/{id}`.' });
+export type InstanceView = z.infer<typeof instanceViewSchema>;
+
+const scheduleFireSchema = z.strictObject({ index: int, name: z.string(), cron: z.string(), timezone: z.string(), size: count, at: isoTime });
+
+export const sizingViewSchema = z
+  .strictObject({
+    size: count,
+    source: z.enum(['config', 'schedule', 'operator', 'autoscale']),
+    requested: int,
+    since: isoTime,
+    by: z.string().nullable(),
+    min: count,
+    max: count,
+    floor: count,
+    awakeSize: count,
+    schedule: scheduleFireSchema.nullable(),
+    nextSchedule: scheduleFireSchema.nullable(),
+    sleeping: z.strictObject({ since: isoTime, until: isoOrNull, by: z.string() }).nullable(),
+    autoscale: z
+      .strictObject({
+        blocked: z.strictObject({ message: z.string(), since: isoTime }).nullable(),
+        lastDecision: z.string().nullable(),
+        lastValue: z.number().nullable(),
+        lastAt: isoOrNull,
+      })
+      .nullable(),
+    reason: z.string(),
+    wakeAt: isoOrNull,
+  })
+  .meta({
+    id: 'SizingView',
+    description:
+      'What sets a group\'s size: `source` asked for `requested` at `since`; `size` is that within `floor`..`max`, or 0 while the tenant is asleep (`awakeSize`: the size awake). `schedule`: the latest schedule that has fired, `nextSchedule`: the next to fire. `reason`: one sentence saying all that.',
+  });
+
+/**
+ * What sets a group's size: `source` (config, schedule, operator, autoscale) asked for
+ * `requested` at `since`; `size` is that within `floor`..`max`, or 0 while the tenant is asleep
+ * (`awakeSize`: the size awake). `schedule`: the latest schedule that has fired, `nextSchedule`:
+ * the next to fire. `reason`: one sentence saying all that.
+ */
+export type SizingView = Jsonified<SizeDecision>;
+
+export const blockViewSchema = z
+  .strictObject({
+    code: z.string().meta({ description: 'Why the group cannot act now: NotLeader, SurgeCap, RateLimited, WaitingForHealthy, DrainInProgress, ProviderErrors, BudgetExhausted, ShortCircuit, Protected, RotationHeld, RemovalPending, HealthSettling, AutoscaleBlocked.' }),
+    message: z.string(),
+    instanceId: z.string().nullable(),
+    instanceIds: z.array(z.string()).optional(),
+    since: isoOrNull,
+    until: isoOrNull,
+  })
+  .meta({ id: 'BlockView', description: 'A reason a group cannot do what it would.' });
+
+export const groupViewSchema = z
+  .strictObject({
+    tenant: z.string(),
+    group: z.string(),
+    configured: z.boolean(),
+    size: count,
+    configuredSize: count.nullable(),
+    sizeOverride: count.nullable(),
+    inService: count,
+    pending: count,
+    draining: count,
+    unhealthy: count,
+    live: count,
+    maxLive: count,
+    template: z.string().nullable(),
+    templateHash: z.string().nullable(),
+    blocked: z.array(blockViewSchema),
+    sizing: sizingViewSchema.nullable().meta({ description: 'What sets the size and why (see src/reconciler/sizing.ts); null for a group no longer configured.' }),
+  })
+  .meta({ id: 'GroupView', description: 'A group: `GET /v1/groups`, `GET /v1/groups/{tenant}/{group}`.' });
+export type GroupView = z.infer<typeof groupViewSchema>;
+
+export const tenantViewSchema = z
+  .strictObject({
+    tenant: z.string(),
+    groups: z.array(z.string()),
+    asleep: z.boolean(),
+    sleep: z.strictObject({ since: z.string(), until: z.string().nullable(), by: z.string() }).nullable().meta({ description: 'While asleep: since when, until when (null: until woken) and who put it to sleep.' }),
+  })
+  .meta({ id: 'TenantView', description: '`GET /v1/tenants` and the answer to sleep and wake: a tenant\'s groups and its sleep.' });
+/** `GET /v1/tenants` and the answer to sleep and wake: a tenant's groups and its sleep. */
+export type TenantView = z.infer<typeof tenantViewSchema>;
+
+const reasonBudgetSchema = z.strictObject({ allowed: count.nullable(), used: count, limitedBy: z.string().nullable(), until: isoOrNull });
+
+export const groupSummarySchema = z
+  .strictObject({
+    size: count,
+    live: count,
+    inService: count,
+    pending: count,
+    draining: count,
+    unhealthy: count,
+    maxLive: count,
+    disruption: z.strictObject({
+      // One field per voluntary reason (the compile-time check below ties them to VOLUNTARY_REASONS).
+      budgets: z.strictObject({ scaleDown: reasonBudgetSchema, expiry: reasonBudgetSchema, drift: reasonBudgetSchema, operator: reasonBudgetSchema }),
+      shortCircuited: z.boolean(),
+      maxUnhealthy: count.nullable(),
+      brakeCount: count,
+    }),
+  })
+  .meta({ id: 'GroupSummary' });
+
+const priority = z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).meta({ description: '0 urgent, 1 high, 2 normal, 3 bulk.' });
+
+export const planActionSchema = z
+  .discriminatedUnion('kind', [
+    z.strictObject({ kind: z.literal('create'), reason: z.enum(CREATE_REASONS), replaces: z.string().nullable(), priority, message: z.string() }),
+    z.strictObject({ kind: z.literal('dispatchCreate'), instanceId: z.string(), priority, message: z.string() }),
+    z.strictObject({ kind: z.literal('cancelCreate'), instanceId: z.string(), reason: z.enum(CANCEL_REASONS), message: z.string() }),
+    z.strictObject({ kind: z.literal('drain'), instanceId: z.string(), reason: z.enum(DRAIN_REASONS), deadline: isoTime, unhealthyAt: isoOrNull, message: z.string() }),
+    z.strictObject({ kind: z.literal('delete'), instanceId: z.string(), reason: z.enum(DELETE_REASONS), priority, message: z.string() }),
+    z.strictObject({ kind: z.literal('dispatchDelete'), instanceId: z.string(), message: z.string() }),
+    z.strictObject({ kind: z.literal('forget'), instanceId: z.string(), reason: z.enum(FORGET_REASONS), message: z.string() }),
+    z.strictObject({ kind: z.literal('check'), instanceId: z.string(), cause: z.string(), message: z.string() }),
+  ])
+  .meta({ id: 'PlanAction', description: 'One step of a dry-run plan.' });
+
+export const planViewSchema = z
+  .strictObject({
+    tenant: z.string(),
+    group: z.string(),
+    configured: z.boolean(),
+    summary: groupSummarySchema,
+    wakeAt: isoOrNull,
+    actions: z.array(planActionSchema),
+    blocked: z.array(blockViewSchema),
+  })
+  .meta({ id: 'PlanView', description: '`GET /v1/groups/{tenant}/{group}/plan`: the dry-run plan.' });
+
+/** Every audit action (checked against the store's `AuditAction` below). */
+export const AUDIT_ACTIONS = [
+  'create',
+  'created',
+  'createFailed',
+  'cancel',
+  'adopt',
+  'drain',
+  'drainAcked',
+  'ackIgnored',
+  'notice',
+  'unhealthy',
+  'delete',
+  'deleted',
+  'deleteFailed',
+  'vanished',
+  'leak',
+  'scale',
+  'drainRequested',
+  'drainExtended',
+  'drainCancelled',
+  'drainForced',
+  'protect',
+  'unprotect',
+  'removalPending',
+  'removalCancelled',
+  'brakeTripped',
+  'brakeReleased',
+  'agentBootstrap',
+  'agentBootstrapRefused',
+  'sleep',
+  'wake',
+  'autoscaleBlocked',
+  'autoscaleResumed',
+] as const satisfies readonly AuditAction[];
+
+export const auditViewSchema = z
+  .strictObject({
+    seq: int,
+    at: isoTime,
+    tenant: z.string(),
+    group: z.string(),
+    instanceId: z.string().nullable(),
+    action: z.enum(AUDIT_ACTIONS),
+    reason: z.string(),
+    event: z.string().nullable(),
+    actor: z.string(),
+    detail: z.string().nullable(),
+    epoch: int.nullable(),
+  })
+  .meta({ id: 'AuditView', description: 'An audit entry, as `GET /v1/audit` and the `audit` event carry it.' });
+
+/** The compile-time proof that each schema says what its TypeScript type says (false does not compile). */
+export const VIEW_TYPES_MATCH: {
+  sizing: Same<z.infer<typeof sizingViewSchema>, SizingView>;
+  plan: Same<z.infer<typeof planViewSchema>, PlanView>;
+  audit: Same<z.infer<typeof auditViewSchema>, AuditView>;
+  auditActions: Same<(typeof AUDIT_ACTIONS)[number], AuditAction>;
+} = { sizing: true, plan: true, audit: true, auditActions: true };
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
-export interface InstanceView {
-  id: string;
-  tenant: string;
-  group: string;
-  status: string;
-  providerId: string | null;
-  createdAt: string;
-  healthAt: string | null;
-  drainStartedAt: string | null;
-  drainDeadline: string | null;
-  drainReason: string | null;
-  drainAckedAt: string | null;
-  unhealthyAt: string | null;
-  noticeDeadline: string | null;
-  providerStatus: string | null;
-  templateHash: string;
-  createReason: string;
-  replaces: string | null;
-  deletedAt: string | null;
-  deleteReason: string | null;
-  lastError: string | null;
-  connected: boolean;
-  /** Protected from voluntary disruption until then, or null. */
-  protectedUntil: string | null;
-}
 
 export function instanceView(r: InstanceRecord, connected: boolean, protectedUntil: Date | null = null): InstanceView {
   return {
@@ -59,34 +272,6 @@ export function instanceView(r: InstanceRecord, connected: boolean, protectedUnt
     protectedUntil: iso(protectedUntil),
   };
 }
-
-export interface GroupView {
-  tenant: string;
-  group: string;
-  configured: boolean;
-  size: number;
-  configuredSize: number | null;
-  sizeOverride: number | null;
-  inService: number;
-  pending: number;
-  draining: number;
-  unhealthy: number;
-  live: number;
-  maxLive: number;
-  template: string | null;
-  templateHash: string | null;
-  blocked: Array<{ code: string; message: string; instanceId: string | null; instanceIds?: string[]; since: string | null; until: string | null }>;
-  /** What sets the size and why (see src/reconciler/sizing.ts); null for a group no longer configured. */
-  sizing: SizingView | null;
-}
-
-/**
- * What sets a group's size: `source` (config, schedule, operator, autoscale) asked for
- * `requested` at `since`; `size` is that within `floor`..`max`, or 0 while the tenant is asleep
- * (`awakeSize`: the size awake). `schedule`: the latest schedule that has fired, `nextSchedule`:
- * the next to fire. `reason`: one sentence saying all that.
- */
-export type SizingView = Jsonified<SizeDecision>;
 
 export function sizingView(d: SizeDecision): SizingView {
   return jsonified(d);
@@ -121,14 +306,6 @@ export function groupView(
 }
 
 
-/** `GET /v1/tenants` and the answer to sleep and wake: a tenant's groups and its sleep. */
-export interface TenantView {
-  tenant: string;
-  groups: string[];
-  asleep: boolean;
-  /** While asleep: since when, until when (null: until woken) and who put it to sleep. */
-  sleep: { since: string; until: string | null; by: string } | null;
-}
 
 export function tenantView(tenant: string, groups: string[], sleep: TenantSleep | null): TenantView {
   return { tenant, groups, asleep: sleep !== null, sleep: sleep ? { since: sleep.at, until: sleep.until, by: sleep.by } : null };
