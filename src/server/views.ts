@@ -17,7 +17,7 @@ import type { GroupSummary, Plan, PlanAction, SizeDecision } from '../reconciler
 export type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 
 /** A time as the API writes it (`Date.toISOString()`). */
-export const isoTime = z.iso.datetime().meta({ description: 'An ISO-8601 time in UTC, e.g. "2026-11-29T18:00:00.000Z".' });
+export const isoTime = z.iso.datetime().meta({ id: 'Time', description: 'An ISO-8601 time in UTC, e.g. "2026-11-29T18:00:00.000Z".' });
 const isoOrNull = isoTime.nullable();
 const int = z.number().int();
 const count = z.number().int().min(0);
