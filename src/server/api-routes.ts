@@ -14,7 +14,10 @@ import { keys, type SizeOverride } from '../state/index.js';
 import { instanceCursor, type InstanceRecord, type LocalDb } from '../store/index.js';
 import type { AgentHub } from './agent-hub.js';
 import { ANONYMOUS_ADMIN, actorOf, seesTenant, type Principal } from './auth.js';
-import { auditView, groupView, instanceView, planView, sizingView, tenantView } from './views.js';
+import { defineRoute, zodMessage } from './route-spec.js';
+import { auditView, auditViewSchema, groupView, groupViewSchema, instanceView, instanceViewSchema, isoTime, planView, planViewSchema, sizingView, sizingViewSchema, tenantView, tenantViewSchema } from './views.js';
+
+export { zodMessage };
 
 export interface ApiRouteDeps {
   clock: Clock;
@@ -48,10 +51,6 @@ export const sleepBody = z
 /** A wake takes no options: no body, or `{}`. */
 export const wakeBody = z.strictObject({}).optional();
 
-export function zodMessage(error: z.ZodError): string {
-  return error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
-}
-
 const principalOf = (req: FastifyRequest): Principal => req.principal ?? ANONYMOUS_ADMIN;
 
 /** The tenants a caller is limited to, as a store filter (undefined: every tenant). */
@@ -65,6 +64,52 @@ export function visibleInstance(db: LocalDb, req: FastifyRequest, id: string): I
   if (!record || !seesTenant(principalOf(req), record.tenant)) throw new NotFoundError(`instance ${id} not found`);
   return record;
 }
+
+/** A tenant's or group's name as the config allows it. */
+export const nameParam = (what: string): z.ZodString => z.string().regex(NAME, { error: `${what} must be a name: a letter or digit, then up to 62 of letters, digits, "_", "." and "-"` });
+export const groupParams = z.object({ tenant: nameParam('tenant'), group: nameParam('group') });
+export const tenantParams = z.object({ tenant: nameParam('tenant') });
+export const instanceParams = z.object({ id: z.string().min(1).max(200).meta({ description: "The instance's Drover id." }) });
+
+const limitParam = (max: number, fallback: number): z.ZodOptional<z.ZodString> =>
+  z
+    .string()
+    .meta({ description: `Rows in one page: a whole number from 1 to ${max} (default ${fallback}).`, pattern: '^\\d+$' })
+    .optional();
+
+const instancesQuery = z.object({
+  tenant: z.string().max(200).optional(),
+  group: z.string().max(200).optional(),
+  includeDeleted: z.string().max(10).meta({ description: '"true" or "1": deleted instances too.' }).optional(),
+  limit: limitParam(MAX_PAGE, MAX_PAGE),
+  after: z.string().max(1_000).meta({ description: 'The cursor from the previous page\'s `Link: rel="next"`.' }).optional(),
+});
+
+const auditQuery = z.object({
+  instance: z.string().max(200).optional(),
+  tenant: z.string().max(200).optional(),
+  group: z.string().max(200).meta({ description: 'A group, or "tenant/group".' }).optional(),
+  limit: limitParam(MAX_PAGE, 500),
+  after: z.string().max(20).meta({ description: 'Entries after this sequence number (oldest first).', pattern: '^\\d{1,15}$' }).optional(),
+  before: z.string().max(20).meta({ description: 'Entries before this sequence number.', pattern: '^\\d{1,15}$' }).optional(),
+});
+
+const planQuery = z.object({ size: z.string().max(20).meta({ description: 'The dry run for this size instead of the current one (0..100000).', pattern: '^-?\\d+$' }).optional() });
+
+const sizeResultSchema = z
+  .strictObject({
+    tenant: z.string(),
+    group: z.string(),
+    size: z.number().int(),
+    previousSize: z.number().int(),
+    standsUntil: isoTime.nullable().meta({ description: 'When the next schedule replaces this size, if the group has schedules.' }),
+    sizing: sizingViewSchema.nullable(),
+  })
+  .meta({ id: 'SizeResult' });
+
+const wakeResultSchema = tenantViewSchema.extend({ woken: z.boolean().meta({ description: 'The tenant was asleep.' }) }).meta({ id: 'WakeResult' });
+
+const LINK_NEXT = { Link: 'RFC 8288: `<...>; rel="next"` to the next page, when this one is full.' };
 
 function pageLimit(text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
@@ -89,8 +134,6 @@ function linkTo(reply: FastifyReply, req: FastifyRequest, rel: 'next' | 'prev', 
 
 export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   const { db, reconciler, configLoader, hub, clock } = deps;
-  const viewer = { config: { access: 'viewer' as const } };
-  const operator = { config: { access: 'operator' as const } };
 
   const groupInfo = (tenant: string, group: string): ReturnType<typeof groupView> => {
     const plan = reconciler.plan(tenant, group);
@@ -107,66 +150,118 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
   };
 
   /** A group the caller may see that is configured (or, for reads, still has instances). */
-  const requireGroup = (req: FastifyRequest, mustBeConfigured: boolean): { tenant: string; group: string } => {
-    const { tenant, group } = req.params as { tenant: string; group: string };
-    if (!NAME.test(tenant) || !NAME.test(group)) throw new InvalidRequestError(`not a group: ${tenant}/${group}`);
+  const requireGroup = (req: FastifyRequest, params: { tenant: string; group: string }, mustBeConfigured: boolean): { tenant: string; group: string } => {
+    const { tenant, group } = params;
     const configured = groupSettings(configLoader.getCurrent(), tenant, group) !== null;
     const exists = configured || (!mustBeConfigured && db.liveInstances(tenant, group).length > 0);
     if (!exists || !seesTenant(principalOf(req), tenant)) throw new NotFoundError(`group ${tenant}/${group} is not configured`);
     return { tenant, group };
   };
+  /** A path naming no group the config could hold says so (not a 404: no such group can exist). */
+  const notAGroup = (part: string, issues: string, req: FastifyRequest): string => {
+    const { tenant, group } = req.params as { tenant: string; group: string };
+    return part === 'path' ? `not a group: ${tenant}/${group}` : `invalid ${part}: ${issues}`;
+  };
 
-  app.get('/v1/groups', viewer, async (req) => {
-    const principal = principalOf(req);
-    return reconciler
-      .planAll()
-      .filter((p) => seesTenant(principal, p.tenant))
-      .map((p) => groupInfo(p.tenant, p.group));
-  });
+  defineRoute(
+    app,
+    { method: 'GET', url: '/v1/groups', access: 'viewer', tag: 'groups', summary: 'Every group the caller may see', responses: { 200: { description: 'The groups.', schema: z.array(groupViewSchema) } } },
+    async ({ req }) => {
+      const principal = principalOf(req);
+      return reconciler
+        .planAll()
+        .filter((p) => seesTenant(principal, p.tenant))
+        .map((p) => groupInfo(p.tenant, p.group));
+    },
+  );
 
-  app.get('/v1/groups/:tenant/:group', viewer, async (req) => {
-    const { tenant, group } = requireGroup(req, false);
-    return groupInfo(tenant, group);
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/groups/:tenant/:group',
+      access: 'viewer',
+      tag: 'groups',
+      summary: 'One group',
+      params: groupParams,
+      invalid: notAGroup,
+      responses: { 200: { description: 'The group.', schema: groupViewSchema } },
+      errors: { 404: 'No such group (configured, or with instances left), or one of a tenant the token may not see.' },
+    },
+    async ({ req, params }) => {
+      const { tenant, group } = requireGroup(req, params, false);
+      return groupInfo(tenant, group);
+    },
+  );
 
-  app.get('/v1/groups/:tenant/:group/plan', viewer, async (req) => {
-    const { tenant, group } = requireGroup(req, false);
-    // ?size=N: the dry run for a size the group does not have yet (a preview before scaling).
-    const sizeText = (req.query as Record<string, string | undefined>).size;
-    if (sizeText === undefined) return planView(reconciler.plan(tenant, group));
-    const parsed = sizeBody.safeParse({ size: /^-?\d+$/.test(sizeText) ? Number(sizeText) : sizeText });
-    if (!parsed.success) throw new InvalidRequestError(`invalid size: ${zodMessage(parsed.error)}`);
-    return planView(reconciler.plan(tenant, group, { size: parsed.data.size }));
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/groups/:tenant/:group/plan',
+      access: 'viewer',
+      tag: 'groups',
+      summary: "A group's dry-run plan",
+      description: 'What the reconciler would do now (nothing is done); with `size`, what it would do at that size (a preview before scaling).',
+      params: groupParams,
+      query: planQuery,
+      invalid: notAGroup,
+      responses: { 200: { description: 'The plan.', schema: planViewSchema } },
+      errors: { 400: 'The size is not a whole number from 0 to 100000.', 404: 'No such group.' },
+    },
+    async ({ req, params, query }) => {
+      const { tenant, group } = requireGroup(req, params, false);
+      // ?size=N: the dry run for a size the group does not have yet (a preview before scaling).
+      const sizeText = query.size;
+      if (sizeText === undefined) return planView(reconciler.plan(tenant, group));
+      const parsed = sizeBody.safeParse({ size: /^-?\d+$/.test(sizeText) ? Number(sizeText) : sizeText });
+      if (!parsed.success) throw new InvalidRequestError(`invalid size: ${zodMessage(parsed.error)}`);
+      return planView(reconciler.plan(tenant, group, { size: parsed.data.size }));
+    },
+  );
 
-  app.put('/v1/groups/:tenant/:group/size', operator, async (req) => {
-    const { tenant, group } = requireGroup(req, true);
-    const parsed = sizeBody.safeParse(req.body);
-    if (!parsed.success) throw new InvalidRequestError(`invalid body: ${zodMessage(parsed.error)} (expected {"size": n})`);
-    const config = configLoader.getCurrent();
-    const settings = groupSettings(config, tenant, group);
-    const sizing = groupSizing(config, tenant, group);
-    if (!settings || !sizing) throw new NotFoundError(`group ${tenant}/${group} is not configured`);
-    const size = parsed.data.size;
-    if (size < sizing.min || size > sizing.max) {
-      throw new InvalidRequestError(`setting the size of ${tenant}/${group}: ${size} is outside the group's bounds: min ${sizing.min}, max ${sizing.max}`);
-    }
-    // While the tenant sleeps, the operator sets the size it wakes to: the size before is that one.
-    const was = reconciler.sizeDecision(tenant, group);
-    const before = was?.awakeSize ?? settings.size;
-    const actor = actorOf(req);
-    const now = clock.now();
-    const override: SizeOverride = { size, base: settings.size, at: now.toISOString(), by: actor };
-    await reconciler.operatorState.set(keys.size(tenant, group), override);
-    const decision = reconciler.sizeDecision(tenant, group);
-    // It stands until the next schedule fires (or the config's size changes): say so.
-    const standsUntil = sizing.schedules.length > 0 ? (decision?.nextSchedule?.at.toISOString() ?? null) : null;
-    const until = standsUntil && decision?.nextSchedule ? `; it stands until schedule "${decision.nextSchedule.name}" sets ${decision.nextSchedule.size} at ${standsUntil}` : '';
-    const asleep = decision?.sleeping ? `; tenant ${tenant} is asleep: the size applies when it wakes` : '';
-    db.appendAudit({ tenant, group, at: now, instanceId: null, action: 'scale', reason: 'operator', actor, detail: `size ${before} -> ${size}${until}${asleep}`, epoch: deps.elector.epoch() });
-    reconciler.enqueue({ type: EventType.GroupChanged, tenant, groupKey: group, cause: 'operator' });
-    return { tenant, group, size, previousSize: before, standsUntil, sizing: decision ? sizingView(decision) : null };
-  });
+  defineRoute(
+    app,
+    {
+      method: 'PUT',
+      url: '/v1/groups/:tenant/:group/size',
+      access: 'operator',
+      tag: 'groups',
+      summary: "Set a group's size",
+      description: 'Stands until the next schedule fires or the config changes the size; while the tenant sleeps, it is the size the group wakes to. Audited.',
+      params: groupParams,
+      body: sizeBody,
+      invalid: (part, issues, req) => (part === 'body' ? `invalid body: ${issues} (expected {"size": n})` : notAGroup(part, issues, req)),
+      responses: { 200: { description: 'The size set, the size before, and what sets the size now.', schema: sizeResultSchema } },
+      errors: { 400: "The size is outside the group's min..max.", 404: 'No such configured group.' },
+    },
+    async ({ req, params, body }) => {
+      const { tenant, group } = requireGroup(req, params, true);
+      const config = configLoader.getCurrent();
+      const settings = groupSettings(config, tenant, group);
+      const sizing = groupSizing(config, tenant, group);
+      if (!settings || !sizing) throw new NotFoundError(`group ${tenant}/${group} is not configured`);
+      const size = body.size;
+      if (size < sizing.min || size > sizing.max) {
+        throw new InvalidRequestError(`setting the size of ${tenant}/${group}: ${size} is outside the group's bounds: min ${sizing.min}, max ${sizing.max}`);
+      }
+      // While the tenant sleeps, the operator sets the size it wakes to: the size before is that one.
+      const was = reconciler.sizeDecision(tenant, group);
+      const before = was?.awakeSize ?? settings.size;
+      const actor = actorOf(req);
+      const now = clock.now();
+      const override: SizeOverride = { size, base: settings.size, at: now.toISOString(), by: actor };
+      await reconciler.operatorState.set(keys.size(tenant, group), override);
+      const decision = reconciler.sizeDecision(tenant, group);
+      // It stands until the next schedule fires (or the config's size changes): say so.
+      const standsUntil = sizing.schedules.length > 0 ? (decision?.nextSchedule?.at.toISOString() ?? null) : null;
+      const until = standsUntil && decision?.nextSchedule ? `; it stands until schedule "${decision.nextSchedule.name}" sets ${decision.nextSchedule.size} at ${standsUntil}` : '';
+      const asleep = decision?.sleeping ? `; tenant ${tenant} is asleep: the size applies when it wakes` : '';
+      db.appendAudit({ tenant, group, at: now, instanceId: null, action: 'scale', reason: 'operator', actor, detail: `size ${before} -> ${size}${until}${asleep}`, epoch: deps.elector.epoch() });
+      reconciler.enqueue({ type: EventType.GroupChanged, tenant, groupKey: group, cause: 'operator' });
+      return { tenant, group, size, previousSize: before, standsUntil, sizing: decision ? sizingView(decision) : null };
+    },
+  );
 
   // ---- tenants: sleep and wake ----------------------------------------------------------------
   const tenantGroups = (tenant: string): string[] =>
@@ -175,99 +270,183 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
       .map((g) => g.group);
 
   /** A tenant the caller may see that has configured groups (else 404, as for one that does not exist). */
-  const requireTenant = (req: FastifyRequest, doing: string): string => {
-    const { tenant } = req.params as { tenant: string };
-    if (!NAME.test(tenant)) throw new InvalidRequestError(`${doing}: not a tenant name: ${JSON.stringify(tenant)}`);
+  const requireTenant = (req: FastifyRequest, tenant: string, doing: string): string => {
     if (tenantGroups(tenant).length === 0 || !seesTenant(principalOf(req), tenant)) throw new NotFoundError(`${doing}: tenant ${tenant} has no configured groups`);
     return tenant;
   };
+  const tenantOf = (req: FastifyRequest): string => JSON.stringify((req.params as { tenant?: string }).tenant ?? '');
 
-  app.get('/v1/tenants', viewer, async (req) => {
-    const principal = principalOf(req);
-    const tenants = [...new Set(configuredGroups(configLoader.getCurrent()).map((g) => g.tenant))].filter((t) => seesTenant(principal, t)).sort();
-    return tenants.map((t) => tenantView(t, tenantGroups(t), reconciler.tenantSleep(t)));
-  });
+  defineRoute(
+    app,
+    { method: 'GET', url: '/v1/tenants', access: 'viewer', tag: 'tenants', summary: 'Every tenant the caller may see, with its groups and sleep', responses: { 200: { description: 'The tenants.', schema: z.array(tenantViewSchema) } } },
+    async ({ req }) => {
+      const principal = principalOf(req);
+      const tenants = [...new Set(configuredGroups(configLoader.getCurrent()).map((g) => g.tenant))].filter((t) => seesTenant(principal, t)).sort();
+      return tenants.map((t) => tenantView(t, tenantGroups(t), reconciler.tenantSleep(t)));
+    },
+  );
 
-  app.post('/v1/tenants/:tenant/sleep', operator, async (req) => {
-    const tenant = requireTenant(req, 'putting a tenant to sleep');
-    const doing = `putting tenant ${tenant} to sleep`;
-    const parsed = sleepBody.safeParse(req.body ?? undefined);
-    if (!parsed.success) throw new InvalidRequestError(`${doing}: invalid body: ${zodMessage(parsed.error)} (expected {} or {"until": "<ISO time>"})`);
-    const now = clock.nowMs();
-    const text = parsed.data?.until;
-    const until = text === undefined ? null : new Date(Date.parse(text));
-    if (until && until.getTime() <= now) throw new InvalidRequestError(`${doing}: until ${text} is not in the future (now ${new Date(now).toISOString()})`);
-    if (until && until.getTime() > now + MAX_SLEEP_MS) throw new InvalidRequestError(`${doing}: until ${text} is more than a year away`);
-    const change = await reconciler.sleepTenant(tenant, until, actorOf(req));
-    return tenantView(tenant, change.groups, change.sleep);
-  });
+  defineRoute(
+    app,
+    {
+      method: 'POST',
+      url: '/v1/tenants/:tenant/sleep',
+      access: 'operator',
+      tag: 'tenants',
+      summary: "Put a tenant to sleep (its groups' size 0)",
+      description: 'Until woken, or until `until`. Audited.',
+      params: tenantParams,
+      body: sleepBody,
+      invalid: (part, issues, req) =>
+        part === 'path' ? `putting a tenant to sleep: not a tenant name: ${tenantOf(req)}` : `putting tenant ${(req.params as { tenant: string }).tenant} to sleep: invalid ${part}: ${issues} (expected {} or {"until": "<ISO time>"})`,
+      responses: { 200: { description: 'The tenant, asleep.', schema: tenantViewSchema } },
+      errors: { 400: '`until` is not in the future, or more than a year away.', 404: 'No tenant with configured groups by that name.' },
+    },
+    async ({ req, params, body }) => {
+      const tenant = requireTenant(req, params.tenant, 'putting a tenant to sleep');
+      const doing = `putting tenant ${tenant} to sleep`;
+      const now = clock.nowMs();
+      const text = body?.until;
+      const until = text === undefined ? null : new Date(Date.parse(text));
+      if (until && until.getTime() <= now) throw new InvalidRequestError(`${doing}: until ${text} is not in the future (now ${new Date(now).toISOString()})`);
+      if (until && until.getTime() > now + MAX_SLEEP_MS) throw new InvalidRequestError(`${doing}: until ${text} is more than a year away`);
+      const change = await reconciler.sleepTenant(tenant, until, actorOf(req));
+      return tenantView(tenant, change.groups, change.sleep);
+    },
+  );
 
-  app.post('/v1/tenants/:tenant/wake', operator, async (req) => {
-    const tenant = requireTenant(req, 'waking a tenant');
-    const parsed = wakeBody.safeParse(req.body ?? undefined);
-    if (!parsed.success) throw new InvalidRequestError(`waking tenant ${tenant}: invalid body: ${zodMessage(parsed.error)} (expected none or {})`);
-    const change = await reconciler.wakeTenant(tenant, actorOf(req));
-    return { ...tenantView(tenant, change.groups, null), woken: change.changed };
-  });
+  defineRoute(
+    app,
+    {
+      method: 'POST',
+      url: '/v1/tenants/:tenant/wake',
+      access: 'operator',
+      tag: 'tenants',
+      summary: 'Wake a tenant',
+      params: tenantParams,
+      body: wakeBody,
+      invalid: (part, issues, req) =>
+        part === 'path' ? `waking a tenant: not a tenant name: ${tenantOf(req)}` : `waking tenant ${(req.params as { tenant: string }).tenant}: invalid ${part}: ${issues} (expected none or {})`,
+      responses: { 200: { description: 'The tenant, awake; `woken` says whether it slept.', schema: wakeResultSchema } },
+      errors: { 404: 'No tenant with configured groups by that name.' },
+    },
+    async ({ req, params }) => {
+      const tenant = requireTenant(req, params.tenant, 'waking a tenant');
+      const change = await reconciler.wakeTenant(tenant, actorOf(req));
+      return { ...tenantView(tenant, change.groups, null), woken: change.changed };
+    },
+  );
 
   // ---- instances ------------------------------------------------------------------------------
-  app.get('/v1/instances', viewer, async (req, reply) => {
-    const q = req.query as Record<string, string | undefined>;
-    const includeDeleted = q.includeDeleted === 'true' || q.includeDeleted === '1';
-    const limit = pageLimit(q.limit, MAX_PAGE);
-    const tenants = tenantFilter(principalOf(req));
-    const page = db.listInstances({
-      ...(q.tenant ? { tenant: q.tenant } : {}),
-      ...(q.group ? { group: q.group } : {}),
-      ...(tenants ? { tenants } : {}),
-      ...(q.after ? { after: q.after } : {}),
-      includeDeleted,
-      limit,
-    });
-    const last = page[page.length - 1];
-    if (page.length === limit && last) linkTo(reply, req, 'next', { after: instanceCursor(last), limit: String(limit) });
-    return page.map((r) => instanceView(r, hub.isConnected(r.id), reconciler.operator.protectedUntil(r.id)));
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/instances',
+      access: 'viewer',
+      tag: 'instances',
+      summary: 'Instances, a page at a time',
+      query: instancesQuery,
+      responses: { 200: { description: 'A page of instances.', schema: z.array(instanceViewSchema), headers: LINK_NEXT } },
+      errors: { 400: 'The limit is not a whole number from 1 to 10000.' },
+    },
+    async ({ req, reply, query: q }) => {
+      const includeDeleted = q.includeDeleted === 'true' || q.includeDeleted === '1';
+      const limit = pageLimit(q.limit, MAX_PAGE);
+      const tenants = tenantFilter(principalOf(req));
+      const page = db.listInstances({
+        ...(q.tenant ? { tenant: q.tenant } : {}),
+        ...(q.group ? { group: q.group } : {}),
+        ...(tenants ? { tenants } : {}),
+        ...(q.after ? { after: q.after } : {}),
+        includeDeleted,
+        limit,
+      });
+      const last = page[page.length - 1];
+      if (page.length === limit && last) linkTo(reply, req, 'next', { after: instanceCursor(last), limit: String(limit) });
+      return page.map((r) => instanceView(r, hub.isConnected(r.id), reconciler.operator.protectedUntil(r.id)));
+    },
+  );
 
-  app.get('/v1/instances/:id', viewer, async (req) => {
-    const record = visibleInstance(db, req, (req.params as { id: string }).id);
-    return instanceView(record, hub.isConnected(record.id), reconciler.operator.protectedUntil(record.id));
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/instances/:id',
+      access: 'viewer',
+      tag: 'instances',
+      summary: 'One instance',
+      params: instanceParams,
+      responses: { 200: { description: 'The instance.', schema: instanceViewSchema } },
+      errors: { 404: 'No such instance, or one of a tenant the token may not see.' },
+    },
+    async ({ req, params }) => {
+      const record = visibleInstance(db, req, params.id);
+      return instanceView(record, hub.isConnected(record.id), reconciler.operator.protectedUntil(record.id));
+    },
+  );
 
-  app.post('/v1/instances/:id/drain-ack', operator, async (req, reply) => {
-    const record = visibleInstance(db, req, (req.params as { id: string }).id);
-    if (record.status !== 'draining') throw new ConflictError(`instance ${record.id} is not draining (status ${record.status})`);
-    reconciler.enqueue({ type: EventType.DrainAcked, tenant: record.tenant, groupKey: record.group, instanceId: record.id, cause: actorOf(req) });
-    return reply.code(202).send({ instanceId: record.id, acknowledged: true });
-  });
+  defineRoute(
+    app,
+    {
+      method: 'POST',
+      url: '/v1/instances/:id/drain-ack',
+      access: 'operator',
+      tag: 'instances',
+      summary: "Acknowledge an instance's drain (it may be deleted now)",
+      params: instanceParams,
+      responses: { 202: { description: 'Acknowledged; the reconciler deletes it.', schema: z.strictObject({ instanceId: z.string(), acknowledged: z.literal(true) }).meta({ id: 'DrainAckResult' }) } },
+      errors: { 404: 'No such instance.', 409: 'The instance is not draining.' },
+    },
+    async ({ req, reply, params }) => {
+      const record = visibleInstance(db, req, params.id);
+      if (record.status !== 'draining') throw new ConflictError(`instance ${record.id} is not draining (status ${record.status})`);
+      reconciler.enqueue({ type: EventType.DrainAcked, tenant: record.tenant, groupKey: record.group, instanceId: record.id, cause: actorOf(req) });
+      void reply.code(202);
+      return { instanceId: record.id, acknowledged: true as const };
+    },
+  );
 
   // ---- audit ----------------------------------------------------------------------------------
-  app.get('/v1/audit', viewer, async (req, reply) => {
-    const q = req.query as Record<string, string | undefined>;
-    let tenant = q.tenant;
-    let group = q.group;
-    if (group?.includes('/')) [tenant, group] = group.split('/', 2) as [string, string];
-    const limit = pageLimit(q.limit, 500);
-    const after = sequence('after', q.after);
-    const before = sequence('before', q.before);
-    if (after !== undefined && before !== undefined) throw new InvalidRequestError('give at most one of after and before');
-    const tenants = tenantFilter(principalOf(req));
-    const entries = db.listAudit({
-      ...(q.instance ? { instanceId: q.instance } : {}),
-      ...(tenant ? { tenant } : {}),
-      ...(group ? { group } : {}),
-      ...(tenants ? { tenants } : {}),
-      ...(after !== undefined ? { afterSeq: after } : {}),
-      ...(before !== undefined ? { beforeSeq: before } : {}),
-      limit,
-    });
-    const first = entries[0];
-    const last = entries[entries.length - 1];
-    if (entries.length === limit && first && last) {
-      // Paging forward (after=) goes on after the last entry; otherwise back, before the first.
-      if (after !== undefined) linkTo(reply, req, 'next', { after: String(last.seq) });
-      else linkTo(reply, req, 'prev', { before: String(first.seq) }, ['after']);
-    }
-    return entries.map(auditView);
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/audit',
+      access: 'viewer',
+      tag: 'audit',
+      summary: 'The audit trail, a page at a time',
+      description: 'Newest last. Without `after`, the latest page; `Link: rel="prev"` pages back, `rel="next"` (with `after`) forward.',
+      query: auditQuery,
+      responses: { 200: { description: 'A page of audit entries.', schema: z.array(auditViewSchema), headers: { Link: 'RFC 8288: the next (`after`) or previous page, when this one is full.' } } },
+      errors: { 400: 'A limit, after or before that is not a number, or both after and before.' },
+    },
+    async ({ req, reply, query: q }) => {
+      let tenant = q.tenant;
+      let group = q.group;
+      if (group?.includes('/')) [tenant, group] = group.split('/', 2) as [string, string];
+      const limit = pageLimit(q.limit, 500);
+      const after = sequence('after', q.after);
+      const before = sequence('before', q.before);
+      if (after !== undefined && before !== undefined) throw new InvalidRequestError('give at most one of after and before');
+      const tenants = tenantFilter(principalOf(req));
+      const entries = db.listAudit({
+        ...(q.instance ? { instanceId: q.instance } : {}),
+        ...(tenant ? { tenant } : {}),
+        ...(group ? { group } : {}),
+        ...(tenants ? { tenants } : {}),
+        ...(after !== undefined ? { afterSeq: after } : {}),
+        ...(before !== undefined ? { beforeSeq: before } : {}),
+        limit,
+      });
+      const first = entries[0];
+      const last = entries[entries.length - 1];
+      if (entries.length === limit && first && last) {
+        // Paging forward (after=) goes on after the last entry; otherwise back, before the first.
+        if (after !== undefined) linkTo(reply, req, 'next', { after: String(last.seq) });
+        else linkTo(reply, req, 'prev', { before: String(first.seq) }, ['after']);
+      }
+      return entries.map(auditView);
+    },
+  );
 }

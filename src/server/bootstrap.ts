@@ -31,12 +31,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { AgentCredentials } from '../agent/credentials.js';
-import { AGENT_BOOTSTRAP_PATH, BOOTSTRAP_BODY_LIMIT, bootstrapRequestSchema, type BootstrapAnswer, type BootstrapRequest } from '../agent/protocol.js';
+import { AGENT_BOOTSTRAP_PATH, BOOTSTRAP_BODY_LIMIT, bootstrapAnswerSchema, bootstrapRequestSchema, type BootstrapRequest } from '../agent/protocol.js';
 import type { Clock } from '../clock/index.js';
-import { ForbiddenError, InvalidRequestError, UnauthenticatedError, UnavailableError } from '../errors/index.js';
+import { ForbiddenError, UnauthenticatedError, UnavailableError } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import type { BootstrapTokenRecord, InstanceRecord, LocalDb } from '../store/index.js';
-import { zodMessage } from './api-routes.js';
+import { defineRoute } from './route-spec.js';
 
 /** Bytes of randomness in a bootstrap token (256 bits). */
 export const BOOTSTRAP_TOKEN_BYTES = 32;
@@ -147,26 +147,44 @@ export interface BootstrapRouteDeps {
  * BOOTSTRAP_BODY_LIMIT bytes, validated by `bootstrapRequestSchema`.
  */
 export function registerBootstrapRoute(app: FastifyInstance, deps: BootstrapRouteDeps): void {
-  app.post(AGENT_BOOTSTRAP_PATH, { config: { access: 'public' }, bodyLimit: BOOTSTRAP_BODY_LIMIT }, async (req, reply): Promise<BootstrapAnswer> => {
-    const parsed = bootstrapRequestSchema.safeParse(req.body);
-    if (!parsed.success) throw new InvalidRequestError(`invalid bootstrap request: ${zodMessage(parsed.error)} (expected {"instanceId", "token", "providerId"})`);
-    const outcome = deps.tokens.redeem(parsed.data);
-    const { instanceId, providerId } = parsed.data;
-    deps.onResult?.(outcome.ok ? 'ok' : outcome.result);
-    if (outcome.ok) {
-      deps.logger.info({ instanceId, providerId }, 'agent bootstrap token exchanged for its credential');
-      void reply.header('cache-control', 'no-store');
-      return { credential: outcome.credential };
-    }
-    deps.logger.warn({ instanceId, providerId, result: outcome.result }, 'agent bootstrap refused');
-    switch (outcome.status) {
-      case 401:
-        throw new UnauthenticatedError(outcome.message);
-      case 403:
-        throw new ForbiddenError(outcome.message);
-      case 503:
-        void reply.header('retry-after', String(BOOTSTRAP_RETRY_AFTER_S));
-        throw new UnavailableError(outcome.message);
-    }
-  });
+  defineRoute(
+    app,
+    {
+      method: 'POST',
+      url: AGENT_BOOTSTRAP_PATH,
+      access: 'public',
+      tag: 'agents',
+      summary: "Exchange an agent's one-time bootstrap token for its credential",
+      description: 'Public: the one-time token is the proof. Body at most 4 KiB. The answer is `Cache-Control: no-store`.',
+      body: bootstrapRequestSchema,
+      bodyLimit: BOOTSTRAP_BODY_LIMIT,
+      invalid: (_part, issues) => `invalid bootstrap request: ${issues} (expected {"instanceId", "token", "providerId"})`,
+      responses: { 200: { description: "The instance's agent credential.", schema: bootstrapAnswerSchema } },
+      errors: {
+        401: 'The token is unknown, expired, used, or not issued for this instance.',
+        403: 'The instance is deleted, or the provider id is not the one recorded for it.',
+        503: 'The provider has not confirmed the instance yet: retry (`Retry-After`).',
+      },
+    },
+    async ({ reply, body }) => {
+      const outcome = deps.tokens.redeem(body);
+      const { instanceId, providerId } = body;
+      deps.onResult?.(outcome.ok ? 'ok' : outcome.result);
+      if (outcome.ok) {
+        deps.logger.info({ instanceId, providerId }, 'agent bootstrap token exchanged for its credential');
+        void reply.header('cache-control', 'no-store');
+        return { credential: outcome.credential };
+      }
+      deps.logger.warn({ instanceId, providerId, result: outcome.result }, 'agent bootstrap refused');
+      switch (outcome.status) {
+        case 401:
+          throw new UnauthenticatedError(outcome.message);
+        case 403:
+          throw new ForbiddenError(outcome.message);
+        case 503:
+          void reply.header('retry-after', String(BOOTSTRAP_RETRY_AFTER_S));
+          throw new UnavailableError(outcome.message);
+      }
+    },
+  );
 }

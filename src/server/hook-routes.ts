@@ -8,12 +8,13 @@
  * completes it with `drover self ready` (through its agent, src/app/drover-server.ts); a hook
  * nobody completes times out as its group's `hooks.launch.onTimeout` says (the plan).
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { InvalidRequestError, NotFoundError } from '../errors/index.js';
+import { NotFoundError } from '../errors/index.js';
 import type { Reconciler } from '../reconciler/index.js';
 import type { LocalDb } from '../store/index.js';
 import { ANONYMOUS_ADMIN, actorOf, seesTenant } from './auth.js';
+import { defineRoute } from './route-spec.js';
 
 export interface HookRouteDeps {
   reconciler: Reconciler;
@@ -30,34 +31,41 @@ export const launchHookBody = z.strictObject(
 );
 
 /** The answer of the route (and of `drover hook launch -o json`). */
-export interface LaunchHookView {
-  instanceId: string;
-  result: 'continue' | 'abandon';
-  /** The hook's state now: `continued` (in service once healthy) or `abandoned` (being replaced). */
-  launchHook: 'continued' | 'abandoned';
-}
+export const launchHookViewSchema = z
+  .strictObject({
+    instanceId: z.string(),
+    result: z.enum(['continue', 'abandon']),
+    launchHook: z.enum(['continued', 'abandoned']).meta({ description: "The hook's state now: `continued` (in service once healthy) or `abandoned` (being replaced)." }),
+  })
+  .meta({ id: 'LaunchHookResult', description: 'What `POST /v1/instances/{id}/hooks/launch` answers.' });
+export type LaunchHookView = z.infer<typeof launchHookViewSchema>;
 
-function parseBody(body: unknown): z.output<typeof launchHookBody> {
-  const parsed = launchHookBody.safeParse(body);
-  if (parsed.success) return parsed.data;
-  const message = parsed.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
-  throw new InvalidRequestError(`invalid body: ${message} (expected {"result": "continue"} or {"result": "abandon"})`);
-}
+const idParams = z.object({ id: z.string().meta({ description: "The instance's Drover id." }) });
 
 export function registerHookRoutes(app: FastifyInstance, deps: HookRouteDeps): void {
   const { reconciler, db } = deps;
-  /** The instance named in the path, if the caller's tenants include it (else 404, as for one that does not exist). */
-  const visibleId = (req: FastifyRequest): string => {
-    const id = (req.params as { id: string }).id;
-    const record = id.length <= MAX_ID_LENGTH ? db.getInstance(id) : null;
-    if (!record || record.status === 'deleted' || !seesTenant(req.principal ?? ANONYMOUS_ADMIN, record.tenant)) throw new NotFoundError(`instance ${id} not found`);
-    return record.id;
-  };
 
-  app.post('/v1/instances/:id/hooks/launch', { config: { access: 'operator' as const } }, async (req): Promise<LaunchHookView> => {
-    const body = parseBody(req.body ?? undefined);
-    const id = visibleId(req);
-    const done = await reconciler.operator.completeLaunchHook(id, body.result, actorOf(req));
-    return { instanceId: done.instanceId, result: done.result, launchHook: done.launchHook === 'continued' ? 'continued' : 'abandoned' };
-  });
+  defineRoute(
+    app,
+    {
+      method: 'POST',
+      url: '/v1/instances/:id/hooks/launch',
+      access: 'operator',
+      tag: 'instances',
+      summary: "Complete an instance's launch hook",
+      description: 'With `continue` the instance counts in service once healthy; with `abandon` it is deleted and replaced. The instance itself can do the same with `drover self ready`; a hook nobody completes times out as its group\'s `hooks.launch.onTimeout` says.',
+      params: idParams,
+      body: launchHookBody,
+      invalid: (_part, issues) => `invalid body: ${issues} (expected {"result": "continue"} or {"result": "abandon"})`,
+      responses: { 200: { description: 'The hook is completed.', schema: launchHookViewSchema } },
+      errors: { 404: 'No such instance, or one of a tenant the token may not see.', 409: 'No launch hook is pending on it (none configured when it was created, completed already, or not running).' },
+    },
+    async ({ req, params, body }) => {
+      const record = params.id.length <= MAX_ID_LENGTH ? db.getInstance(params.id) : null;
+      // Another tenant's instance is a 404, as one that does not exist.
+      if (!record || record.status === 'deleted' || !seesTenant(req.principal ?? ANONYMOUS_ADMIN, record.tenant)) throw new NotFoundError(`instance ${params.id} not found`);
+      const done = await reconciler.operator.completeLaunchHook(record.id, body.result, actorOf(req));
+      return { instanceId: done.instanceId, result: done.result, launchHook: done.launchHook === 'continued' ? ('continued' as const) : ('abandoned' as const) };
+    },
+  );
 }

@@ -11,9 +11,11 @@ import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Server as HttpsServer } from 'node:https';
+import { z } from 'zod';
 import Fastify, { type FastifyHttpsOptions, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { Clock } from '../clock/index.js';
 import type { ConfigLoader } from '../config/index.js';
+import { TOKEN_ROLES } from '../config/schema.js';
 import { DroverError, ForbiddenError, HIDDEN_STATUS, HTTP_STATUS, InvalidRequestError, MisdirectedRequestError, UnauthenticatedError } from '../errors/index.js';
 import type { LeaderElector } from '../leader/index.js';
 import type { DroverMetrics } from '../metrics/index.js';
@@ -29,7 +31,9 @@ import type { EventBus } from './event-bus.js';
 import { registerEventStream } from './events-route.js';
 import { registerHookRoutes } from './hook-routes.js';
 import { registerNotificationRoutes } from './notification-routes.js';
+import { openApiDocument, type OpenApiDocument } from './openapi.js';
 import { registerOperatorRoutes } from './operator-routes.js';
+import { defineRoute, type AnyRouteSpec } from './route-spec.js';
 import { registerLeaderRouting } from './routing.js';
 import { registerStatic } from './static.js';
 
@@ -62,6 +66,29 @@ export interface HttpDeps {
   notifier?: Notifier;
 }
 
+const healthzSchema = z
+  .strictObject({
+    ok: z.literal(true),
+    leader: z.boolean().meta({ description: 'This replica leads its shard.' }),
+    version: z.string(),
+    configError: z.string().nullable().meta({ description: 'Why the config file was last rejected (in detail only for a caller with a token), or null.' }),
+  })
+  .meta({ id: 'Healthz' });
+
+const whoamiSchema = z
+  .strictObject({
+    name: z.string(),
+    role: z.enum(TOKEN_ROLES),
+    tenants: z.array(z.string()).nullable().meta({ description: 'The tenants the token is limited to, or null: every tenant.' }),
+    authRequired: z.boolean().meta({ description: 'The server has tokens (false: the API is open, on loopback only).' }),
+  })
+  .meta({ id: 'Whoami' });
+
+/** The document's outline, as the route declares its answer (its full shape is OpenAPI 3.1's). */
+const openApiDocumentSchema = z
+  .looseObject({ openapi: z.literal('3.1.0'), info: z.looseObject({ title: z.string(), version: z.string() }), paths: z.record(z.string(), z.looseObject({})) })
+  .meta({ id: 'OpenApiDocument', description: 'An OpenAPI 3.1 document (https://spec.openapis.org/oas/v3.1.0).' });
+
 /** Marks a raw request whose target could not be made canonical (answered 400). */
 const BAD_TARGET = Symbol('drover.badTarget');
 type RawWithMark = { url?: string; [BAD_TARGET]?: string };
@@ -71,6 +98,8 @@ export interface RouteInfo {
   method: string;
   url: string;
   access: Access;
+  /** Its declaration (route-spec.ts): what the OpenAPI document is written from. */
+  spec: AnyRouteSpec;
 }
 
 const ROUTES = new WeakMap<FastifyInstance, RouteInfo[]>();
@@ -119,7 +148,10 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
   ROUTES.set(app, routes);
   app.addHook('onRoute', (route) => {
     const config = route.config;
-    for (const method of [route.method].flat()) routes.push({ method, url: route.url, access: config?.access ?? 'admin' });
+    // Every route is declared (route-spec.ts `defineRoute`), so the OpenAPI document has them all.
+    const spec = config?.spec;
+    if (!spec) throw new Error(`registering ${String(route.method)} ${route.url}: every route is registered with defineRoute (src/server/route-spec.ts)`);
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, access: config.access ?? 'admin', spec });
   });
 
   // A POST with `Content-Type: application/json` and no body is a request without a body.
@@ -193,20 +225,76 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
   });
 
   // ---- health and metrics ---------------------------------------------------------------------
-  app.get('/healthz', { config: { access: 'public' } }, async (req) => {
-    const error = deps.configLoader.lastError;
-    // The rejected file's detail (paths, values) is for callers with a token.
-    const configError = error ? (req.principal ? error.message : 'the config file was rejected; the previous config stays in force (details for callers with a token)') : null;
-    return { ok: true, leader: deps.elector.isLeader(), version: deps.version, configError };
-  });
-  app.get('/metrics', { config: { access: deps.metricsToken ? 'viewer' : 'public' } }, async (_req, reply) => {
-    const { contentType, body } = await metrics.render();
-    return reply.type(contentType).send(body);
-  });
-  app.get('/v1/whoami', { config: { access: 'viewer' } }, async (req) => {
-    const p = req.principal ?? ANONYMOUS_ADMIN;
-    return { name: p.name, role: p.role, tenants: p.tenants ? [...p.tenants].sort() : null, authRequired: deps.tokens.current.enabled };
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/healthz',
+      access: 'public',
+      tag: 'server',
+      summary: 'Is the server up, does it lead, was the config rejected',
+      responses: { 200: { description: 'The server answers.', schema: healthzSchema } },
+    },
+    async ({ req }) => {
+      const error = deps.configLoader.lastError;
+      // The rejected file's detail (paths, values) is for callers with a token.
+      const configError = error ? (req.principal ? error.message : 'the config file was rejected; the previous config stays in force (details for callers with a token)') : null;
+      return { ok: true as const, leader: deps.elector.isLeader(), version: deps.version, configError };
+    },
+  );
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/metrics',
+      access: deps.metricsToken ? 'viewer' : 'public',
+      tag: 'server',
+      summary: 'Prometheus metrics',
+      responses: { 200: { description: 'The metrics in the Prometheus text format.', contentType: 'text/plain; version=0.0.4' } },
+    },
+    async ({ reply }) => {
+      const { contentType, body } = await metrics.render();
+      return reply.type(contentType).send(body);
+    },
+  );
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/whoami',
+      access: 'viewer',
+      tag: 'server',
+      summary: 'Who the server takes the caller for',
+      responses: { 200: { description: "The caller's token: its name, role and tenants.", schema: whoamiSchema } },
+    },
+    async ({ req }) => {
+      const p = req.principal ?? ANONYMOUS_ADMIN;
+      return { name: p.name, role: p.role, tenants: p.tenants ? [...p.tenants].sort() : null, authRequired: deps.tokens.current.enabled };
+    },
+  );
+  // The document describes this server's routes as configured (whether webhooks and agent
+  // bootstrap are served, whether /metrics needs a token): that is for callers with a token, as
+  // the config's detail in /healthz is. Anyone can write the generic one from the source.
+  let document: OpenApiDocument | null = null;
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/openapi.json',
+      access: 'viewer',
+      tag: 'server',
+      summary: 'This API described in OpenAPI 3.1',
+      description: "Written from the routes' own declarations when first asked for; the same for every caller.",
+      responses: { 200: { description: 'The OpenAPI 3.1 document of this server.', schema: openApiDocumentSchema } },
+    },
+    async () => {
+      document ??= openApiDocument(
+        routes.map((r) => ({ method: r.method, url: r.url, spec: r.spec })),
+        { version: deps.version },
+      );
+      return document;
+    },
+  );
 
   registerApiRoutes(app, deps);
   registerOperatorRoutes(app, { reconciler: deps.reconciler, db: deps.db, clock: deps.clock });

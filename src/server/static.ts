@@ -9,6 +9,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { z } from 'zod';
+import { defineRoute } from './route-spec.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -76,20 +78,53 @@ export function registerStatic(app: FastifyInstance, webDir: string | null = def
     reply.header('Content-Security-Policy', CSP).header('X-Frame-Options', 'DENY');
     return send(reply, join(webDir, 'index.html'), 'no-cache');
   };
-  const open = { config: { access: 'public' as const } };
-  app.get('/', open, index);
-  app.get('/index.html', open, index);
+  const page = {
+    access: 'public' as const,
+    tag: 'dashboard',
+    responses: {
+      200: { description: "The dashboard's page (with its Content-Security-Policy).", contentType: 'text/html' },
+      404: { description: 'The dashboard is not built (`npm run build`).', contentType: 'text/plain' },
+    },
+  };
+  defineRoute(app, { ...page, method: 'GET', url: '/', summary: 'The web dashboard' }, async ({ req, reply }) => index(req, reply));
+  defineRoute(app, { ...page, method: 'GET', url: '/index.html', summary: 'The web dashboard (by its file name)' }, async ({ req, reply }) => index(req, reply));
 
-  app.get('/assets/:name', open, async (req, reply) => {
-    const { name } = req.params as { name: string };
-    if (!webDir || !SAFE_NAME.test(name)) return reply.code(404).send({ error: 'not found' });
-    return send(reply, join(webDir, 'assets', name), 'public, max-age=31536000, immutable');
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/assets/:name',
+      access: 'public',
+      tag: 'dashboard',
+      summary: "One of the dashboard's built files (hashed names, cached for a year)",
+      params: z.object({ name: z.string() }),
+      responses: { 200: { description: 'The file (JavaScript, CSS, fonts, images).', contentType: '*/*' } },
+      errors: { 404: 'No such file.' },
+    },
+    async ({ reply, params }) => {
+      const { name } = params;
+      if (!webDir || !SAFE_NAME.test(name)) return reply.code(404).send({ error: 'not found' });
+      return send(reply, join(webDir, 'assets', name), 'public, max-age=31536000, immutable');
+    },
+  );
 
   // Un-hashed files at the top of the build (favicon); revalidated.
-  app.get('/:file', open, async (req, reply) => {
-    const { file } = req.params as { file: string };
-    if (!webDir || !SAFE_NAME.test(file) || !(extension(file) in TYPES) || file === 'index.html') return reply.code(404).send({ error: `no route GET /${file}` });
-    return send(reply, join(webDir, file), 'no-cache');
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/:file',
+      access: 'public',
+      tag: 'dashboard',
+      summary: "A file at the top of the dashboard's build (favicon)",
+      params: z.object({ file: z.string() }),
+      responses: { 200: { description: 'The file.', contentType: '*/*' } },
+      errors: { 404: 'No such file.' },
+    },
+    async ({ reply, params }) => {
+      const { file } = params;
+      if (!webDir || !SAFE_NAME.test(file) || !(extension(file) in TYPES) || file === 'index.html') return reply.code(404).send({ error: `no route GET /${file}` });
+      return send(reply, join(webDir, file), 'no-cache');
+    },
+  );
 }

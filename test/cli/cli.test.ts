@@ -4,6 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, requireBuild } from '../e2e/process-harness.js';
+import { openApiDocument } from '../../src/server/openapi.js';
+import { OpenApiChecker } from '../helpers/openapi-check.js';
 import { TestServer } from '../helpers/server-harness.js';
 import { runCli } from './run-cli.js';
 
@@ -62,6 +64,36 @@ describe('drover CLI', { timeout: 60_000 }, () => {
     expect(table.stdout).toMatch(/\n\nsize set by:\n {2}default\/web: the configured size 2 \(in force since [^)]+\)\n$/);
     const json = await run(['status', '-o', 'json', '--token', 'tok-0123456789abcdef', '--server', t.url]);
     expect(JSON.parse(json.stdout)).toEqual([expect.objectContaining({ tenant: 'default', group: 'web', size: 2 })]);
+  });
+
+  it("prints the API's own shapes with -o json: each output matches the OpenAPI document's answer for its route", async () => {
+    t = await new TestServer().start();
+    await t.settle();
+    const [inst] = t.server.db.listInstances();
+    const checker = new OpenApiChecker(openApiDocument(t.server.routes(), { version: 'test' }));
+    const env = { DROVER_SERVER: t.url };
+    const cases: Array<[string[], string, string]> = [
+      [['status'], 'GET', '/v1/groups'],
+      [['instances', 'default/web'], 'GET', '/v1/instances'],
+      [['audit'], 'GET', '/v1/audit'],
+      [['plan', 'default/web'], 'GET', '/v1/groups/default/web/plan'],
+      [['tenants'], 'GET', '/v1/tenants'],
+      [['protect', inst!.id, '--for', '1h'], 'PUT', `/v1/instances/${inst!.id}/protection`],
+      [['unprotect', inst!.id], 'DELETE', `/v1/instances/${inst!.id}/protection`],
+      [['scale', 'default/web', '3'], 'PUT', '/v1/groups/default/web/size'],
+      [['drain', 'start', inst!.id], 'POST', `/v1/instances/${inst!.id}/drain`],
+    ];
+    for (const [args, method, path] of cases) {
+      const res = await run([...args, '-o', 'json'], env);
+      expect(res.status, `${args.join(' ')}: ${res.stderr}`).toBe(0);
+      const status = method === 'POST' ? 202 : 200;
+      expect(checker.problem(method, path, status, 'application/json', JSON.parse(res.stdout)), args.join(' ')).toBeNull();
+    }
+    // explain prints two of them side by side.
+    const explain = await run(['explain', 'default/web', '-o', 'json'], env);
+    const both = JSON.parse(explain.stdout) as { group: unknown; plan: unknown };
+    expect(checker.problem('GET', '/v1/groups/default/web', 200, 'application/json', both.group)).toBeNull();
+    expect(checker.problem('GET', '/v1/groups/default/web/plan', 200, 'application/json', both.plan)).toBeNull();
   });
 
   it('reports the server’s own words when it refuses a request', async () => {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { agentConfigFromUserData } from '../../src/providers/cloud-init/index.js';
+import { OpenApiChecker } from '../helpers/openapi-check.js';
 import { CLI, freePort, killAndWait, waitFor, type InstanceRow } from './process-harness.js';
 
 export const HEALTH_MS = 1_000;
@@ -28,6 +29,8 @@ export class CloudServer {
   port = 0;
   proc: ChildProcess | undefined;
   output = '';
+  /** Every answer is checked against the OpenAPI document the server serves. */
+  private checker: OpenApiChecker | null = null;
 
   constructor(private readonly options: CloudServerOptions) {}
 
@@ -78,8 +81,12 @@ export class CloudServer {
   }
 
   async instances(): Promise<InstanceRow[]> {
-    const res = await fetch(`${this.url}/v1/instances?tenant=default&group=web`);
-    return (await res.json()) as InstanceRow[];
+    const path = '/v1/instances?tenant=default&group=web';
+    const res = await fetch(`${this.url}${path}`);
+    const body = (await res.json()) as InstanceRow[];
+    this.checker ??= await OpenApiChecker.fetch(this.url);
+    this.checker.assertAnswer('GET', path, res.status, res.headers.get('content-type'), body);
+    return body;
   }
 
   async healthy(): Promise<InstanceRow[]> {

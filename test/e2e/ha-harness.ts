@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { EtcdCluster } from '../helpers/etcd-cluster.js';
+import { OpenApiChecker } from '../helpers/openapi-check.js';
 import { CLI, findableTemplates, freePort } from './process-harness.js';
 
 export interface LogLine {
@@ -78,6 +79,7 @@ export class HaCluster {
   readonly replicas: Replica[] = [];
   etcd!: EtcdCluster;
   private readonly secret = 'e2e-shared-agent-secret-0123456789abcdef';
+  private checker: Promise<OpenApiChecker> | null = null;
 
   private constructor(private readonly options: HaOptions) {
     this.dir = mkdtempSync(join(tmpdir(), 'drover-ha-'));
@@ -199,7 +201,14 @@ export class HaCluster {
       signal: AbortSignal.timeout(10_000),
     });
     const text = await res.text();
-    return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
+    const answer = (text ? JSON.parse(text) : null) as T;
+    // Every answer is checked against the OpenAPI document (the replicas serve the same one).
+    this.checker ??= OpenApiChecker.fetch(this.replica(i).url).catch((err: unknown) => {
+      this.checker = null;
+      throw err;
+    });
+    (await this.checker).assertAnswer(method, path, res.status, res.headers.get('content-type'), answer);
+    return { status: res.status, body: answer };
   }
 
   /** Instances whose process is alive, read from the shared state folder (the "cloud"). */

@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import { OpenApiChecker } from '../helpers/openapi-check.js';
 
 export const CLI = resolve('dist/cli/main.js');
 
@@ -80,6 +81,8 @@ export class ProcessServer {
   proc: ChildProcess | undefined;
   output = '';
   private config: Record<string, unknown> = {};
+  /** Every answer `api()` gets is checked against the document the server serves (openapi-check.ts). */
+  private checker: Promise<OpenApiChecker> | null = null;
 
   constructor() {
     this.dir = mkdtempSync(join(tmpdir(), 'drover-e2e-'));
@@ -117,6 +120,7 @@ export class ProcessServer {
 
   /** Starts `drover server` and waits for /healthz. */
   async start(env: Record<string, string> = {}): Promise<void> {
+    this.checker = null;
     this.proc = spawn(process.execPath, [CLI, 'server', '--config', this.configPath], {
       // Instance processes get DROVER_E2E_DIR (findableTemplates), so a test finds every process it caused.
       env: { ...process.env, DROVER_LOG_LEVEL: 'info', DROVER_E2E_DIR: this.dir, ...env },
@@ -158,7 +162,13 @@ export class ProcessServer {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.text();
-    return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
+    const answer = (text ? JSON.parse(text) : null) as T;
+    this.checker ??= OpenApiChecker.fetch(this.url).catch((err: unknown) => {
+      this.checker = null;
+      throw err;
+    });
+    (await this.checker).assertAnswer(method, path, res.status, res.headers.get('content-type'), answer);
+    return { status: res.status, body: answer };
   }
 
   async groups(): Promise<GroupRow[]> {

@@ -14,6 +14,8 @@ import type { ServerMessage } from '../../src/agent/protocol.js';
 import { startDroverServer, type DroverServer } from '../../src/app/drover-server.js';
 import { SimProvider, SystemClock, type Clock } from '../../src/index.js';
 import type { LeaderElector } from '../../src/leader/index.js';
+import { openApiDocument } from '../../src/server/openapi.js';
+import { OpenApiChecker } from './openapi-check.js';
 
 export interface TestServerOptions {
   groups?: Record<string, Record<string, Record<string, unknown>>>;
@@ -47,6 +49,8 @@ export class TestServer {
   readonly provider: SimProvider;
   server!: DroverServer;
   private readonly clock: Clock;
+  /** Every answer `api()` gets is checked against the server's OpenAPI document (openapi-check.ts). */
+  private checker: OpenApiChecker | null = null;
 
   constructor(private options: TestServerOptions = {}) {
     this.dir = options.dir ?? mkdtempSync(join(tmpdir(), 'drover-server-'));
@@ -80,6 +84,9 @@ export class TestServer {
 
   async start(): Promise<this> {
     this.server = await startDroverServer({ configPath: this.configPath, logger: this.options.logger ?? pino({ level: 'silent' }), clock: this.clock, provider: this.provider, ...(this.options.elector ? { elector: this.options.elector } : {}) });
+    // The document `GET /v1/openapi.json` serves, written from the same routes (the route needs a
+    // token some tests' servers do not give this client).
+    this.checker = new OpenApiChecker(openApiDocument(this.server.routes(), { version: 'test' }));
     return this;
   }
 
@@ -109,6 +116,7 @@ export class TestServer {
     } catch {
       // not JSON
     }
+    this.checker?.assertAnswer(method, path, res.status, res.headers.get('content-type'), parsed);
     return { status: res.status, body: parsed as T, headers: res.headers };
   }
 

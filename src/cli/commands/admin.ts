@@ -2,7 +2,7 @@
  * Commands that talk to a running server: status, instances, scale, drain ack, plan, events,
  * audit.
  */
-import type { AuditView, GroupView, InstanceView } from '../../server/views.js';
+import type { AuditView, GroupView, InstanceView, PlanView } from '../../server/views.js';
 import { ApiClient, CliError, EXIT, type ClientOptions } from '../client.js';
 import { age, json, parseOutput, table, until } from '../format.js';
 
@@ -149,24 +149,19 @@ export async function drainAck(id: string, opts: GlobalOptions, print: Print): P
   print(parseOutput(opts.output) === 'json' ? json(result) : `drain of ${id} acknowledged; it will be deleted`);
 }
 
-interface PlanJson {
-  tenant: string;
-  group: string;
-  summary: { size: number; live: number; inService: number; pending: number; draining: number; unhealthy: number; maxLive: number };
-  wakeAt: string | null;
-  actions: Array<{ kind: string; instanceId?: string; reason?: string; message: string; deadline?: string }>;
-  blocked: Array<{ code: string; message: string; instanceId: string | null }>;
-}
-
 export async function plan(target: string, opts: GlobalOptions, print: Print): Promise<void> {
   const { tenant, group } = splitGroup(target);
   const client = new ApiClient(opts);
-  const p = await client.request<PlanJson>('GET', `/v1/groups/${tenant}/${group}/plan`);
+  const p = await client.request<PlanView>('GET', `/v1/groups/${tenant}/${group}/plan`);
   if (parseOutput(opts.output) === 'json') return print(json(p));
   const s = p.summary;
   const lines = [`${tenant}/${group}: size ${s.size}, ${s.inService} in service, ${s.pending} pending, ${s.draining} draining, ${s.unhealthy} unhealthy, ${s.live} live (cap ${s.maxLive})`];
   if (p.actions.length === 0) lines.push('nothing to do now');
-  for (const a of p.actions) lines.push(`  ${a.kind}${a.instanceId ? ` ${a.instanceId}` : ''}${a.reason ? ` (${a.reason})` : ''}: ${a.message}`);
+  for (const a of p.actions) {
+    const id = 'instanceId' in a ? ` ${a.instanceId}` : '';
+    const reason = 'reason' in a ? ` (${a.reason})` : '';
+    lines.push(`  ${a.kind}${id}${reason}: ${a.message}`);
+  }
   for (const b of p.blocked) lines.push(`  blocked ${b.code}${b.instanceId ? ` ${b.instanceId}` : ''}: ${b.message}`);
   if (p.wakeAt) lines.push(`next look: ${p.wakeAt}`);
   print(lines.join('\n'));
