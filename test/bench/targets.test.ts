@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import type { B1Result, B2Result } from '../../bench/b1-scale-out.js';
+import { b1Met, b2Met, exitCode, verdicts } from '../../bench/targets.js';
+
+const b1: B1Result = {
+  seconds: 5.1,
+  limitSeconds: 5.05,
+  ratio: 1.01,
+  creates: 1000,
+  throttled: 0,
+  createRate: 199,
+  firstCreateMs: 15,
+  loopDelayP99Ms: 5,
+  loopDelayMaxMs: 9,
+  errors: 0,
+};
+const b2: B2Result = { probes: 200, p50Ms: 10, p99Ms: 20, maxMs: 25, limitMs: 10, ratio: 2, statusLatencyMs: 20, missed: 0 };
+
+describe('benchmark targets', () => {
+  it('counts a B1 run within 1.10 of its floor only when nothing was throttled and no reconcile failed', () => {
+    expect(b1Met(b1)).toBe(true);
+    expect(b1Met({ ...b1, ratio: 1.11 })).toBe(false);
+    expect(b1Met({ ...b1, throttled: 1 })).toBe(false);
+    expect(b1Met({ ...b1, errors: 1 })).toBe(false);
+  });
+
+  it('counts a B2 p99 only over at least 200 probes with none missed', () => {
+    expect(b2Met(b2)).toBe(true);
+    expect(b2Met({ ...b2, p99Ms: 101 })).toBe(false);
+    expect(b2Met({ ...b2, probes: 20 })).toBe(false);
+    expect(b2Met({ ...b2, missed: 1 })).toBe(false);
+  });
+
+  it('exits non-zero when any scenario missed a target or failed to run, and zero when all met', () => {
+    expect(exitCode(verdicts({ b1 }), [])).toBe(0);
+    expect(exitCode(verdicts({ b1: { ...b1, throttled: 3 } }), [])).toBe(1);
+    expect(exitCode(verdicts({ b1, b2: { ...b2, p99Ms: 500, bulk: b1 } }), [])).toBe(1);
+    expect(exitCode(verdicts({ b1 }), ['b3'])).toBe(1);
+  });
+});
