@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import type { B1Result, B2Result } from '../../bench/b1-scale-out.js';
+import { b1Floor, type B1Result, type B2Result } from '../../bench/b1-scale-out.js';
 import { b1Met, b2Met, exitCode, verdicts } from '../../bench/targets.js';
 
 const b1: B1Result = {
   seconds: 5.1,
-  limitSeconds: 5.05,
+  limitSeconds: 5,
+  floor: { creates: 1000, callsPerSecond: 200, burst: 10, createLatencyMs: 50, debounceMs: 0 },
   ratio: 1.01,
   creates: 1000,
   throttled: 0,
@@ -17,6 +18,12 @@ const b1: B1Result = {
 const b2: B2Result = { probes: 200, p50Ms: 10, p99Ms: 20, maxMs: 25, limitMs: 10, ratio: 2, statusLatencyMs: 20, missed: 0 };
 
 describe('benchmark targets', () => {
+  it('computes B1\'s floor from the run\'s burst, rate, create latency and config debounce', () => {
+    expect(b1Floor(b1.floor)).toBeCloseTo(990 / 200 + 0.05, 9);
+    expect(b1Floor({ ...b1.floor, burst: 1000 })).toBeCloseTo(0.05, 9);
+    expect(b1Floor({ ...b1.floor, debounceMs: 50, burst: 0 })).toBeCloseTo(0.05 + 5 + 0.05, 9);
+  });
+
   it('counts a B1 run within 1.10 of its floor only when nothing was throttled and no reconcile failed', () => {
     expect(b1Met(b1)).toBe(true);
     expect(b1Met({ ...b1, ratio: 1.11 })).toBe(false);
