@@ -153,8 +153,16 @@ function table(results: Results, errors: Map<ScenarioId, string>, machine: Recor
         '≤ 1,000 ms (guide)',
         yes(b5.detectKillMs <= 1_000),
       ]);
+      rows.push([
+        `B5 ${b5.silent ?? 0} agents silent (SIGSTOP) → noticed`,
+        b5.detectSilentMs === undefined ? '?' : `${fmt(b5.detectSilentMs, 1)} ms`,
+        `ping timeout ${fmt(b5.pingTimeoutMs ?? 0)} ms`,
+        '',
+        `≤ ping timeout + 1 s (guide)`,
+        yes(b5.detectSilentMs !== undefined && b5.pingTimeoutMs !== undefined && b5.detectSilentMs <= b5.pingTimeoutMs + 1_000),
+      ]);
       notes.push(
-        `B5: ${fmt(b5.agents ?? 0)} connections (${b5.agentProcesses ?? 0} agent processes), ${fmt(b5.reports ?? 0)} reports in ${fmt(b5.windowSeconds ?? 0, 1)} s from ${fmt(b5.reportersInWindow ?? 0)} agents; latency p50 ${b5.p50Ms ?? '?'} ms / max ${b5.maxMs ?? '?'} ms; server loop delay p99 ${b5.loopDelayP99Ms ?? '?'} ms / max ${b5.loopDelayMaxMs ?? '?'} ms, RSS ${b5.serverRssMb ?? '?'} MB; kill: first noticed ${b5.detectKillFirstMs ?? '?'} ms, all ${b5.killed ?? 0} checked with the provider ${b5.checkKillMs ?? '?'} ms; ${b5.agentWarnings ?? 0} agent warnings; machine: load average ${b5.loadAverage ?? '?'}, some task waiting for a core ${b5.cpuPressure === null || b5.cpuPressure === undefined ? '?' : `${Math.round(b5.cpuPressure * 100)}%`} of the window, the server waiting ${b5.serverRunDelayMs ?? '?'} ms of it`,
+        `B5: ${fmt(b5.agents ?? 0)} connections (${b5.agentProcesses ?? 0} agent processes), ${fmt(b5.reports ?? 0)} reports in ${fmt(b5.windowSeconds ?? 0, 1)} s from ${fmt(b5.reportersInWindow ?? 0)} agents; latency p50 ${b5.p50Ms ?? '?'} ms / max ${b5.maxMs ?? '?'} ms; server loop delay p99 ${b5.loopDelayP99Ms ?? '?'} ms / max ${b5.loopDelayMaxMs ?? '?'} ms, RSS ${b5.serverRssMb ?? '?'} MB; kill: first noticed ${b5.detectKillFirstMs ?? '?'} ms, all ${b5.killed ?? 0} checked with the provider ${b5.checkKillMs ?? '?'} ms; silent: first noticed ${b5.detectSilentFirstMs ?? '?'} ms; ${b5.agentWarnings ?? 0} agent warnings; machine: load average ${b5.loadAverage ?? '?'}, some task waiting for a core ${b5.cpuPressure === null || b5.cpuPressure === undefined ? '?' : `${Math.round(b5.cpuPressure * 100)}%`} of the window, the server waiting ${b5.serverRunDelayMs ?? '?'} ms of it`,
       );
     }
     if (b5.note) notes.push(`B5: ${b5.note}`);

@@ -52,13 +52,18 @@ export function b4Met(b4: B4Result): boolean {
   return b4.reportsPerSec >= b4.targetPerSec && b4.groupCommitRatio >= B4_MIN_GROUP_COMMIT_RATIO;
 }
 
-/** B5 (the bench's own guides; the issue sets none at 2,000 agents): p99 ≤ 100 ms, ≤ 0.5 core, all killed agents noticed within one interval. */
+/**
+ * B5 (the bench's own guides; the issue sets none at 2,000 agents): p99 ≤ 100 ms, ≤ 0.5 core, all
+ * killed agents noticed within one interval, all silent (SIGSTOPped) ones within the hub's ping
+ * timeout + 1 s.
+ */
 export const B5_MAX_P99_MS = 100;
 export const B5_MAX_CPU_SHARE = 0.5;
 export const B5_MAX_DETECT_KILL_MS = 1_000;
 export function b5Met(b5: B5Result): boolean {
   if (b5.status !== 'measured' || b5.p99Ms === null || b5.cpuShare === null || b5.detectKillMs === null) return false;
-  return b5.p99Ms <= B5_MAX_P99_MS && b5.cpuShare <= B5_MAX_CPU_SHARE && b5.detectKillMs <= B5_MAX_DETECT_KILL_MS;
+  const silentOk = b5.detectSilentMs !== undefined && b5.pingTimeoutMs !== undefined && b5.detectSilentMs <= b5.pingTimeoutMs + 1_000;
+  return b5.p99Ms <= B5_MAX_P99_MS && b5.cpuShare <= B5_MAX_CPU_SHARE && b5.detectKillMs <= B5_MAX_DETECT_KILL_MS && silentOk;
 }
 
 export function b6Met(b6: B6Result): boolean {
