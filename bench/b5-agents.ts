@@ -24,12 +24,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { AgentCredentials } from '../src/agent/credentials.js';
+import { AGENT_PING_MISSES } from '../src/config/index.js';
 import { now, percentile, removeDir, round, sleep, tempDir } from './common.js';
 import type { HostCommand, HostStats, Reply, ServerCommand, ServerKill, ServerReady, ServerStatus, ServerWindow } from './b5-ipc.js';
 
 export const B5_AGENTS = 2_000;
 /** Agents killed at once (one whole host process). */
 export const B5_KILLED = 100;
+/** Agents made silent at once (one whole host process, SIGSTOP: sockets stay open, nothing answers). */
+export const B5_SILENT = 100;
 /** Hosts for the other agents. */
 const HOSTS = 4;
 const INTERVAL_MS = 1_000;
@@ -76,6 +79,12 @@ export interface B5Result {
   detectKillFirstMs?: number;
   /** Kill → the provider has answered all 100 CheckInstance status calls, ms. */
   checkKillMs?: number;
+  /** SIGSTOP of 100 agents' process → the server has noticed all 100 from missed pongs (disconnect → CheckInstance), ms. */
+  detectSilentMs?: number;
+  detectSilentFirstMs?: number;
+  silent?: number;
+  /** The hub's ping timeout: (AGENT_PING_MISSES + 1) health intervals, ms; the guide for detectSilentMs is this + 1 s. */
+  pingTimeoutMs?: number;
   /** Server start → all 2,000 agents reporting, s (not a figure). */
   setupSeconds?: number;
   /** The machine's 1-minute load average at the end of the window (the 2 cores are shared). */
@@ -249,9 +258,13 @@ export async function runB5(): Promise<B5Result> {
     const credentials = new AgentCredentials(secret);
     const withCredential = (ids: string[]): Array<{ instanceId: string; credential: string }> => ids.map((instanceId) => ({ instanceId, credential: credentials.issue(instanceId) }));
     const killIds = ready.instanceIds.slice(0, B5_KILLED);
-    const restIds = ready.instanceIds.slice(B5_KILLED);
+    const silentIds = ready.instanceIds.slice(B5_KILLED, B5_KILLED + B5_SILENT);
+    const restIds = ready.instanceIds.slice(B5_KILLED + B5_SILENT);
     const perHost = Math.ceil(restIds.length / HOSTS);
-    const plans: Array<{ name: string; ids: string[] }> = [{ name: 'b5-agents-kill', ids: killIds }];
+    const plans: Array<{ name: string; ids: string[] }> = [
+      { name: 'b5-agents-kill', ids: killIds },
+      { name: 'b5-agents-silent', ids: silentIds },
+    ];
     for (let h = 0; h < HOSTS; h++) plans.push({ name: `b5-agents-${h + 1}`, ids: restIds.slice(h * perHost, (h + 1) * perHost) });
     const hosts = plans.map((plan) => {
       const host = spawn(plan.name, 'b5-agent-host.ts', [], hostArgv);
@@ -259,6 +272,7 @@ export async function runB5(): Promise<B5Result> {
       return { host, ids: plan.ids };
     });
     const killHost = hosts[0]!.host;
+    const silentHost = hosts[1]!.host;
     await Promise.all(hosts.map(({ host, ids }) => host.call({ cmd: 'start', url: ready.url, agents: withCredential(ids), spreadMs: INTERVAL_MS, intervalMs: INTERVAL_MS })));
 
     // Every agent connected and reporting.
@@ -303,10 +317,17 @@ export async function runB5(): Promise<B5Result> {
 
     // The kill test.
     process.stderr.write(`b5: killing the process of ${B5_KILLED} agents\n`);
-    const kill = await server.call<ServerKill>({ cmd: 'kill', pid: killHost.child.pid ?? -1, instanceIds: killIds, timeoutMs: KILL_TIMEOUT_MS }, KILL_TIMEOUT_MS + 5_000);
+    const kill = await server.call<ServerKill>({ cmd: 'kill', pid: killHost.child.pid ?? -1, signal: 'SIGKILL', instanceIds: killIds, timeoutMs: KILL_TIMEOUT_MS }, KILL_TIMEOUT_MS + 5_000);
     await killHost.exited;
     if (kill.disconnectMs.length < B5_KILLED) throw new Error(`B5: the server noticed ${kill.disconnectMs.length} of ${B5_KILLED} killed agents within ${KILL_TIMEOUT_MS} ms`);
     if (kill.statusMs.length < B5_KILLED) throw new Error(`B5: ${kill.statusMs.length} of ${B5_KILLED} killed agents' instances were checked within ${KILL_TIMEOUT_MS} ms`);
+
+    // The silence test: the process stops (SIGSTOP); its sockets stay open and the kernel answers
+    // for them, so only the hub's pings can tell. Killed for good in `finally`.
+    process.stderr.write(`b5: stopping (SIGSTOP) the process of ${B5_SILENT} agents\n`);
+    const pingTimeoutMs = (AGENT_PING_MISSES + 1) * INTERVAL_MS;
+    const silence = await server.call<ServerKill>({ cmd: 'kill', pid: silentHost.child.pid ?? -1, signal: 'SIGSTOP', instanceIds: silentIds, timeoutMs: pingTimeoutMs + KILL_TIMEOUT_MS }, pingTimeoutMs + KILL_TIMEOUT_MS + 5_000);
+    if (silence.disconnectMs.length < B5_SILENT) throw new Error(`B5: the server noticed ${silence.disconnectMs.length} of ${B5_SILENT} silent agents within ${pingTimeoutMs + KILL_TIMEOUT_MS} ms`);
 
     const lat = win.latenciesMs;
     return {
@@ -330,6 +351,10 @@ export async function runB5(): Promise<B5Result> {
       killed: B5_KILLED,
       detectKillFirstMs: round(kill.disconnectMs[0]!, 1),
       checkKillMs: round(kill.statusMs[B5_KILLED - 1]!, 1),
+      silent: B5_SILENT,
+      detectSilentMs: round(silence.disconnectMs[B5_SILENT - 1]!, 1),
+      detectSilentFirstMs: round(silence.disconnectMs[0]!, 1),
+      pingTimeoutMs,
       setupSeconds,
       loadAverage,
       cpuPressure: pressureBefore !== null && pressureAfter !== null ? round((pressureAfter - pressureBefore) / 1000 / win.wallMs, 2) : null,

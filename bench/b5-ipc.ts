@@ -9,7 +9,8 @@ export type ServerCommand =
   | { cmd: 'status' }
   | { cmd: 'measureStart' }
   | { cmd: 'measureStop' }
-  | { cmd: 'kill'; pid: number; instanceIds: string[]; timeoutMs: number }
+  /** SIGKILL (the kernel closes the sockets) or SIGSTOP (silent: only the hub's pings can tell) an agent host. */
+  | { cmd: 'kill'; pid: number; signal: 'SIGKILL' | 'SIGSTOP'; instanceIds: string[]; timeoutMs: number }
   | { cmd: 'stop' };
 
 /** Server entry → coordinator, once, when the group is created and the API listens. */

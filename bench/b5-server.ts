@@ -6,7 +6,7 @@
  * Instrumentation, all in this file (the product only offers the `onHealthReport` hook):
  * - each recorded report's latency: now − the agent's own `at` of it (same machine clock);
  * - CPU (process.cpuUsage) and event-loop delay over a window the coordinator opens and closes;
- * - the kill test: this process sends SIGKILL to an agent host itself, so the kill and what the
+ * - the kill and silence tests: this process sends SIGKILL (or SIGSTOP) to an agent host itself, so the signal and what the
  *   server notices are timed on one monotonic clock. Noticed = the hub enqueues the instance's
  *   CheckInstance (cause disconnect), which it does in the same turn as it drops the connection
  *   (the reconciler's `enqueue` is wrapped to see it); checked = the provider answers the
@@ -148,7 +148,7 @@ serve<ServerCommand>(async (body) => {
       }
       const finished = new Promise<void>((resolve) => {
         watch = { startedAt: performance.now(), ids: new Set(body.instanceIds), byProviderId, disconnects: new Map(), statuses: new Map(), done: resolve };
-        process.kill(body.pid, 'SIGKILL');
+        process.kill(body.pid, body.signal);
       });
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([finished, new Promise<void>((resolve) => (timer = setTimeout(resolve, body.timeoutMs)))]);

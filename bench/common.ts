@@ -21,6 +21,11 @@ import {
 
 /** The provider API limit every scenario runs at. */
 export const PROVIDER_RATE = 200;
+/**
+ * The provider's token-bucket burst: calls it accepts at once when its bucket is full, before the
+ * rate applies (SimProvider's default for 200/s is 10; set here so the floors use the same value).
+ */
+export const PROVIDER_BURST = 10;
 /** Provider create latency. */
 export const CREATE_LATENCY_MS = 50;
 
@@ -62,7 +67,7 @@ export function buildEnv<P extends Provider = SimProvider>(options: EnvOptions<P
   const dbPath = join(dir, 'drover.db');
   const db = openLocalDb(dbPath);
   // Without a provider of its own the scenario gets the SimProvider (P's default).
-  const provider: P = options.provider ?? (new SimProvider({ clock, seed: 1, maxCallsPerSecond: PROVIDER_RATE, createLatencyMs: CREATE_LATENCY_MS, ...options.sim }) as unknown as P);
+  const provider: P = options.provider ?? (new SimProvider({ clock, seed: 1, maxCallsPerSecond: PROVIDER_RATE, burst: PROVIDER_BURST, createLatencyMs: CREATE_LATENCY_MS, ...options.sim }) as unknown as P);
   const loader = ConfigLoader.fromObject(options.config);
   const errors: string[] = [];
   // SystemClock timers do not hold the process open; this does, while the scenario runs.

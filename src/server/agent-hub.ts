@@ -4,7 +4,8 @@
  * - Authenticates the upgrade (instance id header + per-instance credential); refuses unknown
  *   credentials (401) and deleted instances (403); an instance not known yet gets 503 (retry).
  * - HA: a replica that does not lead refuses agents with 503 and X-Drover-Leader.
- * - Records each health report (`healthAt`, server time) and counts it.
+ * - Records each health report (`healthAt`, server time) and counts it: through `HealthIngest`,
+ *   one transaction per tick (group commit), flushed when the hub closes or lets its agents go.
  * - Forwards termination notices and drain acknowledgements to the reconciler, and rebalance
  *   recommendations (`rebalance`) to `onRebalance`.
  * - A connection that drops without a goodbye enqueues `CheckInstance` with cause "disconnect"
@@ -25,6 +26,7 @@ import { EventType, type ReconcileEvent } from '../reconciler/index.js';
 import type { Logger } from '../logging/index.js';
 import type { LocalDb } from '../store/index.js';
 import { TokenBucket } from '../util/token-bucket.js';
+import { HealthIngest } from './health-ingest.js';
 
 /** Requests (protect, unprotect, extend) one instance may make at once, and per minute after that. */
 export const SELF_REQUEST_BURST = 10;
@@ -39,8 +41,12 @@ export interface AgentHubOptions {
   healthCheckIntervalMs: () => number;
   /** Health reports are recorded only while this is true (a follower leaves health to the leader). */
   recordsHealth?: () => boolean;
-  /** Called after each health report is recorded, with the agent's own timestamp of it (`at`), when it sent one. */
+  /** Called after each health report is recorded (its tick committed), with the agent's own timestamp of it (`at`), when it sent one. */
   onHealthReport?: (instanceId: string, sentAt: string | undefined) => void;
+  /** Group commit of health reports: one transaction per tick of this length (default `HEALTH_TICK_MS`). */
+  healthTickMs?: number;
+  /** At most this many instances' reports per transaction (default `HEALTH_MAX_BATCH`). */
+  healthMaxBatch?: number;
   onReject?: (reason: string) => void;
   /**
    * HA: agents are accepted only while this is true (this replica leads its shard); otherwise
@@ -82,8 +88,18 @@ export class AgentHub {
   private readonly connections = new Map<string, Connection>();
   private closing = false;
   private readonly selfBuckets = new Map<string, TokenBucket>();
+  private readonly health: HealthIngest;
 
-  constructor(private readonly options: AgentHubOptions) {}
+  constructor(private readonly options: AgentHubOptions) {
+    this.health = new HealthIngest({
+      clock: options.clock,
+      db: options.db,
+      logger: options.logger,
+      tickMs: options.healthTickMs,
+      maxBatch: options.healthMaxBatch,
+      onRecorded: options.onHealthReport,
+    });
+  }
 
   get connectionCount(): number {
     return this.connections.size;
@@ -159,6 +175,8 @@ export class AgentHub {
       conn.pinger?.cancel();
       conn.ws.close(CLOSE.serverStopping, reason);
     }
+    // What was accepted while leading is written before the agents move on.
+    this.health.flush();
     if (this.connections.size > 0) this.options.logger.info({ connections: this.connections.size, reason }, 'agent connections closed');
     this.connections.clear();
   }
@@ -166,6 +184,7 @@ export class AgentHub {
   /** Closes every connection (without counting them as disconnects) and stops accepting. */
   async close(): Promise<void> {
     this.closing = true;
+    this.health.close();
     for (const conn of this.connections.values()) {
       conn.saidGoodbye = true;
       conn.pinger?.cancel();
@@ -228,8 +247,7 @@ export class AgentHub {
     switch (msg.type) {
       case 'health':
         if (this.options.recordsHealth?.() === false) return;
-        this.options.db.recordHealth(conn.instanceId, clock.now());
-        this.options.onHealthReport?.(conn.instanceId, msg.at);
+        this.health.report(conn.instanceId, clock.now(), msg.at);
         return;
       case 'notice':
         logger.info({ instanceId: conn.instanceId, terminateAt: msg.terminateAt }, 'termination notice from agent');

@@ -311,7 +311,10 @@ export class LocalDb {
     return true;
   }
 
-  /** Records many health reports in one transaction (the server's batched ingest path). */
+  /**
+   * Records many health reports in one transaction, each as `recordHealth` would. The agent hub's
+   * group commit (`src/server/health-ingest.ts`) writes each tick's reports with it.
+   */
   recordHealthBatch(reports: ReadonlyArray<{ instanceId: string; at: Date }>): number {
     let recorded = 0;
     const firsts: StoreChange[] = [];

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SELF_REQUEST_BURST } from '../../src/server/agent-hub.js';
 import { visibleEvent } from '../../src/server/events-route.js';
 import { EventStreamReader } from '../helpers/event-stream.js';
@@ -28,6 +28,24 @@ describe('agent connections', () => {
     expect(t.server.db.getInstance(inst!.id)?.healthAt).toBeNull();
     agent.health();
     await expect.poll(() => t!.server.db.getInstance(inst!.id)?.healthAt, { timeout: 5_000 }).not.toBeNull();
+  });
+
+  it('writes agents\' health reports through the group commit (the batch write), not one transaction each', async () => {
+    t = await new TestServer({ groups: { default: { web: { size: 3, template: 'web' } } } }).start();
+    await t.settle();
+    const instances = t.server.db.listInstances();
+    expect(instances).toHaveLength(3);
+    const connected = await Promise.all(instances.map(async (i) => {
+      const agent = await connect(t!, i.id);
+      await agent.next((m) => m.type === 'welcome');
+      return agent;
+    }));
+    const batches = vi.spyOn(t.server.db, 'recordHealthBatch');
+    const single = vi.spyOn(t.server.db, 'recordHealth');
+    for (const agent of connected) agent.health();
+    await expect.poll(() => instances.every((i) => t!.server.db.getInstance(i.id)?.healthAt !== null), { timeout: 5_000 }).toBe(true);
+    expect(single).not.toHaveBeenCalled();
+    expect(batches.mock.calls.flatMap((c) => c[0].map((r) => r.instanceId)).sort()).toEqual(instances.map((i) => i.id).sort());
   });
 
   it('publishes an agent\'s rebalance recommendation on the event stream, and drops one whose time is no time', async () => {
