@@ -132,6 +132,8 @@ describe('drover CLI', { timeout: 60_000 }, () => {
     const done = await run(['hook', 'launch', inst!.id, '--result', 'continue', '-o', 'json'], { DROVER_SERVER: t.url });
     expect(done.status, done.stderr).toBe(0);
     expect(JSON.parse(done.stdout)).toEqual({ instanceId: inst!.id, result: 'continue', launchHook: 'continued' });
+    const checker = new OpenApiChecker(openApiDocument(t.server.routes(), { version: 'test' }));
+    expect(checker.problem('POST', `/v1/instances/${inst!.id}/hooks/launch`, 200, 'application/json', JSON.parse(done.stdout))).toBeNull();
     const again = await run(['hook', 'launch', inst!.id], { DROVER_SERVER: t.url });
     expect(again.status).toBe(1);
     expect(again.stderr).toContain(`instance ${inst!.id} has no launch hook pending: it was continued already (HTTP 409)`);
