@@ -149,14 +149,16 @@ export class OperatorActions {
     await state.set(keys.hold(instanceId), { until: heldUntil.toISOString(), reason, by: actor } satisfies RotationHold);
     await state.set(keys.drainRequest(instanceId), null);
     const detail = `back in service; not picked again for this rotation until ${heldUntil.toISOString()}`;
-    if (record.status === 'draining') {
-      this.ctx.store.transition(instanceId, 'running', { drainStartedAt: null, drainDeadline: null, drainReason: null, drainAckedAt: null }, this.auditEntry(record, 'drainCancelled', reason, actor, detail));
-    } else {
-      this.audit(record, 'drainCancelled', reason, actor, detail);
-    }
-    if (record.status === 'draining') {
-      void writeDrainTags(this.ctx, record, { [TAG.drainStartedAt]: '', [TAG.drainDeadline]: '', [TAG.drainReason]: '', [TAG.drainCancelledAt]: new Date(now).toISOString() });
+    // Read again after the awaits: a reconcile may have run meanwhile and started the drain this
+    // cancels (it saw the operator's request before it was cleared). Nothing awaits from here on.
+    const current = this.instance(instanceId);
+    const draining = current.status === 'draining' && CANCELLABLE.has(current.drainReason ?? '');
+    if (draining) {
+      this.ctx.store.transition(instanceId, 'running', { drainStartedAt: null, drainDeadline: null, drainReason: null, drainAckedAt: null }, this.auditEntry(current, 'drainCancelled', current.drainReason ?? reason, actor, detail));
+      void writeDrainTags(this.ctx, current, { [TAG.drainStartedAt]: '', [TAG.drainDeadline]: '', [TAG.drainReason]: '', [TAG.drainCancelledAt]: new Date(now).toISOString() });
       this.deps.notifyDrainCancelled?.(instanceId);
+    } else {
+      this.audit(current, 'drainCancelled', reason, actor, detail);
     }
     this.ctx.markDirty(record.tenant, record.group, 'operator', Priority.high);
     return { instanceId, heldUntil };

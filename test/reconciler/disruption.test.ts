@@ -269,6 +269,36 @@ describe('operator drains', () => {
     }
   });
 
+  it('cancels an operator drain that a reconcile started while the cancel was writing its hold (not yet visible, as with etcd)', async () => {
+    h = await new Harness({ config: group({ size: 2, disruption: { cancelHold: '2h' } }) }).start();
+    h.reportHealthy();
+    const [a] = h.byStatus('running');
+    await h.reconciler.operator.requestDrain(a!.id, { force: false, actor: 'operator:alice' });
+    await h.settle();
+    // The replacement is up; the next reconcile would start the drain.
+    h.reportHealthy();
+    expect(h.db.getInstance(a!.id)?.status).toBe('running');
+    // That reconcile runs while the cancel's first state write is in flight and not yet visible
+    // (with etcd the write is seen when its answer comes back).
+    const state = h.reconciler.operatorState;
+    const write = state.set.bind(state);
+    let interleaved = false;
+    state.set = async (key, value) => {
+      if (!interleaved) {
+        interleaved = true;
+        await h!.settle();
+        expect(h!.db.getInstance(a!.id)).toMatchObject({ status: 'draining', drainReason: 'operator' });
+      }
+      await write(key, value);
+    };
+    await h.reconciler.operator.cancelDrain(a!.id, 'operator:alice');
+    expect(interleaved).toBe(true);
+    expect(h.db.getInstance(a!.id)).toMatchObject({ status: 'running', drainReason: null, drainDeadline: null });
+    expect(h.db.listAudit({ instanceId: a!.id }).at(-1)).toMatchObject({ action: 'drainCancelled', reason: 'operator' });
+    await h.settle();
+    expect(h.db.getInstance(a!.id)?.status).toBe('running');
+  });
+
   it('holds a cancelled drift rotation and reports it as RotationHeld until the hold ends', async () => {
     h = await new Harness({ config: group({ size: 1, disruption: { cancelHold: '1h' } }) }).start();
     h.reportHealthy();
