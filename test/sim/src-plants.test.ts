@@ -97,7 +97,10 @@ function plantInPlan(change: (plan: Plan, input: PlanInput) => Plan): void {
   vi.spyOn(planModule, 'planGroup').mockImplementation((input) => change(original(input), input));
 }
 
-/** The first seed (of 1..limit) that breaks an invariant, and which; fails when none does. */
+/**
+ * The first seed (of 1..limit) that breaks an invariant, and which; fails when none does. Up to 20
+ * seeds of 120 steps: CPU-bound, seconds on a quiet machine, more on a loaded one (hence the timeouts).
+ */
 async function firstViolation(limit = 20): Promise<{ seed: number; invariant: string; report: string }> {
   for (let seed = 1; seed <= limit; seed++) {
     const outcome = await runSeed(seed, { shrink: false, steps: 120 });
@@ -107,7 +110,7 @@ async function firstViolation(limit = 20): Promise<{ seed: number; invariant: st
   throw new Error(`no violation in ${limit} seeds`);
 }
 
-describe('the simulator catches the reconciler’s own disruption checks broken', () => {
+describe('the simulator catches the reconciler’s own disruption checks broken', { timeout: 120_000 }, () => {
   it('reports invariant 7 or 11 when budgets allow everything (BudgetTracker.allows always true)', async () => {
     vi.spyOn(BudgetTracker.prototype, 'allows').mockReturnValue(true);
     const found = await firstViolation();
@@ -126,7 +129,7 @@ describe('the simulator catches the reconciler’s own disruption checks broken'
   });
 });
 
-describe('the simulator catches bugs in the code its checker used to borrow', () => {
+describe('the simulator catches bugs in the code its checker used to borrow', { timeout: 120_000 }, () => {
   it('reports invariant 7 or 11 when budget windows close at half their length (src/config/cron.ts)', async () => {
     const original = CronWindow.prototype.current;
     vi.spyOn(CronWindow.prototype, 'current').mockImplementation(function (this: CronWindow, now: Date) {
@@ -153,7 +156,7 @@ describe('the simulator catches bugs in the code its checker used to borrow', ()
   });
 });
 
-describe('the simulator catches a reconciler that breaks each invariant (planted in src/ by a spy)', () => {
+describe('the simulator catches a reconciler that breaks each invariant (planted in src/ by a spy)', { timeout: 120_000 }, () => {
   it('reports invariant 2 when a rotation’s replacement counts as healthy before it has reported', async () => {
     const original = planModule.planGroup;
     vi.spyOn(planModule, 'planGroup').mockImplementation((input) =>
