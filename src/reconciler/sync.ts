@@ -70,26 +70,31 @@ export async function syncWithProvider(ctx: Context, shardId: string, options: {
   if (ctx.halted()) return { touched: new Set(), listed: listed.length, adopted: 0, confirmed: 0, vanished: 0, leaks: 0 };
 
   const now = ctx.clock.now();
-  const byInstanceId = new Map<string, ProviderInstance>();
-  const byProviderId = new Map<string, ProviderInstance>();
-  for (const p of listed) {
-    const id = p.tags[TAG.instanceId];
-    if (id) byInstanceId.set(id, p);
-    byProviderId.set(p.providerId, p);
+  // Sized for a million instances: one map (by the Drover id in the tags) and a mark per listed
+  // instance; the map by provider id is built only if a row is not found by its id (rare: an
+  // instance whose id tag was lost or edited).
+  const byInstanceId = new Map<string, number>();
+  for (let n = 0; n < listed.length; n++) {
+    const id = listed[n]!.tags[TAG.instanceId];
+    if (id) byInstanceId.set(id, n);
   }
-  const matched = new Set<string>();
+  let byProviderId: Map<string, number> | null = null;
+  const providerIndex = (providerId: string): number | undefined => {
+    byProviderId ??= new Map(listed.map((p, n) => [p.providerId, n]));
+    return byProviderId.get(providerId);
+  };
+  // matched[n]: some live row is listed instance n (so it is not adopted).
+  const matched = new Uint8Array(listed.length);
   const result: SyncResult = { touched: new Set(), listed: listed.length, adopted: 0, confirmed: 0, vanished: 0, leaks: 0 };
   const epoch = ctx.epoch();
 
   ctx.store.transaction(() => {
     for (const row of ctx.store.liveInstanceRefs()) {
-      const found = byInstanceId.get(row.id) ?? (row.providerId ? byProviderId.get(row.providerId) : undefined);
-      if (ctx.inFlight.has(row.id)) {
-        if (found) matched.add(found.providerId);
-        continue;
-      }
+      const n = byInstanceId.get(row.id) ?? (row.providerId ? providerIndex(row.providerId) : undefined);
+      const found = n === undefined ? undefined : listed[n];
+      if (n !== undefined) matched[n] = 1;
+      if (ctx.inFlight.has(row.id)) continue;
       if (found) {
-        matched.add(found.providerId);
         reconcileFound(ctx, row, found, now, epoch, result, options.fromTags === true);
       } else if (row.status !== 'creating' && row.providerStatus !== 'notFound') {
         // Gone at the provider. The plan forgets it (and replaces it if it was serving).
@@ -98,9 +103,8 @@ export async function syncWithProvider(ctx: Context, shardId: string, options: {
         result.touched.add(groupKeyOf(row.tenant, row.group));
       }
     }
-    for (const p of listed) {
-      if (matched.has(p.providerId)) continue;
-      adoptUnknown(ctx, p, now, epoch, result);
+    for (let n = 0; n < listed.length; n++) {
+      if (matched[n] === 0) adoptUnknown(ctx, listed[n]!, now, epoch, result);
     }
   });
   return result;

@@ -247,6 +247,43 @@ export class LocalDb {
     }));
   }
 
+  /**
+   * Live instances counted by group and status, from the live-by-group index alone (no row is
+   * read): the fleet's totals. `tenants` limits it to those tenants.
+   */
+  liveCountsByGroup(tenants?: readonly string[]): Array<{ tenant: string; group: string; status: InstanceStatus; count: number }> {
+    const scoped = tenants !== undefined;
+    const sql = `SELECT tenant, grp, status, COUNT(*) FROM instances WHERE status <> 'deleted'${scoped ? ` AND tenant IN (${tenants.map(() => '?').join(', ') || 'NULL'})` : ''} GROUP BY tenant, grp, status`;
+    return this.db
+      .prepare<unknown[], unknown[]>(sql)
+      .raw()
+      .all(...(tenants ?? []))
+      .map((r) => ({ tenant: r[0] as string, group: r[1] as string, status: r[2] as InstanceStatus, count: r[3] as number }));
+  }
+
+  /**
+   * One page of the (tenant, group)s that have live instances, in (tenant, group) order, after
+   * `after` (exclusive): walks the live-by-group index only as far as the page needs.
+   */
+  liveGroupsPage(options: { after?: { tenant: string; group: string }; tenants?: readonly string[]; limit: number }): Array<{ tenant: string; group: string }> {
+    const where = ["status <> 'deleted'"];
+    const params: unknown[] = [];
+    if (options.after) {
+      where.push('(tenant, grp) > (?, ?)');
+      params.push(options.after.tenant, options.after.group);
+    }
+    if (options.tenants) {
+      where.push(`tenant IN (${options.tenants.map(() => '?').join(', ') || 'NULL'})`);
+      params.push(...options.tenants);
+    }
+    const limit = Math.max(1, Math.floor(options.limit));
+    return this.db
+      .prepare<unknown[], unknown[]>(`SELECT DISTINCT tenant, grp FROM instances WHERE ${where.join(' AND ')} ORDER BY tenant, grp LIMIT ${limit}`)
+      .raw()
+      .all(...params)
+      .map((r) => ({ tenant: r[0] as string, group: r[1] as string }));
+  }
+
   /** Every (tenant, group) that has instances not yet deleted. */
   groupsWithLiveInstances(): Array<{ tenant: string; group: string }> {
     return this.db
