@@ -88,14 +88,23 @@ export async function syncWithProvider(ctx: Context, shardId: string, options: {
   const result: SyncResult = { touched: new Set(), listed: listed.length, adopted: 0, confirmed: 0, vanished: 0, leaks: 0 };
   const epoch = ctx.epoch();
 
+  const fromTags = options.fromTags === true;
   ctx.store.transaction(() => {
+    // The rows are streamed (a million at rest are never held at once), and no store call may
+    // run while the read is open: a row that may need a write or a read is kept for after it, in
+    // order; a row at rest (see atRest) needs nothing and is dropped at once.
+    const later: Array<{ row: InstanceRef; found: ProviderInstance | undefined }> = [];
     for (const row of ctx.store.liveInstanceRefs()) {
       const n = byInstanceId.get(row.id) ?? (row.providerId ? providerIndex(row.providerId) : undefined);
       const found = n === undefined ? undefined : listed[n];
       if (n !== undefined) matched[n] = 1;
       if (ctx.inFlight.has(row.id)) continue;
+      if (found && atRest(row, found, fromTags)) continue;
+      later.push({ row, found });
+    }
+    for (const { row, found } of later) {
       if (found) {
-        reconcileFound(ctx, row, found, now, epoch, result, options.fromTags === true);
+        reconcileFound(ctx, row, found, now, epoch, result, fromTags);
       } else if (row.status !== 'creating' && row.providerStatus !== 'notFound') {
         // Gone at the provider. The plan forgets it (and replaces it if it was serving).
         ctx.store.updateInstance(row.id, { providerStatus: 'notFound', providerCheckedAt: now });
@@ -108,6 +117,17 @@ export async function syncWithProvider(ctx: Context, shardId: string, options: {
     }
   });
   return result;
+}
+
+const isTerminal = (status: string | null): boolean => status !== null && status !== 'running' && status !== 'pending';
+
+/**
+ * A known row that reconcileFound would leave alone whatever it read: not a recorded create, its
+ * provider id recorded, neither it nor the provider terminal, and (on a start or a win) no drain
+ * tags to take. Conservative: a row it does not call at rest simply goes through reconcileFound.
+ */
+function atRest(row: InstanceRef, found: ProviderInstance, fromTags: boolean): boolean {
+  return row.status !== 'creating' && row.providerId !== null && !isTerminal(found.status) && !isTerminal(row.providerStatus) && (!fromTags || found.tags[TAG.drainStartedAt] === undefined);
 }
 
 type Fields = Parameters<Context['store']['updateInstance']>[1];

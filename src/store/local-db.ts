@@ -236,15 +236,20 @@ export class LocalDb {
    * Every instance not deleted, with only the fields provider sync needs, in listInstances'
    * order. Reading 6 columns instead of 26 makes a full pass over 100k rows ~2.5x cheaper (B3).
    */
-  liveInstanceRefs(): InstanceRef[] {
-    return this.stmt.liveRefs.all().map((row) => ({
-      id: row[0] as string,
-      tenant: row[1] as string,
-      group: row[2] as string,
-      providerId: (row[3] as string | null) ?? null,
-      status: row[4] as InstanceStatus,
-      providerStatus: (row[5] as ObservedStatus | null) ?? null,
-    }));
+  *liveInstanceRefs(): Generator<InstanceRef, void, undefined> {
+    // Streamed, one row at a time: a million refs are never held at once. While the iteration is
+    // open no other statement may run on this connection (better-sqlite3 refuses): consume it
+    // to the end (or break) before writing.
+    for (const row of this.stmt.liveRefs.iterate()) {
+      yield {
+        id: row[0] as string,
+        tenant: row[1] as string,
+        group: row[2] as string,
+        providerId: (row[3] as string | null) ?? null,
+        status: row[4] as InstanceStatus,
+        providerStatus: (row[5] as ObservedStatus | null) ?? null,
+      };
+    }
   }
 
   /**
