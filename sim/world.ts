@@ -79,6 +79,11 @@ class BlindState implements OperatorState {
     return this.inner.list<T>(prefix).filter((e) => !e.key.startsWith(this.hidden));
   }
 
+  anyIn(namespace: string): boolean {
+    // A hidden namespace reads as empty; a narrower hidden prefix is left to get() to hide.
+    return namespace.startsWith(this.hidden) ? false : this.inner.anyIn(namespace);
+  }
+
   set(key: string, value: unknown): Promise<void> {
     return this.inner.set(key, value);
   }

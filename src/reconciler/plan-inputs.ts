@@ -85,12 +85,18 @@ export class PlanInputs {
     const rotationHolds = new Map<string, number>();
     const drainRequests = new Map<string, { force: boolean }>();
     const state = this.deps.ctx.operatorState();
+    // One lookup per instance and kind, only for the kinds the state holds at all (usually none:
+    // at a million instances the lookups alone cost seconds a pass).
+    const protections = state.anyIn(keys.protection(''));
+    const holds = state.anyIn(keys.hold(''));
+    const requests = state.anyIn(keys.drainRequest(''));
+    if (!protections && !holds && !requests) return { protectedUntil, rotationHolds, drainRequests };
     for (const i of instances) {
-      const protection = state.get<Protection>(keys.protection(i.id));
+      const protection = protections ? state.get<Protection>(keys.protection(i.id)) : undefined;
       if (protection) protectedUntil.set(i.id, Date.parse(protection.until));
-      const hold = state.get<RotationHold>(keys.hold(i.id));
+      const hold = holds ? state.get<RotationHold>(keys.hold(i.id)) : undefined;
       if (hold) rotationHolds.set(i.id, Date.parse(hold.until));
-      const request = state.get<DrainRequest>(keys.drainRequest(i.id));
+      const request = requests ? state.get<DrainRequest>(keys.drainRequest(i.id)) : undefined;
       if (request) drainRequests.set(i.id, { force: request.force });
     }
     return { protectedUntil, rotationHolds, drainRequests };

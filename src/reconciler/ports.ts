@@ -24,8 +24,11 @@ export interface ReconcilerStore {
   liveInstances(tenant: string, group: string): InstanceRecord[];
   departedInstances(tenant: string, group: string, since: Date): InstanceRecord[];
   listInstances(filter?: InstanceFilter): InstanceRecord[];
-  /** Every instance not deleted, only the fields provider sync needs (a narrow full read). */
-  liveInstanceRefs(): InstanceRef[];
+  /**
+   * Every instance not deleted, only the fields provider sync needs (a narrow full read),
+   * streamed: no other store call may be made until the iteration has ended.
+   */
+  liveInstanceRefs(): Iterable<InstanceRef>;
   groupsWithLiveInstances(): Array<{ tenant: string; group: string }>;
   /** The only writer of a status: a move its lifecycle allows, with its audit entry, in one transaction. */
   transition(id: string, to: InstanceStatus, patch: InstancePatch, audit: Omit<NewAuditEntry, 'instanceId'>): InstanceRecord;

@@ -70,27 +70,41 @@ export async function syncWithProvider(ctx: Context, shardId: string, options: {
   if (ctx.halted()) return { touched: new Set(), listed: listed.length, adopted: 0, confirmed: 0, vanished: 0, leaks: 0 };
 
   const now = ctx.clock.now();
-  const byInstanceId = new Map<string, ProviderInstance>();
-  const byProviderId = new Map<string, ProviderInstance>();
-  for (const p of listed) {
-    const id = p.tags[TAG.instanceId];
-    if (id) byInstanceId.set(id, p);
-    byProviderId.set(p.providerId, p);
+  // Sized for a million instances: one map (by the Drover id in the tags) and a mark per listed
+  // instance; the map by provider id is built only if a row is not found by its id (rare: an
+  // instance whose id tag was lost or edited).
+  const byInstanceId = new Map<string, number>();
+  for (let n = 0; n < listed.length; n++) {
+    const id = listed[n]!.tags[TAG.instanceId];
+    if (id) byInstanceId.set(id, n);
   }
-  const matched = new Set<string>();
+  let byProviderId: Map<string, number> | null = null;
+  const providerIndex = (providerId: string): number | undefined => {
+    byProviderId ??= new Map(listed.map((p, n) => [p.providerId, n]));
+    return byProviderId.get(providerId);
+  };
+  // matched[n]: some live row is listed instance n (so it is not adopted).
+  const matched = new Uint8Array(listed.length);
   const result: SyncResult = { touched: new Set(), listed: listed.length, adopted: 0, confirmed: 0, vanished: 0, leaks: 0 };
   const epoch = ctx.epoch();
 
+  const fromTags = options.fromTags === true;
   ctx.store.transaction(() => {
+    // The rows are streamed (a million at rest are never held at once), and no store call may
+    // run while the read is open: a row that may need a write or a read is kept for after it, in
+    // order; a row at rest (see atRest) needs nothing and is dropped at once.
+    const later: Array<{ row: InstanceRef; found: ProviderInstance | undefined }> = [];
     for (const row of ctx.store.liveInstanceRefs()) {
-      const found = byInstanceId.get(row.id) ?? (row.providerId ? byProviderId.get(row.providerId) : undefined);
-      if (ctx.inFlight.has(row.id)) {
-        if (found) matched.add(found.providerId);
-        continue;
-      }
+      const n = byInstanceId.get(row.id) ?? (row.providerId ? providerIndex(row.providerId) : undefined);
+      const found = n === undefined ? undefined : listed[n];
+      if (n !== undefined) matched[n] = 1;
+      if (ctx.inFlight.has(row.id)) continue;
+      if (found && atRest(row, found, fromTags)) continue;
+      later.push({ row, found });
+    }
+    for (const { row, found } of later) {
       if (found) {
-        matched.add(found.providerId);
-        reconcileFound(ctx, row, found, now, epoch, result, options.fromTags === true);
+        reconcileFound(ctx, row, found, now, epoch, result, fromTags);
       } else if (row.status !== 'creating' && row.providerStatus !== 'notFound') {
         // Gone at the provider. The plan forgets it (and replaces it if it was serving).
         ctx.store.updateInstance(row.id, { providerStatus: 'notFound', providerCheckedAt: now });
@@ -98,12 +112,22 @@ export async function syncWithProvider(ctx: Context, shardId: string, options: {
         result.touched.add(groupKeyOf(row.tenant, row.group));
       }
     }
-    for (const p of listed) {
-      if (matched.has(p.providerId)) continue;
-      adoptUnknown(ctx, p, now, epoch, result);
+    for (let n = 0; n < listed.length; n++) {
+      if (matched[n] === 0) adoptUnknown(ctx, listed[n]!, now, epoch, result);
     }
   });
   return result;
+}
+
+const isTerminal = (status: string | null): boolean => status !== null && status !== 'running' && status !== 'pending';
+
+/**
+ * A known row that reconcileFound would leave alone whatever it read: not a recorded create, its
+ * provider id recorded, neither it nor the provider terminal, and (on a start or a win) no drain
+ * tags to take. Conservative: a row it does not call at rest simply goes through reconcileFound.
+ */
+function atRest(row: InstanceRef, found: ProviderInstance, fromTags: boolean): boolean {
+  return row.status !== 'creating' && row.providerId !== null && !isTerminal(found.status) && !isTerminal(row.providerStatus) && (!fromTags || found.tags[TAG.drainStartedAt] === undefined);
 }
 
 type Fields = Parameters<Context['store']['updateInstance']>[1];

@@ -15,7 +15,7 @@ import { instanceCursor, type InstanceRecord, type LocalDb } from '../store/inde
 import type { AgentHub } from './agent-hub.js';
 import { ANONYMOUS_ADMIN, actorOf, seesTenant, type Principal } from './auth.js';
 import { defineRoute, zodMessage } from './route-spec.js';
-import { auditView, auditViewSchema, groupView, groupViewSchema, instanceView, instanceViewSchema, isoTime, planView, planViewSchema, sizingView, sizingViewSchema, tenantView, tenantViewSchema } from './views.js';
+import { auditView, auditViewSchema, fleetViewSchema, groupView, groupViewSchema, instanceView, instanceViewSchema, isoTime, planView, planViewSchema, sizingView, sizingViewSchema, tenantView, tenantViewSchema } from './views.js';
 
 export { zodMessage };
 
@@ -94,6 +94,16 @@ const auditQuery = z.object({
   before: z.string().max(20).meta({ description: 'Entries before this sequence number.', pattern: '^\\d{1,15}$' }).optional(),
 });
 
+/** Most groups one page of `GET /v1/groups` gives, and its default: each row is its group's plan. */
+export const MAX_GROUP_PAGE = 1_000;
+
+const groupsQuery = z.object({
+  tenant: z.string().max(200).meta({ description: 'Only this tenant\'s groups.' }).optional(),
+  q: z.string().max(200).meta({ description: 'Only groups whose "tenant/group" contains this text.' }).optional(),
+  limit: limitParam(MAX_GROUP_PAGE, MAX_GROUP_PAGE),
+  after: z.string().max(200).meta({ description: 'The cursor ("tenant/group") from the previous page\'s `Link: rel="next"`.' }).optional(),
+});
+
 const planQuery = z.object({ size: z.string().max(20).meta({ description: 'The dry run for this size instead of the current one (0..100000).', pattern: '^-?\\d+$' }).optional() });
 
 const sizeResultSchema = z
@@ -111,11 +121,22 @@ const wakeResultSchema = tenantViewSchema.extend({ woken: z.boolean().meta({ des
 
 const LINK_NEXT = { Link: 'RFC 8288: `<...>; rel="next"` to the next page, when this one is full.' };
 
-function pageLimit(text: string | undefined, fallback: number): number {
+function pageLimit(text: string | undefined, fallback: number, max = MAX_PAGE): number {
   if (text === undefined) return fallback;
   const limit = /^\d+$/.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new InvalidRequestError(`limit must be a whole number from 1 to ${MAX_PAGE}`);
+  if (!Number.isInteger(limit) || limit < 1 || limit > max) throw new InvalidRequestError(`limit must be a whole number from 1 to ${max}`);
   return limit;
+}
+
+type GroupKey = { tenant: string; group: string };
+/** (tenant, group) order, as SQLite's (binary) order of the same names: names are ASCII (NAME). */
+const compareGroups = (a: GroupKey, b: GroupKey): number => (a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : a.group < b.group ? -1 : a.group > b.group ? 1 : 0);
+
+/** A `GET /v1/groups` cursor: the last group of the page before, "tenant/group". */
+function parseGroupCursor(text: string): GroupKey {
+  const [tenant, group, ...rest] = text.split('/');
+  if (!tenant || !group || rest.length > 0) throw new InvalidRequestError('after: not a group cursor ("tenant/group")');
+  return { tenant, group };
 }
 
 function sequence(name: string, text: string | undefined): number | undefined {
@@ -163,15 +184,103 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiRouteDeps): voi
     return part === 'path' ? `not a group: ${tenant}/${group}` : `invalid ${part}: ${issues}`;
   };
 
+  /**
+   * One page of the groups a caller may see (configured, or with live instances), in (tenant,
+   * group) order after `after`. The config's groups are in memory; those with instances come from
+   * the live-by-group index, read only as far as the page needs. No instance row is read here.
+   */
+  const groupsPage = (principal: Principal, options: { tenant?: string; contains?: string; after?: GroupKey; limit: number }): GroupKey[] => {
+    const wanted = (g: GroupKey): boolean =>
+      seesTenant(principal, g.tenant) &&
+      (options.tenant === undefined || g.tenant === options.tenant) &&
+      (options.contains === undefined || `${g.tenant}/${g.group}`.includes(options.contains)) &&
+      (options.after === undefined || compareGroups(g, options.after) > 0);
+    if (options.tenant !== undefined && !seesTenant(principal, options.tenant)) return [];
+    const configured = configuredGroups(configLoader.getCurrent()).filter(wanted).sort(compareGroups);
+    const scope = options.tenant !== undefined ? [options.tenant] : tenantFilter(principal);
+    const stored: GroupKey[] = [];
+    // The index gives groups in order; a text filter is applied here, so read on until the page is full.
+    let after = options.after;
+    for (;;) {
+      const chunk = db.liveGroupsPage({ ...(after ? { after } : {}), ...(scope ? { tenants: scope } : {}), limit: options.limit });
+      stored.push(...chunk.filter(wanted));
+      const last = chunk[chunk.length - 1];
+      if (chunk.length < options.limit || !last || stored.length >= options.limit) break;
+      after = last;
+    }
+    const out: GroupKey[] = [];
+    let i = 0;
+    let j = 0;
+    while (out.length < options.limit && (i < configured.length || j < stored.length)) {
+      const a = configured[i];
+      const b = stored[j];
+      const order = a && b ? compareGroups(a, b) : a ? -1 : 1;
+      out.push((order <= 0 ? a : b)!);
+      if (order <= 0) i++;
+      if (order >= 0) j++;
+    }
+    return out;
+  };
+
   defineRoute(
     app,
-    { method: 'GET', url: '/v1/groups', access: 'viewer', tag: 'groups', summary: 'Every group the caller may see', responses: { 200: { description: 'The groups.', schema: z.array(groupViewSchema) } } },
+    {
+      method: 'GET',
+      url: '/v1/groups',
+      access: 'viewer',
+      tag: 'groups',
+      summary: 'The groups the caller may see, a page at a time',
+      description: `In (tenant, group) order, at most ${MAX_GROUP_PAGE} a page (the default); a full page has a \`Link: rel="next"\`. Each row is the group's plan now, so a page costs one plan per group on it; the fleet's totals are \`GET /v1/fleet\`.`,
+      query: groupsQuery,
+      responses: { 200: { description: 'A page of groups.', schema: z.array(groupViewSchema), headers: LINK_NEXT } },
+      errors: { 400: `The limit is not a whole number from 1 to ${MAX_GROUP_PAGE}, or the cursor is not "tenant/group".` },
+    },
+    async ({ req, reply, query: q }) => {
+      const limit = pageLimit(q.limit, MAX_GROUP_PAGE, MAX_GROUP_PAGE);
+      const page = groupsPage(principalOf(req), {
+        ...(q.tenant !== undefined ? { tenant: q.tenant } : {}),
+        ...(q.q ? { contains: q.q } : {}),
+        ...(q.after !== undefined ? { after: parseGroupCursor(q.after) } : {}),
+        limit,
+      });
+      const last = page[page.length - 1];
+      if (page.length === limit && last) linkTo(reply, req, 'next', { after: `${last.tenant}/${last.group}`, limit: String(limit) });
+      return page.map((g) => groupInfo(g.tenant, g.group));
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/fleet',
+      access: 'viewer',
+      tag: 'groups',
+      summary: "The fleet's totals",
+      description: 'Groups and live instances by status over every tenant the caller may see, counted in SQL from the live-by-group index (no instance row is read, no group planned): the dashboard\'s header at any fleet size.',
+      responses: { 200: { description: 'The totals.', schema: fleetViewSchema } },
+    },
     async ({ req }) => {
       const principal = principalOf(req);
-      return reconciler
-        .planAll()
-        .filter((p) => seesTenant(principal, p.tenant))
-        .map((p) => groupInfo(p.tenant, p.group));
+      const tenants = tenantFilter(principal);
+      const byStatus = { creating: 0, running: 0, draining: 0, deleting: 0 };
+      const groups = new Set<string>();
+      const tenantNames = new Set<string>();
+      for (const g of configuredGroups(configLoader.getCurrent())) {
+        if (!seesTenant(principal, g.tenant)) continue;
+        groups.add(`${g.tenant}/${g.group}`);
+        tenantNames.add(g.tenant);
+      }
+      const configured = groups.size;
+      let instances = 0;
+      for (const row of db.liveCountsByGroup(tenants)) {
+        if (!seesTenant(principal, row.tenant)) continue;
+        groups.add(`${row.tenant}/${row.group}`);
+        tenantNames.add(row.tenant);
+        instances += row.count;
+        if (row.status in byStatus) byStatus[row.status as keyof typeof byStatus] += row.count;
+      }
+      return { tenants: tenantNames.size, groups: groups.size, configuredGroups: configured, instances, byStatus };
     },
   );
 

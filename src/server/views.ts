@@ -132,6 +132,17 @@ export const groupViewSchema = z
   .meta({ id: 'GroupView', description: 'A group: `GET /v1/groups`, `GET /v1/groups/{tenant}/{group}`.' });
 export type GroupView = z.infer<typeof groupViewSchema>;
 
+export const fleetViewSchema = z
+  .strictObject({
+    tenants: count.meta({ description: 'Tenants with a configured group or a live instance.' }),
+    groups: count.meta({ description: 'Groups: configured, or with live instances.' }),
+    configuredGroups: count,
+    instances: count.meta({ description: 'Live instances (not deleted).' }),
+    byStatus: z.strictObject({ creating: count, running: count, draining: count, deleting: count }).meta({ description: 'Live instances by their recorded status.' }),
+  })
+  .meta({ id: 'FleetView', description: "`GET /v1/fleet`: the fleet's totals over the tenants the caller may see, counted in SQL." });
+export type FleetView = z.infer<typeof fleetViewSchema>;
+
 export const tenantViewSchema = z
   .strictObject({
     tenant: z.string(),

@@ -13,6 +13,12 @@ export interface OperatorState {
   get<T>(key: string): T | undefined;
   /** Entries whose key starts with `prefix`, in key order. */
   list<T>(prefix: string): Array<{ key: string; value: T }>;
+  /**
+   * Whether any entry's key is in the namespace `namespace` (its text up to and including the
+   * first "/", e.g. "protect/"). Constant time: a planner that looks up one key per instance
+   * skips the lookups when the namespace is empty (a million instances, no protection).
+   */
+  anyIn(namespace: string): boolean;
   /** Writes a value (null deletes). Rejects with NotLeaderError when this replica may not write. */
   set(key: string, value: unknown): Promise<void>;
   /** Called with the key after every change (local or from another replica). */
@@ -119,9 +125,49 @@ export function checkOperatorValue(key: string, value: unknown): CheckedValue {
   return { ok: false, problem: parsed.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ') };
 }
 
+/** A key's namespace: its text up to and including the first "/" (the whole key without one). */
+function namespaceOf(key: string): string {
+  const slash = key.indexOf('/');
+  return slash < 0 ? key : key.slice(0, slash + 1);
+}
+
+/** The cache: a Map that also counts its keys per namespace (for `anyIn`), however it is changed. */
+class NamespacedCache extends Map<string, unknown> {
+  private counts: Map<string, number> | undefined;
+
+  override set(key: string, value: unknown): this {
+    // Map's constructor calls set before the subclass's fields exist.
+    this.counts ??= new Map();
+    if (!this.has(key)) this.counts.set(namespaceOf(key), (this.counts.get(namespaceOf(key)) ?? 0) + 1);
+    return super.set(key, value);
+  }
+
+  override delete(key: string): boolean {
+    if (!super.delete(key)) return false;
+    const ns = namespaceOf(key);
+    const left = (this.counts?.get(ns) ?? 1) - 1;
+    if (left > 0) this.counts?.set(ns, left);
+    else this.counts?.delete(ns);
+    return true;
+  }
+
+  override clear(): void {
+    super.clear();
+    this.counts?.clear();
+  }
+
+  anyIn(namespace: string): boolean {
+    return (this.counts?.get(namespace) ?? 0) > 0;
+  }
+}
+
 /** The read side both implementations share: a cache of values by key, and change listeners. */
 export abstract class CachedOperatorState implements OperatorState {
-  protected readonly cache = new Map<string, unknown>();
+  protected readonly cache = new NamespacedCache();
+
+  anyIn(namespace: string): boolean {
+    return this.cache.anyIn(namespace);
+  }
   protected readonly listeners = new Set<(key: string) => void>();
 
   get<T>(key: string): T | undefined {

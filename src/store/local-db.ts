@@ -236,15 +236,57 @@ export class LocalDb {
    * Every instance not deleted, with only the fields provider sync needs, in listInstances'
    * order. Reading 6 columns instead of 26 makes a full pass over 100k rows ~2.5x cheaper (B3).
    */
-  liveInstanceRefs(): InstanceRef[] {
-    return this.stmt.liveRefs.all().map((row) => ({
-      id: row[0] as string,
-      tenant: row[1] as string,
-      group: row[2] as string,
-      providerId: (row[3] as string | null) ?? null,
-      status: row[4] as InstanceStatus,
-      providerStatus: (row[5] as ObservedStatus | null) ?? null,
-    }));
+  *liveInstanceRefs(): Generator<InstanceRef, void, undefined> {
+    // Streamed, one row at a time: a million refs are never held at once. While the iteration is
+    // open no other statement may run on this connection (better-sqlite3 refuses): consume it
+    // to the end (or break) before writing.
+    for (const row of this.stmt.liveRefs.iterate()) {
+      yield {
+        id: row[0] as string,
+        tenant: row[1] as string,
+        group: row[2] as string,
+        providerId: (row[3] as string | null) ?? null,
+        status: row[4] as InstanceStatus,
+        providerStatus: (row[5] as ObservedStatus | null) ?? null,
+      };
+    }
+  }
+
+  /**
+   * Live instances counted by group and status, from the live-by-group index alone (no row is
+   * read): the fleet's totals. `tenants` limits it to those tenants.
+   */
+  liveCountsByGroup(tenants?: readonly string[]): Array<{ tenant: string; group: string; status: InstanceStatus; count: number }> {
+    const scoped = tenants !== undefined;
+    const sql = `SELECT tenant, grp, status, COUNT(*) FROM instances WHERE status <> 'deleted'${scoped ? ` AND tenant IN (${tenants.map(() => '?').join(', ') || 'NULL'})` : ''} GROUP BY tenant, grp, status`;
+    return this.db
+      .prepare<unknown[], unknown[]>(sql)
+      .raw()
+      .all(...(tenants ?? []))
+      .map((r) => ({ tenant: r[0] as string, group: r[1] as string, status: r[2] as InstanceStatus, count: r[3] as number }));
+  }
+
+  /**
+   * One page of the (tenant, group)s that have live instances, in (tenant, group) order, after
+   * `after` (exclusive): walks the live-by-group index only as far as the page needs.
+   */
+  liveGroupsPage(options: { after?: { tenant: string; group: string }; tenants?: readonly string[]; limit: number }): Array<{ tenant: string; group: string }> {
+    const where = ["status <> 'deleted'"];
+    const params: unknown[] = [];
+    if (options.after) {
+      where.push('(tenant, grp) > (?, ?)');
+      params.push(options.after.tenant, options.after.group);
+    }
+    if (options.tenants) {
+      where.push(`tenant IN (${options.tenants.map(() => '?').join(', ') || 'NULL'})`);
+      params.push(...options.tenants);
+    }
+    const limit = Math.max(1, Math.floor(options.limit));
+    return this.db
+      .prepare<unknown[], unknown[]>(`SELECT DISTINCT tenant, grp FROM instances WHERE ${where.join(' AND ')} ORDER BY tenant, grp LIMIT ${limit}`)
+      .raw()
+      .all(...params)
+      .map((r) => ({ tenant: r[0] as string, group: r[1] as string }));
   }
 
   /** Every (tenant, group) that has instances not yet deleted. */

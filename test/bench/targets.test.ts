@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { b1Floor, type B1Result, type B2Result } from '../../bench/b1-scale-out.js';
+import type { B3Result } from '../../bench/b3-at-rest.js';
+import type { B3PassResult } from '../../bench/b3-worker.js';
 import type { B8Run, B9Result } from '../../bench/b8-webhooks.js';
-import { b1Met, b2Met, b8Met, b9Met, exitCode, verdicts } from '../../bench/targets.js';
+import { b1Met, b2Met, b3Met, b8Met, b9Met, exitCode, verdicts } from '../../bench/targets.js';
 
 const b1: B1Result = {
   seconds: 5.1,
@@ -36,7 +38,66 @@ const b9: B9Result = {
   throttled: 0,
 };
 
+const b3mPass: B3PassResult = {
+  wallMs: 30_000,
+  cpuMs: 25_000,
+  listMs: 6_000,
+  pages: 1001,
+  listed: 1_000_000,
+  reconciled: 10_000,
+  creates: 0,
+  deletes: 0,
+  otherCalls: 0,
+  errors: [],
+  groupP50Ms: 5,
+  groupP99Ms: 40,
+  groupMaxMs: 100,
+  maxRssMb: 1_300,
+  rssBeforeMb: 150,
+  groupsWithActions: 0,
+  planP50Ms: 0.5,
+  planP99Ms: 5,
+};
+const b3m: B3Result = {
+  size: 'b3m',
+  instances: 1_000_000,
+  groups: 10_000,
+  wallMs: 30_000,
+  rawReadMs: 20_000,
+  rawReadWarmRuns: [20_000],
+  rawReadColdMs: 21_000,
+  rawReadColdRuns: [21_000],
+  rawCold: 'dropped page cache',
+  ratio: 1.5,
+  rawReadCpuMs: 14_000,
+  cpuRatio: 1.8,
+  rawStreamMs: 3_000,
+  streamRatio: 10,
+  pass: b3mPass,
+  paged: null,
+  populate: { populateMs: 20_000, firstPassMs: 40_000, maxRssMb: 1_300 },
+  fleet: { firstLoadMs: 300, loadMedianMs: 200, requests: {}, cliGroupsMs: 800, pageGroups: 100, totalInstances: 1_000_000, totalGroups: 10_000, serverPassMs: 40_000, maxRssMb: 1_300 },
+  targetFleetMs: 1_000,
+  targetMs: null,
+  targetRatio: 3,
+  targetRssMb: 1_500,
+};
+
 describe('benchmark targets', () => {
+  it('counts a B3-1M pass within 3 × the raw read and 1.5 GB only when it did nothing, reconciled every group, and the fleet page loaded in under a second', () => {
+    expect(b3Met(b3m)).toBe(true);
+    expect(b3Met({ ...b3m, ratio: 3.1 })).toBe(false);
+    expect(b3Met({ ...b3m, pass: { ...b3mPass, maxRssMb: 1_600 } })).toBe(false);
+    expect(b3Met({ ...b3m, pass: { ...b3mPass, creates: 1 } })).toBe(false);
+    expect(b3Met({ ...b3m, pass: { ...b3mPass, reconciled: 9_999 } })).toBe(false);
+    expect(b3Met({ ...b3m, pass: { ...b3mPass, groupsWithActions: 1 } })).toBe(false);
+    expect(b3Met({ ...b3m, fleet: { ...b3m.fleet, firstLoadMs: 1_200 } })).toBe(false);
+    expect(b3Met({ ...b3m, fleet: { ...b3m.fleet, totalInstances: 999_999 } })).toBe(false);
+    // B3 (100k) is held to its wall-time target instead of the ratio.
+    expect(b3Met({ ...b3m, size: 'b3', targetRatio: null, targetMs: 2_000, ratio: 10, wallMs: 1_900, targetRssMb: 1_500 })).toBe(true);
+    expect(b3Met({ ...b3m, size: 'b3', targetRatio: null, targetMs: 2_000, ratio: 10, wallMs: 2_100, targetRssMb: 1_500 })).toBe(false);
+  });
+
   it('computes B1\'s floor from the run\'s burst, rate, create latency and config debounce', () => {
     expect(b1Floor(b1.floor)).toBeCloseTo(990 / 200 + 0.05, 9);
     expect(b1Floor({ ...b1.floor, burst: 1000 })).toBeCloseTo(0.05, 9);

@@ -132,7 +132,7 @@ describe('errors', () => {
     const lines: string[] = [];
     const logger = pino({ level: 'error' }, { write: (line: string) => lines.push(line) });
     t = await new TestServer({ shard: QUIET, logger }).start();
-    vi.spyOn(t.server.reconciler, 'planAll').mockImplementation(() => {
+    vi.spyOn(t.server.reconciler, 'plan').mockImplementation(() => {
       throw new Error('reading /srv/secret/place: EACCES');
     });
     const res = await t.api<{ error: string }>('GET', '/v1/groups');

@@ -30,4 +30,26 @@ describe('LocalOperatorState', () => {
     expect(reopened.get<{ size: number }>(keys.size('default', 'web'))?.size).toBe(5);
     expect(reopened.list('')).toHaveLength(1);
   });
+
+  it('says whether a namespace holds any entry, through writes, deletes and a restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drover-state-'));
+    dirs.push(dir);
+    const db = openLocalDb(join(dir, 'd.db'));
+    const state = new LocalOperatorState(db, () => new Date('2026-01-01T00:00:00Z'));
+    expect(state.anyIn(keys.protection(''))).toBe(false);
+    await state.set(keys.protection('i-1'), { until: 'y' });
+    await state.set(keys.protection('i-2'), { until: 'y' });
+    await state.set(keys.protection('i-2'), { until: 'z' });
+    expect(state.anyIn('protect/')).toBe(true);
+    expect(state.anyIn(keys.hold(''))).toBe(false);
+    await state.set(keys.protection('i-1'), null);
+    expect(state.anyIn('protect/')).toBe(true);
+    await state.set(keys.protection('i-2'), null);
+    expect(state.anyIn('protect/')).toBe(false);
+    await state.set(keys.drainRequest('i-3'), { force: false, at: 'x', by: 'alice' });
+    db.close();
+    const reopened = new LocalOperatorState(openLocalDb(join(dir, 'd.db')), () => new Date());
+    expect(reopened.anyIn('drain/')).toBe(true);
+    expect(reopened.anyIn('protect/')).toBe(false);
+  });
 });

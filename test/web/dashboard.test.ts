@@ -363,6 +363,28 @@ describeWithChromium('web dashboard (sim provider)', { timeout: 60_000 }, () => 
     expect(errors).toEqual([]);
   });
 
+  it("pages the fleet's groups from the server, filters them, and shows the fleet's totals", async () => {
+    // 101 groups: one more than a page. Only default/web has instances.
+    const extra = Object.fromEntries(Array.from({ length: 100 }, (_, n) => [`g${String(n).padStart(3, '0')}`, { size: 0, template: 'web' }]));
+    t = await startServer({ groups: { default: { web: { size: 2, template: 'web', drainTimeout: '1m' } }, other: extra } });
+    const { page, errors } = await open('');
+    const rows = page.locator('[data-testid="groups"] tbody tr[data-group]');
+    await page.getByTestId('fleet-totals').getByText('101 groups, 2 instances: 2 running.').waitFor();
+    await expect.poll(() => rows.count()).toBe(100);
+    expect(await rows.first().getAttribute('data-group')).toBe('default/web');
+    const pager = page.getByTestId('groups-pager');
+    await pager.getByRole('button', { name: 'Next' }).click();
+    await expect.poll(() => rows.count()).toBe(1);
+    expect(await rows.first().getAttribute('data-group')).toBe('other/g099');
+    expect(await pager.getByRole('button', { name: 'Next' }).isDisabled()).toBe(true);
+    await pager.getByRole('button', { name: 'Previous' }).click();
+    await expect.poll(() => rows.count()).toBe(100);
+    await pager.getByLabel('Filter').fill('g05');
+    await expect.poll(() => rows.count()).toBe(10);
+    expect(await rows.first().getAttribute('data-group')).toBe('other/g050');
+    expect(errors).toEqual([]);
+  });
+
   it('is usable at phone width and by keyboard alone', async () => {
     t = await startServer();
     const { page, context } = await browser!.page({ width: 390, height: 844 });

@@ -8,12 +8,24 @@ import { BlockList, BlockUntil, ErrorText } from './components.js';
 import { ATTENTION_BLOCKS, countdown, drainUrgent, isUnhealthy, stateLabel, when } from './format.js';
 import { groupHref, instanceHref, useCaller, useLive, useNow, useResource } from './hooks.js';
 import { live } from './live.js';
-import type { AuditEntry, Group, Instance } from './types.js';
+import type { AuditEntry, Fleet, Group, Instance } from './types.js';
 
 const keyOf = (g: { tenant: string; group: string }): string => `${g.tenant}/${g.group}`;
 
+/**
+ * Groups on one page of the table. The server pages and counts (`GET /v1/groups?limit=&after=`,
+ * `GET /v1/fleet`), so the page loads as fast with a million instances as with ten.
+ */
+export const GROUP_PAGE = 100;
+
 export function FleetView(): JSX.Element {
-  const groups = useResource<Group[]>('groups', (signal) => get<Group[]>('/v1/groups', signal), () => true);
+  const [filter, setFilter] = useState('');
+  // The cursors of the pages before this one (the server's "tenant/group" of each page's last row).
+  const [cursors, setCursors] = useState<string[]>([]);
+  const after = cursors[cursors.length - 1];
+  const query = `limit=${GROUP_PAGE}${after ? `&after=${enc(after)}` : ''}${filter ? `&q=${enc(filter)}` : ''}`;
+  const groups = useResource<Group[]>(`groups:${query}`, (signal) => get<Group[]>(`/v1/groups?${query}`, signal), () => true);
+  const fleet = useResource<Fleet>('fleet', (signal) => get<Fleet>('/v1/fleet', signal), () => true);
   const now = useNow();
   const caller = useCaller();
   // A viewer's table has no actions column at all, rather than an empty one.
@@ -21,27 +33,53 @@ export function FleetView(): JSX.Element {
   const columnCount = actionsColumn ? 8 : 7;
   const [scaling, setScaling] = useState<Group | null>(null);
   const list = groups.data ?? [];
-  const totals = list.reduce((t, g) => ({ size: t.size + g.size, inService: t.inService + g.inService, pending: t.pending + g.pending, draining: t.draining + g.draining, unhealthy: t.unhealthy + g.unhealthy }), {
-    size: 0,
-    inService: 0,
-    pending: 0,
-    draining: 0,
-    unhealthy: 0,
-  });
+  const last = list[list.length - 1];
+  const hasNext = list.length === GROUP_PAGE && last !== undefined;
+  const totals = fleet.data;
+  const firstRow = cursors.length * GROUP_PAGE + 1;
 
   return (
     <>
       <h1 tabIndex={-1}>Fleet</h1>
-      <p class="lede">
-        {list.length} group{list.length === 1 ? '' : 's'}: {totals.inService} of {totals.size} instances in service
-        {totals.pending ? `, ${totals.pending} pending` : ''}
-        {totals.draining ? `, ${totals.draining} draining` : ''}
-        {totals.unhealthy ? `, ${totals.unhealthy} unhealthy` : ''}.
+      <p class="lede" data-testid="fleet-totals">
+        {totals ? (
+          <>
+            {totals.groups} group{totals.groups === 1 ? '' : 's'}, {totals.instances} instance{totals.instances === 1 ? '' : 's'}: {totals.byStatus.running} running
+            {totals.byStatus.creating ? `, ${totals.byStatus.creating} creating` : ''}
+            {totals.byStatus.draining ? `, ${totals.byStatus.draining} draining` : ''}
+            {totals.byStatus.deleting ? `, ${totals.byStatus.deleting} deleting` : ''}.
+          </>
+        ) : (
+          'Counting…'
+        )}
       </p>
+      <ErrorText error={fleet.error} />
       <ErrorText error={groups.error} />
       <Attention groups={list} now={now} />
       <section aria-labelledby="groups-heading">
         <h2 id="groups-heading">Groups</h2>
+        <div class="pager" data-testid="groups-pager">
+          <label>
+            Filter{' '}
+            <input
+              type="search"
+              value={filter}
+              placeholder="tenant/group"
+              maxLength={200}
+              onInput={(e) => {
+                setFilter((e.target as HTMLInputElement).value);
+                setCursors([]);
+              }}
+            />
+          </label>{' '}
+          <span class="muted">{list.length ? `groups ${firstRow}–${firstRow + list.length - 1}${totals && !filter ? ` of ${totals.groups}` : ''}` : ''}</span>{' '}
+          <button type="button" class="small" disabled={cursors.length === 0} onClick={() => setCursors(cursors.slice(0, -1))}>
+            Previous
+          </button>{' '}
+          <button type="button" class="small" disabled={!hasNext} onClick={() => last && setCursors([...cursors, `${last.tenant}/${last.group}`])}>
+            Next
+          </button>
+        </div>
         <div class="table-wrap">
           <table class="data groups" data-testid="groups">
             <caption class="visually-hidden">Groups, with their size, state and what blocks them</caption>
@@ -82,7 +120,7 @@ export function FleetView(): JSX.Element {
               {groups.data && list.length === 0 ? (
                 <tr>
                   <td colSpan={columnCount} class="empty">
-                    No groups are configured.
+                    {filter || cursors.length ? 'No groups here.' : 'No groups are configured.'}
                   </td>
                 </tr>
               ) : null}

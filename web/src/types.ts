@@ -1,9 +1,10 @@
 /** The JSON shapes of Drover's admin API, as the dashboard reads them (README "Admin API"). */
 
-import type { AuditView, DeliveryView, GroupView, InstanceView, NotificationEndpointView, PlanView, SizingView } from '../../src/server/views.js';
+import type { AuditView, DeliveryView, FleetView, GroupView, InstanceView, NotificationEndpointView, PlanView, SizingView } from '../../src/server/views.js';
 
 /** The server's own view types (src/server/views.ts): one definition for both ends. */
 export type Group = GroupView;
+export type Fleet = FleetView;
 export type Instance = InstanceView;
 export type Block = GroupView['blocked'][number];
 /** What sets a group's size and why. */

@@ -50,7 +50,8 @@ export function setBy(g: GroupView): string {
 export async function status(opts: GlobalOptions & { watch?: boolean; interval?: string }, print: Print): Promise<void> {
   const client = new ApiClient(opts);
   const once = async (): Promise<void> => {
-    const groups = await client.request<GroupView[]>('GET', '/v1/groups');
+    // The server pages groups (1,000 a page): every page, so a big fleet's status is whole.
+    const groups = await client.requestAllPages<GroupView>('/v1/groups');
     print(renderGroups(groups, opts.output));
   };
   await once();
