@@ -38,6 +38,11 @@ export interface ServerWindow {
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
   rssMb: number;
+  /** The server process's peak RSS so far (getrusage maxRSS: the OS's own peak, setup included), MB. */
+  peakRssMb: number;
+  /** Group reconciles (plans) in the window, and their summed wall time, ms (the server's /metrics). */
+  reconciles: number;
+  reconcileMs: number;
   /** Time the server's main thread spent runnable but waiting for a core (/proc/self/schedstat), ms; null off Linux. */
   runDelayMs: number | null;
 }

@@ -71,6 +71,8 @@ export interface ReconcilerOptions {
    * (the first at once, the rest of the window in one replan at its end). Default 0: every first
    * report replans at once. A plan reads the whole group, so a big group booting at once (2,000
    * first reports within seconds) would otherwise be planned once per report. The server sets it.
+   * A group whose plan takes longer than a tenth of this gets a longer window (ten plans' worth:
+   * `first-health.ts`).
    */
   firstHealthReplanIntervalMs?: number;
 }
@@ -423,9 +425,11 @@ export class Reconciler {
       trackRemoval(this.ctx, config, tenant, group, events);
       await this.sizer.beforePass(config, tenant, group, events.length > 0 ? describeEvent(events[0]!) : null);
       if (!this.isLeaderNow() || this.halted) return;
+      const planStarted = this.clock.nowMs();
       const plan = this.inputs.computePlan(config, tenant, group);
       trackBrake(this.ctx, plan, events);
       this.executor.apply(plan, events);
+      this.firstHealth.planned(tenant, group, this.clock.nowMs() - planStarted);
       this.lastPlans.set(key, plan);
       this.blocks.track(key, plan, this.clock.nowMs());
       if (plan.wakeAt) this.timers.set(TimerKey.wake(key), plan.wakeAt.getTime(), { type: EventType.GroupChanged, tenant, groupKey: group, cause: 'timer' });

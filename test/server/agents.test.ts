@@ -1,5 +1,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { SELF_REQUEST_BURST } from '../../src/server/agent-hub.js';
+import { ManualClock } from '../../src/clock/index.js';
+import { AGENT_PING_MISSES } from '../../src/config/index.js';
+import { EventType, type ReconcileEvent } from '../../src/reconciler/index.js';
+import { PING_SLOTS, SELF_REQUEST_BURST } from '../../src/server/agent-hub.js';
 import { visibleEvent } from '../../src/server/events-route.js';
 import { EventStreamReader } from '../helpers/event-stream.js';
 import { FakeAgent, TestServer } from '../helpers/server-harness.js';
@@ -219,5 +222,50 @@ describe('agent connections', () => {
       expect(refused.message).toMatch(/too many requests from this instance/);
     }
     expect(t.server.db.listAudit({ instanceId: inst!.id }).filter((a) => a.action === 'protect')).toHaveLength(SELF_REQUEST_BURST);
+  });
+});
+
+describe('pings (one sweep timer for every connection)', () => {
+  it('keeps a connection that answers pings, and terminates one that answers none after AGENT_PING_MISSES intervals and within one more, checking its instance', async () => {
+    const INTERVAL_MS = 1_000;
+    const clock = new ManualClock(new Date());
+    t = await new TestServer({ clock, shard: { healthCheckInterval: `${INTERVAL_MS}ms` } }).start();
+    await t.settle();
+    const [a, b] = t.server.db.listInstances();
+    const answering = await connect(t, a!.id);
+    const silent = await FakeAgent.connect(t.url, b!.id, t.credential(b!.id), { autoPong: false });
+    agents.push(silent);
+    await answering.next((m) => m.type === 'welcome');
+    await silent.next((m) => m.type === 'welcome');
+    let pings = 0;
+    answering.ws.on('ping', () => pings++);
+    let silentPings = 0;
+    silent.ws.on('ping', () => silentPings++);
+    const checks: string[] = [];
+    const enqueue = t.server.reconciler.enqueue.bind(t.server.reconciler);
+    vi.spyOn(t.server.reconciler, 'enqueue').mockImplementation((event: ReconcileEvent) => {
+      if (event.type === EventType.CheckInstance && event.cause === 'disconnect' && event.instanceId) checks.push(event.instanceId);
+      enqueue(event);
+    });
+    /** One health interval, step by step as the sweep runs; then the answering agent's pong is known to be read (a message after it was answered). */
+    const oneInterval = async (k: number): Promise<void> => {
+      for (let s = 0; s < PING_SLOTS; s++) await clock.advance(INTERVAL_MS / PING_SLOTS);
+      await expect.poll(() => pings, { timeout: 5_000 }).toBe(k);
+      answering.send({ type: 'no such message' });
+      await expect.poll(() => answering.messages.filter((m) => m.type === 'error').length, { timeout: 5_000 }).toBe(k);
+    };
+    for (let k = 1; k <= AGENT_PING_MISSES; k++) await oneInterval(k);
+    // Pinged once per interval, unanswered twice: not yet given up.
+    expect(silentPings).toBe(AGENT_PING_MISSES);
+    expect(silent.ws.readyState).toBe(silent.ws.OPEN);
+    expect(checks).toEqual([]);
+    await oneInterval(AGENT_PING_MISSES + 1);
+    await expect.poll(() => checks[0], { timeout: 5_000 }).toBe(b!.id);
+    expect((await silent.closed).code).toBe(1006);
+    // The one that answers goes on being pinged and stays.
+    for (let k = AGENT_PING_MISSES + 2; k <= AGENT_PING_MISSES + 4; k++) await oneInterval(k);
+    expect(answering.ws.readyState).toBe(answering.ws.OPEN);
+    // (The reconciler re-polls the silent one's instance with the same cause; the answering one is never checked.)
+    expect(checks).not.toContain(a!.id);
   });
 });
