@@ -225,20 +225,20 @@ describe('agent connections', () => {
   });
 });
 
-describe('pings (one sweep timer for every connection)', () => {
-  it('keeps a connection that answers pings, and terminates one that answers none after AGENT_PING_MISSES intervals and within one more, checking its instance', async () => {
+describe('liveness (one sweep timer for every connection)', () => {
+  it('terminates a connection not heard from (no message, no pong) after AGENT_PING_MISSES intervals and within one more, checking its instance; keeps one that reports, pinging it every other interval', async () => {
     const INTERVAL_MS = 1_000;
     const clock = new ManualClock(new Date());
     t = await new TestServer({ clock, shard: { healthCheckInterval: `${INTERVAL_MS}ms` } }).start();
     await t.settle();
     const [a, b] = t.server.db.listInstances();
-    const answering = await connect(t, a!.id);
+    const reporting = await connect(t, a!.id);
     const silent = await FakeAgent.connect(t.url, b!.id, t.credential(b!.id), { autoPong: false });
     agents.push(silent);
-    await answering.next((m) => m.type === 'welcome');
+    await reporting.next((m) => m.type === 'welcome');
     await silent.next((m) => m.type === 'welcome');
     let pings = 0;
-    answering.ws.on('ping', () => pings++);
+    reporting.ws.on('ping', () => pings++);
     let silentPings = 0;
     silent.ws.on('ping', () => silentPings++);
     const checks: string[] = [];
@@ -247,25 +247,58 @@ describe('pings (one sweep timer for every connection)', () => {
       if (event.type === EventType.CheckInstance && event.cause === 'disconnect' && event.instanceId) checks.push(event.instanceId);
       enqueue(event);
     });
-    /** One health interval, step by step as the sweep runs; then the answering agent's pong is known to be read (a message after it was answered). */
+    /**
+     * One health interval, step by step as the sweep runs; then the reporting agent sends a
+     * message (as its reports would) and waits for the answer, so the hub has read everything it
+     * sent (its pongs too) before the next visit.
+     */
     const oneInterval = async (k: number): Promise<void> => {
       for (let s = 0; s < PING_SLOTS; s++) await clock.advance(INTERVAL_MS / PING_SLOTS);
-      await expect.poll(() => pings, { timeout: 5_000 }).toBe(k);
-      answering.send({ type: 'no such message' });
-      await expect.poll(() => answering.messages.filter((m) => m.type === 'error').length, { timeout: 5_000 }).toBe(k);
+      reporting.send({ type: 'no such message' });
+      await expect.poll(() => reporting.messages.filter((m) => m.type === 'error').length, { timeout: 5_000 }).toBe(k);
     };
     for (let k = 1; k <= AGENT_PING_MISSES; k++) await oneInterval(k);
-    // Pinged once per interval, unanswered twice: not yet given up.
+    // Not heard from: pinged at every visit, not yet given up.
     expect(silentPings).toBe(AGENT_PING_MISSES);
     expect(silent.ws.readyState).toBe(silent.ws.OPEN);
     expect(checks).toEqual([]);
     await oneInterval(AGENT_PING_MISSES + 1);
     await expect.poll(() => checks[0], { timeout: 5_000 }).toBe(b!.id);
     expect((await silent.closed).code).toBe(1006);
-    // The one that answers goes on being pinged and stays.
-    for (let k = AGENT_PING_MISSES + 2; k <= AGENT_PING_MISSES + 4; k++) await oneInterval(k);
-    expect(answering.ws.readyState).toBe(answering.ws.OPEN);
-    // (The reconciler re-polls the silent one's instance with the same cause; the answering one is never checked.)
+    // The reporting one stays; heard from at every visit, it is pinged at every other one (1st, 3rd, 5th).
+    for (let k = AGENT_PING_MISSES + 2; k <= 5; k++) await oneInterval(k);
+    await expect.poll(() => pings, { timeout: 5_000 }).toBe(3);
+    expect(reporting.ws.readyState).toBe(reporting.ws.OPEN);
+    // (The reconciler re-polls the silent one's instance with the same cause; the reporting one is never checked.)
     expect(checks).not.toContain(a!.id);
+  });
+
+  it('keeps a connection that only answers pings (an unhealthy instance sends no reports)', async () => {
+    const INTERVAL_MS = 1_000;
+    const clock = new ManualClock(new Date());
+    t = await new TestServer({ clock, shard: { healthCheckInterval: `${INTERVAL_MS}ms` } }).start();
+    await t.settle();
+    const [a] = t.server.db.listInstances();
+    const quiet = await connect(t, a!.id);
+    await quiet.next((m) => m.type === 'welcome');
+    let pings = 0;
+    quiet.ws.on('ping', () => pings++);
+    let serverPongs = 0;
+    quiet.ws.on('pong', () => serverPongs++);
+    const enqueue = vi.spyOn(t.server.reconciler, 'enqueue');
+    const VISITS = 4 * (AGENT_PING_MISSES + 1);
+    for (let k = 1; k <= VISITS; k++) {
+      for (let s = 0; s < PING_SLOTS; s++) await clock.advance(INTERVAL_MS / PING_SLOTS);
+      // Heard from by each pong, so pinged at every other visit (1st, 3rd, ...). Once this visit's
+      // ping has come (and been answered), a ping of ours, answered by the hub's WebSocket itself
+      // (not a hearing for the hub), proves the hub has read that pong before the next visit.
+      await expect.poll(() => pings, { timeout: 5_000 }).toBe(Math.ceil(k / 2));
+      const pongs = serverPongs;
+      quiet.ws.ping();
+      await expect.poll(() => serverPongs, { timeout: 5_000 }).toBe(pongs + 1);
+    }
+    expect(pings).toBe(VISITS / 2);
+    expect(quiet.ws.readyState).toBe(quiet.ws.OPEN);
+    expect(enqueue.mock.calls.filter(([e]) => e.type === EventType.CheckInstance && e.cause === 'disconnect')).toEqual([]);
   });
 });
