@@ -23,6 +23,7 @@ import { Executor, checkEvent } from './executor.js';
 import { BlockHistory } from './explain.js';
 import { FactRecorder } from './facts.js';
 import { handleFailure } from './failures.js';
+import { DisconnectChecks } from './disconnect-checks.js';
 import { FirstHealthReplans } from './first-health.js';
 import { trackBrake, trackRemoval } from './group-facts.js';
 import { GroupSizer, type SleepChange } from './group-sizing.js';
@@ -106,6 +107,7 @@ export class Reconciler {
   private readonly blocks = new BlockHistory();
   private readonly unsubscribe: Array<() => void> = [];
   private readonly firstHealth: FirstHealthReplans;
+  private readonly disconnectChecks: DisconnectChecks;
   private observingSince: number;
   private state: 'new' | 'running' | 'stopped' = 'new';
   private halted = false;
@@ -141,6 +143,8 @@ export class Reconciler {
     const healthWindow = (): number => 2 * this.opts.configLoader.getCurrent().shard.healthCheckInterval;
     this.recent = new RecentEvents(this.clock, healthWindow);
     this.firstHealth = new FirstHealthReplans(this.clock, options.firstHealthReplanIntervalMs ?? 0, (tenant, group) => this.markDirty(tenant, group, 'healthy', Priority.normal));
+    const baseWindowMs = options.firstHealthReplanIntervalMs ?? 0;
+    this.disconnectChecks = new DisconnectChecks(this.clock, baseWindowMs, (tenant, group) => this.firstHealth.windowFor(tenant, group), (event) => this.enqueueNow(event));
     this.timers = new DurableTimers(this.store, this.clock, (event) => this.enqueue({ ...event, preventDuplicate: false }));
     this.queue = new KeyedWorkQueue<QueuedEvent>({
       concurrency: config.shard.workers,
@@ -228,6 +232,7 @@ export class Reconciler {
     this.state = 'stopped';
     for (const off of this.unsubscribe.splice(0)) off();
     this.firstHealth.stop();
+    this.disconnectChecks.stop();
     this.timers.stop();
     this.queue.pause();
     this.queue.clear();
@@ -246,6 +251,15 @@ export class Reconciler {
    * group and instance. Invalid events are logged and reported through notifyError.
    */
   enqueue(event: ReconcileEvent): void {
+    // A lost agent connection's check, in a group whose plans are costly: paced (disconnect-checks.ts).
+    if (event?.type === EventType.CheckInstance && event.cause === 'disconnect' && !event.attempt && event.tenant && event.groupKey && event.instanceId && this.state !== 'stopped') {
+      this.disconnectChecks.add({ ...event, tenant: event.tenant, groupKey: event.groupKey, instanceId: event.instanceId });
+      return;
+    }
+    this.enqueueNow(event);
+  }
+
+  private enqueueNow(event: ReconcileEvent): void {
     try {
       this.enqueueUnsafe(event);
     } catch (err) {

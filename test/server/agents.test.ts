@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ManualClock } from '../../src/clock/index.js';
+import { ManualClock, type Clock, type TimerHandle } from '../../src/clock/index.js';
 import { AGENT_PING_MISSES } from '../../src/config/index.js';
 import { EventType, type ReconcileEvent } from '../../src/reconciler/index.js';
 import { PING_SLOTS, SELF_REQUEST_BURST } from '../../src/server/agent-hub.js';
@@ -300,5 +300,39 @@ describe('liveness (one sweep timer for every connection)', () => {
     expect(pings).toBe(VISITS / 2);
     expect(quiet.ws.readyState).toBe(quiet.ws.OPEN);
     expect(enqueue.mock.calls.filter(([e]) => e.type === EventType.CheckInstance && e.cause === 'disconnect')).toEqual([]);
+  });
+
+  it('visits every connection once when its sweep step fires an interval late (a busy event loop), not one slot per wake-up', async () => {
+    const INTERVAL_MS = 1_000;
+    const manual = new ManualClock(new Date());
+    // The server's clock reads `lag` ms ahead of when its timers fire: each timer fires late.
+    let lag = 0;
+    const clock: Clock = {
+      now: () => new Date(manual.nowMs() + lag),
+      nowMs: () => manual.nowMs() + lag,
+      schedule: (atMs: number, fn: () => void): TimerHandle => manual.schedule(atMs - lag, fn),
+      sleep: (ms: number) => manual.sleep(ms),
+    };
+    t = await new TestServer({ clock, groups: { default: { web: { size: 3, template: 'web' } } }, shard: { healthCheckInterval: `${INTERVAL_MS}ms` } }).start();
+    await t.settle();
+    const silent = await Promise.all(
+      t.server.db.listInstances().map(async (i) => {
+        const agent = await FakeAgent.connect(t!.url, i.id, t!.credential(i.id), { autoPong: false });
+        agents.push(agent);
+        await agent.next((m) => m.type === 'welcome');
+        return agent;
+      }),
+    );
+    const pings = silent.map(() => 0);
+    silent.forEach((agent, i) => agent.ws.on('ping', () => pings[i]!++));
+    // The three sit in three consecutive slots; the first step is due one slot from the first accept.
+    // It fires a whole interval late: every slot has fallen due, and each is visited once.
+    lag = INTERVAL_MS;
+    await manual.advance(INTERVAL_MS / PING_SLOTS);
+    await expect.poll(() => pings, { timeout: 5_000 }).toEqual([1, 1, 1]);
+    // Then one slot per step again, from the late step on: an interval later each was visited
+    // once more (not heard from: pinged again), not more.
+    for (let s = 0; s < PING_SLOTS + 2; s++) await manual.advance(INTERVAL_MS / PING_SLOTS);
+    await expect.poll(() => pings, { timeout: 5_000 }).toEqual([2, 2, 2]);
   });
 });
