@@ -334,9 +334,18 @@ export async function runB5(): Promise<B5Result> {
 
     // Every agent connected and reporting.
     const waitSince = now();
+    let progressAt = now();
     for (;;) {
       const status = await server.call<ServerStatus>({ cmd: 'status' });
       if (status.reporters >= B5_AGENTS) break;
+      if (now() - progressAt >= 10_000) {
+        // Progress while connecting: a host whose loop stalls for seconds times its handshakes out.
+        progressAt = now();
+        const stats = await Promise.all(hosts.map(({ host }) => host.call<HostStats>({ cmd: 'stats' })));
+        process.stderr.write(
+          `b5: ${status.reporters} agents reported after ${round((now() - waitSince) / 1000, 0)} s; started ${stats.reduce((n, s) => n + s.agents, 0)}, agent warnings ${stats.reduce((n, s) => n + s.warnings, 0)}, hosts' longest loop stall ${round(Math.max(...stats.map((s) => s.loopDelayMaxMs)), 0)} ms\n`,
+        );
+      }
       if (now() - waitSince > CONNECT_TIMEOUT_MS) {
         const stats = await Promise.all(hosts.map(({ host }) => host.call<HostStats>({ cmd: 'stats' })));
         const warned = stats.filter((s) => s.warnings > 0);

@@ -65,6 +65,10 @@ export interface HostStats {
   /** Warnings and errors the agents logged (connection lost, refused, ...). */
   warnings: number;
   lastWarning: string | null;
+  /** The host's longest event-loop delay since the previous `stats`, ms. */
+  loopDelayMaxMs: number;
+  /** Agents started so far. */
+  agents: number;
 }
 
 export interface Request<C> {
