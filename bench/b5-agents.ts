@@ -48,13 +48,13 @@ const INTERVAL_MS = B5_INTERVAL_MS;
 const WARMUP_MS = Math.max(3_000, INTERVAL_MS);
 /** The measurement window (CPU, latencies): at least 10 s and 3 intervals, so every agent reports in it. */
 const WINDOW_MS = Math.max(10_000, 3 * INTERVAL_MS);
-/** All agents connected and reporting within this long after they start. */
 /**
- * Agents start spread over this long: one interval, or longer so that at most 250 connect per
+ * Agents start spread over this long: one interval, or longer so that at most 125 connect per
  * second (a fleet does not boot in one instant; the 2 shared cores also run the agents' side of
  * each handshake). Not part of any figure.
  */
-const SPREAD_MS = Math.max(INTERVAL_MS, B5_AGENTS * 4);
+const SPREAD_MS = Math.max(INTERVAL_MS, B5_AGENTS * 8);
+/** All agents connected and reporting within this long after they start. */
 const CONNECT_TIMEOUT_MS = Math.max(30_000, SPREAD_MS + 3 * INTERVAL_MS + 15_000);
 const KILL_TIMEOUT_MS = 10_000;
 
