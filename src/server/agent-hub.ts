@@ -14,9 +14,10 @@
  *   while its instance drains.
  * - Liveness: the hub visits every connection once per health interval. A connection heard from
  *   since its last visit (a message or a pong) is alive; one not heard from is pinged; one not
- *   heard from at AGENT_PING_MISSES visits in a row (a stopped process) is terminated at the
- *   next, which counts as a disconnect: between AGENT_PING_MISSES and AGENT_PING_MISSES + 1
- *   intervals after it was last heard from (or connected).
+ *   heard from for more than AGENT_PING_MISSES intervals (a stopped process) is terminated at that
+ *   visit, which counts as a disconnect: between AGENT_PING_MISSES and AGENT_PING_MISSES + 1
+ *   intervals after it was last heard from (or connected). Measured on the clock, not in visits,
+ *   so a sweep delayed by a busy event loop does not stretch it.
  * - Pings: a connection heard from is pinged at every other visit only (its reports already say
  *   it is there), so that a reporting agent costs the hub one ping every two intervals instead of
  *   one each; it still hears the server at least every 2 intervals, within the agent's silence
@@ -101,8 +102,8 @@ interface Connection {
   saidGoodbye: boolean;
   /** Heard from (a message, a pong) since the last visit; true at first (the upgrade is a hearing). */
   heard: boolean;
-  /** Visits in a row at which it had not been heard from. */
-  quietVisits: number;
+  /** When it was last heard from (clock ms; its upgrade at first). */
+  lastHeardMs: number;
   /** Whether the last visit pinged it. */
   pinged: boolean;
   /** Index into `AgentHub.slots`. */
@@ -241,7 +242,7 @@ export class AgentHub {
       this.unslot(previous);
       previous.ws.close(CLOSE.superseded, 'superseded by a newer connection');
     }
-    const conn: Connection = { ws, instanceId, tenant, group, saidGoodbye: false, heard: true, quietVisits: 0, pinged: false, slot: this.nextSlot };
+    const conn: Connection = { ws, instanceId, tenant, group, saidGoodbye: false, heard: true, lastHeardMs: this.options.clock.nowMs(), pinged: false, slot: this.nextSlot };
     this.nextSlot = (this.nextSlot + 1) % PING_SLOTS;
     this.connections.set(instanceId, conn);
     const { clock, logger } = this.options;
@@ -252,9 +253,11 @@ export class AgentHub {
     }
     ws.on('pong', () => {
       conn.heard = true;
+      conn.lastHeardMs = clock.nowMs();
     });
     ws.on('message', (data, isBinary) => {
       conn.heard = true;
+      conn.lastHeardMs = clock.nowMs();
       if (isBinary) return;
       this.onMessage(conn, Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8'));
     });
@@ -284,8 +287,9 @@ export class AgentHub {
     this.sweeper = clock.schedule(this.sweepDueMs, () => {
       this.sweeper = undefined;
       const at = clock.nowMs();
+      const intervalMs = this.options.healthCheckIntervalMs();
       for (let n = 0; n < PING_SLOTS && this.sweepDueMs !== undefined && this.sweepDueMs <= at; n++) {
-        this.sweepSlot();
+        this.sweepSlot(at, intervalMs);
         this.sweepDueMs += stepMs;
       }
       if (this.sweepDueMs !== undefined && this.sweepDueMs <= at) this.sweepDueMs = at + stepMs;
@@ -295,18 +299,16 @@ export class AgentHub {
   }
 
   /** One step of the sweep: visits the connections of the next slot (see the liveness contract at the top). */
-  private sweepSlot(): void {
+  private sweepSlot(now: number, intervalMs: number): void {
     const slot = this.slots[this.sweepIndex]!;
     this.sweepIndex = (this.sweepIndex + 1) % PING_SLOTS;
     for (const conn of slot) {
       if (conn.heard) {
         conn.heard = false;
-        conn.quietVisits = 0;
         // Alive: pinged every other visit, so that its agent hears the server within 2 intervals.
         conn.pinged = !conn.pinged;
       } else {
-        conn.quietVisits++;
-        if (conn.quietVisits >= AGENT_PING_MISSES) {
+        if (now - conn.lastHeardMs > AGENT_PING_MISSES * intervalMs) {
           this.options.logger.warn({ instanceId: conn.instanceId }, 'agent stopped answering pings');
           slot.delete(conn);
           conn.ws.terminate();
