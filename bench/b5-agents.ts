@@ -89,8 +89,8 @@ export interface B5Result {
   /** The server's peak RSS (getrusage maxRSS) from its start to the end of the window, connecting every agent included, MB. */
   serverPeakRssMb?: number;
   /** Group reconciles in the window and their summed wall time (the server's event loop is busy meanwhile), ms. */
-  reconcilesInWindow?: number;
-  reconcileMsInWindow?: number;
+  reconcilesInWindow?: number | null;
+  reconcileMsInWindow?: number | null;
   /** The health interval the server set, ms. */
   intervalMs?: number;
   /** Agents the run started (`B5_AGENTS`); `agents` and `reportersInWindow` must equal it. */
@@ -416,7 +416,7 @@ export async function runB5(): Promise<B5Result> {
       intervalMs: INTERVAL_MS,
       agentsStarted: B5_AGENTS,
       reconcilesInWindow: win.reconciles,
-      reconcileMsInWindow: round(win.reconcileMs, 0),
+      reconcileMsInWindow: win.reconcileMs === null ? null : round(win.reconcileMs, 0),
       agentsCpuShare: round(agentsCpuUs / 1000 / hostsWallMs, 3),
       agentProcesses: hosts.length,
       agentWarnings,

@@ -41,8 +41,8 @@ export interface ServerWindow {
   /** The server process's peak RSS so far (getrusage maxRSS: the OS's own peak, setup included), MB. */
   peakRssMb: number;
   /** Group reconciles (plans) in the window, and their summed wall time, ms (the server's /metrics). */
-  reconciles: number;
-  reconcileMs: number;
+  reconciles: number | null;
+  reconcileMs: number | null;
   /** Time the server's main thread spent runnable but waiting for a core (/proc/self/schedstat), ms; null off Linux. */
   runDelayMs: number | null;
 }

@@ -118,13 +118,18 @@ const profileDir = process.execArgv.find((a) => a.startsWith('--cpu-prof-dir='))
 let profiler: Session | null = null;
 
 /** Group reconciles so far and their summed duration (ms), from the server's own /metrics. */
-async function reconciles(): Promise<{ count: number; ms: number }> {
-  const text = await (await fetch(`${server.url}/metrics`)).text();
+async function reconciles(): Promise<{ count: number; ms: number } | null> {
+  // Not a figure: a scrape that takes longer than 10 s (a starved server) leaves it unknown.
+  const text = await fetch(`${server.url}/metrics`, { signal: AbortSignal.timeout(10_000) }).then(
+    (r) => r.text(),
+    () => null,
+  );
+  if (text === null) return null;
   const sum = (name: string): number => [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
   return { count: sum('drover_reconcile_duration_seconds_count'), ms: sum('drover_reconcile_duration_seconds_sum') * 1000 };
 }
 
-let measured: { wall: number; cpu: NodeJS.CpuUsage; delay: ReturnType<typeof monitorEventLoopDelay>; runDelay: number | null; reconciles: { count: number; ms: number } } | null = null;
+let measured: { wall: number; cpu: NodeJS.CpuUsage; delay: ReturnType<typeof monitorEventLoopDelay>; runDelay: number | null; reconciles: { count: number; ms: number } | null } | null = null;
 
 serve<ServerCommand>(async (body) => {
   switch (body.cmd) {
@@ -167,8 +172,8 @@ serve<ServerCommand>(async (body) => {
         loopDelayMaxMs: measured.delay.max / 1e6,
         rssMb: process.memoryUsage.rss() / 1024 / 1024,
         peakRssMb: process.resourceUsage().maxRSS / 1024,
-        reconciles: after.count - measured.reconciles.count,
-        reconcileMs: after.ms - measured.reconciles.ms,
+        reconciles: after && measured.reconciles ? after.count - measured.reconciles.count : null,
+        reconcileMs: after && measured.reconciles ? after.ms - measured.reconciles.ms : null,
         runDelayMs: runDelay !== null && measured.runDelay !== null ? (runDelay - measured.runDelay) / 1e6 : null,
       };
       window = null;
