@@ -13,11 +13,13 @@
  * - Delivers drain notices: at once when connected, and again whenever the agent (re)connects
  *   while its instance drains.
  * - Liveness: the hub visits every connection once per health interval. A connection heard from
- *   since its last visit (a message or a pong) is alive; one not heard from is pinged; one not
- *   heard from for more than AGENT_PING_MISSES intervals (a stopped process) is terminated at that
- *   visit, which counts as a disconnect: between AGENT_PING_MISSES and AGENT_PING_MISSES + 1
- *   intervals after it was last heard from (or connected). Measured on the clock, not in visits,
- *   so a sweep delayed by a busy event loop does not stretch it.
+ *   since its last visit (a message or a pong) is alive; one not heard from is pinged and becomes
+ *   a suspect until it is heard from again. A suspect not heard from for more than
+ *   AGENT_PING_MISSES intervals (a stopped process) is terminated at the next step of the sweep
+ *   (every interval / PING_SLOTS), which counts as a disconnect: just over AGENT_PING_MISSES
+ *   intervals after it was last heard from (or connected), within the ping timeout of
+ *   AGENT_PING_MISSES + 1 with an interval to spare for a busy event loop. Measured on the clock,
+ *   not in visits, so a sweep delayed by a busy loop does not stretch it.
  * - Pings: a connection heard from is pinged at every other visit only (its reports already say
  *   it is there), so that a reporting agent costs the hub one ping every two intervals instead of
  *   one each; it still hears the server at least every 2 intervals, within the agent's silence
@@ -106,6 +108,8 @@ interface Connection {
   lastHeardMs: number;
   /** Whether the last visit pinged it. */
   pinged: boolean;
+  /** Not heard from at its last visit, and not since: checked at every step of the sweep. */
+  suspect: boolean;
   /** Index into `AgentHub.slots`. */
   slot: number;
 }
@@ -126,6 +130,8 @@ export class AgentHub {
   /** When the sweep's next step is due (clock ms); undefined while no one is connected. */
   private sweepDueMs: number | undefined;
   private sweeper: TimerHandle | undefined;
+  /** Connections not heard from at their last visit (few: stopped agents, ones that only answer pings). */
+  private readonly suspects = new Set<Connection>();
 
   constructor(private readonly options: AgentHubOptions) {
     this.health = new HealthIngest({
@@ -242,7 +248,7 @@ export class AgentHub {
       this.unslot(previous);
       previous.ws.close(CLOSE.superseded, 'superseded by a newer connection');
     }
-    const conn: Connection = { ws, instanceId, tenant, group, saidGoodbye: false, heard: true, lastHeardMs: this.options.clock.nowMs(), pinged: false, slot: this.nextSlot };
+    const conn: Connection = { ws, instanceId, tenant, group, saidGoodbye: false, heard: true, lastHeardMs: this.options.clock.nowMs(), pinged: false, suspect: false, slot: this.nextSlot };
     this.nextSlot = (this.nextSlot + 1) % PING_SLOTS;
     this.connections.set(instanceId, conn);
     const { clock, logger } = this.options;
@@ -251,13 +257,9 @@ export class AgentHub {
     if (record.status === 'draining' && record.drainDeadline && !record.drainAckedAt) {
       this.send(ws, { type: 'drain', reason: record.drainReason ?? 'drain', deadline: record.drainDeadline.toISOString() });
     }
-    ws.on('pong', () => {
-      conn.heard = true;
-      conn.lastHeardMs = clock.nowMs();
-    });
+    ws.on('pong', () => this.heard(conn));
     ws.on('message', (data, isBinary) => {
-      conn.heard = true;
-      conn.lastHeardMs = clock.nowMs();
+      this.heard(conn);
       if (isBinary) return;
       this.onMessage(conn, Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8'));
     });
@@ -269,6 +271,16 @@ export class AgentHub {
 
   private unslot(conn: Connection): void {
     this.slots[conn.slot]!.delete(conn);
+    if (conn.suspect) this.suspects.delete(conn);
+  }
+
+  private heard(conn: Connection): void {
+    conn.heard = true;
+    conn.lastHeardMs = this.options.clock.nowMs();
+    if (conn.suspect) {
+      conn.suspect = false;
+      this.suspects.delete(conn);
+    }
   }
 
   /**
@@ -289,9 +301,10 @@ export class AgentHub {
       const at = clock.nowMs();
       const intervalMs = this.options.healthCheckIntervalMs();
       for (let n = 0; n < PING_SLOTS && this.sweepDueMs !== undefined && this.sweepDueMs <= at; n++) {
-        this.sweepSlot(at, intervalMs);
+        this.sweepSlot();
         this.sweepDueMs += stepMs;
       }
+      this.dropSilent(at, intervalMs);
       if (this.sweepDueMs !== undefined && this.sweepDueMs <= at) this.sweepDueMs = at + stepMs;
       if (this.connections.size === 0) this.sweepDueMs = undefined;
       this.startSweep();
@@ -299,7 +312,7 @@ export class AgentHub {
   }
 
   /** One step of the sweep: visits the connections of the next slot (see the liveness contract at the top). */
-  private sweepSlot(now: number, intervalMs: number): void {
+  private sweepSlot(): void {
     const slot = this.slots[this.sweepIndex]!;
     this.sweepIndex = (this.sweepIndex + 1) % PING_SLOTS;
     for (const conn of slot) {
@@ -308,15 +321,23 @@ export class AgentHub {
         // Alive: pinged every other visit, so that its agent hears the server within 2 intervals.
         conn.pinged = !conn.pinged;
       } else {
-        if (now - conn.lastHeardMs > AGENT_PING_MISSES * intervalMs) {
-          this.options.logger.warn({ instanceId: conn.instanceId }, 'agent stopped answering pings');
-          slot.delete(conn);
-          conn.ws.terminate();
-          continue;
-        }
         conn.pinged = true;
+        if (!conn.suspect) {
+          conn.suspect = true;
+          this.suspects.add(conn);
+        }
       }
       if (conn.pinged) conn.ws.ping();
+    }
+  }
+
+  /** Terminates the suspects not heard from for more than AGENT_PING_MISSES intervals. */
+  private dropSilent(now: number, intervalMs: number): void {
+    for (const conn of this.suspects) {
+      if (now - conn.lastHeardMs <= AGENT_PING_MISSES * intervalMs) continue;
+      this.options.logger.warn({ instanceId: conn.instanceId }, 'agent stopped answering pings');
+      this.unslot(conn);
+      conn.ws.terminate();
     }
   }
 
