@@ -4,6 +4,7 @@
  * evenly over `spreadMs`, so the reports of a fleet that did not all boot in the same millisecond
  * arrive spread over each interval.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { runAgent, type Agent } from '../src/agent/agent.js';
 import type { Logger } from '../src/index.js';
 import { serve, type HostCommand, type HostStats } from './b5-ipc.js';
@@ -20,6 +21,9 @@ const warn = (obj: object, msg?: string): void => {
 const logger: Logger = { debug: () => undefined, info: () => undefined, warn, error: warn };
 
 const agents: Agent[] = [];
+// This process's event-loop delay since the last `stats` (a starved host times its agents' handshakes out).
+const delay = monitorEventLoopDelay({ resolution: 20 });
+delay.enable();
 
 serve<HostCommand>(async (body) => {
   switch (body.cmd) {
@@ -35,7 +39,9 @@ serve<HostCommand>(async (body) => {
     }
     case 'stats': {
       const cpu = process.cpuUsage();
-      return { userUs: cpu.user, systemUs: cpu.system, warnings, lastWarning } satisfies HostStats;
+      const loopDelayMaxMs = delay.max / 1e6;
+      delay.reset();
+      return { userUs: cpu.user, systemUs: cpu.system, warnings, lastWarning, loopDelayMaxMs, agents: agents.length } satisfies HostStats;
     }
   }
 });

@@ -38,6 +38,11 @@ export interface ServerWindow {
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
   rssMb: number;
+  /** The server process's peak RSS so far (getrusage maxRSS: the OS's own peak, setup included), MB. */
+  peakRssMb: number;
+  /** Group reconciles (plans) in the window, and their summed wall time, ms (the server's /metrics). */
+  reconciles: number | null;
+  reconcileMs: number | null;
   /** Time the server's main thread spent runnable but waiting for a core (/proc/self/schedstat), ms; null off Linux. */
   runDelayMs: number | null;
 }
@@ -60,6 +65,10 @@ export interface HostStats {
   /** Warnings and errors the agents logged (connection lost, refused, ...). */
   warnings: number;
   lastWarning: string | null;
+  /** The host's longest event-loop delay since the previous `stats`, ms. */
+  loopDelayMaxMs: number;
+  /** Agents started so far. */
+  agents: number;
 }
 
 export interface Request<C> {

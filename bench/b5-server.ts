@@ -12,7 +12,9 @@
  *   (the reconciler's `enqueue` is wrapped to see it); checked = the provider answers the
  *   status call that CheckInstance makes (SimProvider.onCall).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { startDroverServer } from '../src/app/drover-server.js';
@@ -106,7 +108,28 @@ function runDelayNs(): number | null {
   }
 }
 
-let measured: { wall: number; cpu: NodeJS.CpuUsage; delay: ReturnType<typeof monitorEventLoopDelay>; runDelay: number | null } | null = null;
+/**
+ * With `--profile` (this process then runs with `--cpu-prof-dir`), the window alone is also
+ * profiled (the inspector's profiler, started and stopped with the window) and written beside the
+ * whole-life profile as `b5-server-window.cpuprofile`: the steady state, without startup and the
+ * agents' connecting.
+ */
+const profileDir = process.execArgv.find((a) => a.startsWith('--cpu-prof-dir='))?.slice('--cpu-prof-dir='.length);
+let profiler: Session | null = null;
+
+/** Group reconciles so far and their summed duration (ms), from the server's own /metrics. */
+async function reconciles(): Promise<{ count: number; ms: number } | null> {
+  // Not a figure: a scrape that takes longer than 10 s (a starved server) leaves it unknown.
+  const text = await fetch(`${server.url}/metrics`, { signal: AbortSignal.timeout(10_000) }).then(
+    (r) => r.text(),
+    () => null,
+  );
+  if (text === null) return null;
+  const sum = (name: string): number => [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+  return { count: sum('drover_reconcile_duration_seconds_count'), ms: sum('drover_reconcile_duration_seconds_sum') * 1000 };
+}
+
+let measured: { wall: number; cpu: NodeJS.CpuUsage; delay: ReturnType<typeof monitorEventLoopDelay>; runDelay: number | null; reconciles: { count: number; ms: number } | null } | null = null;
 
 serve<ServerCommand>(async (body) => {
   switch (body.cmd) {
@@ -115,8 +138,15 @@ serve<ServerCommand>(async (body) => {
     case 'measureStart': {
       const delay = monitorEventLoopDelay({ resolution: 5 });
       delay.enable();
+      const before = await reconciles();
+      if (profileDir) {
+        profiler = new Session();
+        profiler.connect();
+        await profiler.post('Profiler.enable');
+        await profiler.post('Profiler.start');
+      }
       window = { latencies: [], reporters: new Set() };
-      measured = { wall: performance.now(), cpu: process.cpuUsage(), delay, runDelay: runDelayNs() };
+      measured = { wall: performance.now(), cpu: process.cpuUsage(), delay, runDelay: runDelayNs(), reconciles: before };
       return null;
     }
     case 'measureStop': {
@@ -125,6 +155,13 @@ serve<ServerCommand>(async (body) => {
       const runDelay = runDelayNs();
       const wallMs = performance.now() - measured.wall;
       measured.delay.disable();
+      if (profiler && profileDir) {
+        const { profile } = await profiler.post('Profiler.stop');
+        writeFileSync(join(profileDir, 'b5-server-window.cpuprofile'), JSON.stringify(profile));
+        profiler.disconnect();
+        profiler = null;
+      }
+      const after = await reconciles();
       const result: ServerWindow = {
         wallMs,
         userUs: cpu.user,
@@ -134,6 +171,9 @@ serve<ServerCommand>(async (body) => {
         loopDelayP99Ms: measured.delay.percentile(99) / 1e6,
         loopDelayMaxMs: measured.delay.max / 1e6,
         rssMb: process.memoryUsage.rss() / 1024 / 1024,
+        peakRssMb: process.resourceUsage().maxRSS / 1024,
+        reconciles: after && measured.reconciles ? after.count - measured.reconciles.count : null,
+        reconcileMs: after && measured.reconciles ? after.ms - measured.reconciles.ms : null,
         runDelayMs: runDelay !== null && measured.runDelay !== null ? (runDelay - measured.runDelay) / 1e6 : null,
       };
       window = null;

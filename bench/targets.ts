@@ -69,17 +69,25 @@ export function b4Met(b4: B4Result): boolean {
 }
 
 /**
- * B5 (the bench's own guides; the issue sets none at 2,000 agents): p99 ≤ 100 ms, ≤ 0.5 core, all
- * killed agents noticed within one interval, all silent (SIGSTOPped) ones within the hub's ping
- * timeout + 1 s.
+ * B5 (issue 18, for 10,000 agents at the default 5 s interval): report → `healthAt` p99 ≤ 20 ms,
+ * server CPU ≤ 0.15 of a core, server peak RSS ≤ 600 MB, all killed agents noticed within 1 s,
+ * all silent (SIGSTOPped) ones within the hub's ping timeout + 1 s; and every agent the run
+ * started connected and reporting in the window (a run of fewer agents, `BENCH_B5_AGENTS`, is
+ * held to the same figures).
  */
-export const B5_MAX_P99_MS = 100;
-export const B5_MAX_CPU_SHARE = 0.5;
+export const B5_MAX_P99_MS = 20;
+export const B5_MAX_CPU_SHARE = 0.15;
+export const B5_MAX_RSS_MB = 600;
 export const B5_MAX_DETECT_KILL_MS = 1_000;
+export const B5_SILENT_MARGIN_MS = 1_000;
+export function b5SilentMet(b5: B5Result): boolean {
+  return b5.detectSilentMs !== undefined && b5.pingTimeoutMs !== undefined && b5.detectSilentMs <= b5.pingTimeoutMs + B5_SILENT_MARGIN_MS;
+}
 export function b5Met(b5: B5Result): boolean {
-  if (b5.status !== 'measured' || b5.p99Ms === null || b5.cpuShare === null || b5.detectKillMs === null) return false;
-  const silentOk = b5.detectSilentMs !== undefined && b5.pingTimeoutMs !== undefined && b5.detectSilentMs <= b5.pingTimeoutMs + 1_000;
-  return b5.p99Ms <= B5_MAX_P99_MS && b5.cpuShare <= B5_MAX_CPU_SHARE && b5.detectKillMs <= B5_MAX_DETECT_KILL_MS && silentOk;
+  if (b5.status !== 'measured' || b5.p99Ms === null || b5.cpuShare === null || b5.detectKillMs === null || b5.agents === null) return false;
+  const all = b5.agentsStarted !== undefined && b5.agents === b5.agentsStarted && b5.reportersInWindow === b5.agentsStarted;
+  const rssOk = b5.serverPeakRssMb !== undefined && b5.serverPeakRssMb <= B5_MAX_RSS_MB;
+  return all && b5.p99Ms <= B5_MAX_P99_MS && b5.cpuShare <= B5_MAX_CPU_SHARE && rssOk && b5.detectKillMs <= B5_MAX_DETECT_KILL_MS && b5SilentMet(b5);
 }
 
 export function b6Met(b6: B6Result): boolean {

@@ -23,6 +23,7 @@ import { Executor, checkEvent } from './executor.js';
 import { BlockHistory } from './explain.js';
 import { FactRecorder } from './facts.js';
 import { handleFailure } from './failures.js';
+import { DisconnectChecks } from './disconnect-checks.js';
 import { FirstHealthReplans } from './first-health.js';
 import { trackBrake, trackRemoval } from './group-facts.js';
 import { GroupSizer, type SleepChange } from './group-sizing.js';
@@ -71,6 +72,8 @@ export interface ReconcilerOptions {
    * (the first at once, the rest of the window in one replan at its end). Default 0: every first
    * report replans at once. A plan reads the whole group, so a big group booting at once (2,000
    * first reports within seconds) would otherwise be planned once per report. The server sets it.
+   * A group whose plan takes longer than a tenth of this gets a longer window (ten plans' worth:
+   * `first-health.ts`).
    */
   firstHealthReplanIntervalMs?: number;
 }
@@ -104,6 +107,7 @@ export class Reconciler {
   private readonly blocks = new BlockHistory();
   private readonly unsubscribe: Array<() => void> = [];
   private readonly firstHealth: FirstHealthReplans;
+  private readonly disconnectChecks: DisconnectChecks;
   private observingSince: number;
   private state: 'new' | 'running' | 'stopped' = 'new';
   private halted = false;
@@ -139,6 +143,8 @@ export class Reconciler {
     const healthWindow = (): number => 2 * this.opts.configLoader.getCurrent().shard.healthCheckInterval;
     this.recent = new RecentEvents(this.clock, healthWindow);
     this.firstHealth = new FirstHealthReplans(this.clock, options.firstHealthReplanIntervalMs ?? 0, (tenant, group) => this.markDirty(tenant, group, 'healthy', Priority.normal));
+    const baseWindowMs = options.firstHealthReplanIntervalMs ?? 0;
+    this.disconnectChecks = new DisconnectChecks(this.clock, baseWindowMs, (tenant, group) => this.firstHealth.windowFor(tenant, group), (event) => this.enqueueNow(event));
     this.timers = new DurableTimers(this.store, this.clock, (event) => this.enqueue({ ...event, preventDuplicate: false }));
     this.queue = new KeyedWorkQueue<QueuedEvent>({
       concurrency: config.shard.workers,
@@ -226,6 +232,7 @@ export class Reconciler {
     this.state = 'stopped';
     for (const off of this.unsubscribe.splice(0)) off();
     this.firstHealth.stop();
+    this.disconnectChecks.stop();
     this.timers.stop();
     this.queue.pause();
     this.queue.clear();
@@ -244,6 +251,15 @@ export class Reconciler {
    * group and instance. Invalid events are logged and reported through notifyError.
    */
   enqueue(event: ReconcileEvent): void {
+    // A lost agent connection's check, in a group whose plans are costly: paced (disconnect-checks.ts).
+    if (event?.type === EventType.CheckInstance && event.cause === 'disconnect' && !event.attempt && event.tenant && event.groupKey && event.instanceId && this.state !== 'stopped') {
+      this.disconnectChecks.add({ ...event, tenant: event.tenant, groupKey: event.groupKey, instanceId: event.instanceId });
+      return;
+    }
+    this.enqueueNow(event);
+  }
+
+  private enqueueNow(event: ReconcileEvent): void {
     try {
       this.enqueueUnsafe(event);
     } catch (err) {
@@ -423,9 +439,11 @@ export class Reconciler {
       trackRemoval(this.ctx, config, tenant, group, events);
       await this.sizer.beforePass(config, tenant, group, events.length > 0 ? describeEvent(events[0]!) : null);
       if (!this.isLeaderNow() || this.halted) return;
+      const planStarted = this.clock.nowMs();
       const plan = this.inputs.computePlan(config, tenant, group);
       trackBrake(this.ctx, plan, events);
       this.executor.apply(plan, events);
+      this.firstHealth.planned(tenant, group, this.clock.nowMs() - planStarted);
       this.lastPlans.set(key, plan);
       this.blocks.track(key, plan, this.clock.nowMs());
       if (plan.wakeAt) this.timers.set(TimerKey.wake(key), plan.wakeAt.getTime(), { type: EventType.GroupChanged, tenant, groupKey: group, cause: 'timer' });

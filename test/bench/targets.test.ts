@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { b1Floor, type B1Result, type B2Result } from '../../bench/b1-scale-out.js';
 import type { B3Result } from '../../bench/b3-at-rest.js';
 import type { B3PassResult } from '../../bench/b3-worker.js';
+import type { B5Result } from '../../bench/b5-agents.js';
 import type { B8Run, B9Result } from '../../bench/b8-webhooks.js';
-import { b1Met, b2Met, b3Met, b8Met, b9Met, exitCode, verdicts } from '../../bench/targets.js';
+import { b1Met, b2Met, b3Met, b5Met, b8Met, b9Met, exitCode, verdicts } from '../../bench/targets.js';
 
 const b1: B1Result = {
   seconds: 5.1,
@@ -137,5 +138,35 @@ describe('benchmark targets', () => {
     expect(exitCode(verdicts({ b1: { ...b1, throttled: 3 } }), [])).toBe(1);
     expect(exitCode(verdicts({ b1, b2: { ...b2, p99Ms: 500, bulk: b1 } }), [])).toBe(1);
     expect(exitCode(verdicts({ b1 }), ['b3'])).toBe(1);
+  });
+});
+
+describe('B5 targets (issue 18: 10,000 agents)', () => {
+  const b5: B5Result = {
+    agents: 10_000,
+    agentsStarted: 10_000,
+    reportersInWindow: 10_000,
+    p99Ms: 12,
+    cpuShare: 0.12,
+    serverPeakRssMb: 320,
+    detectKillMs: 150,
+    detectSilentMs: 15_400,
+    pingTimeoutMs: 15_000,
+    status: 'measured',
+  };
+
+  it('counts a run within every figure (p99 ≤ 20 ms, ≤ 0.15 core, peak RSS ≤ 600 MB, killed ≤ 1 s, silent ≤ ping timeout + 1 s)', () => {
+    expect(b5Met(b5)).toBe(true);
+    expect(b5Met({ ...b5, p99Ms: 21 })).toBe(false);
+    expect(b5Met({ ...b5, cpuShare: 0.16 })).toBe(false);
+    expect(b5Met({ ...b5, serverPeakRssMb: 601 })).toBe(false);
+    expect(b5Met({ ...b5, detectKillMs: 1_001 })).toBe(false);
+    expect(b5Met({ ...b5, detectSilentMs: 16_001 })).toBe(false);
+  });
+
+  it('does not count a run in which some agent was not connected or did not report in the window', () => {
+    expect(b5Met({ ...b5, agents: 9_999 })).toBe(false);
+    expect(b5Met({ ...b5, reportersInWindow: 9_990 })).toBe(false);
+    expect(b5Met({ ...b5, serverPeakRssMb: undefined })).toBe(false);
   });
 });

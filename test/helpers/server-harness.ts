@@ -157,10 +157,13 @@ export class FakeAgent {
     this.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   }
 
-  /** Connects; resolves once the server accepted (or rejects with the HTTP status it refused with). */
-  static connect(url: string, instanceId: string, credential: string): Promise<FakeAgent> {
+  /**
+   * Connects; resolves once the server accepted (or rejects with the HTTP status it refused with).
+   * `autoPong: false` makes an agent that never answers pings (a stopped process, seen from the server).
+   */
+  static connect(url: string, instanceId: string, credential: string, options: { autoPong?: boolean } = {}): Promise<FakeAgent> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/agent`, { headers: { 'X-Drover-Instance': instanceId, Authorization: `Bearer ${credential}` } });
+      const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/agent`, { headers: { 'X-Drover-Instance': instanceId, Authorization: `Bearer ${credential}` }, autoPong: options.autoPong ?? true });
       const agent = new FakeAgent(ws, instanceId);
       ws.once('open', () => resolve(agent));
       ws.once('unexpected-response', (_req, res) => reject(new Error(`refused with HTTP ${res.statusCode}`)));

@@ -1,5 +1,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { SELF_REQUEST_BURST } from '../../src/server/agent-hub.js';
+import { ManualClock, type Clock, type TimerHandle } from '../../src/clock/index.js';
+import { AGENT_PING_MISSES } from '../../src/config/index.js';
+import { EventType, type ReconcileEvent } from '../../src/reconciler/index.js';
+import { PING_SLOTS, SELF_REQUEST_BURST } from '../../src/server/agent-hub.js';
 import { visibleEvent } from '../../src/server/events-route.js';
 import { EventStreamReader } from '../helpers/event-stream.js';
 import { FakeAgent, TestServer } from '../helpers/server-harness.js';
@@ -219,5 +222,117 @@ describe('agent connections', () => {
       expect(refused.message).toMatch(/too many requests from this instance/);
     }
     expect(t.server.db.listAudit({ instanceId: inst!.id }).filter((a) => a.action === 'protect')).toHaveLength(SELF_REQUEST_BURST);
+  });
+});
+
+describe('liveness (one sweep timer for every connection)', () => {
+  it('terminates a connection not heard from (no message, no pong) after AGENT_PING_MISSES intervals and within one more, checking its instance; keeps one that reports, pinging it every other interval', async () => {
+    const INTERVAL_MS = 1_000;
+    const clock = new ManualClock(new Date());
+    t = await new TestServer({ clock, shard: { healthCheckInterval: `${INTERVAL_MS}ms` } }).start();
+    await t.settle();
+    const [a, b] = t.server.db.listInstances();
+    const reporting = await connect(t, a!.id);
+    const silent = await FakeAgent.connect(t.url, b!.id, t.credential(b!.id), { autoPong: false });
+    agents.push(silent);
+    await reporting.next((m) => m.type === 'welcome');
+    await silent.next((m) => m.type === 'welcome');
+    let pings = 0;
+    reporting.ws.on('ping', () => pings++);
+    let silentPings = 0;
+    silent.ws.on('ping', () => silentPings++);
+    const checks: string[] = [];
+    const enqueue = t.server.reconciler.enqueue.bind(t.server.reconciler);
+    vi.spyOn(t.server.reconciler, 'enqueue').mockImplementation((event: ReconcileEvent) => {
+      if (event.type === EventType.CheckInstance && event.cause === 'disconnect' && event.instanceId) checks.push(event.instanceId);
+      enqueue(event);
+    });
+    /**
+     * One health interval, step by step as the sweep runs; then the reporting agent sends a
+     * message (as its reports would) and waits for the answer, so the hub has read everything it
+     * sent (its pongs too) before the next visit.
+     */
+    const oneInterval = async (k: number): Promise<void> => {
+      for (let s = 0; s < PING_SLOTS; s++) await clock.advance(INTERVAL_MS / PING_SLOTS);
+      reporting.send({ type: 'no such message' });
+      await expect.poll(() => reporting.messages.filter((m) => m.type === 'error').length, { timeout: 5_000 }).toBe(k);
+    };
+    for (let k = 1; k <= AGENT_PING_MISSES; k++) await oneInterval(k);
+    // Not heard from: pinged at every visit, not yet given up.
+    expect(silentPings).toBe(AGENT_PING_MISSES);
+    expect(silent.ws.readyState).toBe(silent.ws.OPEN);
+    expect(checks).toEqual([]);
+    await oneInterval(AGENT_PING_MISSES + 1);
+    await expect.poll(() => checks[0], { timeout: 5_000 }).toBe(b!.id);
+    expect((await silent.closed).code).toBe(1006);
+    // The reporting one stays; heard from at every visit, it is pinged at every other one (1st, 3rd, 5th).
+    for (let k = AGENT_PING_MISSES + 2; k <= 5; k++) await oneInterval(k);
+    await expect.poll(() => pings, { timeout: 5_000 }).toBe(3);
+    expect(reporting.ws.readyState).toBe(reporting.ws.OPEN);
+    // (The reconciler re-polls the silent one's instance with the same cause; the reporting one is never checked.)
+    expect(checks).not.toContain(a!.id);
+  });
+
+  it('keeps a connection that only answers pings (an unhealthy instance sends no reports)', async () => {
+    const INTERVAL_MS = 1_000;
+    const clock = new ManualClock(new Date());
+    t = await new TestServer({ clock, shard: { healthCheckInterval: `${INTERVAL_MS}ms` } }).start();
+    await t.settle();
+    const [a] = t.server.db.listInstances();
+    const quiet = await connect(t, a!.id);
+    await quiet.next((m) => m.type === 'welcome');
+    let pings = 0;
+    quiet.ws.on('ping', () => pings++);
+    let serverPongs = 0;
+    quiet.ws.on('pong', () => serverPongs++);
+    const enqueue = vi.spyOn(t.server.reconciler, 'enqueue');
+    const VISITS = 4 * (AGENT_PING_MISSES + 1);
+    for (let k = 1; k <= VISITS; k++) {
+      for (let s = 0; s < PING_SLOTS; s++) await clock.advance(INTERVAL_MS / PING_SLOTS);
+      // Heard from by each pong, so pinged at every other visit (1st, 3rd, ...). Once this visit's
+      // ping has come (and been answered), a ping of ours, answered by the hub's WebSocket itself
+      // (not a hearing for the hub), proves the hub has read that pong before the next visit.
+      await expect.poll(() => pings, { timeout: 5_000 }).toBe(Math.ceil(k / 2));
+      const pongs = serverPongs;
+      quiet.ws.ping();
+      await expect.poll(() => serverPongs, { timeout: 5_000 }).toBe(pongs + 1);
+    }
+    expect(pings).toBe(VISITS / 2);
+    expect(quiet.ws.readyState).toBe(quiet.ws.OPEN);
+    expect(enqueue.mock.calls.filter(([e]) => e.type === EventType.CheckInstance && e.cause === 'disconnect')).toEqual([]);
+  });
+
+  it('visits every connection once when its sweep step fires an interval late (a busy event loop), not one slot per wake-up', async () => {
+    const INTERVAL_MS = 1_000;
+    const manual = new ManualClock(new Date());
+    // The server's clock reads `lag` ms ahead of when its timers fire: each timer fires late.
+    let lag = 0;
+    const clock: Clock = {
+      now: () => new Date(manual.nowMs() + lag),
+      nowMs: () => manual.nowMs() + lag,
+      schedule: (atMs: number, fn: () => void): TimerHandle => manual.schedule(atMs - lag, fn),
+      sleep: (ms: number) => manual.sleep(ms),
+    };
+    t = await new TestServer({ clock, groups: { default: { web: { size: 3, template: 'web' } } }, shard: { healthCheckInterval: `${INTERVAL_MS}ms` } }).start();
+    await t.settle();
+    const silent = await Promise.all(
+      t.server.db.listInstances().map(async (i) => {
+        const agent = await FakeAgent.connect(t!.url, i.id, t!.credential(i.id), { autoPong: false });
+        agents.push(agent);
+        await agent.next((m) => m.type === 'welcome');
+        return agent;
+      }),
+    );
+    const pings = silent.map(() => 0);
+    silent.forEach((agent, i) => agent.ws.on('ping', () => pings[i]!++));
+    // The three sit in three consecutive slots; the first step is due one slot from the first accept.
+    // It fires a whole interval late: every slot has fallen due, and each is visited once.
+    lag = INTERVAL_MS;
+    await manual.advance(INTERVAL_MS / PING_SLOTS);
+    await expect.poll(() => pings, { timeout: 5_000 }).toEqual([1, 1, 1]);
+    // Then one slot per step again, from the late step on: an interval later each was visited
+    // once more (not heard from: pinged again), not more.
+    for (let s = 0; s < PING_SLOTS + 2; s++) await manual.advance(INTERVAL_MS / PING_SLOTS);
+    await expect.poll(() => pings, { timeout: 5_000 }).toEqual([2, 2, 2]);
   });
 });
