@@ -46,7 +46,7 @@ export interface B3Result {
   /** The same, right after dropping the OS page cache (`rawCold` says how cold). */
   rawReadColdMs: number;
   rawReadColdRuns: number[];
-  rawCold: 'dropped page cache' | 'first read in a fresh connection, cache not dropped (not root)';
+  rawCold: 'dropped page cache' | 'first read in a fresh connection, cache not dropped (BENCH_DROP_CACHES not set, or not root)';
   /** wallMs / rawReadMs (warm: the pass also runs warm). */
   ratio: number;
   /** CPU time of the warm raw reads (median), and the pass's CPU time over it: the same ratio in CPU, steadier on a loaded machine. */
@@ -87,8 +87,12 @@ function runWorker<T>(mode: 'populate' | 'pass' | 'fleet', options: B3WorkerOpti
   });
 }
 
-/** Whether this process may drop the OS page cache (root on Linux). */
+/**
+ * Drops the OS page cache when asked to (`BENCH_DROP_CACHES=1`) and allowed to (root on Linux);
+ * false otherwise. Opt-in: dropping it slows every process on the machine, not only this bench.
+ */
 function dropPageCache(): boolean {
+  if (process.env.BENCH_DROP_CACHES !== '1') return false;
   try {
     writeFileSync('/proc/sys/vm/drop_caches', '1');
     return true;
@@ -179,7 +183,7 @@ export async function runB3(size: B3Size = 'b3', options: { paged?: boolean } = 
       rawReadWarmRuns: warmRuns,
       rawReadColdMs: round(median(coldRuns), 1),
       rawReadColdRuns: coldRuns,
-      rawCold: dropped ? 'dropped page cache' : 'first read in a fresh connection, cache not dropped (not root)',
+      rawCold: dropped ? 'dropped page cache' : 'first read in a fresh connection, cache not dropped (BENCH_DROP_CACHES not set, or not root)',
       ratio: round(pass.wallMs / rawReadMs, 2),
       rawReadCpuMs: median(warmCpu),
       rawStreamMs: round(median(streamRuns), 1),
