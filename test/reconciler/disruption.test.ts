@@ -18,6 +18,20 @@ function group(fields: Record<string, unknown>, shard: Record<string, unknown> =
   };
 }
 
+/**
+ * A group of 2 (cancel hold 2h) with an operator's drain requested on its first instance and the
+ * replacement up and reporting healthy: the next reconcile starts the drain.
+ */
+async function operatorDrainWithReplacementUp(): Promise<{ harness: Harness; a: { id: string } }> {
+  const harness = await new Harness({ config: group({ size: 2, disruption: { cancelHold: '2h' } }) }).start();
+  harness.reportHealthy();
+  const [a] = harness.byStatus('running');
+  await harness.reconciler.operator.requestDrain(a!.id, { force: false, actor: 'operator:alice' });
+  await harness.settle();
+  harness.reportHealthy();
+  return { harness, a: a! };
+}
+
 function ackAll(harness: Harness): void {
   for (const i of harness.byStatus('draining')) harness.reconciler.enqueue({ type: EventType.DrainAcked, tenant: 'default', groupKey: 'web', instanceId: i.id });
 }
@@ -244,20 +258,16 @@ describe('operator drains', () => {
   });
 
   it('cancels an operator drain: back in service, not picked again while held, the replacement removed', async () => {
-    h = await new Harness({ config: group({ size: 2, disruption: { cancelHold: '2h' } }) }).start();
-    h.reportHealthy();
-    const [a] = h.byStatus('running');
-    await h.reconciler.operator.requestDrain(a!.id, { force: false, actor: 'operator:alice' });
+    const { harness, a } = await operatorDrainWithReplacementUp();
+    h = harness;
     await h.settle();
-    h.reportHealthy();
-    await h.settle();
-    expect(h.db.getInstance(a!.id)?.status).toBe('draining');
-    const result = await h.reconciler.operator.cancelDrain(a!.id, 'operator:alice');
+    expect(h.db.getInstance(a.id)?.status).toBe('draining');
+    const result = await h.reconciler.operator.cancelDrain(a.id, 'operator:alice');
     expect(result.heldUntil.getTime()).toBe(h.clock.nowMs() + 2 * HOUR);
     await h.settle();
-    expect(h.db.getInstance(a!.id)).toMatchObject({ status: 'running', drainReason: null, drainDeadline: null });
+    expect(h.db.getInstance(a.id)).toMatchObject({ status: 'running', drainReason: null, drainDeadline: null });
     // The replacement made for it is the surplus and goes.
-    const replacement = h.live().find((i) => i.replaces === a!.id);
+    const replacement = h.live().find((i) => i.replaces === a.id);
     expect(replacement?.status).toBe('draining');
     // A scale-down drain cannot be cancelled, with the reason.
     h.loader.update(group({ size: 1, disruption: { cancelHold: '2h' } }));
@@ -270,14 +280,10 @@ describe('operator drains', () => {
   });
 
   it('cancels an operator drain that a reconcile started while the cancel was writing its hold (not yet visible, as with etcd)', async () => {
-    h = await new Harness({ config: group({ size: 2, disruption: { cancelHold: '2h' } }) }).start();
-    h.reportHealthy();
-    const [a] = h.byStatus('running');
-    await h.reconciler.operator.requestDrain(a!.id, { force: false, actor: 'operator:alice' });
-    await h.settle();
+    const { harness, a } = await operatorDrainWithReplacementUp();
+    h = harness;
     // The replacement is up; the next reconcile would start the drain.
-    h.reportHealthy();
-    expect(h.db.getInstance(a!.id)?.status).toBe('running');
+    expect(h.db.getInstance(a.id)?.status).toBe('running');
     // That reconcile runs while the cancel's first state write is in flight and not yet visible
     // (with etcd the write is seen when its answer comes back).
     const state = h.reconciler.operatorState;
@@ -287,16 +293,16 @@ describe('operator drains', () => {
       if (!interleaved) {
         interleaved = true;
         await h!.settle();
-        expect(h!.db.getInstance(a!.id)).toMatchObject({ status: 'draining', drainReason: 'operator' });
+        expect(h!.db.getInstance(a.id)).toMatchObject({ status: 'draining', drainReason: 'operator' });
       }
       await write(key, value);
     };
-    await h.reconciler.operator.cancelDrain(a!.id, 'operator:alice');
+    await h.reconciler.operator.cancelDrain(a.id, 'operator:alice');
     expect(interleaved).toBe(true);
-    expect(h.db.getInstance(a!.id)).toMatchObject({ status: 'running', drainReason: null, drainDeadline: null });
-    expect(h.db.listAudit({ instanceId: a!.id }).at(-1)).toMatchObject({ action: 'drainCancelled', reason: 'operator' });
+    expect(h.db.getInstance(a.id)).toMatchObject({ status: 'running', drainReason: null, drainDeadline: null });
+    expect(h.db.listAudit({ instanceId: a.id }).at(-1)).toMatchObject({ action: 'drainCancelled', reason: 'operator' });
     await h.settle();
-    expect(h.db.getInstance(a!.id)?.status).toBe('running');
+    expect(h.db.getInstance(a.id)?.status).toBe('running');
   });
 
   it('holds a cancelled drift rotation and reports it as RotationHeld until the hold ends', async () => {
