@@ -14,6 +14,14 @@ export const B1_SIZE = 1000;
 const TENANT = 'bench';
 const BULK = 'scale';
 const PROBE = 'probe';
+/**
+ * B2's probes are spread over this many groups (probe-0, probe-1, ...): a group is reconciled by
+ * one worker at a time, so 200 stops in one group within 6 s would measure that group's own
+ * serial work (each check waits for its status call), not urgent work overtaking bulk work.
+ */
+const PROBE_GROUPS = 10;
+const probeGroup = (k: number): string => `${PROBE}-${k % PROBE_GROUPS}`;
+const isProbeGroup = (group: string): boolean => group.startsWith(`${PROBE}-`);
 
 export interface B1Result {
   seconds: number;
@@ -72,6 +80,7 @@ export function b1Floor(p: B1Result['floor']): number {
 
 interface Probe {
   instanceId: string;
+  group: string;
   providerId: string;
   enqueuedAt: number;
   statusStart: number | null;
@@ -81,7 +90,7 @@ interface Probe {
 
 function config(bulkSize: number, probes: number): Record<string, unknown> {
   const groups: Record<string, { size: number; template: string }> = { [BULK]: { size: bulkSize, template: 'web' } };
-  if (probes > 0) groups[PROBE] = { size: probes, template: 'web' };
+  for (let g = 0; g < Math.min(probes, PROBE_GROUPS); g++) groups[probeGroup(g)] = { size: Math.ceil((probes - g) / PROBE_GROUPS), template: 'web' };
   return {
     shard: shardConfig(),
     templates: TEMPLATES,
@@ -99,7 +108,7 @@ export async function runScaleOut(options: ScaleOutOptions): Promise<{ b1: B1Res
     // Before the clock starts: the probe group (B2) is created and reports healthy.
     await reconciler.start();
     await reconciler.idle();
-    const probeInstances = db.listInstances({ tenant: TENANT, group: PROBE });
+    const probeInstances = db.listInstances({ tenant: TENANT }).filter((i) => isProbeGroup(i.group));
     if (probeInstances.length !== options.probes) throw new Error(`expected ${options.probes} probe instances, found ${probeInstances.length}`);
     for (const i of probeInstances) db.recordHealth(i.id, env.clock.now());
     await reconciler.idle();
@@ -131,11 +140,11 @@ export async function runScaleOut(options: ScaleOutOptions): Promise<{ b1: B1Res
           bulkCreateStarts++;
           firstCreateStart ??= t;
           lastCreateStart = t;
-        } else if (record.group === PROBE) {
+        } else if (isProbeGroup(record.group)) {
           // The replacement names what it replaces; failing that, it is the first create for
           // the group since the oldest probe still waiting.
           let probe = record.replaces ? probes.get(record.replaces) : undefined;
-          if (!probe || probe.createAt !== null) probe = [...probes.values()].find((p) => p.createAt === null);
+          if (!probe || probe.createAt !== null) probe = [...probes.values()].find((p) => p.createAt === null && p.group === record.group);
           if (probe && probe.createAt === null) probe.createAt = t;
         }
       }
@@ -165,12 +174,12 @@ export async function runScaleOut(options: ScaleOutOptions): Promise<{ b1: B1Res
         setTimeout(
           () => {
             const providerId = instance.providerId ?? '';
-            const probe: Probe = { instanceId: instance.id, providerId, enqueuedAt: 0, statusStart: null, statusEnd: null, createAt: null };
+            const probe: Probe = { instanceId: instance.id, group: instance.group, providerId, enqueuedAt: 0, statusStart: null, statusEnd: null, createAt: null };
             probes.set(instance.id, probe);
             probesByProvider.set(providerId, probe);
             provider.setStatus(providerId, 'stopped');
             probe.enqueuedAt = now();
-            reconciler.enqueue({ type: EventType.CheckInstance, tenant: TENANT, groupKey: PROBE, instanceId: instance.id, cause: 'probe' });
+            reconciler.enqueue({ type: EventType.CheckInstance, tenant: TENANT, groupKey: instance.group, instanceId: instance.id, cause: 'probe' });
           },
           250 + k * PROBE_SPACING_MS,
         ),
