@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { ConfigError, type ConfigIssue } from '../errors/index.js';
 import { parseDuration } from './duration.js';
+import type { LAUNCH_HOOK_RESULTS} from './schema.js';
 import { AGENT_PING_MISSES, configSchema, type ParsedConfig, type Quantity, type VoluntaryReason } from './schema.js';
 
 export type DroverConfig = ParsedConfig;
@@ -132,8 +133,8 @@ export interface GroupSettings {
   launchHook: LaunchHookSettings | null;
 }
 
-/** What completes a launch hook that nobody completed in time. */
-export type LaunchHookResult = 'continue' | 'abandon';
+/** How a launch hook is completed; also what completes one that nobody completed in time. */
+export type LaunchHookResult = (typeof LAUNCH_HOOK_RESULTS)[number];
 
 export interface LaunchHookSettings {
   /** From the provider's confirmation of the create until the hook times out. */

@@ -1,3 +1,4 @@
+export { LAUNCH_HOOK_RESULTS } from './schema.js';
 export { ConfigError, DEFAULT_MAX_DRAIN_TIMEOUT_MS, NO_DISRUPTION_LIMITS, brakeTimingDefaults, configuredGroups, maxDrainTimeoutOf, formatPath, groupSettings, groupSizing, parseConfig, templateHash } from './config.js';
 export type { AutoscaleSpec, BudgetSpec, ConfigIssue, DisruptionSettings, DroverConfig, GroupSettings, GroupSizing, LaunchHookResult, LaunchHookSettings, ParseResult, ScheduleSpec, ShardConfig, TemplateSpec } from './config.js';
 export { CronSchedule, CronWindow, cronProblem } from './cron.js';

@@ -10,6 +10,9 @@ import { awsTemplateSchema } from './aws-template.js';
 import { hetznerTemplateSchema } from './hetzner-template.js';
 import { NOTIFICATION_EVENT_TYPES } from './notification-events.js';
 
+/** How a launch hook is completed (by an operator, the instance, or its timeout's `onTimeout`). */
+export const LAUNCH_HOOK_RESULTS = ['continue', 'abandon'] as const;
+
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const NAME_RULE = 'must be 1-63 letters, digits, "_", "." or "-", starting with a letter or digit';
 
@@ -192,7 +195,7 @@ const launchHookSchema = z.strictObject({
   timeout: duration
     .refine((ms) => ms >= LAUNCH_HOOK_MIN_TIMEOUT_MS && ms <= LAUNCH_HOOK_MAX_TIMEOUT_MS, { message: 'must be from 10s to 24h' })
     .default(600_000),
-  onTimeout: z.enum(['continue', 'abandon'], { error: 'must be "continue" or "abandon"' }).default('abandon'),
+  onTimeout: z.enum(LAUNCH_HOOK_RESULTS, { error: 'must be "continue" or "abandon"' }).default('abandon'),
 });
 
 const groupSchema = z.strictObject({

@@ -10,6 +10,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { LAUNCH_HOOK_RESULTS } from '../config/index.js';
 import { NotFoundError } from '../errors/index.js';
 import type { Reconciler } from '../reconciler/index.js';
 import type { LocalDb } from '../store/index.js';
@@ -25,7 +26,7 @@ export interface HookRouteDeps {
 const MAX_ID_LENGTH = 200;
 
 export const launchHookBody = z.strictObject(
-  { result: z.enum(['continue', 'abandon'], { error: 'result must be "continue" or "abandon"' }) },
+  { result: z.enum(LAUNCH_HOOK_RESULTS, { error: 'result must be "continue" or "abandon"' }) },
   // (Only for a body that is no object: an unknown field keeps zod's message, which names it.)
   { error: (issue) => (issue.code === 'invalid_type' ? 'the body must be a JSON object such as {"result": "continue"}' : undefined) },
 );
@@ -34,7 +35,7 @@ export const launchHookBody = z.strictObject(
 export const launchHookViewSchema = z
   .strictObject({
     instanceId: z.string(),
-    result: z.enum(['continue', 'abandon']),
+    result: z.enum(LAUNCH_HOOK_RESULTS),
     launchHook: z.enum(['continued', 'abandoned']).meta({ description: "The hook's state now: `continued` (in service once healthy) or `abandoned` (being replaced)." }),
   })
   .meta({ id: 'LaunchHookResult', description: 'What `POST /v1/instances/{id}/hooks/launch` answers.' });

@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import type { TenantSleep } from '../state/index.js';
+import { LAUNCH_HOOK_RESULTS } from '../config/index.js';
 import { NOTIFICATION_EVENT_TYPES } from '../config/notification-events.js';
 import type { EndpointStatus, NotificationEvent } from '../notifications/index.js';
 import { INSTANCE_STATUSES, LAUNCH_HOOK_STATES, OUTBOX_STATES, type AuditAction, type AuditEntry, type InstanceRecord } from '../store/index.js';
@@ -188,7 +189,7 @@ export const planActionSchema = z
     z.strictObject({ kind: z.literal('dispatchDelete'), instanceId: z.string(), message: z.string() }),
     z.strictObject({ kind: z.literal('forget'), instanceId: z.string(), reason: z.enum(FORGET_REASONS), message: z.string() }),
     z.strictObject({ kind: z.literal('check'), instanceId: z.string(), cause: z.string(), message: z.string() }),
-    z.strictObject({ kind: z.literal('launchHook'), instanceId: z.string(), result: z.enum(['continue', 'abandon']), cause: z.enum(['timeout', 'unconfigured']), message: z.string() }),
+    z.strictObject({ kind: z.literal('launchHook'), instanceId: z.string(), result: z.enum(LAUNCH_HOOK_RESULTS), cause: z.enum(['timeout', 'unconfigured']), message: z.string() }),
   ])
   .meta({ id: 'PlanAction', description: 'One step of a dry-run plan.' });
 
@@ -403,7 +404,7 @@ const eventSchema = z
     auditSeq: int.nullable().meta({ description: 'The audit entry it comes from, when it comes from one.' }),
     drainDeadline: z.string().optional().meta({ description: "drainDeadlineNear: the drain's deadline (ISO 8601)." }),
     launchHook: z
-      .strictObject({ result: z.enum(['continue', 'abandon']), timedOut: z.boolean() })
+      .strictObject({ result: z.enum(LAUNCH_HOOK_RESULTS), timedOut: z.boolean() })
       .optional()
       .meta({ description: 'launchHookCompleted: how the hook ended, and whether by its timeout (`onTimeout`).' }),
   })
