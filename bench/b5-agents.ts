@@ -96,6 +96,13 @@ export interface B5Result {
   /** Agents the run started (`B5_AGENTS`); `agents` and `reportersInWindow` must equal it. */
   agentsStarted?: number;
   /** CPU of all agent host processes together over the window, in cores (context: the machine's load). */
+  /** The server's CPU in the window split into user and kernel time (the kernel's: sockets, SQLite's writes). */
+  cpuUserShare?: number;
+  cpuSystemShare?: number;
+  /** Garbage collection in the server during the window: summed and longest pause (ms), major collections. */
+  gcMs?: number;
+  gcMaxMs?: number;
+  gcMajor?: number;
   agentsCpuShare?: number;
   agentProcesses?: number;
   /** Warnings and errors the agents logged during the window (must be 0). */
@@ -401,6 +408,11 @@ export async function runB5(): Promise<B5Result> {
       agents,
       p99Ms: round(percentile(lat, 99), 1),
       cpuShare: round((win.userUs + win.systemUs) / 1000 / win.wallMs, 3),
+      cpuUserShare: round(win.userUs / 1000 / win.wallMs, 3),
+      cpuSystemShare: round(win.systemUs / 1000 / win.wallMs, 3),
+      gcMs: round(win.gcMs, 1),
+      gcMaxMs: round(win.gcMaxMs, 1),
+      gcMajor: win.gcMajor,
       detectKillMs: round(kill.disconnectMs[B5_KILLED - 1]!, 1),
       status: 'measured',
       p50Ms: round(percentile(lat, 50), 1),

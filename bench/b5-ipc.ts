@@ -45,6 +45,10 @@ export interface ServerWindow {
   reconcileMs: number | null;
   /** Time the server's main thread spent runnable but waiting for a core (/proc/self/schedstat), ms; null off Linux. */
   runDelayMs: number | null;
+  /** Garbage collections in the window (PerformanceObserver 'gc'): their summed and longest pause, ms, and how many were major (mark-compact). */
+  gcMs: number;
+  gcMaxMs: number;
+  gcMajor: number;
 }
 
 export interface ServerKill {

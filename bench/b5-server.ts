@@ -15,7 +15,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { constants as perfConstants, monitorEventLoopDelay, performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { startDroverServer } from '../src/app/drover-server.js';
 import { EventType, SimProvider, SystemClock, type ReconcileEvent } from '../src/index.js';
@@ -129,6 +129,18 @@ async function reconciles(): Promise<{ count: number; ms: number } | null> {
   return { count: sum('drover_reconcile_duration_seconds_count'), ms: sum('drover_reconcile_duration_seconds_sum') * 1000 };
 }
 
+/** GC pauses during the window. */
+const gc = { ms: 0, maxMs: 0, major: 0 };
+const gcObserver = new PerformanceObserver((list) => {
+  if (!window) return;
+  for (const entry of list.getEntries() as Array<PerformanceEntry & { detail?: { kind?: number } }>) {
+    gc.ms += entry.duration;
+    gc.maxMs = Math.max(gc.maxMs, entry.duration);
+    if (entry.detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) gc.major++;
+  }
+});
+gcObserver.observe({ entryTypes: ['gc'] });
+
 let measured: { wall: number; cpu: NodeJS.CpuUsage; delay: ReturnType<typeof monitorEventLoopDelay>; runDelay: number | null; reconciles: { count: number; ms: number } | null } | null = null;
 
 serve<ServerCommand>(async (body) => {
@@ -146,6 +158,7 @@ serve<ServerCommand>(async (body) => {
         await profiler.post('Profiler.start');
       }
       window = { latencies: [], reporters: new Set() };
+      Object.assign(gc, { ms: 0, maxMs: 0, major: 0 });
       measured = { wall: performance.now(), cpu: process.cpuUsage(), delay, runDelay: runDelayNs(), reconciles: before };
       return null;
     }
@@ -175,6 +188,9 @@ serve<ServerCommand>(async (body) => {
         reconciles: after && measured.reconciles ? after.count - measured.reconciles.count : null,
         reconcileMs: after && measured.reconciles ? after.ms - measured.reconciles.ms : null,
         runDelayMs: runDelay !== null && measured.runDelay !== null ? (runDelay - measured.runDelay) / 1e6 : null,
+        gcMs: gc.ms,
+        gcMaxMs: gc.maxMs,
+        gcMajor: gc.major,
       };
       window = null;
       measured = null;

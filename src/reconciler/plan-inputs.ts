@@ -65,6 +65,16 @@ export class PlanInputs {
   }
 
   /**
+   * When the group's first health report goes stale, from the store alone (no plan): the oldest
+   * report the plan judges, counted from when the reconciler began observing (as the plan does),
+   * plus `staleAfterMs`. Null when no running instance has reported.
+   */
+  nextSilenceAt(tenant: string, group: string, staleAfterMs: number): number | null {
+    const oldest = this.deps.ctx.store.earliestHealthAt(tenant, group);
+    return oldest === null ? null : Math.max(oldest.getTime(), this.deps.observingSince()) + staleAfterMs;
+  }
+
+  /**
    * The create hold in force for a group, if its key still matches the group's size and template.
    * A hold set because retries ran out lasts one resync interval (10 min when resync is off).
    */

@@ -23,6 +23,12 @@ export interface ReconcilerStore {
   getInstance(id: string): InstanceRecord | null;
   liveInstances(tenant: string, group: string): InstanceRecord[];
   departedInstances(tenant: string, group: string, since: Date): InstanceRecord[];
+  /**
+   * The oldest last health report among the group's running instances that the plan judges by
+   * the age of their reports (reported at least once, no termination notice, not judged unhealthy
+   * since), or null when there is none. May count more instances than the plan judges, never fewer.
+   */
+  earliestHealthAt(tenant: string, group: string): Date | null;
   listInstances(filter?: InstanceFilter): InstanceRecord[];
   /**
    * Every instance not deleted, only the fields provider sync needs (a narrow full read),

@@ -59,3 +59,51 @@ describe('first health reports of a booting group (bench B5)', () => {
     expect(plansDuringReports).toBe(50);
   });
 });
+
+describe('wake-ups for health reports going stale (bench B5)', () => {
+  const reporting = async (): Promise<{ harness: Harness; plans: () => number }> => {
+    let reconciled = 0;
+    const harness = new Harness({
+      // No periodic resync: the only wake-ups left are the plan's own.
+      config: configWith({ default: { web: { template: 'web', size: 20 } } }, { resyncInterval: 0 }),
+      reconciler: { observer: { reconciled: () => void reconciled++ } },
+    });
+    await harness.start();
+    harness.reportHealthy();
+    await harness.settle();
+    return { harness, plans: () => reconciled };
+  };
+
+  it('do not replan a group whose agents keep reporting', async () => {
+    const { harness, plans } = await reporting();
+    h = harness;
+    const before = plans();
+    const timerBefore = h.db.listTimers().find((t) => t.key.includes('default/web'));
+    // 30 minutes of reports every health interval (60 s): the oldest report nears the threshold
+    // (3 intervals) ten times. Each time the store says none is stale, so nothing is planned.
+    await h.runHealthy(30 * 60_000, 60_000);
+    expect(plans() - before).toBe(0);
+    // The wake-up moved on with the reports: it is the oldest report's threshold, still durable.
+    const timer = h.db.listTimers().find((t) => t.key.includes('default/web'));
+    expect(timer?.dueAt).toBeGreaterThan(timerBefore!.dueAt);
+    expect(timer?.dueAt).toBeLessThanOrEqual(h.clock.nowMs() + 3 * 60_000);
+  });
+
+  it('still check an instance at the moment its report goes stale', async () => {
+    const { harness, plans } = await reporting();
+    h = harness;
+    await h.runHealthy(10 * 60_000, 60_000);
+    const [silent] = h.byStatus('running');
+    const lastReport = h.db.getInstance(silent!.id)!.healthAt!.getTime();
+    const checks: number[] = [];
+    h.provider.onCallStart((c) => {
+      if (c.op === 'status' && c.providerId === silent!.providerId) checks.push(c.at);
+    });
+    const before = plans();
+    await h.runHealthy(5 * 60_000, 60_000, [silent!.id]);
+    // Asked at the threshold (3 intervals after its last report), to the millisecond, then drained.
+    expect(checks[0]).toBe(lastReport + 3 * 60_000);
+    expect(h.db.getInstance(silent!.id)).toMatchObject({ status: 'draining', drainReason: 'unhealthy' });
+    expect(plans() - before).toBeGreaterThan(0);
+  });
+});

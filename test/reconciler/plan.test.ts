@@ -40,6 +40,21 @@ describe('planGroup', () => {
     expect(plan.wakeAt).not.toBeNull(); // the next health deadline
   });
 
+  it('marks a wake-up that is only for a health report going stale, with the next other wake-up', () => {
+    const oldest = inst({ healthAt: new Date(NOW - 2 * MIN) });
+    const plan = planGroup(input([oldest, inst({ healthAt: new Date(NOW - 30_000) })], { settings: settings({ size: 2, forcedAgeMs: 120 * MIN }) }));
+    // The oldest report goes stale 3 intervals after it, before any instance's forced age.
+    expect(plan.wakeAt?.getTime()).toBe(NOW + MIN);
+    expect(plan.silenceWake).toEqual({ otherWakeAt: new Date(oldest.createdAt.getTime() + 120 * MIN), staleAfterMs: 3 * MIN });
+  });
+
+  it('does not mark a wake-up that another deadline sets first', () => {
+    const draining = inst({ status: 'draining', drainReason: 'operator', drainDeadline: new Date(NOW + 10_000), healthAt: new Date(NOW) });
+    const plan = planGroup(input([draining, inst({ healthAt: new Date(NOW - 2 * MIN) }), inst(), inst()]));
+    expect(plan.wakeAt?.getTime()).toBe(NOW + 10_000);
+    expect(plan.silenceWake).toBeNull();
+  });
+
   it('asks the provider before judging an instance whose health is overdue', () => {
     const silent = inst({ healthAt: new Date(NOW - 4 * MIN) });
     const plan = planGroup(input([silent, inst(), inst()]));

@@ -94,7 +94,13 @@ afterEach(() => {
 /** Plans as planGroup does, then changed by `change` (a bug planted in the plan). */
 function plantInPlan(change: (plan: Plan, input: PlanInput) => Plan): void {
   const original = planModule.planGroup;
-  vi.spyOn(planModule, 'planGroup').mockImplementation((input) => change(original(input), input));
+  vi.spyOn(planModule, 'planGroup').mockImplementation((input) => {
+    const plan = original(input);
+    const planted = change(plan, input);
+    // `silenceWake` describes the plan's own wake-up: a plant that moves the wake-up takes it away
+    // (the reconciler would otherwise skip the planted wake-up as one for health reports only).
+    return planted.wakeAt?.getTime() === plan.wakeAt?.getTime() ? planted : { ...planted, silenceWake: null };
+  });
 }
 
 /**

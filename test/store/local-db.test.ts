@@ -333,6 +333,24 @@ describe('LocalDb', () => {
       expect(db.liveInstances('default', 'web').map((r) => r.id)).toEqual(['old', 'middle', 'young']);
     });
 
+    it('gives the oldest health report among the running instances the plan judges by report age', () => {
+      const db = open();
+      expect(db.earliestHealthAt('default', 'web')).toBeNull();
+      db.insertInstance(newInstance('fresh', { status: 'running', healthAt: at(5_000) }));
+      db.insertInstance(newInstance('judged', { status: 'running', healthAt: at(1_000), unhealthyAt: at(2_000) }));
+      db.insertInstance(newInstance('noticed', { status: 'running', healthAt: at(1_000), noticeDeadline: at(9_000) }));
+      db.insertInstance(newInstance('draining', { status: 'draining', healthAt: at(1_000) }));
+      db.insertInstance(newInstance('never', { status: 'running' }));
+      db.insertInstance(newInstance('gone', { status: 'deleted', healthAt: at(1_000), deletedAt: at(1_500) }));
+      db.insertInstance(newInstance('other-group', { group: 'api', status: 'running', healthAt: at(1_000) }));
+      expect(db.earliestHealthAt('default', 'web')).toEqual(at(5_000));
+      // Reported after being judged: judged by report age again.
+      db.insertInstance(newInstance('recovered', { status: 'running', healthAt: at(3_000), unhealthyAt: at(2_500) }));
+      expect(db.earliestHealthAt('default', 'web')).toEqual(at(3_000));
+      db.recordHealthBatch([{ instanceId: 'recovered', at: at(6_000) }]);
+      expect(db.earliestHealthAt('default', 'web')).toEqual(at(5_000));
+    });
+
     it('stops listing an instance as live once it is marked deleted', () => {
       const db = open();
       db.insertInstance(newInstance('i-1'));

@@ -245,7 +245,7 @@ function classifyRunning(
   }
   const staleAt = Math.max(healthAt, input.observingSince) + staleAfterMs;
   if (staleAt > now) {
-    out.wakeAt(staleAt);
+    out.silentAt(staleAt);
     return;
   }
   found.unhealthyIds.push(inst.id);

@@ -156,11 +156,21 @@ export class PhaseBuilder {
   readonly blocked: Block[] = [];
   readonly leaving = new Map<string, string>();
   private wake: number | null = null;
+  private silence: number | null = null;
 
   constructor(private readonly now: number) {}
 
   wakeAt(t: number | null | undefined): void {
     this.wake = earliest(this.now, this.wake, t);
+  }
+
+  /**
+   * A running instance's last health report goes stale at `t`. A wake-up of its own kind
+   * (`Plan.silenceWake`): the reconciler can tell whether any report has gone stale from the
+   * store, without a plan.
+   */
+  silentAt(t: number): void {
+    this.silence = earliest(this.now, this.silence, t);
   }
 
   leave(inst: InstanceRecord, reason: DrainReason, deadlineMs: number, unhealthyAt: number | null, message: string): void {
@@ -170,7 +180,7 @@ export class PhaseBuilder {
     this.wakeAt(wakeAt);
   }
 
-  result(): { actions: PlanAction[]; blocked: Block[]; wakeAt: number | null; leaving: ReadonlyMap<string, string> } {
-    return { actions: this.actions, blocked: this.blocked, wakeAt: this.wake, leaving: this.leaving };
+  result(): { actions: PlanAction[]; blocked: Block[]; wakeAt: number | null; silenceWakeAt: number | null; leaving: ReadonlyMap<string, string> } {
+    return { actions: this.actions, blocked: this.blocked, wakeAt: this.wake, silenceWakeAt: this.silence, leaving: this.leaving };
   }
 }

@@ -75,7 +75,9 @@ export function planGroup(input: PlanInput): Plan {
     // An instance chosen to leave needs no health check any more, nor its launch hook completed.
     .filter((a) => (a.kind !== 'check' && a.kind !== 'launchHook') || !allLeaving.has(a.instanceId));
   const sizing = input.sizing ?? null;
-  const wake = earliest(now, ...phases.map((p) => p.wakeAt), sizing?.wakeAt?.getTime() ?? null);
+  const otherWake = earliest(now, ...phases.map((p) => p.wakeAt), sizing?.wakeAt?.getTime() ?? null);
+  const silenceWake = earliest(now, ...phases.map((p) => p.silenceWakeAt));
+  const wake = earliest(now, otherWake, silenceWake);
   const blocked = phases.flatMap((p) => p.blocked);
   const autoscaleBlock = sizing?.autoscale?.blocked;
   if (autoscaleBlock) {
@@ -98,6 +100,7 @@ export function planGroup(input: PlanInput): Plan {
     actions,
     blocked,
     wakeAt: wake === null ? null : new Date(wake),
+    silenceWake: silenceWake !== null && silenceWake === wake ? { otherWakeAt: otherWake === null ? null : new Date(otherWake), staleAfterMs: frame.staleAfterMs } : null,
     summary: {
       size,
       live: input.instances.filter((i) => !classified.forgotten.has(i.id)).length,

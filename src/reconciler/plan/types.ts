@@ -83,8 +83,16 @@ export interface Plan {
   configured: boolean;
   actions: PlanAction[];
   blocked: Block[];
-  /** When the plan's answer changes by the passage of time alone (a deadline, an age, a schedule), if ever. */
+  /** When the plan's answer changes by the passage of time alone (a deadline, an age, a schedule, a health report going stale), if ever. */
   wakeAt: Date | null;
+  /**
+   * Set when `wakeAt` is only for health reports going stale: no other wake-up comes before it.
+   * Until `otherWakeAt`, the plan then changes by time alone only once some running instance's
+   * last report is older than `staleAfterMs` (from when the reconciler began observing), which
+   * the store answers without reading the group: a big group whose agents keep reporting need
+   * not be planned every time its oldest report nears the threshold (bench B5).
+   */
+  silenceWake: { otherWakeAt: Date | null; staleAfterMs: number } | null;
   summary: GroupSummary;
   /** What sets the group's size and why (null for a group no longer configured, or planned without it). */
   sizing: SizeDecision | null;
@@ -144,6 +152,9 @@ export interface PlanInput {
 export interface PhaseResult {
   actions: PlanAction[];
   blocked: Block[];
+  /** Wake-ups for other reasons. */
   wakeAt: number | null;
+  /** When the earliest running instance's last health report goes stale (see `Plan.silenceWake`). */
+  silenceWakeAt?: number | null;
   leaving: ReadonlyMap<string, string>;
 }
