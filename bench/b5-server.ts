@@ -129,6 +129,32 @@ async function reconciles(): Promise<{ count: number; ms: number } | null> {
   return { count: sum('drover_reconcile_duration_seconds_count'), ms: sum('drover_reconcile_duration_seconds_sum') * 1000 };
 }
 
+/** The hub's group commits during the window: summed and longest (ms), and the slow ones (over 20 ms). */
+const commits = { ms: 0, maxMs: 0, slow: 0, count: 0 };
+const recordHealthBatch = server.db.recordHealthBatch.bind(server.db);
+server.db.recordHealthBatch = (reports) => {
+  const started = performance.now();
+  try {
+    return recordHealthBatch(reports);
+  } finally {
+    const ms = performance.now() - started;
+    if (window) {
+      commits.ms += ms;
+      commits.count++;
+      commits.maxMs = Math.max(commits.maxMs, ms);
+      if (ms > 20) commits.slow++;
+    }
+  }
+};
+/** Event-loop stalls over 50 ms in the window: when (ms into it) and how long, to set beside the commits and GC. */
+let stalls: Array<{ atMs: number; ms: number }> = [];
+let lastBeat = performance.now();
+setInterval(() => {
+  const t = performance.now();
+  if (window && measured && t - lastBeat > 60) stalls.push({ atMs: Math.round(lastBeat - measured.wall), ms: Math.round(t - lastBeat - 10) });
+  lastBeat = t;
+}, 10).unref();
+
 /** GC pauses during the window. */
 const gc = { ms: 0, maxMs: 0, major: 0 };
 const gcObserver = new PerformanceObserver((list) => {
@@ -159,6 +185,8 @@ serve<ServerCommand>(async (body) => {
       }
       window = { latencies: [], reporters: new Set() };
       Object.assign(gc, { ms: 0, maxMs: 0, major: 0 });
+      Object.assign(commits, { ms: 0, maxMs: 0, slow: 0, count: 0 });
+      stalls = [];
       measured = { wall: performance.now(), cpu: process.cpuUsage(), delay, runDelay: runDelayNs(), reconciles: before };
       return null;
     }
@@ -168,6 +196,9 @@ serve<ServerCommand>(async (body) => {
       const runDelay = runDelayNs();
       const wallMs = performance.now() - measured.wall;
       measured.delay.disable();
+      // The window ends here: what follows (writing the profile, the /metrics scrape) is not measured.
+      const win = window;
+      window = null;
       if (profiler && profileDir) {
         const { profile } = await profiler.post('Profiler.stop');
         writeFileSync(join(profileDir, 'b5-server-window.cpuprofile'), JSON.stringify(profile));
@@ -179,8 +210,8 @@ serve<ServerCommand>(async (body) => {
         wallMs,
         userUs: cpu.user,
         systemUs: cpu.system,
-        latenciesMs: window.latencies,
-        reporters: window.reporters.size,
+        latenciesMs: win.latencies,
+        reporters: win.reporters.size,
         loopDelayP99Ms: measured.delay.percentile(99) / 1e6,
         loopDelayMaxMs: measured.delay.max / 1e6,
         rssMb: process.memoryUsage.rss() / 1024 / 1024,
@@ -191,8 +222,9 @@ serve<ServerCommand>(async (body) => {
         gcMs: gc.ms,
         gcMaxMs: gc.maxMs,
         gcMajor: gc.major,
+        commits: { ...commits },
+        stalls,
       };
-      window = null;
       measured = null;
       return result;
     }

@@ -279,18 +279,10 @@ export async function startDroverServer(options: DroverServerOptions): Promise<D
       const s = late.reconciler?.stats();
       return { depth: s?.queueDepth ?? 0, runningSinceMs: s?.runningSinceMs ?? [], providerWaiting: s?.providerWaiting ?? 0, providerInFlight: s?.providerInFlight ?? 0 };
     },
-    instanceCounts: () => {
-      const counts = new Map<string, { tenant: string; group: string; status: string; count: number }>();
-      for (const r of db.listInstances()) {
-        const key = `${r.tenant}/${r.group}/${r.status}`;
-        const entry = counts.get(key) ?? { tenant: r.tenant, group: r.group, status: r.status, count: 0 };
-        entry.count++;
-        counts.set(key, entry);
-      }
-      return [...counts.values()];
-    },
+    // Counted in SQL from the live-by-group index, not by reading every row.
+    instanceCounts: () => db.liveCountsByGroup(),
     groups: () =>
-      (late.reconciler?.planAll() ?? []).map((p) => ({
+      (late.reconciler?.currentPlans() ?? []).map((p) => ({
         tenant: p.tenant,
         group: p.group,
         size: p.summary.size,

@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import * as planModule from '../../src/reconciler/plan.js';
 import { Harness, configWith } from '../helpers/harness.js';
 
 let h: Harness | undefined;
@@ -105,5 +106,27 @@ describe('wake-ups for health reports going stale (bench B5)', () => {
     expect(checks[0]).toBe(lastReport + 3 * 60_000);
     expect(h.db.getInstance(silent!.id)).toMatchObject({ status: 'draining', drainReason: 'unhealthy' });
     expect(plans() - before).toBeGreaterThan(0);
+  });
+});
+
+describe('current plans for metrics', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('are the last reconcile\'s plans, not planned again, while a group not reconciled yet is planned', async () => {
+    h = new Harness({ config: configWith({ default: { web: { template: 'web', size: 3 }, api: { template: 'web', size: 2 } } }, { resyncInterval: 0 }) });
+    await h.start();
+    h.reportHealthy();
+    await h.settle();
+    const planned = vi.spyOn(planModule, 'planGroup');
+    const plans = h.reconciler.currentPlans();
+    expect(planned).not.toHaveBeenCalled();
+    expect(plans.map((p) => [p.group, p.summary.size, p.summary.live])).toEqual(expect.arrayContaining([['web', 3, 3], ['api', 2, 2]]));
+    // A group the config adds is planned on the spot until it is reconciled.
+    h.loader.update(configWith({ default: { web: { template: 'web', size: 3 }, api: { template: 'web', size: 2 }, batch: { template: 'worker', size: 1 } } }, { resyncInterval: 0 }));
+    const withNew = h.reconciler.currentPlans();
+    expect(withNew.find((p) => p.group === 'batch')?.summary.size).toBe(1);
+    expect(planned).toHaveBeenCalledTimes(1);
   });
 });
