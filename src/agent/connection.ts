@@ -16,7 +16,7 @@
  * - HA. A refusal with 503 (a replica that does not lead, an election in progress) is retried
  *   within at most a second, on the server its `X-Drover-Leader` header names when that is one
  *   of the configured servers, else on the next one.
- * - Silence. A connection on which nothing (no message, no ping) is heard for `serverSilenceMs`
+ * - Silence. A connection on which nothing (no message, no ping, no pong) is heard for `serverSilenceMs`
  *   (default max(2.5 × interval, 3 s)) is treated as gone: terminated, then reconnected.
  * - Welcome. A `welcome` sets the health interval (clamped to [10 ms, 24 h]; the configured one
  *   until the first welcome), resets the backoff and the refusal count, and opens the connection
@@ -38,7 +38,7 @@ import { InternalError, errorMessage } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { backoffDelayMs } from '../util/backoff.js';
 import type { AgentConfig } from './config.js';
-import { AGENT_PATH, CLOSE, INSTANCE_HEADER, parseServerMessage, type AgentMessage, type ServerMessage } from './protocol.js';
+import { AGENT_PATH, CLOSE, HEARTBEAT_HEADER, HEARTBEAT_PONG, INSTANCE_HEADER, parseServerMessage, type AgentMessage, type ServerMessage } from './protocol.js';
 
 const MIN_INTERVAL_MS = 10;
 const MAX_INTERVAL_MS = 24 * 3_600_000;
@@ -226,7 +226,7 @@ export class ServerConnection {
       log.debug({ url }, 'connecting to server');
       const WS = this.options.WebSocketImpl ?? WebSocket;
       const { instanceId } = this.options.config;
-      const ws = new WS(url, { headers: { [INSTANCE_HEADER]: instanceId, authorization: `Bearer ${this.credential}` }, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, ...tls });
+      const ws = new WS(url, { headers: { [INSTANCE_HEADER]: instanceId, [HEARTBEAT_HEADER]: HEARTBEAT_PONG, authorization: `Bearer ${this.credential}` }, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, ...tls });
       return { ws, url };
     } catch (err) {
       log.error({ server, err: errorMessage(err) }, 'invalid server address');
@@ -268,7 +268,11 @@ export class ServerConnection {
       this.armSilenceCheck(gen);
       logger.debug({ url }, 'connected; waiting for welcome');
     });
+    // A ping, or a pong the server sends unasked as a heartbeat (HEARTBEAT_HEADER), is a hearing.
     ws.on('ping', () => {
+      this.lastHeardMs = clock.nowMs();
+    });
+    ws.on('pong', () => {
       this.lastHeardMs = clock.nowMs();
     });
     ws.on('message', (data, isBinary) => {

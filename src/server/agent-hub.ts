@@ -23,8 +23,10 @@
  * - Pings: a connection heard from is pinged at every other visit only (its reports already say
  *   it is there), so that a reporting agent costs the hub one ping every two intervals instead of
  *   one each; it still hears the server at least every 2 intervals, within the agent's silence
- *   limit (max(2.5 intervals, 3 s), connection.ts). A connection not heard from is pinged at
- *   every visit. On loopback each ping is a socket write that also runs the peer's receive path;
+ *   limit (max(2.5 intervals, 3 s), connection.ts). An agent that announced HEARTBEAT_HEADER gets
+ *   an unsolicited pong there instead, which it does not answer: the hub has no answer to read
+ *   (a thousand reads a second at 10,000 agents). A connection not heard from is pinged at every
+ *   visit. On loopback each ping is a socket write that also runs the peer's receive path;
  *   at 10,000 agents the pings were a fifth of the hub's time.
  * - One sweep timer serves every connection (`PING_SLOTS` below), not a timer per connection: at
  *   10,000 agents that is 10 wake-ups a second instead of 2,000 timers armed and fired, and the
@@ -36,7 +38,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock, TimerHandle } from '../clock/index.js';
 import { AGENT_PING_MISSES } from '../config/index.js';
 import type { AgentCredentials } from '../agent/credentials.js';
-import { AGENT_PATH, CLOSE, INSTANCE_HEADER, parseAgentMessage, type AgentMessage, type ServerMessage } from '../agent/protocol.js';
+import { AGENT_PATH, CLOSE, HEARTBEAT_HEADER, HEARTBEAT_PONG, INSTANCE_HEADER, parseAgentMessage, type AgentMessage, type ServerMessage } from '../agent/protocol.js';
 import { EventType, type ReconcileEvent } from '../reconciler/index.js';
 import type { Logger } from '../logging/index.js';
 import type { InstanceRecord, LocalDb } from '../store/index.js';
@@ -112,6 +114,8 @@ interface Connection {
   suspect: boolean;
   /** Index into `AgentHub.slots`. */
   slot: number;
+  /** The agent counts an unsolicited pong as hearing from the server (HEARTBEAT_HEADER). */
+  pongHeartbeat: boolean;
 }
 
 export class AgentHub {
@@ -188,7 +192,8 @@ export class AgentHub {
       refuse(403, 'retired', `instance ${instanceId} is deleted; its credential is no longer valid`);
       return true;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, record));
+    const pongHeartbeat = header(req, HEARTBEAT_HEADER) === HEARTBEAT_PONG;
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, record, pongHeartbeat));
     return true;
   }
 
@@ -240,7 +245,7 @@ export class AgentHub {
   }
 
   /** `record`: the instance as read when its upgrade was accepted (one read per connection). */
-  private accept(ws: WebSocket, record: InstanceRecord): void {
+  private accept(ws: WebSocket, record: InstanceRecord, pongHeartbeat: boolean): void {
     const { id: instanceId, tenant, group } = record;
     const previous = this.connections.get(instanceId);
     if (previous) {
@@ -248,7 +253,7 @@ export class AgentHub {
       this.unslot(previous);
       previous.ws.close(CLOSE.superseded, 'superseded by a newer connection');
     }
-    const conn: Connection = { ws, instanceId, tenant, group, saidGoodbye: false, heard: true, lastHeardMs: this.options.clock.nowMs(), pinged: false, suspect: false, slot: this.nextSlot };
+    const conn: Connection = { ws, instanceId, tenant, group, saidGoodbye: false, heard: true, lastHeardMs: this.options.clock.nowMs(), pinged: false, suspect: false, slot: this.nextSlot, pongHeartbeat };
     this.nextSlot = (this.nextSlot + 1) % PING_SLOTS;
     this.connections.set(instanceId, conn);
     const { clock, logger } = this.options;
@@ -318,16 +323,20 @@ export class AgentHub {
     for (const conn of slot) {
       if (conn.heard) {
         conn.heard = false;
-        // Alive: pinged every other visit, so that its agent hears the server within 2 intervals.
+        // Alive: pinged every other visit, so that its agent hears the server within 2 intervals;
+        // with a heartbeat it need not answer (a pong) where the agent takes one.
         conn.pinged = !conn.pinged;
+        if (conn.pinged && conn.pongHeartbeat) conn.ws.pong();
+        else if (conn.pinged) conn.ws.ping();
       } else {
+        // Not heard from: a ping, whose answer is what the hub waits for.
         conn.pinged = true;
         if (!conn.suspect) {
           conn.suspect = true;
           this.suspects.add(conn);
         }
+        conn.ws.ping();
       }
-      if (conn.pinged) conn.ws.ping();
     }
   }
 

@@ -208,6 +208,31 @@ describe('agent connection', () => {
     expect(server.sockets).toHaveLength(2);
   });
 
+  it('announces that it takes pongs as heartbeats, and counts an unsolicited pong from the server as hearing it', async () => {
+    server.intervalMs = 1_000;
+    let pongs = 0;
+    // Counts the pongs the agent's socket receives; its own listener runs in the same emit.
+    const PongCounting = class extends WebSocket {
+      constructor(...args: ConstructorParameters<typeof WebSocket>) {
+        super(...args);
+        this.on('pong', () => pongs++);
+      }
+    } as typeof WebSocket;
+    const welcomed = events.next('welcomed');
+    connect({ serverSilenceMs: 2_500, WebSocketImpl: PongCounting });
+    await welcomed;
+    expect(server.upgrades[0]!.headers['x-drover-heartbeat']).toBe('pong');
+    await clock.advance(2_000);
+    server.sockets[0]!.pong();
+    await expect.poll(() => pongs, { timeout: 5_000 }).toBe(1);
+    // Heard at 2 s: the checks at 3 and 4 s find 1 and 2 s of silence; the one at 5 s, 3 s.
+    await clock.advance(2_000);
+    expect(events.events.map((e) => e.kind)).toEqual(['welcomed']);
+    const disconnected = events.next('disconnected');
+    await clock.advance(1_000);
+    await disconnected;
+  });
+
   it('close(goodbye) says goodbye, closes with 1000, and does not reconnect', async () => {
     const welcomed = events.next('welcomed');
     const conn = connect({ WebSocketImpl: CountingWebSocket });

@@ -160,10 +160,13 @@ export class FakeAgent {
   /**
    * Connects; resolves once the server accepted (or rejects with the HTTP status it refused with).
    * `autoPong: false` makes an agent that never answers pings (a stopped process, seen from the server).
+   * `heartbeat: true` announces that it takes unsolicited pongs as heartbeats (as the real agent does).
    */
-  static connect(url: string, instanceId: string, credential: string, options: { autoPong?: boolean } = {}): Promise<FakeAgent> {
+  static connect(url: string, instanceId: string, credential: string, options: { autoPong?: boolean; heartbeat?: boolean } = {}): Promise<FakeAgent> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/agent`, { headers: { 'X-Drover-Instance': instanceId, Authorization: `Bearer ${credential}` }, autoPong: options.autoPong ?? true });
+      const headers: Record<string, string> = { 'X-Drover-Instance': instanceId, Authorization: `Bearer ${credential}` };
+      if (options.heartbeat) headers['X-Drover-Heartbeat'] = 'pong';
+      const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/agent`, { headers, autoPong: options.autoPong ?? true });
       const agent = new FakeAgent(ws, instanceId);
       ws.once('open', () => resolve(agent));
       ws.once('unexpected-response', (_req, res) => reject(new Error(`refused with HTTP ${res.statusCode}`)));

@@ -302,6 +302,41 @@ describe('liveness (one sweep timer for every connection)', () => {
     expect(enqueue.mock.calls.filter(([e]) => e.type === EventType.CheckInstance && e.cause === 'disconnect')).toEqual([]);
   });
 
+  it('keeps a reporting agent that takes pong heartbeats alive with pongs it need not answer, and pings it once it goes quiet', async () => {
+    const INTERVAL_MS = 1_000;
+    const clock = new ManualClock(new Date());
+    t = await new TestServer({ clock, shard: { healthCheckInterval: `${INTERVAL_MS}ms` } }).start();
+    await t.settle();
+    const [a] = t.server.db.listInstances();
+    // It never answers a ping: any ping the hub sent would go unanswered, and show.
+    const agent = await FakeAgent.connect(t.url, a!.id, t.credential(a!.id), { heartbeat: true, autoPong: false });
+    agents.push(agent);
+    await agent.next((m) => m.type === 'welcome');
+    let pings = 0;
+    agent.ws.on('ping', () => pings++);
+    let heartbeats = 0;
+    agent.ws.on('pong', () => heartbeats++);
+    const checks = vi.spyOn(t.server.reconciler, 'enqueue');
+    const VISITS = 6;
+    for (let k = 1; k <= VISITS; k++) {
+      // A message the hub answers: once answered, the hub has heard it before the next visit.
+      agent.send({ type: 'no such message' });
+      await expect.poll(() => agent.messages.filter((m) => m.type === 'error').length, { timeout: 5_000 }).toBe(k);
+      for (let s = 0; s < PING_SLOTS; s++) await clock.advance(INTERVAL_MS / PING_SLOTS);
+      // Heard from at every visit: a heartbeat at every other one (1st, 3rd, 5th), never a ping.
+      await expect.poll(() => heartbeats, { timeout: 5_000 }).toBe(Math.ceil(k / 2));
+    }
+    expect(pings).toBe(0);
+    // Quiet now: pinged at every visit, and let go once AGENT_PING_MISSES intervals pass unanswered.
+    for (let k = 1; k <= AGENT_PING_MISSES + 1; k++) {
+      for (let s = 0; s < PING_SLOTS; s++) await clock.advance(INTERVAL_MS / PING_SLOTS);
+    }
+    expect((await agent.closed).code).toBe(1006);
+    expect(pings).toBeGreaterThanOrEqual(AGENT_PING_MISSES);
+    expect(heartbeats).toBe(VISITS / 2);
+    await expect.poll(() => checks.mock.calls.some(([e]) => e.type === EventType.CheckInstance && e.cause === 'disconnect' && e.instanceId === a!.id), { timeout: 5_000 }).toBe(true);
+  });
+
   it('visits every connection once when its sweep step fires an interval late (a busy event loop), not one slot per wake-up', async () => {
     const INTERVAL_MS = 1_000;
     const manual = new ManualClock(new Date());
