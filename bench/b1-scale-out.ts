@@ -7,7 +7,7 @@
  *
  * With `probes > 0` it is also B2's bulk load: see b2-urgent.ts.
  */
-import { EventType } from '../src/index.js';
+import { EventType, type InstanceRecord } from '../src/index.js';
 import { CREATE_LATENCY_MS, PROVIDER_BURST, PROVIDER_RATE, TEMPLATES, buildEnv, type BenchEnv, loopDelay, now, percentile, round, shardConfig, sleep } from './common.js';
 
 export const B1_SIZE = 1000;
@@ -108,7 +108,13 @@ export async function runScaleOut(options: ScaleOutOptions): Promise<{ b1: B1Res
     // Before the clock starts: the probe group (B2) is created and reports healthy.
     await reconciler.start();
     await reconciler.idle();
-    const probeInstances = db.listInstances({ tenant: TENANT }).filter((i) => isProbeGroup(i.group));
+    // In turn over the groups (probe-0, probe-1, ..., probe-9, probe-0, ...), so that each group
+    // gets a probe every PROBE_GROUPS × PROBE_SPACING_MS (300 ms), not 20 in a row 30 ms apart.
+    const byGroup = new Map<string, InstanceRecord[]>();
+    for (const i of db.listInstances({ tenant: TENANT }).filter((r) => isProbeGroup(r.group))) byGroup.set(i.group, [...(byGroup.get(i.group) ?? []), i]);
+    const groups = [...byGroup.values()];
+    const turns = Math.max(0, ...groups.map((g) => g.length));
+    const probeInstances = Array.from({ length: turns }, (_, turn) => groups.flatMap((g) => g.slice(turn, turn + 1))).flat();
     if (probeInstances.length !== options.probes) throw new Error(`expected ${options.probes} probe instances, found ${probeInstances.length}`);
     for (const i of probeInstances) db.recordHealth(i.id, env.clock.now());
     await reconciler.idle();
