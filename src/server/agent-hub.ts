@@ -20,13 +20,15 @@
  *   intervals after it was last heard from (or connected), within the ping timeout of
  *   AGENT_PING_MISSES + 1 with an interval to spare for a busy event loop. Measured on the clock,
  *   not in visits, so a sweep delayed by a busy loop does not stretch it.
- * - Pings: a connection heard from is pinged at every other visit only (its reports already say
- *   it is there), so that a reporting agent costs the hub one ping every two intervals instead of
- *   one each; it still hears the server at least every 2 intervals, within the agent's silence
- *   limit (max(2.5 intervals, 3 s), connection.ts). An agent that announced HEARTBEAT_HEADER gets
- *   an unsolicited pong there instead, which it does not answer: the hub has no answer to read
- *   (a thousand reads a second at 10,000 agents). A connection not heard from is pinged at every
- *   visit. On loopback each ping is a socket write that also runs the peer's receive path;
+ * - Pings: a connection that sent a message (a report) since its last visit is pinged at every
+ *   other visit only (its reports already say it is there), so that a reporting agent costs the
+ *   hub one ping every two intervals instead of one each; it still hears the server at least
+ *   every 2 intervals, within the agent's silence limit (max(2.5 intervals, 3 s), connection.ts).
+ *   An agent that announced HEARTBEAT_HEADER gets an unsolicited pong there instead, which it does
+ *   not answer: the hub has no answer to read (a thousand reads a second at 10,000 agents). Any
+ *   other connection (heard from only by answering pings: an unhealthy instance's agent sends no
+ *   reports; or not heard from) is pinged at every visit, so that an answering one is heard from
+ *   every interval, an interval clear of the AGENT_PING_MISSES limit. On loopback each ping is a socket write that also runs the peer's receive path;
  *   at 10,000 agents the pings were a fifth of the hub's time.
  * - One sweep timer serves every connection (`PING_SLOTS` below), not a timer per connection: at
  *   10,000 agents that is 10 wake-ups a second instead of 2,000 timers armed and fired, and the
@@ -106,6 +108,8 @@ interface Connection {
   saidGoodbye: boolean;
   /** Heard from (a message, a pong) since the last visit; true at first (the upgrade is a hearing). */
   heard: boolean;
+  /** Sent a message (a report) since the last visit: it is heard from without being asked. */
+  sentMessage: boolean;
   /** When it was last heard from (clock ms; its upgrade at first). */
   lastHeardMs: number;
   /** Whether the last visit pinged it. */
@@ -253,7 +257,7 @@ export class AgentHub {
       this.unslot(previous);
       previous.ws.close(CLOSE.superseded, 'superseded by a newer connection');
     }
-    const conn: Connection = { ws, instanceId, tenant, group, saidGoodbye: false, heard: true, lastHeardMs: this.options.clock.nowMs(), pinged: false, suspect: false, slot: this.nextSlot, pongHeartbeat };
+    const conn: Connection = { ws, instanceId, tenant, group, saidGoodbye: false, heard: true, sentMessage: false, lastHeardMs: this.options.clock.nowMs(), pinged: false, suspect: false, slot: this.nextSlot, pongHeartbeat };
     this.nextSlot = (this.nextSlot + 1) % PING_SLOTS;
     this.connections.set(instanceId, conn);
     const { clock, logger } = this.options;
@@ -265,6 +269,7 @@ export class AgentHub {
     ws.on('pong', () => this.heard(conn));
     ws.on('message', (data, isBinary) => {
       this.heard(conn);
+      conn.sentMessage = true;
       if (isBinary) return;
       this.onMessage(conn, Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8'));
     });
@@ -321,13 +326,22 @@ export class AgentHub {
     const slot = this.slots[this.sweepIndex]!;
     this.sweepIndex = (this.sweepIndex + 1) % PING_SLOTS;
     for (const conn of slot) {
-      if (conn.heard) {
+      if (conn.heard && conn.sentMessage) {
         conn.heard = false;
-        // Alive: pinged every other visit, so that its agent hears the server within 2 intervals;
-        // with a heartbeat it need not answer (a pong) where the agent takes one.
+        conn.sentMessage = false;
+        // Reporting: it will be heard from unasked. Pinged every other visit only, so that its
+        // agent hears the server within 2 intervals; with a heartbeat it need not answer (a pong)
+        // where its agent takes one.
         conn.pinged = !conn.pinged;
         if (conn.pinged && conn.pongHeartbeat) conn.ws.pong();
         else if (conn.pinged) conn.ws.ping();
+      } else if (conn.heard) {
+        // Heard from only by answering a ping (an unhealthy instance's agent sends no reports), or
+        // by connecting: pinged at every visit, so that it is heard from at every visit and stays
+        // an interval clear of the AGENT_PING_MISSES limit.
+        conn.heard = false;
+        conn.pinged = true;
+        conn.ws.ping();
       } else {
         // Not heard from: a ping, whose answer is what the hub waits for.
         conn.pinged = true;

@@ -273,7 +273,7 @@ describe('liveness (one sweep timer for every connection)', () => {
     expect(checks).not.toContain(a!.id);
   });
 
-  it('keeps a connection that only answers pings (an unhealthy instance sends no reports)', async () => {
+  it('keeps a connection that only answers pings (an unhealthy instance sends no reports), pinging it at every visit', async () => {
     const INTERVAL_MS = 1_000;
     const clock = new ManualClock(new Date());
     t = await new TestServer({ clock, shard: { healthCheckInterval: `${INTERVAL_MS}ms` } }).start();
@@ -289,16 +289,53 @@ describe('liveness (one sweep timer for every connection)', () => {
     const VISITS = 4 * (AGENT_PING_MISSES + 1);
     for (let k = 1; k <= VISITS; k++) {
       for (let s = 0; s < PING_SLOTS; s++) await clock.advance(INTERVAL_MS / PING_SLOTS);
-      // Heard from by each pong, so pinged at every other visit (1st, 3rd, ...). Once this visit's
+      // Heard from only by its pongs, so pinged at every visit (one that reports is pinged at every
+      // other one): heard from every interval, an interval clear of the limit. Once this visit's
       // ping has come (and been answered), a ping of ours, answered by the hub's WebSocket itself
       // (not a hearing for the hub), proves the hub has read that pong before the next visit.
-      await expect.poll(() => pings, { timeout: 5_000 }).toBe(Math.ceil(k / 2));
+      await expect.poll(() => pings, { timeout: 5_000 }).toBe(k);
       const pongs = serverPongs;
       quiet.ws.ping();
       await expect.poll(() => serverPongs, { timeout: 5_000 }).toBe(pongs + 1);
     }
-    expect(pings).toBe(VISITS / 2);
+    expect(pings).toBe(VISITS);
     expect(quiet.ws.readyState).toBe(quiet.ws.OPEN);
+    expect(enqueue.mock.calls.filter(([e]) => e.type === EventType.CheckInstance && e.cause === 'disconnect')).toEqual([]);
+  });
+
+  it('keeps a connection that answers pings up to half an interval late, unevenly (a busy agent that sends no reports)', async () => {
+    const INTERVAL_MS = 1_000;
+    const STEP_MS = INTERVAL_MS / PING_SLOTS;
+    // Late by 2 steps, then by half an interval, and so on.
+    const lateSteps = (k: number): number => (k % 2 === 1 ? 2 : PING_SLOTS / 2);
+    const clock = new ManualClock(new Date());
+    t = await new TestServer({ clock, shard: { healthCheckInterval: `${INTERVAL_MS}ms` } }).start();
+    await t.settle();
+    const [a] = t.server.db.listInstances();
+    const busy = await FakeAgent.connect(t.url, a!.id, t.credential(a!.id), { autoPong: false });
+    agents.push(busy);
+    await busy.next((m) => m.type === 'welcome');
+    let pings = 0;
+    busy.ws.on('ping', () => pings++);
+    let hubPongs = 0;
+    busy.ws.on('pong', () => hubPongs++);
+    /** One sweep step; then a ping of ours, answered by the hub's WebSocket after anything it sent before. */
+    const step = async (): Promise<void> => {
+      await clock.advance(STEP_MS);
+      const before = hubPongs;
+      busy.ws.ping();
+      await expect.poll(() => hubPongs, { timeout: 5_000, interval: 1 }).toBe(before + 1);
+    };
+    const enqueue = vi.spyOn(t.server.reconciler, 'enqueue');
+    const VISITS = 8;
+    for (let k = 1; k <= VISITS; k++) {
+      while (pings < k) await step();
+      for (let s = 0; s < lateSteps(k); s++) await step();
+      busy.ws.pong();
+    }
+    // Pinged at every visit, each answered late: heard from every interval, never dropped.
+    expect(pings).toBe(VISITS);
+    expect(busy.ws.readyState).toBe(busy.ws.OPEN);
     expect(enqueue.mock.calls.filter(([e]) => e.type === EventType.CheckInstance && e.cause === 'disconnect')).toEqual([]);
   });
 
