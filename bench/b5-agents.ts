@@ -103,9 +103,8 @@ export interface B5Result {
   gcMs?: number;
   gcMaxMs?: number;
   gcMajor?: number;
-  /** The hub's health commits in the window (count, summed and longest ms, over 20 ms), and the server's event-loop stalls over 50 ms (start in the window, length). */
+  /** The hub's health commits in the window: count, summed and longest duration (ms), those over 20 ms. */
   commits?: { count: number; ms: number; maxMs: number; slow: number };
-  stalls?: Array<{ atMs: number; ms: number }>;
   agentsCpuShare?: number;
   agentProcesses?: number;
   /** Warnings and errors the agents logged during the window (must be 0). */
@@ -417,7 +416,6 @@ export async function runB5(): Promise<B5Result> {
       gcMaxMs: round(win.gcMaxMs, 1),
       gcMajor: win.gcMajor,
       commits: { count: win.commits.count, ms: round(win.commits.ms, 1), maxMs: round(win.commits.maxMs, 1), slow: win.commits.slow },
-      stalls: win.stalls,
       detectKillMs: round(kill.disconnectMs[B5_KILLED - 1]!, 1),
       status: 'measured',
       p50Ms: round(percentile(lat, 50), 1),

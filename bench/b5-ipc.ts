@@ -51,8 +51,6 @@ export interface ServerWindow {
   gcMajor: number;
   /** The hub's health commits (`recordHealthBatch`) in the window: count, summed and longest duration (ms), those over 20 ms. */
   commits: { count: number; ms: number; maxMs: number; slow: number };
-  /** Event-loop stalls over 50 ms in the window: start (ms into the window) and length. */
-  stalls: Array<{ atMs: number; ms: number }>;
 }
 
 export interface ServerKill {

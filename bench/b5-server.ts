@@ -146,14 +146,6 @@ server.db.recordHealthBatch = (reports) => {
     }
   }
 };
-/** Event-loop stalls over 50 ms in the window: when (ms into it) and how long, to set beside the commits and GC. */
-let stalls: Array<{ atMs: number; ms: number }> = [];
-let lastBeat = performance.now();
-setInterval(() => {
-  const t = performance.now();
-  if (window && measured && t - lastBeat > 60) stalls.push({ atMs: Math.round(lastBeat - measured.wall), ms: Math.round(t - lastBeat - 10) });
-  lastBeat = t;
-}, 10).unref();
 
 /** GC pauses during the window. */
 const gc = { ms: 0, maxMs: 0, major: 0 };
@@ -186,7 +178,6 @@ serve<ServerCommand>(async (body) => {
       window = { latencies: [], reporters: new Set() };
       Object.assign(gc, { ms: 0, maxMs: 0, major: 0 });
       Object.assign(commits, { ms: 0, maxMs: 0, slow: 0, count: 0 });
-      stalls = [];
       measured = { wall: performance.now(), cpu: process.cpuUsage(), delay, runDelay: runDelayNs(), reconciles: before };
       return null;
     }
@@ -223,7 +214,6 @@ serve<ServerCommand>(async (body) => {
         gcMaxMs: gc.maxMs,
         gcMajor: gc.major,
         commits: { ...commits },
-        stalls,
       };
       measured = null;
       return result;
