@@ -105,6 +105,8 @@ export interface B5Result {
   gcMajor?: number;
   /** The hub's health commits in the window: count, summed and longest duration (ms), those over 20 ms. */
   commits?: { count: number; ms: number; maxMs: number; slow: number };
+  /** One `GET /metrics` right after the window (the server plans nothing for it, and counts instances in SQL), ms. */
+  metricsScrapeMs?: number;
   agentsCpuShare?: number;
   agentProcesses?: number;
   /** Warnings and errors the agents logged during the window (must be 0). */
@@ -416,6 +418,7 @@ export async function runB5(): Promise<B5Result> {
       gcMaxMs: round(win.gcMaxMs, 1),
       gcMajor: win.gcMajor,
       commits: { count: win.commits.count, ms: round(win.commits.ms, 1), maxMs: round(win.commits.maxMs, 1), slow: win.commits.slow },
+      metricsScrapeMs: round(win.metricsScrapeMs, 1),
       detectKillMs: round(kill.disconnectMs[B5_KILLED - 1]!, 1),
       status: 'measured',
       p50Ms: round(percentile(lat, 50), 1),

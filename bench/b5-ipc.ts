@@ -51,6 +51,8 @@ export interface ServerWindow {
   gcMajor: number;
   /** The hub's health commits (`recordHealthBatch`) in the window: count, summed and longest duration (ms), those over 20 ms. */
   commits: { count: number; ms: number; maxMs: number; slow: number };
+  /** One `GET /metrics` of the server right after the window (the bench's own, over HTTP), ms. */
+  metricsScrapeMs: number;
 }
 
 export interface ServerKill {

@@ -196,7 +196,9 @@ serve<ServerCommand>(async (body) => {
         profiler.disconnect();
         profiler = null;
       }
+      const scrapeStarted = performance.now();
       const after = await reconciles();
+      const metricsScrapeMs = performance.now() - scrapeStarted;
       const result: ServerWindow = {
         wallMs,
         userUs: cpu.user,
@@ -214,6 +216,7 @@ serve<ServerCommand>(async (body) => {
         gcMaxMs: gc.maxMs,
         gcMajor: gc.major,
         commits: { ...commits },
+        metricsScrapeMs,
       };
       measured = null;
       return result;
