@@ -325,13 +325,15 @@ export class Reconciler {
   /**
    * Every known group's plan as of its last reconcile, without planning again: the leader plans a
    * group whenever something about it changes (an event, a wake-up), so these are current. A group
-   * this server has not planned yet (a follower's, one not reconciled since the start) is planned
-   * now. For figures read often (metrics): planning every group on each scrape stalled a server
-   * with a 10,000-instance group ~160 ms every scrape (bench B5).
+   * not reconciled since the start is planned now, and so is every group while this server does
+   * not lead (its last plans, from when it led, are out of date). For figures read often
+   * (metrics): planning every group on each scrape stalled a server with a 10,000-instance group
+   * ~160 ms every scrape (bench B5).
    */
   currentPlans(): Plan[] {
     const config = this.opts.configLoader.getCurrent();
-    return knownGroups(this.store, config).map(({ tenant, group }) => this.lastPlans.get(groupKeyOf(tenant, group)) ?? this.inputs.computePlan(config, tenant, group));
+    const leading = this.isLeaderNow();
+    return knownGroups(this.store, config).map(({ tenant, group }) => (leading ? this.lastPlans.get(groupKeyOf(tenant, group)) : undefined) ?? this.inputs.computePlan(config, tenant, group));
   }
 
   /** The last plan applied for a group (for "why blocked"), if any. */

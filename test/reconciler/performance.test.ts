@@ -114,7 +114,7 @@ describe('current plans for metrics', () => {
     vi.restoreAllMocks();
   });
 
-  it('are the last reconcile\'s plans, not planned again, while a group not reconciled yet is planned', async () => {
+  it('are the last reconcile\'s plans, not planned again, while a group not reconciled yet, or any group without leadership, is planned', async () => {
     h = new Harness({ config: configWith({ default: { web: { template: 'web', size: 3 }, api: { template: 'web', size: 2 } } }, { resyncInterval: 0 }) });
     await h.start();
     h.reportHealthy();
@@ -128,5 +128,9 @@ describe('current plans for metrics', () => {
     const withNew = h.reconciler.currentPlans();
     expect(withNew.find((p) => p.group === 'batch')?.summary.size).toBe(1);
     expect(planned).toHaveBeenCalledTimes(1);
+    // Without leadership the last plans are out of date: every group is planned.
+    h.leader = false;
+    h.reconciler.currentPlans();
+    expect(planned).toHaveBeenCalledTimes(4);
   });
 });
