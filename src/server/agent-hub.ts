@@ -28,8 +28,9 @@
  *   not answer: the hub has no answer to read (a thousand reads a second at 10,000 agents). Any
  *   other connection (heard from only by answering pings: an unhealthy instance's agent sends no
  *   reports; or not heard from) is pinged at every visit, so that an answering one is heard from
- *   every interval, an interval clear of the AGENT_PING_MISSES limit. On loopback each ping is a socket write that also runs the peer's receive path;
- *   at 10,000 agents the pings were a fifth of the hub's time.
+ *   every interval, an interval clear of the AGENT_PING_MISSES limit. On loopback each ping is a
+ *   socket write that also runs the peer's receive path; at 10,000 agents the pings were a fifth
+ *   of the hub's time.
  * - One sweep timer serves every connection (`PING_SLOTS` below), not a timer per connection: at
  *   10,000 agents that is 10 wake-ups a second instead of 2,000 timers armed and fired, and the
  *   pings go out spread over the interval.
