@@ -21,6 +21,25 @@ async function connect(server: TestServer, id: string, credential = server.crede
   return agent;
 }
 
+/**
+ * A server on a ManualClock (health interval 1 s) and one agent, connected and welcomed, with the
+ * pings and pongs it has received counted.
+ */
+async function oneAgentOnManualClock(options: { autoPong?: boolean; heartbeat?: boolean }): Promise<{ server: TestServer; clock: ManualClock; agent: FakeAgent; instanceId: string; received: { pings: number; pongs: number } }> {
+  const clock = new ManualClock(new Date());
+  const server = await new TestServer({ clock, shard: { healthCheckInterval: '1000ms' } }).start();
+  t = server;
+  await server.settle();
+  const [instance] = server.server.db.listInstances();
+  const agent = await FakeAgent.connect(server.url, instance!.id, server.credential(instance!.id), options);
+  agents.push(agent);
+  await agent.next((m) => m.type === 'welcome');
+  const received = { pings: 0, pongs: 0 };
+  agent.ws.on('ping', () => received.pings++);
+  agent.ws.on('pong', () => received.pongs++);
+  return { server, clock, agent, instanceId: instance!.id, received };
+}
+
 describe('agent connections', () => {
   it('welcomes an agent with its health interval and records its health reports', async () => {
     t = await new TestServer().start();
@@ -308,52 +327,33 @@ describe('liveness (one sweep timer for every connection)', () => {
     const STEP_MS = INTERVAL_MS / PING_SLOTS;
     // Late by 2 steps, then by half an interval, and so on.
     const lateSteps = (k: number): number => (k % 2 === 1 ? 2 : PING_SLOTS / 2);
-    const clock = new ManualClock(new Date());
-    t = await new TestServer({ clock, shard: { healthCheckInterval: `${INTERVAL_MS}ms` } }).start();
-    await t.settle();
-    const [a] = t.server.db.listInstances();
-    const busy = await FakeAgent.connect(t.url, a!.id, t.credential(a!.id), { autoPong: false });
-    agents.push(busy);
-    await busy.next((m) => m.type === 'welcome');
-    let pings = 0;
-    busy.ws.on('ping', () => pings++);
-    let hubPongs = 0;
-    busy.ws.on('pong', () => hubPongs++);
+    const { server, clock, agent: busy, received } = await oneAgentOnManualClock({ autoPong: false });
     /** One sweep step; then a ping of ours, answered by the hub's WebSocket after anything it sent before. */
     const step = async (): Promise<void> => {
       await clock.advance(STEP_MS);
-      const before = hubPongs;
+      const before = received.pongs;
       busy.ws.ping();
-      await expect.poll(() => hubPongs, { timeout: 5_000, interval: 1 }).toBe(before + 1);
+      await expect.poll(() => received.pongs, { timeout: 5_000, interval: 1 }).toBe(before + 1);
     };
-    const enqueue = vi.spyOn(t.server.reconciler, 'enqueue');
+    const enqueue = vi.spyOn(server.server.reconciler, 'enqueue');
     const VISITS = 8;
     for (let k = 1; k <= VISITS; k++) {
-      while (pings < k) await step();
+      while (received.pings < k) await step();
       for (let s = 0; s < lateSteps(k); s++) await step();
       busy.ws.pong();
     }
     // Pinged at every visit, each answered late: heard from every interval, never dropped.
-    expect(pings).toBe(VISITS);
+    expect(received.pings).toBe(VISITS);
     expect(busy.ws.readyState).toBe(busy.ws.OPEN);
     expect(enqueue.mock.calls.filter(([e]) => e.type === EventType.CheckInstance && e.cause === 'disconnect')).toEqual([]);
   });
 
   it('keeps a reporting agent that takes pong heartbeats alive with pongs it need not answer, and pings it once it goes quiet', async () => {
     const INTERVAL_MS = 1_000;
-    const clock = new ManualClock(new Date());
-    t = await new TestServer({ clock, shard: { healthCheckInterval: `${INTERVAL_MS}ms` } }).start();
-    await t.settle();
-    const [a] = t.server.db.listInstances();
-    // It never answers a ping: any ping the hub sent would go unanswered, and show.
-    const agent = await FakeAgent.connect(t.url, a!.id, t.credential(a!.id), { heartbeat: true, autoPong: false });
-    agents.push(agent);
-    await agent.next((m) => m.type === 'welcome');
-    let pings = 0;
-    agent.ws.on('ping', () => pings++);
-    let heartbeats = 0;
-    agent.ws.on('pong', () => heartbeats++);
-    const checks = vi.spyOn(t.server.reconciler, 'enqueue');
+    // It never answers a ping: any ping the hub sent would go unanswered, and show. Its pongs
+    // received are the hub's heartbeats.
+    const { server, clock, agent, instanceId, received } = await oneAgentOnManualClock({ heartbeat: true, autoPong: false });
+    const checks = vi.spyOn(server.server.reconciler, 'enqueue');
     const VISITS = 6;
     for (let k = 1; k <= VISITS; k++) {
       // A message the hub answers: once answered, the hub has heard it before the next visit.
@@ -361,17 +361,17 @@ describe('liveness (one sweep timer for every connection)', () => {
       await expect.poll(() => agent.messages.filter((m) => m.type === 'error').length, { timeout: 5_000 }).toBe(k);
       for (let s = 0; s < PING_SLOTS; s++) await clock.advance(INTERVAL_MS / PING_SLOTS);
       // Heard from at every visit: a heartbeat at every other one (1st, 3rd, 5th), never a ping.
-      await expect.poll(() => heartbeats, { timeout: 5_000 }).toBe(Math.ceil(k / 2));
+      await expect.poll(() => received.pongs, { timeout: 5_000 }).toBe(Math.ceil(k / 2));
     }
-    expect(pings).toBe(0);
+    expect(received.pings).toBe(0);
     // Quiet now: pinged at every visit, and let go once AGENT_PING_MISSES intervals pass unanswered.
     for (let k = 1; k <= AGENT_PING_MISSES + 1; k++) {
       for (let s = 0; s < PING_SLOTS; s++) await clock.advance(INTERVAL_MS / PING_SLOTS);
     }
     expect((await agent.closed).code).toBe(1006);
-    expect(pings).toBeGreaterThanOrEqual(AGENT_PING_MISSES);
-    expect(heartbeats).toBe(VISITS / 2);
-    await expect.poll(() => checks.mock.calls.some(([e]) => e.type === EventType.CheckInstance && e.cause === 'disconnect' && e.instanceId === a!.id), { timeout: 5_000 }).toBe(true);
+    expect(received.pings).toBeGreaterThanOrEqual(AGENT_PING_MISSES);
+    expect(received.pongs).toBe(VISITS / 2);
+    await expect.poll(() => checks.mock.calls.some(([e]) => e.type === EventType.CheckInstance && e.cause === 'disconnect' && e.instanceId === instanceId), { timeout: 5_000 }).toBe(true);
   });
 
   it('visits every connection once when its sweep step fires an interval late (a busy event loop), not one slot per wake-up', async () => {
