@@ -5,8 +5,7 @@ import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { ConfigError, type ConfigIssue } from '../errors/index.js';
 import { parseDuration } from './duration.js';
-import type { LAUNCH_HOOK_RESULTS} from './schema.js';
-import { AGENT_PING_MISSES, configSchema, type ParsedConfig, type Quantity, type VoluntaryReason } from './schema.js';
+import { AGENT_PING_MISSES, configSchema, type LAUNCH_HOOK_RESULTS, type ParsedConfig, type Quantity, type VoluntaryReason } from './schema.js';
 
 export type DroverConfig = ParsedConfig;
 export type ShardConfig = ParsedConfig['shard'];

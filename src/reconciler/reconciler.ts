@@ -145,9 +145,9 @@ export class Reconciler {
     options.provider.watchRateLimit?.((state) => this.gate.observeBudget(state));
     const healthWindow = (): number => 2 * this.opts.configLoader.getCurrent().shard.healthCheckInterval;
     this.recent = new RecentEvents(this.clock, healthWindow);
-    this.firstHealth = new FirstHealthReplans(this.clock, options.firstHealthReplanIntervalMs ?? 0, (tenant, group) => this.markDirty(tenant, group, 'healthy', Priority.normal));
-    const baseWindowMs = options.firstHealthReplanIntervalMs ?? 0;
-    this.disconnectChecks = new DisconnectChecks(this.clock, baseWindowMs, (tenant, group) => this.firstHealth.windowFor(tenant, group), (event) => this.enqueueNow(event));
+    const replanWindowMs = options.firstHealthReplanIntervalMs ?? 0;
+    this.firstHealth = new FirstHealthReplans(this.clock, replanWindowMs, (tenant, group) => this.markDirty(tenant, group, 'healthy', Priority.normal));
+    this.disconnectChecks = new DisconnectChecks(this.clock, replanWindowMs, (tenant, group) => this.firstHealth.windowFor(tenant, group), (event) => this.enqueueNow(event));
     this.timers = new DurableTimers(this.store, this.clock, (event) => this.enqueue({ ...event, preventDuplicate: false }));
     this.queue = new KeyedWorkQueue<QueuedEvent>({
       concurrency: config.shard.workers,
