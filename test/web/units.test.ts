@@ -1,5 +1,6 @@
 /** The dashboard's pure parts, under Node: the SSE parser, the formatting rules, what a caller may do, and polling. */
 import { describe, expect, it } from 'vitest';
+import { ChangeCollector, fetchedAfter } from '../../web/src/changes.js';
 import { callerLabel, mayActAnywhere, mayActOn, mayActServerWide, mayRedeliver, type Caller } from '../../web/src/caller.js';
 import { ago, countdown, drainUrgent, drifted, duration, isUnhealthy, sizeValue, stateLabel, type InstanceLike } from '../../web/src/format.js';
 import { Poller, type PollEnv } from '../../web/src/poll.js';
@@ -25,6 +26,31 @@ describe('SseParser', () => {
     const parser = new SseParser();
     expect(parser.push('event: drain\ndata: {}\n')).toEqual([]);
     expect(parser.push('\n')).toEqual([{ event: 'drain', data: '{}', id: null }]);
+  });
+});
+
+describe('ChangeCollector', () => {
+  it('gathers the events of one window into one change that knows its newest event', () => {
+    const changes = new ChangeCollector();
+    expect(changes.take()).toBeNull();
+    changes.note({ group: 'default/web' }, 10);
+    changes.note({ instance: 'i-1', group: 'default/api' }, 30);
+    changes.note({ all: true }, 20);
+    const change = changes.take()!;
+    expect(change).toMatchObject({ all: true, latest: 30 });
+    expect([...change.groups]).toEqual(['default/web', 'default/api']);
+    expect([...change.instances]).toEqual(['i-1']);
+    expect(changes.take()).toBeNull();
+  });
+
+  it('calls data current only when it was fetched after the newest event of the change, not merely after the first', () => {
+    const changes = new ChangeCollector();
+    changes.note({ all: true }, 100); // e.g. the config reloaded
+    changes.note({ group: 'default/api' }, 300); // the audit entry written after it
+    const change = changes.take()!;
+    expect(fetchedAfter(change, 200)).toBe(false); // a fetch between the two may miss the audit entry
+    expect(fetchedAfter(change, 301)).toBe(true);
+    expect(fetchedAfter(change, 50)).toBe(false);
   });
 });
 

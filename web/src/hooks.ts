@@ -3,7 +3,8 @@ import { createContext } from 'preact';
 import { useCallback, useContext, useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api.js';
 import type { Caller } from './caller.js';
-import { live, type Change, type LiveState } from './live.js';
+import { fetchedAfter, type Change } from './changes.js';
+import { live, type LiveState } from './live.js';
 import { Poller } from './poll.js';
 
 export function useLive(): LiveState {
@@ -74,7 +75,7 @@ export function useResource<T>(key: string | null, fetcher: (signal: AbortSignal
     run.current = state;
     void live.ready.then(() => go());
     const off = live.onChange((change) => {
-      if (change.since < state.lastStart) return; // fetched after the change: already current
+      if (fetchedAfter(change, state.lastStart)) return; // already current
       if (change.all || affectsRef.current(change)) void go();
     });
     return () => {

@@ -6,6 +6,7 @@
  */
 import { backoffDelayMs, type BackoffPolicy } from '../../src/util/backoff.js';
 import { authHeaders, get, notifyUnauthorized } from './api.js';
+import { ChangeCollector, type Change } from './changes.js';
 import { SseParser, type SseMessage } from './sse-parser.js';
 import type { Healthz, ServerError } from './types.js';
 
@@ -33,15 +34,6 @@ export interface LiveState {
   lastEventAt: number | null;
 }
 
-/** What changed: everything, or some groups ("tenant/group") and instances. */
-export interface Change {
-  all: boolean;
-  groups: ReadonlySet<string>;
-  instances: ReadonlySet<string>;
-  /** performance.now() of the earliest event behind this change: data fetched after it is current. */
-  since: number;
-}
-
 const DEBOUNCE_MS = 200;
 const STALE_MS = 45_000; // the server sends a keep-alive every 15 s
 const MAX_ERRORS = 50;
@@ -50,7 +42,7 @@ export class Live {
   state: LiveState = { stream: 'connecting', streamError: null, retryAt: null, leader: null, version: null, configError: null, offsetMs: 0, errors: [], lastEventAt: null };
   private readonly stateListeners = new Set<() => void>();
   private readonly changeListeners = new Set<(change: Change) => void>();
-  private pending: { all: boolean; groups: Set<string>; instances: Set<string>; since: number } | null = null;
+  private readonly pending = new ChangeCollector();
   private flushTimer: number | undefined;
   private controller: AbortController | null = null;
   private lastEventId: string | null = null;
@@ -85,17 +77,13 @@ export class Live {
 
   /** Marks data stale; views showing it refetch after a short debounce. */
   invalidate(what: { all?: boolean; group?: string | null; instance?: string | null }): void {
-    const p = (this.pending ??= { all: false, groups: new Set(), instances: new Set(), since: performance.now() });
-    if (what.all) p.all = true;
-    if (what.group) p.groups.add(what.group);
-    if (what.instance) p.instances.add(what.instance);
+    this.pending.note(what, performance.now());
     if (this.flushTimer === undefined) this.flushTimer = window.setTimeout(() => this.flush(), DEBOUNCE_MS);
   }
 
   private flush(): void {
     this.flushTimer = undefined;
-    const change = this.pending;
-    this.pending = null;
+    const change = this.pending.take();
     if (!change) return;
     for (const listener of this.changeListeners) listener(change);
   }
