@@ -63,17 +63,23 @@ async function signedIn(token: string, who: string): Promise<{ page: Page; error
   return { page, errors, close: () => context.close() };
 }
 
+/** What the tests read of an element in the page (the tests compile without the DOM's types). */
+interface PageElement {
+  getAttribute(name: string): string | null;
+  closest(selector: string): unknown;
+  textContent: string | null;
+}
+
 /**
  * The accessible names of the action buttons on the page as it is now. The column headers'
  * sort buttons are not actions (the instance table sorts by a column named "Drain").
  */
 async function actionNames(page: Page): Promise<string[]> {
-  const names: string[] = [];
-  for (const button of await page.getByRole('button', { name: ACTION_BUTTON }).all()) {
-    if ((await button.locator('xpath=ancestor::thead').count()) > 0) continue;
-    names.push(((await button.getAttribute('aria-label')) ?? (await button.textContent()) ?? '').trim());
-  }
-  return names;
+  // In one step: a re-render between finding the buttons and reading each would leave a locator
+  // that waits out Playwright's timeout.
+  return page
+    .getByRole('button', { name: ACTION_BUTTON })
+    .evaluateAll((buttons: unknown[]) => (buttons as PageElement[]).filter((b) => b.closest('thead') === null).map((b) => (b.getAttribute('aria-label') ?? b.textContent ?? '').trim()));
 }
 
 describeWithChromium('web dashboard with scoped tokens (sim provider)', { timeout: 60_000 }, () => {
@@ -131,8 +137,7 @@ describeWithChromium('web dashboard with scoped tokens (sim provider)', { timeou
     t = await startServer();
     const { page, errors, close } = await signedIn(TEAM_A, 'team-a · operator (a)');
     await groupCell(page, 'a/web', 'size').filter({ hasText: /^2$/ }).waitFor();
-    const rows = await page.locator('[data-testid="groups"] tbody tr[data-group]').all();
-    expect(await Promise.all(rows.map((row) => row.getAttribute('data-group')))).toEqual(['a/web']);
+    expect(await page.locator('[data-testid="groups"] tbody tr[data-group]').evaluateAll((rows: unknown[]) => (rows as PageElement[]).map((row) => row.getAttribute('data-group')))).toEqual(['a/web']);
 
     await page.getByRole('button', { name: 'Scale a/web' }).click();
     const dialog = page.getByRole('dialog', { name: 'Scale a/web' });

@@ -104,9 +104,18 @@ async function signedIn(server: TestServer, token: string, who: string): Promise
   return { page, errors, close: () => context.close() };
 }
 
-/** One attribute of every element a locator matches, in order. */
-async function attributes(locator: Locator, name: string): Promise<Array<string | null>> {
-  return Promise.all((await locator.all()).map((el) => el.getAttribute(name)));
+/** What the tests read of an element in the page (the tests compile without the DOM's types). */
+interface PageElement {
+  getAttribute(name: string): string | null;
+}
+
+/**
+ * One attribute of every element a locator matches, in order, read in one step: reading element
+ * by element (locator.all(), then each) waits out Playwright's 30 s timeout for an element that a
+ * re-render removed in between.
+ */
+function attributes(locator: Locator, name: string): Promise<Array<string | null>> {
+  return locator.evaluateAll((elements: unknown[], attribute: string) => (elements as PageElement[]).map((el) => el.getAttribute(attribute)), name);
 }
 
 const deliveryRow = (page: Page, id: number, state?: string) => page.locator(`[data-testid="deliveries"] tr[data-delivery="${id}"]${state ? `[data-state="${state}"]` : ''}`);
