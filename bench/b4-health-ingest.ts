@@ -3,7 +3,8 @@
  * server's real path for a report after the socket: the hub's steps for a text frame — the
  * frame's bytes to a string, `parseAgentMessage`, `HealthIngest.report` (the hub's group commit)
  * — down to the store's transaction per batch. Baselines, all in the same process and run: raw
- * prepared `UPDATE instances SET health_at = ? WHERE id = ?` batched (the group commit's floor),
+ * prepared `UPDATE instance_health SET at = ? WHERE instance_id = ?` (the table a live instance's
+ * health time lives in, migration 8) batched (the group commit's floor),
  * and one per statement (autocommit); `LocalDb.recordHealth` (one transaction per report: what the
  * hub called before the group commit) and `recordHealthBatch` alone. Target ≥ 20,000 reports/s,
  * and the real path ≥ 0.5 × raw batched updates.
@@ -133,7 +134,7 @@ export async function runB4(): Promise<B4Result> {
     raw.pragma('journal_mode = WAL');
     raw.pragma('synchronous = NORMAL');
     raw.pragma('busy_timeout = 5000');
-    const update = raw.prepare<[number, string]>('UPDATE instances SET health_at = ? WHERE id = ?');
+    const update = raw.prepare<[number, string]>('UPDATE instance_health SET at = ? WHERE instance_id = ?');
     const rawBatchTx = raw.transaction((i: number) => {
       let changed = 0;
       for (let k = 0; k < B4_BATCH; k++) changed += update.run(at(), id(i + k)).changes;

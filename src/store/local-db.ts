@@ -38,6 +38,7 @@ export class LocalDb {
   readonly outbox: OutboxTable;
   private outboxRouter: OutboxRouter | null = null;
   private readonly patchStatements = new Map<string, Database.Statement>();
+  private readonly inTransaction: (fn: () => unknown) => unknown;
   private readonly stmt: {
     getInstance: Database.Statement<[string], unknown[]>;
     byProviderId: Database.Statement<[string], unknown[]>;
@@ -46,8 +47,12 @@ export class LocalDb {
     liveRefs: Database.Statement<[], unknown[]>;
     earliestHealth: Database.Statement<[string, string], { at: number | null }>;
     healthPeek: Database.Statement<[string], { health_at: number | null; tenant: string; grp: string; status: string }>;
-    setHealth: Database.Statement<[number, number, string, number]>;
+    setHealth: Database.Statement<[number, number, string]>;
     refreshHealth: Database.Statement<[number, string, number]>;
+    upsertHealth: Database.Statement<[string, number]>;
+    foldHealth: Database.Statement<[string]>;
+    dropHealth: Database.Statement<[string]>;
+    copyHealth: Database.Statement<[string]>;
     insertAudit: Database.Statement<unknown[]>;
     upsertTimer: Database.Statement<[string, number, string]>;
     deleteTimer: Database.Statement<[string]>;
@@ -82,12 +87,18 @@ export class LocalDb {
         .raw(),
       // (`status <> 'deleted'` is implied by `status = 'running'`, but SQLite uses the partial
       // index only when the query states its condition.)
+      // (A running instance that has reported has its time in instance_health: migration 8.)
       earliestHealth: this.db.prepare(
-        "SELECT MIN(health_at) AS at FROM instances WHERE tenant = ? AND grp = ? AND status = 'running' AND status <> 'deleted' AND health_at IS NOT NULL AND notice_deadline IS NULL AND (unhealthy_at IS NULL OR health_at > unhealthy_at)",
+        "SELECT MIN(h.at) AS at FROM instances i JOIN instance_health h ON h.instance_id = i.id WHERE i.tenant = ? AND i.grp = ? AND i.status = 'running' AND i.status <> 'deleted' AND i.notice_deadline IS NULL AND (i.unhealthy_at IS NULL OR h.at > i.unhealthy_at)",
       ),
-      healthPeek: this.db.prepare('SELECT health_at, tenant, grp, status FROM instances WHERE id = ?'),
-      setHealth: this.db.prepare('UPDATE instances SET health_at = ?, first_health_at = COALESCE(first_health_at, ?) WHERE id = ? AND (health_at IS NULL OR health_at < ?)'),
-      refreshHealth: this.db.prepare("UPDATE instances SET health_at = ? WHERE id = ? AND health_at < ? AND status <> 'deleted'"),
+      healthPeek: this.db.prepare('SELECT COALESCE(h.at, i.health_at) AS health_at, i.tenant, i.grp, i.status FROM instances i LEFT JOIN instance_health h ON h.instance_id = i.id WHERE i.id = ?'),
+      setHealth: this.db.prepare('UPDATE instances SET health_at = ?, first_health_at = COALESCE(first_health_at, ?) WHERE id = ?'),
+      // A live instance's later reports: one narrow row (only live instances have one).
+      refreshHealth: this.db.prepare('UPDATE instance_health SET at = ? WHERE instance_id = ? AND at < ?'),
+      upsertHealth: this.db.prepare('INSERT INTO instance_health (instance_id, at) VALUES (?, ?) ON CONFLICT (instance_id) DO UPDATE SET at = excluded.at'),
+      foldHealth: this.db.prepare('UPDATE instances SET health_at = h.at FROM instance_health h WHERE instances.id = ? AND h.instance_id = instances.id'),
+      dropHealth: this.db.prepare('DELETE FROM instance_health WHERE instance_id = ?'),
+      copyHealth: this.db.prepare("INSERT INTO instance_health (instance_id, at) SELECT id, health_at FROM instances WHERE id = ? AND status <> 'deleted' AND health_at IS NOT NULL"),
       insertAudit: this.db.prepare(
         'INSERT INTO audit (at, tenant, grp, instance_id, action, reason, event, actor, detail, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
@@ -99,6 +110,9 @@ export class LocalDb {
       getGroupState: this.db.prepare('SELECT * FROM group_state WHERE tenant = ? AND grp = ?'),
     };
     this.outbox = new OutboxTable(this.db);
+    // One wrapper, made once: better-sqlite3 builds a new one per `db.transaction()` call, ~20 µs
+    // each, which the health group commit paid at every tick (B5: ~2,400 a window).
+    this.inTransaction = this.db.transaction((fn: () => unknown) => fn());
   }
 
   /**
@@ -128,9 +142,9 @@ export class LocalDb {
     }
   }
 
-  /** Runs `fn` in one transaction: all of its writes land, or none. */
+  /** Runs `fn` in one transaction (a savepoint inside another): all of its writes land, or none. */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    return this.inTransaction(fn) as T;
   }
 
   /** Subscribes to store changes (first health reports, audit entries). */
@@ -185,6 +199,7 @@ export class LocalDb {
       this.patchStatements.set(key, statement);
     }
     statement.run(...FIELDS.map((f) => toColumnValue(f, full[f])));
+    if (full.healthAt !== null) this.stmt.copyHealth.run(full.id);
     return full;
   }
 
@@ -348,7 +363,21 @@ export class LocalDb {
         statement = this.db.prepare(`UPDATE instances SET ${fields.map((f) => `${COLUMNS[f]} = ?`).join(', ')} WHERE id = ?`);
         this.patchStatements.set(key, statement);
       }
-      statement.run(...fields.map((f) => toColumnValue(f, patch[f])), id);
+      const values = fields.map((f) => toColumnValue(f, patch[f]));
+      if (!fields.includes('healthAt') && !fields.includes('status')) {
+        statement.run(...values, id);
+        return;
+      }
+      // The health time of a live instance that has reported lives in instance_health (migration
+      // 8): folded back into the row, the patch applied, then moved out again if the instance is
+      // (still) live; a deleted instance keeps its last time in the row.
+      const write = statement;
+      this.transaction(() => {
+        this.stmt.foldHealth.run(id);
+        this.stmt.dropHealth.run(id);
+        write.run(...values, id);
+        this.stmt.copyHealth.run(id);
+      });
     }
   }
 
@@ -363,7 +392,7 @@ export class LocalDb {
     const peek = this.stmt.healthPeek.get(instanceId);
     if (!peek || peek.status === 'deleted') return false;
     if (peek.health_at !== null && peek.health_at >= atMs) return false;
-    this.stmt.setHealth.run(atMs, atMs, instanceId, atMs);
+    this.transaction(() => this.firstReport(instanceId, atMs));
     if (peek.health_at === null) {
       this.emit({ kind: 'firstHealth', instanceId, tenant: peek.tenant, group: peek.grp, at });
     }
@@ -377,7 +406,7 @@ export class LocalDb {
   recordHealthBatch(reports: ReadonlyArray<{ instanceId: string; at: Date }>): number {
     let recorded = 0;
     const firsts: StoreChange[] = [];
-    this.db.transaction(() => {
+    this.transaction(() => {
       for (const { instanceId, at } of reports) {
         const atMs = at.getTime();
         if (this.stmt.refreshHealth.run(atMs, instanceId, atMs).changes > 0) {
@@ -387,13 +416,22 @@ export class LocalDb {
         const peek = this.stmt.healthPeek.get(instanceId);
         if (!peek || peek.status === 'deleted') continue;
         if (peek.health_at !== null && peek.health_at >= atMs) continue;
-        this.stmt.setHealth.run(atMs, atMs, instanceId, atMs);
+        this.firstReport(instanceId, atMs);
         recorded++;
         if (peek.health_at === null) firsts.push({ kind: 'firstHealth', instanceId, tenant: peek.tenant, group: peek.grp, at });
       }
-    })();
+    });
     for (const change of firsts) this.emit(change);
     return recorded;
+  }
+
+  /**
+   * A report of a live instance without a row in instance_health (its first, as a rule): the
+   * row's health time and first health time, and the narrow row later reports update.
+   */
+  private firstReport(instanceId: string, atMs: number): void {
+    this.stmt.setHealth.run(atMs, atMs, instanceId);
+    this.stmt.upsertHealth.run(instanceId, atMs);
   }
 
   // ---- audit -----------------------------------------------------------------------------

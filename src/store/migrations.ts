@@ -148,4 +148,17 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX instances_live_by_group ON instances (tenant, grp, status) WHERE status <> 'deleted';
   CREATE INDEX instances_deleting ON instances (tenant, grp) WHERE status = 'deleting';
   `,
+  // 8: the last health report of each live instance in a narrow table of its own. A report then
+  // rewrites a ~50-byte row, ~80 to a page, instead of the instance's ~500-byte row: the group
+  // commit dirties and checkpoints fewer, smaller pages (B5: ~2,000 reports a second at 10,000
+  // agents). A row exists exactly while its instance is not deleted and has reported; then it
+  // holds the instance's health time, and instances.health_at is the time as of the row's last
+  // status change (see LocalDb.writeFields).
+  `
+  CREATE TABLE instance_health (
+    instance_id TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  INSERT INTO instance_health (instance_id, at) SELECT id, health_at FROM instances WHERE status <> 'deleted' AND health_at IS NOT NULL;
+  `,
 ];

@@ -59,7 +59,12 @@ export const DATE_FIELDS = new Set<keyof InstanceRecord>([
 ]);
 
 export const FIELDS = Object.keys(COLUMNS) as Array<keyof InstanceRecord>;
-export const SELECT_INSTANCE = `SELECT ${FIELDS.map((f) => COLUMNS[f]).join(', ')} FROM instances`;
+/**
+ * An instance's health time: its live row in instance_health when it has one (migration 8),
+ * else the instances column (an instance that has not reported, or a deleted one).
+ */
+const HEALTH_AT = 'COALESCE(instance_health.at, instances.health_at)';
+export const SELECT_INSTANCE = `SELECT ${FIELDS.map((f) => (f === 'healthAt' ? HEALTH_AT : COLUMNS[f])).join(', ')} FROM instances LEFT JOIN instance_health ON instance_health.instance_id = instances.id`;
 /**
  * Position of each field in SELECT_INSTANCE's columns. Instance rows are read as arrays: with
  * 26 columns, better-sqlite3 builds an array about three times faster than an object, which

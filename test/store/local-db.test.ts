@@ -136,6 +136,33 @@ describe('LocalDb', () => {
       expect(second.listTimers()).toEqual([{ key: 'k', dueAt: 100, event: 'Tick' }]);
     });
 
+    it('moves the last health report of live instances into their own table when it upgrades a schema-7 database', () => {
+      const path = join(dir, 'drover.db');
+      const raw = new Database(path);
+      raw.pragma('journal_mode = WAL');
+      raw.exec(MIGRATIONS.slice(0, 7).join('\n'));
+      raw.pragma('user_version = 7');
+      const insert = raw.prepare(
+        "INSERT INTO instances (id, tenant, grp, status, template_name, template_hash, create_reason, created_at, health_at, first_health_at) VALUES (?, 'default', 'web', ?, 'web', 'h', 'scaleUp', 0, ?, ?)",
+      );
+      insert.run('live', 'running', T0 + 100, T0 + 10);
+      insert.run('gone', 'deleted', T0 + 200, T0 + 20);
+      insert.run('new', 'creating', null, null);
+      raw.close();
+
+      const db = open(path);
+      expect(db.schemaVersion).toBe(MIGRATIONS.length);
+      expect(db.listInstances({ includeDeleted: true }).map((i) => [i.id, i.healthAt?.getTime() ?? null, i.firstHealthAt?.getTime() ?? null])).toEqual([
+        ['gone', T0 + 200, T0 + 20],
+        ['live', T0 + 100, T0 + 10],
+        ['new', null, null],
+      ]);
+      expect(db.recordHealth('live', at(150))).toBe(true);
+      expect(db.recordHealth('gone', at(250))).toBe(false);
+      expect(db.getInstance('live')?.healthAt?.getTime()).toBe(T0 + 150);
+      expect(db.earliestHealthAt('default', 'web')?.getTime()).toBe(T0 + 150);
+    });
+
     it('refuses a database whose schema is newer than this code', () => {
       const path = join(dir, 'drover.db');
       open(path).close();
@@ -463,6 +490,31 @@ describe('LocalDb', () => {
     it('records nothing for an empty batch', () => {
       const db = open();
       expect(db.recordHealthBatch([])).toBe(0);
+    });
+    it("keeps a deleted instance's last report, and records none after it", () => {
+      const db = open();
+      db.insertInstance(newInstance('i-1', { status: 'running' }));
+      db.recordHealth('i-1', at(100));
+      db.recordHealthBatch([{ instanceId: 'i-1', at: at(200) }]);
+      db.transition('i-1', 'deleting', {}, { tenant: 'default', group: 'web', at: at(250), action: 'delete', reason: 'scaleDown' });
+      expect(db.getInstance('i-1')?.healthAt?.getTime()).toBe(T0 + 200);
+      db.transition('i-1', 'deleted', { deletedAt: at(300) }, { tenant: 'default', group: 'web', at: at(300), action: 'deleted', reason: 'scaleDown' });
+      expect(db.getInstance('i-1')?.healthAt?.getTime()).toBe(T0 + 200);
+      expect(db.recordHealth('i-1', at(400))).toBe(false);
+      expect(db.recordHealthBatch([{ instanceId: 'i-1', at: at(500) }])).toBe(0);
+      expect(db.listInstances({ includeDeleted: true }).map((i) => i.healthAt?.getTime())).toEqual([T0 + 200]);
+    });
+
+    it('takes a health time set by a patch, later or earlier, and clears it with null', () => {
+      const db = open();
+      db.insertInstance(newInstance('i-1', { status: 'running', healthAt: at(100) }));
+      expect(db.updateInstance('i-1', { healthAt: at(50) })?.healthAt?.getTime()).toBe(T0 + 50);
+      expect(db.recordHealth('i-1', at(60))).toBe(true);
+      expect(db.updateInstance('i-1', { unhealthyAt: at(70) })?.healthAt?.getTime()).toBe(T0 + 60);
+      expect(db.updateInstance('i-1', { healthAt: null })?.healthAt).toBeNull();
+      expect(db.earliestHealthAt('default', 'web')).toBeNull();
+      expect(db.recordHealth('i-1', at(80))).toBe(true);
+      expect(db.liveInstances('default', 'web').map((i) => i.healthAt?.getTime())).toEqual([T0 + 80]);
     });
   });
 
