@@ -38,7 +38,7 @@ export class LocalDb {
   readonly outbox: OutboxTable;
   private outboxRouter: OutboxRouter | null = null;
   private readonly patchStatements = new Map<string, Database.Statement>();
-  private readonly inTransaction: (fn: () => unknown) => unknown;
+  private readonly runInTransaction: (fn: () => unknown) => unknown;
   private readonly stmt: {
     getInstance: Database.Statement<[string], unknown[]>;
     byProviderId: Database.Statement<[string], unknown[]>;
@@ -112,7 +112,7 @@ export class LocalDb {
     this.outbox = new OutboxTable(this.db);
     // One wrapper, made once: better-sqlite3 builds a new one per `db.transaction()` call, ~20 µs
     // each, which the health group commit paid at every tick (B5: ~2,400 a window).
-    this.inTransaction = this.db.transaction((fn: () => unknown) => fn());
+    this.runInTransaction = this.db.transaction((fn: () => unknown) => fn());
   }
 
   /**
@@ -144,7 +144,7 @@ export class LocalDb {
 
   /** Runs `fn` in one transaction (a savepoint inside another): all of its writes land, or none. */
   transaction<T>(fn: () => T): T {
-    return this.inTransaction(fn) as T;
+    return this.runInTransaction(fn) as T;
   }
 
   /** Subscribes to store changes (first health reports, audit entries). */
@@ -198,8 +198,16 @@ export class LocalDb {
       statement = this.db.prepare(`INSERT INTO instances (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`);
       this.patchStatements.set(key, statement);
     }
-    statement.run(...FIELDS.map((f) => toColumnValue(f, full[f])));
-    if (full.healthAt !== null) this.stmt.copyHealth.run(full.id);
+    const values = FIELDS.map((f) => toColumnValue(f, full[f]));
+    const insert = statement;
+    if (full.healthAt === null) {
+      insert.run(...values);
+    } else {
+      this.transaction(() => {
+        insert.run(...values);
+        this.stmt.copyHealth.run(full.id);
+      });
+    }
     return full;
   }
 
@@ -389,12 +397,16 @@ export class LocalDb {
     const atMs = at.getTime();
     // The usual case, an instance that has reported before, in one statement (bench B4).
     if (this.stmt.refreshHealth.run(atMs, instanceId, atMs).changes > 0) return true;
-    const peek = this.stmt.healthPeek.get(instanceId);
-    if (!peek || peek.status === 'deleted') return false;
-    if (peek.health_at !== null && peek.health_at >= atMs) return false;
-    this.transaction(() => this.firstReport(instanceId, atMs));
-    if (peek.health_at === null) {
-      this.emit({ kind: 'firstHealth', instanceId, tenant: peek.tenant, group: peek.grp, at });
+    const first = this.transaction(() => {
+      const peek = this.stmt.healthPeek.get(instanceId);
+      if (!peek || peek.status === 'deleted') return null;
+      if (peek.health_at !== null && peek.health_at >= atMs) return null;
+      this.firstReport(instanceId, atMs);
+      return peek;
+    });
+    if (first === null) return false;
+    if (first.health_at === null) {
+      this.emit({ kind: 'firstHealth', instanceId, tenant: first.tenant, group: first.grp, at });
     }
     return true;
   }
