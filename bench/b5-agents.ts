@@ -95,7 +95,6 @@ export interface B5Result {
   intervalMs?: number;
   /** Agents the run started (`B5_AGENTS`); `agents` and `reportersInWindow` must equal it. */
   agentsStarted?: number;
-  /** CPU of all agent host processes together over the window, in cores (context: the machine's load). */
   /** The server's CPU in the window split into user and kernel time (the kernel's: sockets, SQLite's writes). */
   cpuUserShare?: number;
   cpuSystemShare?: number;
@@ -107,6 +106,7 @@ export interface B5Result {
   commits?: { count: number; ms: number; maxMs: number; slow: number };
   /** One `GET /metrics` right after the window (the server plans nothing for it, and counts instances in SQL), ms. */
   metricsScrapeMs?: number;
+  /** CPU of all agent host processes together over the window, in cores (context: the machine's load). */
   agentsCpuShare?: number;
   agentProcesses?: number;
   /** Warnings and errors the agents logged during the window (must be 0). */

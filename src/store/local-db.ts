@@ -397,18 +397,9 @@ export class LocalDb {
     const atMs = at.getTime();
     // The usual case, an instance that has reported before, in one statement (bench B4).
     if (this.stmt.refreshHealth.run(atMs, instanceId, atMs).changes > 0) return true;
-    const first = this.transaction(() => {
-      const peek = this.stmt.healthPeek.get(instanceId);
-      if (!peek || peek.status === 'deleted') return null;
-      if (peek.health_at !== null && peek.health_at >= atMs) return null;
-      this.firstReport(instanceId, atMs);
-      return peek;
-    });
-    if (first === null) return false;
-    if (first.health_at === null) {
-      this.emit({ kind: 'firstHealth', instanceId, tenant: first.tenant, group: first.grp, at });
-    }
-    return true;
+    const { recorded, first } = this.transaction(() => this.recordWithoutRow(instanceId, at));
+    if (first) this.emit(first);
+    return recorded;
   }
 
   /**
@@ -425,12 +416,9 @@ export class LocalDb {
           recorded++;
           continue;
         }
-        const peek = this.stmt.healthPeek.get(instanceId);
-        if (!peek || peek.status === 'deleted') continue;
-        if (peek.health_at !== null && peek.health_at >= atMs) continue;
-        this.firstReport(instanceId, atMs);
-        recorded++;
-        if (peek.health_at === null) firsts.push({ kind: 'firstHealth', instanceId, tenant: peek.tenant, group: peek.grp, at });
+        const slow = this.recordWithoutRow(instanceId, at);
+        if (slow.recorded) recorded++;
+        if (slow.first) firsts.push(slow.first);
       }
     });
     for (const change of firsts) this.emit(change);
@@ -438,12 +426,20 @@ export class LocalDb {
   }
 
   /**
-   * A report of a live instance without a row in instance_health (its first, as a rule): the
-   * row's health time and first health time, and the narrow row later reports update.
+   * A report the narrow row did not take (no row in instance_health: the instance's first report
+   * as a rule; or not newer than the one recorded). Recorded when the instance is live and the
+   * report newer: the row's health time and first health time, and the narrow row later reports
+   * update. `first`: the change to emit once the transaction (the caller's) has committed. Runs
+   * inside a transaction.
    */
-  private firstReport(instanceId: string, atMs: number): void {
+  private recordWithoutRow(instanceId: string, at: Date): { recorded: boolean; first: StoreChange | null } {
+    const atMs = at.getTime();
+    const peek = this.stmt.healthPeek.get(instanceId);
+    if (!peek || peek.status === 'deleted') return { recorded: false, first: null };
+    if (peek.health_at !== null && peek.health_at >= atMs) return { recorded: false, first: null };
     this.stmt.setHealth.run(atMs, atMs, instanceId);
     this.stmt.upsertHealth.run(instanceId, atMs);
+    return { recorded: true, first: peek.health_at === null ? { kind: 'firstHealth', instanceId, tenant: peek.tenant, group: peek.grp, at } : null };
   }
 
   // ---- audit -----------------------------------------------------------------------------
